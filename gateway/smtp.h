@@ -37,19 +37,19 @@
 #define SMTP_OUT_BUF 4096       /* reply bytes held before the caller drains */
 
 struct smtp_limits {
-	uint64_t max_message_size;   /* SIZE, octets of content */
-	unsigned max_recipients;     /* per message: 452 4.5.3 beyond it */
-	unsigned max_messages;       /* per connection: 421 beyond it */
-	unsigned max_errors;         /* protocol errors before 421 and close */
-	uint32_t max_header_bytes;   /* header section kept for on_headers */
+	uint64_t max_message_size; /* SIZE, octets of content */
+	unsigned max_recipients;   /* per message: 452 4.5.3 beyond it */
+	unsigned max_messages;     /* per connection: 421 beyond it */
+	unsigned max_errors;       /* protocol errors before 421 and close */
+	uint32_t max_header_bytes; /* header section kept for on_headers */
 };
 
 struct smtp_config {
-	const char *hostname;   /* greeting and EHLO host name */
-	const char *banner;     /* text after the host name in the greeting */
+	const char *hostname; /* greeting and EHLO host name */
+	const char *banner;   /* text after the host name in the greeting */
 	struct smtp_limits limits;
-	bool starttls;          /* TLS layer present: advertise STARTTLS */
-	bool smtputf8;          /* delivery side takes SMTPUTF8: advertise it */
+	bool starttls; /* TLS layer present: advertise STARTTLS */
+	bool smtputf8; /* delivery side takes SMTPUTF8: advertise it */
 };
 
 /* Defaults an operator gets when the configuration is silent. */
@@ -69,17 +69,17 @@ enum smtp_body { SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
 /* The envelope of the transaction in progress.  Valid from on_mail until the
  * transaction ends (reply to end of data, RSET, HELO/EHLO, STARTTLS, close). */
 struct smtp_envelope {
-	char helo[256];          /* HELO/EHLO argument */
-	bool esmtp;              /* EHLO (true) or HELO */
-	bool tls;                /* this transaction ran inside TLS */
+	char helo[256];                    /* HELO/EHLO argument */
+	bool esmtp;                        /* EHLO (true) or HELO */
+	bool tls;                          /* this transaction ran inside TLS */
 	char mail_from[SMTP_PATH_MAX + 1]; /* without <>; empty for the null path */
 	enum smtp_body body;
 	bool smtputf8;
-	uint64_t size_param;     /* SIZE= from MAIL, 0 if absent */
+	uint64_t size_param; /* SIZE= from MAIL, 0 if absent */
 	unsigned nrcpt;
-	char **rcpt;             /* nrcpt paths without <> */
-	uint64_t content_bytes;  /* octets of content so far (after unstuffing) */
-	bool bdat;               /* content came by BDAT, not DATA */
+	char **rcpt;            /* nrcpt paths without <> */
+	uint64_t content_bytes; /* octets of content so far (after unstuffing) */
+	bool bdat;              /* content came by BDAT, not DATA */
 };
 
 /*
@@ -96,8 +96,8 @@ struct smtp_hooks {
 	/* The header section is complete (or max_header_bytes is reached, then
 	 * truncated is true).  A refusal here is answered at end of data: the
 	 * body is read and discarded, so the client gets its reply in order. */
-	void (*on_headers)(void *ctx, const struct smtp_envelope *env, const char *hdr,
-			   size_t len, bool truncated, struct smtp_reply *r);
+	void (*on_headers)(void *ctx, const struct smtp_envelope *env, const char *hdr, size_t len,
+			   bool truncated, struct smtp_reply *r);
 	/* Content octets, in order, dot-unstuffed, CRLF line ends.  Returning
 	 * non-zero means the delivery side cannot take them: the message is
 	 * answered with 451 4.3.0 at its end. */
@@ -131,11 +131,10 @@ struct smtp_stats {
 	uint64_t bytes_in;
 };
 
-/* peer is a printable address for the EHLO reply ("[198.18.0.1]"); it is
+/* peer is the client address as text ("198.18.0.1"), shown in the EHLO reply; it is
  * copied.  Returns NULL when out of memory. */
-struct smtp_session *smtp_session_new(const struct smtp_config *cfg,
-				      const struct smtp_hooks *hooks, void *ctx,
-				      const char *peer);
+struct smtp_session *smtp_session_new(const struct smtp_config *cfg, const struct smtp_hooks *hooks,
+				      void *ctx, const char *peer);
 void smtp_session_free(struct smtp_session *s);
 
 /* Queue the 220 greeting. */
@@ -143,8 +142,7 @@ void smtp_start(struct smtp_session *s);
 
 /* Consume client bytes.  *used says how many were taken; the caller keeps
  * the rest and offers it again after acting on the status. */
-enum smtp_status smtp_feed(struct smtp_session *s, const uint8_t *in, size_t len,
-			   size_t *used);
+enum smtp_status smtp_feed(struct smtp_session *s, const uint8_t *in, size_t len, size_t *used);
 
 /* Reply bytes waiting to be sent, and how many the transport took. */
 const uint8_t *smtp_output(const struct smtp_session *s, size_t *len);
