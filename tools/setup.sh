@@ -1,0 +1,298 @@
+#!/bin/bash
+# tools/setup.sh: prepare a Debian 12 (bookworm) machine to build, test and
+# run tesgate.  Run as root.  Idempotent: a second run changes nothing.
+#
+#   1. installs the Debian packages that are missing (apt-get update only
+#      when something must be installed and the package lists are stale or
+#      do not know a package);
+#   2. reserves 2 MB hugepages and mounts hugetlbfs at /dev/hugepages
+#      (a warning, not an error, where the kernel refuses: the kernel-socket
+#      path does not need them);
+#   3. creates a self-signed demo TLS certificate if there is none.
+set -euo pipefail
+
+PACKAGES=(
+	# build
+	meson ninja-build pkg-config gcc libc6-dev git
+	# libraries (pkg-config names in meson.build)
+	libdpdk-dev dpdk liburcu-dev libjemalloc-dev libbpf-dev bpftool
+	libssl-dev openssl libsqlite3-dev sqlite3 libjansson-dev
+	libmicrohttpd-dev libcmocka-dev
+	# clang: BPF programs, libFuzzer and sanitizer runtimes; format check
+	clang-14 libclang-rt-14-dev llvm-14 clang-format
+	# real peers and tools used by tests and demos
+	python3 swaks iproute2 ca-certificates
+)
+
+usage()
+{
+	cat <<EOF
+Usage: tools/setup.sh [options]
+
+Prepare this Debian 12 machine for tesgate (run as root; safe to run again):
+install the missing build and test packages, reserve 2 MB hugepages, mount
+hugetlbfs at /dev/hugepages, and create a self-signed demo certificate.
+
+Options:
+  --no-packages     do not install packages
+  --no-hugepages    do not reserve hugepages or mount hugetlbfs
+  --no-cert         do not create the demo certificate
+  --update          run apt-get update even if the package lists are fresh
+  -h, --help        this text
+
+Environment:
+  TES_HUGEPAGES     number of 2 MB pages to have reserved (default 512 = 1 GiB;
+                    0 leaves the reservation alone)
+  TES_STATE_DIR     state directory (default /var/lib/tesgate); the demo
+                    certificate goes to \$TES_STATE_DIR/tls/{cert.pem,key.pem}
+EOF
+}
+
+say()
+{
+	printf 'setup: %s\n' "$*"
+}
+
+warn()
+{
+	printf 'setup: WARNING: %s\n' "$*" >&2
+}
+
+die()
+{
+	printf 'setup: ERROR: %s\n' "$*" >&2
+	exit 1
+}
+
+do_packages=1 do_hugepages=1 do_cert=1 force_update=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--no-packages) do_packages=0 ;;
+	--no-hugepages) do_hugepages=0 ;;
+	--no-cert) do_cert=0 ;;
+	--update) force_update=1 ;;
+	-h | --help)
+		usage
+		exit 0
+		;;
+	*)
+		usage >&2
+		die "unknown option: $1"
+		;;
+	esac
+	shift
+done
+
+# What this run did, printed at the end.
+DONE=()
+
+# --- preconditions ---------------------------------------------------------
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo $0)"
+
+[ -r /etc/os-release ] || die "no /etc/os-release: this script needs Debian 12 (bookworm)"
+os_id=$(sed -n 's/^ID=//p' /etc/os-release | tr -d '"')
+os_like=$(sed -n 's/^ID_LIKE=//p' /etc/os-release | tr -d '"')
+os_codename=$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release | tr -d '"')
+case " $os_id $os_like " in
+*" debian "*) ;;
+*) die "this is '${os_id:-unknown}', not Debian-like: this script needs Debian 12 (bookworm)" ;;
+esac
+if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then
+	die "apt-get/dpkg-query not found: this script needs Debian 12 (bookworm)"
+fi
+if [ "$os_codename" != bookworm ]; then
+	warn "this is ${os_id} ${os_codename:-?}, not Debian 12 (bookworm): package names may differ"
+fi
+
+# --- 1. packages -----------------------------------------------------------
+
+is_installed()
+{
+	local status
+	status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1
+	[ "$status" = "install ok installed" ]
+}
+
+# True if apt knows an installation candidate for the package.
+has_candidate()
+{
+	local cand
+	cand=$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { print $2 }')
+	[ -n "$cand" ] && [ "$cand" != "(none)" ]
+}
+
+# True if apt-get update ran less than a day ago.  A list's mtime is the
+# server's Last-Modified, so it can be old right after an update; apt-get
+# update always works in lists/partial, so that directory's mtime tells when
+# it last ran.
+lists_fresh()
+{
+	local l=/var/lib/apt/lists
+	[ -n "$(find "$l" -maxdepth 1 -type f -name '*_Packages*' -print -quit 2>/dev/null)" ] ||
+		return 1
+	[ -n "$(find "$l" -maxdepth 1 -type f -name '*_Packages*' -mmin -1440 \
+		-print -quit 2>/dev/null)" ] && return 0
+	[ -n "$(find "$l/partial" -maxdepth 0 -mmin -1440 -print 2>/dev/null)" ]
+}
+
+if [ "$do_packages" -eq 1 ]; then
+	missing=()
+	for p in "${PACKAGES[@]}"; do
+		is_installed "$p" || missing+=("$p")
+	done
+	if [ "${#missing[@]}" -eq 0 ]; then
+		say "packages: all ${#PACKAGES[@]} present, nothing to install"
+		DONE+=("packages: nothing to install (${#PACKAGES[@]} present)")
+	else
+		say "packages: missing ${#missing[@]}: ${missing[*]}"
+		need_update=$force_update
+		lists_fresh || need_update=1
+		for p in "${missing[@]}"; do
+			has_candidate "$p" || need_update=1
+		done
+		if [ "$need_update" -eq 1 ]; then
+			say "packages: apt-get update"
+			apt-get -o DPkg::Lock::Timeout=300 update || die "apt-get update failed"
+			DONE+=("apt-get update: ran")
+		else
+			say "packages: package lists are fresh, no apt-get update"
+		fi
+		for p in "${missing[@]}"; do
+			has_candidate "$p" ||
+				die "package '$p' is not available from the configured apt sources (is this Debian 12 with 'main' enabled?)"
+		done
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+			install -y --no-install-recommends \
+			"${missing[@]}" || die "apt-get install failed"
+		for p in "${missing[@]}"; do
+			is_installed "$p" || die "package '$p' is still not installed after apt-get install"
+		done
+		DONE+=("packages: installed ${#missing[@]}: ${missing[*]}")
+	fi
+else
+	DONE+=("packages: skipped (--no-packages)")
+fi
+
+# --- 2. hugepages ----------------------------------------------------------
+
+hp_target=${TES_HUGEPAGES:-512}
+case $hp_target in
+'' | *[!0-9]*) die "TES_HUGEPAGES must be a number of 2 MB pages, not '$hp_target'" ;;
+esac
+hp_target=$((10#$hp_target))
+hp_sys=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+
+setup_hugepages()
+{
+	local have got
+	if [ ! -e "$hp_sys" ]; then
+		warn "hugepages: this kernel has no 2 MB hugepages ($hp_sys missing);" \
+			"DPDK tests that need them will be skipped or fail, the kernel-socket path works without"
+		DONE+=("hugepages: not supported by this kernel (warning)")
+		return 0
+	fi
+	have=$(cat "$hp_sys")
+	if [ "$have" -ge "$hp_target" ]; then
+		say "hugepages: $have x 2 MB reserved (want $hp_target), nothing to do"
+		DONE+=("hugepages: $have x 2 MB already reserved")
+	elif ! { echo "$hp_target" >"$hp_sys"; } 2>/dev/null; then
+		warn "hugepages: the kernel refused to reserve $hp_target x 2 MB (have $have);" \
+			"DPDK tests that need them will be skipped or fail, the kernel-socket path works without"
+		DONE+=("hugepages: kernel refused (warning), $have reserved")
+	else
+		got=$(cat "$hp_sys")
+		if [ "$got" -lt "$hp_target" ]; then
+			warn "hugepages: asked for $hp_target x 2 MB, the kernel reserved only $got" \
+				"(memory too fragmented or too small?)"
+			DONE+=("hugepages: reserved $got x 2 MB of $hp_target asked (warning; was $have)")
+		else
+			say "hugepages: reserved $got x 2 MB (was $have)"
+			DONE+=("hugepages: reserved $got x 2 MB (was $have)")
+		fi
+	fi
+
+	if [ -n "$(findmnt -n -t hugetlbfs -M /dev/hugepages 2>/dev/null)" ]; then
+		say "hugepages: hugetlbfs already mounted at /dev/hugepages"
+		DONE+=("hugetlbfs: already mounted at /dev/hugepages")
+	elif mkdir -p /dev/hugepages 2>/dev/null &&
+		mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages 2>/dev/null; then
+		say "hugepages: mounted hugetlbfs at /dev/hugepages"
+		DONE+=("hugetlbfs: mounted at /dev/hugepages")
+	else
+		warn "hugepages: could not mount hugetlbfs at /dev/hugepages;" \
+			"DPDK will need --no-huge or --in-memory"
+		DONE+=("hugetlbfs: mount failed (warning)")
+	fi
+}
+
+if [ "$do_hugepages" -eq 0 ]; then
+	DONE+=("hugepages: skipped (--no-hugepages)")
+elif [ "$hp_target" -eq 0 ]; then
+	DONE+=("hugepages: skipped (TES_HUGEPAGES=0)")
+else
+	setup_hugepages
+fi
+
+# --- 3. demo TLS certificate ----------------------------------------------
+
+state_dir=${TES_STATE_DIR:-/var/lib/tesgate}
+tls_dir=$state_dir/tls
+
+make_cert()
+{
+	local cn san tmp
+	cn=$(hostname -f 2>/dev/null || true)
+	# A CN must be at most 64 octets; anything odd falls back to localhost.
+	case $cn in
+	'' | *[!A-Za-z0-9.-]* | -*) cn=localhost ;;
+	esac
+	[ "${#cn}" -le 64 ] || cn=localhost
+	san="DNS:localhost,IP:127.0.0.1"
+	[ "$cn" = localhost ] || san="DNS:$cn,$san"
+
+	mkdir -p "$tls_dir"
+	chmod 0755 "$tls_dir"
+	tmp=$(mktemp -d "$tls_dir/.new.XXXXXX")
+	# shellcheck disable=SC2064 # expand now: tmp is local
+	trap "rm -rf '$tmp'" EXIT
+	(
+		umask 077
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+			-keyout "$tmp/key.pem" -out "$tmp/cert.pem" -days 825 -sha256 \
+			-subj "/CN=$cn" -addext "subjectAltName=$san" \
+			-addext "extendedKeyUsage=serverAuth" 2>"$tmp/openssl.log"
+	) || {
+		cat "$tmp/openssl.log" >&2
+		die "openssl could not create the demo certificate"
+	}
+	chmod 0600 "$tmp/key.pem"
+	chmod 0644 "$tmp/cert.pem"
+	mv "$tmp/key.pem" "$tls_dir/key.pem"
+	mv "$tmp/cert.pem" "$tls_dir/cert.pem"
+	rm -rf "$tmp"
+	trap - EXIT
+	say "tls: created self-signed ECDSA P-256 certificate CN=$cn ($san) in $tls_dir"
+	DONE+=("tls: created $tls_dir/cert.pem and key.pem (CN=$cn, $san)")
+}
+
+if [ "$do_cert" -eq 0 ]; then
+	DONE+=("tls: skipped (--no-cert)")
+elif [ -e "$tls_dir/cert.pem" ] && [ -e "$tls_dir/key.pem" ]; then
+	say "tls: $tls_dir/cert.pem and key.pem exist, kept"
+	DONE+=("tls: kept existing $tls_dir/cert.pem and key.pem")
+elif [ -e "$tls_dir/cert.pem" ] || [ -e "$tls_dir/key.pem" ]; then
+	warn "tls: only one of cert.pem and key.pem exists in $tls_dir; left alone" \
+		"(remove it to have a demo pair made)"
+	DONE+=("tls: incomplete pair in $tls_dir left alone (warning)")
+else
+	command -v openssl >/dev/null || die "openssl not found (run without --no-packages)"
+	make_cert
+fi
+
+# --- summary ---------------------------------------------------------------
+
+say "done:"
+for line in "${DONE[@]}"; do
+	printf '  - %s\n' "$line"
+done
