@@ -97,8 +97,8 @@ enum ex_family ex_family_of(const struct ex_build *b)
 }
 
 static const char *const family_names[EX_FAMILY_COUNT] = {
-	[EX_FAMILY_NONE] = "none", [EX_FAMILY_2007] = "2007", [EX_FAMILY_2010] = "2010",
-	[EX_FAMILY_2013] = "2013", [EX_FAMILY_2016] = "2016", [EX_FAMILY_2019] = "2019",
+	[EX_FAMILY_NONE] = "none", [EX_FAMILY_2007] = "2007",     [EX_FAMILY_2010] = "2010",
+	[EX_FAMILY_2013] = "2013", [EX_FAMILY_2016] = "2016",     [EX_FAMILY_2019] = "2019",
 	[EX_FAMILY_SE] = "SE",     [EX_FAMILY_ONLINE] = "Online",
 };
 

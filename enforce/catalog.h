@@ -25,22 +25,22 @@ struct catalog;
 /* One release: a row of data/exchange-builds.csv. */
 struct catalog_entry {
 	enum ex_family family;
-	char branch[16];  /* "CU23", "SP3", "RTM" */
-	char update[32];  /* "CU23 Oct25SU", "SP3 RU32" */
+	char branch[16]; /* "CU23", "SP3", "RTM" */
+	char update[32]; /* "CU23 Oct25SU", "SP3 RU32" */
 	struct ex_build build;
-	uint16_t year;    /* release date; day 0 when only the month is known */
+	uint16_t year; /* release date; day 0 when only the month is known */
 	uint8_t month, day;
 };
 
 #define CATALOG_MAX_RECOMMENDED 4
 
 struct catalog_class {
-	enum ex_family family;       /* EX_FAMILY_NONE: not classified */
+	enum ex_family family;               /* EX_FAMILY_NONE: not classified */
 	const struct catalog_entry *nearest; /* nearest lower-or-equal known build
 					      * of the same branch; NULL if none */
-	bool exact;                  /* nearest is this very build */
+	bool exact;                          /* nearest is this very build */
 	bool compliant;
-	const char *branch;          /* branch name, or "" when unknown */
+	const char *branch; /* branch name, or "" when unknown */
 	/* Builds to update to, best first: the newest of this branch if it can
 	 * be compliant, otherwise the newest builds of compliant branches. */
 	unsigned nrecommended;
@@ -66,8 +66,7 @@ struct catalog *catalog_load(const char *builds_path, const char *policy_path,
 
 void catalog_free(struct catalog *c);
 
-void catalog_classify(const struct catalog *c, const struct ex_build *b,
-		      struct catalog_class *out);
+void catalog_classify(const struct catalog *c, const struct ex_build *b, struct catalog_class *out);
 
 /* Every entry, sorted by build ascending. */
 size_t catalog_size(const struct catalog *c);

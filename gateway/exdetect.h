@@ -31,14 +31,14 @@ struct exdetect_config {
 };
 
 struct exdetect_result {
-	bool exchange;                     /* false: not Exchange, not enforced */
+	bool exchange;                      /* false: not Exchange, not enforced */
 	char server[EXDETECT_HOST_MAX + 1]; /* the hop's `by` host, lower-case */
 	struct ex_build build;
 	enum ex_family family;
-	unsigned line;   /* 1-based line in the header section where the
+	unsigned line; /* 1-based line in the header section where the
 			  * Received header starts */
-	unsigned hop;    /* 0-based index among Received headers */
-	bool mapi;       /* the build came from "with mapi id" */
+	unsigned hop;  /* 0-based index among Received headers */
+	bool mapi;     /* the build came from "with mapi id" */
 };
 
 /* Add a skip pattern; false if the table is full or the pattern too long. */
