@@ -1,0 +1,510 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include "gateway/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <sched.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#ifndef TES_DATADIR
+#define TES_DATADIR "/usr/local/share/tesgate"
+#endif
+
+enum ktype {
+	K_UINT,    /* plain count */
+	K_SIZE,    /* octets, optional K/M/G suffix (powers of 1024) */
+	K_SECS,    /* seconds, optional s/m/h/d suffix */
+	K_HOST,    /* a host name for the greeting */
+	K_TEXT,    /* printable ASCII on one line */
+	K_PATH,    /* a path, required */
+	K_PATHOPT, /* a path, or empty */
+	K_LISTEN,
+	K_LEVEL,
+	K_CPUS,
+	K_SKIP,
+	K_DELIVERY,
+};
+
+struct key {
+	const char *name;
+	enum ktype type;
+	size_t off, size;
+	uint64_t min, max;
+	const char *def; /* NULL: computed (host name) */
+	const char *help;
+};
+
+#define F(m) offsetof(struct tes_config, m), sizeof(((struct tes_config *)0)->m)
+
+/* The one table of keys: defaults are applied through it, and the example
+ * file and the docs are checked against it (tesgate --print-defaults). */
+static const struct key keys[] = {
+	{ "listen", K_LISTEN, F(listen), 0, 0, "127.0.0.1:2525",
+	  "address and port to accept SMTP on: 192.0.2.1:25 or [2001:db8::1]:25" },
+	{ "workers", K_UINT, F(workers), 1, KIO_MAX_WORKERS, "1",
+	  "worker threads, one per core to use; each has its own listening socket" },
+	{ "cpus", K_CPUS, F(cpus), 0, 0, "",
+	  "CPUs to pin the workers to, one per worker (0,1,...); empty: not pinned" },
+	{ "hostname", K_HOST, F(hostname), 0, 0, NULL,
+	  "name in the greeting and the EHLO reply; default: the machine's host name" },
+	{ "banner", K_TEXT, F(banner), 0, 0, "ESMTP tesgate",
+	  "text after the host name in the 220 greeting" },
+	{ "max_message_size", K_SIZE, F(limits.max_message_size), 1024, 1ull << 40, "36700160",
+	  "largest message accepted, in octets (SIZE); K, M, G suffixes allowed" },
+	{ "max_recipients", K_UINT, F(limits.max_recipients), 1, 100000, "100",
+	  "recipients per message; more get 452 4.5.3" },
+	{ "max_messages_per_connection", K_UINT, F(limits.max_messages), 1, 1000000, "100",
+	  "messages per connection; then 421" },
+	{ "max_errors", K_UINT, F(limits.max_errors), 1, 1000, "10",
+	  "protocol errors in one session before 421 and close" },
+	{ "max_header_bytes", K_SIZE, F(limits.max_header_bytes), 1024, 16u << 20, "65536",
+	  "header section kept for Exchange build detection; beyond it the scan sees a prefix" },
+	{ "idle_timeout", K_SECS, F(idle_timeout), 1, 86400, "300",
+	  "seconds without progress either way (nothing sent, no reply read); s/m/h suffixes" },
+	{ "session_timeout", K_SECS, F(session_timeout), 1, 7 * 86400, "1800",
+	  "seconds a whole connection may last" },
+	{ "shutdown_grace", K_SECS, F(shutdown_grace), 0, 3600, "30",
+	  "on SIGTERM/SIGINT: seconds sessions in a transaction get to finish" },
+	{ "max_connections", K_UINT, F(max_connections), 1, 1000000, "1000",
+	  "connections open at once, all workers together; more get 421 4.7.0" },
+	{ "max_connections_per_source", K_UINT, F(max_connections_per_source), 0, 1000000, "50",
+	  "connections open at once from one IPv4 address or IPv6 /64; 0: no limit" },
+	{ "delivery", K_DELIVERY, F(delivery), 0, 0, "spool",
+	  "delivery backend: spool (the smtp relay backend comes later)" },
+	{ "spool_dir", K_PATH, F(spool_dir), 0, 0, "/var/lib/tesgate/spool",
+	  "spool backend: directory holding tmp/ and new/; messages appear as new/<id>.eml" },
+	{ "delivery_threads", K_UINT, F(delivery_threads), 1, 64, "4",
+	  "threads doing the durable writes (fsync), so workers never block" },
+	{ "catalog_builds", K_PATHOPT, F(catalog_builds), 0, 0, "",
+	  "Exchange build catalog (CSV); empty: exchange-builds.csv from the installed data "
+	  "directory or the source tree" },
+	{ "catalog_policy", K_PATHOPT, F(catalog_policy), 0, 0, "",
+	  "compliance policy; empty: compliance.conf found the same way" },
+	{ "own_hop_skip", K_SKIP, F(exdetect), 0, 0, "",
+	  "host patterns ('*' wildcard) of Received hops your own relays add, comma-separated" },
+	{ "log_level", K_LEVEL, F(log_level), 0, 0, "info", "error, warn, info or debug" },
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const struct key *find_key(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/* Decimal with an optional one-letter unit; false on garbage or overflow. */
+static bool parse_scaled(const char *s, const char *units, const uint64_t *mult, uint64_t *out)
+{
+	uint64_t v = 0;
+	const char *p = s;
+	if (!isdigit((unsigned char)*p))
+		return false;
+	for (; isdigit((unsigned char)*p); p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p) {
+		const char *u = units ? strchr(units, *p) : NULL;
+		if (!u || p[1] != '\0')
+			return false;
+		uint64_t m = mult[u - units];
+		if (v > UINT64_MAX / m)
+			return false;
+		v *= m;
+	}
+	*out = v;
+	return true;
+}
+
+static bool valid_host(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 253)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != '_')
+			return false;
+	return true;
+}
+
+bool config_parse_listen(const char *s, struct sockaddr_storage *out)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *port;
+	memset(out, 0, sizeof(*out));
+	if (*s == '[') {
+		const char *e = strchr(s, ']');
+		if (!e || e[1] != ':' || (size_t)(e - s - 1) >= sizeof(host))
+			return false;
+		memcpy(host, s + 1, (size_t)(e - s - 1));
+		host[e - s - 1] = '\0';
+		port = e + 2;
+	} else {
+		const char *e = strrchr(s, ':');
+		if (!e || (size_t)(e - s) >= sizeof(host))
+			return false;
+		memcpy(host, s, (size_t)(e - s));
+		host[e - s] = '\0';
+		port = e + 1;
+	}
+	uint64_t p;
+	if (!parse_scaled(port, NULL, NULL, &p) || p > 65535)
+		return false;
+	struct sockaddr_in *sin = (struct sockaddr_in *)out;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+	if (*s != '[' && inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)p);
+		return true;
+	}
+	if (*s == '[' && inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)p);
+		return true;
+	}
+	return false;
+}
+
+static bool set_string(char *dst, size_t size, const char *v, char *err, size_t errlen)
+{
+	if (strlen(v) >= size) {
+		snprintf(err, errlen, "too long (at most %zu characters)", size - 1);
+		return false;
+	}
+	memcpy(dst, v, strlen(v) + 1);
+	return true;
+}
+
+static bool apply(struct tes_config *c, const struct key *k, const char *v, char *err,
+		  size_t errlen)
+{
+	static const uint64_t size_mult[] = { 1024,       1024,       1ull << 20,
+					      1ull << 20, 1ull << 30, 1ull << 30 };
+	static const uint64_t secs_mult[] = { 1, 60, 3600, 86400 };
+	void *field = (char *)c + k->off;
+	uint64_t n;
+
+	switch (k->type) {
+	case K_UINT:
+	case K_SIZE:
+	case K_SECS: {
+		bool ok = k->type == K_UINT   ? parse_scaled(v, NULL, NULL, &n)
+			  : k->type == K_SIZE ? parse_scaled(v, "kKmMgG", size_mult, &n)
+					      : parse_scaled(v, "smhd", secs_mult, &n);
+		if (!ok) {
+			snprintf(err, errlen, "'%s' is not a %s", v,
+				 k->type == K_UINT ? "whole number"
+				 : k->type == K_SIZE
+					 ? "size (a number, optionally K, M or G)"
+					 : "duration (seconds, optionally s, m, h or d)");
+			return false;
+		}
+		if (n < k->min || n > k->max) {
+			snprintf(err, errlen, "%llu is out of range %llu..%llu",
+				 (unsigned long long)n, (unsigned long long)k->min,
+				 (unsigned long long)k->max);
+			return false;
+		}
+		if (k->size == sizeof(uint64_t))
+			*(uint64_t *)field = n;
+		else
+			*(uint32_t *)field = (uint32_t)n;
+		return true;
+	}
+	case K_HOST:
+		if (!valid_host(v)) {
+			snprintf(err, errlen, "'%s' is not a host name (letters, digits, '.', '-')",
+				 v);
+			return false;
+		}
+		return set_string(field, k->size, v, err, errlen);
+	case K_TEXT:
+		for (const char *p = v; *p; p++) {
+			if (*p < 0x20 || *p > 0x7e) {
+				snprintf(err, errlen, "only printable ASCII is allowed");
+				return false;
+			}
+		}
+		if (strlen(v) > 200) {
+			snprintf(err, errlen, "too long (at most 200 characters)");
+			return false;
+		}
+		return set_string(field, k->size, v, err, errlen);
+	case K_PATH:
+		if (!*v) {
+			snprintf(err, errlen, "a path is required");
+			return false;
+		}
+		/* fall through */
+	case K_PATHOPT:
+		return set_string(field, k->size, v, err, errlen);
+	case K_LISTEN:
+		if (!config_parse_listen(v, field)) {
+			snprintf(err, errlen,
+				 "'%s' is not ADDRESS:PORT (192.0.2.1:25 or [2001:db8::1]:25)", v);
+			return false;
+		}
+		return true;
+	case K_LEVEL:
+		if (!log_level_from_name(v, field)) {
+			snprintf(err, errlen, "'%s' is not one of error, warn, info, debug", v);
+			return false;
+		}
+		return true;
+	case K_DELIVERY:
+		if (strcmp(v, "spool") != 0) {
+			snprintf(err, errlen, "'%s' is not a delivery backend (spool)", v);
+			return false;
+		}
+		return set_string(field, k->size, v, err, errlen);
+	case K_CPUS: {
+		unsigned cnt = 0;
+		const char *p = v;
+		while (*p) {
+			char *end;
+			if (!isdigit((unsigned char)*p)) {
+				snprintf(err, errlen, "'%s' is not a comma-separated list of CPUs",
+					 v);
+				return false;
+			}
+			errno = 0;
+			unsigned long cpu = strtoul(p, &end, 10);
+			if (errno || cpu >= CPU_SETSIZE) {
+				snprintf(err, errlen, "CPU number out of range");
+				return false;
+			}
+			if (cnt >= KIO_MAX_WORKERS) {
+				snprintf(err, errlen, "more than %d CPUs", KIO_MAX_WORKERS);
+				return false;
+			}
+			c->cpus[cnt++] = (int)cpu;
+			p = end;
+			while (*p == ' ' || *p == '\t')
+				p++;
+			if (*p == ',') {
+				p++;
+				while (*p == ' ' || *p == '\t')
+					p++;
+				if (!*p) {
+					snprintf(err, errlen, "trailing comma");
+					return false;
+				}
+			} else if (*p) {
+				snprintf(err, errlen, "'%s' is not a comma-separated list of CPUs",
+					 v);
+				return false;
+			}
+		}
+		c->ncpus = cnt;
+		return true;
+	}
+	case K_SKIP: {
+		struct exdetect_config x;
+		memset(&x, 0, sizeof(x));
+		const char *p = v;
+		while (*p) {
+			while (*p == ',' || *p == ' ' || *p == '\t')
+				p++;
+			size_t len = strcspn(p, ", \t");
+			if (len == 0)
+				break;
+			char pat[EXDETECT_HOST_MAX + 1];
+			if (len > EXDETECT_HOST_MAX) {
+				snprintf(err, errlen, "a pattern is longer than %d characters",
+					 EXDETECT_HOST_MAX);
+				return false;
+			}
+			memcpy(pat, p, len);
+			pat[len] = '\0';
+			if (!exdetect_add_skip(&x, pat)) {
+				snprintf(err, errlen, "more than %d patterns", EXDETECT_MAX_SKIP);
+				return false;
+			}
+			p += len;
+		}
+		c->exdetect = x;
+		return true;
+	}
+	}
+	snprintf(err, errlen, "unknown key type");
+	return false;
+}
+
+bool config_set(struct tes_config *c, const char *key, const char *value, char *err, size_t errlen)
+{
+	const struct key *k = find_key(key);
+	if (!k) {
+		snprintf(err, errlen, "unknown key");
+		return false;
+	}
+	return apply(c, k, value, err, errlen);
+}
+
+void config_defaults(struct tes_config *c)
+{
+	char err[256];
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (keys[i].def && !apply(c, &keys[i], keys[i].def, err, sizeof(err))) {
+			/* A bad default is a bug in the table above, caught by any run. */
+			fprintf(stderr, "tesgate: bad default for %s: %s\n", keys[i].name, err);
+			abort();
+		}
+	}
+	char host[256] = { 0 };
+	/* gethostname need not terminate a name it truncates. */
+	if (gethostname(host, sizeof(host) - 1) != 0 || !valid_host(host))
+		snprintf(host, sizeof(host), "localhost");
+	snprintf(c->hostname, sizeof(c->hostname), "%s", host);
+}
+
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 &&
+	       (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+		s[--n] = '\0';
+	return s;
+}
+
+bool config_load(struct tes_config *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return false;
+	}
+	unsigned seen[NKEYS] = { 0 }; /* line each key was set on */
+	char line[4096];
+	unsigned lineno = 0;
+	bool ok = true;
+	while (ok && fgets(line, sizeof(line), f)) {
+		lineno++;
+		size_t n = strlen(line);
+		if (n == sizeof(line) - 1 && line[n - 1] != '\n' && !feof(f)) {
+			snprintf(err, errlen, "%s:%u: line longer than %zu characters", path,
+				 lineno, sizeof(line) - 2);
+			ok = false;
+			break;
+		}
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			snprintf(err, errlen, "%s:%u: expected 'key = value'", path, lineno);
+			ok = false;
+			break;
+		}
+		*eq = '\0';
+		char *key = trim(s);
+		char *val = trim(eq + 1);
+		size_t vl = strlen(val);
+		if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+			val[vl - 1] = '\0';
+			val++;
+		}
+		const struct key *k = find_key(key);
+		if (!k) {
+			snprintf(err, errlen, "%s:%u: %s: unknown key", path, lineno, key);
+			ok = false;
+			break;
+		}
+		size_t ki = (size_t)(k - keys);
+		if (seen[ki]) {
+			snprintf(err, errlen, "%s:%u: %s: already set on line %u", path, lineno,
+				 key, seen[ki]);
+			ok = false;
+			break;
+		}
+		seen[ki] = lineno;
+		char why[256];
+		if (!apply(c, k, val, why, sizeof(why))) {
+			snprintf(err, errlen, "%s:%u: %s: %s", path, lineno, key, why);
+			ok = false;
+		}
+	}
+	if (ok && ferror(f)) {
+		snprintf(err, errlen, "%s: read error", path);
+		ok = false;
+	}
+	fclose(f);
+	return ok;
+}
+
+bool config_check(const struct tes_config *c, char *err, size_t errlen)
+{
+	if (c->ncpus && c->ncpus != c->workers) {
+		snprintf(err, errlen, "cpus lists %u CPUs for %u workers", c->ncpus, c->workers);
+		return false;
+	}
+	if (c->max_connections_per_source > c->max_connections) {
+		snprintf(err, errlen,
+			 "max_connections_per_source (%u) exceeds max_connections (%u)",
+			 c->max_connections_per_source, c->max_connections);
+		return false;
+	}
+	if (c->limits.max_header_bytes > c->limits.max_message_size) {
+		snprintf(err, errlen, "max_header_bytes exceeds max_message_size");
+		return false;
+	}
+	return true;
+}
+
+void config_smtp(const struct tes_config *c, struct smtp_config *out)
+{
+	smtp_config_defaults(out);
+	out->hostname = c->hostname;
+	out->banner = c->banner;
+	out->limits = c->limits;
+	out->starttls = false; /* no TLS layer yet */
+	/* The spool stores octets as they come: it can take SMTPUTF8. */
+	out->smtputf8 = strcmp(c->delivery, "spool") == 0;
+}
+
+static bool readable(const char *p)
+{
+	return access(p, R_OK) == 0;
+}
+
+bool config_catalog_paths(const struct tes_config *c, char *builds, char *policy, size_t len)
+{
+	if (c->catalog_builds[0] || c->catalog_policy[0]) {
+		snprintf(builds, len, "%s", c->catalog_builds);
+		snprintf(policy, len, "%s", c->catalog_policy);
+		if (!c->catalog_builds[0] || !c->catalog_policy[0])
+			return false; /* one without the other is a mistake, said by caller */
+		return true;
+	}
+	static const char *const dirs[] = { TES_DATADIR,
+#ifdef TES_SRCDIR
+					    TES_SRCDIR "/data",
+#endif
+					    "data" };
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(builds, len, "%s/exchange-builds.csv", dirs[i]);
+		snprintf(policy, len, "%s/compliance.conf", dirs[i]);
+		if (readable(builds) && readable(policy))
+			return true;
+	}
+	builds[0] = policy[0] = '\0';
+	return false;
+}
+
+void config_print_keys(void)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		printf("# %s\n%s = %s\n\n", keys[i].help, keys[i].name,
+		       keys[i].def ? keys[i].def : "(host name)");
+}

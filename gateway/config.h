@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * tesgate's configuration: a plain `key = value` file, every key with a
+ * default, then command-line overrides.  docs/configuration.md and
+ * etc/tesgate.conf.example list the keys; the table in config.c is the
+ * single place they are defined.
+ *
+ * Threading: filled on the main thread before any worker starts, read-only
+ * afterwards.
+ */
+#ifndef TES_GATEWAY_CONFIG_H
+#define TES_GATEWAY_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "dataplane/kio.h"
+#include "gateway/exdetect.h"
+#include "gateway/log.h"
+#include "gateway/smtp.h"
+
+#define CONFIG_DEFAULT_FILE "/etc/tesgate/tesgate.conf"
+
+struct tes_config {
+	struct sockaddr_storage listen;
+	unsigned workers;
+	unsigned ncpus;
+	int cpus[KIO_MAX_WORKERS];
+
+	char hostname[256];
+	char banner[256];
+	struct smtp_limits limits;
+
+	unsigned idle_timeout; /* seconds */
+	unsigned session_timeout;
+	unsigned shutdown_grace;
+	unsigned max_connections;
+	unsigned max_connections_per_source;
+
+	char delivery[16]; /* backend name: "spool" */
+	char spool_dir[PATH_MAX];
+	unsigned delivery_threads;
+
+	char catalog_builds[PATH_MAX]; /* empty: look in the installed data */
+	char catalog_policy[PATH_MAX]; /* directory, then the source tree */
+
+	struct exdetect_config exdetect;
+	enum log_level log_level;
+};
+
+/* The embedded defaults (host name from gethostname). */
+void config_defaults(struct tes_config *c);
+
+/* Read a file on top of what c holds.  false with err set to
+ * "FILE:LINE: KEY: what is wrong" on the first bad line; c is then partly
+ * updated and must not be used. */
+bool config_load(struct tes_config *c, const char *path, char *err, size_t errlen);
+
+/* Set one key from text (the command line uses this too).  false with err
+ * set to what is wrong with the value. */
+bool config_set(struct tes_config *c, const char *key, const char *value, char *err, size_t errlen);
+
+/* Checks across keys, after everything is set. */
+bool config_check(const struct tes_config *c, char *err, size_t errlen);
+
+/* The engine's view.  Its strings point into c, which must outlive it. */
+void config_smtp(const struct tes_config *c, struct smtp_config *out);
+
+/* The catalog files to load: the configured ones, or the first pair found in
+ * the installed data directory, then the source tree.  false when neither
+ * is configured and none is found. */
+bool config_catalog_paths(const struct tes_config *c, char *builds, char *policy, size_t len);
+
+/* Parse "192.0.2.1:25" or "[2001:db8::1]:25". */
+bool config_parse_listen(const char *s, struct sockaddr_storage *out);
+
+/* Print every key with its default, as the example file has them. */
+void config_print_keys(void);
+
+#endif

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The spool delivery backend: every accepted message becomes a file a person
+ * can read, <spool>/new/<id>.eml, with its envelope beside it in <id>.env.
+ *
+ * Durability: the content is streamed into <spool>/tmp/<id>.eml, then on a
+ * delivery thread fsynced; the envelope is written to tmp/, fsynced and
+ * renamed into new/; new/ is fsynced; only then is the .eml renamed into
+ * new/ and new/ fsynced again, and only then does the client get 250.  So a
+ * visible .eml always has its envelope, and nothing in new/ is partial.  A
+ * crash leaves at most files in tmp/, which the next start removes.
+ *
+ * Delivery threads take every message waiting at once and share the two
+ * directory fsyncs among them (group commit).
+ *
+ * Ids: "<unix seconds>.<microseconds>.P<pid>W<worker>C<counter>": unique
+ * across workers (worker number), restarts (time, pid) and within a worker
+ * (counter); one instance per spool is enforced with a lock file.
+ *
+ * Threading: spool_open/spool_stop/spool_close on the main thread; the
+ * backend functions as delivery.h says.
+ */
+#ifndef TES_GATEWAY_SPOOL_H
+#define TES_GATEWAY_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/delivery.h"
+
+struct spool;
+
+struct spool_stats {
+	uint64_t stored;  /* messages made visible in new/ */
+	uint64_t failed;  /* answered 451 */
+	uint64_t aborted; /* transactions that ended without a message */
+	uint64_t bytes;   /* content octets stored */
+};
+
+/* Create dir, dir/tmp and dir/new if needed, lock the spool, remove what a
+ * crash left in tmp/, and start nthreads delivery threads.  nworkers: how
+ * many workers will open messages (ids carry the worker number). */
+struct spool *spool_open(const char *dir, unsigned nthreads, unsigned nworkers, char *err,
+			 size_t errlen);
+
+void spool_backend(struct spool *sp, struct delivery_backend *out);
+
+/* Finish every submitted message (each gets its done call), then stop the
+ * threads.  Call after the workers have stopped submitting. */
+void spool_stop(struct spool *sp);
+
+void spool_close(struct spool *sp);
+
+void spool_stats(const struct spool *sp, struct spool_stats *out);
+
+#endif
