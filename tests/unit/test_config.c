@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * tesgate configuration: defaults, every kind of bad value stopping start-up
+ * with FILE:LINE: KEY, listen addresses, and the engine's view.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "gateway/config.h"
+
+static char path[64];
+
+static void write_conf(const char *text)
+{
+	snprintf(path, sizeof(path), "/tmp/tes-config-XXXXXX");
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+/* Loads text; returns the error ("" when it loaded) with the temp path
+ * replaced by "F" so expectations are stable. */
+static const char *load(const char *text, struct tes_config *c)
+{
+	static char err[512], out[512];
+
+	config_defaults(c);
+	write_conf(text);
+	bool ok = config_load(c, path, err, sizeof(err));
+	unlink(path);
+	if (ok)
+		return "";
+	const char *p = strstr(err, path);
+	if (!p)
+		return err;
+	snprintf(out, sizeof(out), "%.*sF%s", (int)(p - err), err, p + strlen(path));
+	return out;
+}
+
+static void test_defaults(void **state)
+{
+	struct tes_config c;
+	struct smtp_config sc;
+	char err[256];
+	(void)state;
+
+	config_defaults(&c);
+	assert_true(config_check(&c, err, sizeof(err)));
+	assert_int_equal(c.workers, 1);
+	assert_int_equal(c.limits.max_message_size, 36700160);
+	assert_int_equal(c.limits.max_recipients, 100);
+	assert_int_equal(c.limits.max_messages, 100);
+	assert_int_equal(c.limits.max_errors, 10);
+	assert_int_equal(c.idle_timeout, 300);
+	assert_string_equal(c.delivery, "spool");
+	assert_string_equal(c.spool_dir, "/var/lib/tesgate/spool");
+	assert_int_equal(c.listen.ss_family, AF_INET);
+	const struct sockaddr_in *in = (const void *)&c.listen;
+	assert_int_equal(ntohs(in->sin_port), 2525);
+	assert_int_equal(ntohl(in->sin_addr.s_addr), 0x7f000001);
+	assert_true(c.hostname[0] != '\0');
+
+	config_smtp(&c, &sc);
+	assert_string_equal(sc.hostname, c.hostname);
+	assert_string_equal(sc.banner, "ESMTP tesgate");
+	assert_int_equal(sc.limits.max_recipients, 100);
+}
+
+static void test_file_overrides(void **state)
+{
+	struct tes_config c;
+	(void)state;
+
+	assert_string_equal(load("# a comment\n\n"
+				 "listen = [::1]:2626\n"
+				 "hostname = mx1.example.net\n"
+				 "banner = ESMTP ready\n"
+				 "max_recipients = 7   \n"
+				 "  idle_timeout=20\n"
+				 "own_hop_skip = *.gw.example.net, edge.example.net\n",
+				 &c),
+			    "");
+	assert_int_equal(c.listen.ss_family, AF_INET6);
+	assert_string_equal(c.hostname, "mx1.example.net");
+	assert_string_equal(c.banner, "ESMTP ready");
+	assert_int_equal(c.limits.max_recipients, 7);
+	assert_int_equal(c.idle_timeout, 20);
+	assert_int_equal(c.exdetect.nskip, 2);
+}
+
+/* Every bad value names the file, the line and the key. */
+static void test_errors_name_file_line_key(void **state)
+{
+	struct tes_config c;
+	const char *e;
+	(void)state;
+
+	e = load("workers = 1\nmax_recipients = lots\n", &c);
+	assert_non_null(strstr(e, "F:2: max_recipients:"));
+	e = load("\n\n\nmax_recipients = 0\n", &c);
+	assert_non_null(strstr(e, "F:4: max_recipients:"));
+	assert_non_null(strstr(e, "out of range"));
+	e = load("no_such_key = 1\n", &c);
+	assert_non_null(strstr(e, "F:1:"));
+	assert_non_null(strstr(e, "no_such_key"));
+	e = load("listen = 127.0.0.1\n", &c);
+	assert_non_null(strstr(e, "F:1: listen:"));
+	e = load("listen = 999.1.1.1:25\n", &c);
+	assert_non_null(strstr(e, "F:1: listen:"));
+	e = load("hostname = bad host!\n", &c);
+	assert_non_null(strstr(e, "F:1: hostname:"));
+	e = load("log_level = loud\n", &c);
+	assert_non_null(strstr(e, "F:1: log_level:"));
+	e = load("delivery = carrier-pigeon\n", &c);
+	assert_non_null(strstr(e, "F:1: delivery:"));
+	e = load("just some words\n", &c);
+	assert_non_null(strstr(e, "F:1"));
+	e = load("max_message_size = 99999999999999999999999\n", &c);
+	assert_non_null(strstr(e, "F:1: max_message_size:"));
+}
+
+static void test_missing_file(void **state)
+{
+	struct tes_config c;
+	char err[256];
+	(void)state;
+
+	config_defaults(&c);
+	assert_false(config_load(&c, "/nonexistent/tesgate.conf", err, sizeof(err)));
+	assert_non_null(strstr(err, "/nonexistent/tesgate.conf"));
+}
+
+static void test_listen_forms(void **state)
+{
+	struct sockaddr_storage ss;
+	(void)state;
+
+	assert_true(config_parse_listen("198.18.0.1:25", &ss));
+	assert_int_equal(ss.ss_family, AF_INET);
+	assert_true(config_parse_listen("[2001:db8::1]:587", &ss));
+	assert_int_equal(ss.ss_family, AF_INET6);
+	assert_int_equal(ntohs(((const struct sockaddr_in6 *)(const void *)&ss)->sin6_port), 587);
+	assert_false(config_parse_listen("2001:db8::1:25", &ss));
+	assert_false(config_parse_listen("198.18.0.1:65536", &ss));
+	assert_false(config_parse_listen("198.18.0.1:", &ss));
+	assert_false(config_parse_listen(":25", &ss));
+	assert_false(config_parse_listen("", &ss));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_file_overrides),
+		cmocka_unit_test(test_errors_name_file_line_key),
+		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_listen_forms),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
