@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The admin protocol between tesctl (or any operator tool) and tescontrol,
+ * over tescontrol's admin socket.  Same framing as the control protocol
+ * (contract/ctlproto.h: 4-byte big-endian length, one JSON object, "v",
+ * at most CTL_FRAME_MAX octets); one request, one response, in order, any
+ * number per connection:
+ *
+ *   request   {"v":1, "cmd":"report", "args":{"tenant":7}}
+ *   response  {"v":1, "ok":true, "result":...}
+ *             {"v":1, "ok":false, "error":"pause quota exceeded: ..."}
+ *
+ * The commands and their arguments and results are listed in
+ * docs/control-protocol.md and docs/tescontrol.8.md.
+ *
+ * Threads: reentrant, no global state; json_t values belong to the caller
+ * and are used by one thread at a time.
+ */
+#ifndef TES_CONTRACT_ADMINPROTO_H
+#define TES_CONTRACT_ADMINPROTO_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "contract/ctlproto.h"
+
+#define ADMIN_PROTO_VERSION CTL_PROTO_VERSION
+
+/* Command names (the value of "cmd"). */
+#define ADMIN_REPORT "report"
+#define ADMIN_SERVER_SHOW "server.show"
+#define ADMIN_SERVER_RESET "server.reset"
+#define ADMIN_TENANT_ADD "tenant.add"
+#define ADMIN_TENANT_LIST "tenant.list"
+#define ADMIN_TENANT_SHOW "tenant.show"
+#define ADMIN_PAUSE_ADD "pause.add"
+#define ADMIN_PAUSE_SHOW "pause.show"
+#define ADMIN_PAUSE_RESUME "pause.resume"
+#define ADMIN_CATALOG_SHOW "catalog.show"
+#define ADMIN_CATALOG_LOAD "catalog.load"
+#define ADMIN_CATALOG_CHECK "catalog.check"
+#define ADMIN_POLICY_SHOW "policy.show"
+#define ADMIN_POLICY_LOAD "policy.load"
+#define ADMIN_STATUS "status"
+#define ADMIN_CLOCK "clock"
+
+/* A request object; takes the reference to args (NULL: {}). */
+json_t *admin_request(const char *cmd, json_t *args);
+
+/* Split a decoded request.  *cmd and *args point into req (args is {} when
+ * absent).  -1 with err when "cmd" is missing or "args" is not an object. */
+int admin_request_parse(const json_t *req, const char **cmd, json_t **args, struct ctl_error *err);
+
+/* Responses; ok takes the reference to result (NULL: null). */
+json_t *admin_response_ok(json_t *result);
+json_t *admin_response_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Split a decoded response: *ok, and *result (borrowed) or *error. -1 with
+ * err when it is neither shape. */
+int admin_response_parse(const json_t *resp, bool *ok, json_t **result, const char **error,
+			 struct ctl_error *err);
+
+#endif

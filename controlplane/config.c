@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include "controlplane/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef TES_DATADIR
+#define TES_DATADIR "/usr/share/tesgate"
+#endif
+
+void cp_config_defaults(struct cp_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->state_dir, sizeof(c->state_dir), "/var/lib/tescontrol");
+	snprintf(c->gateway_socket, sizeof(c->gateway_socket), "/run/tescontrol/gateway.sock");
+	snprintf(c->admin_socket, sizeof(c->admin_socket), "/run/tescontrol/admin.sock");
+	snprintf(c->catalog_file, sizeof(c->catalog_file), "%s/exchange-builds.csv", TES_DATADIR);
+	snprintf(c->compliance_file, sizeof(c->compliance_file), "%s/compliance.conf", TES_DATADIR);
+	c->log_level = CP_INFO;
+	c->flush_seconds = 2;
+}
+
+void cp_config_finish(struct cp_config *c)
+{
+	if (!c->db_path[0])
+		snprintf(c->db_path, sizeof(c->db_path), "%.*s/tescontrol.db",
+			 (int)(sizeof(c->db_path) - 16), c->state_dir);
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+enum kind { K_PATH, K_SOCK, K_GROUP, K_LEVEL, K_UINT };
+
+struct key {
+	const char *name;
+	enum kind kind;
+	size_t off;
+	size_t size;
+};
+
+#define F(name, kind, field)                                   \
+	{                                                      \
+		name, kind, offsetof(struct cp_config, field), \
+			sizeof(((struct cp_config *)0)->field) \
+	}
+
+static const struct key keys[] = {
+	F("state_dir", K_PATH, state_dir),           F("db_path", K_PATH, db_path),
+	F("gateway_socket", K_SOCK, gateway_socket), F("gateway_group", K_GROUP, gateway_group),
+	F("admin_socket", K_SOCK, admin_socket),     F("admin_group", K_GROUP, admin_group),
+	F("catalog_file", K_PATH, catalog_file),     F("compliance_file", K_PATH, compliance_file),
+	F("policy_file", K_PATH, policy_file),       F("log_level", K_LEVEL, log_level),
+	F("flush_seconds", K_UINT, flush_seconds),
+};
+
+static int set(struct cp_config *c, const struct key *k, const char *v, char *msg, size_t len)
+{
+	char *field = (char *)c + k->off;
+
+	switch (k->kind) {
+	case K_PATH:
+	case K_SOCK:
+		if (!v[0]) {
+			snprintf(msg, len, "empty path");
+			return -1;
+		}
+		if (v[0] != '/') {
+			snprintf(msg, len, "\"%s\" is not an absolute path", v);
+			return -1;
+		}
+		if (strlen(v) >= k->size) {
+			snprintf(msg, len, "path longer than %zu octets%s", k->size - 1,
+				 k->kind == K_SOCK ? " (the limit of a unix socket address)" : "");
+			return -1;
+		}
+		snprintf(field, k->size, "%s", v);
+		return 0;
+	case K_GROUP:
+		if (strlen(v) >= k->size) {
+			snprintf(msg, len, "group name too long");
+			return -1;
+		}
+		snprintf(field, k->size, "%s", v);
+		return 0;
+	case K_LEVEL:
+		if (!cp_log_level_parse(v, &c->log_level)) {
+			snprintf(msg, len, "\"%s\" is not one of error, warn, info, debug", v);
+			return -1;
+		}
+		return 0;
+	case K_UINT: {
+		char *end;
+		unsigned long x;
+
+		errno = 0;
+		x = strtoul(v, &end, 10);
+		if (!isdigit((unsigned char)v[0]) || *end || errno || x < 1 || x > 3600) {
+			snprintf(msg, len, "\"%s\" is not a number from 1 to 3600", v);
+			return -1;
+		}
+		*(unsigned *)(void *)field = (unsigned)x;
+		return 0;
+	}
+	}
+	return -1;
+}
+
+int cp_config_load(struct cp_config *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char line[8192], msg[256];
+	bool seen[sizeof(keys) / sizeof(keys[0])] = { false };
+	unsigned lineno = 0;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *s, *eq, *key, *val;
+		size_t i;
+
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			snprintf(err, errlen, "%s:%u: line longer than %zu octets", path, lineno,
+				 sizeof(line) - 2);
+			goto fail;
+		}
+		s = trim(line);
+		if (!*s || *s == '#' || *s == ';')
+			continue;
+		eq = strchr(s, '=');
+		if (!eq) {
+			snprintf(err, errlen, "%s:%u: expected \"key = value\"", path, lineno);
+			goto fail;
+		}
+		*eq = '\0';
+		key = trim(s);
+		val = trim(eq + 1);
+		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+			if (strcmp(key, keys[i].name) == 0)
+				break;
+		}
+		if (i == sizeof(keys) / sizeof(keys[0])) {
+			snprintf(err, errlen, "%s:%u: %s: unknown key", path, lineno, key);
+			goto fail;
+		}
+		if (seen[i]) {
+			snprintf(err, errlen, "%s:%u: %s: given twice", path, lineno, key);
+			goto fail;
+		}
+		seen[i] = true;
+		if (set(c, &keys[i], val, msg, sizeof(msg))) {
+			snprintf(err, errlen, "%s:%u: %s: %s", path, lineno, key, msg);
+			goto fail;
+		}
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: read error", path);
+		goto fail;
+	}
+	fclose(f);
+	return 0;
+fail:
+	fclose(f);
+	return -1;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * tescontrol's configuration file: "key = value" lines, # comments.  Errors
+ * name the file, the line and the key.  See docs/tescontrol.8.md.
+ *
+ * Threads: used at start-up only, by the main thread.
+ */
+#ifndef TES_CONTROLPLANE_CONFIG_H
+#define TES_CONTROLPLANE_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "controlplane/log.h"
+
+#define CP_PATH_MAX 4096
+/* A unix socket address holds 107 octets and a NUL. */
+#define CP_SOCK_PATH_MAX 108
+
+struct cp_config {
+	char state_dir[CP_PATH_MAX];
+	char db_path[CP_PATH_MAX]; /* "" until defaulted from state_dir */
+	char gateway_socket[CP_SOCK_PATH_MAX];
+	char gateway_group[64]; /* "" : owner only */
+	char admin_socket[CP_SOCK_PATH_MAX];
+	char admin_group[64]; /* "" : root and tescontrol's own user only */
+	char catalog_file[CP_PATH_MAX];
+	char compliance_file[CP_PATH_MAX];
+	char policy_file[CP_PATH_MAX]; /* "" : the built-in policy */
+	enum cp_level log_level;
+	unsigned flush_seconds; /* how long a last-seen update may wait */
+};
+
+void cp_config_defaults(struct cp_config *c);
+
+/* Read path over the defaults.  0, or -1 with "file:line: key: problem" in
+ * err. */
+int cp_config_load(struct cp_config *c, const char *path, char *err, size_t errlen);
+
+/* Fill what defaults from other keys (db_path from state_dir). */
+void cp_config_finish(struct cp_config *c);
+
+#endif

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * tescontrol's internals: the daemon's context and what its modules offer
+ * each other.  Not an API for anything outside controlplane/ (tools talk to
+ * the daemon over the admin protocol, contract/adminproto.h).
+ *
+ * Threads: tescontrol runs one thread; every function here is called from
+ * its event loop and none is reentrant.
+ */
+#ifndef TES_CONTROLPLANE_CP_H
+#define TES_CONTROLPLANE_CP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "contract/ctlproto.h"
+#include "controlplane/config.h"
+#include "controlplane/log.h"
+#include "controlplane/state.h"
+#include "controlplane/store.h"
+#include "enforce/catalog.h"
+#include "enforce/policy.h"
+
+struct cp;
+
+/* Something in the epoll set: fn runs when fd is ready. */
+struct cp_watch {
+	int fd;
+	void (*fn)(struct cp *cp, struct cp_watch *w, uint32_t events);
+};
+
+/* Frames waiting to be written to a peer. */
+struct cp_outq {
+	uint8_t *buf;
+	size_t head, len, cap; /* pending octets are buf[head .. head+len) */
+};
+
+struct gw_conn;
+struct admin_conn;
+
+struct cp_counts {
+	uint64_t sightings;
+	uint64_t first;
+	uint64_t redetected;
+	uint64_t resolved;
+	uint64_t stage_changes;
+	uint64_t store_errors;
+};
+
+struct cp {
+	struct cp_config cfg;
+	struct tes_store *store;
+	struct cp_state st;
+
+	/* What is in force: the parsed values and the texts they came from
+	 * (the texts are what gateways receive). */
+	struct catalog *catalog;
+	struct store_doc builds, compliance;
+	struct tes_policy policy;
+	struct store_doc policy_doc;
+
+	bool test_clock;
+	int64_t test_now;
+
+	int epfd;
+	struct cp_watch timer; /* escalation: CLOCK_REALTIME timerfd */
+	struct cp_watch flush; /* periodic write of dirty servers */
+	struct cp_watch sig;   /* signalfd: TERM, INT */
+	struct cp_watch gw_listen;
+	struct cp_watch admin_listen;
+	gid_t admin_gid, gateway_gid;
+	bool admin_gid_set, gateway_gid_set;
+	int lock_fd;
+
+	struct gw_conn *gws;
+	unsigned ngws;
+	unsigned next_conn_id;
+	struct admin_conn *admins;
+
+	bool stop;
+	int64_t started_at;
+	struct cp_counts counts;
+};
+
+/* ---- clock.c ---- */
+/* The daemon's now: the wall clock, or the test clock when enabled. */
+int64_t cp_now(const struct cp *cp);
+/* Move the test clock (only with --test-clock): set it, or advance it by
+ * seconds.  Runs the escalation for everything now due and tells the
+ * gateways.  -1 with msg when refused. */
+int cp_clock_move(struct cp *cp, bool advance, int64_t seconds, char *msg, size_t len);
+json_t *cp_clock_json(const struct cp *cp);
+
+/* ---- escalation.c ---- */
+/* Recompute a server's stage and status at now; log and announce any
+ * change since the last announced one (each stage change with the time it
+ * fell due), and queue its next change. why explains the evaluation
+ * ("start-up", "pause", ...) in the log; NULL for the timer. */
+void esc_evaluate(struct cp *cp, uint32_t slot, int64_t now, const char *why);
+/* Evaluate every server whose change is due and re-arm the timer; why as
+ * for esc_evaluate (NULL when the timer fired on time). */
+void esc_run_due(struct cp *cp, const char *why);
+/* Evaluate every server (start-up, policy change, clock set backwards). */
+void esc_evaluate_all(struct cp *cp, const char *why);
+void esc_evaluate_tenant(struct cp *cp, uint32_t tenant_id, const char *why);
+int esc_init(struct cp *cp);
+void esc_arm(struct cp *cp);
+/* Write the servers whose last-seen time or sources changed.  0 or -1. */
+int cp_flush_dirty(struct cp *cp);
+
+/* ---- core.c: state changes that touch store, memory and gateways ---- */
+int cp_load_state(struct cp *cp);
+/* Put the catalog/policy in force at start-up: the store's, else the
+ * configured files (then stored).  0 or -1 (logged). */
+int cp_load_documents(struct cp *cp);
+/* Apply one sighting.  Returns 0 and the change, or -1 with msg when the
+ * sighting was refused (unknown tenant, store failure). */
+int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *s, enum tes_change *change,
+		      char *msg, size_t len);
+/* The stage and status to announce for a server at now. */
+void cp_server_view(const struct cp *cp, const struct tes_server *s, int64_t now, unsigned *stage,
+		    enum tes_status *status);
+const struct tes_tenant *cp_server_tenant(struct cp *cp, const struct tes_server *s);
+/* Stage/status/next change after a durable change to a server. */
+void cp_server_changed(struct cp *cp, uint32_t slot, int64_t now);
+/* FNV-1a based version string for a text document. */
+void cp_doc_version(const char *a, size_t alen, const char *b, size_t blen, char *out, size_t len);
+
+/* ---- outq (netio.c) ---- */
+/* Encode msg as a frame and queue it (msg's reference is consumed).  0 or
+ * -1 (too large, no memory). */
+int cp_outq_push(struct cp_outq *q, json_t *msg);
+/* Write what the socket takes.  1 if everything was written, 0 if some is
+ * left, -1 on a write error (errno set). */
+int cp_outq_flush(struct cp_outq *q, int fd);
+void cp_outq_free(struct cp_outq *q);
+/* A listening unix socket at path, mode 0600 or 0660 with group gid,
+ * replacing a stale socket file but refusing to steal a live one. */
+int cp_listen_unix(const char *path, bool with_group, gid_t gid, char *err, size_t len);
+/* Whether the peer of a unix socket may talk to us: root, tescontrol's own
+ * user, or (with_group) a member of gid.  -1 with why otherwise. */
+int cp_peer_check(int fd, bool with_group, gid_t gid, struct ucred *cred, char *why, size_t len);
+/* Append an already encoded frame.  0 or -1 (no memory). */
+int cp_outq_push_raw(struct cp_outq *q, const uint8_t *frame, size_t n);
+int cp_watch_add(struct cp *cp, struct cp_watch *w, uint32_t events);
+int cp_watch_mod(struct cp *cp, struct cp_watch *w, uint32_t events);
+void cp_watch_del(struct cp *cp, struct cp_watch *w);
+
+/* ---- gwserver.c ---- */
+int gw_init(struct cp *cp);
+void gw_shutdown(struct cp *cp);
+/* Queue msg to every gateway that said hello (consumes the reference). */
+void gw_broadcast(struct cp *cp, json_t *msg);
+void gw_push_server(struct cp *cp, uint32_t slot, int64_t now);
+void gw_push_tenant(struct cp *cp, const struct tes_tenant *t);
+void gw_push_policy(struct cp *cp);
+void gw_push_catalog(struct cp *cp);
+json_t *gw_status_json(struct cp *cp);
+/* Free connections closed during this round of events: the epoll batch may
+ * still name them, so they live until the round is over. */
+void gw_reap(struct cp *cp);
+
+/* ---- admin.c ---- */
+int admin_init(struct cp *cp);
+void admin_shutdown(struct cp *cp);
+void admin_reap(struct cp *cp);
+
+#endif

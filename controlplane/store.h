@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * tescontrol's durable state, behind a small interface: SQLite is the
+ * embedded default (store_sqlite.c); a fleet store on etcd can implement the
+ * same operations later without touching the callers.
+ *
+ * Contract every implementation keeps:
+ * - a call that returns 0 has made its change durable (it survives kill -9
+ *   and power loss), unless it runs inside store_begin/store_commit, in which
+ *   case store_commit makes the whole group durable at once or none of it;
+ * - a failed call changes nothing (inside a transaction: the caller rolls
+ *   back);
+ * - errors are described in the store's last error (store_errmsg).
+ *
+ * Threads: a struct tes_store is used by one thread at a time (tescontrol's
+ * event loop); it has no internal locking.  Different stores are
+ * independent.
+ */
+#ifndef TES_CONTROLPLANE_STORE_H
+#define TES_CONTROLPLANE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "enforce/decide.h"
+
+/* A server as the control plane keeps it: the model's state plus what was
+ * last announced (logged and pushed), which is how a stage change that fell
+ * due while tescontrol was down is noticed at start-up. */
+struct store_server {
+	struct tes_server s;
+	uint8_t stage_logged;  /* 1..TES_STAGE_COUNT */
+	uint8_t status_logged; /* enum tes_status */
+};
+
+/* A text document in force: the catalog's two files or the policy file. */
+struct store_doc {
+	char *text; /* malloc'd, NUL-terminated */
+	size_t len;
+	char name[256]; /* the file name it was loaded from, for messages */
+	char version[64];
+	int64_t loaded_at;
+};
+
+/* The documents the store keeps. */
+#define STORE_DOC_BUILDS "catalog.builds"
+#define STORE_DOC_COMPLIANCE "catalog.compliance"
+#define STORE_DOC_POLICY "policy"
+
+struct tes_store;
+
+typedef int (*store_tenant_cb)(const struct tes_tenant *t, void *ctx);
+typedef int (*store_server_cb)(const struct store_server *s, void *ctx);
+
+struct store_ops {
+	void (*close)(struct tes_store *st);
+	int (*begin)(struct tes_store *st);
+	int (*commit)(struct tes_store *st);
+	void (*rollback)(struct tes_store *st);
+	/* Every tenant (with its connectors and pause), by id. */
+	int (*load_tenants)(struct tes_store *st, store_tenant_cb cb, void *ctx);
+	/* Insert or replace a tenant, its connectors and its pause. */
+	int (*put_tenant)(struct tes_store *st, const struct tes_tenant *t);
+	int (*delete_tenant)(struct tes_store *st, uint32_t id);
+	int (*load_servers)(struct tes_store *st, store_server_cb cb, void *ctx);
+	/* Insert or replace by (tenant, fqdn compared case-insensitively). */
+	int (*put_server)(struct tes_store *st, const struct store_server *s);
+	/* 0 also when there was no such server. */
+	int (*delete_server)(struct tes_store *st, uint32_t tenant_id, const char *fqdn);
+	/* 1 and *out (free with store_doc_free) if present, 0 if absent, -1. */
+	int (*get_doc)(struct tes_store *st, const char *key, struct store_doc *out);
+	int (*put_doc)(struct tes_store *st, const char *key, const struct store_doc *doc);
+	/* The schema version the store is at. */
+	int (*schema_version)(struct tes_store *st);
+};
+
+struct tes_store {
+	const struct store_ops *ops;
+	char err[512];
+};
+
+/* Open (creating and migrating as needed) the SQLite store at path.  NULL
+ * with *errbuf filled on failure; a database written by a newer tescontrol
+ * (a schema version this one does not know) is refused, not touched. */
+struct tes_store *store_sqlite_open(const char *path, char *errbuf, size_t errlen);
+
+/* The schema version this build creates and migrates to. */
+int store_sqlite_latest_version(void);
+
+/* One schema step: the SQL that takes version - 1 to version.  The list
+ * store_sqlite_open uses is in store_sqlite.c; this entry point exists so
+ * that tests can prove an upgrade (v1 data under a v2 step) works before a
+ * real v2 ships.  Steps must be in increasing version order from 1. */
+struct store_migration {
+	int version;
+	const char *sql;
+};
+struct tes_store *store_sqlite_open_with(const char *path, const struct store_migration *steps,
+					 size_t nsteps, char *errbuf, size_t errlen);
+
+static inline const char *store_errmsg(const struct tes_store *st)
+{
+	return st->err;
+}
+
+static inline void store_close(struct tes_store *st)
+{
+	if (st)
+		st->ops->close(st);
+}
+
+static inline int store_begin(struct tes_store *st)
+{
+	return st->ops->begin(st);
+}
+
+static inline int store_commit(struct tes_store *st)
+{
+	return st->ops->commit(st);
+}
+
+static inline void store_rollback(struct tes_store *st)
+{
+	st->ops->rollback(st);
+}
+
+static inline int store_load_tenants(struct tes_store *st, store_tenant_cb cb, void *ctx)
+{
+	return st->ops->load_tenants(st, cb, ctx);
+}
+
+static inline int store_put_tenant(struct tes_store *st, const struct tes_tenant *t)
+{
+	return st->ops->put_tenant(st, t);
+}
+
+static inline int store_delete_tenant(struct tes_store *st, uint32_t id)
+{
+	return st->ops->delete_tenant(st, id);
+}
+
+static inline int store_load_servers(struct tes_store *st, store_server_cb cb, void *ctx)
+{
+	return st->ops->load_servers(st, cb, ctx);
+}
+
+static inline int store_put_server(struct tes_store *st, const struct store_server *s)
+{
+	return st->ops->put_server(st, s);
+}
+
+static inline int store_delete_server(struct tes_store *st, uint32_t tenant_id, const char *fqdn)
+{
+	return st->ops->delete_server(st, tenant_id, fqdn);
+}
+
+static inline int store_get_doc(struct tes_store *st, const char *key, struct store_doc *out)
+{
+	return st->ops->get_doc(st, key, out);
+}
+
+static inline int store_put_doc(struct tes_store *st, const char *key, const struct store_doc *d)
+{
+	return st->ops->put_doc(st, key, d);
+}
+
+static inline int store_schema_version(struct tes_store *st)
+{
+	return st->ops->schema_version(st);
+}
+
+static inline void store_doc_free(struct store_doc *d)
+{
+	free(d->text);
+	d->text = NULL;
+	d->len = 0;
+}
+
+#endif
