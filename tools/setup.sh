@@ -20,8 +20,10 @@ PACKAGES=(
 	libmicrohttpd-dev libcmocka-dev
 	# clang: BPF programs, libFuzzer and sanitizer runtimes; format check
 	clang-14 libclang-rt-14-dev llvm-14 clang-format
-	# real peers and tools used by tests and demos
-	python3 swaks iproute2 ca-certificates
+	# real peers and tools used by tests and demos (postfix: smtp-sink,
+	# smtp-source and temporary Postfix instances the tests start; the
+	# system instance is never configured or run, see below)
+	python3 swaks iproute2 ca-certificates postfix
 )
 
 usage()
@@ -162,6 +164,10 @@ if [ "$do_packages" -eq 1 ]; then
 			has_candidate "$p" ||
 				die "package '$p' is not available from the configured apt sources (is this Debian 12 with 'main' enabled?)"
 		done
+		# Postfix must not configure or start a system MTA on port 25:
+		# the tests start their own instances in temporary directories.
+		echo "postfix postfix/main_mailer_type select No configuration" |
+			debconf-set-selections
 		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
 			install -y --no-install-recommends \
 			"${missing[@]}" || die "apt-get install failed"
@@ -172,6 +178,15 @@ if [ "$do_packages" -eq 1 ]; then
 	fi
 else
 	DONE+=("packages: skipped (--no-packages)")
+fi
+
+# Whatever installed it, the system Postfix stays stopped: nothing of ours
+# may listen on port 25 or deliver mail off this machine.
+if command -v postfix >/dev/null 2>&1; then
+	if command -v systemctl >/dev/null 2>&1; then
+		systemctl disable --now postfix >/dev/null 2>&1 || true
+	fi
+	postfix status >/dev/null 2>&1 && { postfix stop >/dev/null 2>&1 || true; }
 fi
 
 # --- 2. hugepages ----------------------------------------------------------
