@@ -870,9 +870,15 @@ static void *worker_main(void *arg)
 			KLOG(k, 1, "kio: worker %u: cannot pin to CPU %d: %s", w->index,
 			     k->cpus[w->index], strerror(e));
 	}
+	if (k->ops.on_worker_start)
+		k->ops.on_worker_start(k->app, w->index);
 	w->now = mono_ms();
 	for (;;) {
+		if (k->ops.before_wait)
+			k->ops.before_wait(k->app, w->index);
 		int n = epoll_wait(w->ep, evs, EVENTS_PER_WAIT, next_wait_ms(w));
+		if (k->ops.after_wait)
+			k->ops.after_wait(k->app, w->index);
 		if (n < 0) {
 			if (errno != EINTR)
 				KLOG(k, 0, "kio: worker %u: epoll_wait: %s", w->index,
@@ -935,6 +941,8 @@ static void *worker_main(void *arg)
 		}
 		reap(w);
 	}
+	if (k->ops.on_worker_stop)
+		k->ops.on_worker_stop(k->app, w->index);
 	atomic_store(&w->exited, true);
 	return NULL;
 }

@@ -80,6 +80,15 @@ struct kio_ops {
 	void (*on_shutdown)(void *ctx, struct kio_conn *c);
 	/* The connection is gone; kio does not use ctx again. */
 	void (*on_close)(void *ctx, struct kio_conn *c, enum kio_close_reason why);
+
+	/* Worker life cycle, on the worker's thread; each may be NULL.  The
+	 * gateway registers its workers as RCU readers here: before_wait runs
+	 * just before the worker may block in epoll_wait (a quiescent point,
+	 * where it holds nothing), after_wait as soon as it returns. */
+	void (*on_worker_start)(void *app, unsigned worker);
+	void (*before_wait)(void *app, unsigned worker);
+	void (*after_wait)(void *app, unsigned worker);
+	void (*on_worker_stop)(void *app, unsigned worker);
 };
 
 struct kio_config {

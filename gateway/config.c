@@ -12,6 +12,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "gateway/tls.h"
+
 #ifndef TES_DATADIR
 #define TES_DATADIR "/usr/local/share/tesgate"
 #endif
@@ -29,6 +31,8 @@ enum ktype {
 	K_CPUS,
 	K_SKIP,
 	K_DELIVERY,
+	K_RELAYHOST, /* a host name or an IP address, or empty */
+	K_BOOL,      /* yes or no */
 };
 
 struct key {
@@ -65,6 +69,15 @@ static const struct key keys[] = {
 	  "protocol errors in one session before 421 and close" },
 	{ "max_header_bytes", K_SIZE, F(limits.max_header_bytes), 1024, 16u << 20, "65536",
 	  "header section kept for Exchange build detection; beyond it the scan sees a prefix" },
+	{ "tls_cert", K_PATHOPT, F(tls_cert), 0, 0, "",
+	  "STARTTLS certificate (PEM, then its chain); empty, with tls_key: no STARTTLS" },
+	{ "tls_key", K_PATHOPT, F(tls_key), 0, 0, "",
+	  "private key of tls_cert (PEM, unencrypted; may be the same file)" },
+	{ "tls_request_client_cert", K_BOOL, F(tls_request_client_cert), 0, 0, "no",
+	  "ask clients for a certificate and log its names (not verified)" },
+	{ "tls_ticket_lifetime", K_SECS, F(tls_ticket_lifetime), 0, TLS_TICKET_LIFETIME_MAX,
+	  "43200",
+	  "seconds a session ticket resumes; the ticket key rotates as often; 0: no tickets" },
 	{ "idle_timeout", K_SECS, F(idle_timeout), 1, 86400, "300",
 	  "seconds without progress either way (nothing sent, no reply read); s/m/h suffixes" },
 	{ "session_timeout", K_SECS, F(session_timeout), 1, 7 * 86400, "1800",
@@ -76,16 +89,55 @@ static const struct key keys[] = {
 	{ "max_connections_per_source", K_UINT, F(max_connections_per_source), 0, 1000000, "50",
 	  "connections open at once from one IPv4 address or IPv6 /64; 0: no limit" },
 	{ "delivery", K_DELIVERY, F(delivery), 0, 0, "spool",
-	  "delivery backend: spool (the smtp relay backend comes later)" },
+	  "delivery backend: spool, smtp (relay to a backend MTA) or discard (benchmarks only)" },
 	{ "spool_dir", K_PATH, F(spool_dir), 0, 0, "/var/lib/tesgate/spool",
 	  "spool backend: directory holding tmp/ and new/; messages appear as new/<id>.eml" },
 	{ "delivery_threads", K_UINT, F(delivery_threads), 1, 64, "4",
 	  "threads doing the durable writes (fsync), so workers never block" },
+	{ "relay_host", K_RELAYHOST, F(relay_host), 0, 0, "",
+	  "smtp backend: the backend MTA's host name or address (resolved at start)" },
+	{ "relay_port", K_UINT, F(relay_port), 1, 65535, "25", "smtp backend: the backend's port" },
+	{ "relay_socket", K_PATHOPT, F(relay_socket), 0, 0, "",
+	  "smtp backend: a unix socket to the backend, instead of relay_host and relay_port" },
+	{ "relay_helo_name", K_RELAYHOST, F(relay_helo_name), 0, 0, "",
+	  "smtp backend: name in EHLO to the backend; empty: hostname" },
+	{ "relay_threads", K_UINT, F(relay_threads), 1, 64, "1",
+	  "smtp backend: relay threads, each with its own pool of connections" },
+	{ "relay_max_connections", K_UINT, F(relay_max_connections), 1, 10000, "16",
+	  "smtp backend: connections to the backend per relay thread" },
+	{ "relay_max_queue", K_UINT, F(relay_max_queue), 1, 1000000, "1000",
+	  "smtp backend: messages per relay thread, waiting or in flight; more get 451 4.3.0" },
+	{ "relay_connect_timeout", K_SECS, F(relay_connect_timeout), 1, 3600, "10",
+	  "smtp backend: seconds for the connection and the backend's greeting" },
+	{ "relay_command_timeout", K_SECS, F(relay_command_timeout), 1, 3600, "60",
+	  "smtp backend: seconds for the reply to each command" },
+	{ "relay_data_timeout", K_SECS, F(relay_data_timeout), 1, 3600, "120",
+	  "smtp backend: seconds without content progress, for the final reply, and for a "
+	  "message waiting for a free connection" },
+	{ "relay_idle_timeout", K_SECS, F(relay_idle_timeout), 1, 86400, "30",
+	  "smtp backend: seconds an unused connection stays open; then QUIT" },
+	{ "relay_memory_per_message", K_SIZE, F(relay_memory_per_message), 0, 1ull << 30, "1M",
+	  "smtp backend: content kept in memory per message; beyond it, a temporary file in "
+	  "spool_dir/tmp" },
+	{ "relay_memory_total", K_SIZE, F(relay_memory_total), 0, 1ull << 40, "256M",
+	  "smtp backend: content kept in memory for all messages together; beyond it, files" },
+	{ "i_understand_discard_loses_mail", K_BOOL, F(i_understand_discard_loses_mail), 0, 0, "no",
+	  "must be yes for delivery = discard, which throws every message away" },
 	{ "catalog_builds", K_PATHOPT, F(catalog_builds), 0, 0, "",
 	  "Exchange build catalog (CSV); empty: exchange-builds.csv from the installed data "
 	  "directory or the source tree" },
 	{ "catalog_policy", K_PATHOPT, F(catalog_policy), 0, 0, "",
 	  "compliance policy; empty: compliance.conf found the same way" },
+	{ "control_socket", K_PATHOPT, F(control_socket), 0, 0, "/run/tescontrol/gateway.sock",
+	  "tescontrol's gateway socket: enforcement state comes from it, sightings go to it; "
+	  "empty: no control plane (detection is logged, nothing is enforced)" },
+	{ "gateway_id", K_TEXT, F(gateway_id), 0, 0, "",
+	  "this gateway's name in tescontrol's logs and tesctl status; empty: hostname" },
+	{ "policy_file", K_PATHOPT, F(policy_file), 0, 0, "",
+	  "enforcement policy used until tescontrol sends its own; empty: the built-in one" },
+	{ "follow_test_clock", K_BOOL, F(follow_test_clock), 0, 0, "no",
+	  "FOR TESTS ONLY: decide at tescontrol's test clock; refused unless the environment "
+	  "has TES_ALLOW_TEST_CLOCK=1" },
 	{ "own_hop_skip", K_SKIP, F(exdetect), 0, 0, "",
 	  "host patterns ('*' wildcard) of Received hops your own relays add, comma-separated" },
 	{ "log_level", K_LEVEL, F(log_level), 0, 0, "info", "error, warn, info or debug" },
@@ -261,11 +313,28 @@ static bool apply(struct tes_config *c, const struct key *k, const char *v, char
 		}
 		return true;
 	case K_DELIVERY:
-		if (strcmp(v, "spool") != 0) {
-			snprintf(err, errlen, "'%s' is not a delivery backend (spool)", v);
+		if (strcmp(v, "spool") != 0 && strcmp(v, "smtp") != 0 &&
+		    strcmp(v, "discard") != 0) {
+			snprintf(err, errlen,
+				 "'%s' is not a delivery backend (spool, smtp, discard)", v);
 			return false;
 		}
 		return set_string(field, k->size, v, err, errlen);
+	case K_RELAYHOST: {
+		struct in6_addr a6;
+		if (*v && !valid_host(v) && inet_pton(AF_INET6, v, &a6) != 1) {
+			snprintf(err, errlen, "'%s' is not a host name or an IP address", v);
+			return false;
+		}
+		return set_string(field, k->size, v, err, errlen);
+	}
+	case K_BOOL:
+		if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
+			snprintf(err, errlen, "'%s' is not yes or no", v);
+			return false;
+		}
+		*(bool *)field = v[0] == 'y';
+		return true;
 	case K_CPUS: {
 		unsigned cnt = 0;
 		const char *p = v;
@@ -459,6 +528,41 @@ bool config_check(const struct tes_config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "max_header_bytes exceeds max_message_size");
 		return false;
 	}
+	if (strcmp(c->delivery, "smtp") == 0 && !c->relay_host[0] == !c->relay_socket[0]) {
+		snprintf(err, errlen,
+			 "delivery = smtp needs relay_host or relay_socket (one of them)");
+		return false;
+	}
+	/* A verdict must reach the client before its idle timeout closes it. */
+	if (strcmp(c->delivery, "smtp") == 0 && (c->relay_command_timeout >= c->idle_timeout ||
+						 c->relay_data_timeout >= c->idle_timeout)) {
+		snprintf(err, errlen,
+			 "relay_command_timeout and relay_data_timeout must be below "
+			 "idle_timeout");
+		return false;
+	}
+	if (c->follow_test_clock) {
+		const char *allow = getenv("TES_ALLOW_TEST_CLOCK");
+		if (!allow || strcmp(allow, "1") != 0) {
+			snprintf(err, errlen,
+				 "follow_test_clock is for tests only and needs "
+				 "TES_ALLOW_TEST_CLOCK=1 in the environment");
+			return false;
+		}
+	}
+	if (!c->tls_cert[0] != !c->tls_key[0]) {
+		snprintf(err, errlen,
+			 "%s is empty while %s is set: set both for STARTTLS, or neither",
+			 c->tls_cert[0] ? "tls_key" : "tls_cert",
+			 c->tls_cert[0] ? "tls_cert" : "tls_key");
+		return false;
+	}
+	if (strcmp(c->delivery, "discard") == 0 && !c->i_understand_discard_loses_mail) {
+		snprintf(err, errlen,
+			 "delivery = discard throws every message away (benchmarks "
+			 "only); it also needs i_understand_discard_loses_mail = yes");
+		return false;
+	}
 	return true;
 }
 
@@ -468,9 +572,11 @@ void config_smtp(const struct tes_config *c, struct smtp_config *out)
 	out->hostname = c->hostname;
 	out->banner = c->banner;
 	out->limits = c->limits;
-	out->starttls = false; /* no TLS layer yet */
-	/* The spool stores octets as they come: it can take SMTPUTF8. */
-	out->smtputf8 = strcmp(c->delivery, "spool") == 0;
+	/* main.c clears it again when the certificate does not load */
+	out->starttls = c->tls_cert[0] && c->tls_key[0];
+	/* The spool stores octets as they come: it can take SMTPUTF8.  For
+	 * smtp, main.c asks the backend (relay_probe). */
+	out->smtputf8 = strcmp(c->delivery, "spool") == 0 || strcmp(c->delivery, "discard") == 0;
 }
 
 static bool readable(const char *p)
@@ -500,6 +606,20 @@ bool config_catalog_paths(const struct tes_config *c, char *builds, char *policy
 	}
 	builds[0] = policy[0] = '\0';
 	return false;
+}
+
+bool config_tls(const struct tes_config *c, struct tls_server_config *out)
+{
+	tls_server_config_defaults(out);
+	if (!c->tls_cert[0] || !c->tls_key[0])
+		return false;
+	out->cert_file = c->tls_cert;
+	out->key_file = c->tls_key;
+	out->request_client_cert = c->tls_request_client_cert;
+	out->tickets = c->tls_ticket_lifetime > 0;
+	if (out->tickets)
+		out->ticket_rotate_s = c->tls_ticket_lifetime;
+	return true;
 }
 
 void config_print_keys(void)

@@ -40,12 +40,40 @@ struct tes_config {
 	unsigned max_connections;
 	unsigned max_connections_per_source;
 
-	char delivery[16]; /* backend name: "spool" */
+	char delivery[16]; /* backend name: "spool", "smtp" or "discard" */
 	char spool_dir[PATH_MAX];
 	unsigned delivery_threads;
 
+	/* delivery = smtp (gateway/relay.h) */
+	char relay_host[256];
+	unsigned relay_port;
+	char relay_socket[108]; /* sun_path */
+	char relay_helo_name[256];
+	unsigned relay_threads;
+	unsigned relay_max_connections;
+	unsigned relay_max_queue;
+	unsigned relay_connect_timeout; /* seconds */
+	unsigned relay_command_timeout;
+	unsigned relay_data_timeout;
+	unsigned relay_idle_timeout;
+	uint64_t relay_memory_per_message;
+	uint64_t relay_memory_total;
+	/* delivery = discard needs this too: it loses every message */
+	bool i_understand_discard_loses_mail;
+
 	char catalog_builds[PATH_MAX]; /* empty: look in the installed data */
 	char catalog_policy[PATH_MAX]; /* directory, then the source tree */
+
+	char control_socket[108]; /* the limit of a unix socket address */
+	char gateway_id[64];
+	char policy_file[PATH_MAX];
+	bool follow_test_clock;
+
+	/* STARTTLS (gateway/tls.h): both paths empty means no TLS */
+	char tls_cert[PATH_MAX];
+	char tls_key[PATH_MAX];
+	bool tls_request_client_cert;
+	unsigned tls_ticket_lifetime; /* seconds; 0: no session tickets */
 
 	struct exdetect_config exdetect;
 	enum log_level log_level;
@@ -68,6 +96,11 @@ bool config_check(const struct tes_config *c, char *err, size_t errlen);
 
 /* The engine's view.  Its strings point into c, which must outlive it. */
 void config_smtp(const struct tes_config *c, struct smtp_config *out);
+
+/* The TLS layer's view: false (and out unused) when TLS is not configured.
+ * Its strings point into c. */
+struct tls_server_config;
+bool config_tls(const struct tes_config *c, struct tls_server_config *out);
 
 /* The catalog files to load: the configured ones, or the first pair found in
  * the installed data directory, then the source tree.  false when neither

@@ -9,13 +9,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/ctlclient.h"
+#include "gateway/enfstate.h"
 #include "gateway/log.h"
 
 #define LINE_MAX_GW 160
 
-/* Counters one worker writes and any thread may read. */
+/* Counters one worker writes and any thread may read.  The TLS layer
+ * increments its counters with plain stores, so it gets a private copy
+ * (tctr) that the worker publishes into st.tls with atomic stores. */
 struct gw_worker {
 	struct gw_stats st;
+	struct tls_counters tctr;
 	char pad[64];
 };
 
@@ -45,6 +50,18 @@ struct gw_conn {
 	char peer_lit[INET6_ADDRSTRLEN + 8]; /* "[192.0.2.1]" for the engine */
 	struct kio_post post;
 	struct smtp_reply verdict;
+	struct tes_addr src; /* the client's address, for enforcement */
+	uint32_t tenant;     /* the tenant whose connector it came over; 0: none */
+	bool via_connector;
+	/* STARTTLS.  pt holds decrypted input the engine has not taken yet
+	 * (at most one read's worth); it exists only while it holds bytes. */
+	struct tls_conn *tls;
+	uint8_t *pt;
+	size_t pt_off, pt_len;
+	bool tls_pending; /* STARTTLS answered; its 220 not all with the transport yet */
+	bool tls_up;      /* handshake done and smtp_tls_started() called */
+	bool tls_dead;    /* fatal TLS error: the alert goes out, then the close */
+	bool tls_shut;    /* close_notify queued */
 };
 
 #define STAT_ADD(g, wi, field) \
@@ -62,28 +79,84 @@ static const char *clean(char *dst, size_t len, const char *src)
 	return dst;
 }
 
-/* ---- enforcement seams ----
- * The enforcement issue fills these in: a verdict for sources already known
- * at MAIL FROM, and for every message once its headers reveal the server.
- * Until then they have no opinion (r->code stays 0). */
+/* ---- enforcement ----
+ * At MAIL FROM, a source already known to belong to a server in a throttle
+ * or block window is refused before the body is sent; at the end of the
+ * headers every Exchange message is decided on the server its Received
+ * headers name.  Both read the RCU state (lock-free) at the control
+ * client's clock. */
+
+#define STAT_ADD_IDX(g, wi, field, i) \
+	__atomic_store_n(&(g)->w[wi].st.field[i], (g)->w[wi].st.field[i] + 1, __ATOMIC_RELAXED)
+
+static void verdict_reply(const struct tes_verdict *v, struct smtp_reply *r)
+{
+	if (v->action == TES_ACCEPT)
+		return;
+	/* DROP at the SMTP level can only be the 550 it carries */
+	smtp_reply_set(r, v->code, v->enhanced, v->text);
+}
 
 static void enforce_at_mail(struct gw_conn *gc, const struct smtp_envelope *env,
 			    struct smtp_reply *r)
 {
-	(void)gc;
+	struct gw *g = gc->g;
+	struct tes_verdict v;
 	(void)env;
-	(void)r;
+
+	if (!g->p.st || gc->src.family == TES_ADDR_NONE)
+		return;
+	if (!enfstate_decide_source(g->p.st, &gc->src, ctlclient_now(g->p.cc), gc->via_connector,
+				    &v))
+		return;
+	STAT_ADD_IDX(g, gc->worker, mail_verdicts, v.action);
+	if (v.action != TES_ACCEPT) {
+		log_msg(LOG_INFO, "enforce peer=%s at=mail action=%s stage=%u reply=\"%u %s\"",
+			gc->peer, tes_action_name(v.action), v.stage, v.code, v.enhanced);
+		verdict_reply(&v, r);
+	}
 }
 
-static void enforce_at_headers(struct gw_conn *gc, const struct smtp_envelope *env,
-			       const struct exdetect_result *det, const struct catalog_class *cls,
-			       struct smtp_reply *r)
+static enum tes_build_class classify(const struct exdetect_result *det,
+				     const struct enfstate_class *ec, bool have_catalog)
 {
-	(void)gc;
-	(void)env;
-	(void)det;
-	(void)cls;
-	(void)r;
+	switch (det->family) {
+	case EX_FAMILY_NONE:
+	case EX_FAMILY_ONLINE:
+		return TES_BUILD_NOT_EXCHANGE;
+	default:
+		break;
+	}
+	if (!have_catalog)
+		return TES_BUILD_UNKNOWN; /* decide on the stored state alone */
+	return ec->compliant ? TES_BUILD_COMPLIANT : TES_BUILD_VULNERABLE;
+}
+
+static void enforce_at_headers(struct gw_conn *gc, const struct exdetect_result *det,
+			       enum tes_build_class cls, struct smtp_reply *r,
+			       struct tes_verdict *v)
+{
+	struct gw *g = gc->g;
+	int64_t now = ctlclient_now(g->p.cc);
+	struct tes_detection d = { .cls = cls, .family = det->family, .build = det->build };
+
+	enfstate_decide(g->p.st, gc->tenant, det->server, &gc->src, &d, now, gc->via_connector, v);
+	STAT_ADD_IDX(g, gc->worker, header_verdicts, v->action);
+	verdict_reply(v, r);
+
+	if (cls != TES_BUILD_COMPLIANT && cls != TES_BUILD_VULNERABLE)
+		return;
+	struct ctl_sighting sg = {
+		.tenant_id = gc->tenant,
+		.build = det->build,
+		.family = det->family,
+		.cls = cls,
+		.source = gc->src,
+		.time = now,
+	};
+	snprintf(sg.fqdn, sizeof(sg.fqdn), "%s", det->server);
+	if (g->p.cc && !ctlclient_sighting(g->p.cc, gc->worker, &sg))
+		STAT_ADD(g, gc->worker, sightings_dropped);
 }
 
 /* ---- engine hooks ---- */
@@ -101,37 +174,40 @@ static void h_headers(void *ctx, const struct smtp_envelope *env, const char *hd
 	struct gw_conn *gc = ctx;
 	struct gw *g = gc->g;
 	struct exdetect_result det;
-	struct catalog_class cls;
+	struct enfstate_class ec;
 	char helo[80], from[120], server[120];
 
-	memset(&cls, 0, sizeof(cls));
+	memset(&ec, 0, sizeof(ec));
 	if (!exdetect_scan(g->p.exdetect, hdr, len, &det)) {
 		STAT_ADD(g, gc->worker, not_exchange);
 		if (log_enabled(LOG_DEBUG))
 			log_msg(LOG_DEBUG, "detect peer=%s exchange=no truncated=%s", gc->peer,
 				truncated ? "yes" : "no");
-		enforce_at_headers(gc, env, &det, &cls, r);
 		return;
 	}
 	STAT_ADD(g, gc->worker, exchange_seen);
+	STAT_ADD_IDX(g, gc->worker, family, det.family < EX_FAMILY_COUNT ? det.family : 0);
+	bool have_catalog = g->p.st && enfstate_classify(g->p.st, &det.build, &ec);
+	enum tes_build_class cls = classify(&det, &ec, have_catalog);
+	struct tes_verdict v = { .action = TES_ACCEPT };
+	if (g->p.st)
+		enforce_at_headers(gc, &det, cls, r, &v);
+
 	char build[48];
 	ex_build_format(&det.build, build, sizeof(build));
-	const char *compliant = "unknown", *branch = "", *update = "";
-	if (g->p.catalog) {
-		catalog_classify(g->p.catalog, &det.build, &cls);
-		compliant = cls.compliant ? "yes" : "no";
-		branch = cls.branch ? cls.branch : "";
-		update = cls.nearest ? cls.nearest->update : "";
-	}
 	log_msg(LOG_INFO,
 		"detect peer=%s helo=%s from=<%s> server=%s build=%s family=%s branch=%s "
-		"update=\"%s\" compliant=%s hop=%u line=%u mapi=%s%s",
+		"update=\"%s\" compliant=%s hop=%u line=%u mapi=%s%s tenant=%u action=%s "
+		"stage=%u%s",
 		gc->peer, clean(helo, sizeof(helo), env->helo),
 		clean(from, sizeof(from), env->mail_from),
 		clean(server, sizeof(server), det.server), build, ex_family_name(det.family),
-		branch, update, compliant, det.hop, det.line, det.mapi ? "yes" : "no",
-		truncated ? " truncated=yes" : "");
-	enforce_at_headers(gc, env, &det, &cls, r);
+		ec.branch, ec.has_nearest ? ec.nearest.update : "",
+		!have_catalog  ? "unknown"
+		: ec.compliant ? "yes"
+			       : "no",
+		det.hop, det.line, det.mapi ? "yes" : "no", truncated ? " truncated=yes" : "",
+		gc->tenant, tes_action_name(v.action), v.stage, g->p.st ? "" : " enforcement=off");
 }
 
 static int h_data(void *ctx, const uint8_t *p, size_t n)
@@ -193,6 +269,13 @@ static int h_message(void *ctx, const struct smtp_envelope *env, struct smtp_rep
 
 /* ---- transport side ---- */
 
+static void pt_free(struct gw_conn *gc)
+{
+	free(gc->pt);
+	gc->pt = NULL;
+	gc->pt_off = gc->pt_len = 0;
+}
+
 /* Move engine output to the transport; returns what did not fit. */
 static size_t out_move(struct gw_conn *gc)
 {
@@ -205,16 +288,290 @@ static size_t out_move(struct gw_conn *gc)
 	return len - took;
 }
 
+/* ---- STARTTLS ----
+ * After the plaintext 220, bytes from the transport are ciphertext for the
+ * TLS layer; what it decrypts goes to the engine, and the engine's replies
+ * go back through it.  Every step moves bytes between bounded buffers (the
+ * transport's, the TLS layer's queues, the engine's output, pt), and a step
+ * that cannot move anything waits for the event that frees room: on_writable
+ * for output, a delivery verdict for a waiting engine.  Reading stops
+ * meanwhile, so a client that floods or does not read meets TCP flow
+ * control, not growing buffers. */
+
+/* Decrypted bytes are read into this before the engine sees them; only
+ * what the engine leaves is copied into the connection (pt).  One TLS
+ * record's worth of plaintext. */
+static _Thread_local uint8_t tls_scratch[16384];
+
+static void tls_publish(struct gw *g, unsigned wi)
+{
+	_Static_assert(sizeof(struct tls_counters) % sizeof(uint64_t) == 0, "counters only");
+	const uint64_t *src = (const uint64_t *)(const void *)&g->w[wi].tctr;
+	uint64_t *dst = (uint64_t *)(void *)&g->w[wi].st.tls;
+	for (size_t i = 0; i < sizeof(struct tls_counters) / sizeof(uint64_t); i++)
+		__atomic_store_n(&dst[i], src[i], __ATOMIC_RELAXED);
+}
+
+static bool tls_begin(struct gw_conn *gc)
+{
+	struct gw *g = gc->g;
+	gc->tls_pending = false;
+	gc->tls = tls_conn_new(g->p.tls, &g->w[gc->worker].tctr);
+	if (!gc->tls) {
+		log_msg(LOG_WARN, "tls peer=%s: out of memory, closing", gc->peer);
+		return false;
+	}
+	STAT_ADD(g, gc->worker, tls_starts);
+	return true;
+}
+
+/* Pending ciphertext to the transport; returns how many octets it took. */
+static size_t tls_send(struct gw_conn *gc)
+{
+	const uint8_t *p;
+	size_t len;
+	tls_pending_ciphertext(gc->tls, &p, &len);
+	if (len == 0)
+		return 0;
+	size_t took = kio_write(gc->kc, p, len);
+	tls_consume_ciphertext(gc->tls, took);
+	return took;
+}
+
+static size_t tls_unsent(const struct gw_conn *gc)
+{
+	const uint8_t *p;
+	size_t len;
+	tls_pending_ciphertext(gc->tls, &p, &len);
+	return len;
+}
+
+/* RFC 3207 4.2: the session starts over once TLS is up, and must do so
+ * before the first decrypted octet reaches the engine.  The handshake can
+ * finish inside a feed or inside a read, so this follows each. */
+static void tls_check_up(struct gw_conn *gc)
+{
+	if (gc->tls_up || !tls_handshake_done(gc->tls))
+		return;
+	gc->tls_up = true;
+	smtp_tls_started(gc->s);
+	tls_publish(gc->g, gc->worker);
+	const struct tls_peer_cert *pc = tls_peer_cert(gc->tls);
+	log_msg(LOG_INFO, "tls peer=%s version=%s cipher=%s bits=%d resumed=%s%s%s%s%s", gc->peer,
+		tls_version_name(gc->tls), tls_cipher_name(gc->tls), tls_cipher_bits(gc->tls),
+		tls_session_resumed(gc->tls) ? "yes" : "no", pc ? " client_cn=\"" : "",
+		pc ? pc->cn : "", pc ? "\" client_san=" : "", pc ? pc->san : "");
+}
+
+/* A fatal TLS error: the alert OpenSSL queued goes out (best effort), then
+ * the connection closes.  The TLS layer has counted it. */
+static void tls_fail(struct gw_conn *gc)
+{
+	gc->tls_dead = true;
+	log_msg(LOG_INFO, "tls peer=%s %s: %s", gc->peer, gc->tls_up ? "error" : "handshake failed",
+		tls_error_reason(gc->tls));
+	tls_publish(gc->g, gc->worker);
+	tls_send(gc);
+	pt_free(gc);
+	kio_close(gc->kc);
+}
+
+static bool gc_closing(const struct gw_conn *gc)
+{
+	return gc->close_after_flush || smtp_closing(gc->s);
+}
+
+/* Decrypted input to the engine; keeps what it leaves in pt.  false when
+ * pt cannot be allocated (the connection is then closed). */
+static bool engine_feed(struct gw_conn *gc, const uint8_t *p, size_t n, bool from_pt)
+{
+	size_t used = 0;
+	enum smtp_status st = smtp_feed(gc->s, p, n, &used);
+	if (used > n)
+		used = n;
+	if (st == SMTP_CLOSE || st == SMTP_STARTTLS) {
+		/* after QUIT or 421 the rest is of no interest; a second
+		 * STARTTLS is refused by the engine and never gets here */
+		gc->close_after_flush = true;
+		pt_free(gc);
+		return true;
+	}
+	if (from_pt) {
+		gc->pt_off += used;
+		gc->pt_len -= used;
+		if (gc->pt_len == 0)
+			pt_free(gc);
+		return true;
+	}
+	if (used == n)
+		return true;
+	gc->pt = malloc(n - used);
+	if (!gc->pt)
+		return false;
+	memcpy(gc->pt, p + used, n - used);
+	gc->pt_off = 0;
+	gc->pt_len = n - used;
+	return true;
+}
+
+/* Move whatever can move, until nothing does.  Returns whether anything
+ * moved; false means every side waits for an event (room in the transport,
+ * a verdict, more ciphertext). */
+static bool tls_pump(struct gw_conn *gc)
+{
+	bool any = false, moved;
+	do {
+		moved = false;
+		if (gc->tls_dead)
+			return true;
+		moved |= tls_send(gc) > 0;
+		tls_check_up(gc);
+		if (!gc->tls_up) {
+			any |= moved;
+			break; /* the handshake waits for the client */
+		}
+
+		size_t olen;
+		const uint8_t *o = smtp_output(gc->s, &olen);
+		if (olen > 0 && !gc->tls_shut) {
+			size_t used = 0;
+			if (tls_write_plaintext(gc->tls, o, olen, &used) == TLS_ERROR) {
+				tls_fail(gc);
+				return true;
+			}
+			smtp_output_consume(gc->s, used);
+			moved |= used > 0;
+		}
+
+		bool engine_free = !gc->waiting && !gc_closing(gc);
+		if (engine_free && gc->pt_len > 0) {
+			size_t before = gc->pt_len;
+			engine_feed(gc, gc->pt + gc->pt_off, gc->pt_len, true);
+			moved |= gc->pt_len != before;
+			engine_free = !gc->waiting && !gc_closing(gc);
+		}
+
+		/* More input only when the engine took all before and its replies
+		 * have gone into TLS: otherwise the input would only pile up. */
+		smtp_output(gc->s, &olen);
+		if (engine_free && gc->pt_len == 0 && olen == 0) {
+			ssize_t r = tls_read_plaintext(gc->tls, tls_scratch, sizeof(tls_scratch));
+			tls_check_up(gc);
+			if (r > 0) {
+				moved = true;
+				if (!engine_feed(gc, tls_scratch, (size_t)r, false)) {
+					log_msg(LOG_WARN, "tls peer=%s: out of memory, closing",
+						gc->peer);
+					gc->tls_dead = true;
+					kio_close(gc->kc);
+					return true;
+				}
+			} else if (r == TLS_CLOSED) {
+				/* close_notify or the end of the transport: SMTP is over
+				 * for this client once its replies are out */
+				gc->close_after_flush = true;
+				moved = true;
+			} else if (r == TLS_ERROR) {
+				tls_fail(gc);
+				return true;
+			}
+		}
+		moved |= tls_send(gc) > 0;
+		any |= moved;
+	} while (moved);
+	return any;
+}
+
+/* After a pump: close when due, and read again only when every stage
+ * behind the transport has room (may_resume false: the caller saw the
+ * TLS input queue refuse bytes and keeps the transport paused). */
+static void tls_settle(struct gw_conn *gc, bool may_resume)
+{
+	size_t olen;
+	if (gc->tls_dead)
+		return;
+	smtp_output(gc->s, &olen);
+	if (gc_closing(gc)) {
+		if (!gc->tls_up) {
+			kio_close(gc->kc); /* mid-handshake: nothing to say */
+			return;
+		}
+		if (gc->waiting || olen > 0) {
+			kio_pause(gc->kc); /* the verdict and the last replies first */
+			return;
+		}
+		if (!gc->tls_shut) {
+			gc->tls_shut = true;
+			tls_shutdown(gc->tls);
+			tls_send(gc);
+		}
+		if (tls_unsent(gc) == 0)
+			kio_close(gc->kc);
+		else
+			kio_pause(gc->kc); /* on_writable brings the rest */
+		return;
+	}
+	if (!may_resume || gc->waiting || olen > 0 || gc->pt_len > 0 || tls_unsent(gc) > 0)
+		kio_pause(gc->kc);
+	else
+		kio_resume(gc->kc);
+}
+
+/* Ciphertext from the transport. */
+static size_t tls_data(struct gw_conn *gc, const uint8_t *p, size_t n)
+{
+	size_t off = 0;
+
+	if (gc->tls_dead)
+		return n;
+	for (;;) {
+		size_t used = 0;
+		if (tls_feed_ciphertext(gc->tls, p + off, n - off, &used) == TLS_ERROR) {
+			tls_fail(gc);
+			return n;
+		}
+		off += used;
+		bool moved = tls_pump(gc);
+		if (gc->tls_dead)
+			return n;
+		if (off == n)
+			break;
+		if (used == 0 && !moved) {
+			/* The TLS input queue is full and nothing behind it moves:
+			 * the transport keeps the rest until an event frees room. */
+			tls_settle(gc, false);
+			return gc_closing(gc) ? n : off;
+		}
+	}
+	tls_settle(gc, true);
+	return n;
+}
+
 /* After the engine moved outside smtp_feed (a verdict, the transport
  * draining): send what it said and decide whether to read again. */
 static void settle(struct gw_conn *gc)
 {
+	if (gc->tls) {
+		if (!gc->tls_dead) {
+			tls_pump(gc);
+			tls_settle(gc, true);
+		}
+		return;
+	}
 	if (out_move(gc) > 0) {
 		gc->blocked = true;
 		kio_pause(gc->kc);
 		return;
 	}
 	gc->blocked = false;
+	if (gc->tls_pending) {
+		/* the 220 is with the transport: whatever arrives now is TLS */
+		if (tls_begin(gc))
+			kio_resume(gc->kc);
+		else
+			kio_close(gc->kc);
+		return;
+	}
 	if (gc->close_after_flush || smtp_closing(gc->s)) {
 		kio_close(gc->kc);
 		return;
@@ -229,6 +586,11 @@ static void conn_free(struct gw_conn *gc)
 {
 	if (gc->s)
 		smtp_session_free(gc->s);
+	if (gc->tls) {
+		tls_conn_free(gc->tls);
+		tls_publish(gc->g, gc->worker);
+	}
+	free(gc->pt);
 	free(gc);
 }
 
@@ -250,8 +612,10 @@ static void verdict_arrived(struct kio_post *p)
 		conn_free(gc);
 		return;
 	}
-	log_msg(LOG_INFO, "message peer=%s result=\"%d %s %s\"", gc->peer, gc->verdict.code,
-		gc->verdict.enh, gc->verdict.text);
+	log_msg(LOG_INFO, "message peer=%s result=\"%d %s %s\"%s%s%s%s", gc->peer, gc->verdict.code,
+		gc->verdict.enh, gc->verdict.text, gc->tls_up ? " tls=" : "",
+		gc->tls_up ? tls_version_name(gc->tls) : "", gc->tls_up ? "/" : "",
+		gc->tls_up ? tls_cipher_name(gc->tls) : "");
 	smtp_message_done(gc->s, &gc->verdict);
 	settle(gc);
 }
@@ -270,6 +634,25 @@ static void *k_open(void *app, struct kio_conn *kc, const struct sockaddr_storag
 	gc->kw = kio_conn_worker(kc);
 	gc->worker = kio_worker_index(gc->kw);
 	gc->post.fn = verdict_arrived;
+	if (peer->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)peer;
+		tes_addr_v4(&gc->src, (const uint8_t *)&in->sin_addr);
+	} else if (peer->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)peer;
+		tes_addr_v6(&gc->src, in6->sin6_addr.s6_addr);
+	}
+	if (g->p.st && gc->src.family != TES_ADDR_NONE) {
+		/* a source of fully blocked servers under a "drop" policy: closed
+		 * before a word is said (XDP drops it earlier where attached) */
+		if (enfstate_source_drop(g->p.st, &gc->src)) {
+			STAT_ADD(g, gc->worker, early_drops);
+			free(gc);
+			*refuse = NULL;
+			return NULL;
+		}
+		gc->via_connector =
+			enfstate_tenant_for_source(g->p.st, &gc->src, NULL, &gc->tenant);
+	}
 	kio_format_addr(peer, gc->peer, sizeof(gc->peer), true);
 	char addr[INET6_ADDRSTRLEN + 1];
 	kio_format_addr(peer, addr, sizeof(addr), false);
@@ -293,6 +676,10 @@ static size_t k_data(void *ctx, struct kio_conn *kc, const uint8_t *p, size_t n)
 	size_t off = 0;
 	unsigned stalls = 0;
 
+	if (gc->tls)
+		return tls_data(gc, p, n);
+	if (gc->tls_pending)
+		return n; /* sent before the client saw the 220: not TLS, not SMTP */
 	while (off < n) {
 		size_t used = 0;
 		enum smtp_status st = smtp_feed(gc->s, p + off, n - off, &used);
@@ -317,8 +704,26 @@ static size_t k_data(void *ctx, struct kio_conn *kc, const uint8_t *p, size_t n)
 			kio_pause(kc);
 			return off;
 		case SMTP_STARTTLS:
-			/* Seam for the TLS layer; STARTTLS is not advertised
-			 * yet, so the engine should never get here. */
+			/* RFC 3207 4.2: whatever the client pipelined behind
+			 * STARTTLS was sent before it could know TLS would start
+			 * (the command-injection attack).  The engine dropped the
+			 * rest of this buffer; returning n drops everything kio
+			 * holds too.  The 220 goes out in plaintext first. */
+			if (!gc->g->p.tls) {
+				/* not offered, so the engine cannot get here */
+				gc->close_after_flush = true;
+				kio_close(kc);
+				return n;
+			}
+			if (left > 0) {
+				gc->tls_pending = true;
+				gc->blocked = true;
+				kio_pause(kc);
+				return n;
+			}
+			if (!tls_begin(gc))
+				kio_close(kc);
+			return n;
 		case SMTP_CLOSE:
 			gc->close_after_flush = true;
 			if (left > 0) {
@@ -337,7 +742,7 @@ static void k_writable(void *ctx, struct kio_conn *kc)
 {
 	struct gw_conn *gc = ctx;
 	(void)kc;
-	if (gc->blocked)
+	if (gc->blocked || gc->tls)
 		settle(gc);
 }
 
@@ -349,14 +754,32 @@ static void k_timeout(void *ctx, struct kio_conn *kc, enum kio_timeout which)
 		which == KIO_TIMEOUT_IDLE ? "idle" : "session");
 	/* A session waiting for its verdict gets the verdict instead, if it
 	 * comes within the linger time. */
-	if (!gc->waiting)
-		kio_write(kc, line, strlen(line));
+	if (gc->waiting)
+		return;
+	if (!gc->tls) {
+		if (!gc->tls_pending)
+			kio_write(kc, line, strlen(line));
+		return;
+	}
+	/* Inside TLS the line is encrypted; mid-handshake there is no way to
+	 * say it, and the connection just closes. */
+	if (gc->tls_up && !gc->tls_dead && !gc->tls_shut) {
+		size_t used;
+		tls_write_plaintext(gc->tls, (const uint8_t *)line, strlen(line), &used);
+		gc->tls_shut = true;
+		tls_shutdown(gc->tls);
+		tls_send(gc);
+	}
 }
 
 static void k_shutdown(void *ctx, struct kio_conn *kc)
 {
 	struct gw_conn *gc = ctx;
-	(void)kc;
+	/* Between STARTTLS and the end of the handshake nothing can be said. */
+	if (gc->tls_pending || (gc->tls && !gc->tls_up)) {
+		kio_close(kc);
+		return;
+	}
 	/* Mid-transaction sessions get their 421 after the reply to the
 	 * message in flight, from the engine itself. */
 	if (smtp_shutdown(gc->s)) {
@@ -371,6 +794,21 @@ static void k_close(void *ctx, struct kio_conn *kc, enum kio_close_reason why)
 	(void)kc;
 	log_msg(LOG_DEBUG, "close peer=%s reason=%d", gc->peer, (int)why);
 	gc->kc = NULL;
+	if (gc->tls) {
+		if (why == KIO_CLOSE_PEER && !gc->tls_dead) {
+			/* Let the TLS layer see the end, so a half-done handshake
+			 * is counted as "eof" rather than "abandoned" and a peer
+			 * that left without close_notify as unclean_eof.  What is
+			 * still decrypted is of no use to anyone now. */
+			tls_transport_eof(gc->tls);
+			while (tls_read_plaintext(gc->tls, tls_scratch, sizeof(tls_scratch)) > 0)
+				;
+		}
+		tls_conn_free(gc->tls);
+		gc->tls = NULL;
+		tls_publish(gc->g, gc->worker);
+	}
+	pt_free(gc);
 	smtp_abort(gc->s); /* on_abort discards content not yet submitted */
 	h_abort(gc);
 	smtp_session_free(gc->s);
@@ -378,6 +816,41 @@ static void k_close(void *ctx, struct kio_conn *kc, enum kio_close_reason why)
 	if (!gc->waiting)
 		conn_free(gc);
 	/* else: the verdict's arrival frees it */
+}
+
+/* Workers are RCU readers of the enforcement state: online while they
+ * work, offline while they may sleep in epoll_wait (which also serves as
+ * their quiescent state, so retired entries are freed promptly). */
+static void k_worker_start(void *app, unsigned worker)
+{
+	struct gw *g = app;
+	(void)worker;
+	if (g->p.st)
+		enfstate_thread_register();
+}
+
+static void k_before_wait(void *app, unsigned worker)
+{
+	struct gw *g = app;
+	(void)worker;
+	if (g->p.st)
+		enfstate_thread_offline();
+}
+
+static void k_after_wait(void *app, unsigned worker)
+{
+	struct gw *g = app;
+	(void)worker;
+	if (g->p.st)
+		enfstate_thread_online();
+}
+
+static void k_worker_stop(void *app, unsigned worker)
+{
+	struct gw *g = app;
+	(void)worker;
+	if (g->p.st)
+		enfstate_thread_unregister();
 }
 
 void gw_kio_ops(struct kio_ops *ops)
@@ -389,6 +862,15 @@ void gw_kio_ops(struct kio_ops *ops)
 	ops->on_timeout = k_timeout;
 	ops->on_shutdown = k_shutdown;
 	ops->on_close = k_close;
+	ops->on_worker_start = k_worker_start;
+	ops->before_wait = k_before_wait;
+	ops->after_wait = k_after_wait;
+	ops->on_worker_stop = k_worker_stop;
+}
+
+void gw_set_control(struct gw *g, struct ctlclient *cc)
+{
+	g->p.cc = cc;
 }
 
 struct gw *gw_new(const struct gw_params *p)
@@ -440,14 +922,15 @@ const char *gw_refuse_source(const struct gw *g)
 
 void gw_stats(const struct gw *g, struct gw_stats *out)
 {
+	/* every member is a uint64_t counter: sum them as an array */
+	_Static_assert(sizeof(struct gw_stats) % sizeof(uint64_t) == 0, "gw_stats is counters");
+	uint64_t *o = (uint64_t *)(void *)out;
+	size_t n = sizeof(*out) / sizeof(uint64_t);
+
 	memset(out, 0, sizeof(*out));
 	for (unsigned i = 0; i < (g->p.workers ? g->p.workers : 1); i++) {
-		const struct gw_stats *s = &g->w[i].st;
-		out->sessions += __atomic_load_n(&s->sessions, __ATOMIC_RELAXED);
-		out->messages_accepted += __atomic_load_n(&s->messages_accepted, __ATOMIC_RELAXED);
-		out->messages_refused += __atomic_load_n(&s->messages_refused, __ATOMIC_RELAXED);
-		out->exchange_seen += __atomic_load_n(&s->exchange_seen, __ATOMIC_RELAXED);
-		out->not_exchange += __atomic_load_n(&s->not_exchange, __ATOMIC_RELAXED);
-		out->orphaned += __atomic_load_n(&s->orphaned, __ATOMIC_RELAXED);
+		const uint64_t *w = (const uint64_t *)(const void *)&g->w[i].st;
+		for (size_t j = 0; j < n; j++)
+			o[j] += __atomic_load_n(&w[j], __ATOMIC_RELAXED);
 	}
 }

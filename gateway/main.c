@@ -20,10 +20,14 @@
 
 #include "dataplane/kio.h"
 #include "enforce/catalog.h"
+#include "gateway/backends.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
+#include "gateway/ctlclient.h"
+#include "gateway/enfstate.h"
 #include "gateway/log.h"
 #include "gateway/spool.h"
+#include "gateway/tls.h"
 
 #ifndef TES_VERSION
 #define TES_VERSION "unknown"
@@ -46,15 +50,27 @@ static void usage(FILE *f)
 		   "                        IPv6 as [::1]:2525; port 0 picks a free one)\n"
 		   "  -s, --spool DIR       spool directory (default /var/lib/tesgate/spool)\n"
 		   "  -w, --workers N       worker threads (default 1)\n"
-		   "      --check-config    check the settings and the catalog, then exit\n"
+		   "      --tls-cert FILE   STARTTLS certificate (PEM; with --tls-key)\n"
+		   "      --tls-key FILE    its private key (PEM, unencrypted)\n"
+		   "      --check-config    check the settings, the catalog and the TLS pair, then "
+		   "exit\n"
 		   "      --print-defaults  print every setting with its default, then exit\n"
 		   "  -h, --help            this text\n"
 		   "  -V, --version         print the version\n"
 		   "\n"
 		   "Signals: SIGTERM or SIGINT stop gracefully (421 to idle clients, messages in\n"
 		   "flight finished, at most shutdown_grace seconds; a second signal stops at\n"
-		   "once).  SIGHUP is reserved for reloading and is ignored for now.\n"
+		   "once).  SIGHUP reloads the TLS certificate and key from their files; on\n"
+		   "an error the old ones stay in force.\n"
 		   "See docs/configuration.md for every setting.\n");
+}
+
+static uint64_t sum_versions(const uint64_t *v)
+{
+	uint64_t n = 0;
+	for (int i = 0; i < TLS_V_COUNT; i++)
+		n += v[i];
+	return n;
 }
 
 static void log_stats(const struct kio_stats *ks, const struct gw_stats *gs,
@@ -64,7 +80,8 @@ static void log_stats(const struct kio_stats *ks, const struct gw_stats *gs,
 		"stats connections=%llu refused_global=%llu refused_source=%llu "
 		"timeouts_idle=%llu timeouts_session=%llu shutdown_forced=%llu "
 		"bytes_in=%llu bytes_out=%llu sessions=%llu accepted=%llu refused=%llu "
-		"exchange=%llu not_exchange=%llu stored=%llu spool_failed=%llu",
+		"exchange=%llu not_exchange=%llu stored=%llu spool_failed=%llu starttls=%llu "
+		"tls_full=%llu tls_resumed=%llu tls_failed=%llu",
 		(unsigned long long)ks->accepted, (unsigned long long)ks->refused_global,
 		(unsigned long long)ks->refused_source, (unsigned long long)ks->timeouts_idle,
 		(unsigned long long)ks->timeouts_session, (unsigned long long)ks->shutdown_forced,
@@ -72,7 +89,59 @@ static void log_stats(const struct kio_stats *ks, const struct gw_stats *gs,
 		(unsigned long long)gs->sessions, (unsigned long long)gs->messages_accepted,
 		(unsigned long long)gs->messages_refused, (unsigned long long)gs->exchange_seen,
 		(unsigned long long)gs->not_exchange, (unsigned long long)ss->stored,
-		(unsigned long long)ss->failed);
+		(unsigned long long)ss->failed, (unsigned long long)gs->tls_starts,
+		(unsigned long long)sum_versions(gs->tls.full),
+		(unsigned long long)sum_versions(gs->tls.resumed),
+		(unsigned long long)sum_versions(gs->tls.failed));
+}
+
+/* The certificate and key are loaded at start-up, so a bad pair stops the
+ * gateway before it listens rather than at the first STARTTLS.  *out stays
+ * NULL when TLS is not configured. */
+static int load_tls(const struct tes_config *cfg, struct tls_server_ctx **out)
+{
+	struct tls_server_config tc;
+	char err[512], desc[512];
+
+	*out = NULL;
+	if (!config_tls(cfg, &tc))
+		return 0;
+	*out = tls_server_ctx_new(&tc, err, sizeof(err));
+	if (!*out) {
+		fprintf(stderr, "tesgate: tls_cert/tls_key: %s\n", err);
+		return -1;
+	}
+	tls_server_ctx_describe(*out, desc, sizeof(desc));
+	log_msg(LOG_INFO, "tls certificate %s loaded: %s", cfg->tls_cert, desc);
+	return 0;
+}
+
+/* SIGHUP: the files are read again; a pair that does not load leaves the
+ * one in force (tls_server_ctx_reload builds the new context aside). */
+static void reload_tls(const struct tes_config *cfg, struct tls_server_ctx *tls)
+{
+	char err[512], desc[512];
+
+	if (!tls) {
+		log_msg(LOG_INFO,
+			"SIGHUP: no TLS configured (tls_cert, tls_key): nothing to reload");
+		return;
+	}
+	if (tls_server_ctx_reload(tls, cfg->tls_cert, cfg->tls_key, err, sizeof(err)) != 0) {
+		tls_server_ctx_describe(tls, desc, sizeof(desc));
+		log_msg(LOG_ERROR, "SIGHUP: TLS reload failed: %s; still serving %s", err, desc);
+		return;
+	}
+	tls_server_ctx_describe(tls, desc, sizeof(desc));
+	log_msg(LOG_INFO, "SIGHUP: tls certificate reloaded (generation %llu): %s",
+		(unsigned long long)tls_server_ctx_generation(tls), desc);
+}
+
+static uint64_t mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
 }
 
 /* Every connection is a descriptor: take the hard limit, and say so when
@@ -124,6 +193,60 @@ static int load_catalog(const struct tes_config *cfg, struct catalog **out)
 	return 0;
 }
 
+/* enfstate_free needs a registered RCU thread; by now no other uses it. */
+static void state_free(struct enfstate *st)
+{
+	if (!st)
+		return;
+	enfstate_thread_register();
+	enfstate_free(st);
+	enfstate_thread_unregister();
+}
+
+/* The policy the gateway decides with until tescontrol sends its own. */
+static int load_policy(const struct tes_config *cfg, struct tes_policy *pol)
+{
+	struct tes_policy_error err;
+
+	tes_policy_default(pol);
+	if (!cfg->policy_file[0])
+		return 0;
+	if (tes_policy_load(cfg->policy_file, pol, &err) != 0) {
+		char msg[512];
+		tes_policy_error_format(&err, msg, sizeof(msg));
+		fprintf(stderr, "tesgate: %s\n", msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Counters the control client reports to tescontrol. */
+static void report_counters(void *arg, json_t *c)
+{
+	static const char *const actions[] = { "accept", "throttle", "block", "drop" };
+	struct gw_stats gs;
+	char name[64];
+
+	gw_stats(arg, &gs);
+	json_object_set_new(c, "sessions", json_integer((json_int_t)gs.sessions));
+	json_object_set_new(c, "messages_accepted", json_integer((json_int_t)gs.messages_accepted));
+	json_object_set_new(c, "messages_refused", json_integer((json_int_t)gs.messages_refused));
+	json_object_set_new(c, "exchange_seen", json_integer((json_int_t)gs.exchange_seen));
+	json_object_set_new(c, "early_drops", json_integer((json_int_t)gs.early_drops));
+	json_object_set_new(c, "tls_handshakes_full",
+			    json_integer((json_int_t)sum_versions(gs.tls.full)));
+	json_object_set_new(c, "tls_handshakes_resumed",
+			    json_integer((json_int_t)sum_versions(gs.tls.resumed)));
+	json_object_set_new(c, "tls_handshakes_failed",
+			    json_integer((json_int_t)sum_versions(gs.tls.failed)));
+	for (int a = 0; a < 4; a++) {
+		snprintf(name, sizeof(name), "verdict_mail_%s", actions[a]);
+		json_object_set_new(c, name, json_integer((json_int_t)gs.mail_verdicts[a]));
+		snprintf(name, sizeof(name), "verdict_headers_%s", actions[a]);
+		json_object_set_new(c, name, json_integer((json_int_t)gs.header_verdicts[a]));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -131,6 +254,8 @@ int main(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "spool", required_argument, NULL, 's' },
 		{ "workers", required_argument, NULL, 'w' },
+		{ "tls-cert", required_argument, NULL, 'T' },
+		{ "tls-key", required_argument, NULL, 'K' },
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "print-defaults", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
@@ -139,8 +264,14 @@ int main(int argc, char **argv)
 	};
 	struct tes_config cfg;
 	const char *conf_path = NULL;
-	const char *over[3][2] = { { "listen", NULL }, { "spool_dir", NULL }, { "workers", NULL } };
-	const char *over_flag[3] = { "--listen", "--spool", "--workers" };
+	enum { NOVER = 5 };
+	const char *over[NOVER][2] = { { "listen", NULL },
+				       { "spool_dir", NULL },
+				       { "workers", NULL },
+				       { "tls_cert", NULL },
+				       { "tls_key", NULL } };
+	const char *over_flag[NOVER] = { "--listen", "--spool", "--workers", "--tls-cert",
+					 "--tls-key" };
 	bool check_only = false;
 	int o;
 
@@ -157,6 +288,12 @@ int main(int argc, char **argv)
 			break;
 		case 'w':
 			over[2][1] = optarg;
+			break;
+		case 'T':
+			over[3][1] = optarg;
+			break;
+		case 'K':
+			over[4][1] = optarg;
 			break;
 		case 'C':
 			check_only = true;
@@ -187,7 +324,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tesgate: %s\n", err);
 		return 1;
 	}
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < NOVER; i++) {
 		if (over[i][1] && !config_set(&cfg, over[i][0], over[i][1], err, sizeof(err))) {
 			fprintf(stderr, "tesgate: %s: %s\n", over_flag[i], err);
 			return 1;
@@ -201,11 +338,17 @@ int main(int argc, char **argv)
 	log_set_level(cfg.log_level);
 
 	struct catalog *cat = NULL;
-	if (load_catalog(&cfg, &cat) != 0)
+	struct tes_policy pol;
+	struct tls_server_ctx *tls = NULL;
+	if (load_catalog(&cfg, &cat) != 0 || load_policy(&cfg, &pol) != 0 ||
+	    load_tls(&cfg, &tls) != 0) {
+		catalog_free(cat);
 		return 1;
+	}
 	if (check_only) {
-		printf("tesgate: configuration OK%s%s\n", cat ? ", catalog " : "",
-		       cat ? catalog_version(cat) : "");
+		printf("tesgate: configuration OK%s%s%s\n", cat ? ", catalog " : "",
+		       cat ? catalog_version(cat) : "", tls ? ", TLS certificate loads" : "");
+		tls_server_ctx_free(tls);
 		catalog_free(cat);
 		return 0;
 	}
@@ -220,23 +363,42 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	raise_fd_limit(cfg.max_connections);
-	struct spool *sp =
-		spool_open(cfg.spool_dir, cfg.delivery_threads, cfg.workers, err, sizeof(err));
-	if (!sp) {
-		fprintf(stderr, "tesgate: %s\n", err);
+	struct backends bk;
+	struct delivery_backend backend;
+	if (backends_open(&cfg, &bk, &backend) != 0) {
 		catalog_free(cat);
+		tls_server_ctx_free(tls);
 		return 1;
 	}
-	struct delivery_backend backend;
-	spool_backend(sp, &backend);
+
+	/* The enforcement state: filled here with the local catalog and policy,
+	 * then by the control thread (its only writer from now on) with what
+	 * tescontrol sends.  Main is a writer only while no other thread is. */
+	struct enfstate *st = enfstate_new(&pol, 0);
+	if (!st) {
+		fprintf(stderr, "tesgate: cannot create the enforcement state: %s\n",
+			strerror(errno));
+		backends_close(&bk);
+		catalog_free(cat);
+		tls_server_ctx_free(tls);
+		return 1;
+	}
+	enfstate_thread_register();
+	if (cat && enfstate_catalog_set(st, cat) == 0)
+		cat = NULL; /* st owns it now */
+	enfstate_thread_unregister();
 
 	struct smtp_config smtp;
 	config_smtp(&cfg, &smtp);
+	smtp.smtputf8 = bk.smtputf8;
+	smtp.starttls = tls != NULL; /* offered only with a certificate in force */
 	struct gw_params gp = {
 		.smtp = &smtp,
 		.exdetect = &cfg.exdetect,
-		.catalog = cat,
+		.catalog = NULL,
 		.backend = &backend,
+		.st = st,
+		.tls = tls,
 		.hostname = cfg.hostname,
 		.workers = cfg.workers,
 	};
@@ -261,27 +423,62 @@ int main(int argc, char **argv)
 	if (!k) {
 		fprintf(stderr, "tesgate: %s\n", g ? err : "out of memory");
 		gw_free(g);
-		spool_close(sp);
+		backends_close(&bk);
+		state_free(st);
 		catalog_free(cat);
+		tls_server_ctx_free(tls);
 		return 1;
+	}
+	struct ctlclient *cc = NULL;
+	if (cfg.control_socket[0]) {
+		struct ctlclient_params cp = {
+			.socket_path = cfg.control_socket,
+			.gateway_id = cfg.gateway_id[0] ? cfg.gateway_id : cfg.hostname,
+			.st = st,
+			.workers = cfg.workers,
+			.follow_test_clock = cfg.follow_test_clock,
+			.counters = report_counters,
+			.counters_arg = g,
+		};
+		cc = ctlclient_start(&cp);
+		if (!cc) {
+			fprintf(stderr, "tesgate: cannot start the control thread\n");
+			kio_destroy(k);
+			gw_free(g);
+			backends_close(&bk);
+			state_free(st);
+			catalog_free(cat);
+			tls_server_ctx_free(tls);
+			return 1;
+		}
+		gw_set_control(g, cc);
+	} else {
+		log_msg(LOG_WARN, "control_socket is empty: no control plane, nothing is enforced");
 	}
 	int e = kio_start(k);
 	if (e) {
 		fprintf(stderr, "tesgate: cannot start workers: %s\n", strerror(e));
 		kio_wait(k, 5000);
-		spool_stop(sp);
+		backends_stop(&bk);
 		kio_destroy(k);
+		ctlclient_stop(cc);
 		gw_free(g);
-		spool_close(sp);
+		backends_close(&bk);
+		state_free(st);
 		catalog_free(cat);
+		tls_server_ctx_free(tls);
 		return 1;
 	}
 	struct sockaddr_storage bound;
 	char where[80];
 	kio_local_addr(k, &bound);
 	kio_format_addr(&bound, where, sizeof(where), true);
-	log_msg(LOG_INFO, "tesgate %s listening on %s (workers %u, hostname %s, delivery %s %s)",
-		TES_VERSION, where, cfg.workers, cfg.hostname, backend.name, cfg.spool_dir);
+	log_msg(LOG_INFO,
+		"tesgate %s listening on %s (workers %u, hostname %s, delivery %s %s, starttls %s)",
+		TES_VERSION, where, cfg.workers, cfg.hostname, backend.name, bk.where,
+		tls ? "on" : "off");
+	if (tls)
+		tls_server_ctx_tick(tls, mono_s()); /* starts the ticket-key clock */
 
 	bool stopping = false;
 	for (;;) {
@@ -289,7 +486,7 @@ int main(int argc, char **argv)
 		siginfo_t si;
 		int sig = sigtimedwait(&sigs, &si, &tick);
 		if (sig == SIGHUP) {
-			log_msg(LOG_WARN, "SIGHUP: reloading is not implemented yet; ignored");
+			reload_tls(&cfg, tls);
 		} else if (sig == SIGINT || sig == SIGTERM) {
 			if (!stopping) {
 				log_msg(LOG_INFO, "%s: shutting down (grace %u s)",
@@ -301,6 +498,8 @@ int main(int argc, char **argv)
 				kio_stop(k, 0);
 			}
 		}
+		if (tls && tls_server_ctx_tick(tls, mono_s()))
+			log_msg(LOG_INFO, "tls session-ticket key rotated");
 		if (stopping && kio_wait(k, 0))
 			break;
 	}
@@ -309,14 +508,17 @@ int main(int argc, char **argv)
 	struct gw_stats gs;
 	struct spool_stats ss;
 	kio_stats(k, &ks);
-	spool_stop(sp);
-	kio_destroy(k); /* after spool_stop: runs verdicts for sessions already gone */
+	backends_stop(&bk);
+	kio_destroy(k); /* after backends_stop: runs verdicts for sessions already gone */
+	ctlclient_stop(cc);
 	gw_stats(g, &gs);
-	spool_stats(sp, &ss);
+	backends_stats(&bk, &ss);
 	log_stats(&ks, &gs, &ss);
 	gw_free(g);
-	spool_close(sp);
+	backends_close(&bk);
+	state_free(st);
 	catalog_free(cat);
+	tls_server_ctx_free(tls); /* every tls_conn went with its connection */
 	log_msg(LOG_INFO, "stopped");
 	return 0;
 }

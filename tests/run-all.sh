@@ -8,6 +8,8 @@
 #           fuzz-smoke replaying the seed corpora)
 #   asan    build/ci-asan: gcc, -Werror, AddressSanitizer + UBSan; unit,
 #           integration and fuzz-smoke (tests also in suite 'no-asan' skipped)
+#   tsan    build/ci-tsan: ThreadSanitizer over the RCU enforcement state
+#           (tests/concurrency/run-tsan.sh)
 #   fuzz    build/ci-fuzz: clang-14 + libFuzzer + ASan/UBSan; fuzz-smoke
 #           fuzzes every target for TES_FUZZ_SECONDS (default 30) seconds
 #
@@ -116,7 +118,7 @@ finish()
 	local status=PASS
 	[ "$1" -eq 0 ] || status=FAIL
 	local line="" s
-	[ "$quick" -eq 0 ] || summary+=("asan+fuzz skipped (--quick)")
+	[ "$quick" -eq 0 ] || summary+=("asan, tsan and fuzz skipped (--quick)")
 	for s in "${summary[@]}"; do
 		line+="${line:+, }$s"
 	done
@@ -181,7 +183,14 @@ stage_asan()
 		-Db_sanitize=address,undefined -Db_lundef=false
 	ninja -C build/ci-asan
 	meson_tests build/ci-asan --suite unit --suite fuzz-smoke --suite integration \
-		--no-suite no-asan
+		--suite concurrency --no-suite no-asan
+}
+
+stage_tsan()
+{
+	# the RCU state's readers against its writer, under ThreadSanitizer,
+	# plus the control run TSan must catch (run-tsan.sh says why)
+	tests/concurrency/run-tsan.sh --builddir build/ci-tsan --seconds 5
 }
 
 stage_fuzz()
@@ -202,6 +211,7 @@ run_stage format stage_format
 run_stage gcc stage_gcc
 if [ "$quick" -eq 0 ]; then
 	run_stage asan stage_asan
+	run_stage tsan stage_tsan
 	run_stage fuzz stage_fuzz
 fi
 finish 0

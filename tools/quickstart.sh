@@ -12,7 +12,9 @@ Usage: tools/quickstart.sh [options]
 
 Set up this Debian 12 machine (root), build tesgate (release build in
 build/quickstart) and run it in the foreground on its embedded defaults:
-SMTP on 127.0.0.1:PORT, messages spooled to \$TES_STATE_DIR/spool.
+SMTP on 127.0.0.1:PORT, messages spooled to \$TES_STATE_DIR/spool, and
+STARTTLS with the demo certificate from tools/setup.sh when
+\$TES_STATE_DIR/tls/cert.pem and key.pem exist and are readable.
 
 Options:
   --port N      SMTP port on 127.0.0.1 (default 2525)
@@ -22,7 +24,8 @@ Options:
 
 Environment:
   TES_STATE_DIR  state directory (default /var/lib/tesgate); the spool is
-                 \$TES_STATE_DIR/spool
+                 \$TES_STATE_DIR/spool, the demo certificate
+                 \$TES_STATE_DIR/tls/{cert.pem,key.pem}
 EOF
 }
 
@@ -81,6 +84,29 @@ state=${TES_STATE_DIR:-/var/lib/tesgate}
 spool=$state/spool
 mkdir -p "$state"
 
+# STARTTLS with the demo pair tools/setup.sh makes, when it is there and
+# this user can read the key (setup.sh makes it 0600, root's).
+tls_cert=$state/tls/cert.pem
+tls_key=$state/tls/key.pem
+tls_args=()
+tls_check=""
+if [ -r "$tls_cert" ] && [ -r "$tls_key" ]; then
+	tls_args=(--tls-cert "$tls_cert" --tls-key "$tls_key")
+	tls_line="STARTTLS with $tls_cert (self-signed demo certificate)"
+	tls_check="
+Check STARTTLS (the version, the cipher and the certificate; then type
+EHLO x and QUIT):
+
+  openssl s_client -starttls smtp -connect 127.0.0.1:$port -brief
+
+(add --tls to the swaks lines below to send the test message over TLS)
+"
+elif [ -e "$tls_cert" ] || [ -e "$tls_key" ]; then
+	tls_line="off: $tls_cert or $tls_key is missing or not readable by $(id -un)"
+else
+	tls_line="off: no demo certificate in $state/tls (tools/setup.sh makes one)"
+fi
+
 sample=$repo/tests/data/headers/ex2016-tls.hdr
 received='Received: from EX16-01.contoso.local (10.1.1.41) by EX16-02.contoso.local (10.1.1.42) with Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) id 15.1.2507.35; Thu, 6 Jun 2024 16:59:04 -0500'
 version=$("$tesgate" --version)
@@ -91,10 +117,11 @@ cat <<EOF
 $version, starting in the foreground on its embedded defaults
 
   SMTP:   127.0.0.1:$port
+  TLS:    $tls_line
   spool:  $spool/new/<id>.eml   the message, byte for byte
           $spool/new/<id>.env   its envelope; both written before the 250
   log:    this terminal, one line per event
-
+$tls_check
 Send a test message as an Exchange 2016 server would (in another terminal):
 
   swaks --server 127.0.0.1 --port $port \\
@@ -118,4 +145,4 @@ Stop: Ctrl-C here (or kill -TERM the tesgate process). Idle clients get
 
 EOF
 
-exec "$tesgate" --listen "127.0.0.1:$port" --spool "$spool"
+exec "$tesgate" --listen "127.0.0.1:$port" --spool "$spool" "${tls_args[@]}"

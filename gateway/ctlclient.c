@@ -1,0 +1,541 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include "gateway/ctlclient.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway/log.h"
+
+/* Sightings a worker may have waiting.  A worker sees at most one per
+ * message, so this is seconds of mail even at full rate; beyond it they are
+ * counted and dropped (tescontrol learns of the server at its next message). */
+#define RING_SIZE 1024u
+#define OUT_MAX (1u << 20)    /* bytes queued towards tescontrol */
+#define OUT_LOW (OUT_MAX / 2) /* take sightings from the rings below this */
+#define POLL_MS 100
+#define COUNTERS_EVERY_MS 5000
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 10000
+
+struct ring {
+	_Alignas(64) uint32_t head; /* written by the worker */
+	_Alignas(64) uint32_t tail; /* written by the control thread */
+	uint64_t dropped;           /* written by the worker */
+	struct ctl_sighting slot[RING_SIZE];
+};
+
+struct ctlclient {
+	struct ctlclient_params p;
+	char socket_path[108];
+	char gateway_id[64];
+	pthread_t thread;
+	int stop;
+
+	struct ring *rings;
+	int fd;
+	struct ctl_decoder dec;
+	uint8_t *out;
+	size_t out_len;
+	int64_t next_try_ms;
+	unsigned backoff_ms;
+	int64_t next_counters_ms;
+	bool warned_test_clock;
+	uint64_t seq;
+
+	int64_t fixed_now; /* tescontrol's test clock; 0 when following real time */
+	struct ctlclient_stats st;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ctlclient_now(const struct ctlclient *cc)
+{
+	int64_t fixed = cc ? __atomic_load_n(&cc->fixed_now, __ATOMIC_RELAXED) : 0;
+	return fixed ? fixed : (int64_t)time(NULL);
+}
+
+#define STAT_INC(cc, field) __atomic_fetch_add(&(cc)->st.field, 1, __ATOMIC_RELAXED)
+
+void ctlclient_stats(const struct ctlclient *cc, struct ctlclient_stats *out)
+{
+	const struct ctlclient_stats *s = &cc->st;
+	out->connected = __atomic_load_n(&s->connected, __ATOMIC_RELAXED);
+	out->synced = __atomic_load_n(&s->synced, __ATOMIC_RELAXED);
+	out->connects = __atomic_load_n(&s->connects, __ATOMIC_RELAXED);
+	out->syncs = __atomic_load_n(&s->syncs, __ATOMIC_RELAXED);
+	out->updates = __atomic_load_n(&s->updates, __ATOMIC_RELAXED);
+	out->rejected = __atomic_load_n(&s->rejected, __ATOMIC_RELAXED);
+	out->sightings_sent = __atomic_load_n(&s->sightings_sent, __ATOMIC_RELAXED);
+	out->acks = __atomic_load_n(&s->acks, __ATOMIC_RELAXED);
+	out->sightings_dropped = 0;
+	for (unsigned w = 0; w < cc->p.workers; w++)
+		out->sightings_dropped += __atomic_load_n(&cc->rings[w].dropped, __ATOMIC_RELAXED);
+}
+
+/* ---- the workers' side ---------------------------------------------- */
+
+bool ctlclient_sighting(struct ctlclient *cc, unsigned w, const struct ctl_sighting *s)
+{
+	if (!cc || w >= cc->p.workers)
+		return false;
+	struct ring *r = &cc->rings[w];
+	uint32_t head = r->head;
+	uint32_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+	if (head - tail >= RING_SIZE) {
+		__atomic_store_n(&r->dropped, r->dropped + 1, __ATOMIC_RELAXED);
+		return false;
+	}
+	r->slot[head % RING_SIZE] = *s;
+	__atomic_store_n(&r->head, head + 1, __ATOMIC_RELEASE);
+	return true;
+}
+
+static bool ring_pop(struct ring *r, struct ctl_sighting *out)
+{
+	uint32_t tail = r->tail;
+	uint32_t head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+	if (tail == head)
+		return false;
+	*out = r->slot[tail % RING_SIZE];
+	__atomic_store_n(&r->tail, tail + 1, __ATOMIC_RELEASE);
+	return true;
+}
+
+/* ---- connection ----------------------------------------------------- */
+
+static void disconnect(struct ctlclient *cc, const char *why)
+{
+	if (cc->fd < 0)
+		return;
+	log_msg(LOG_WARN, "control: lost tescontrol at %s (%s); enforcing with the last state",
+		cc->socket_path, why);
+	close(cc->fd);
+	cc->fd = -1;
+	cc->out_len = 0;
+	ctl_decoder_free(&cc->dec);
+	__atomic_store_n(&cc->st.connected, false, __ATOMIC_RELAXED);
+	cc->next_try_ms = mono_ms() + cc->backoff_ms;
+}
+
+/* Queue one message (takes the reference).  False when the output is over
+ * its bound: the connection is then hopelessly behind and is dropped. */
+static bool send_msg(struct ctlclient *cc, json_t *msg)
+{
+	struct ctl_error err;
+	uint8_t *frame;
+	size_t len;
+
+	if (!msg)
+		return false;
+	int rc = ctl_frame_encode(msg, &frame, &len, &err);
+	json_decref(msg);
+	if (rc != 0) {
+		log_msg(LOG_ERROR, "control: cannot encode a message: %s", err.msg);
+		return true;
+	}
+	if (cc->out_len + len > OUT_MAX) {
+		free(frame);
+		disconnect(cc, "output to tescontrol over its bound");
+		return false;
+	}
+	memcpy(cc->out + cc->out_len, frame, len);
+	cc->out_len += len;
+	free(frame);
+	return true;
+}
+
+static void try_connect(struct ctlclient *cc)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cc->socket_path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		/* log the first failure of a run of them, not every retry */
+		if (cc->backoff_ms == BACKOFF_MIN_MS)
+			log_msg(LOG_WARN, "control: cannot reach tescontrol at %s: %s; retrying",
+				cc->socket_path, strerror(e));
+		cc->next_try_ms = mono_ms() + cc->backoff_ms;
+		cc->backoff_ms =
+			cc->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : cc->backoff_ms * 2;
+		return;
+	}
+	cc->fd = fd;
+	cc->backoff_ms = BACKOFF_MIN_MS;
+	ctl_decoder_init(&cc->dec, 0);
+	STAT_INC(cc, connects);
+	__atomic_store_n(&cc->st.connected, true, __ATOMIC_RELAXED);
+	log_msg(LOG_INFO, "control: connected to tescontrol at %s", cc->socket_path);
+
+	struct ctl_hello h;
+	snprintf(h.gateway, sizeof(h.gateway), "%s", cc->gateway_id);
+	snprintf(h.version, sizeof(h.version), "%s", TES_VERSION);
+	send_msg(cc, ctl_hello_to_json(&h));
+	cc->next_counters_ms = mono_ms() + 1000;
+}
+
+static void flush_out(struct ctlclient *cc)
+{
+	while (cc->fd >= 0 && cc->out_len > 0) {
+		ssize_t n = send(cc->fd, cc->out, cc->out_len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				disconnect(cc, strerror(errno));
+			return;
+		}
+		memmove(cc->out, cc->out + n, cc->out_len - (size_t)n);
+		cc->out_len -= (size_t)n;
+	}
+}
+
+/* ---- applying what tescontrol sends --------------------------------- */
+
+/* Sources of fully blocked servers are refused at connect time when the
+ * policy says drop: the verdict with no detection says exactly that. */
+static bool server_drops(struct ctlclient *cc, const struct tes_server *s)
+{
+	struct tes_policy pol;
+	struct tes_tenant t;
+	struct tes_verdict v;
+
+	enfstate_policy(cc->p.st, &pol);
+	bool have_t = enfstate_lookup_tenant(cc->p.st, s->tenant_id, &t);
+	tes_decide(s, have_t ? &t : NULL, &pol, ctlclient_now(cc), NULL, NULL, true, &v);
+	return v.action == TES_DROP;
+}
+
+static void apply_server(struct ctlclient *cc, const struct tes_server *s)
+{
+	struct enfstate_source src = { .tenant_id = s->tenant_id };
+
+	if (enfstate_server_put(cc->p.st, s) < 0) {
+		log_msg(LOG_ERROR, "control: cannot store server %s: %s", s->fqdn, strerror(errno));
+		return;
+	}
+	snprintf(src.fqdn, sizeof(src.fqdn), "%s", s->fqdn);
+	src.drop = server_drops(cc, s);
+	for (unsigned i = 0; i < s->nsources && i < TES_SERVER_SOURCES_MAX; i++)
+		enfstate_source_put(cc->p.st, &s->sources[i], &src);
+}
+
+static void apply_delete_server(struct ctlclient *cc, uint32_t tenant_id, const char *fqdn)
+{
+	struct tes_server s;
+	struct enfstate_source src;
+
+	if (!enfstate_lookup_server(cc->p.st, tenant_id, fqdn, &s))
+		return;
+	/* forget the sources only where they still point at this server */
+	for (unsigned i = 0; i < s.nsources && i < TES_SERVER_SOURCES_MAX; i++) {
+		if (enfstate_lookup_source(cc->p.st, &s.sources[i], &src) &&
+		    src.tenant_id == tenant_id && strcasecmp(src.fqdn, fqdn) == 0)
+			enfstate_source_del(cc->p.st, &s.sources[i]);
+	}
+	enfstate_server_del(cc->p.st, tenant_id, fqdn);
+}
+
+static void apply_clock(struct ctlclient *cc, const json_t *msg)
+{
+	struct ctl_error err;
+	int64_t now;
+	bool test_clock;
+
+	if (ctl_clock_from_json(msg, &now, &test_clock, &err) != 0)
+		return;
+	if (!test_clock) {
+		__atomic_store_n(&cc->fixed_now, 0, __ATOMIC_RELAXED);
+		return;
+	}
+	if (!cc->p.follow_test_clock) {
+		if (!cc->warned_test_clock)
+			log_msg(LOG_WARN,
+				"control: tescontrol runs a test clock; this gateway "
+				"keeps the real one (start it with a test clock to follow)");
+		cc->warned_test_clock = true;
+		return;
+	}
+	__atomic_store_n(&cc->fixed_now, now > 0 ? now : 1, __ATOMIC_RELAXED);
+}
+
+static void reject(struct ctlclient *cc, const char *type, const struct ctl_error *err)
+{
+	STAT_INC(cc, rejected);
+	log_msg(LOG_WARN, "control: ignoring a %s message from tescontrol: %s", type, err->msg);
+}
+
+static void apply(struct ctlclient *cc, json_t *msg)
+{
+	struct ctl_error err = { { 0 } };
+	const char *type = ctl_msg_type(msg);
+
+	if (!type) {
+		reject(cc, "typeless", &err);
+		return;
+	}
+	if (!strcmp(type, CTL_T_SERVER)) {
+		struct tes_server s;
+		if (ctl_server_msg_from_json(msg, &s, &err) != 0) {
+			reject(cc, type, &err);
+			return;
+		}
+		apply_server(cc, &s);
+	} else if (!strcmp(type, CTL_T_TENANT)) {
+		struct tes_tenant t;
+		if (ctl_tenant_msg_from_json(msg, &t, &err) != 0) {
+			reject(cc, type, &err);
+			return;
+		}
+		enfstate_tenant_put(cc->p.st, &t);
+	} else if (!strcmp(type, CTL_T_DELETE)) {
+		struct ctl_delete d;
+		if (ctl_delete_from_json(msg, &d, &err) != 0) {
+			reject(cc, type, &err);
+			return;
+		}
+		if (d.server)
+			apply_delete_server(cc, d.tenant_id, d.fqdn);
+		else
+			enfstate_tenant_del(cc->p.st, d.tenant_id);
+	} else if (!strcmp(type, CTL_T_POLICY)) {
+		struct tes_policy pol;
+		if (ctl_policy_from_json(msg, &pol, &err) != 0) {
+			reject(cc, type, &err);
+			return;
+		}
+		enfstate_policy_set(cc->p.st, &pol);
+		log_msg(LOG_INFO, "control: policy updated");
+	} else if (!strcmp(type, CTL_T_CATALOG)) {
+		struct catalog *c = ctl_catalog_from_json(msg, &err);
+		if (!c) {
+			reject(cc, type, &err);
+			return;
+		}
+		log_msg(LOG_INFO, "control: catalog %s in force", catalog_version(c));
+		if (enfstate_catalog_set(cc->p.st, c) != 0)
+			catalog_free(c);
+	} else if (!strcmp(type, CTL_T_SYNC_BEGIN)) {
+		apply_clock(cc, msg);
+		enfstate_sync_begin(cc->p.st);
+		return;
+	} else if (!strcmp(type, CTL_T_SYNC_END)) {
+		size_t gone = enfstate_sync_end(cc->p.st);
+		struct enfstate_stats es;
+		enfstate_stats(cc->p.st, &es);
+		STAT_INC(cc, syncs);
+		__atomic_store_n(&cc->st.synced, true, __ATOMIC_RELAXED);
+		log_msg(LOG_INFO, "control: synchronised: %zu tenants, %zu servers, %zu removed",
+			es.tenants, es.servers, gone);
+		return;
+	} else if (!strcmp(type, CTL_T_CLOCK)) {
+		apply_clock(cc, msg);
+	} else if (!strcmp(type, CTL_T_ACK)) {
+		struct ctl_ack a;
+		if (ctl_ack_from_json(msg, &a, &err) == 0) {
+			STAT_INC(cc, acks);
+			if (!a.ok)
+				log_msg(LOG_WARN, "control: sighting %llu refused: %s",
+					(unsigned long long)a.seq, a.error);
+		}
+		return;
+	} else if (!strcmp(type, CTL_T_ERROR)) {
+		const char *m = "";
+		ctl_get_str(msg, "message", &m, &err);
+		log_msg(LOG_WARN, "control: tescontrol says: %.200s", m);
+		return;
+	} else {
+		/* a newer tescontrol may send more: not an error */
+		log_msg(LOG_DEBUG, "control: ignoring message type %.40s", type);
+		return;
+	}
+	STAT_INC(cc, updates);
+}
+
+static void read_in(struct ctlclient *cc)
+{
+	uint8_t buf[65536];
+
+	for (;;) {
+		ssize_t n = recv(cc->fd, buf, sizeof(buf), 0);
+		if (n == 0) {
+			disconnect(cc, "tescontrol closed the connection");
+			return;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				disconnect(cc, strerror(errno));
+			return;
+		}
+		size_t pos = 0;
+		while (pos < (size_t)n && cc->fd >= 0) {
+			size_t used = ctl_decoder_feed(&cc->dec, buf + pos, (size_t)n - pos);
+			pos += used;
+			for (;;) {
+				json_t *msg = NULL;
+				enum ctl_rc rc = ctl_decoder_next(&cc->dec, &msg);
+				if (rc == CTL_MORE)
+					break;
+				if (rc == CTL_ERROR) {
+					char why[300];
+					snprintf(why, sizeof(why), "bad frame: %s",
+						 cc->dec.err.msg);
+					disconnect(cc, why);
+					return;
+				}
+				apply(cc, msg);
+				json_decref(msg);
+			}
+			if (used == 0 && cc->dec.failed) {
+				disconnect(cc, cc->dec.err.msg);
+				return;
+			}
+		}
+		/* readers may now reclaim what this batch retired */
+		enfstate_quiescent();
+	}
+}
+
+/* ---- the thread ------------------------------------------------------ */
+
+static void send_sightings(struct ctlclient *cc)
+{
+	struct ctl_sighting s;
+
+	for (unsigned w = 0; w < cc->p.workers; w++) {
+		while (cc->fd >= 0 && cc->out_len < OUT_LOW && ring_pop(&cc->rings[w], &s)) {
+			s.seq = ++cc->seq;
+			if (send_msg(cc, ctl_sighting_to_json(&s)))
+				STAT_INC(cc, sightings_sent);
+		}
+	}
+}
+
+static void send_counters(struct ctlclient *cc)
+{
+	struct ctlclient_stats st;
+	json_t *c = json_object();
+
+	if (!c)
+		return;
+	ctlclient_stats(cc, &st);
+	json_object_set_new(c, "control_sightings_sent",
+			    json_integer((json_int_t)st.sightings_sent));
+	json_object_set_new(c, "control_sightings_dropped",
+			    json_integer((json_int_t)st.sightings_dropped));
+	json_object_set_new(c, "control_connects", json_integer((json_int_t)st.connects));
+	if (cc->p.counters)
+		cc->p.counters(cc->p.counters_arg, c);
+	send_msg(cc, ctl_counters_to_json(c));
+	json_decref(c);
+}
+
+static void *run(void *arg)
+{
+	struct ctlclient *cc = arg;
+
+	enfstate_thread_register();
+	while (!__atomic_load_n(&cc->stop, __ATOMIC_RELAXED)) {
+		int64_t now = mono_ms();
+		if (cc->fd < 0 && now >= cc->next_try_ms)
+			try_connect(cc);
+		if (cc->fd >= 0) {
+			send_sightings(cc);
+			if (cc->fd >= 0 && now >= cc->next_counters_ms) {
+				send_counters(cc);
+				cc->next_counters_ms = now + COUNTERS_EVERY_MS;
+			}
+			flush_out(cc);
+		}
+
+		struct pollfd pfd = { .fd = cc->fd, .events = POLLIN };
+		if (cc->out_len > 0)
+			pfd.events |= POLLOUT;
+		enfstate_thread_offline();
+		int n = cc->fd >= 0 ? poll(&pfd, 1, POLL_MS) : poll(NULL, 0, POLL_MS);
+		enfstate_thread_online();
+		if (n > 0 && cc->fd >= 0) {
+			if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+				read_in(cc);
+			if (cc->fd >= 0 && (pfd.revents & POLLOUT))
+				flush_out(cc);
+		}
+		enfstate_quiescent();
+	}
+	if (cc->fd >= 0) {
+		close(cc->fd);
+		cc->fd = -1;
+		ctl_decoder_free(&cc->dec);
+	}
+	enfstate_thread_unregister();
+	return NULL;
+}
+
+struct ctlclient *ctlclient_start(const struct ctlclient_params *p)
+{
+	struct ctlclient *cc = calloc(1, sizeof(*cc));
+
+	if (!cc)
+		return NULL;
+	if (strlen(p->socket_path) >= sizeof(cc->socket_path)) {
+		log_msg(LOG_ERROR, "control: socket path too long for a unix socket: %s",
+			p->socket_path);
+		free(cc);
+		return NULL;
+	}
+	cc->p = *p;
+	snprintf(cc->socket_path, sizeof(cc->socket_path), "%s", p->socket_path);
+	snprintf(cc->gateway_id, sizeof(cc->gateway_id), "%s", p->gateway_id);
+	cc->p.socket_path = cc->socket_path;
+	cc->p.gateway_id = cc->gateway_id;
+	cc->fd = -1;
+	cc->backoff_ms = BACKOFF_MIN_MS;
+	cc->rings = calloc(p->workers ? p->workers : 1, sizeof(*cc->rings));
+	cc->out = malloc(OUT_MAX);
+	if (!cc->rings || !cc->out) {
+		free(cc->rings);
+		free(cc->out);
+		free(cc);
+		return NULL;
+	}
+	int e = pthread_create(&cc->thread, NULL, run, cc);
+	if (e != 0) {
+		log_msg(LOG_ERROR, "control: cannot start the control thread: %s", strerror(e));
+		free(cc->rings);
+		free(cc->out);
+		free(cc);
+		return NULL;
+	}
+	pthread_setname_np(cc->thread, "tes-control");
+	return cc;
+}
+
+void ctlclient_stop(struct ctlclient *cc)
+{
+	if (!cc)
+		return;
+	__atomic_store_n(&cc->stop, 1, __ATOMIC_RELAXED);
+	pthread_join(cc->thread, NULL);
+	free(cc->rings);
+	free(cc->out);
+	free(cc);
+}
