@@ -290,11 +290,16 @@ static int cmd_server_reset(struct cp *cp, const json_t *args, json_t **result, 
 
 	if (find_server_arg(cp, args, &slot, err, len))
 		return -1;
-	s = cp_server_at(&cp->st, slot)->v.s;
+	const struct cp_server *c = cp_server_at(&cp->st, slot);
+
+	s = c->v.s;
 	if (store_delete_server(cp->store, s.tenant_id, s.fqdn)) {
 		snprintf(err, len, "could not store the reset: %s", store_errmsg(cp->store));
 		return -1;
 	}
+	cp->counts.resets++;
+	cp_evlog_server(cp, "reset", &s, c->v.stage_logged, (enum tes_status)c->v.status_logged,
+			NULL);
 	cp_server_delete(&cp->st, slot);
 	cp_info("server reset by the operator: tenant %u server %s forgotten (a new detection"
 		" starts a new clock)",
@@ -409,9 +414,10 @@ static int cmd_tenant_show(struct cp *cp, const json_t *args, json_t **result, c
 /* Store a tenant's new pause, then make it visible and re-evaluate its
  * servers (their status changes now, and their stage clocks stop or go). */
 static int put_pause(struct cp *cp, struct tes_tenant *t, const struct tes_pause *p,
-		     const char *why, char *err, size_t len)
+		     const char *why, const char *event, char *err, size_t len)
 {
 	struct tes_tenant nt = *t;
+	char at[40];
 
 	nt.pause = *p;
 	if (store_put_tenant(cp->store, &nt)) {
@@ -419,6 +425,11 @@ static int put_pause(struct cp *cp, struct tes_tenant *t, const struct tes_pause
 		return -1;
 	}
 	*t = nt;
+	/* Before the re-evaluation, so the log reads cause then effect. */
+	tes_time_format(p->end, 0, at, sizeof(at));
+	cp_evlog_tenant(cp, event, t,
+			json_pack("{s:s, s:I, s:i}", "pause_end", at, "pause_end_epoch",
+				  (json_int_t)p->end, "pause_days_used", (int)p->days_used));
 	gw_push_tenant(cp, t);
 	esc_evaluate_tenant(cp, t->id, why);
 	return 0;
@@ -449,8 +460,9 @@ static int cmd_pause_add(struct cp *cp, const json_t *args, json_t **result, cha
 			 t->id, left, cp->policy.pause_quota_days, year, (long long)days);
 		return -1;
 	}
-	if (put_pause(cp, t, &np, "pause", err, len))
+	if (put_pause(cp, t, &np, "pause", "pause", err, len))
 		return -1;
+	cp->counts.pauses++;
 	tes_time_format(np.end, cp->policy.utc_offset_min, end, sizeof(end));
 	cp_info("pause: tenant %u (%s) paused for %lld more days, until %s; %u days left in %u",
 		t->id, t->name, (long long)days, end, left, np.year);
@@ -481,8 +493,9 @@ static int cmd_pause_resume(struct cp *cp, const json_t *args, json_t **result, 
 		snprintf(err, len, "tenant %u is not paused", t->id);
 		return -1;
 	}
-	if (put_pause(cp, t, &np, "pause ended by the operator", err, len))
+	if (put_pause(cp, t, &np, "pause ended by the operator", "pause_resumed", err, len))
 		return -1;
+	cp->counts.resumes++;
 	cp_info("pause: tenant %u (%s) resumed by the operator (the days granted stay used)", t->id,
 		t->name);
 	*result = pause_json(cp, t, now);

@@ -21,6 +21,7 @@ void cp_config_defaults(struct cp_config *c)
 	snprintf(c->compliance_file, sizeof(c->compliance_file), "%s/compliance.conf", TES_DATADIR);
 	c->log_level = CP_INFO;
 	c->flush_seconds = 2;
+	snprintf(c->metrics_listen, sizeof(c->metrics_listen), "127.0.0.1:9464");
 }
 
 void cp_config_finish(struct cp_config *c)
@@ -42,7 +43,7 @@ static char *trim(char *s)
 	return s;
 }
 
-enum kind { K_PATH, K_SOCK, K_GROUP, K_LEVEL, K_UINT };
+enum kind { K_PATH, K_SOCK, K_GROUP, K_LEVEL, K_UINT, K_LISTEN, K_EVLOG };
 
 struct key {
 	const char *name;
@@ -63,7 +64,8 @@ static const struct key keys[] = {
 	F("admin_socket", K_SOCK, admin_socket),     F("admin_group", K_GROUP, admin_group),
 	F("catalog_file", K_PATH, catalog_file),     F("compliance_file", K_PATH, compliance_file),
 	F("policy_file", K_PATH, policy_file),       F("log_level", K_LEVEL, log_level),
-	F("flush_seconds", K_UINT, flush_seconds),
+	F("flush_seconds", K_UINT, flush_seconds),   F("metrics_listen", K_LISTEN, metrics_listen),
+	F("event_log", K_EVLOG, event_log),
 };
 
 static int set(struct cp_config *c, const struct key *k, const char *v, char *msg, size_t len)
@@ -100,6 +102,30 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 			snprintf(msg, len, "\"%s\" is not one of error, warn, info, debug", v);
 			return -1;
 		}
+		return 0;
+	case K_LISTEN:
+		/* Checked fully (numeric address, port) when the server starts;
+		 * here only what makes the value unusable as text. */
+		if (v[0] && !strrchr(v, ':')) {
+			snprintf(msg, len, "\"%s\" is not host:port", v);
+			return -1;
+		}
+		if (strlen(v) >= k->size) {
+			snprintf(msg, len, "longer than %zu octets", k->size - 1);
+			return -1;
+		}
+		snprintf(field, k->size, "%s", v);
+		return 0;
+	case K_EVLOG:
+		if (v[0] && strcmp(v, "-") != 0 && v[0] != '/') {
+			snprintf(msg, len, "\"%s\" is not an absolute path, \"-\" or empty", v);
+			return -1;
+		}
+		if (strlen(v) >= k->size) {
+			snprintf(msg, len, "path longer than %zu octets", k->size - 1);
+			return -1;
+		}
+		snprintf(field, k->size, "%s", v);
 		return 0;
 	case K_UINT: {
 		char *end;

@@ -29,7 +29,9 @@ struct cp_config {
 	char compliance_file[CP_PATH_MAX];
 	char policy_file[CP_PATH_MAX]; /* "" : the built-in policy */
 	enum cp_level log_level;
-	unsigned flush_seconds; /* how long a last-seen update may wait */
+	unsigned flush_seconds;      /* how long a last-seen update may wait */
+	char metrics_listen[128];    /* host:port of the Prometheus endpoint; "" : off */
+	char event_log[CP_PATH_MAX]; /* a file, "-" (stdout) or "" (off) */
 };
 
 void cp_config_defaults(struct cp_config *c);

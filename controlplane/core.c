@@ -359,8 +359,11 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 	/* tescontrol's catalog decides: a gateway may still hold an older
 	 * one for a moment after a load. */
 	catalog_classify(cp->catalog, &in->build, &cls);
-	if (cls.family == EX_FAMILY_NONE || cls.family == EX_FAMILY_ONLINE)
+	if (cls.family == EX_FAMILY_NONE || cls.family == EX_FAMILY_ONLINE) {
+		cp->counts.sightings_by_class[CP_SIGHT_IGNORED]++;
 		return 0;
+	}
+	cp->counts.sightings_by_class[cls.compliant ? CP_SIGHT_COMPLIANT : CP_SIGHT_VULNERABLE]++;
 	d.cls = cls.compliant ? TES_BUILD_COMPLIANT : TES_BUILD_VULNERABLE;
 	d.family = cls.family;
 	d.build = in->build;
@@ -438,6 +441,18 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 	else
 		cp->counts.resolved++;
 	log_detection(cp, ch, &ns, &cls, in, when);
+	{
+		const struct cp_server *c2 = cp_server_at(&cp->st, slot);
+
+		if (c2)
+			cp_evlog_server(cp,
+					ch == TES_CHANGE_FIRST        ? "first_detection"
+					: ch == TES_CHANGE_REDETECTED ? "redetection"
+								      : "resolved",
+					&c2->v.s, c2->v.stage_logged,
+					(enum tes_status)c2->v.status_logged,
+					json_pack("{s:I}", "detected_at", (json_int_t)when));
+	}
 	gw_push_server(cp, slot, now);
 	cp_server_changed(cp, slot, now);
 	return 0;

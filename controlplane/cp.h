@@ -4,8 +4,10 @@
  * each other.  Not an API for anything outside controlplane/ (tools talk to
  * the daemon over the admin protocol, contract/adminproto.h).
  *
- * Threads: tescontrol runs one thread; every function here is called from
- * its event loop and none is reentrant.
+ * Threads: tescontrol's state belongs to one thread, its event loop; every
+ * function here is called from it and none is reentrant.  The one other
+ * thread is libmicrohttpd's, serving /metrics from a text the event loop
+ * publishes (metrics.c); it touches nothing else.
  */
 #ifndef TES_CONTROLPLANE_CP_H
 #define TES_CONTROLPLANE_CP_H
@@ -20,6 +22,7 @@
 #include "contract/ctlproto.h"
 #include "controlplane/config.h"
 #include "controlplane/log.h"
+#include "controlplane/promfmt.h"
 #include "controlplane/state.h"
 #include "controlplane/store.h"
 #include "enforce/catalog.h"
@@ -42,6 +45,9 @@ struct cp_outq {
 struct gw_conn;
 struct admin_conn;
 
+enum cp_sighting_class { CP_SIGHT_VULNERABLE, CP_SIGHT_COMPLIANT, CP_SIGHT_IGNORED, CP_SIGHT_N };
+
+/* Since start-up; exported by metrics.c. */
 struct cp_counts {
 	uint64_t sightings;
 	uint64_t first;
@@ -49,7 +55,18 @@ struct cp_counts {
 	uint64_t resolved;
 	uint64_t stage_changes;
 	uint64_t store_errors;
+	uint64_t sightings_by_class[CP_SIGHT_N];
+	uint64_t sightings_refused;
+	uint64_t stage_entered[TES_STAGE_COUNT + 1]; /* [stage] */
+	uint64_t status_entered[5];                  /* [enum tes_status] */
+	uint64_t timer_armed;                        /* timerfd set to a new deadline */
+	uint64_t timer_fired;                        /* timerfd expiries */
+	uint64_t escalations_due;                    /* servers evaluated off the queue */
+	uint64_t pauses, resumes, resets;
+	struct prom_hist commit; /* store commit latency, seconds */
 };
+
+struct cp_metrics;
 
 struct cp {
 	struct cp_config cfg;
@@ -84,6 +101,11 @@ struct cp {
 	bool stop;
 	int64_t started_at;
 	struct cp_counts counts;
+	int64_t armed_due; /* the escalation timer's deadline, INT64_MAX: none */
+
+	struct cp_metrics *metrics; /* NULL: metrics_listen is empty */
+	struct cp_watch metrics_tick;
+	int evlog_fd; /* -1: no event log */
 };
 
 /* ---- clock.c ---- */
@@ -163,6 +185,29 @@ json_t *gw_status_json(struct cp *cp);
 /* Free connections closed during this round of events: the epoll batch may
  * still name them, so they live until the round is over. */
 void gw_reap(struct cp *cp);
+
+/* ---- metrics.c: the Prometheus endpoint ---- */
+/* Start serving metrics_listen (nothing when empty).  Call with the
+ * signals already blocked: the server thread inherits the mask.  0 or -1. */
+int cp_metrics_start(struct cp *cp);
+/* Render the current values and hand them to the server thread; never
+ * waits for a scrape in progress (the next tick retries). */
+void cp_metrics_publish(struct cp *cp);
+void cp_metrics_stop(struct cp *cp);
+/* The store's commit observer (struct tes_store.on_commit); ctx is cp. */
+void cp_metrics_commit(void *ctx, double seconds);
+
+/* ---- evlog.c: the enforcement event log (one JSON line per change) ---- */
+int cp_evlog_open(struct cp *cp);
+/* SIGHUP: reopen the file by name so that a rotated one is let go. */
+void cp_evlog_reopen(struct cp *cp);
+void cp_evlog_close(struct cp *cp);
+/* A change to one server: its state now; extra (consumed, may be NULL)
+ * adds members such as from_stage. */
+void cp_evlog_server(struct cp *cp, const char *event, const struct tes_server *s, unsigned stage,
+		     enum tes_status status, json_t *extra);
+/* A change to a tenant (pause, resume). */
+void cp_evlog_tenant(struct cp *cp, const char *event, const struct tes_tenant *t, json_t *extra);
 
 /* ---- admin.c ---- */
 int admin_init(struct cp *cp);

@@ -91,6 +91,16 @@ void esc_evaluate(struct cp *cp, uint32_t slot, int64_t now, const char *why)
 	status = tes_server_status(&c->v.s, t, &cp->policy, now);
 	if (stage != c->v.stage_logged || status != c->v.status_logged) {
 		log_changes(cp, c, stage, status, now, why);
+		if (stage != c->v.stage_logged && stage <= TES_STAGE_COUNT)
+			cp->counts.stage_entered[stage]++;
+		if (status != c->v.status_logged && (unsigned)status < 5)
+			cp->counts.status_entered[status]++;
+		cp_evlog_server(cp, stage != c->v.stage_logged ? "stage_change" : "status_change",
+				&c->v.s, stage, status,
+				json_pack("{s:i, s:s, s:s*}", "from_stage", (int)c->v.stage_logged,
+					  "from_status",
+					  tes_status_name((enum tes_status)c->v.status_logged),
+					  "reason", why));
 		c->v.stage_logged = (uint8_t)stage;
 		c->v.status_logged = (uint8_t)status;
 		cp->counts.stage_changes++;
@@ -111,8 +121,10 @@ void esc_run_due(struct cp *cp, const char *why)
 	int64_t now = cp_now(cp);
 	uint32_t slot;
 
-	while ((slot = cp_sched_pop_due(&cp->st, now)) != CP_NO_SLOT)
+	while ((slot = cp_sched_pop_due(&cp->st, now)) != CP_NO_SLOT) {
+		cp->counts.escalations_due++;
 		esc_evaluate(cp, slot, now, why);
+	}
 	esc_arm(cp);
 }
 
@@ -150,6 +162,9 @@ void esc_arm(struct cp *cp)
 	due = cp->test_clock ? INT64_MAX : cp_sched_peek(&cp->st);
 	if (due != INT64_MAX)
 		its.it_value.tv_sec = (time_t)(due > 0 ? due : 1);
+	if (due != INT64_MAX && due != cp->armed_due)
+		cp->counts.timer_armed++;
+	cp->armed_due = due;
 	/* CANCEL_ON_SET: a wall-clock step (NTP, an operator) wakes us so
 	 * that changes now due are not missed until the old deadline. */
 	if (timerfd_settime(cp->timer.fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL))
@@ -161,11 +176,13 @@ static void on_timer(struct cp *cp, struct cp_watch *w, uint32_t events)
 	uint64_t n;
 
 	(void)events;
+	cp->armed_due = INT64_MAX;
 	if (read(w->fd, &n, sizeof(n)) < 0 && errno == ECANCELED) {
 		cp_info("the system clock was set: re-evaluating every server");
 		esc_evaluate_all(cp, "system clock set");
 		return;
 	}
+	cp->counts.timer_fired++;
 	esc_run_due(cp, NULL);
 }
 

@@ -197,6 +197,7 @@ static void handle_sighting(struct cp *cp, struct gw_conn *g, const json_t *m)
 	}
 	g->sightings++;
 	if (cp_apply_sighting(cp, &s, &change, msg, sizeof(msg))) {
+		cp->counts.sightings_refused++;
 		cp_info("%s: sighting of %s refused: %s", gw_name(g, name, sizeof(name)), s.fqdn,
 			msg);
 		cp_outq_push(&g->out, ctl_ack_msg(s.seq, false, ctl_change_name(change), msg));

@@ -79,6 +79,10 @@ struct store_ops {
 struct tes_store {
 	const struct store_ops *ops;
 	char err[512];
+	/* Told how long each successful commit took (telemetry); NULL: nobody
+	 * asks.  Called on the store's thread. */
+	void (*on_commit)(void *ctx, double seconds);
+	void *on_commit_ctx;
 };
 
 /* Open (creating and migrating as needed) the SQLite store at path.  NULL

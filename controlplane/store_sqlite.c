@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -233,9 +234,11 @@ static int sq_begin(struct tes_store *st)
 static int sq_commit(struct tes_store *st)
 {
 	struct sqlite_store *s = sq(st);
+	struct timespec t0, t1;
 
 	if (!s->in_txn)
 		return errf(s, "no transaction open");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (run(s, stmt(s, S_COMMIT), "commit")) {
 		/* A failed COMMIT may leave the transaction open (SQLITE_BUSY)
 		 * or rolled back; make it the latter either way. */
@@ -244,6 +247,11 @@ static int sq_commit(struct tes_store *st)
 		return -1;
 	}
 	s->in_txn = false;
+	if (st->on_commit) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		st->on_commit(st->on_commit_ctx, (double)(t1.tv_sec - t0.tv_sec) +
+							 (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	}
 	return 0;
 }
 

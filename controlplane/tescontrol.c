@@ -43,7 +43,8 @@ static void usage(FILE *f)
 		   "\n"
 		   "Configuration keys: state_dir, db_path, gateway_socket, gateway_group,\n"
 		   "admin_socket, admin_group, catalog_file, compliance_file, policy_file,\n"
-		   "log_level (error|warn|info|debug), flush_seconds.\n");
+		   "log_level (error|warn|info|debug), flush_seconds, metrics_listen,\n"
+		   "event_log.  SIGHUP reopens the event log.\n");
 }
 
 static void on_signal(struct cp *cp, struct cp_watch *w, uint32_t events)
@@ -53,7 +54,9 @@ static void on_signal(struct cp *cp, struct cp_watch *w, uint32_t events)
 	(void)events;
 	while (read(w->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			cp_info("SIGHUP ignored: change the catalog and policy with tesctl");
+			/* Only the event log is reopened (rotation); the catalog
+			 * and policy change through tesctl. */
+			cp_evlog_reopen(cp);
 			continue;
 		}
 		cp_info("signal %u: shutting down", si.ssi_signo);
@@ -156,10 +159,10 @@ static void print_config(const struct cp *cp)
 
 	printf("state_dir = %s\ndb_path = %s\ngateway_socket = %s\ngateway_group = %s\n"
 	       "admin_socket = %s\nadmin_group = %s\ncatalog_file = %s\ncompliance_file = %s\n"
-	       "policy_file = %s\nflush_seconds = %u\n",
+	       "policy_file = %s\nflush_seconds = %u\nmetrics_listen = %s\nevent_log = %s\n",
 	       c->state_dir, c->db_path, c->gateway_socket, c->gateway_group, c->admin_socket,
 	       c->admin_group, c->catalog_file, c->compliance_file, c->policy_file,
-	       c->flush_seconds);
+	       c->flush_seconds, c->metrics_listen, c->event_log);
 }
 
 int main(int argc, char **argv)
@@ -210,6 +213,8 @@ int main(int argc, char **argv)
 	}
 	cp->epfd = cp->lock_fd = -1;
 	cp->gw_listen.fd = cp->admin_listen.fd = cp->timer.fd = cp->flush.fd = cp->sig.fd = -1;
+	cp->metrics_tick.fd = cp->evlog_fd = -1;
+	cp->armed_due = INT64_MAX;
 	cp_config_defaults(&cp->cfg);
 	if (conf && cp_config_load(&cp->cfg, conf, err, sizeof(err))) {
 		fprintf(stderr, "tescontrol: %s\n", err);
@@ -280,11 +285,13 @@ int main(int argc, char **argv)
 		cp_err("setting up the event loop: %s", strerror(errno));
 		goto out;
 	}
+	if (cp_evlog_open(cp))
+		goto out;
 	/* Anything that fell due while we were down is announced now, late
 	 * and saying so, before any gateway connects. */
 	esc_evaluate_all(cp, "tescontrol was not running");
 	cp_flush_dirty(cp);
-	if (gw_init(cp) || admin_init(cp))
+	if (gw_init(cp) || admin_init(cp) || cp_metrics_start(cp))
 		goto out;
 	cp_info("ready: %zu tenants, %u servers, catalog %s, policy %s%s", cp->st.ntenants,
 		cp->st.nlive, catalog_version(cp->catalog), cp->policy_doc.version,
@@ -294,6 +301,8 @@ int main(int argc, char **argv)
 	cp_flush_dirty(cp);
 	cp_info("stopped");
 out:
+	cp_metrics_stop(cp);
+	cp_evlog_close(cp);
 	gw_shutdown(cp);
 	admin_shutdown(cp);
 	store_close(cp->store);

@@ -52,6 +52,8 @@ static void usage(FILE *f)
 		   "  -w, --workers N       worker threads (default 1)\n"
 		   "      --tls-cert FILE   STARTTLS certificate (PEM; with --tls-key)\n"
 		   "      --tls-key FILE    its private key (PEM, unencrypted)\n"
+		   "      --control PATH    tescontrol's gateway socket (default\n"
+		   "                        /run/tescontrol/gateway.sock; '' for none)\n"
 		   "      --check-config    check the settings, the catalog and the TLS pair, then "
 		   "exit\n"
 		   "      --print-defaults  print every setting with its default, then exit\n"
@@ -256,6 +258,7 @@ int main(int argc, char **argv)
 		{ "workers", required_argument, NULL, 'w' },
 		{ "tls-cert", required_argument, NULL, 'T' },
 		{ "tls-key", required_argument, NULL, 'K' },
+		{ "control", required_argument, NULL, 'S' },
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "print-defaults", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
@@ -264,14 +267,12 @@ int main(int argc, char **argv)
 	};
 	struct tes_config cfg;
 	const char *conf_path = NULL;
-	enum { NOVER = 5 };
-	const char *over[NOVER][2] = { { "listen", NULL },
-				       { "spool_dir", NULL },
-				       { "workers", NULL },
-				       { "tls_cert", NULL },
-				       { "tls_key", NULL } };
-	const char *over_flag[NOVER] = { "--listen", "--spool", "--workers", "--tls-cert",
-					 "--tls-key" };
+	enum { NOVER = 6 };
+	const char *over[NOVER][2] = { { "listen", NULL },  { "spool_dir", NULL },
+				       { "workers", NULL }, { "tls_cert", NULL },
+				       { "tls_key", NULL }, { "control_socket", NULL } };
+	const char *over_flag[NOVER] = { "--listen",   "--spool",   "--workers",
+					 "--tls-cert", "--tls-key", "--control" };
 	bool check_only = false;
 	int o;
 
@@ -294,6 +295,9 @@ int main(int argc, char **argv)
 			break;
 		case 'K':
 			over[4][1] = optarg;
+			break;
+		case 'S':
+			over[5][1] = optarg;
 			break;
 		case 'C':
 			check_only = true;

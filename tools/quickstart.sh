@@ -78,7 +78,11 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 ninja -C "$build"
 tesgate=$repo/$build/gateway/tesgate
-[ -x "$tesgate" ] || die "build did not produce $tesgate"
+tescontrol=$repo/$build/controlplane/tescontrol
+tesctl=$repo/$build/tools/tesctl
+for b in "$tesgate" "$tescontrol" "$tesctl"; do
+	[ -x "$b" ] || die "build did not produce $b"
+done
 
 state=${TES_STATE_DIR:-/var/lib/tesgate}
 spool=$state/spool
@@ -107,6 +111,47 @@ else
 	tls_line="off: no demo certificate in $state/tls (tools/setup.sh makes one)"
 fi
 
+# The control plane: its state (SQLite) and sockets under the state dir,
+# the catalog and policy from the source tree.  One demo tenant owns mail
+# from loopback, so the enforcement scope (connectors only) covers it.
+ctl_dir=$state/control
+mkdir -p "$ctl_dir"
+ctl_conf=$ctl_dir/tescontrol.conf
+{
+	echo "# written by tools/quickstart.sh"
+	echo "state_dir = $ctl_dir"
+	echo "gateway_socket = $ctl_dir/gateway.sock"
+	echo "admin_socket = $ctl_dir/admin.sock"
+	echo "catalog_file = $repo/data/exchange-builds.csv"
+	echo "compliance_file = $repo/data/compliance.conf"
+	echo "policy_file = $repo/data/policy.conf"
+} >"$ctl_conf"
+ctl_log=$ctl_dir/tescontrol.log
+"$tescontrol" -c "$ctl_conf" >>"$ctl_log" 2>&1 &
+ctl_pid=$!
+stop_control()
+{
+	if kill -0 "$ctl_pid" 2>/dev/null; then
+		kill -TERM "$ctl_pid" 2>/dev/null || true
+		wait "$ctl_pid" 2>/dev/null || true
+	fi
+}
+trap stop_control EXIT
+tesctl_cmd="$tesctl --socket $ctl_dir/admin.sock"
+ready=0
+for _ in $(seq 1 100); do
+	if $tesctl_cmd status >/dev/null 2>&1; then
+		ready=1
+		break
+	fi
+	kill -0 "$ctl_pid" 2>/dev/null || die "tescontrol did not start; see $ctl_log"
+	sleep 0.1
+done
+[ "$ready" -eq 1 ] || die "tescontrol did not answer in 10 s; see $ctl_log"
+$tesctl_cmd tenant show 1 >/dev/null 2>&1 ||
+	$tesctl_cmd tenant add 1 demo --connector 127.0.0.0/8 >/dev/null ||
+	die "could not add the demo tenant; see $ctl_log"
+
 sample=$repo/tests/data/headers/ex2016-tls.hdr
 received='Received: from EX16-01.contoso.local (10.1.1.41) by EX16-02.contoso.local (10.1.1.42) with Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) id 15.1.2507.35; Thu, 6 Jun 2024 16:59:04 -0500'
 version=$("$tesgate" --version)
@@ -120,7 +165,9 @@ $version, starting in the foreground on its embedded defaults
   TLS:    $tls_line
   spool:  $spool/new/<id>.eml   the message, byte for byte
           $spool/new/<id>.env   its envelope; both written before the 250
-  log:    this terminal, one line per event
+  log:    this terminal, one line per event (tescontrol: $ctl_log)
+  control: tescontrol, state in $ctl_dir
+          (tenant 1 "demo" owns mail from 127.0.0.0/8)
 $tls_check
 Send a test message as an Exchange 2016 server would (in another terminal):
 
@@ -139,10 +186,17 @@ and the reply "250 2.0.0 Ok: queued as <id>" names the files:
 
   ls -l $spool/new/
 
+The out-of-date server is now in the report (first detected today,
+throttled from day 30, blocked from day 60):
+
+  $tesctl_cmd report
+
 Stop: Ctrl-C here (or kill -TERM the tesgate process). Idle clients get
-421; messages in flight are finished first.
+421; messages in flight are finished first; tescontrol stops with it.
 ================================================================================
 
 EOF
 
-exec "$tesgate" --listen "127.0.0.1:$port" --spool "$spool" "${tls_args[@]}"
+# Not exec: tescontrol is stopped when tesgate ends (the EXIT trap).
+"$tesgate" --listen "127.0.0.1:$port" --spool "$spool" --control "$ctl_dir/gateway.sock" \
+	"${tls_args[@]}"

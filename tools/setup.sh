@@ -23,7 +23,7 @@ PACKAGES=(
 	# real peers and tools used by tests and demos (postfix: smtp-sink,
 	# smtp-source and temporary Postfix instances the tests start; the
 	# system instance is never configured or run, see below)
-	python3 swaks iproute2 ca-certificates postfix testssl.sh
+	python3 swaks iproute2 ca-certificates postfix testssl.sh prometheus
 )
 
 usage()
@@ -168,9 +168,21 @@ if [ "$do_packages" -eq 1 ]; then
 		# the tests start their own instances in temporary directories.
 		echo "postfix postfix/main_mailer_type select No configuration" |
 			debconf-set-selections
+		# No package may start a daemon while we install (Postfix,
+		# Prometheus): policy-rc.d says no to every start, then goes.
+		policy=/usr/sbin/policy-rc.d
+		own_policy=0
+		if [ ! -e "$policy" ]; then
+			printf '#!/bin/sh\n# tesgate setup: no daemon starts during install\nexit 101\n' >"$policy"
+			chmod 755 "$policy"
+			own_policy=1
+		fi
+		rc=0
 		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
 			install -y --no-install-recommends \
-			"${missing[@]}" || die "apt-get install failed"
+			"${missing[@]}" || rc=$?
+		[ "$own_policy" -eq 0 ] || rm -f "$policy"
+		[ "$rc" -eq 0 ] || die "apt-get install failed"
 		for p in "${missing[@]}"; do
 			is_installed "$p" || die "package '$p' is still not installed after apt-get install"
 		done
@@ -187,6 +199,17 @@ if command -v postfix >/dev/null 2>&1; then
 		systemctl disable --now postfix >/dev/null 2>&1 || true
 	fi
 	postfix status >/dev/null 2>&1 && { postfix stop >/dev/null 2>&1 || true; }
+fi
+
+# Prometheus: the tests start their own server (temporary config, storage
+# and port); the system service must not run or scrape anything.
+if dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q 'ok installed'; then
+	if command -v systemctl >/dev/null 2>&1; then
+		systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+	fi
+	if [ -x /etc/init.d/prometheus ]; then
+		/etc/init.d/prometheus stop >/dev/null 2>&1 || true
+	fi
 fi
 
 # --- 2. hugepages ----------------------------------------------------------

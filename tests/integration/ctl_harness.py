@@ -69,6 +69,9 @@ class Tescontrol:
             "compliance_file": os.path.join(SRCDIR, "data", "compliance.conf"),
             "policy_file": os.path.join(SRCDIR, "data", "policy.conf"),
             "log_level": "debug",
+            # no metrics endpoint unless a test asks for one: parallel tests
+            # would otherwise compete for the default port
+            "metrics_listen": "",
         }
         settings.update(conf or {})
         with open(self.conf_path, "w") as f:
