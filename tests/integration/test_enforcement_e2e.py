@@ -101,12 +101,13 @@ class Harness:
     def at(self, t):
         self.tc.set_clock(t)
 
-    def send(self, msg):
-        """One message; returns (code, text) of the refusal, or ('250', '')
-        when the gateway took it."""
+    def send(self, msg, source="127.0.0.1"):
+        """One message from source; returns (code, text) of the refusal, or
+        ('250', '') when the gateway took it."""
         before = self.spooled()
         try:
-            with smtplib.SMTP("127.0.0.1", self.gw.port, timeout=15) as s:
+            with smtplib.SMTP("127.0.0.1", self.gw.port, timeout=15,
+                              source_address=(source, 0)) as s:
                 s.ehlo("ex16-02.contoso.local")
                 s.sendmail("grace.okafor@contoso.com", ["ian.hughes@example.net"], msg)
         except smtplib.SMTPSenderRefused as e:
@@ -120,12 +121,12 @@ class Harness:
         new = os.path.join(self.gw.spool, "new")
         return len([n for n in os.listdir(new) if n.endswith(".eml")]) if os.path.isdir(new) else 0
 
-    def expect(self, msg, want, what):
+    def expect(self, msg, want, what, source="127.0.0.1"):
         """Send until the gateway's answer is `want` (state and clock reach it
         asynchronously), bounded; the last answer must be it."""
         deadline = time.monotonic() + PROPAGATION
         while True:
-            got = self.send(msg)
+            got = self.send(msg, source)
             if got == want or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -146,6 +147,41 @@ class Enforcement(Harness, unittest.TestCase):
         self.stop_pair()
 
     # -- the timeline -------------------------------------------------------
+    def test_every_family(self):
+        """Each product family's header fixture, each server from its own
+        address: the out-of-date ones are tracked and blocked at day 90,
+        the compliant SE server and a non-Exchange sender never are."""
+        cases = [
+            # fixture, source, server the report shows, family, enforced
+            ("ex2007.hdr", "127.0.1.1", "gw01.contoso.com", "2007", True),
+            ("ex2010-smtp.hdr", "127.0.1.2", "ex02.contoso.local", "2010", True),
+            ("ex2010-mapi.hdr", "127.0.1.3", "ex03.contoso.local", "2010", True),
+            ("ex2013-frontend.hdr", "127.0.1.4", "ex13cas01.contoso.local", "2013", True),
+            ("ex2016-tls.hdr", "127.0.1.5", "ex16-02.contoso.local", "2016", True),
+            ("ex2019.hdr", "127.0.1.6", "edge01.contoso.com", "2019", True),
+            ("online-then-onprem.hdr", "127.0.1.7", "ex16-04.contoso.local", "2016", True),
+            ("exse.hdr", "127.0.1.8", "mail.contoso.com", "SE", False),
+            ("postfix-only.hdr", "127.0.1.9", None, None, False),
+        ]
+        self.at(T0)
+        for name, src, server, family, enforced in cases:
+            self.assertEqual(self.send(fixture(name), src), ("250", ""), name)
+        for name, src, server, family, enforced in cases:
+            if not enforced:
+                continue
+            s = self.wait_server(server)
+            self.assertIsNotNone(s, f"{name}: {server} not reported")
+            self.assertEqual(s["family"], family, name)
+            self.assertEqual(s["status"], "Reporting", name)
+            self.assertEqual(s["first_detected"], iso(T0), name)
+        tracked = {s["fqdn"].lower() for s in self.tc.report()["servers"]}
+        self.assertNotIn("mail.contoso.com", tracked, "a compliant SE server is tracked")
+        # day 91: every out-of-date server is blocked all hour; the others pass
+        self.at(T0 + 91 * DAY + 30 * MIN)
+        for name, src, server, family, enforced in cases:
+            want = (BLOCK[0], BLOCK[1].format(60)) if enforced else ("250", "")
+            self.expect(fixture(name), want, f"{name} at day 91", source=src)
+
     def test_timeline(self):
         old = fixture("ex2016-tls.hdr")
         t1 = T0 + 3 * MIN  # first detection, 3 minutes into an hour
