@@ -8,66 +8,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-/* ---- SipHash-2-4, keyed per process ---- */
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                   \
-	do {                       \
-		v0 += v1;          \
-		v1 = ROTL(v1, 13); \
-		v1 ^= v0;          \
-		v0 = ROTL(v0, 32); \
-		v2 += v3;          \
-		v3 = ROTL(v3, 16); \
-		v3 ^= v2;          \
-		v0 += v3;          \
-		v3 = ROTL(v3, 21); \
-		v3 ^= v0;          \
-		v2 += v1;          \
-		v1 = ROTL(v1, 17); \
-		v1 ^= v2;          \
-		v2 = ROTL(v2, 32); \
-	} while (0)
-
-static uint64_t load_le64(const uint8_t *p)
-{
-	uint64_t x = 0;
-
-	for (int i = 7; i >= 0; i--)
-		x = x << 8 | p[i];
-	return x;
-}
-
-static uint64_t siphash24(const uint8_t *in, size_t len, const uint64_t k[2])
-{
-	uint64_t v0 = UINT64_C(0x736f6d6570736575) ^ k[0];
-	uint64_t v1 = UINT64_C(0x646f72616e646f6d) ^ k[1];
-	uint64_t v2 = UINT64_C(0x6c7967656e657261) ^ k[0];
-	uint64_t v3 = UINT64_C(0x7465646279746573) ^ k[1];
-	uint64_t b = (uint64_t)len << 56;
-	size_t i;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		uint64_t m = load_le64(in + i);
-
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (size_t j = 0; i + j < len; j++)
-		b |= (uint64_t)in[i + j] << (8 * j);
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
+#include "enforce/siphash.h"
 
 void cp_fqdn_key(const char *fqdn, char *buf)
 {
@@ -89,7 +30,8 @@ static uint64_t hash_of(const struct cp_state *st, uint32_t tenant_id, const cha
 	buf[3] = (uint8_t)(tenant_id >> 24);
 	cp_fqdn_key(fqdn, (char *)buf + 4);
 	n = 4 + strlen((char *)buf + 4);
-	return siphash24(buf, n, st->seed);
+	const struct siphash_key key = { st->seed[0], st->seed[1] };
+	return siphash24(&key, buf, n);
 }
 
 /* ---- set-up ---- */

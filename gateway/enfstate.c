@@ -31,7 +31,7 @@
 #include <sys/random.h>
 
 #include "gateway/enfstate.h"
-#include "gateway/siphash.h"
+#include "enforce/siphash.h"
 
 /* ---- ThreadSanitizer ----
  * liburcu is not instrumented, so TSan sees neither the publication of a

@@ -3,7 +3,7 @@
  * SipHash (Aumasson and Bernstein, "SipHash: a fast short-input PRF", 2012),
  * written from the paper's description.
  *
- * The gateway hashes keys that senders choose (their source addresses, the
+ * Both processes hash keys that senders choose (their source addresses, the
  * server names in their headers) into tables they could otherwise flood
  * with collisions; a PRF under a secret random key makes the bucket of a key
  * unpredictable to them.  SipHash-2-4 is the paper's recommended instance;
@@ -13,8 +13,8 @@
  *
  * Pure functions over values: any thread, no state.
  */
-#ifndef TES_GATEWAY_SIPHASH_H
-#define TES_GATEWAY_SIPHASH_H
+#ifndef TES_ENFORCE_SIPHASH_H
+#define TES_ENFORCE_SIPHASH_H
 
 #include <stddef.h>
 #include <stdint.h>

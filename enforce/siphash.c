@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "gateway/siphash.h"
+#include "enforce/siphash.h"
 
 static inline uint64_t rotl(uint64_t x, unsigned b)
 {
