@@ -44,6 +44,12 @@
 #define ADMIN_POLICY_LOAD "policy.load"
 #define ADMIN_STATUS "status"
 #define ADMIN_CLOCK "clock"
+/* The XDP drop list (docs/xdp.md); answered only when tescontrol runs it. */
+#define ADMIN_XDP_STATUS "xdp.status"
+#define ADMIN_XDP_LIST "xdp.list"
+#define ADMIN_XDP_DENY "xdp.deny"     /* {"address":"A[/P]", "ttl":S?} */
+#define ADMIN_XDP_ALLOW "xdp.allow"   /* {"address":"A[/P]"}: operator entries only */
+#define ADMIN_XDP_DETACH "xdp.detach" /* {"interface":"eth1"} */
 
 /* A request object; takes the reference to args (NULL: {}). */
 json_t *admin_request(const char *cmd, json_t *args);

@@ -301,6 +301,7 @@ static int cmd_server_reset(struct cp *cp, const json_t *args, json_t **result, 
 	cp_evlog_server(cp, "reset", &s, c->v.stage_logged, (enum tes_status)c->v.status_logged,
 			NULL);
 	cp_server_delete(&cp->st, slot);
+	cp_xdp_request(cp);
 	cp_info("server reset by the operator: tenant %u server %s forgotten (a new detection"
 		" starts a new clock)",
 		s.tenant_id, s.fqdn);
@@ -367,6 +368,7 @@ static int cmd_tenant_add(struct cp *cp, const json_t *args, json_t **result, ch
 	}
 	cp_info("tenant added: %u (%s) with %u connectors", t.id, t.name, t.nconnectors);
 	gw_push_tenant(cp, &t);
+	cp_xdp_request(cp);
 	*result = tenant_json(cp, &t, cp_now(cp));
 	return 0;
 }
@@ -904,6 +906,24 @@ static int cmd_clock(struct cp *cp, const json_t *args, json_t **result, char *e
 	return 0;
 }
 
+static int cmd_xdp(struct cp *cp, const char *cmd, const json_t *args, json_t **result, char *err,
+		   size_t len)
+{
+	return cp_xdp_cmd(cp, cmd + strlen("xdp."), args, result, err, len);
+}
+
+#define XDP_CMD(fname, name)                                                            \
+	static int fname(struct cp *cp, const json_t *args, json_t **result, char *err, \
+			 size_t len)                                                    \
+	{                                                                               \
+		return cmd_xdp(cp, name, args, result, err, len);                       \
+	}
+XDP_CMD(cmd_xdp_status, ADMIN_XDP_STATUS)
+XDP_CMD(cmd_xdp_list, ADMIN_XDP_LIST)
+XDP_CMD(cmd_xdp_deny, ADMIN_XDP_DENY)
+XDP_CMD(cmd_xdp_allow, ADMIN_XDP_ALLOW)
+XDP_CMD(cmd_xdp_detach, ADMIN_XDP_DETACH)
+
 static const struct {
 	const char *name;
 	admin_fn fn;
@@ -924,6 +944,11 @@ static const struct {
 	{ ADMIN_POLICY_LOAD, cmd_policy_load },
 	{ ADMIN_STATUS, cmd_status },
 	{ ADMIN_CLOCK, cmd_clock },
+	{ ADMIN_XDP_STATUS, cmd_xdp_status },
+	{ ADMIN_XDP_LIST, cmd_xdp_list },
+	{ ADMIN_XDP_DENY, cmd_xdp_deny },
+	{ ADMIN_XDP_ALLOW, cmd_xdp_allow },
+	{ ADMIN_XDP_DETACH, cmd_xdp_detach },
 };
 
 /* ---- connections ---- */

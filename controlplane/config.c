@@ -22,6 +22,8 @@ void cp_config_defaults(struct cp_config *c)
 	c->log_level = CP_INFO;
 	c->flush_seconds = 2;
 	snprintf(c->metrics_listen, sizeof(c->metrics_listen), "127.0.0.1:9464");
+	snprintf(c->xdp_pin_root, sizeof(c->xdp_pin_root), "/sys/fs/bpf/tesgate");
+	snprintf(c->xdp_mode, sizeof(c->xdp_mode), "auto");
 }
 
 void cp_config_finish(struct cp_config *c)
@@ -43,7 +45,18 @@ static char *trim(char *s)
 	return s;
 }
 
-enum kind { K_PATH, K_SOCK, K_GROUP, K_LEVEL, K_UINT, K_LISTEN, K_EVLOG };
+enum kind {
+	K_PATH,
+	K_SOCK,
+	K_GROUP,
+	K_LEVEL,
+	K_UINT,
+	K_LISTEN,
+	K_EVLOG,
+	K_IFACES,
+	K_XMODE,
+	K_BOOL
+};
 
 struct key {
 	const char *name;
@@ -65,7 +78,9 @@ static const struct key keys[] = {
 	F("catalog_file", K_PATH, catalog_file),     F("compliance_file", K_PATH, compliance_file),
 	F("policy_file", K_PATH, policy_file),       F("log_level", K_LEVEL, log_level),
 	F("flush_seconds", K_UINT, flush_seconds),   F("metrics_listen", K_LISTEN, metrics_listen),
-	F("event_log", K_EVLOG, event_log),
+	F("event_log", K_EVLOG, event_log),          F("xdp_interfaces", K_IFACES, xdp_interfaces),
+	F("xdp_pin_root", K_PATH, xdp_pin_root),     F("xdp_mode", K_XMODE, xdp_mode),
+	F("xdp_required", K_BOOL, xdp_required),
 };
 
 static int set(struct cp_config *c, const struct key *k, const char *v, char *msg, size_t len)
@@ -126,6 +141,48 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 			return -1;
 		}
 		snprintf(field, k->size, "%s", v);
+		return 0;
+	case K_IFACES:
+		/* Names are checked against the kernel at attach time; here only
+		 * what no interface name can be (IFNAMSIZ is 16 with the NUL). */
+		for (const char *p = v; *p;) {
+			size_t n = strcspn(p, ",");
+			size_t b = 0, e = n;
+
+			while (b < e && isspace((unsigned char)p[b]))
+				b++;
+			while (e > b && isspace((unsigned char)p[e - 1]))
+				e--;
+			if (e == b || e - b > 15) {
+				snprintf(msg, len, "\"%.*s\" is not an interface name", (int)n, p);
+				return -1;
+			}
+			p += n;
+			if (*p == ',')
+				p++;
+		}
+		if (strlen(v) >= k->size) {
+			snprintf(msg, len, "longer than %zu octets", k->size - 1);
+			return -1;
+		}
+		snprintf(field, k->size, "%s", v);
+		return 0;
+	case K_XMODE:
+		if (strcmp(v, "auto") && strcmp(v, "native") && strcmp(v, "generic")) {
+			snprintf(msg, len, "\"%s\" is not one of auto, native, generic", v);
+			return -1;
+		}
+		snprintf(field, k->size, "%s", v);
+		return 0;
+	case K_BOOL:
+		if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1"))
+			*(bool *)(void *)field = true;
+		else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0"))
+			*(bool *)(void *)field = false;
+		else {
+			snprintf(msg, len, "\"%s\" is not yes or no", v);
+			return -1;
+		}
 		return 0;
 	case K_UINT: {
 		char *end;

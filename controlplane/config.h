@@ -32,6 +32,10 @@ struct cp_config {
 	unsigned flush_seconds;      /* how long a last-seen update may wait */
 	char metrics_listen[128];    /* host:port of the Prometheus endpoint; "" : off */
 	char event_log[CP_PATH_MAX]; /* a file, "-" (stdout) or "" (off) */
+	char xdp_interfaces[1024];   /* comma-separated; "" : no XDP */
+	char xdp_pin_root[CP_PATH_MAX];
+	char xdp_mode[16]; /* auto, native or generic */
+	bool xdp_required; /* a refused load or attach stops start-up */
 };
 
 void cp_config_defaults(struct cp_config *c);

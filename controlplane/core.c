@@ -45,6 +45,7 @@ void cp_server_changed(struct cp *cp, uint32_t slot, int64_t now)
 	struct cp_server *c = cp_server_at(&cp->st, slot);
 	int64_t next;
 
+	cp_xdp_request(cp);
 	if (!c)
 		return;
 	next = tes_server_next_change(&c->v.s, cp_server_tenant(cp, &c->v.s), &cp->policy, now);
@@ -391,8 +392,10 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 
 		c->v.s = ns;
 		cp_server_mark_dirty(&cp->st, slot);
-		if (announce)
+		if (announce) {
 			gw_push_server(cp, slot, now);
+			cp_xdp_request(cp); /* a new source of a dropped server */
+		}
 		return 0;
 	}
 	case TES_CHANGE_FIRST:

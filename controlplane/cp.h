@@ -22,7 +22,7 @@
 #include "contract/ctlproto.h"
 #include "controlplane/config.h"
 #include "controlplane/log.h"
-#include "controlplane/promfmt.h"
+#include "contract/promfmt.h"
 #include "controlplane/state.h"
 #include "controlplane/store.h"
 #include "enforce/catalog.h"
@@ -106,6 +106,10 @@ struct cp {
 	struct cp_metrics *metrics; /* NULL: metrics_listen is empty */
 	struct cp_watch metrics_tick;
 	int evlog_fd; /* -1: no event log */
+
+	struct cp_xdp *xdp;       /* NULL: xdp_interfaces is empty */
+	struct cp_watch xdp_tick; /* the one-second mark-and-sweep */
+	bool xdp_pending;         /* state changed since the last sync */
 };
 
 /* ---- clock.c ---- */
@@ -208,6 +212,21 @@ void cp_evlog_server(struct cp *cp, const char *event, const struct tes_server *
 		     enum tes_status status, json_t *extra);
 /* A change to a tenant (pause, resume). */
 void cp_evlog_tenant(struct cp *cp, const char *event, const struct tes_tenant *t, json_t *extra);
+
+/* ---- xdpsync.c: the XDP drop list follows the enforcement state ---- */
+struct cp_xdp;
+/* Load, attach to xdp_interfaces, start the sync timer.  A refusal is
+ * logged and tescontrol goes on without XDP, unless xdp_required: then -1. */
+int cp_xdp_start(struct cp *cp);
+/* Close the handle; attachments and pins stay (drops survive a restart). */
+void cp_xdp_stop(struct cp *cp);
+/* Something that may change a verdict happened: sync after this round. */
+void cp_xdp_request(struct cp *cp);
+void cp_xdp_sync_pending(struct cp *cp);
+/* The admin protocol's xdp.* commands; op is what follows "xdp.". */
+int cp_xdp_cmd(struct cp *cp, const char *op, const json_t *args, json_t **result, char *err,
+	       size_t len);
+void cp_xdp_metrics(struct cp *cp, struct prom_buf *b);
 
 /* ---- admin.c ---- */
 int admin_init(struct cp *cp);

@@ -84,6 +84,7 @@ void esc_evaluate(struct cp *cp, uint32_t slot, int64_t now, const char *why)
 	unsigned stage;
 	int64_t next;
 
+	cp_xdp_request(cp);
 	if (!c)
 		return;
 	t = cp_server_tenant(cp, &c->v.s);

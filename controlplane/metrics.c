@@ -248,6 +248,7 @@ static void render(struct cp *cp, struct prom_buf *b)
 	prom_printf(b, "\",test_clock=\"%s\"} 1\n", cp->test_clock ? "true" : "false");
 
 	render_gateways(cp, b);
+	cp_xdp_metrics(cp, b);
 }
 
 void cp_metrics_publish(struct cp *cp)

@@ -44,7 +44,8 @@ static void usage(FILE *f)
 		   "Configuration keys: state_dir, db_path, gateway_socket, gateway_group,\n"
 		   "admin_socket, admin_group, catalog_file, compliance_file, policy_file,\n"
 		   "log_level (error|warn|info|debug), flush_seconds, metrics_listen,\n"
-		   "event_log.  SIGHUP reopens the event log.\n");
+		   "event_log, xdp_interfaces, xdp_pin_root, xdp_mode (auto|native|generic),\n"
+		   "xdp_required (yes|no).  SIGHUP reopens the event log.\n");
 }
 
 static void on_signal(struct cp *cp, struct cp_watch *w, uint32_t events)
@@ -150,6 +151,8 @@ static void loop(struct cp *cp)
 		}
 		gw_reap(cp);
 		admin_reap(cp);
+		/* Batched: one sync for a round of sightings, not one each. */
+		cp_xdp_sync_pending(cp);
 	}
 }
 
@@ -159,10 +162,12 @@ static void print_config(const struct cp *cp)
 
 	printf("state_dir = %s\ndb_path = %s\ngateway_socket = %s\ngateway_group = %s\n"
 	       "admin_socket = %s\nadmin_group = %s\ncatalog_file = %s\ncompliance_file = %s\n"
-	       "policy_file = %s\nflush_seconds = %u\nmetrics_listen = %s\nevent_log = %s\n",
+	       "policy_file = %s\nflush_seconds = %u\nmetrics_listen = %s\nevent_log = %s\n"
+	       "xdp_interfaces = %s\nxdp_pin_root = %s\nxdp_mode = %s\nxdp_required = %s\n",
 	       c->state_dir, c->db_path, c->gateway_socket, c->gateway_group, c->admin_socket,
 	       c->admin_group, c->catalog_file, c->compliance_file, c->policy_file,
-	       c->flush_seconds, c->metrics_listen, c->event_log);
+	       c->flush_seconds, c->metrics_listen, c->event_log, c->xdp_interfaces,
+	       c->xdp_pin_root, c->xdp_mode, c->xdp_required ? "yes" : "no");
 }
 
 int main(int argc, char **argv)
@@ -213,7 +218,7 @@ int main(int argc, char **argv)
 	}
 	cp->epfd = cp->lock_fd = -1;
 	cp->gw_listen.fd = cp->admin_listen.fd = cp->timer.fd = cp->flush.fd = cp->sig.fd = -1;
-	cp->metrics_tick.fd = cp->evlog_fd = -1;
+	cp->metrics_tick.fd = cp->evlog_fd = cp->xdp_tick.fd = -1;
 	cp->armed_due = INT64_MAX;
 	cp_config_defaults(&cp->cfg);
 	if (conf && cp_config_load(&cp->cfg, conf, err, sizeof(err))) {
@@ -291,7 +296,7 @@ int main(int argc, char **argv)
 	 * and saying so, before any gateway connects. */
 	esc_evaluate_all(cp, "tescontrol was not running");
 	cp_flush_dirty(cp);
-	if (gw_init(cp) || admin_init(cp) || cp_metrics_start(cp))
+	if (cp_xdp_start(cp) || gw_init(cp) || admin_init(cp) || cp_metrics_start(cp))
 		goto out;
 	cp_info("ready: %zu tenants, %u servers, catalog %s, policy %s%s", cp->st.ntenants,
 		cp->st.nlive, catalog_version(cp->catalog), cp->policy_doc.version,
@@ -302,6 +307,7 @@ int main(int argc, char **argv)
 	cp_info("stopped");
 out:
 	cp_metrics_stop(cp);
+	cp_xdp_stop(cp);
 	cp_evlog_close(cp);
 	gw_shutdown(cp);
 	admin_shutdown(cp);

@@ -22,11 +22,12 @@
  * constant length, so each is kept in a list that is ordered by deadline
  * simply by appending.
  *
- * Threading: kio_create, kio_start, kio_stop, kio_wait, kio_stats and
- * kio_destroy belong to one controlling thread.  Every kio_conn_* call and
+ * Threading: kio_create, kio_start, kio_stop, kio_wait and kio_destroy
+ * belong to one controlling thread.  Every kio_conn_* call and
  * kio_write/pause/resume/close must be made on the worker thread that owns
  * the connection, which is the thread its ops callbacks run on.  kio_post()
- * is the one call any thread may make.
+ * and kio_stats() (relaxed loads of per-worker counters: a metrics scrape
+ * thread uses it) may be called from any thread.
  */
 #ifndef TES_DATAPLANE_KIO_H
 #define TES_DATAPLANE_KIO_H

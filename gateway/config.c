@@ -33,6 +33,7 @@ enum ktype {
 	K_DELIVERY,
 	K_RELAYHOST, /* a host name or an IP address, or empty */
 	K_BOOL,      /* yes or no */
+	K_LISTENOPT, /* ADDRESS:PORT as for listen, kept as text, or empty */
 };
 
 struct key {
@@ -135,6 +136,8 @@ static const struct key keys[] = {
 	  "this gateway's name in tescontrol's logs and tesctl status; empty: hostname" },
 	{ "policy_file", K_PATHOPT, F(policy_file), 0, 0, "",
 	  "enforcement policy used until tescontrol sends its own; empty: the built-in one" },
+	{ "metrics_listen", K_LISTENOPT, F(metrics_listen), 0, 0, "127.0.0.1:9465",
+	  "Prometheus endpoint (http://ADDRESS:PORT/metrics), loopback by default; empty: off" },
 	{ "follow_test_clock", K_BOOL, F(follow_test_clock), 0, 0, "no",
 	  "FOR TESTS ONLY: decide at tescontrol's test clock; refused unless the environment "
 	  "has TES_ALLOW_TEST_CLOCK=1" },
@@ -306,6 +309,16 @@ static bool apply(struct tes_config *c, const struct key *k, const char *v, char
 			return false;
 		}
 		return true;
+	case K_LISTENOPT: {
+		struct sockaddr_storage ss;
+		if (*v && !config_parse_listen(v, &ss)) {
+			snprintf(err, errlen,
+				 "'%s' is not ADDRESS:PORT (127.0.0.1:9465 or [::1]:9465) or empty",
+				 v);
+			return false;
+		}
+		return set_string(field, k->size, v, err, errlen);
+	}
 	case K_LEVEL:
 		if (!log_level_from_name(v, field)) {
 			snprintf(err, errlen, "'%s' is not one of error, warn, info, debug", v);

@@ -68,6 +68,8 @@ struct tes_config {
 	char gateway_id[64];
 	char policy_file[PATH_MAX];
 	bool follow_test_clock;
+	/* "ADDRESS:PORT" of the Prometheus endpoint, or empty: none */
+	char metrics_listen[64];
 
 	/* STARTTLS (gateway/tls.h): both paths empty means no TLS */
 	char tls_cert[PATH_MAX];

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gateway/ctlclient.h"
 #include "gateway/enfstate.h"
@@ -50,8 +51,9 @@ struct gw_conn {
 	char peer_lit[INET6_ADDRSTRLEN + 8]; /* "[192.0.2.1]" for the engine */
 	struct kio_post post;
 	struct smtp_reply verdict;
-	struct tes_addr src; /* the client's address, for enforcement */
-	uint32_t tenant;     /* the tenant whose connector it came over; 0: none */
+	struct timespec submitted; /* for the delivery latency histogram */
+	struct tes_addr src;       /* the client's address, for enforcement */
+	uint32_t tenant;           /* the tenant whose connector it came over; 0: none */
 	bool via_connector;
 	/* STARTTLS.  pt holds decrypted input the engine has not taken yet
 	 * (at most one read's worth); it exists only while it holds bytes. */
@@ -263,6 +265,7 @@ static int h_message(void *ctx, const struct smtp_envelope *env, struct smtp_rep
 	struct delivery_msg *m = gc->msg;
 	gc->msg = NULL;
 	gc->waiting = true;
+	clock_gettime(CLOCK_MONOTONIC, &gc->submitted);
 	be->submit(m, env, gc->peer, delivered, gc);
 	return SMTP_PENDING;
 }
@@ -594,11 +597,35 @@ static void conn_free(struct gw_conn *gc)
 	free(gc);
 }
 
+/* A spool fsync takes from under a millisecond to tens of milliseconds; a
+ * relay to a backend MTA up to its data timeout. */
+const double gw_latency_bounds[GW_LATENCY_BOUNDS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
+						      0.025,  0.05,  0.1,    0.25,  0.5,
+						      1,      2.5,   5,      10 };
+
+/* On the worker that owns gc, so plain per-worker counters suffice. */
+static void latency_observe(struct gw *g, struct gw_conn *gc)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	int64_t us = (int64_t)(now.tv_sec - gc->submitted.tv_sec) * 1000000 +
+		     (now.tv_nsec - gc->submitted.tv_nsec) / 1000;
+	if (us < 0)
+		us = 0;
+	unsigned i = 0;
+	while (i < GW_LATENCY_BOUNDS && (double)us / 1e6 > gw_latency_bounds[i])
+		i++;
+	STAT_ADD_IDX(g, gc->worker, latency, i);
+	__atomic_store_n(&g->w[gc->worker].st.latency_sum_us,
+			 g->w[gc->worker].st.latency_sum_us + (uint64_t)us, __ATOMIC_RELAXED);
+}
+
 static void verdict_arrived(struct kio_post *p)
 {
 	struct gw_conn *gc = container_of(p, struct gw_conn, post);
 	struct gw *g = gc->g;
 	gc->waiting = false;
+	latency_observe(g, gc);
 	if (gc->verdict.code >= 200 && gc->verdict.code < 300)
 		STAT_ADD(g, gc->worker, messages_accepted);
 	else

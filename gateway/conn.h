@@ -35,6 +35,10 @@
 
 struct gw;
 struct enfstate;
+
+/* Delivery latency histogram bounds, in seconds (gw_latency_bounds). */
+#define GW_LATENCY_BOUNDS 14
+extern const double gw_latency_bounds[GW_LATENCY_BOUNDS];
 struct ctlclient;
 
 struct gw_params {
@@ -74,6 +78,11 @@ struct gw_stats {
 	/* handshakes (full, resumed, failed and why), client certificates,
 	 * how TLS peers closed: gateway/tls.h */
 	struct tls_counters tls;
+	/* Delivery latency, end of content to the backend's verdict: counts
+	 * per bucket (not cumulative; the last is above every bound) and the
+	 * sum in microseconds, so the struct stays all uint64_t. */
+	uint64_t latency[GW_LATENCY_BOUNDS + 1];
+	uint64_t latency_sum_us;
 };
 
 /* NULL when out of memory.  p's pointers must outlive the gateway. */

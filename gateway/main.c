@@ -26,6 +26,7 @@
 #include "gateway/ctlclient.h"
 #include "gateway/enfstate.h"
 #include "gateway/log.h"
+#include "gateway/metrics.h"
 #include "gateway/spool.h"
 #include "gateway/tls.h"
 
@@ -483,6 +484,8 @@ int main(int argc, char **argv)
 		tls ? "on" : "off");
 	if (tls)
 		tls_server_ctx_tick(tls, mono_s()); /* starts the ticket-key clock */
+	struct gw_metrics_src msrc = { .g = g, .k = k, .bk = &bk, .cc = cc, .st = st };
+	struct gw_metrics *met = gw_metrics_start(cfg.metrics_listen, &msrc);
 
 	bool stopping = false;
 	for (;;) {
@@ -508,6 +511,7 @@ int main(int argc, char **argv)
 			break;
 	}
 
+	gw_metrics_stop(met); /* before anything it reads is freed */
 	struct kio_stats ks;
 	struct gw_stats gs;
 	struct spool_stats ss;

@@ -1116,6 +1116,125 @@ static int run_clock(int argc, char **argv)
 	return 0;
 }
 
+/* ---- xdp ---- */
+
+static int run_xdp_status(int argc, char **argv)
+{
+	json_t *resp, *r = call(ADMIN_XDP_STATUS, NULL, &resp), *f, *v;
+	const char *k;
+	char buf[512];
+	size_t i;
+
+	(void)argc;
+	(void)argv;
+	if (g_opts.json) {
+		print_json(r);
+		json_decref(resp);
+		return 0;
+	}
+	print_kv("pin directory", str(r, "pin_dir"));
+	print_kv("configured mode", str(r, "configured_mode"));
+	json_array_foreach(json_object_get(r, "interfaces"), i, f)
+	{
+		snprintf(buf, sizeof(buf), "%s: %s%s%s%s", str(f, "interface"), str(f, "mode"),
+			 json_is_true(json_object_get(f, "generic_fallback"))
+				 ? " (native refused: generic fallback)"
+				 : "",
+			 str(f, "error")[0] ? ", " : "", str(f, "error"));
+		print_kv("interface", buf);
+	}
+	json_object_foreach(json_object_get(r, "entries"), k, v)
+	{
+		snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+		printf("  entries %-14s %s\n", k, buf);
+	}
+	json_object_foreach(json_object_get(r, "counters"), k, v)
+	{
+		printf("  %-22s %lld packets, %lld bytes\n", k, num(v, "packets"), num(v, "bytes"));
+	}
+	json_decref(resp);
+	return 0;
+}
+
+static int run_xdp_list(int argc, char **argv)
+{
+	json_t *resp, *r = call(ADMIN_XDP_LIST, NULL, &resp), *e;
+	size_t i;
+
+	(void)argc;
+	(void)argv;
+	if (g_opts.json) {
+		print_json(r);
+		json_decref(resp);
+		return 0;
+	}
+	printf("%-44s %-13s %s\n", "ADDRESS", "REASON", "EXPIRES");
+	json_array_foreach(json_object_get(r, "entries"), i, e)
+	{
+		char exp[64] = "never";
+
+		if (json_is_true(json_object_get(e, "expired")))
+			snprintf(exp, sizeof(exp), "expired");
+		else if (json_object_get(e, "expires_in"))
+			snprintf(exp, sizeof(exp), "in %llds", num(e, "expires_in"));
+		printf("%-44s %-13s %s\n", str(e, "address"), str(e, "reason"), exp);
+	}
+	json_decref(resp);
+	return 0;
+}
+
+static int run_xdp_deny(int argc, char **argv)
+{
+	const char *ttl_v[1] = { NULL };
+	struct cmdopt o[] = { { "--ttl", true, ttl_v, 0, 1, false } };
+	char *pos[8];
+	int npos;
+	json_t *args, *resp, *r;
+
+	if (argc > 8)
+		usage_error("xdp deny takes one address");
+	npos = split_args(argc, argv, o, 1, pos);
+	if (npos != 1)
+		usage_error("xdp deny takes one address");
+	args = json_pack("{s:s}", "address", pos[0]);
+	if (ttl_v[0])
+		json_object_set_new(
+			args, "ttl",
+			json_integer(parse_num(ttl_v[0], 1, 10LL * 365 * 86400, "--ttl")));
+	r = call(ADMIN_XDP_DENY, args, &resp);
+	if (g_opts.json)
+		print_json(r);
+	else
+		printf("denied %s%s%s%s\n", str(r, "denied"), ttl_v[0] ? " for " : "",
+		       ttl_v[0] ? ttl_v[0] : "", ttl_v[0] ? " seconds" : "");
+	json_decref(resp);
+	return 0;
+}
+
+static int run_xdp_one(const char *cmd, const char *key, const char *value, const char *done)
+{
+	json_t *resp, *r = call(cmd, json_pack("{s:s}", key, value), &resp);
+
+	if (g_opts.json)
+		print_json(r);
+	else
+		printf("%s %s\n", done, value);
+	json_decref(resp);
+	return 0;
+}
+
+static int run_xdp_allow(int argc, char **argv)
+{
+	(void)argc;
+	return run_xdp_one(ADMIN_XDP_ALLOW, "address", argv[0], "allowed");
+}
+
+static int run_xdp_detach(int argc, char **argv)
+{
+	(void)argc;
+	return run_xdp_one(ADMIN_XDP_DETACH, "interface", argv[0], "detached from");
+}
+
 static const struct command commands[] = {
 	{ "report", "report [--format table|json|csv] [--tenant ID]",
 	  "The out-of-date servers report: server FQDN, build, product family, first detected,\n"
@@ -1181,6 +1300,29 @@ static const struct command commands[] = {
 	  "--test-clock (tests): set takes Unix seconds, advance SECONDS or N with a unit\n"
 	  "(30d, 12h, 5m, 10s).  Stage changes that fall due are applied at once.\n",
 	  1, 2, false, run_clock },
+	{ "xdp status", "xdp status",
+	  "The XDP early drop run by tescontrol: the pin directory, each configured interface\n"
+	  "and the mode it is attached in (and whether native mode was refused), the drop\n"
+	  "list's entries by reason and the program's counters.\n",
+	  0, 0, false, run_xdp_status },
+	{ "xdp list", "xdp list",
+	  "Every entry of the XDP drop list: address or range, reason (enforcement: a source of\n"
+	  "a fully blocked server, kept by tescontrol; admin_exact, admin_prefix: tesctl xdp\n"
+	  "deny) and expiry.\n",
+	  0, 0, false, run_xdp_list },
+	{ "xdp deny", "xdp deny ADDR[/PREFIX] [--ttl SECONDS]",
+	  "Drop every packet from an address or range at the XDP hook, for SECONDS or until\n"
+	  "xdp allow.  tescontrol's enforcement sync never removes these entries.\n",
+	  1, 3, true, run_xdp_deny },
+	{ "xdp allow", "xdp allow ADDR[/PREFIX]",
+	  "Remove an entry added with xdp deny (the exact address or range given there).\n"
+	  "Entries of blocked servers follow the enforcement state: pause the tenant or reset\n"
+	  "the server instead.\n",
+	  1, 1, false, run_xdp_allow },
+	{ "xdp detach", "xdp detach IFACE",
+	  "Detach tesgate's XDP program from an interface (nothing else's).  The drop list\n"
+	  "stays pinned; a tescontrol restart attaches again.\n",
+	  1, 1, false, run_xdp_detach },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -28,7 +28,9 @@ class Gateway:
         self.spool = os.path.join(self.dir, "spool")
         self.log_path = os.path.join(self.dir, "tesgate.log")
         self.conf_path = os.path.join(self.dir, "tesgate.conf")
-        settings = {"log_level": "info", "shutdown_grace": "10"}
+        # no metrics endpoint unless a test asks for one: parallel tests
+        # would otherwise compete for its default port
+        settings = {"log_level": "info", "shutdown_grace": "10", "metrics_listen": ""}
         settings.update(conf or {})
         with open(self.conf_path, "w") as f:
             f.write("# written by the integration test\n")

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* The Prometheus text format writer (controlplane/promfmt.c): escaping of
+/* The Prometheus text format writer (contract/promfmt.c): escaping of
  * HELP text and label values, metric name sanitising, number spelling and
  * histogram buckets (cumulative, le="+Inf" equal to _count). */
 #include <math.h>
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "controlplane/promfmt.h"
+#include "contract/promfmt.h"
 
 static void test_family_and_escaping(void **state)
 {

@@ -7,8 +7,8 @@
  *
  * Threads: a buffer belongs to one thread.
  */
-#ifndef TES_CONTROLPLANE_PROMFMT_H
-#define TES_CONTROLPLANE_PROMFMT_H
+#ifndef TES_CONTRACT_PROMFMT_H
+#define TES_CONTRACT_PROMFMT_H
 
 #include <stdbool.h>
 #include <stddef.h>

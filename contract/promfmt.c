@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-#include "controlplane/promfmt.h"
+#include "contract/promfmt.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include "gateway/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "contract/promfmt.h"
+#include "dataplane/kio.h"
+#include "enforce/build.h"
+#include "gateway/backends.h"
+#include "gateway/config.h"
+#include "gateway/conn.h"
+#include "gateway/ctlclient.h"
+#include "gateway/enfstate.h"
+#include "gateway/log.h"
+#include "gateway/tls.h"
+
+#ifndef TES_VERSION
+#define TES_VERSION "unknown"
+#endif
+
+struct gw_metrics {
+	struct MHD_Daemon *d;
+	struct gw_metrics_src src;
+};
+
+static uint64_t sum_slots(const uint64_t *v, size_t n)
+{
+	uint64_t s = 0;
+
+	for (size_t i = 0; i < n; i++)
+		s += v[i];
+	return s;
+}
+
+/* prom_sample takes one label; these families have two. */
+static void sample2(struct prom_buf *b, const char *name, const char *l1, const char *v1,
+		    const char *l2, const char *v2, uint64_t v)
+{
+	prom_printf(b, "%s{%s=\"", name, l1);
+	prom_label_value(b, v1);
+	prom_printf(b, "\",%s=\"", l2);
+	prom_label_value(b, v2);
+	prom_printf(b, "\"} %llu\n", (unsigned long long)v);
+}
+
+static void counter(struct prom_buf *b, const char *name, const char *help, uint64_t v)
+{
+	prom_family(b, name, "counter", help);
+	prom_sample(b, name, NULL, NULL, v);
+}
+
+static void gauge(struct prom_buf *b, const char *name, const char *help, uint64_t v)
+{
+	prom_family(b, name, "gauge", help);
+	prom_sample(b, name, NULL, NULL, v);
+}
+
+static void render_connections(struct prom_buf *b, const struct kio_stats *ks,
+			       const struct gw_stats *gs)
+{
+	const char *n;
+
+	counter(b, "tes_connections_accepted_total",
+		"Connections accepted within the connection limits", ks->accepted);
+	n = "tes_connections_refused_total";
+	prom_family(b, n, "counter",
+		    "Connections refused at accept: over max_connections (global), over "
+		    "max_connections_per_source (source), or by the gateway (app: early drops, "
+		    "shutdown)");
+	prom_sample(b, n, "reason", "global", ks->refused_global);
+	prom_sample(b, n, "reason", "source", ks->refused_source);
+	prom_sample(b, n, "reason", "app", ks->refused_app);
+	counter(b, "tes_connections_early_dropped_total",
+		"Connections from sources in drop, closed without a greeting", gs->early_drops);
+	n = "tes_connection_timeouts_total";
+	prom_family(b, n, "counter", "Connections closed by a timeout");
+	prom_sample(b, n, "kind", "idle", ks->timeouts_idle);
+	prom_sample(b, n, "kind", "session", ks->timeouts_session);
+	gauge(b, "tes_connections_open", "Connections open now", ks->open);
+	counter(b, "tes_received_bytes_total", "Octets read from SMTP clients (TLS included)",
+		ks->bytes_in);
+	counter(b, "tes_sent_bytes_total",
+		"Octets written to SMTP clients (TLS included; not the refusal lines of "
+		"connections refused at accept)",
+		ks->bytes_out);
+}
+
+static void render_smtp(struct prom_buf *b, const struct gw_stats *gs)
+{
+	static const char *const actions[4] = { "accept", "throttle", "block", "drop" };
+	struct prom_hist h;
+	const char *n;
+
+	counter(b, "tes_smtp_sessions_total", "SMTP sessions begun (greeting sent)", gs->sessions);
+	n = "tes_messages_total";
+	prom_family(b, n, "counter",
+		    "Messages whose content was received, by the client's final reply "
+		    "(accepted: the backend said 250; refused: 4xx or 5xx)");
+	prom_sample(b, n, "outcome", "accepted", gs->messages_accepted);
+	prom_sample(b, n, "outcome", "refused", gs->messages_refused);
+	n = "tes_delivery_duration_seconds";
+	prom_family(b, n, "histogram",
+		    "Time from the end of a message's content to the delivery backend's verdict");
+	memset(&h, 0, sizeof(h));
+	for (int i = 0; i <= GW_LATENCY_BOUNDS; i++) {
+		h.counts[i] = gs->latency[i];
+		h.count += gs->latency[i];
+	}
+	h.sum = (double)gs->latency_sum_us / 1e6;
+	prom_hist_write(b, n, gw_latency_bounds, GW_LATENCY_BOUNDS, &h);
+	counter(b, "tes_verdicts_orphaned_total",
+		"Delivery verdicts that arrived after their client had gone", gs->orphaned);
+	n = "tes_enforcement_verdicts_total";
+	prom_family(b, n, "counter",
+		    "Enforcement verdicts by decision point (mail: MAIL FROM from a known "
+		    "source; headers: end of the headers of an Exchange message) and action");
+	for (int a = 0; a < 4; a++)
+		sample2(b, n, "at", "mail", "action", actions[a], gs->mail_verdicts[a]);
+	for (int a = 0; a < 4; a++)
+		sample2(b, n, "at", "headers", "action", actions[a], gs->header_verdicts[a]);
+	n = "tes_exchange_messages_total";
+	prom_family(b, n, "counter",
+		    "Messages with an Exchange hop in their Received headers, by product family "
+		    "(none: a build no family is known for)");
+	for (int f = 0; f < EX_FAMILY_COUNT; f++)
+		prom_sample(b, n, "family", ex_family_name((enum ex_family)f), gs->family[f]);
+	counter(b, "tes_non_exchange_messages_total",
+		"Header sections scanned that had no Exchange hop", gs->not_exchange);
+}
+
+static void render_tls(struct prom_buf *b, const struct gw_stats *gs)
+{
+	const char *n;
+
+	counter(b, "tes_starttls_total", "STARTTLS commands accepted", gs->tls_starts);
+	n = "tes_tls_handshakes_total";
+	prom_family(b, n, "counter", "TLS handshakes by result");
+	prom_sample(b, n, "result", "full", sum_slots(gs->tls.full, TLS_V_COUNT));
+	prom_sample(b, n, "result", "resumed", sum_slots(gs->tls.resumed, TLS_V_COUNT));
+	prom_sample(b, n, "result", "failed", sum_slots(gs->tls.failed, TLS_V_COUNT));
+	n = "tes_tls_handshake_failures_total";
+	prom_family(b, n, "counter", "Failed TLS handshakes by reason");
+	for (int r = 0; r < TLS_FAIL_COUNT; r++)
+		prom_sample(b, n, "reason", tls_fail_reason_name((enum tls_fail_reason)r),
+			    gs->tls.fail_reason[r]);
+}
+
+static void render_delivery(struct prom_buf *b, const struct backends *bk)
+{
+	const char *n = "tes_deliveries_total";
+	const char *nb = "tes_delivered_bytes_total";
+
+	/* Only the open backend's series exist: a spool gateway has no relay
+	 * outcomes to report as zero. */
+	if (bk->sp) {
+		struct spool_stats ss;
+
+		spool_stats(bk->sp, &ss);
+		prom_family(b, n, "counter", "Delivery outcomes by backend");
+		sample2(b, n, "backend", "spool", "outcome", "stored", ss.stored);
+		sample2(b, n, "backend", "spool", "outcome", "failed", ss.failed);
+		sample2(b, n, "backend", "spool", "outcome", "aborted", ss.aborted);
+		prom_family(b, nb, "counter", "Message content octets delivered by backend");
+		prom_sample(b, nb, "backend", "spool", ss.bytes);
+	} else if (bk->rl) {
+		struct relay_stats rs;
+
+		relay_stats(bk->rl, &rs);
+		prom_family(b, n, "counter", "Delivery outcomes by backend");
+		sample2(b, n, "backend", "smtp", "outcome", "relayed", rs.relayed);
+		sample2(b, n, "backend", "smtp", "outcome", "temp_fail", rs.temp_fail);
+		sample2(b, n, "backend", "smtp", "outcome", "perm_fail", rs.perm_fail);
+		sample2(b, n, "backend", "smtp", "outcome", "queue_full", rs.queue_full);
+		sample2(b, n, "backend", "smtp", "outcome", "aborted", rs.aborted);
+		prom_family(b, nb, "counter", "Message content octets delivered by backend");
+		prom_sample(b, nb, "backend", "smtp", rs.bytes);
+		counter(b, "tes_relay_connections_total", "Connections opened to the backend MTA",
+			rs.connections);
+		counter(b, "tes_relay_retries_total",
+			"Messages tried again after a stale backend connection", rs.retried);
+	}
+}
+
+static void render_control(struct prom_buf *b, const struct gw_metrics_src *s)
+{
+	struct ctlclient_stats cs;
+	struct enfstate_stats es;
+	const char *n;
+
+	memset(&cs, 0, sizeof(cs));
+	if (s->cc)
+		ctlclient_stats(s->cc, &cs);
+	/* Apart from connected, so an alert on a lost control plane can leave
+	 * gateways that run without one on purpose alone. */
+	gauge(b, "tes_control_configured", "1 when control_socket is set", s->cc != NULL);
+	gauge(b, "tes_control_connected",
+	      "1 while the connection to tescontrol is up (0 also when none is configured)",
+	      cs.connected);
+	gauge(b, "tes_control_synced", "1 once a full state from tescontrol has been applied",
+	      cs.synced);
+	counter(b, "tes_control_connects_total", "Connections made to tescontrol", cs.connects);
+	counter(b, "tes_control_updates_total", "Incremental state messages applied", cs.updates);
+	counter(b, "tes_control_rejected_total", "Messages from tescontrol that did not decode",
+		cs.rejected);
+	counter(b, "tes_sightings_sent_total", "Exchange sightings sent to tescontrol",
+		cs.sightings_sent);
+	counter(b, "tes_sightings_dropped_total",
+		"Exchange sightings dropped because a worker's queue to tescontrol was full",
+		cs.sightings_dropped);
+
+	enfstate_stats(s->st, &es);
+	n = "tes_enforcement_table_entries";
+	prom_family(b, n, "gauge", "Entries in the enforcement state tables workers decide from");
+	prom_sample(b, n, "table", "servers", es.servers);
+	prom_sample(b, n, "table", "sources", es.sources);
+	prom_sample(b, n, "table", "tenants", es.tenants);
+}
+
+static void render(struct prom_buf *b, const struct gw_metrics_src *s)
+{
+	struct kio_stats ks;
+	struct gw_stats gs;
+
+	kio_stats(s->k, &ks);
+	gw_stats(s->g, &gs);
+	prom_family(b, "tes_tesgate_build_info", "gauge", "Always 1; the version in a label");
+	prom_sample(b, "tes_tesgate_build_info", "version", TES_VERSION, 1);
+	render_connections(b, &ks, &gs);
+	render_smtp(b, &gs);
+	render_tls(b, &gs);
+	render_delivery(b, s->bk);
+	render_control(b, s);
+}
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char *url,
+			      const char *method, const char *version, const char *data,
+			      size_t *data_size, void **state)
+{
+	static const char nf[] = "not found: try /metrics\n";
+	struct gw_metrics *m = cls;
+	struct MHD_Response *r;
+	struct prom_buf b;
+	unsigned code = MHD_HTTP_OK;
+	enum MHD_Result rc;
+
+	(void)version;
+	(void)data;
+	(void)data_size;
+	/* The first call is for the headers only; answer on the second so a
+	 * request body (there should be none) is not left unread. */
+	if (!*state) {
+		*state = m;
+		return MHD_YES;
+	}
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return MHD_NO;
+	if (strcmp(url, "/metrics") != 0) {
+		r = MHD_create_response_from_buffer(sizeof(nf) - 1, (void *)nf,
+						    MHD_RESPMEM_PERSISTENT);
+		code = MHD_HTTP_NOT_FOUND;
+	} else {
+		memset(&b, 0, sizeof(b));
+		render(&b, &m->src);
+		if (b.failed || !b.p) {
+			prom_buf_free(&b);
+			return MHD_NO;
+		}
+		/* b.p is handed over: MHD frees it with the response. */
+		r = MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
+		if (!r)
+			prom_buf_free(&b);
+	}
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				code == MHD_HTTP_OK ? "text/plain; version=0.0.4; charset=utf-8"
+						    : "text/plain; charset=utf-8");
+	rc = MHD_queue_response(conn, code, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+
+	(void)cls;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	log_msg(LOG_WARN, "metrics server: %s", buf);
+}
+
+struct gw_metrics *gw_metrics_start(const char *listen, const struct gw_metrics_src *src)
+{
+	struct sockaddr_storage ss;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	struct gw_metrics *m;
+
+	if (!listen[0]) {
+		log_msg(LOG_INFO, "metrics: off (metrics_listen is empty)");
+		return NULL;
+	}
+	if (!config_parse_listen(listen, &ss)) { /* config_set checked it already */
+		log_msg(LOG_ERROR, "metrics_listen %s: not ADDRESS:PORT; running without metrics",
+			listen);
+		return NULL;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		log_msg(LOG_ERROR, "metrics: out of memory; running without metrics");
+		return NULL;
+	}
+	m->src = *src;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	/* The logger first, or libmicrohttpd writes its own lines to stderr. */
+	m->d = MHD_start_daemon(flags, 0, NULL, NULL, answer, m, MHD_OPTION_EXTERNAL_LOGGER,
+				mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_TIMEOUT,
+				10u, MHD_OPTION_END);
+	if (!m->d) {
+		/* Mail matters more than its telemetry: a port someone else holds
+		 * must not keep the gateway from running. */
+		log_msg(LOG_ERROR,
+			"metrics_listen %s: cannot listen (address in use or not local?); running "
+			"without metrics",
+			listen);
+		free(m);
+		return NULL;
+	}
+	log_msg(LOG_INFO, "metrics: http://%s/metrics", listen);
+	return m;
+}
+
+void gw_metrics_stop(struct gw_metrics *m)
+{
+	if (!m)
+		return;
+	MHD_stop_daemon(m->d);
+	free(m);
+}
