@@ -52,6 +52,7 @@ struct gw_conn {
 	struct kio_post post;
 	struct smtp_reply verdict;
 	struct timespec submitted; /* for the delivery latency histogram */
+	struct smtp_stats counted; /* the session's counters already in gw_stats */
 	struct tes_addr src;       /* the client's address, for enforcement */
 	uint32_t tenant;           /* the tenant whose connector it came over; 0: none */
 	bool via_connector;
@@ -268,6 +269,27 @@ static int h_message(void *ctx, const struct smtp_envelope *env, struct smtp_rep
 	clock_gettime(CLOCK_MONOTONIC, &gc->submitted);
 	be->submit(m, env, gc->peer, delivered, gc);
 	return SMTP_PENDING;
+}
+
+/* Add what the session's engine counted since the last call to the
+ * worker's counters: plain per-connection subtractions, no atomics beyond
+ * the relaxed stores every worker counter uses. */
+static void account_smtp(struct gw_conn *gc)
+{
+	struct gw_worker *w = &gc->g->w[gc->worker];
+	const struct smtp_stats *now = smtp_stats(gc->s);
+
+	if (now->commands != gc->counted.commands)
+		__atomic_store_n(&w->st.smtp_commands,
+				 w->st.smtp_commands + (now->commands - gc->counted.commands),
+				 __ATOMIC_RELAXED);
+	for (int c = 2; c <= 5; c++)
+		if (now->replies[c] != gc->counted.replies[c])
+			__atomic_store_n(&w->st.smtp_replies[c],
+					 w->st.smtp_replies[c] +
+						 (now->replies[c] - gc->counted.replies[c]),
+					 __ATOMIC_RELAXED);
+	gc->counted = *now;
 }
 
 /* ---- transport side ---- */
@@ -554,6 +576,7 @@ static size_t tls_data(struct gw_conn *gc, const uint8_t *p, size_t n)
  * draining): send what it said and decide whether to read again. */
 static void settle(struct gw_conn *gc)
 {
+	account_smtp(gc);
 	if (gc->tls) {
 		if (!gc->tls_dead) {
 			tls_pump(gc);
@@ -703,6 +726,7 @@ static size_t k_data(void *ctx, struct kio_conn *kc, const uint8_t *p, size_t n)
 	size_t off = 0;
 	unsigned stalls = 0;
 
+	account_smtp(gc);
 	if (gc->tls)
 		return tls_data(gc, p, n);
 	if (gc->tls_pending)
@@ -820,6 +844,7 @@ static void k_close(void *ctx, struct kio_conn *kc, enum kio_close_reason why)
 	struct gw_conn *gc = ctx;
 	(void)kc;
 	log_msg(LOG_DEBUG, "close peer=%s reason=%d", gc->peer, (int)why);
+	account_smtp(gc);
 	gc->kc = NULL;
 	if (gc->tls) {
 		if (why == KIO_CLOSE_PEER && !gc->tls_dead) {

@@ -62,6 +62,8 @@ struct gw_params {
 
 struct gw_stats {
 	uint64_t sessions;
+	uint64_t smtp_commands;     /* command lines the engine read */
+	uint64_t smtp_replies[6];   /* replies sent, by class: [2] 2xx ... [5] 5xx */
 	uint64_t messages_accepted; /* the backend said 250 */
 	uint64_t messages_refused;  /* the backend said 4xx/5xx */
 	uint64_t exchange_seen;     /* header sections with an Exchange hop */

@@ -98,6 +98,14 @@ static void render_smtp(struct prom_buf *b, const struct gw_stats *gs)
 	const char *n;
 
 	counter(b, "tes_smtp_sessions_total", "SMTP sessions begun (greeting sent)", gs->sessions);
+	counter(b, "tes_smtp_commands_total", "SMTP command lines read from clients",
+		gs->smtp_commands);
+	n = "tes_smtp_replies_total";
+	prom_family(b, n, "counter", "SMTP replies sent to clients, by code class");
+	prom_sample(b, n, "class", "2xx", gs->smtp_replies[2]);
+	prom_sample(b, n, "class", "3xx", gs->smtp_replies[3]);
+	prom_sample(b, n, "class", "4xx", gs->smtp_replies[4]);
+	prom_sample(b, n, "class", "5xx", gs->smtp_replies[5]);
 	n = "tes_messages_total";
 	prom_family(b, n, "counter",
 		    "Messages whose content was received, by the client's final reply "

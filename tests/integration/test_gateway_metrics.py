@@ -136,6 +136,14 @@ class Traffic:
             "tes_connections_early_dropped_total": 0,
             "tes_connections_open": 0,
             "tes_smtp_sessions_total": sessions,
+            # EHLO, MAIL/RCPT/DATA per message, QUIT; EHLO MAIL RCPT DATA QUIT;
+            # FROB QUIT; QUIT on each held connection
+            "tes_smtp_commands_total": (2 + 3 * PLAIN) + 5 + 2 + PER_SOURCE,
+            # greetings and the 2xx above; 354 per DATA; the FROB's 500
+            'tes_smtp_replies_total{class="2xx"}': (3 + 3 * PLAIN) + 6 + 2 + 2 * PER_SOURCE,
+            'tes_smtp_replies_total{class="3xx"}': PLAIN + 1,
+            'tes_smtp_replies_total{class="4xx"}': 0,
+            'tes_smtp_replies_total{class="5xx"}': 1,
             'tes_messages_total{outcome="accepted"}': PLAIN + 1,
             'tes_messages_total{outcome="refused"}': 0,
             'tes_exchange_messages_total{family="2016"}': 1,
