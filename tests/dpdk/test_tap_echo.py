@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""tes-dpdk-echo on net_tap with the Linux kernel as the TCP peer.
+
+The program runs the userspace stack on a DPDK tap port; this test gives the
+kernel side of the tap an address, opens 20 connections at once, pushes
+1 MB of random bytes through each in odd-sized chunks and checks that the
+same bytes come back (sha256), then stops the program with SIGTERM and checks
+that it exits 0 and logs its port counters.  Needs root and free hugepages
+(the tap PMD does not work under --no-huge here): exits 77 otherwise.
+Every wait is bounded; the interface is removed whatever happens.
+"""
+import hashlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SKIP = 77
+NCONN = 20
+NBYTES = 1 << 20
+PORT = 7
+IO_TIMEOUT = 60.0
+
+
+def skip(why):
+    print(f"SKIP: {why}")
+    sys.exit(SKIP)
+
+
+def hugepages_free():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("HugePages_Free:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def ip(*args, check=True):
+    return subprocess.run(["ip", *args], check=check, timeout=10,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def iface_exists(name):
+    return ip("link", "show", "dev", name, check=False).returncode == 0
+
+
+def wait_for(pred, seconds, what):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def one_connection(addr, seed, results, idx):
+    rng = random.Random(seed)
+    data = rng.randbytes(NBYTES)
+    want = hashlib.sha256(data).hexdigest()
+    got = hashlib.sha256()
+    ngot = 0
+    err = []
+    s = socket.create_connection((addr, PORT), timeout=IO_TIMEOUT)
+    s.settimeout(IO_TIMEOUT)
+
+    def sender():
+        try:
+            off = 0
+            while off < NBYTES:
+                n = rng.choice((1, 7, 333, 1021, 1459, 4093, 9001, 65521))
+                s.sendall(data[off:off + n])
+                off += n
+            s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            err.append(f"send: {e}")
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got.update(b)
+            ngot += len(b)
+            if ngot > NBYTES:
+                break
+    except OSError as e:
+        err.append(f"recv after {ngot} bytes: {e}")
+    t.join(IO_TIMEOUT)
+    s.close()
+    if t.is_alive():
+        err.append("sender did not finish")
+    if ngot != NBYTES:
+        err.append(f"got {ngot} bytes, sent {NBYTES}")
+    elif got.hexdigest() != want:
+        err.append("echoed bytes differ (sha256)")
+    results[idx] = err
+
+
+def main():
+    if len(sys.argv) < 2:
+        print("usage: test_tap_echo.py path/to/tes-dpdk-echo [program options]")
+        return 2
+    prog = sys.argv[1]
+    extra = sys.argv[2:]  # e.g. --no-csum-offload
+    if os.geteuid() != 0:
+        skip("needs root (creates a tap device)")
+    if hugepages_free() < 64:
+        skip("needs free 2 MB hugepages (tools/setup.sh reserves them); "
+             "the tap PMD does not work under --no-huge")
+
+    # Unique per run so parallel or leftover runs never collide; the
+    # subnet too, so two runs never route the same prefix.
+    tag = os.getpid() % 100000
+    iface = f"tesdp{tag}"
+    net = 5 + tag % 200
+    kernel_ip = f"198.18.{net}.1"
+    stack_ip = f"198.18.{net}.2"
+    if iface_exists(iface):
+        ip("link", "del", "dev", iface, check=False)
+
+    log = tempfile.NamedTemporaryFile(prefix="tes-dpdk-echo-", suffix=".log", delete=False)
+    proc = None
+    failed = []
+    try:
+        cmd = [prog, "--addr", f"{stack_ip}/24", "--port", str(PORT), *extra, "--",
+               "--no-pci", "--in-memory", "-l", "0", "--log-level=user1,info",
+               f"--vdev=net_tap0,iface={iface}"]
+        print("running:", " ".join(cmd))
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+        def listening():
+            if proc.poll() is not None:
+                raise RuntimeError(f"tes-dpdk-echo exited early ({proc.returncode})")
+            with open(log.name, errors="replace") as f:
+                return "listening on" in f.read() and iface_exists(iface)
+
+        wait_for(listening, 30, "tes-dpdk-echo to listen")
+        ip("addr", "add", f"{kernel_ip}/24", "dev", iface)
+        ip("link", "set", "dev", iface, "up")
+
+        # The first connection also proves ARP both ways before the rush.
+        results = [None] * NCONN
+        one_connection(stack_ip, 0, results, 0)
+        if results[0]:
+            failed.append(f"first connection: {results[0]}")
+        else:
+            threads = [threading.Thread(target=one_connection,
+                                        args=(stack_ip, i, results, i), daemon=True)
+                       for i in range(1, NCONN)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(IO_TIMEOUT * 2)
+                if t.is_alive():
+                    failed.append("a connection did not finish in time")
+            for i, r in enumerate(results):
+                if r:
+                    failed.append(f"connection {i}: {'; '.join(r)}")
+                elif r is None:
+                    failed.append(f"connection {i}: no result")
+        print(f"{NCONN} connections x {NBYTES} bytes echoed: "
+              f"{'FAILED' if failed else 'ok'}")
+
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            failed.append("tes-dpdk-echo did not exit within 20 s of SIGTERM")
+            rc = None
+        if rc is not None and rc != 0:
+            failed.append(f"tes-dpdk-echo exited {rc}")
+        with open(log.name, errors="replace") as f:
+            out = f.read()
+        if "port 0 counters: ipackets" not in out:
+            failed.append("no port counters in the log")
+    except Exception as e:  # noqa: BLE001 - report any failure, then clean up
+        failed.append(f"error: {e}")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        if iface_exists(iface):
+            ip("link", "del", "dev", iface, check=False)
+        with open(log.name, errors="replace") as f:
+            sys.stdout.write("--- tes-dpdk-echo output ---\n" + f.read())
+        log.close()
+        os.unlink(log.name)
+
+    for f in failed:
+        print("FAIL:", f)
+    if failed:
+        return 1
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
