@@ -34,6 +34,8 @@ enum ktype {
 	K_RELAYHOST, /* a host name or an IP address, or empty */
 	K_BOOL,      /* yes or no */
 	K_LISTENOPT, /* ADDRESS:PORT as for listen, kept as text, or empty */
+	K_IO,        /* kernel or dpdk */
+	K_V4PREFIX,  /* A.B.C.D or A.B.C.D/len, kept as text, or empty */
 };
 
 struct key {
@@ -143,6 +145,14 @@ static const struct key keys[] = {
 	  "has TES_ALLOW_TEST_CLOCK=1" },
 	{ "own_hop_skip", K_SKIP, F(exdetect), 0, 0, "",
 	  "host patterns ('*' wildcard) of Received hops your own relays add, comma-separated" },
+	{ "io", K_IO, F(io_dpdk), 0, 0, "kernel",
+	  "kernel (sockets) or dpdk (the userspace TCP stack on a DPDK port: dpdk_args)" },
+	{ "dpdk_args", K_TEXT, F(dpdk_args), 0, 0, "",
+	  "io = dpdk: EAL arguments, split on spaces; must contain --no-pci (or -a PCI)" },
+	{ "dpdk_addr", K_V4PREFIX, F(dpdk_addr), 0, 0, "",
+	  "io = dpdk: the stack's IPv4 address with its on-link prefix, 198.18.5.2/24" },
+	{ "dpdk_port", K_UINT, F(dpdk_port), 1, 65535, "25",
+	  "io = dpdk: TCP port to accept SMTP on" },
 	{ "log_level", K_LEVEL, F(log_level), 0, 0, "info", "error, warn, info or debug" },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -314,6 +324,29 @@ static bool apply(struct tes_config *c, const struct key *k, const char *v, char
 		if (*v && !config_parse_listen(v, &ss)) {
 			snprintf(err, errlen,
 				 "'%s' is not ADDRESS:PORT (127.0.0.1:9465 or [::1]:9465) or empty",
+				 v);
+			return false;
+		}
+		return set_string(field, k->size, v, err, errlen);
+	}
+	case K_IO:
+		if (strcmp(v, "kernel") != 0 && strcmp(v, "dpdk") != 0) {
+			snprintf(err, errlen, "'%s' is not kernel or dpdk", v);
+			return false;
+		}
+		*(bool *)field = strcmp(v, "dpdk") == 0;
+		return true;
+	case K_V4PREFIX: {
+		char a[24];
+		struct in_addr ia;
+		snprintf(a, sizeof(a), "%s", v);
+		char *slash = strchr(a, '/');
+		if (slash)
+			*slash = '\0';
+		int plen = slash ? atoi(slash + 1) : 24;
+		if (*v && (strlen(v) >= sizeof(a) || inet_pton(AF_INET, a, &ia) != 1 || plen < 1 ||
+			   plen > 32)) {
+			snprintf(err, errlen, "'%s' is not an IPv4 address (A.B.C.D/len) or empty",
 				 v);
 			return false;
 		}
@@ -529,6 +562,10 @@ bool config_check(const struct tes_config *c, char *err, size_t errlen)
 {
 	if (c->ncpus && c->ncpus != c->workers) {
 		snprintf(err, errlen, "cpus lists %u CPUs for %u workers", c->ncpus, c->workers);
+		return false;
+	}
+	if (c->io_dpdk && (!c->dpdk_addr[0] || !c->dpdk_args[0])) {
+		snprintf(err, errlen, "io = dpdk needs dpdk_addr and dpdk_args");
 		return false;
 	}
 	if (c->max_connections_per_source > c->max_connections) {

@@ -77,6 +77,13 @@ struct tes_config {
 	bool tls_request_client_cert;
 	unsigned tls_ticket_lifetime; /* seconds; 0: no session tickets */
 
+	/* io = dpdk: the SMTP engine on the userspace stack over a DPDK port
+	 * (gateway/dpconn.h) instead of kernel sockets */
+	bool io_dpdk;
+	char dpdk_args[256]; /* EAL arguments, split on spaces */
+	char dpdk_addr[24];  /* the stack's IPv4 address, A.B.C.D/len */
+	unsigned dpdk_port;
+
 	struct exdetect_config exdetect;
 	enum log_level log_level;
 };

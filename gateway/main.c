@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "gateway/backends.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
+#include "gateway/dpconn.h"
 #include "gateway/ctlclient.h"
 #include "gateway/enfstate.h"
 #include "gateway/log.h"
@@ -250,6 +252,92 @@ static void report_counters(void *arg, json_t *c)
 	}
 }
 
+static atomic_bool dp_stop;
+
+static void dp_on_signal(int sig)
+{
+	(void)sig;
+	atomic_store(&dp_stop, true);
+}
+
+/* io = dpdk: the main thread becomes the EAL's main lcore and runs the poll
+ * loop itself, so signals arrive as a flag the loop reads (sigtimedwait
+ * would be a system call in the loop).  Everything before the backend and
+ * the enforcement state is shared with the kernel path. */
+static int run_dpdk(const struct tes_config *cfg, const struct smtp_config *smtp,
+		    const struct delivery_backend *backend, struct backends *bk,
+		    struct enfstate *st)
+{
+	struct ctlclient *cc = NULL;
+	if (cfg->control_socket[0]) {
+		struct ctlclient_params cp = {
+			.socket_path = cfg->control_socket,
+			.gateway_id = cfg->gateway_id[0] ? cfg->gateway_id : cfg->hostname,
+			.st = st,
+			.workers = 1,
+			.follow_test_clock = cfg->follow_test_clock,
+		};
+		cc = ctlclient_start(&cp);
+		if (!cc) {
+			fprintf(stderr, "tesgate: cannot start the control thread\n");
+			return 1;
+		}
+	} else {
+		log_msg(LOG_WARN, "control_socket is empty: no control plane, nothing is enforced");
+	}
+	struct dpgw_params dp = {
+		.smtp = smtp,
+		.exdetect = &cfg->exdetect,
+		.backend = backend,
+		.st = st,
+		.cc = cc,
+		.eal_args = cfg->dpdk_args,
+		.addr = cfg->dpdk_addr,
+		.port = (uint16_t)cfg->dpdk_port,
+		.max_conns = cfg->max_connections,
+		.shutdown_grace_s = cfg->shutdown_grace,
+	};
+	/* EAL threads are made here, with the signals still blocked: only
+	 * the main thread takes them, below. */
+	struct dpgw *d = dpgw_start(&dp);
+	if (!d) {
+		ctlclient_stop(cc);
+		return 1;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = dp_on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigset_t unblock;
+	sigemptyset(&unblock);
+	sigaddset(&unblock, SIGINT);
+	sigaddset(&unblock, SIGTERM);
+	pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
+	log_msg(LOG_INFO,
+		"tesgate %s listening on %s port %u (io dpdk, hostname %s, delivery %s %s, "
+		"starttls off)",
+		TES_VERSION, cfg->dpdk_addr, cfg->dpdk_port, cfg->hostname, backend->name,
+		bk->where);
+	dpgw_run(d, &dp_stop);
+	log_msg(LOG_INFO, "signal: stopped accepting; sessions done or grace over");
+	backends_stop(bk); /* every verdict given before the sessions are freed */
+	struct dpgw_stats ds;
+	dpgw_finish(d, &ds);
+	ctlclient_stop(cc);
+	struct spool_stats ss;
+	backends_stats(bk, &ss);
+	log_msg(LOG_INFO,
+		"stats io=dpdk sessions=%llu accepted=%llu refused=%llu orphaned=%llu "
+		"exchange=%llu not_exchange=%llu early_drops=%llu stored=%llu spool_failed=%llu",
+		(unsigned long long)ds.sessions, (unsigned long long)ds.messages_accepted,
+		(unsigned long long)ds.messages_refused, (unsigned long long)ds.orphaned,
+		(unsigned long long)ds.exchange_seen, (unsigned long long)ds.not_exchange,
+		(unsigned long long)ds.early_drops, (unsigned long long)ss.stored,
+		(unsigned long long)ss.failed);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -397,6 +485,19 @@ int main(int argc, char **argv)
 	config_smtp(&cfg, &smtp);
 	smtp.smtputf8 = bk.smtputf8;
 	smtp.starttls = tls != NULL; /* offered only with a certificate in force */
+	if (cfg.io_dpdk) {
+		if (tls)
+			log_msg(LOG_WARN, "io = dpdk: STARTTLS is not offered on this path yet");
+		smtp.starttls = false;
+		int rc = run_dpdk(&cfg, &smtp, &backend, &bk, st);
+		backends_close(&bk);
+		state_free(st);
+		catalog_free(cat);
+		tls_server_ctx_free(tls);
+		if (rc == 0)
+			log_msg(LOG_INFO, "stopped");
+		return rc;
+	}
 	struct gw_params gp = {
 		.smtp = &smtp,
 		.exdetect = &cfg.exdetect,

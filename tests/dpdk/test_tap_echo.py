@@ -20,45 +20,13 @@ import tempfile
 import threading
 import time
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap_harness import hugepages_free, iface_exists, ip, skip, wait_for  # noqa: E402
+
 NCONN = 20
 NBYTES = 1 << 20
 PORT = 7
 IO_TIMEOUT = 60.0
-
-
-def skip(why):
-    print(f"SKIP: {why}")
-    sys.exit(SKIP)
-
-
-def hugepages_free():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("HugePages_Free:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def ip(*args, check=True):
-    return subprocess.run(["ip", *args], check=check, timeout=10,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def iface_exists(name):
-    return ip("link", "show", "dev", name, check=False).returncode == 0
-
-
-def wait_for(pred, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def one_connection(addr, seed, results, idx):
