@@ -35,12 +35,10 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ctl_harness as ch  # noqa: E402
 from gateway_harness import Gateway, run  # noqa: E402
+from postfix_harness import IS_ROOT, POSTFIX, TempPostfix, run_quiet  # noqa: E402
 
-POSTFIX = shutil.which("postfix") or ("/usr/sbin/postfix"
-                                      if os.access("/usr/sbin/postfix", os.X_OK) else None)
 SENDMAIL = "/usr/sbin/sendmail"
 POSTQUEUE = shutil.which("postqueue") or "/usr/sbin/postqueue"
-IS_ROOT = os.geteuid() == 0
 
 DAY = ch.DAY
 MIN = 60
@@ -54,19 +52,6 @@ THROTTLE = "450 4.7.230 Connecting Exchange server version is out-of-date"
 BLOCK = "550 5.7.230 Connecting Exchange server version is out-of-date"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def run_quiet(argv, timeout=60, data=None):
-    return subprocess.run(argv, capture_output=True, timeout=timeout,
-                          input=data if data is not None else b"")
-
-
 def exchange_message(tag):
     with open(os.path.join(HEADERS, "ex2016-tls.hdr"), "rb") as f:
         hdr = f.read()
@@ -76,52 +61,15 @@ def exchange_message(tag):
     return hdr.replace(b"\r\n", b"\n") + b"Body of " + tag + b".\n"
 
 
-class SendingPostfix:
+class SendingPostfix(TempPostfix):
     """Postfix of its own: relays everything to [127.0.0.1]:relay_port; the
     sender's domain (sender.test) is delivered locally (virtual agent, a
     Maildir) so that bounces stay on this machine."""
 
     def __init__(self, relay_port):
-        self.dir = tempfile.mkdtemp(prefix="tesgate-pfsend-")
-        os.chmod(self.dir, 0o755)
-        d = self.dir
-        self.etc = os.path.join(d, "etc")
-        for sub in ("etc", "queue", "data", "mail"):
-            os.mkdir(os.path.join(d, sub))
-        pf = pwd.getpwnam("postfix")
-        os.chown(os.path.join(d, "data"), pf.pw_uid, pf.pw_gid)
-        nobody = pwd.getpwnam("nobody")
-        os.chown(os.path.join(d, "mail"), nobody.pw_uid, nobody.pw_gid)
-        self.maildir = os.path.join(d, "mail", "inbox")
-        self.port = free_port()
-        self.logfile = os.path.join(d, "postfix.log")
-        with open(os.path.join(self.etc, "main.cf"), "w") as f:
-            f.write(f"""compatibility_level = 3.6
-queue_directory = {d}/queue
-data_directory = {d}/data
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-shlib_directory = /usr/lib/postfix
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = {self.logfile}
-maillog_file_prefixes = {d}
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = sender.test
-mydomain = sender.test
+        super().__init__("tesgate-pfsend-", "sender.test", "sender.test", f"""mydomain = sender.test
 myorigin = sender.test
-mydestination =
 mynetworks = 127.0.0.0/8
-alias_maps =
-alias_database =
-local_recipient_maps =
-virtual_mailbox_domains = sender.test
-virtual_mailbox_base = {d}/mail
-virtual_mailbox_maps = static:inbox/
-virtual_uid_maps = static:{nobody.pw_uid}
-virtual_gid_maps = static:{nobody.pw_gid}
 relayhost = [127.0.0.1]:{relay_port}
 smtp_tls_security_level = none
 smtp_connect_timeout = 3s
@@ -133,45 +81,7 @@ maximal_backoff_time = 4s
 maximal_queue_lifetime = 1h
 bounce_queue_lifetime = 1h
 smtputf8_enable = no
-biff = no
-""")
-        with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.write(f"127.0.0.1:{self.port} inet n - n - - smtpd\n")
-            for line in ("pickup unix n - n 1 1 pickup", "cleanup unix n - n - 0 cleanup",
-                         "qmgr unix n - n 300 1 qmgr", "rewrite unix - - n - - trivial-rewrite",
-                         "bounce unix - - n - 0 bounce", "defer unix - - n - 0 bounce",
-                         "trace unix - - n - 0 bounce", "verify unix - - n - 1 verify",
-                         "flush unix n - n 1000? 0 flush", "proxymap unix - - n - - proxymap",
-                         "smtp unix - - n - - smtp", "relay unix - - n - - smtp",
-                         "showq unix n - n - - showq", "error unix - - n - - error",
-                         "retry unix - - n - - error", "discard unix - - n - - discard",
-                         "virtual unix - n n - - virtual", "anvil unix - - n - 1 anvil",
-                         "scache unix - - n - 1 scache",
-                         "postlog unix-dgram n - n - 1 postlogd"):
-                f.write(line + "\n")
-        for cmd in ("check", "start"):
-            p = run_quiet([POSTFIX, "-c", self.etc, cmd])
-            if p.returncode != 0:
-                self.stop()
-                raise RuntimeError("postfix %s failed (%d): %r %r\n%s" % (
-                    cmd, p.returncode, p.stdout, p.stderr, self.log()))
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("postfix did not listen:\n" + self.log())
-                time.sleep(0.1)
-
-    def log(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+""", pickup_wakeup=1)
 
     def sendmail(self, msg, sender="grace@sender.test", rcpt="ian.hughes@example.net"):
         p = run_quiet([SENDMAIL, "-C", self.etc, "-f", sender, "-i", rcpt], data=msg)
@@ -192,39 +102,7 @@ biff = no
         run_quiet([POSTQUEUE, "-c", self.etc, "-f"])
 
     def mailbox(self):
-        out = []
-        for sub in ("new", "cur"):
-            d = os.path.join(self.maildir, sub)
-            if os.path.isdir(d):
-                for name in sorted(os.listdir(d)):
-                    with open(os.path.join(d, name), "rb") as f:
-                        out.append(f.read())
-        return out
-
-    def master_pid(self):
-        try:
-            with open(os.path.join(self.dir, "queue", "pid", "master.pid")) as f:
-                return int(f.read().strip())
-        except (OSError, ValueError):
-            return None
-
-    def stop(self):
-        pid = self.master_pid()
-        run_quiet([POSTFIX, "-c", self.etc, "stop"])
-        if pid:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.1)
-            else:
-                try:
-                    os.kill(pid, 9)  # only our own master, by its pid
-                except ProcessLookupError:
-                    pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+        return self.messages(("new", "cur"))
 
 
 @unittest.skipIf(POSTFIX is None, "Postfix is not installed (apt-get install postfix)")

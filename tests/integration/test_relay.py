@@ -27,12 +27,10 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gateway_harness import IO_TIMEOUT, Client, Gateway, run  # noqa: E402
+from postfix_harness import IS_ROOT, POSTFIX, TempPostfix  # noqa: E402
 
-POSTFIX = shutil.which("postfix") or ("/usr/sbin/postfix"
-                                      if os.access("/usr/sbin/postfix", os.X_OK) else None)
 SMTP_SINK = shutil.which("smtp-sink") or ("/usr/sbin/smtp-sink"
                                           if os.access("/usr/sbin/smtp-sink", os.X_OK) else None)
-IS_ROOT = os.geteuid() == 0
 
 FULL_EXT = ["PIPELINING", "CHUNKING", "8BITMIME", "SIZE 52428800", "ENHANCEDSTATUSCODES",
             "SMTPUTF8"]
@@ -727,11 +725,6 @@ class RelayDown(unittest.TestCase):
 
 # ---- real Postfix ----
 
-def _run_quiet(argv, timeout=60):
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)
-
-
 @unittest.skipIf(SMTP_SINK is None, "Postfix's smtp-sink is not installed (apt-get install "
                  "postfix)")
 @unittest.skipIf(not IS_ROOT, "smtp-sink drops privileges and needs root to start")
@@ -804,131 +797,21 @@ class RelaySmtpSink(unittest.TestCase):
         self.assertRegex(self.gw.log_text(), r"offers PIPELINING")
 
 
-class PostfixInstance:
-    """A complete Postfix of its own in a temporary directory: its own
-    config, queue and data directories, smtpd on a free loopback port,
-    example.net delivered by the virtual agent to <dir>/mail/inbox/ (a
-    Maildir), everything else refused at RCPT."""
+class PostfixInstance(TempPostfix):
+    """example.net delivered to the Maildir, everything else refused at RCPT."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="tesgate-postfix-")
-        os.chmod(self.dir, 0o755)  # postfix's daemons run as postfix
-        d = self.dir
-        self.etc = os.path.join(d, "etc")
-        self.maildir = os.path.join(d, "mail", "inbox")
-        for sub in ("etc", "queue", "data", "mail"):
-            os.mkdir(os.path.join(d, sub))
-        pf = pwd.getpwnam("postfix")
-        os.chown(os.path.join(d, "data"), pf.pw_uid, pf.pw_gid)
-        nobody = pwd.getpwnam("nobody")
-        os.chown(os.path.join(d, "mail"), nobody.pw_uid, nobody.pw_gid)
-        self.port = free_port()
-        self.logfile = os.path.join(d, "postfix.log")
-        with open(os.path.join(self.etc, "main.cf"), "w") as f:
-            f.write(f"""compatibility_level = 3.6
-queue_directory = {d}/queue
-data_directory = {d}/data
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-shlib_directory = /usr/lib/postfix
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = {self.logfile}
-maillog_file_prefixes = {d}
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = backend.test
-mydestination =
-mynetworks =
-alias_maps =
-alias_database =
-local_recipient_maps =
+        super().__init__("tesgate-postfix-", "backend.test", "example.net", """mynetworks =
 smtpd_relay_restrictions = reject_unauth_destination
 smtpd_recipient_restrictions =
-virtual_mailbox_domains = example.net
-virtual_mailbox_base = {d}/mail
-virtual_mailbox_maps = static:inbox/
-virtual_uid_maps = static:{nobody.pw_uid}
-virtual_gid_maps = static:{nobody.pw_gid}
 local_header_rewrite_clients =
 default_transport = error:no outside delivery in tests
 relay_transport = error:no outside delivery in tests
 smtputf8_enable = yes
-biff = no
 """)
-        with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.write(f"127.0.0.1:{self.port} inet n - n - - smtpd\n")
-            for line in ("pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup",
-                         "qmgr unix n - n 300 1 qmgr", "rewrite unix - - n - - trivial-rewrite",
-                         "bounce unix - - n - 0 bounce", "defer unix - - n - 0 bounce",
-                         "trace unix - - n - 0 bounce", "verify unix - - n - 1 verify",
-                         "flush unix n - n 1000? 0 flush", "proxymap unix - - n - - proxymap",
-                         "smtp unix - - n - - smtp", "relay unix - - n - - smtp",
-                         "showq unix n - n - - showq", "error unix - - n - - error",
-                         "retry unix - - n - - error", "discard unix - - n - - discard",
-                         "virtual unix - n n - - virtual", "anvil unix - - n - 1 anvil",
-                         "scache unix - - n - 1 scache",
-                         "postlog unix-dgram n - n - 1 postlogd"):
-                f.write(line + "\n")
-        # "check" creates the queue's subdirectories
-        for cmd in ("check", "start"):
-            p = _run_quiet([POSTFIX, "-c", self.etc, cmd])
-            if p.returncode != 0:
-                self.stop()
-                raise RuntimeError("postfix %s failed (%d): %s%s\n%s" % (
-                    cmd, p.returncode, p.stdout, p.stderr, self.log()))
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("postfix did not listen:\n" + self.log())
-                time.sleep(0.1)
-
-    def log(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def master_pid(self):
-        try:
-            with open(os.path.join(self.dir, "queue", "pid", "master.pid")) as f:
-                return int(f.read().strip())
-        except (OSError, ValueError):
-            return None
-
-    def stop(self):
-        pid = self.master_pid()
-        _run_quiet([POSTFIX, "-c", self.etc, "stop"])
-        if pid:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.1)
-            else:
-                try:
-                    os.kill(pid, 9)  # only our own master, by its pid
-                except ProcessLookupError:
-                    pass
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def delivered(self):
-        new = os.path.join(self.maildir, "new")
-        out = []
-        if os.path.isdir(new):
-            for name in sorted(os.listdir(new)):
-                with open(os.path.join(new, name), "rb") as f:
-                    out.append(f.read())
-        return out
+        return self.messages(("new",))
 
 
 @unittest.skipIf(POSTFIX is None, "Postfix is not installed (apt-get install postfix)")
