@@ -356,12 +356,18 @@ int main(int argc, char **argv)
 	};
 	struct tes_config cfg;
 	const char *conf_path = NULL;
-	enum { NOVER = 6 };
-	const char *over[NOVER][2] = { { "listen", NULL },  { "spool_dir", NULL },
-				       { "workers", NULL }, { "tls_cert", NULL },
-				       { "tls_key", NULL }, { "control_socket", NULL } };
-	const char *over_flag[NOVER] = { "--listen",   "--spool",   "--workers",
-					 "--tls-cert", "--tls-key", "--control" };
+	/* Options that set a configuration key: one row each, applied after
+	 * the file so the command line wins. */
+	static const struct {
+		int opt;
+		const char *key, *flag;
+	} overrides[] = {
+		{ 'l', "listen", "--listen" },   { 's', "spool_dir", "--spool" },
+		{ 'w', "workers", "--workers" }, { 'T', "tls_cert", "--tls-cert" },
+		{ 'K', "tls_key", "--tls-key" }, { 'S', "control_socket", "--control" },
+	};
+	enum { NOVER = sizeof(overrides) / sizeof(overrides[0]) };
+	const char *over[NOVER] = { NULL };
 	bool check_only = false;
 	int o;
 
@@ -369,24 +375,6 @@ int main(int argc, char **argv)
 		switch (o) {
 		case 'c':
 			conf_path = optarg;
-			break;
-		case 'l':
-			over[0][1] = optarg;
-			break;
-		case 's':
-			over[1][1] = optarg;
-			break;
-		case 'w':
-			over[2][1] = optarg;
-			break;
-		case 'T':
-			over[3][1] = optarg;
-			break;
-		case 'K':
-			over[4][1] = optarg;
-			break;
-		case 'S':
-			over[5][1] = optarg;
 			break;
 		case 'C':
 			check_only = true;
@@ -400,9 +388,17 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("tesgate %s\n", TES_VERSION);
 			return 0;
-		default:
-			usage(stderr);
-			return 2;
+		default: {
+			int i = 0;
+			while (i < NOVER && overrides[i].opt != o)
+				i++;
+			if (i == NOVER) {
+				usage(stderr);
+				return 2;
+			}
+			over[i] = optarg;
+			break;
+		}
 		}
 	}
 	if (optind < argc) {
@@ -418,8 +414,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (int i = 0; i < NOVER; i++) {
-		if (over[i][1] && !config_set(&cfg, over[i][0], over[i][1], err, sizeof(err))) {
-			fprintf(stderr, "tesgate: %s: %s\n", over_flag[i], err);
+		if (over[i] && !config_set(&cfg, overrides[i].key, over[i], err, sizeof(err))) {
+			fprintf(stderr, "tesgate: %s: %s\n", overrides[i].flag, err);
 			return 1;
 		}
 	}
