@@ -91,6 +91,8 @@ int backends_open(const struct tes_config *cfg, struct backends *b, struct deliv
 		fprintf(stderr, "tesgate: %s\n", err);
 		return -1;
 	}
+	/* DPDK workers make no system calls, so nobody may wake the spool */
+	spool_set_polling(b->sp, cfg->io_dpdk);
 	spool_backend(b->sp, be);
 	b->smtputf8 = true;
 	snprintf(b->where, sizeof(b->where), "%s", cfg->spool_dir);

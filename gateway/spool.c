@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,37 +19,67 @@
 #include "dataplane/kio.h"
 #include "gateway/log.h"
 
-/* Content is gathered here before it is written, so a small message costs
- * the worker no system call at all (the delivery thread creates its file),
- * and a large one is written in big pieces. */
-#define STAGE_SIZE 65536
+/* Content is gathered in blocks of this size.  A message that fits in one
+ * costs the worker no system call at all (the delivery thread creates its
+ * file); a larger one hands each full block to the delivery threads, which
+ * write it at its offset while the worker goes on. */
+#define BLOCK_SIZE 65536
 #define BATCH_MAX 64
+/* Delivery threads of a polling spool (the DPDK path, whose workers may
+ * not make the system call a wake-up needs) look for work this often. */
+#define POLL_NS 50000
+
+enum job_kind { JOB_BLOCK, JOB_SUBMIT, JOB_ABORT, JOB_WRITTEN };
+
+/* Workers push jobs on one lock-free stack; a delivery thread takes the
+ * whole stack at once and restores arrival order. */
+struct job {
+	struct job *next;
+	enum job_kind kind;
+};
+
+struct block {
+	struct job j;
+	struct delivery_msg *m;
+	uint64_t off;
+	size_t len;
+	uint8_t data[BLOCK_SIZE];
+};
 
 struct delivery_msg {
-	struct delivery_msg *next;
+	struct job j; /* the message's one submit or abort */
 	struct spool *sp;
 	char id[64];
-	int fd; /* tmp/<id>.eml, -1 until the stage first fills */
-	bool failed;
+	/* Owned by delivery threads: blocks of one message may be written by
+	 * two threads at once, so the file is created under fdlock and every
+	 * block goes to its own offset. */
+	pthread_mutex_t fdlock;
+	int fd;              /* tmp/<id>.eml, -1 until a block is written */
+	atomic_bool failed;  /* set by whichever side fails first */
+	atomic_uint pending; /* blocks handed over and not yet written */
 	bool env_in_new, eml_in_new;
 	uint64_t size;
-	size_t staged;
+	struct block *cur; /* the block the worker fills; NULL before content */
 	char *env;
 	size_t envlen;
 	delivery_done_fn done;
 	void *arg;
-	uint8_t stage[STAGE_SIZE];
 };
 
 struct spool {
 	char dir[4096];
 	int dirfd, tmpfd, newfd, lockfd;
+	int pid;
+	bool polling;
 	unsigned nthreads;
 	pthread_t *threads;
-	pthread_mutex_t lock;
+	struct job *_Atomic jobs;
+	atomic_uint sleepers;
+	atomic_bool stop;
+	pthread_mutex_t lock; /* only for sleeping and waking */
 	pthread_cond_t cond;
-	struct delivery_msg *head, *tail;
-	bool stop;
+	_Atomic uint64_t inflight; /* block bytes handed over, not yet written */
+	uint64_t inflight_max;
 	uint64_t counter[KIO_MAX_WORKERS]; /* each touched by its worker only */
 	struct spool_stats st;             /* atomics */
 };
@@ -58,16 +89,17 @@ static void stat_add(uint64_t *f, uint64_t n)
 	__atomic_fetch_add(f, n, __ATOMIC_RELAXED);
 }
 
-static bool write_all(int fd, const uint8_t *p, size_t n)
+static bool pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
 	while (n > 0) {
-		ssize_t r = write(fd, p, n);
+		ssize_t r = pwrite(fd, p, n, (off_t)off);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
 			return false;
 		p += r;
 		n -= (size_t)r;
+		off += (uint64_t)r;
 	}
 	return true;
 }
@@ -95,7 +127,8 @@ static void unlink_in(int dirfd, const char *id, const char *ext)
 	unlinkat(dirfd, name, 0);
 }
 
-/* Give up on m's files, wherever they are, so nothing half-visible stays. */
+/* Give up on m's files, wherever they are, so nothing half-visible stays.
+ * Delivery threads only, once no block of m is pending. */
 static void discard_files(struct delivery_msg *m)
 {
 	struct spool *sp = m->sp;
@@ -112,67 +145,117 @@ static void discard_files(struct delivery_msg *m)
 	m->eml_in_new = m->env_in_new = false;
 }
 
+/* Delivery threads: the first failure is logged; the files go once every
+ * block is accounted for (finish_msg). */
 static void fail(struct delivery_msg *m, const char *what, int err)
 {
-	if (!m->failed)
+	if (!atomic_exchange(&m->failed, true))
 		log_msg(LOG_ERROR, "spool: %s: %s: %s", m->id, what, strerror(err));
-	m->failed = true;
-	discard_files(m);
 }
 
-static bool flush_stage(struct delivery_msg *m)
+/* Delivery threads: content at its offset, the file created on first use. */
+static void write_block(struct delivery_msg *m, const uint8_t *p, size_t n, uint64_t off)
 {
+	if (atomic_load(&m->failed))
+		return;
+	pthread_mutex_lock(&m->fdlock);
 	if (m->fd < 0) {
 		m->fd = create_tmp(m->sp, m->id, "eml");
 		if (m->fd < 0) {
+			pthread_mutex_unlock(&m->fdlock);
 			fail(m, "create", errno);
-			return false;
+			return;
 		}
 	}
-	if (m->staged && !write_all(m->fd, m->stage, m->staged)) {
+	int fd = m->fd;
+	pthread_mutex_unlock(&m->fdlock);
+	if (n && !pwrite_all(fd, p, n, off))
 		fail(m, "write", errno ? errno : EIO);
-		return false;
-	}
-	m->staged = 0;
-	return true;
 }
 
-/* ---- worker side ---- */
+/* ---- worker side: no system calls, no locks ---- */
+
+static void push_job(struct spool *sp, struct job *j)
+{
+	struct job *head = atomic_load_explicit(&sp->jobs, memory_order_relaxed);
+	do
+		j->next = head;
+	while (!atomic_compare_exchange_weak_explicit(&sp->jobs, &head, j, memory_order_seq_cst,
+						      memory_order_relaxed));
+	/* A sleeping thread is woken (kernel path only: the polling spool's
+	 * threads look on their own).  seq_cst on both sides: either the
+	 * sleeper sees this job or this sees the sleeper. */
+	if (!sp->polling && atomic_load(&sp->sleepers)) {
+		pthread_mutex_lock(&sp->lock);
+		pthread_cond_signal(&sp->cond);
+		pthread_mutex_unlock(&sp->lock);
+	}
+}
 
 static struct delivery_msg *sp_open(void *be, unsigned worker)
 {
 	struct spool *sp = be;
-	struct delivery_msg *m = malloc(sizeof(*m));
+	struct delivery_msg *m = calloc(1, sizeof(*m));
 	if (!m)
 		return NULL;
-	m->next = NULL;
 	m->sp = sp;
 	m->fd = -1;
-	m->failed = m->env_in_new = m->eml_in_new = false;
-	m->size = m->staged = 0;
-	m->env = NULL;
-	m->envlen = 0;
+	pthread_mutex_init(&m->fdlock, NULL);
+	/* gettimeofday is a vDSO call; the pid was read at open */
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
 	unsigned w = worker < KIO_MAX_WORKERS ? worker : KIO_MAX_WORKERS - 1;
 	snprintf(m->id, sizeof(m->id), "%lld.%06ld.P%dW%uC%llu", (long long)tv.tv_sec,
-		 (long)tv.tv_usec, (int)getpid(), w, (unsigned long long)++sp->counter[w]);
+		 (long)tv.tv_usec, sp->pid, w, (unsigned long long)++sp->counter[w]);
 	return m;
+}
+
+static struct block *block_new(struct delivery_msg *m)
+{
+	struct block *b = malloc(sizeof(*b));
+	if (!b)
+		return NULL;
+	b->j.kind = JOB_BLOCK;
+	b->m = m;
+	b->off = m->size;
+	b->len = 0;
+	return b;
+}
+
+/* A full block goes to the delivery threads, within the spool's budget of
+ * content in memory; beyond it the message fails (451) rather than the
+ * gateway growing without bound when the disk is slower than the network. */
+static int hand_over(struct delivery_msg *m)
+{
+	struct spool *sp = m->sp;
+	uint64_t was = atomic_fetch_add(&sp->inflight, BLOCK_SIZE);
+	if (was + BLOCK_SIZE > sp->inflight_max) {
+		atomic_fetch_sub(&sp->inflight, BLOCK_SIZE);
+		stat_add(&sp->st.over_budget, 1);
+		return -1;
+	}
+	atomic_fetch_add(&m->pending, 1);
+	push_job(sp, &m->cur->j);
+	m->cur = NULL;
+	return 0;
 }
 
 static int sp_write(struct delivery_msg *m, const uint8_t *p, size_t n)
 {
-	if (m->failed)
+	if (atomic_load_explicit(&m->failed, memory_order_relaxed))
 		return -1;
-	m->size += n;
 	while (n > 0) {
-		size_t room = STAGE_SIZE - m->staged;
+		if (!m->cur && !(m->cur = block_new(m)))
+			return -1;
+		struct block *b = m->cur;
+		size_t room = BLOCK_SIZE - b->len;
 		size_t take = n < room ? n : room;
-		memcpy(m->stage + m->staged, p, take);
-		m->staged += take;
+		memcpy(b->data + b->len, p, take);
+		b->len += take;
+		m->size += take;
 		p += take;
 		n -= take;
-		if (m->staged == STAGE_SIZE && !flush_stage(m))
+		if (b->len == BLOCK_SIZE && hand_over(m) != 0)
 			return -1;
 	}
 	return 0;
@@ -181,10 +264,8 @@ static int sp_write(struct delivery_msg *m, const uint8_t *p, size_t n)
 static void sp_abort(struct delivery_msg *m)
 {
 	stat_add(&m->sp->st.aborted, 1);
-	if (m->fd >= 0 || m->failed)
-		discard_files(m);
-	free(m->env);
-	free(m);
+	m->j.kind = JOB_ABORT;
+	push_job(m->sp, &m->j);
 }
 
 /* Envelope values come from the client: keep each on its line. */
@@ -249,50 +330,62 @@ static char *format_envelope(const struct delivery_msg *m, const struct smtp_env
 static void sp_submit(struct delivery_msg *m, const struct smtp_envelope *env, const char *peer,
 		      delivery_done_fn done, void *arg)
 {
-	struct spool *sp = m->sp;
 	m->done = done;
 	m->arg = arg;
-	if (!m->failed) {
+	if (!atomic_load(&m->failed)) {
 		m->env = format_envelope(m, env, peer, &m->envlen);
 		if (!m->env)
-			fail(m, "envelope", ENOMEM);
+			atomic_store(&m->failed, true); /* logged as a 451 below */
 	}
-	pthread_mutex_lock(&sp->lock);
-	if (sp->tail)
-		sp->tail->next = m;
-	else
-		sp->head = m;
-	sp->tail = m;
-	pthread_cond_signal(&sp->cond);
-	pthread_mutex_unlock(&sp->lock);
+	m->j.kind = JOB_SUBMIT;
+	push_job(m->sp, &m->j);
 }
 
 /* ---- delivery threads ---- */
 
+/* Blocks of m taken by another thread are written by it before it waits
+ * for anything (run_jobs writes blocks first), so this wait is short. */
+static void wait_blocks(struct delivery_msg *m)
+{
+	while (atomic_load_explicit(&m->pending, memory_order_acquire))
+		sched_yield();
+}
+
+static void msg_free(struct delivery_msg *m)
+{
+	free(m->cur);
+	free(m->env);
+	pthread_mutex_destroy(&m->fdlock);
+	free(m);
+}
+
 static void make_durable(struct delivery_msg *m)
 {
 	struct spool *sp = m->sp;
-	if (m->failed)
-		return;
-	if (!flush_stage(m))
+	/* The last, partial block (or the file of an empty message) */
+	if (m->cur)
+		write_block(m, m->cur->data, m->cur->len, m->cur->off);
+	else
+		write_block(m, NULL, 0, 0);
+	if (atomic_load(&m->failed))
 		return;
 	if (fsync(m->fd) != 0) {
 		fail(m, "fsync", errno);
 		return;
 	}
-	if (close(m->fd) != 0) {
-		m->fd = -1;
+	int e = close(m->fd);
+	m->fd = -1;
+	if (e != 0) {
 		fail(m, "close", errno);
 		return;
 	}
-	m->fd = -1;
 	int efd = create_tmp(sp, m->id, "env");
 	if (efd < 0) {
 		fail(m, "create envelope", errno);
 		return;
 	}
-	bool ok = write_all(efd, (const uint8_t *)m->env, m->envlen) && fsync(efd) == 0;
-	int e = errno ? errno : EIO;
+	bool ok = pwrite_all(efd, (const uint8_t *)m->env, m->envlen, 0) && fsync(efd) == 0;
+	e = errno ? errno : EIO;
 	if (close(efd) != 0 && ok) {
 		ok = false;
 		e = errno;
@@ -304,7 +397,7 @@ static void make_durable(struct delivery_msg *m)
 static void rename_into_new(struct delivery_msg *m, const char *ext, bool *flag)
 {
 	char name[80];
-	if (m->failed)
+	if (atomic_load(&m->failed))
 		return;
 	name_of(name, sizeof(name), m->id, ext);
 	if (renameat(m->sp->tmpfd, name, m->sp->newfd, name) != 0) {
@@ -318,7 +411,7 @@ static void sync_new(struct spool *sp, struct delivery_msg **batch, size_t n)
 {
 	bool any = false;
 	for (size_t i = 0; i < n; i++)
-		any |= !batch[i]->failed;
+		any |= !atomic_load(&batch[i]->failed);
 	if (any && fsync(sp->newfd) != 0) {
 		int e = errno;
 		for (size_t i = 0; i < n; i++)
@@ -328,8 +421,10 @@ static void sync_new(struct spool *sp, struct delivery_msg **batch, size_t n)
 
 static void deliver_batch(struct spool *sp, struct delivery_msg **batch, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		wait_blocks(batch[i]);
 		make_durable(batch[i]);
+	}
 	/* Envelopes first and durable, so a visible .eml always has one. */
 	for (size_t i = 0; i < n; i++)
 		rename_into_new(batch[i], "env", &batch[i]->env_in_new);
@@ -341,7 +436,8 @@ static void deliver_batch(struct spool *sp, struct delivery_msg **batch, size_t 
 	for (size_t i = 0; i < n; i++) {
 		struct delivery_msg *m = batch[i];
 		struct smtp_reply r;
-		if (m->failed) {
+		if (atomic_load(&m->failed)) {
+			discard_files(m);
 			stat_add(&sp->st.failed, 1);
 			smtp_reply_set(&r, 451, "4.3.0",
 				       "Temporary spool failure, try again later");
@@ -356,33 +452,90 @@ static void deliver_batch(struct spool *sp, struct delivery_msg **batch, size_t 
 		}
 		delivery_done_fn done = m->done;
 		void *arg = m->arg;
-		free(m->env);
-		free(m);
+		msg_free(m);
 		done(arg, &r);
 	}
+}
+
+static void abort_msg(struct delivery_msg *m)
+{
+	wait_blocks(m);
+	if (m->fd >= 0 || atomic_load(&m->failed))
+		discard_files(m);
+	msg_free(m);
+}
+
+/* One taken stack of jobs, oldest first: every block is written before
+ * anything waits, then messages are finished in batches that share the
+ * directory fsyncs (group commit). */
+static void run_jobs(struct spool *sp, struct job *j)
+{
+	struct delivery_msg *batch[BATCH_MAX];
+	size_t n = 0;
+	for (struct job *k = j; k; k = k->next) {
+		if (k->kind != JOB_BLOCK)
+			continue;
+		struct block *b = (struct block *)(void *)k;
+		struct delivery_msg *m = b->m;
+		write_block(m, b->data, b->len, b->off);
+		atomic_fetch_sub(&sp->inflight, BLOCK_SIZE);
+		k->kind = JOB_WRITTEN; /* freed below, with the list */
+		atomic_fetch_sub_explicit(&m->pending, 1, memory_order_release);
+	}
+	while (j) {
+		struct job *next = j->next;
+		if (j->kind == JOB_SUBMIT) {
+			batch[n++] = (struct delivery_msg *)(void *)j;
+			if (n == BATCH_MAX) {
+				deliver_batch(sp, batch, n);
+				n = 0;
+			}
+		} else if (j->kind == JOB_ABORT) {
+			abort_msg((struct delivery_msg *)(void *)j);
+		} else {
+			free(j); /* a written block */
+		}
+		j = next;
+	}
+	if (n)
+		deliver_batch(sp, batch, n);
+}
+
+static struct job *take_jobs(struct spool *sp)
+{
+	struct job *j = atomic_exchange(&sp->jobs, NULL), *fifo = NULL;
+	while (j) { /* the stack is newest first */
+		struct job *next = j->next;
+		j->next = fifo;
+		fifo = j;
+		j = next;
+	}
+	return fifo;
 }
 
 static void *delivery_main(void *arg)
 {
 	struct spool *sp = arg;
-	struct delivery_msg *batch[BATCH_MAX];
-
 	for (;;) {
-		pthread_mutex_lock(&sp->lock);
-		while (!sp->head && !sp->stop)
-			pthread_cond_wait(&sp->cond, &sp->lock);
-		size_t n = 0;
-		while (sp->head && n < BATCH_MAX) {
-			batch[n++] = sp->head;
-			sp->head = sp->head->next;
+		struct job *j = take_jobs(sp);
+		if (j) {
+			run_jobs(sp, j);
+			continue;
 		}
-		if (!sp->head)
-			sp->tail = NULL;
-		bool stop = sp->stop && n == 0;
-		pthread_mutex_unlock(&sp->lock);
-		if (stop)
+		/* stop comes after the workers have submitted their last */
+		if (atomic_load(&sp->stop))
 			return NULL;
-		deliver_batch(sp, batch, n);
+		if (sp->polling) {
+			struct timespec ts = { 0, POLL_NS };
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		pthread_mutex_lock(&sp->lock);
+		atomic_fetch_add(&sp->sleepers, 1);
+		if (!atomic_load(&sp->jobs) && !atomic_load(&sp->stop))
+			pthread_cond_wait(&sp->cond, &sp->lock);
+		atomic_fetch_sub(&sp->sleepers, 1);
+		pthread_mutex_unlock(&sp->lock);
 	}
 }
 
@@ -457,6 +610,8 @@ struct spool *spool_open(const char *dir, unsigned nthreads, unsigned nworkers, 
 	}
 	sp->dirfd = sp->tmpfd = sp->newfd = sp->lockfd = -1;
 	snprintf(sp->dir, sizeof(sp->dir), "%s", dir);
+	sp->pid = (int)getpid();
+	sp->inflight_max = SPOOL_INFLIGHT_DEFAULT;
 	pthread_mutex_init(&sp->lock, NULL);
 	pthread_cond_init(&sp->cond, NULL);
 
@@ -522,10 +677,20 @@ void spool_backend(struct spool *sp, struct delivery_backend *out)
 	out->abort = sp_abort;
 }
 
+void spool_set_polling(struct spool *sp, bool polling)
+{
+	sp->polling = polling;
+}
+
+void spool_set_inflight_max(struct spool *sp, uint64_t bytes)
+{
+	sp->inflight_max = bytes < BLOCK_SIZE ? BLOCK_SIZE : bytes;
+}
+
 void spool_stop(struct spool *sp)
 {
 	pthread_mutex_lock(&sp->lock);
-	sp->stop = true;
+	atomic_store(&sp->stop, true);
 	pthread_cond_broadcast(&sp->cond);
 	pthread_mutex_unlock(&sp->lock);
 	for (unsigned i = 0; i < sp->nthreads; i++)
@@ -559,4 +724,5 @@ void spool_stats(const struct spool *sp, struct spool_stats *out)
 	out->failed = __atomic_load_n(&sp->st.failed, __ATOMIC_RELAXED);
 	out->aborted = __atomic_load_n(&sp->st.aborted, __ATOMIC_RELAXED);
 	out->bytes = __atomic_load_n(&sp->st.bytes, __ATOMIC_RELAXED);
+	out->over_budget = __atomic_load_n(&sp->st.over_budget, __ATOMIC_RELAXED);
 }

@@ -13,6 +13,19 @@
  * Delivery threads take every message waiting at once and share the two
  * directory fsyncs among them (group commit).
  *
+ * Content reaches the delivery threads in 64 KiB blocks: a message that
+ * fits in one costs its worker no system call, and a larger one is written
+ * by the delivery threads, block by block at its offset, while the worker
+ * reads on.  Blocks waiting to be written are bounded by a byte budget
+ * (spool_set_inflight_max): a message that would exceed it fails with 451
+ * instead of the gateway growing without bound behind a slow disk.
+ *
+ * Workers hand over work with one compare-and-swap and never take a lock
+ * or make a system call, except that on the kernel path a sleeping
+ * delivery thread is woken.  A polling spool (spool_set_polling, for the
+ * DPDK path, whose workers make no system calls at all) never wakes
+ * anyone: its delivery threads look for work every 50 us instead.
+ *
  * Ids: "<unix seconds>.<microseconds>.P<pid>W<worker>C<counter>": unique
  * across workers (worker number), restarts (time, pid) and within a worker
  * (counter); one instance per spool is enforced with a lock file.
@@ -23,6 +36,7 @@
 #ifndef TES_GATEWAY_SPOOL_H
 #define TES_GATEWAY_SPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,10 +45,11 @@
 struct spool;
 
 struct spool_stats {
-	uint64_t stored;  /* messages made visible in new/ */
-	uint64_t failed;  /* answered 451 */
-	uint64_t aborted; /* transactions that ended without a message */
-	uint64_t bytes;   /* content octets stored */
+	uint64_t stored;      /* messages made visible in new/ */
+	uint64_t failed;      /* answered 451 */
+	uint64_t aborted;     /* transactions that ended without a message */
+	uint64_t bytes;       /* content octets stored */
+	uint64_t over_budget; /* messages failed because the block budget was full */
 };
 
 /* Create dir, dir/tmp and dir/new if needed, lock the spool, remove what a
@@ -42,6 +57,15 @@ struct spool_stats {
  * many workers will open messages (ids carry the worker number). */
 struct spool *spool_open(const char *dir, unsigned nthreads, unsigned nworkers, char *err,
 			 size_t errlen);
+
+#define SPOOL_INFLIGHT_DEFAULT (256ull << 20)
+
+/* Before the workers start.  polling: the delivery threads look for work
+ * on their own instead of being woken (see above). */
+void spool_set_polling(struct spool *sp, bool polling);
+/* Content bytes handed to the delivery threads and not yet written, at
+ * most (default SPOOL_INFLIGHT_DEFAULT). */
+void spool_set_inflight_max(struct spool *sp, uint64_t bytes);
 
 void spool_backend(struct spool *sp, struct delivery_backend *out);
 
