@@ -2,6 +2,7 @@
 #include "gateway/dpconn.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -517,6 +518,7 @@ fail_eal:
 void dpgw_run(struct dpgw *d, const atomic_bool *stop)
 {
 	d->sig = stop;
+	pthread_setname_np(pthread_self(), "tes-dp-0");
 	if (d->p.st)
 		enfstate_thread_register();
 	dp_worker_run(&d->w, &d->stop_loop);

@@ -23,7 +23,7 @@ PACKAGES=(
 	# real peers and tools used by tests and demos (postfix: smtp-sink,
 	# smtp-source and temporary Postfix instances the tests start; the
 	# system instance is never configured or run, see below)
-	python3 swaks iproute2 ca-certificates postfix testssl.sh prometheus
+	python3 swaks iproute2 ca-certificates postfix testssl.sh prometheus strace
 )
 
 usage()
