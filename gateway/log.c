@@ -1,12 +1,42 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include "gateway/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Lines from threads that may not make system calls wait in a bounded
+ * ring (Vyukov's array queue: many producers, one consumer, one CAS per
+ * line) for the writer thread.  A slot is smaller than a synchronous line:
+ * the end of a longer line is cut. */
+#define RING_SLOTS 1024
+#define SLOT_BYTES 1024
+#define WRITER_PERIOD_NS 10000000L
+
+struct slot {
+	atomic_size_t seq;
+	size_t len;
+	char line[SLOT_BYTES];
+};
+
+static struct {
+	struct slot *slots;
+	atomic_size_t tail;
+	size_t head; /* the writer's */
+	atomic_uint_fast64_t dropped;
+	atomic_bool stop;
+	pthread_t writer;
+	bool running;
+} ring;
+
+static _Thread_local bool thread_async;
 
 static enum log_level level = LOG_INFO;
 
@@ -38,6 +68,113 @@ const char *log_level_name(enum log_level lvl)
 	return (unsigned)lvl < sizeof(names) / sizeof(names[0]) ? names[lvl] : "?";
 }
 
+static bool ring_put(const char *line, size_t len)
+{
+	size_t pos = atomic_load_explicit(&ring.tail, memory_order_relaxed);
+	for (;;) {
+		struct slot *c = &ring.slots[pos & (RING_SLOTS - 1)];
+		size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+		intptr_t diff = (intptr_t)seq - (intptr_t)pos;
+		if (diff == 0) {
+			if (atomic_compare_exchange_weak_explicit(&ring.tail, &pos, pos + 1,
+								  memory_order_relaxed,
+								  memory_order_relaxed)) {
+				if (len > SLOT_BYTES) { /* cut, still one line */
+					memcpy(c->line, line, SLOT_BYTES - 1);
+					c->line[SLOT_BYTES - 1] = '\n';
+					len = SLOT_BYTES;
+				} else {
+					memcpy(c->line, line, len);
+				}
+				c->len = len;
+				atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+				return true;
+			}
+		} else if (diff < 0) {
+			return false; /* full */
+		} else {
+			pos = atomic_load_explicit(&ring.tail, memory_order_relaxed);
+		}
+	}
+}
+
+static void write_out(const char *line, size_t len)
+{
+	ssize_t r = write(STDERR_FILENO, line, len);
+	(void)r;
+}
+
+static void ring_drain(void)
+{
+	for (;;) {
+		struct slot *c = &ring.slots[ring.head & (RING_SLOTS - 1)];
+		if (atomic_load_explicit(&c->seq, memory_order_acquire) != ring.head + 1)
+			break;
+		write_out(c->line, c->len);
+		atomic_store_explicit(&c->seq, ring.head + RING_SLOTS, memory_order_release);
+		ring.head++;
+	}
+	uint64_t d = atomic_exchange(&ring.dropped, 0);
+	if (d)
+		log_msg(LOG_WARN, "log: %llu lines from poll-mode workers dropped (ring full)",
+			(unsigned long long)d);
+}
+
+static void *writer_main(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&ring.stop)) {
+		struct timespec ts = { 0, WRITER_PERIOD_NS };
+		nanosleep(&ts, NULL);
+		ring_drain();
+	}
+	ring_drain();
+	return NULL;
+}
+
+int log_async_start(void)
+{
+	if (ring.running)
+		return 0;
+	ring.slots = calloc(RING_SLOTS, sizeof(*ring.slots));
+	if (!ring.slots)
+		return -1;
+	for (size_t i = 0; i < RING_SLOTS; i++)
+		atomic_init(&ring.slots[i].seq, i);
+	atomic_store(&ring.tail, 0);
+	ring.head = 0;
+	atomic_store(&ring.stop, false);
+	if (pthread_create(&ring.writer, NULL, writer_main, NULL) != 0) {
+		free(ring.slots);
+		ring.slots = NULL;
+		return -1;
+	}
+	pthread_setname_np(ring.writer, "log");
+	ring.running = true;
+	return 0;
+}
+
+void log_async_stop(void)
+{
+	if (!ring.running)
+		return;
+	atomic_store(&ring.stop, true);
+	pthread_join(ring.writer, NULL);
+	ring.running = false;
+	free(ring.slots);
+	ring.slots = NULL;
+}
+
+void log_thread_async(bool on)
+{
+	thread_async = on;
+}
+
+uint64_t log_async_dropped(void)
+{
+	return atomic_load(&ring.dropped);
+}
+
 void log_msg(int lvl, const char *fmt, ...)
 {
 	if (lvl > (int)level)
@@ -60,6 +197,10 @@ void log_msg(int lvl, const char *fmt, ...)
 	if (len > sizeof(line) - 2)
 		len = sizeof(line) - 2; /* truncated, but still one line */
 	line[len++] = '\n';
-	ssize_t r = write(STDERR_FILENO, line, len);
-	(void)r;
+	if (thread_async && ring.running) {
+		if (!ring_put(line, len))
+			atomic_fetch_add(&ring.dropped, 1);
+		return;
+	}
+	write_out(line, len);
 }

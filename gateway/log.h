@@ -6,11 +6,17 @@
  * Threading: log_msg() may be called from any thread; each line goes out in
  * one write(2), so lines from different threads do not interleave.  Set the
  * level before starting threads.
+ *
+ * Threads that must not make system calls (DPDK poll-mode workers) call
+ * log_thread_async(true): their lines then go into a bounded lock-free ring
+ * that a writer thread (log_async_start) empties every 10 ms.  A full ring
+ * drops the line and counts it; the writer reports the count.
  */
 #ifndef TES_GATEWAY_LOG_H
 #define TES_GATEWAY_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
@@ -24,6 +30,16 @@ static inline bool log_enabled(enum log_level lvl)
 /* "error", "warn", "info", "debug" -> level; false if unknown. */
 bool log_level_from_name(const char *name, enum log_level *out);
 const char *log_level_name(enum log_level lvl);
+
+/* The writer thread for asynchronous lines: start before the threads that
+ * use it, stop after they have stopped (the rest is written then).  Main
+ * thread. */
+int log_async_start(void);
+void log_async_stop(void);
+/* For the calling thread only. */
+void log_thread_async(bool on);
+/* Lines dropped since the writer last reported. */
+uint64_t log_async_dropped(void);
 
 /* A level from dataplane code, which may not include this header: 0..3. */
 void log_msg(int lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
