@@ -140,6 +140,9 @@ static const struct key keys[] = {
 	  "enforcement policy used until tescontrol sends its own; empty: the built-in one" },
 	{ "metrics_listen", K_LISTENOPT, F(metrics_listen), 0, 0, "127.0.0.1:9465",
 	  "Prometheus endpoint (http://ADDRESS:PORT/metrics), loopback by default; empty: off" },
+	{ "verdict_log", K_PATHOPT, F(verdict_log), 0, 0, "",
+	  "one JSON line per throttle, block or drop verdict: an absolute path (reopened on "
+	  "SIGHUP), stdout, or empty: off" },
 	{ "follow_test_clock", K_BOOL, F(follow_test_clock), 0, 0, "no",
 	  "FOR TESTS ONLY: decide at tescontrol's test clock; refused unless the environment "
 	  "has TES_ALLOW_TEST_CLOCK=1" },
@@ -153,6 +156,9 @@ static const struct key keys[] = {
 	  "io = dpdk: the stack's IPv4 address with its on-link prefix, 198.18.5.2/24" },
 	{ "dpdk_port", K_UINT, F(dpdk_port), 1, 65535, "25",
 	  "io = dpdk: TCP port to accept SMTP on" },
+	{ "dpdk_impair", K_TEXT, F(dpdk_impair), 0, 0, "",
+	  "FOR TESTS ONLY: io = dpdk: lose, reorder, duplicate and corrupt packets on every "
+	  "queue, loss=0.05,reorder=0.05,dup=0.01,corrupt=0.001,seed=42; empty: off" },
 	{ "log_level", K_LEVEL, F(log_level), 0, 0, "info", "error, warn, info or debug" },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -589,6 +595,11 @@ bool config_check(const struct tes_config *c, char *err, size_t errlen)
 		snprintf(err, errlen,
 			 "relay_command_timeout and relay_data_timeout must be below "
 			 "idle_timeout");
+		return false;
+	}
+	if (c->verdict_log[0] && c->verdict_log[0] != '/' &&
+	    strcmp(c->verdict_log, "stdout") != 0 && strcmp(c->verdict_log, "-") != 0) {
+		snprintf(err, errlen, "verdict_log must be an absolute path, stdout or empty");
 		return false;
 	}
 	if (c->follow_test_clock) {

@@ -70,6 +70,9 @@ struct tes_config {
 	bool follow_test_clock;
 	/* "ADDRESS:PORT" of the Prometheus endpoint, or empty: none */
 	char metrics_listen[64];
+	/* One JSON line per throttle, block or drop verdict (gateway/verdictlog.h):
+	 * an absolute path, "stdout" or "-", or empty: off */
+	char verdict_log[PATH_MAX];
 
 	/* STARTTLS (gateway/tls.h): both paths empty means no TLS */
 	char tls_cert[PATH_MAX];
@@ -83,6 +86,9 @@ struct tes_config {
 	char dpdk_args[256]; /* EAL arguments, split on spaces */
 	char dpdk_addr[24];  /* the stack's IPv4 address, A.B.C.D/len */
 	unsigned dpdk_port;
+	/* FOR TESTS ONLY: packet impairment on every queue
+	 * (dataplane/dpdk/impair.h syntax); empty: off */
+	char dpdk_impair[128];
 
 	struct exdetect_config exdetect;
 	enum log_level log_level;

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "gateway/ctlclient.h"
 #include "gateway/enfstate.h"
 #include "gateway/log.h"
+#include "gateway/verdictlog.h"
 
 #define LINE_MAX_GW 160
 
@@ -38,8 +40,9 @@ struct gw {
 
 struct gw_conn {
 	struct gw *g;
-	struct kio_conn *kc; /* NULL once the transport is gone */
-	struct kio_worker *kw;
+	const struct gw_transport *tp;
+	void *tc; /* the transport's connection; NULL once it is gone */
+	void *tw; /* the transport's worker, for posts */
 	unsigned worker;
 	struct smtp_session *s;
 	struct delivery_msg *msg; /* content of the transaction in progress */
@@ -72,6 +75,27 @@ struct gw_conn {
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
+/* The transport, on the worker owning the connection. */
+static inline size_t t_write(struct gw_conn *gc, const void *p, size_t n)
+{
+	return gc->tp->write(gc->tc, p, n);
+}
+
+static inline void t_pause(struct gw_conn *gc)
+{
+	gc->tp->pause(gc->tc);
+}
+
+static inline void t_resume(struct gw_conn *gc)
+{
+	gc->tp->resume(gc->tc);
+}
+
+static inline void t_close(struct gw_conn *gc)
+{
+	gc->tp->close(gc->tc);
+}
+
 /* Client-supplied text in a log line: printable, bounded. */
 static const char *clean(char *dst, size_t len, const char *src)
 {
@@ -100,6 +124,41 @@ static void verdict_reply(const struct tes_verdict *v, struct smtp_reply *r)
 	smtp_reply_set(r, v->code, v->enhanced, v->text);
 }
 
+/* verdict_log: the record goes to this worker's ring; the writer thread
+ * makes the line (no system call here). */
+static void log_verdict(struct gw_conn *gc, enum vlog_at at, const struct tes_verdict *v,
+			const struct exdetect_result *det)
+{
+	struct gw *g = gc->g;
+	struct vlog_event ev;
+
+	if (!g->p.verdicts)
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.time = ctlclient_now(g->p.cc);
+	ev.at = (uint8_t)at;
+	ev.source = gc->src;
+	ev.tenant = gc->tenant;
+	if (v) {
+		ev.action = (uint8_t)v->action;
+		ev.reason = (uint8_t)v->reason;
+		ev.stage = v->stage;
+		ev.code = v->code;
+		memcpy(ev.enhanced, v->enhanced, sizeof(ev.enhanced));
+	} else {
+		ev.action = TES_DROP;
+	}
+	if (det) {
+		snprintf(ev.server, sizeof(ev.server), "%s", det->server);
+		if (det->family != EX_FAMILY_NONE) {
+			ev.has_build = true;
+			ev.build = det->build;
+			ev.family = (uint8_t)det->family;
+		}
+	}
+	verdictlog_push(g->p.verdicts, gc->worker, &ev);
+}
+
 static void enforce_at_mail(struct gw_conn *gc, const struct smtp_envelope *env,
 			    struct smtp_reply *r)
 {
@@ -114,6 +173,7 @@ static void enforce_at_mail(struct gw_conn *gc, const struct smtp_envelope *env,
 		return;
 	STAT_ADD_IDX(g, gc->worker, mail_verdicts, v.action);
 	if (v.action != TES_ACCEPT) {
+		log_verdict(gc, VLOG_AT_MAIL, &v, NULL);
 		log_msg(LOG_INFO, "enforce peer=%s at=mail action=%s stage=%u reply=\"%u %s\"",
 			gc->peer, tes_action_name(v.action), v.stage, v.code, v.enhanced);
 		verdict_reply(&v, r);
@@ -145,6 +205,8 @@ static void enforce_at_headers(struct gw_conn *gc, const struct exdetect_result 
 
 	enfstate_decide(g->p.st, gc->tenant, det->server, &gc->src, &d, now, gc->via_connector, v);
 	STAT_ADD_IDX(g, gc->worker, header_verdicts, v->action);
+	if (v->action != TES_ACCEPT)
+		log_verdict(gc, VLOG_AT_HEADERS, v, det);
 	verdict_reply(v, r);
 
 	if (cls != TES_BUILD_COMPLIANT && cls != TES_BUILD_VULNERABLE)
@@ -249,7 +311,7 @@ static void delivered(void *arg, const struct smtp_reply *r)
 {
 	struct gw_conn *gc = arg;
 	gc->verdict = *r;
-	kio_post(gc->kw, &gc->post);
+	gc->tp->post(gc->tw, &gc->post);
 }
 
 static int h_message(void *ctx, const struct smtp_envelope *env, struct smtp_reply *r)
@@ -308,7 +370,7 @@ static size_t out_move(struct gw_conn *gc)
 	const uint8_t *p = smtp_output(gc->s, &len);
 	if (len == 0)
 		return 0;
-	size_t took = kio_write(gc->kc, p, len);
+	size_t took = t_write(gc, p, len);
 	smtp_output_consume(gc->s, took);
 	return len - took;
 }
@@ -358,7 +420,7 @@ static size_t tls_send(struct gw_conn *gc)
 	tls_pending_ciphertext(gc->tls, &p, &len);
 	if (len == 0)
 		return 0;
-	size_t took = kio_write(gc->kc, p, len);
+	size_t took = t_write(gc, p, len);
 	tls_consume_ciphertext(gc->tls, took);
 	return took;
 }
@@ -398,7 +460,7 @@ static void tls_fail(struct gw_conn *gc)
 	tls_publish(gc->g, gc->worker);
 	tls_send(gc);
 	pt_free(gc);
-	kio_close(gc->kc);
+	t_close(gc);
 }
 
 static bool gc_closing(const struct gw_conn *gc)
@@ -488,7 +550,7 @@ static bool tls_pump(struct gw_conn *gc)
 					log_msg(LOG_WARN, "tls peer=%s: out of memory, closing",
 						gc->peer);
 					gc->tls_dead = true;
-					kio_close(gc->kc);
+					t_close(gc);
 					return true;
 				}
 			} else if (r == TLS_CLOSED) {
@@ -518,11 +580,11 @@ static void tls_settle(struct gw_conn *gc, bool may_resume)
 	smtp_output(gc->s, &olen);
 	if (gc_closing(gc)) {
 		if (!gc->tls_up) {
-			kio_close(gc->kc); /* mid-handshake: nothing to say */
+			t_close(gc); /* mid-handshake: nothing to say */
 			return;
 		}
 		if (gc->waiting || olen > 0) {
-			kio_pause(gc->kc); /* the verdict and the last replies first */
+			t_pause(gc); /* the verdict and the last replies first */
 			return;
 		}
 		if (!gc->tls_shut) {
@@ -531,15 +593,15 @@ static void tls_settle(struct gw_conn *gc, bool may_resume)
 			tls_send(gc);
 		}
 		if (tls_unsent(gc) == 0)
-			kio_close(gc->kc);
+			t_close(gc);
 		else
-			kio_pause(gc->kc); /* on_writable brings the rest */
+			t_pause(gc); /* on_writable brings the rest */
 		return;
 	}
 	if (!may_resume || gc->waiting || olen > 0 || gc->pt_len > 0 || tls_unsent(gc) > 0)
-		kio_pause(gc->kc);
+		t_pause(gc);
 	else
-		kio_resume(gc->kc);
+		t_resume(gc);
 }
 
 /* Ciphertext from the transport. */
@@ -586,26 +648,26 @@ static void settle(struct gw_conn *gc)
 	}
 	if (out_move(gc) > 0) {
 		gc->blocked = true;
-		kio_pause(gc->kc);
+		t_pause(gc);
 		return;
 	}
 	gc->blocked = false;
 	if (gc->tls_pending) {
 		/* the 220 is with the transport: whatever arrives now is TLS */
 		if (tls_begin(gc))
-			kio_resume(gc->kc);
+			t_resume(gc);
 		else
-			kio_close(gc->kc);
+			t_close(gc);
 		return;
 	}
 	if (gc->close_after_flush || smtp_closing(gc->s)) {
-		kio_close(gc->kc);
+		t_close(gc);
 		return;
 	}
 	if (gc->waiting)
-		kio_pause(gc->kc);
+		t_pause(gc);
 	else
-		kio_resume(gc->kc);
+		t_resume(gc);
 }
 
 static void conn_free(struct gw_conn *gc)
@@ -653,7 +715,7 @@ static void verdict_arrived(struct kio_post *p)
 		STAT_ADD(g, gc->worker, messages_accepted);
 	else
 		STAT_ADD(g, gc->worker, messages_refused);
-	if (!gc->kc) {
+	if (!gc->tc) {
 		/* The client left (or shutdown closed it) while the backend
 		 * worked: a stored message stays stored; the client retries. */
 		STAT_ADD(g, gc->worker, orphaned);
@@ -670,19 +732,20 @@ static void verdict_arrived(struct kio_post *p)
 	settle(gc);
 }
 
-static void *k_open(void *app, struct kio_conn *kc, const struct sockaddr_storage *peer,
-		    const char **refuse)
+struct gw_conn *gw_conn_open(struct gw *g, const struct gw_transport *tp, void *tc, void *tw,
+			     unsigned worker, const struct sockaddr_storage *peer,
+			     const char **refuse)
 {
-	struct gw *g = app;
 	struct gw_conn *gc = calloc(1, sizeof(*gc));
 	if (!gc) {
 		*refuse = g->busy_line;
 		return NULL;
 	}
 	gc->g = g;
-	gc->kc = kc;
-	gc->kw = kio_conn_worker(kc);
-	gc->worker = kio_worker_index(gc->kw);
+	gc->tp = tp;
+	gc->tc = tc;
+	gc->tw = tw;
+	gc->worker = worker;
 	gc->post.fn = verdict_arrived;
 	if (peer->ss_family == AF_INET) {
 		const struct sockaddr_in *in = (const void *)peer;
@@ -696,6 +759,7 @@ static void *k_open(void *app, struct kio_conn *kc, const struct sockaddr_storag
 		 * before a word is said (XDP drops it earlier where attached) */
 		if (enfstate_source_drop(g->p.st, &gc->src)) {
 			STAT_ADD(g, gc->worker, early_drops);
+			log_verdict(gc, VLOG_AT_CONNECT, NULL, NULL);
 			free(gc);
 			*refuse = NULL;
 			return NULL;
@@ -720,9 +784,8 @@ static void *k_open(void *app, struct kio_conn *kc, const struct sockaddr_storag
 	return gc;
 }
 
-static size_t k_data(void *ctx, struct kio_conn *kc, const uint8_t *p, size_t n)
+size_t gw_conn_data(struct gw_conn *gc, const uint8_t *p, size_t n)
 {
-	struct gw_conn *gc = ctx;
 	size_t off = 0;
 	unsigned stalls = 0;
 
@@ -743,7 +806,7 @@ static size_t k_data(void *ctx, struct kio_conn *kc, const uint8_t *p, size_t n)
 		case SMTP_BLOCKED:
 			if (left > 0) {
 				gc->blocked = true;
-				kio_pause(kc);
+				t_pause(gc);
 				return off;
 			}
 			/* The engine had room again at once; but never spin on
@@ -752,7 +815,7 @@ static size_t k_data(void *ctx, struct kio_conn *kc, const uint8_t *p, size_t n)
 				return off;
 			break;
 		case SMTP_WAIT:
-			kio_pause(kc);
+			t_pause(gc);
 			return off;
 		case SMTP_STARTTLS:
 			/* RFC 3207 4.2: whatever the client pipelined behind
@@ -763,25 +826,25 @@ static size_t k_data(void *ctx, struct kio_conn *kc, const uint8_t *p, size_t n)
 			if (!gc->g->p.tls) {
 				/* not offered, so the engine cannot get here */
 				gc->close_after_flush = true;
-				kio_close(kc);
+				t_close(gc);
 				return n;
 			}
 			if (left > 0) {
 				gc->tls_pending = true;
 				gc->blocked = true;
-				kio_pause(kc);
+				t_pause(gc);
 				return n;
 			}
 			if (!tls_begin(gc))
-				kio_close(kc);
+				t_close(gc);
 			return n;
 		case SMTP_CLOSE:
 			gc->close_after_flush = true;
 			if (left > 0) {
 				gc->blocked = true;
-				kio_pause(kc);
+				t_pause(gc);
 			} else {
-				kio_close(kc);
+				t_close(gc);
 			}
 			return n;
 		}
@@ -789,17 +852,14 @@ static size_t k_data(void *ctx, struct kio_conn *kc, const uint8_t *p, size_t n)
 	return off;
 }
 
-static void k_writable(void *ctx, struct kio_conn *kc)
+void gw_conn_writable(struct gw_conn *gc)
 {
-	struct gw_conn *gc = ctx;
-	(void)kc;
 	if (gc->blocked || gc->tls)
 		settle(gc);
 }
 
-static void k_timeout(void *ctx, struct kio_conn *kc, enum kio_timeout which)
+void gw_conn_timeout(struct gw_conn *gc, enum kio_timeout which)
 {
-	struct gw_conn *gc = ctx;
 	const char *line = which == KIO_TIMEOUT_IDLE ? gc->g->idle_line : gc->g->session_line;
 	log_msg(LOG_DEBUG, "timeout peer=%s %s", gc->peer,
 		which == KIO_TIMEOUT_IDLE ? "idle" : "session");
@@ -809,7 +869,7 @@ static void k_timeout(void *ctx, struct kio_conn *kc, enum kio_timeout which)
 		return;
 	if (!gc->tls) {
 		if (!gc->tls_pending)
-			kio_write(kc, line, strlen(line));
+			t_write(gc, line, strlen(line));
 		return;
 	}
 	/* Inside TLS the line is encrypted; mid-handshake there is no way to
@@ -823,12 +883,11 @@ static void k_timeout(void *ctx, struct kio_conn *kc, enum kio_timeout which)
 	}
 }
 
-static void k_shutdown(void *ctx, struct kio_conn *kc)
+void gw_conn_shutdown(struct gw_conn *gc)
 {
-	struct gw_conn *gc = ctx;
 	/* Between STARTTLS and the end of the handshake nothing can be said. */
 	if (gc->tls_pending || (gc->tls && !gc->tls_up)) {
-		kio_close(kc);
+		t_close(gc);
 		return;
 	}
 	/* Mid-transaction sessions get their 421 after the reply to the
@@ -839,13 +898,11 @@ static void k_shutdown(void *ctx, struct kio_conn *kc)
 	}
 }
 
-static void k_close(void *ctx, struct kio_conn *kc, enum kio_close_reason why)
+void gw_conn_closed(struct gw_conn *gc, enum kio_close_reason why)
 {
-	struct gw_conn *gc = ctx;
-	(void)kc;
 	log_msg(LOG_DEBUG, "close peer=%s reason=%d", gc->peer, (int)why);
 	account_smtp(gc);
-	gc->kc = NULL;
+	gc->tc = NULL;
 	if (gc->tls) {
 		if (why == KIO_CLOSE_PEER && !gc->tls_dead) {
 			/* Let the TLS layer see the end, so a half-done handshake
@@ -873,12 +930,115 @@ static void k_close(void *ctx, struct kio_conn *kc, enum kio_close_reason why)
 /* Workers are RCU readers of the enforcement state: online while they
  * work, offline while they may sleep in epoll_wait (which also serves as
  * their quiescent state, so retired entries are freed promptly). */
-static void k_worker_start(void *app, unsigned worker)
+bool gw_conn_waiting(const struct gw_conn *gc)
 {
-	struct gw *g = app;
-	(void)worker;
+	return gc->waiting;
+}
+
+void gw_worker_start(struct gw *g)
+{
 	if (g->p.st)
 		enfstate_thread_register();
+}
+
+void gw_worker_quiescent(struct gw *g)
+{
+	if (g->p.st)
+		enfstate_quiescent();
+}
+
+void gw_worker_stop(struct gw *g)
+{
+	if (g->p.st)
+		enfstate_thread_unregister();
+}
+
+void gw_count_early_drop(struct gw *g, unsigned worker)
+{
+	STAT_ADD(g, worker, early_drops);
+}
+
+bool gw_source_drop(struct gw *g, const struct tes_addr *src)
+{
+	return g->p.st && enfstate_source_drop(g->p.st, src);
+}
+
+/* ---- kio as the transport ---- */
+
+static size_t kt_write(void *tc, const void *p, size_t n)
+{
+	return kio_write(tc, p, n);
+}
+
+static void kt_pause(void *tc)
+{
+	kio_pause(tc);
+}
+
+static void kt_resume(void *tc)
+{
+	kio_resume(tc);
+}
+
+static void kt_close(void *tc)
+{
+	kio_close(tc);
+}
+
+static void kt_post(void *tw, struct kio_post *p)
+{
+	kio_post(tw, p);
+}
+
+static const struct gw_transport kio_transport = {
+	.write = kt_write,
+	.pause = kt_pause,
+	.resume = kt_resume,
+	.close = kt_close,
+	.post = kt_post,
+};
+
+static void *k_open(void *app, struct kio_conn *kc, const struct sockaddr_storage *peer,
+		    const char **refuse)
+{
+	struct kio_worker *kw = kio_conn_worker(kc);
+	return gw_conn_open(app, &kio_transport, kc, kw, kio_worker_index(kw), peer, refuse);
+}
+
+static size_t k_data(void *ctx, struct kio_conn *kc, const uint8_t *p, size_t n)
+{
+	(void)kc;
+	return gw_conn_data(ctx, p, n);
+}
+
+static void k_writable(void *ctx, struct kio_conn *kc)
+{
+	(void)kc;
+	gw_conn_writable(ctx);
+}
+
+static void k_timeout(void *ctx, struct kio_conn *kc, enum kio_timeout which)
+{
+	(void)kc;
+	gw_conn_timeout(ctx, which);
+}
+
+static void k_shutdown(void *ctx, struct kio_conn *kc)
+{
+	(void)kc;
+	gw_conn_shutdown(ctx);
+}
+
+static void k_close(void *ctx, struct kio_conn *kc, enum kio_close_reason why)
+{
+	(void)kc;
+	gw_conn_closed(ctx, why);
+}
+
+static void k_worker_start(void *app, unsigned worker)
+{
+	(void)worker;
+	gw_worker_start(app);
 }
 
 static void k_before_wait(void *app, unsigned worker)
@@ -899,10 +1059,8 @@ static void k_after_wait(void *app, unsigned worker)
 
 static void k_worker_stop(void *app, unsigned worker)
 {
-	struct gw *g = app;
 	(void)worker;
-	if (g->p.st)
-		enfstate_thread_unregister();
+	gw_worker_stop(app);
 }
 
 void gw_kio_ops(struct kio_ops *ops)
@@ -931,7 +1089,8 @@ struct gw *gw_new(const struct gw_params *p)
 	if (!g)
 		return NULL;
 	g->p = *p;
-	g->w = calloc(p->workers ? p->workers : 1, sizeof(*g->w));
+	unsigned nw = p->workers ? p->workers : 1;
+	g->w = calloc(nw, sizeof(*g->w));
 	if (!g->w) {
 		free(g);
 		return NULL;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * tesgate: the gateway process on kernel sockets.
+ * tesgate: the gateway process, on kernel sockets (kio) or on the userspace
+ * TCP stack over a DPDK port (io = dpdk, gateway/dpconn.c).
  *
  * The main thread parses the configuration, loads the catalog, starts the
  * delivery threads and the kio workers, and then only waits for signals
@@ -12,7 +13,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,12 +25,14 @@
 #include "gateway/config.h"
 #include "gateway/conn.h"
 #include "gateway/dpconn.h"
+#include "gateway/dptelemetry.h"
 #include "gateway/ctlclient.h"
 #include "gateway/enfstate.h"
 #include "gateway/log.h"
 #include "gateway/metrics.h"
 #include "gateway/spool.h"
 #include "gateway/tls.h"
+#include "gateway/verdictlog.h"
 
 #ifndef TES_VERSION
 #define TES_VERSION "unknown"
@@ -252,90 +254,57 @@ static void report_counters(void *arg, json_t *c)
 	}
 }
 
-static atomic_bool dp_stop;
+/* The connection front end under the gateway: kio's kernel sockets, or the
+ * userspace stack on a DPDK port (io = dpdk).  Everything else (the session
+ * layer, control client, metrics, signals, shutdown order) is shared. */
+struct front {
+	struct kio *k;
+	struct dpgw *d;
+};
 
-static void dp_on_signal(int sig)
+static void front_stats(const void *arg, struct kio_stats *ks)
 {
-	(void)sig;
-	atomic_store(&dp_stop, true);
+	const struct front *f = arg;
+	if (f->k)
+		kio_stats(f->k, ks);
+	else
+		dpgw_conn_stats(f->d, ks);
 }
 
-/* io = dpdk: the main thread becomes the EAL's main lcore and runs the poll
- * loop itself, so signals arrive as a flag the loop reads (sigtimedwait
- * would be a system call in the loop).  Everything before the backend and
- * the enforcement state is shared with the kernel path. */
-static int run_dpdk(const struct tes_config *cfg, const struct smtp_config *smtp,
-		    const struct delivery_backend *backend, struct backends *bk,
-		    struct enfstate *st)
+static int front_start(struct front *f)
 {
-	struct ctlclient *cc = NULL;
-	if (cfg->control_socket[0]) {
-		struct ctlclient_params cp = {
-			.socket_path = cfg->control_socket,
-			.gateway_id = cfg->gateway_id[0] ? cfg->gateway_id : cfg->hostname,
-			.st = st,
-			.workers = 1,
-			.follow_test_clock = cfg->follow_test_clock,
-		};
-		cc = ctlclient_start(&cp);
-		if (!cc) {
-			fprintf(stderr, "tesgate: cannot start the control thread\n");
-			return 1;
-		}
-	} else {
-		log_msg(LOG_WARN, "control_socket is empty: no control plane, nothing is enforced");
+	if (f->k) {
+		int e = kio_start(f->k);
+		if (e)
+			fprintf(stderr, "tesgate: cannot start workers: %s\n", strerror(e));
+		return e ? -1 : 0;
 	}
-	struct dpgw_params dp = {
-		.smtp = smtp,
-		.exdetect = &cfg->exdetect,
-		.backend = backend,
-		.st = st,
-		.cc = cc,
-		.eal_args = cfg->dpdk_args,
-		.addr = cfg->dpdk_addr,
-		.port = (uint16_t)cfg->dpdk_port,
-		.max_conns = cfg->max_connections,
-		.shutdown_grace_s = cfg->shutdown_grace,
-	};
-	/* EAL threads are made here, with the signals still blocked: only
-	 * the main thread takes them, below. */
-	struct dpgw *d = dpgw_start(&dp);
-	if (!d) {
-		ctlclient_stop(cc);
-		return 1;
-	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = dp_on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigset_t unblock;
-	sigemptyset(&unblock);
-	sigaddset(&unblock, SIGINT);
-	sigaddset(&unblock, SIGTERM);
-	pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
-	log_msg(LOG_INFO,
-		"tesgate %s listening on %s port %u (io dpdk, hostname %s, delivery %s %s, "
-		"starttls off)",
-		TES_VERSION, cfg->dpdk_addr, cfg->dpdk_port, cfg->hostname, backend->name,
-		bk->where);
-	dpgw_run(d, &dp_stop);
-	log_msg(LOG_INFO, "signal: stopped accepting; sessions done or grace over");
-	backends_stop(bk); /* every verdict given before the sessions are freed */
-	struct dpgw_stats ds;
-	dpgw_finish(d, &ds);
-	ctlclient_stop(cc);
-	struct spool_stats ss;
-	backends_stats(bk, &ss);
-	log_msg(LOG_INFO,
-		"stats io=dpdk sessions=%llu accepted=%llu refused=%llu orphaned=%llu "
-		"exchange=%llu not_exchange=%llu early_drops=%llu stored=%llu spool_failed=%llu",
-		(unsigned long long)ds.sessions, (unsigned long long)ds.messages_accepted,
-		(unsigned long long)ds.messages_refused, (unsigned long long)ds.orphaned,
-		(unsigned long long)ds.exchange_seen, (unsigned long long)ds.not_exchange,
-		(unsigned long long)ds.early_drops, (unsigned long long)ss.stored,
-		(unsigned long long)ss.failed);
-	return 0;
+	return dpgw_launch(f->d);
+}
+
+static void front_stop(struct front *f, unsigned grace_ms)
+{
+	if (f->k)
+		kio_stop(f->k, grace_ms);
+	else
+		dpgw_stop(f->d, grace_ms);
+}
+
+static bool front_wait(struct front *f, unsigned ms)
+{
+	return f->k ? kio_wait(f->k, ms) : dpgw_wait(f->d, ms);
+}
+
+/* After front_wait said yes and the backend stopped: runs the verdicts for
+ * sessions already gone. */
+static void front_destroy(struct front *f)
+{
+	if (f->k)
+		kio_destroy(f->k);
+	else if (f->d)
+		dpgw_destroy(f->d);
+	f->k = NULL;
+	f->d = NULL;
 }
 
 int main(int argc, char **argv)
@@ -481,20 +450,20 @@ int main(int argc, char **argv)
 	config_smtp(&cfg, &smtp);
 	smtp.smtputf8 = bk.smtputf8;
 	smtp.starttls = tls != NULL; /* offered only with a certificate in force */
-	if (cfg.io_dpdk) {
-		if (tls)
-			log_msg(LOG_WARN, "io = dpdk: STARTTLS is not offered on this path yet");
-		smtp.starttls = false;
-		int rc = run_dpdk(&cfg, &smtp, &backend, &bk, st);
-		backends_close(&bk);
-		state_free(st);
-		catalog_free(cat);
-		tls_server_ctx_free(tls);
-		if (rc == 0)
-			log_msg(LOG_INFO, "stopped");
-		return rc;
+	struct verdictlog *vl = NULL;
+	if (cfg.verdict_log[0]) {
+		vl = verdictlog_open(cfg.verdict_log, cfg.workers, err, sizeof(err));
+		if (!vl) {
+			fprintf(stderr, "tesgate: %s\n", err);
+			backends_close(&bk);
+			state_free(st);
+			catalog_free(cat);
+			tls_server_ctx_free(tls);
+			return 1;
+		}
 	}
 	struct gw_params gp = {
+		.verdicts = vl,
 		.smtp = &smtp,
 		.exdetect = &cfg.exdetect,
 		.catalog = NULL,
@@ -504,27 +473,72 @@ int main(int argc, char **argv)
 		.hostname = cfg.hostname,
 		.workers = cfg.workers,
 	};
+	/* DPDK workers make no system calls, and a log line is one: theirs
+	 * go through the log's ring to its writer thread. */
+	if (cfg.io_dpdk && log_async_start() != 0) {
+		fprintf(stderr, "tesgate: cannot start the log writer thread\n");
+		backends_close(&bk);
+		state_free(st);
+		catalog_free(cat);
+		tls_server_ctx_free(tls);
+		return 1;
+	}
 	struct gw *g = gw_new(&gp);
-	struct kio_ops ops;
-	gw_kio_ops(&ops);
-	struct kio_config kc = {
-		.listen = cfg.listen,
-		.workers = cfg.workers,
-		.cpus = cfg.ncpus ? cfg.cpus : NULL,
-		.backlog = 1024,
-		.idle_timeout_ms = cfg.idle_timeout * 1000u,
-		.session_timeout_ms = cfg.session_timeout * 1000u,
-		.linger_ms = LINGER_MS,
-		.max_conns = cfg.max_connections,
-		.max_conns_source = cfg.max_connections_per_source,
-		.refuse_global = g ? gw_refuse_global(g) : NULL,
-		.refuse_source = g ? gw_refuse_source(g) : NULL,
-		.log = log_msg,
-	};
-	struct kio *k = g ? kio_create(&kc, &ops, g, err, sizeof(err)) : NULL;
-	if (!k) {
-		fprintf(stderr, "tesgate: %s\n", g ? err : "out of memory");
+	struct front fe = { NULL, NULL };
+	char where[80];
+	if (!g) {
+		fprintf(stderr, "tesgate: out of memory\n");
+	} else if (cfg.io_dpdk) {
+		/* The EAL makes its threads here, with the signals blocked: only
+		 * the main thread (the main lcore, which does not poll) takes
+		 * them, below. */
+		struct dpgw_params dp = {
+			.g = g,
+			.eal_args = cfg.dpdk_args,
+			.addr = cfg.dpdk_addr,
+			.port = (uint16_t)cfg.dpdk_port,
+			.workers = cfg.workers,
+			.max_conns = cfg.max_connections,
+			.max_conns_source = cfg.max_connections_per_source,
+			.idle_timeout_ms = cfg.idle_timeout * 1000u,
+			.session_timeout_ms = cfg.session_timeout * 1000u,
+			.linger_ms = LINGER_MS,
+			.refuse_global = gw_refuse_global(g),
+			.refuse_source = gw_refuse_source(g),
+			.impair = cfg.dpdk_impair,
+		};
+		fe.d = dpgw_start(&dp);
+		snprintf(where, sizeof(where), "%s port %u (io dpdk)", cfg.dpdk_addr,
+			 cfg.dpdk_port);
+	} else {
+		struct kio_ops ops;
+		gw_kio_ops(&ops);
+		struct kio_config kc = {
+			.listen = cfg.listen,
+			.workers = cfg.workers,
+			.cpus = cfg.ncpus ? cfg.cpus : NULL,
+			.backlog = 1024,
+			.idle_timeout_ms = cfg.idle_timeout * 1000u,
+			.session_timeout_ms = cfg.session_timeout * 1000u,
+			.linger_ms = LINGER_MS,
+			.max_conns = cfg.max_connections,
+			.max_conns_source = cfg.max_connections_per_source,
+			.refuse_global = gw_refuse_global(g),
+			.refuse_source = gw_refuse_source(g),
+			.log = log_msg,
+		};
+		fe.k = kio_create(&kc, &ops, g, err, sizeof(err));
+		if (!fe.k) {
+			fprintf(stderr, "tesgate: %s\n", err);
+		} else {
+			struct sockaddr_storage bound;
+			kio_local_addr(fe.k, &bound);
+			kio_format_addr(&bound, where, sizeof(where), true);
+		}
+	}
+	if (!fe.k && !fe.d) {
 		gw_free(g);
+		verdictlog_close(vl);
 		backends_close(&bk);
 		state_free(st);
 		catalog_free(cat);
@@ -545,8 +559,9 @@ int main(int argc, char **argv)
 		cc = ctlclient_start(&cp);
 		if (!cc) {
 			fprintf(stderr, "tesgate: cannot start the control thread\n");
-			kio_destroy(k);
+			front_destroy(&fe);
 			gw_free(g);
+			verdictlog_close(vl);
 			backends_close(&bk);
 			state_free(st);
 			catalog_free(cat);
@@ -557,32 +572,43 @@ int main(int argc, char **argv)
 	} else {
 		log_msg(LOG_WARN, "control_socket is empty: no control plane, nothing is enforced");
 	}
-	int e = kio_start(k);
-	if (e) {
-		fprintf(stderr, "tesgate: cannot start workers: %s\n", strerror(e));
-		kio_wait(k, 5000);
+	if (front_start(&fe) != 0) {
+		front_stop(&fe, 0);
+		front_wait(&fe, 5000);
 		backends_stop(&bk);
-		kio_destroy(k);
+		front_destroy(&fe);
 		ctlclient_stop(cc);
 		gw_free(g);
+		verdictlog_close(vl);
 		backends_close(&bk);
 		state_free(st);
 		catalog_free(cat);
 		tls_server_ctx_free(tls);
 		return 1;
 	}
-	struct sockaddr_storage bound;
-	char where[80];
-	kio_local_addr(k, &bound);
-	kio_format_addr(&bound, where, sizeof(where), true);
 	log_msg(LOG_INFO,
 		"tesgate %s listening on %s (workers %u, hostname %s, delivery %s %s, starttls %s)",
 		TES_VERSION, where, cfg.workers, cfg.hostname, backend.name, bk.where,
 		tls ? "on" : "off");
 	if (tls)
 		tls_server_ctx_tick(tls, mono_s()); /* starts the ticket-key clock */
-	struct gw_metrics_src msrc = { .g = g, .k = k, .bk = &bk, .cc = cc, .st = st };
+	struct gw_metrics_src msrc = {
+		.g = g,
+		.k = fe.k,
+		.dp = fe.d,
+		.conn_stats = fe.k ? NULL : front_stats,
+		.conn_stats_arg = &fe,
+		.bk = &bk,
+		.cc = cc,
+		.st = st,
+		.vl = vl,
+	};
 	struct gw_metrics *met = gw_metrics_start(cfg.metrics_listen, &msrc);
+	if (fe.d) {
+		/* DPDK's telemetry socket gets tesgate's commands too */
+		struct dptel_src ts = { .d = fe.d, .g = g, .st = st, .cc = cc };
+		dptel_start(&ts);
+	}
 
 	bool stopping = false;
 	for (;;) {
@@ -591,30 +617,36 @@ int main(int argc, char **argv)
 		int sig = sigtimedwait(&sigs, &si, &tick);
 		if (sig == SIGHUP) {
 			reload_tls(&cfg, tls);
+			verdictlog_reopen(vl);
 		} else if (sig == SIGINT || sig == SIGTERM) {
 			if (!stopping) {
 				log_msg(LOG_INFO, "%s: shutting down (grace %u s)",
 					sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_grace);
-				kio_stop(k, cfg.shutdown_grace * 1000u);
+				front_stop(&fe, cfg.shutdown_grace * 1000u);
 				stopping = true;
 			} else {
 				log_msg(LOG_WARN, "second signal: closing every connection now");
-				kio_stop(k, 0);
+				front_stop(&fe, 0);
 			}
 		}
 		if (tls && tls_server_ctx_tick(tls, mono_s()))
 			log_msg(LOG_INFO, "tls session-ticket key rotated");
-		if (stopping && kio_wait(k, 0))
+		if (stopping && front_wait(&fe, 0))
 			break;
 	}
 
 	gw_metrics_stop(met); /* before anything it reads is freed */
+	if (fe.d)
+		dptel_stop();
 	struct kio_stats ks;
 	struct gw_stats gs;
 	struct spool_stats ss;
-	kio_stats(k, &ks);
+	front_stats(&fe, &ks);
 	backends_stop(&bk);
-	kio_destroy(k); /* after backends_stop: runs verdicts for sessions already gone */
+	front_destroy(&fe); /* after backends_stop: runs verdicts for sessions already gone */
+	log_async_stop();   /* the workers' last lines, and those verdicts' */
+	/* The workers are gone: the rest of the verdict lines, then the file. */
+	verdictlog_close(vl);
 	ctlclient_stop(cc);
 	gw_stats(g, &gs);
 	backends_stats(&bk, &ss);

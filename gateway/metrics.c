@@ -2,23 +2,31 @@
 #include "gateway/metrics.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include <microhttpd.h>
+#include <rte_ethdev.h>
+#include <rte_mempool.h>
 
 #include "contract/promfmt.h"
+#include "dataplane/dpdk/port.h"
+#include "dataplane/dpdk/worker.h"
 #include "dataplane/kio.h"
+#include "dataplane/stack/stack.h"
 #include "enforce/build.h"
 #include "gateway/backends.h"
 #include "gateway/config.h"
 #include "gateway/conn.h"
 #include "gateway/ctlclient.h"
+#include "gateway/dpconn.h"
 #include "gateway/enfstate.h"
 #include "gateway/log.h"
 #include "gateway/tls.h"
+#include "gateway/verdictlog.h"
 
 #ifndef TES_VERSION
 #define TES_VERSION "unknown"
@@ -230,12 +238,235 @@ static void render_control(struct prom_buf *b, const struct gw_metrics_src *s)
 	prom_sample(b, n, "table", "tenants", es.tenants);
 }
 
+/* ---- io = dpdk: port, mempools, workers, stacks ---- */
+
+/* Stack counters exported per worker: the ones an operator watches for
+ * loss, floods and abuse.  The rest are on the telemetry socket
+ * (/tesgate/stack). */
+static const struct {
+	const char *name, *help;
+	size_t off;
+} stack_counters[] = {
+#define SC(m, f, h)                                   \
+	{                                             \
+		m, h, offsetof(struct stack_stats, f) \
+	}
+	SC("tes_stack_received_frames_total", rx_frames, "Frames the stack received"),
+	SC("tes_stack_sent_frames_total", tx_frames, "Frames the stack sent"),
+	SC("tes_stack_connections_accepted_total", accepts,
+	   "TCP connections accepted by the stack's listener"),
+	SC("tes_stack_connections_established_total", established,
+	   "TCP connections that reached ESTABLISHED"),
+	SC("tes_stack_retransmits_total", retransmits,
+	   "TCP segments sent again (data, FIN, SYN; fast retransmits included)"),
+	SC("tes_stack_rto_expirations_total", rto_expired, "TCP retransmission timeouts"),
+	SC("tes_stack_syn_cookies_sent_total", syn_cookies_sent,
+	   "SYN-ACKs with a SYN cookie, sent when the SYN queue was full"),
+	SC("tes_stack_syn_cookies_validated_total", syn_cookies_validated,
+	   "ACKs that carried a valid SYN cookie (a connection made from it)"),
+	SC("tes_stack_syn_cookies_failed_total", syn_cookies_failed,
+	   "ACKs whose SYN cookie did not validate"),
+	SC("tes_stack_checksum_errors_total", checksum_errors,
+	   "Packets dropped for a bad IPv4, ICMP or TCP checksum"),
+	SC("tes_stack_out_of_order_segments_total", ooo_segments,
+	   "TCP segments received out of order and kept"),
+	SC("tes_stack_out_of_order_dropped_total", ooo_dropped,
+	   "Out-of-order TCP segments dropped (over the per-connection cap)"),
+	SC("tes_stack_early_drops_total", early_drops,
+	   "SYNs from sources in drop, discarded before any state existed"),
+	SC("tes_stack_syn_queue_full_total", syn_queue_full, "SYNs that found the SYN queue full"),
+	SC("tes_stack_resets_received_total", rst_rx, "TCP resets received"),
+	SC("tes_stack_resets_sent_total", rst_tx, "TCP resets sent"),
+	SC("tes_stack_idle_timeouts_total", idle_timeouts,
+	   "TCP connections closed by the stack's idle timeout"),
+#undef SC
+};
+
+static void render_dpdk_port(struct prom_buf *b, const struct dp_port *p)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} fields[] = {
+#define PF(m, f, h) { m, h, offsetof(struct rte_eth_stats, f) }
+		PF("tes_dpdk_port_received_packets_total", ipackets,
+		   "Packets the port received (rte_eth_stats ipackets)"),
+		PF("tes_dpdk_port_sent_packets_total", opackets,
+		   "Packets the port sent (rte_eth_stats opackets)"),
+		PF("tes_dpdk_port_received_bytes_total", ibytes, "Octets the port received"),
+		PF("tes_dpdk_port_sent_bytes_total", obytes, "Octets the port sent"),
+		PF("tes_dpdk_port_missed_packets_total", imissed,
+		   "Packets the port dropped because the receive queues were full (imissed)"),
+		PF("tes_dpdk_port_receive_errors_total", ierrors, "Erroneous packets received"),
+		PF("tes_dpdk_port_send_errors_total", oerrors, "Packets the port failed to send"),
+		PF("tes_dpdk_port_receive_no_mbuf_total", rx_nombuf,
+		   "Receive buffer allocation failures (the mempool was empty)"),
+#undef PF
+	};
+	struct rte_eth_stats es;
+	char port[8];
+
+	/* A read of the driver's counters that touches no queue: DPDK's own
+	 * telemetry thread makes the same call while the workers poll. */
+	if (rte_eth_stats_get(p->port_id, &es) != 0)
+		return;
+	snprintf(port, sizeof(port), "%u", p->port_id);
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		uint64_t v;
+
+		memcpy(&v, (const char *)&es + fields[i].off, sizeof(v));
+		prom_family(b, fields[i].name, "counter", fields[i].help);
+		prom_sample(b, fields[i].name, "port", port, v);
+	}
+}
+
+static void render_dpdk_pools(struct prom_buf *b, const struct dp_port *p)
+{
+	const char *na = "tes_dpdk_mempool_available_mbufs";
+	const char *nu = "tes_dpdk_mempool_in_use_mbufs";
+	const struct rte_mempool *seen[DP_MAX_SOCKETS];
+	size_t nseen = 0;
+
+	for (int s = 0; s < DP_MAX_SOCKETS; s++) {
+		const struct rte_mempool *mp = p->pool[s];
+		bool dup = false;
+
+		for (size_t i = 0; i < nseen; i++)
+			dup |= seen[i] == mp;
+		if (mp && !dup)
+			seen[nseen++] = mp;
+	}
+	if (!nseen)
+		return;
+	prom_family(b, na, "gauge",
+		    "Packet buffers free in the mempool (per-lcore caches included)");
+	for (size_t i = 0; i < nseen; i++)
+		prom_sample(b, na, "pool", seen[i]->name, rte_mempool_avail_count(seen[i]));
+	prom_family(b, nu, "gauge", "Packet buffers of the mempool in use");
+	for (size_t i = 0; i < nseen; i++)
+		prom_sample(b, nu, "pool", seen[i]->name, rte_mempool_in_use_count(seen[i]));
+}
+
+static void render_dpdk_workers(struct prom_buf *b, const struct dpgw *d)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} fields[] = {
+#define WF(m, f, h) { m, h, offsetof(struct dp_worker_stats, f) }
+		WF("tes_dpdk_worker_received_packets_total", rx_pkts,
+		   "Packets the worker took from its receive queue"),
+		WF("tes_dpdk_worker_sent_packets_total", tx_pkts,
+		   "Packets the worker put on its transmit queue"),
+		WF("tes_dpdk_worker_send_dropped_packets_total", tx_drops,
+		   "Packets the transmit queue would not take after retries"),
+		WF("tes_dpdk_worker_checksum_bad_packets_total", rx_csum_bad,
+		   "Packets the NIC marked with a bad checksum"),
+		WF("tes_dpdk_worker_poll_loops_total", loops, "Iterations of the poll loop"),
+		WF("tes_dpdk_worker_steered_out_packets_total", steered_out,
+		   "Packets received by this worker and handed to the worker owning their flow"),
+		WF("tes_dpdk_worker_steered_in_packets_total", steered_in,
+		   "Packets taken from this worker's steering ring (other workers received them)"),
+		WF("tes_dpdk_worker_steer_dropped_packets_total", steer_drops,
+		   "Packets dropped because the owning worker's steering ring was full"),
+		WF("tes_dpdk_worker_arp_shared_total", arp_shared,
+		   "Copies of ARP replies passed to the other workers"),
+#undef WF
+	};
+	unsigned n = dpgw_workers(d);
+	struct dp_worker_stats *ws = calloc(n ? n : 1, sizeof(*ws));
+	struct stack_stats *ss = calloc(n ? n : 1, sizeof(*ss));
+	struct stack_mem *sm = calloc(n ? n : 1, sizeof(*sm));
+	const char *nc = "tes_stack_connections";
+	char w[12];
+
+	if (!ws || !ss || !sm) {
+		b->failed = true;
+		goto out;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		dpgw_worker_stats(d, i, &ws[i]);
+		dpgw_stack_stats(d, i, &ss[i]);
+		dpgw_stack_mem(d, i, &sm[i]);
+	}
+	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+		prom_family(b, fields[f].name, "counter", fields[f].help);
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t v;
+
+			memcpy(&v, (const char *)&ws[i] + fields[f].off, sizeof(v));
+			snprintf(w, sizeof(w), "%u", i);
+			prom_sample(b, fields[f].name, "worker", w, v);
+		}
+	}
+	for (size_t f = 0; f < sizeof(stack_counters) / sizeof(stack_counters[0]); f++) {
+		prom_family(b, stack_counters[f].name, "counter", stack_counters[f].help);
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t v;
+
+			memcpy(&v, (const char *)&ss[i] + stack_counters[f].off, sizeof(v));
+			snprintf(w, sizeof(w), "%u", i);
+			prom_sample(b, stack_counters[f].name, "worker", w, v);
+		}
+	}
+	prom_family(b, nc, "gauge", "TCP connections of the stack by state");
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(w, sizeof(w), "%u", i);
+		for (int s = 0; s < TCP_NSTATES; s++)
+			sample2(b, nc, "worker", w, "state", tcp_state_name((enum tcp_state)s),
+				ss[i].conns_by_state[s]);
+	}
+	prom_family(b, "tes_stack_memory_used_bytes", "gauge",
+		    "Memory the stack has accounted to connections and buffers");
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(w, sizeof(w), "%u", i);
+		prom_sample(b, "tes_stack_memory_used_bytes", "worker", w, sm[i].used);
+	}
+	prom_family(b, "tes_stack_memory_budget_bytes", "gauge",
+		    "The stack's memory budget; beyond it new connections are refused");
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(w, sizeof(w), "%u", i);
+		prom_sample(b, "tes_stack_memory_budget_bytes", "worker", w, sm[i].budget);
+	}
+out:
+	free(ws);
+	free(ss);
+	free(sm);
+}
+
+static void render_dpdk(struct prom_buf *b, const struct dpgw *d)
+{
+	const struct dp_port *p = dpgw_port(d);
+
+	render_dpdk_port(b, p);
+	render_dpdk_pools(b, p);
+	render_dpdk_workers(b, d);
+}
+
+static void render_verdictlog(struct prom_buf *b, const struct verdictlog *vl)
+{
+	struct verdictlog_stats vs;
+
+	verdictlog_stats(vl, &vs);
+	counter(b, "tes_verdict_log_lines_total", "Lines written to verdict_log", vs.lines);
+	counter(b, "tes_verdict_log_dropped_total",
+		"Verdict records dropped because a worker's queue to the log writer was full",
+		vs.dropped);
+	counter(b, "tes_verdict_log_write_errors_total",
+		"Verdict lines lost to a failed write to verdict_log", vs.write_errors);
+}
+
 static void render(struct prom_buf *b, const struct gw_metrics_src *s)
 {
 	struct kio_stats ks;
 	struct gw_stats gs;
 
-	kio_stats(s->k, &ks);
+	if (s->k)
+		kio_stats(s->k, &ks);
+	else if (s->conn_stats)
+		s->conn_stats(s->conn_stats_arg, &ks);
+	else
+		memset(&ks, 0, sizeof(ks));
 	gw_stats(s->g, &gs);
 	prom_family(b, "tes_tesgate_build_info", "gauge", "Always 1; the version in a label");
 	prom_sample(b, "tes_tesgate_build_info", "version", TES_VERSION, 1);
@@ -244,6 +475,10 @@ static void render(struct prom_buf *b, const struct gw_metrics_src *s)
 	render_tls(b, &gs);
 	render_delivery(b, s->bk);
 	render_control(b, s);
+	if (s->dp)
+		render_dpdk(b, s->dp);
+	if (s->vl)
+		render_verdictlog(b, s->vl);
 }
 
 static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char *url,

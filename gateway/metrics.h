@@ -16,6 +16,9 @@
 
 struct gw;
 struct kio;
+struct dpgw;
+struct verdictlog;
+struct kio_stats;
 struct backends;
 struct ctlclient;
 struct enfstate;
@@ -23,10 +26,18 @@ struct gw_metrics;
 
 struct gw_metrics_src {
 	const struct gw *g;
+	/* The transport: kio on kernel sockets, or (io = dpdk) the DPDK
+	 * gateway, which adds port, mempool, worker and stack metrics.  Exactly
+	 * one is set; dp between dpgw_start and dpgw_destroy. */
 	const struct kio *k;
+	const struct dpgw *dp;
+	/* With k NULL (io = dpdk): the same counters from another transport. */
+	void (*conn_stats)(const void *arg, struct kio_stats *out);
+	const void *conn_stats_arg;
 	const struct backends *bk;  /* its spool or relay, whichever is open */
 	const struct ctlclient *cc; /* NULL: no control plane */
 	const struct enfstate *st;
+	const struct verdictlog *vl; /* NULL: verdict_log is off */
 };
 
 /* listen: "ADDRESS:PORT" (config_parse_listen syntax), or empty for none.

@@ -525,14 +525,14 @@ static void *delivery_main(void *arg)
 		/* stop comes after the workers have submitted their last */
 		if (atomic_load(&sp->stop))
 			return NULL;
-		if (sp->polling) {
+		if (__atomic_load_n(&sp->polling, __ATOMIC_RELAXED)) {
 			struct timespec ts = { 0, POLL_NS };
 			nanosleep(&ts, NULL);
 			continue;
 		}
 		pthread_mutex_lock(&sp->lock);
 		atomic_fetch_add(&sp->sleepers, 1);
-		if (!atomic_load(&sp->jobs) && !atomic_load(&sp->stop))
+		if (!atomic_load(&sp->jobs) && !atomic_load(&sp->stop) && !sp->polling)
 			pthread_cond_wait(&sp->cond, &sp->lock);
 		atomic_fetch_sub(&sp->sleepers, 1);
 		pthread_mutex_unlock(&sp->lock);
@@ -679,7 +679,13 @@ void spool_backend(struct spool *sp, struct delivery_backend *out)
 
 void spool_set_polling(struct spool *sp, bool polling)
 {
-	sp->polling = polling;
+	/* The delivery threads are running already and may be asleep: under
+	 * the lock they check polling before they wait, and the broadcast
+	 * wakes those that wait, so none sleeps on in a polling spool. */
+	pthread_mutex_lock(&sp->lock);
+	__atomic_store_n(&sp->polling, polling, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&sp->cond);
+	pthread_mutex_unlock(&sp->lock);
 }
 
 void spool_set_inflight_max(struct spool *sp, uint64_t bytes)

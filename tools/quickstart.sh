@@ -272,7 +272,7 @@ gw_conf=$state/tesgate-dpdk.conf
 {
 	echo "# written by tools/quickstart.sh"
 	echo "io = dpdk"
-	echo "dpdk_args = --no-pci --in-memory -l 0 --vdev=net_tap0,iface=$TAP_IFACE"
+	echo "dpdk_args = --no-pci --in-memory -l 0-1 --vdev=net_tap0,iface=$TAP_IFACE"
 	echo "dpdk_addr = $DPDK_ADDR_DEFAULT/24"
 	echo "dpdk_port = $port"
 	echo "spool_dir = $spool"

@@ -24,6 +24,8 @@ PACKAGES=(
 	# smtp-source and temporary Postfix instances the tests start; the
 	# system instance is never configured or run, see below)
 	python3 swaks iproute2 ca-certificates postfix testssl.sh prometheus strace
+	# dpdk-telemetry.py, the client of DPDK's telemetry socket (io = dpdk)
+	dpdk-dev
 )
 
 usage()

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include "dataplane/dpdk/port.h"
+#include "dataplane/dpdk/impair.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -107,43 +108,111 @@ struct rte_mempool *dp_port_pool(const struct dp_port *p, int socket)
 	return p->pool[socket];
 }
 
-/* Logged so that an operator can compare what the NIC spreads with what
- * the active-open source-port choice assumes. */
-static void log_rss(const struct dp_port *p, const struct rte_eth_dev_info *di)
+static void log_key(const char *what, const struct dp_port *p, const uint8_t *k, unsigned n)
 {
-	if (di->flow_type_rss_offloads == 0 || di->reta_size == 0) {
-		printf("dpdk: port %u: no RSS (flow types 0x%" PRIx64 ", reta %u)\n", p->port_id,
-		       di->flow_type_rss_offloads, di->reta_size);
-		return;
+	printf("dpdk: port %u: %s ", p->port_id, what);
+	for (unsigned i = 0; i < n; i++)
+		printf("%02x", k[i]);
+	printf("\n");
+}
+
+/* After start: program the RETA (entry i -> queue i % nb_queues), then read
+ * the key and the RETA back and compare them with what was set, because
+ * the steering of active opens (dp_rss_pick_port) computes the NIC's
+ * choice itself and a silent difference would send replies to the wrong
+ * worker.  A port that cannot be read falls back to software steering
+ * (p->rss false); a port that reads back something else is an error. */
+static int rss_program_and_check(struct dp_port *p, const struct rte_eth_dev_info *di,
+				 const uint8_t *key, unsigned keylen)
+{
+	unsigned n = di->reta_size;
+	unsigned groups = (n + RTE_ETH_RETA_GROUP_SIZE - 1) / RTE_ETH_RETA_GROUP_SIZE;
+	struct rte_eth_rss_reta_entry64 *re = calloc(groups, sizeof(*re));
+	if (!re)
+		return -1;
+	for (unsigned i = 0; i < n; i++) {
+		re[i / RTE_ETH_RETA_GROUP_SIZE].mask |= 1ull << (i % RTE_ETH_RETA_GROUP_SIZE);
+		re[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] =
+			(uint16_t)(i % p->nb_queues);
 	}
-	uint8_t key[64] = { 0 };
-	struct rte_eth_rss_conf rc = { .rss_key = key, .rss_key_len = sizeof(key) };
-	if (di->hash_key_size && di->hash_key_size <= sizeof(key))
-		rc.rss_key_len = di->hash_key_size;
-	if (rte_eth_dev_rss_hash_conf_get(p->port_id, &rc) == 0) {
-		printf("dpdk: port %u: RSS hf 0x%" PRIx64 " key ", p->port_id, rc.rss_hf);
-		for (unsigned i = 0; i < rc.rss_key_len; i++)
-			printf("%02x", key[i]);
-		printf("\n");
-	} else {
-		printf("dpdk: port %u: RSS key not readable\n", p->port_id);
+	int rc = rte_eth_dev_rss_reta_update(p->port_id, re, (uint16_t)n);
+	bool programmed = rc == 0;
+	if (!programmed)
+		printf("dpdk: port %u: RETA update: %s; using the port's own\n", p->port_id,
+		       rte_strerror(-rc));
+	for (unsigned g = 0; g < groups; g++) {
+		memset(re[g].reta, 0xff, sizeof(re[g].reta));
 	}
-	unsigned groups = (di->reta_size + RTE_ETH_RETA_GROUP_SIZE - 1) / RTE_ETH_RETA_GROUP_SIZE;
-	struct rte_eth_rss_reta_entry64 *reta = calloc(groups, sizeof(*reta));
-	if (!reta)
-		return;
-	for (unsigned g = 0; g < groups; g++)
-		reta[g].mask = UINT64_MAX;
-	if (rte_eth_dev_rss_reta_query(p->port_id, reta, di->reta_size) == 0) {
-		printf("dpdk: port %u: RETA (%u):", p->port_id, di->reta_size);
-		for (unsigned i = 0; i < di->reta_size; i++)
-			printf(" %u",
-			       reta[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE]);
-		printf("\n");
-	} else {
-		printf("dpdk: port %u: RETA not readable\n", p->port_id);
+	rc = rte_eth_dev_rss_reta_query(p->port_id, re, (uint16_t)n);
+	if (rc != 0) {
+		printf("dpdk: port %u: RETA not readable (%s): software steering\n", p->port_id,
+		       rte_strerror(-rc));
+		free(re);
+		return 1;
 	}
-	free(reta);
+	int bad = -1;
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t q = re[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE];
+		p->reta[i] = q;
+		if (bad < 0 && (q >= p->nb_queues || (programmed && q != i % p->nb_queues)))
+			bad = (int)i;
+	}
+	free(re);
+	printf("dpdk: port %u: RETA (%u):", p->port_id, n);
+	for (unsigned i = 0; i < n; i++)
+		printf(" %u", p->reta[i]);
+	printf("\n");
+	if (bad >= 0) {
+		fprintf(stderr,
+			"dpdk: port %u: RETA read back differs: entry %d is %u, set %u (%u "
+			"queues)\n",
+			p->port_id, bad, p->reta[bad], (unsigned)bad % p->nb_queues, p->nb_queues);
+		return -1;
+	}
+
+	uint8_t got[64];
+	memset(got, 0, sizeof(got));
+	struct rte_eth_rss_conf rc2 = { .rss_key = got, .rss_key_len = (uint8_t)keylen };
+	rc = rte_eth_dev_rss_hash_conf_get(p->port_id, &rc2);
+	if (rc != 0) {
+		printf("dpdk: port %u: RSS key not readable (%s): software steering\n", p->port_id,
+		       rte_strerror(-rc));
+		return 1;
+	}
+	if (memcmp(got, key, keylen) != 0) {
+		/* Some PMDs (net_null) ignore the key given at configure
+		 * time: set it explicitly once, then it must read back. */
+		struct rte_eth_rss_conf up = { .rss_key = (uint8_t *)(uintptr_t)key,
+					       .rss_key_len = (uint8_t)keylen,
+					       .rss_hf =
+						       rc2.rss_hf | RTE_ETH_RSS_NONFRAG_IPV4_TCP };
+		rc = rte_eth_dev_rss_hash_update(p->port_id, &up);
+		if (rc != 0)
+			printf("dpdk: port %u: RSS key update: %s\n", p->port_id,
+			       rte_strerror(-rc));
+		memset(got, 0, sizeof(got));
+		rc2 = (struct rte_eth_rss_conf){ .rss_key = got, .rss_key_len = (uint8_t)keylen };
+		rc = rte_eth_dev_rss_hash_conf_get(p->port_id, &rc2);
+		if (rc != 0)
+			memset(got, 0, sizeof(got));
+	}
+	log_key("RSS key read back", p, got, keylen);
+	if (memcmp(got, key, keylen) != 0) {
+		log_key("RSS key set", p, key, keylen);
+		fprintf(stderr, "dpdk: port %u: the RSS key read back differs from the key set\n",
+			p->port_id);
+		return -1;
+	}
+	if (!(rc2.rss_hf & RTE_ETH_RSS_NONFRAG_IPV4_TCP)) {
+		fprintf(stderr, "dpdk: port %u: RSS hash types 0x%" PRIx64 " lack TCP/IPv4\n",
+			p->port_id, rc2.rss_hf);
+		return -1;
+	}
+	p->reta_size = (uint16_t)n;
+	p->rss = true;
+	printf("dpdk: port %u: RSS on TCP/IPv4 (hf 0x%" PRIx64 "), key and RETA verified\n",
+	       p->port_id, rc2.rss_hf);
+	return 0;
 }
 
 int dp_port_setup(struct dp_port *p, const struct dp_port_conf *conf)
@@ -186,11 +255,29 @@ int dp_port_setup(struct dp_port *p, const struct dp_port_conf *conf)
 		ec.txmode.offloads |= want_tx;
 		p->tx_csum_offload = true;
 	}
-	if (p->nb_queues > 1 && (di.flow_type_rss_offloads & RTE_ETH_RSS_NONFRAG_IPV4_TCP)) {
+	/* Our key, stretched by its own period when the port's is longer
+	 * (only the first 16 bytes matter for a TCP/IPv4 4-tuple). */
+	uint8_t key[64];
+	unsigned keylen = di.hash_key_size ? di.hash_key_size : DP_RSS_KEY_LEN;
+	for (unsigned i = 0; i < sizeof(key); i++)
+		key[i] = dp_rss_key[i % DP_RSS_KEY_LEN];
+	bool want_rss = p->nb_queues > 1 &&
+			(di.flow_type_rss_offloads & RTE_ETH_RSS_NONFRAG_IPV4_TCP) &&
+			di.reta_size > 0 && di.reta_size <= DP_RETA_MAX && keylen >= 16 &&
+			keylen <= sizeof(key);
+	if (want_rss) {
 		ec.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-		ec.rx_adv_conf.rss_conf.rss_hf =
-			di.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP);
-		p->rss = true;
+		ec.rx_adv_conf.rss_conf.rss_key = key;
+		ec.rx_adv_conf.rss_conf.rss_key_len = (uint8_t)keylen;
+		ec.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_NONFRAG_IPV4_TCP |
+						 (di.flow_type_rss_offloads & RTE_ETH_RSS_IPV4);
+		if (di.rx_offload_capa & RTE_ETH_RX_OFFLOAD_RSS_HASH)
+			ec.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_RSS_HASH;
+	} else if (p->nb_queues > 1) {
+		printf("dpdk: port %u (%s): no usable RSS (flow types 0x%" PRIx64
+		       ", RETA %u, key %u bytes): software steering\n",
+		       p->port_id, di.driver_name, di.flow_type_rss_offloads, di.reta_size,
+		       di.hash_key_size);
 	}
 	rc = rte_eth_dev_configure(p->port_id, p->nb_queues, p->nb_queues, &ec);
 	if (rc != 0) {
@@ -241,7 +328,11 @@ int dp_port_setup(struct dp_port *p, const struct dp_port_conf *conf)
 	       p->port_id, di.driver_name, p->socket, p->nb_queues, p->mac[0], p->mac[1], p->mac[2],
 	       p->mac[3], p->mac[4], p->mac[5], di.tx_offload_capa,
 	       p->tx_csum_offload ? "offloaded" : "software");
-	log_rss(p, &di);
+	if (want_rss && rss_program_and_check(p, &di, key, keylen) < 0) {
+		fflush(stdout);
+		rte_eth_dev_stop(p->port_id);
+		return -1;
+	}
 	fflush(stdout);
 	return 0;
 }
@@ -263,6 +354,8 @@ void dp_port_log_stats(const struct dp_port *p, FILE *f)
 
 void dp_port_close(struct dp_port *p)
 {
+	for (uint16_t q = 0; q < p->nb_queues; q++)
+		dp_impair_detach(p, q);
 	rte_eth_dev_stop(p->port_id);
 	rte_eth_dev_close(p->port_id);
 	for (int i = 0; i < DP_MAX_SOCKETS; i++) {

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "dataplane/dpdk/rss.h"
+
 #define DP_MAX_QUEUES 16
 #define DP_MAX_SOCKETS 8
 
@@ -49,7 +51,13 @@ struct dp_port {
 	/* Checksum offloads in use: both IPv4 and TCP on transmit, or none,
 	 * because the stack has one switch for both. */
 	bool tx_csum_offload;
-	bool rss; /* RSS configured (more than one queue and the port offers it) */
+	/* Hardware RSS on the TCP/IPv4 4-tuple with dp_rss_key and the RETA
+	 * below, both read back and checked after start.  False with one
+	 * queue, or when the port has no RSS or no RETA (net_tap reports a
+	 * RETA of 0, net_memif none): workers then steer in software. */
+	bool rss;
+	uint16_t reta_size;         /* entries in reta (0 when !rss) */
+	uint16_t reta[DP_RETA_MAX]; /* hash % reta_size -> queue */
 	struct rte_mempool *pool[DP_MAX_SOCKETS];
 };
 

@@ -5,7 +5,14 @@
  * net_tap in tests/dpdk/test_tap_echo.py) before the SMTP engine runs there.
  *
  *   tes-dpdk-echo [--addr A.B.C.D/len] [--port N] [--max-conns N]
- *                 [--no-csum-offload] -- EAL arguments
+ *                 [--no-csum-offload] [--queues N] [--impair SPEC]
+ *                 -- EAL arguments
+ *
+ * --queues N runs N workers, one queue and one stack each, on the first N
+ * enabled lcores (the EAL's -l must give at least N), with software (or
+ * hardware RSS) steering between them; every worker listens.  --impair
+ * puts seeded loss/reordering/duplication/corruption on every queue (see
+ * dataplane/dpdk/impair.h for SPEC).
  *
  * The EAL arguments must contain --no-pci (or an explicit -a list); a
  * private --file-prefix or --in-memory is added when missing.
@@ -23,6 +30,7 @@
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 
+#include "dataplane/dpdk/impair.h"
 #include "dataplane/dpdk/port.h"
 #include "dataplane/dpdk/worker.h"
 #include "dataplane/stack/stack.h"
@@ -56,14 +64,18 @@ static void echo(struct tcp_conn *c)
 		tcp_close(c);
 }
 
-static uint64_t accepted, closed_normal, closed_other;
+/* One per queue; counters written by its own lcore only. */
+struct echo_worker {
+	struct dp_worker w;
+	uint64_t accepted, closed_normal, closed_other;
+};
 
 static int app_accept(void *lctx, struct stack_listener *l, struct tcp_conn *c)
 {
-	(void)lctx;
+	struct echo_worker *ew = lctx;
 	(void)l;
-	tcp_set_ctx(c, NULL);
-	accepted++;
+	tcp_set_ctx(c, ew);
+	ew->accepted++;
 	return 0;
 }
 
@@ -75,12 +87,20 @@ static void app_readable(void *ctx, struct tcp_conn *c)
 
 static void app_closed(void *ctx, struct tcp_conn *c, enum tcp_close_reason why)
 {
-	(void)ctx;
+	struct echo_worker *ew = ctx;
 	(void)c;
 	if (why == TCP_CLOSE_NORMAL)
-		closed_normal++;
+		ew->closed_normal++;
 	else
-		closed_other++;
+		ew->closed_other++;
+}
+
+static int worker_main(void *arg)
+{
+	struct echo_worker *ew = arg;
+	dp_worker_run(&ew->w, &stop);
+	dp_worker_drain(&ew->w);
+	return 0;
 }
 
 static int parse_addr(const char *s, uint32_t *addr, uint8_t *plen)
@@ -106,7 +126,8 @@ static int parse_addr(const char *s, uint32_t *addr, uint8_t *plen)
 static void usage(void)
 {
 	fprintf(stderr, "usage: tes-dpdk-echo [--addr A.B.C.D/len] [--port N] [--max-conns N] "
-			"[--no-csum-offload] -- EAL arguments (with --no-pci)\n");
+			"[--no-csum-offload] [--queues N] [--impair SPEC] "
+			"-- EAL arguments (with --no-pci)\n");
 }
 
 int main(int argc, char **argv)
@@ -114,12 +135,17 @@ int main(int argc, char **argv)
 	uint32_t addr = 0;
 	uint8_t plen = 24;
 	unsigned port = 7, max_conns = 1024;
-	bool no_csum = false;
+	unsigned nq = 1;
+	bool no_csum = false, impair = false;
+	struct dp_impair_conf ic;
+	char ierr[160];
 	static const struct option opts[] = {
 		{ "addr", required_argument, NULL, 'a' },
 		{ "port", required_argument, NULL, 'p' },
 		{ "max-conns", required_argument, NULL, 'm' },
 		{ "no-csum-offload", no_argument, NULL, 'n' },
+		{ "queues", required_argument, NULL, 'q' },
+		{ "impair", required_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -150,6 +176,20 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			no_csum = true;
+			break;
+		case 'q':
+			nq = (unsigned)atoi(optarg);
+			if (nq < 1 || nq > DP_MAX_QUEUES) {
+				fprintf(stderr, "--queues: 1 to %d\n", DP_MAX_QUEUES);
+				return 2;
+			}
+			break;
+		case 'i':
+			if (dp_impair_parse(optarg, &ic, ierr, sizeof(ierr)) != 0) {
+				fprintf(stderr, "--impair: %s\n", ierr);
+				return 2;
+			}
+			impair = true;
 			break;
 		default:
 			usage();
@@ -189,63 +229,119 @@ int main(int argc, char **argv)
 	RTE_ETH_FOREACH_DEV (pid) {
 		break;
 	}
-	struct dp_port dport;
-	struct dp_port_conf pc = { .port_id = pid, .nb_queues = 1, .no_csum_offload = no_csum };
+	static struct dp_port dport; /* 4 KB of RETA: not on the stack */
+	struct dp_port_conf pc = { .port_id = pid,
+				   .nb_queues = (uint16_t)nq,
+				   .no_csum_offload = no_csum };
+	if (rte_lcore_count() < nq) {
+		fprintf(stderr, "--queues %u needs %u lcores (-l), %u given\n", nq, nq,
+			rte_lcore_count());
+		goto out_eal;
+	}
 	if (dp_port_setup(&dport, &pc) != 0)
 		goto out_eal;
-
-	struct dp_worker w;
-	dp_worker_init(&w, &dport, 0);
-	struct stack_config cfg;
-	stack_config_defaults(&cfg);
-	dp_worker_stack_config(&w, &cfg);
-	cfg.naddrs = 1;
-	stack_addr_ipv4(&cfg.addrs[0].addr, addr);
-	cfg.addrs[0].prefix_len = plen;
-	cfg.max_conns = max_conns;
-	cfg.rcvbuf = 65536;
-	cfg.sndbuf = 65536;
-	cfg.msl = 1000000000ULL; /* short TIME_WAIT: a test tool, not the gateway */
-	if (getrandom(cfg.hash_key, sizeof(cfg.hash_key), 0) != sizeof(cfg.hash_key) ||
-	    getrandom(cfg.isn_key, sizeof(cfg.isn_key), 0) != sizeof(cfg.isn_key)) {
-		fprintf(stderr, "getrandom failed\n");
+	struct dp_steer *steer = NULL;
+	struct echo_worker *ews = calloc(nq, sizeof(*ews));
+	if (!ews)
 		goto out_port;
+	if (nq > 1 && !(steer = dp_steer_create(&dport, nq)))
+		goto out_port;
+	if (impair) {
+		for (unsigned q = 0; q < nq; q++)
+			if (dp_impair_attach(&dport, (uint16_t)q, &ic) != 0)
+				goto out_port;
 	}
+
 	static const struct stack_app app = {
 		.accept = app_accept,
 		.readable = app_readable,
 		.writable = app_readable,
 		.closed = app_closed,
 	};
-	const char *err = NULL;
-	w.st = stack_create(&cfg, &dp_worker_io, &w, &app, &err);
-	if (!w.st) {
-		fprintf(stderr, "stack_create: %s\n", err ? err : "?");
-		goto out_port;
+	/* Worker q polls queue q on the q-th enabled lcore (port.c sets the
+	 * queues up in that order); the main lcore is worker 0. */
+	unsigned lcores[DP_MAX_QUEUES], q = 0, lc;
+	RTE_LCORE_FOREACH(lc)
+	{
+		if (q < nq)
+			lcores[q++] = lc;
 	}
-	if (!stack_listen(w.st, NULL, (uint16_t)port, 128, NULL)) {
-		fprintf(stderr, "stack_listen %u failed\n", port);
-		goto out_stack;
+	for (q = 0; q < nq; q++) {
+		struct echo_worker *ew = &ews[q];
+		dp_worker_init(&ew->w, &dport, (uint16_t)q);
+		ew->w.pool = dp_port_pool(&dport, (int)rte_lcore_to_socket_id(lcores[q]));
+		if (steer)
+			dp_worker_set_steer(&ew->w, steer, q);
+		struct stack_config cfg;
+		stack_config_defaults(&cfg);
+		dp_worker_stack_config(&ew->w, &cfg);
+		cfg.naddrs = 1;
+		stack_addr_ipv4(&cfg.addrs[0].addr, addr);
+		cfg.addrs[0].prefix_len = plen;
+		cfg.max_conns = max_conns;
+		cfg.rcvbuf = 65536;
+		cfg.sndbuf = 65536;
+		cfg.msl = 1000000000ULL; /* short TIME_WAIT: a test tool, not the gateway */
+		if (getrandom(cfg.hash_key, sizeof(cfg.hash_key), 0) != sizeof(cfg.hash_key) ||
+		    getrandom(cfg.isn_key, sizeof(cfg.isn_key), 0) != sizeof(cfg.isn_key)) {
+			fprintf(stderr, "getrandom failed\n");
+			goto out_stack;
+		}
+		const char *err = NULL;
+		ew->w.st = stack_create(&cfg, &dp_worker_io, &ew->w, &app, &err);
+		if (!ew->w.st) {
+			fprintf(stderr, "stack_create: %s\n", err ? err : "?");
+			goto out_stack;
+		}
+		if (!stack_listen(ew->w.st, NULL, (uint16_t)port, 128, ew)) {
+			fprintf(stderr, "stack_listen %u failed\n", port);
+			goto out_stack;
+		}
 	}
 	struct in_addr ia = { .s_addr = htonl(addr) };
-	printf("tes-dpdk-echo: listening on %s:%u (lcore %u)\n", inet_ntoa(ia), port,
-	       rte_lcore_id());
+	for (q = 1; q < nq; q++) {
+		if (rte_eal_remote_launch(worker_main, &ews[q], lcores[q]) != 0) {
+			fprintf(stderr, "cannot launch worker %u on lcore %u\n", q, lcores[q]);
+			atomic_store(&stop, true);
+			rte_eal_mp_wait_lcore();
+			goto out_stack;
+		}
+	}
+	printf("tes-dpdk-echo: listening on %s:%u (%u worker(s), lcore %u first)\n", inet_ntoa(ia),
+	       port, nq, rte_lcore_id());
 	fflush(stdout);
 
-	dp_worker_run(&w, &stop);
-	dp_worker_drain(&w);
+	worker_main(&ews[0]);
+	rte_eal_mp_wait_lcore();
 
+	uint64_t acc = 0, cn = 0, co = 0;
+	for (q = 0; q < nq; q++) {
+		acc += ews[q].accepted;
+		cn += ews[q].closed_normal;
+		co += ews[q].closed_other;
+	}
 	printf("tes-dpdk-echo: stopping: accepted %llu closed %llu (abnormal %llu)\n",
-	       (unsigned long long)accepted, (unsigned long long)closed_normal,
-	       (unsigned long long)closed_other);
-	dp_worker_log_stats(&w, stdout);
+	       (unsigned long long)acc, (unsigned long long)cn, (unsigned long long)co);
+	for (q = 0; q < nq; q++) {
+		if (nq > 1)
+			printf("tes-dpdk-echo: worker %u: accepted %llu\n", q,
+			       (unsigned long long)ews[q].accepted);
+		dp_worker_log_stats(&ews[q].w, stdout);
+		if (impair)
+			dp_impair_log_stats(&dport, (uint16_t)q, stdout);
+	}
 	dp_port_log_stats(&dport, stdout);
 	fflush(stdout);
 	rc = 0;
 out_stack:
-	stack_destroy(w.st);
+	for (q = 0; q < nq; q++)
+		if (ews[q].w.st)
+			stack_destroy(ews[q].w.st);
 out_port:
+	/* The rings may hold mbufs of the port's pools: empty them first. */
+	dp_steer_free(steer);
 	dp_port_close(&dport);
+	free(ews);
 out_eal:
 	dp_eal_cleanup();
 	free(eargv); /* the EAL's pointers into it are gone with the cleanup */

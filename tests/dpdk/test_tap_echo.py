@@ -5,13 +5,26 @@ The program runs the userspace stack on a DPDK tap port; this test gives the
 kernel side of the tap an address, opens 20 connections at once, pushes
 1 MB of random bytes through each in odd-sized chunks and checks that the
 same bytes come back (sha256), then stops the program with SIGTERM and checks
-that it exits 0 and logs its port counters.  Needs root and free hugepages
+that it exits 0 and logs its port counters.
+
+Program options after the program path are passed on, and change what is
+checked:
+  --queues N     N workers on N lcores over a multi-queue tap (the kernel's
+                 tun picks the queue per flow, so segments reach workers that
+                 do not own them): every worker's steering counters must be
+                 logged, steering must have moved segments, and every worker
+                 must have served connections.
+  --impair SPEC  seeded loss/reordering/duplication/corruption on the queue
+                 in both directions: the bytes must still come back
+                 identical, and the impairment counters must show drops,
+                 reorders, duplicates and corruptions in both directions.  Needs root and free hugepages
 (the tap PMD does not work under --no-huge here): exits 77 otherwise.
 Every wait is bounded; the interface is removed whatever happens.
 """
 import hashlib
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -74,12 +87,53 @@ def one_connection(addr, seed, results, idx):
     results[idx] = err
 
 
+def check_steering(out, nq):
+    """Every worker logged its counters; segments were handed between
+    workers (the kernel does not know our hash); every worker served."""
+    failed = []
+    moved = 0
+    for q in range(nq):
+        m = re.search(rf"worker queue {q}: .* steered_out (\d+) steered_in (\d+) "
+                      rf"steer_drops (\d+)", out)
+        if not m:
+            failed.append(f"no steering counters for worker {q}")
+            continue
+        moved += int(m.group(1))
+        a = re.search(rf"tes-dpdk-echo: worker {q}: accepted (\d+)", out)
+        if not a or int(a.group(1)) == 0:
+            failed.append(f"worker {q} accepted no connection")
+    if moved == 0:
+        failed.append("no segment was steered to another worker")
+    total = re.search(r"stopping: accepted (\d+)", out)
+    if not total or int(total.group(1)) != NCONN:
+        failed.append(f"accepted {total.group(1) if total else '?'} connections, "
+                      f"want {NCONN}")
+    return failed
+
+
+def check_impairment(out):
+    failed = []
+    for d in ("rx", "tx"):
+        m = re.search(rf"impair port 0 queue 0 {d}: packets (\d+) dropped (\d+) "
+                      rf"reordered (\d+) duplicated (\d+) corrupted (\d+)", out)
+        if not m:
+            failed.append(f"no {d} impairment counters")
+            continue
+        for name, v in zip(("dropped", "reordered", "duplicated", "corrupted"),
+                           m.groups()[1:]):
+            if int(v) == 0:
+                failed.append(f"{d}: nothing {name}")
+    return failed
+
+
 def main():
     if len(sys.argv) < 2:
         print("usage: test_tap_echo.py path/to/tes-dpdk-echo [program options]")
         return 2
     prog = sys.argv[1]
     extra = sys.argv[2:]  # e.g. --no-csum-offload
+    nq = int(extra[extra.index("--queues") + 1]) if "--queues" in extra else 1
+    impaired = "--impair" in extra
     if os.geteuid() != 0:
         skip("needs root (creates a tap device)")
     if hugepages_free() < 64:
@@ -90,7 +144,7 @@ def main():
     # subnet too, so two runs never route the same prefix.
     tag = os.getpid() % 100000
     iface = f"tesdp{tag}"
-    net = 5 + tag % 200
+    net = 20 + tag % 10  # 198.18.20-29.0/24: this test's share of the range
     kernel_ip = f"198.18.{net}.1"
     stack_ip = f"198.18.{net}.2"
     if iface_exists(iface):
@@ -101,7 +155,8 @@ def main():
     failed = []
     try:
         cmd = [prog, "--addr", f"{stack_ip}/24", "--port", str(PORT), *extra, "--",
-               "--no-pci", "--in-memory", "-l", "0", "--log-level=user1,info",
+               "--no-pci", "--in-memory", "-l", ",".join(str(i) for i in range(nq)),
+               "--log-level=user1,info",
                f"--vdev=net_tap0,iface={iface}"]
         print("running:", " ".join(cmd))
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -151,6 +206,10 @@ def main():
             out = f.read()
         if "port 0 counters: ipackets" not in out:
             failed.append("no port counters in the log")
+        if nq > 1:
+            failed += check_steering(out, nq)
+        if impaired:
+            failed += check_impairment(out)
     except Exception as e:  # noqa: BLE001 - report any failure, then clean up
         failed.append(f"error: {e}")
     finally:
