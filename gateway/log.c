@@ -16,9 +16,13 @@
  * ring (Vyukov's array queue: many producers, one consumer, one CAS per
  * line) for the writer thread.  A slot is smaller than a synchronous line:
  * the end of a longer line is cut. */
-#define RING_SLOTS 1024
+#define RING_SLOTS 4096
 #define SLOT_BYTES 1024
 #define WRITER_PERIOD_NS 10000000L
+#define WRITER_BUSY_NS 500000L
+/* Lines are written in batches of at most this much, so one write(2) stays
+ * atomic on a pipe (journald) and lines of other threads cannot cut in. */
+#define BATCH_BYTES 4096
 
 struct slot {
 	atomic_size_t seq;
@@ -104,29 +108,44 @@ static void write_out(const char *line, size_t len)
 	(void)r;
 }
 
-static void ring_drain(void)
+/* Empties the ring; true if it held anything. */
+static bool ring_drain(void)
 {
+	char batch[BATCH_BYTES];
+	size_t used = 0;
+	bool any = false;
 	for (;;) {
 		struct slot *c = &ring.slots[ring.head & (RING_SLOTS - 1)];
 		if (atomic_load_explicit(&c->seq, memory_order_acquire) != ring.head + 1)
 			break;
-		write_out(c->line, c->len);
+		if (used + c->len > sizeof(batch)) {
+			write_out(batch, used);
+			used = 0;
+		}
+		memcpy(batch + used, c->line, c->len); /* a slot is smaller than a batch */
+		used += c->len;
 		atomic_store_explicit(&c->seq, ring.head + RING_SLOTS, memory_order_release);
 		ring.head++;
+		any = true;
 	}
+	if (used)
+		write_out(batch, used);
 	uint64_t d = atomic_exchange(&ring.dropped, 0);
 	if (d)
 		log_msg(LOG_WARN, "log: %llu lines from poll-mode workers dropped (ring full)",
 			(unsigned long long)d);
+	return any;
 }
 
 static void *writer_main(void *arg)
 {
 	(void)arg;
+	bool busy = false;
 	while (!atomic_load(&ring.stop)) {
-		struct timespec ts = { 0, WRITER_PERIOD_NS };
+		/* back soon while lines keep coming, so the ring does not fill */
+		struct timespec ts = { 0, busy ? WRITER_BUSY_NS : WRITER_PERIOD_NS };
 		nanosleep(&ts, NULL);
-		ring_drain();
+		busy = ring_drain();
 	}
 	ring_drain();
 	return NULL;

@@ -9,7 +9,8 @@
  *
  * Threads that must not make system calls (DPDK poll-mode workers) call
  * log_thread_async(true): their lines then go into a bounded lock-free ring
- * that a writer thread (log_async_start) empties every 10 ms.  A full ring
+ * that a writer thread (log_async_start) empties every 10 ms (every 0.5 ms
+ * while lines keep coming), in writes of at most 4 KiB.  A full ring
  * drops the line and counts it; the writer reports the count.
  */
 #ifndef TES_GATEWAY_LOG_H

@@ -104,6 +104,9 @@ void dp_worker_init(struct dp_worker *w, const struct dp_port *port, uint16_t qu
 	w->queue = queue;
 	w->pool = dp_port_pool(port, (int)rte_socket_id());
 	w->tsc_hz = rte_get_tsc_hz();
+	/* ns = tsc * 1e9 / hz as one multiply and shift: this runs once or
+	 * twice per poll loop, and three 64-bit divisions showed in profiles */
+	w->ns_mult = (uint64_t)(((unsigned __int128)1000000000ULL << 32) / w->tsc_hz);
 	w->tsc0 = rte_rdtsc();
 	/* Workers start their port walks apart; any start is correct. */
 	w->port_cursor = (uint32_t)(w->tsc0 ^ (w->tsc0 >> 32)) + 4099u * queue;
@@ -121,8 +124,8 @@ void dp_worker_stack_config(const struct dp_worker *w, struct stack_config *cfg)
 uint64_t dp_worker_now(const struct dp_worker *w)
 {
 	uint64_t d = rte_rdtsc() - w->tsc0;
-	/* Split so that d * 1e9 cannot overflow however long we run. */
-	return d / w->tsc_hz * 1000000000ULL + d % w->tsc_hz * 1000000000ULL / w->tsc_hz;
+	/* 128-bit product: no overflow however long we run */
+	return (uint64_t)(((unsigned __int128)d * w->ns_mult) >> 32);
 }
 
 static void rx_one(struct dp_worker *w, struct rte_mbuf *m, uint64_t now)

@@ -52,6 +52,7 @@ struct dp_worker {
 	struct rte_mempool *pool;
 	struct stack *st;
 	uint64_t tsc_hz, tsc0;
+	uint64_t ns_mult; /* ns per TSC tick, 32.32 fixed point */
 	/* Optional, once per loop iteration before the stack flushes (the
 	 * application's own polling). */
 	void (*poll)(void *arg, uint64_t now);
