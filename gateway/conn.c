@@ -51,7 +51,7 @@ struct gw_conn {
 	bool blocked;             /* engine output did not fit the transport */
 	bool close_after_flush;
 	char peer[INET6_ADDRSTRLEN + 8];     /* "192.0.2.1:25", logs and envelope */
-	char peer_lit[INET6_ADDRSTRLEN + 8]; /* "[192.0.2.1]" for the engine */
+	char peer_lit[INET6_ADDRSTRLEN + 8]; /* "192.0.2.1", "IPv6:2001:db8::1": the engine */
 	struct kio_post post;
 	struct smtp_reply verdict;
 	struct timespec submitted; /* for the delivery latency histogram */
@@ -770,8 +770,8 @@ struct gw_conn *gw_conn_open(struct gw *g, const struct gw_transport *tp, void *
 	kio_format_addr(peer, gc->peer, sizeof(gc->peer), true);
 	char addr[INET6_ADDRSTRLEN + 1];
 	kio_format_addr(peer, addr, sizeof(addr), false);
-	snprintf(gc->peer_lit, sizeof(gc->peer_lit), strchr(addr, ':') ? "[IPv6:%s]" : "[%s]",
-		 addr);
+	/* the engine adds the brackets of the address literal (RFC 5321 4.1.3) */
+	snprintf(gc->peer_lit, sizeof(gc->peer_lit), strchr(addr, ':') ? "IPv6:%s" : "%s", addr);
 	gc->s = smtp_session_new(g->p.smtp, &g->hooks, gc, gc->peer_lit);
 	if (!gc->s) {
 		free(gc);

@@ -64,8 +64,10 @@ class Delivery(GatewayTest):
                 b"", b"last line"]
         msg = message(b"plain test", body)
         with self.smtp() as s:
-            code, _ = s.ehlo("client.example.org")
+            code, text = s.ehlo("client.example.org")
             self.assertEqual(code, 250)
+            # the client's address literal, bracketed once (RFC 5321 4.1.3)
+            self.assertIn(b"Hello client.example.org [127.0.0.1]", text.splitlines()[0])
             refused = s.sendmail("sender@example.com", ["rcpt@example.net"], msg)
             self.assertEqual(refused, {})
         [(mid, eml, env)] = self.wait_messages(1)
