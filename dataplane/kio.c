@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dataplane/srclimit.h"
+
 #define KIO_BUFSZ 16384
 _Static_assert(KIO_INBUF == KIO_BUFSZ && KIO_OUTBUF == KIO_BUFSZ,
 	       "one buffer pool serves input and output");
@@ -111,15 +113,6 @@ struct kio_worker {
 	uint8_t scratch[KIO_BUFSZ];
 };
 
-/* Per-source counts, shared by all workers: an exact limit costs one
- * uncontended lock per accept and per close, never per packet.  Open
- * addressing with backward-shift deletion; sized to twice max_conns, so it
- * cannot fill (a source in it has at least one connection). */
-struct srcent {
-	uint8_t key[16];
-	uint32_t count;
-};
-
 struct kio {
 	struct kio_config cfg;
 	struct kio_ops ops;
@@ -134,10 +127,7 @@ struct kio {
 	atomic_bool stop_req;
 	_Atomic uint64_t stop_at; /* monotonic ms */
 
-	pthread_mutex_t src_lock;
-	struct srcent *src;
-	uint32_t src_mask;
-	uint64_t seed[2];
+	struct srclimit *src; /* connections per source, all workers */
 };
 
 #define STAT_ADD(w, field, n) \
@@ -210,70 +200,6 @@ void kio_format_addr(const struct sockaddr_storage *ss, char *buf, size_t len, b
 		snprintf(buf, len, "[%s]:%u", a, port);
 	else
 		snprintf(buf, len, "%s:%u", a, port);
-}
-
-/* ---- per-source table ---- */
-
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
-
-static uint32_t src_slot(const struct kio *k, const uint8_t key[16])
-{
-	uint64_t a, b;
-	memcpy(&a, key, 8);
-	memcpy(&b, key + 8, 8);
-	return (uint32_t)(mix64(a ^ k->seed[0]) ^ mix64(b ^ k->seed[1])) & k->src_mask;
-}
-
-static bool src_acquire(struct kio *k, const uint8_t key[16])
-{
-	bool ok = true;
-	pthread_mutex_lock(&k->src_lock);
-	uint32_t i = src_slot(k, key);
-	while (k->src[i].count && memcmp(k->src[i].key, key, 16) != 0)
-		i = (i + 1) & k->src_mask;
-	if (k->src[i].count >= k->cfg.max_conns_source) {
-		ok = false;
-	} else {
-		memcpy(k->src[i].key, key, 16);
-		k->src[i].count++;
-	}
-	pthread_mutex_unlock(&k->src_lock);
-	return ok;
-}
-
-static void src_release(struct kio *k, const uint8_t key[16])
-{
-	pthread_mutex_lock(&k->src_lock);
-	uint32_t i = src_slot(k, key);
-	while (k->src[i].count && memcmp(k->src[i].key, key, 16) != 0)
-		i = (i + 1) & k->src_mask;
-	if (k->src[i].count == 0 || --k->src[i].count > 0) {
-		pthread_mutex_unlock(&k->src_lock);
-		return;
-	}
-	/* Backward-shift deletion keeps every probe chain unbroken. */
-	uint32_t j = i;
-	for (;;) {
-		j = (j + 1) & k->src_mask;
-		if (k->src[j].count == 0)
-			break;
-		uint32_t h = src_slot(k, k->src[j].key);
-		bool stays = (i <= j) ? (i < h && h <= j) : (i < h || h <= j);
-		if (stays)
-			continue;
-		k->src[i] = k->src[j];
-		i = j;
-	}
-	k->src[i].count = 0;
-	pthread_mutex_unlock(&k->src_lock);
 }
 
 /* ---- pools ---- */
@@ -389,7 +315,7 @@ static void conn_close(struct kio_conn *c, enum kio_close_reason why)
 	kl_del(&c->dirty);
 	kl_del(&c->resume);
 	if (c->src_counted)
-		src_release(k, c->srckey);
+		srclimit_release(k->src, c->srckey);
 	atomic_fetch_sub(&k->nconns, 1);
 	w->nconns--;
 	buf_put(w, c->in);
@@ -643,7 +569,7 @@ static void accept_one(struct kio_worker *w, int fd, const struct sockaddr_stora
 	}
 	uint8_t key[16];
 	source_key(ss, key);
-	if (k->cfg.max_conns_source && !src_acquire(k, key)) {
+	if (k->cfg.max_conns_source && !srclimit_acquire(k->src, key)) {
 		atomic_fetch_sub(&k->nconns, 1);
 		STAT_ADD(w, refused_source, 1);
 		refuse_fd(fd, k->refuse_source);
@@ -654,7 +580,7 @@ static void accept_one(struct kio_worker *w, int fd, const struct sockaddr_stora
 	ev.data.ptr = c;
 	if (!c || epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
 		if (k->cfg.max_conns_source)
-			src_release(k, key);
+			srclimit_release(k->src, key);
 		atomic_fetch_sub(&k->nconns, 1);
 		STAT_ADD(w, accept_errors, 1);
 		if (c)
@@ -1038,22 +964,12 @@ struct kio *kio_create(const struct kio_config *cfg, const struct kio_ops *ops, 
 	if (k->cfg.backlog <= 0)
 		k->cfg.backlog = 1024;
 	k->nworkers = cfg->workers;
-	pthread_mutex_init(&k->src_lock, NULL);
-	if (getrandom(k->seed, sizeof(k->seed), GRND_NONBLOCK) != sizeof(k->seed)) {
-		k->seed[0] = mix64((uint64_t)time(NULL));
-		k->seed[1] = mix64((uint64_t)getpid() ^ (uint64_t)(uintptr_t)k);
-	}
-	uint32_t size = 64;
-	while (size < 2ull * cfg->max_conns && size < (1u << 30))
-		size <<= 1;
-	k->src_mask = size - 1;
-	k->src = calloc(size, sizeof(*k->src));
+	k->src = srclimit_new(cfg->max_conns, cfg->max_conns_source);
 	k->w = calloc(k->nworkers, sizeof(*k->w));
 	if (!k->src || !k->w) {
 		snprintf(err, errlen, "out of memory");
-		free(k->src);
+		srclimit_free(k->src);
 		free(k->w);
-		pthread_mutex_destroy(&k->src_lock);
 		free(k);
 		return NULL;
 	}
@@ -1098,9 +1014,8 @@ struct kio *kio_create(const struct kio_config *cfg, const struct kio_ops *ops, 
 fail:
 	for (unsigned i = 0; i < made; i++)
 		worker_release(&k->w[i]);
-	free(k->src);
+	srclimit_free(k->src);
 	free(k->w);
-	pthread_mutex_destroy(&k->src_lock);
 	free(k);
 	return NULL;
 }
@@ -1175,9 +1090,8 @@ void kio_destroy(struct kio *k)
 		run_posts(&k->w[i]);
 		worker_release(&k->w[i]);
 	}
-	free(k->src);
+	srclimit_free(k->src);
 	free(k->w);
-	pthread_mutex_destroy(&k->src_lock);
 	free(k);
 }
 

@@ -21,6 +21,7 @@
 #include "dataplane/dpdk/impair.h"
 #include "dataplane/dpdk/port.h"
 #include "dataplane/dpdk/worker.h"
+#include "dataplane/srclimit.h"
 #include "dataplane/stack/stack.h"
 #include "enforce/build.h"
 #include "enforce/decide.h"
@@ -81,11 +82,6 @@ struct dpw {
 	char pad[64];
 };
 
-struct srcent {
-	uint8_t key[16];
-	uint32_t count;
-};
-
 struct dpgw {
 	struct dpgw_params p;
 	char refuse_global[KIO_LINE_MAX];
@@ -101,90 +97,10 @@ struct dpgw {
 	atomic_bool stop_req;
 	atomic_uint stop_gen;
 	atomic_uint grace_ms;
-	/* Per-source counts shared by the workers: an exact limit for the
-	 * price of a spinlock taken at accept and close, never per packet.
-	 * Open addressing with backward-shift deletion, twice max_conns. */
-	atomic_flag src_lock;
-	struct srcent *src;
-	uint32_t src_mask;
-	uint64_t seed[2];
+	struct srclimit *src; /* connections per source, all workers */
 	bool launched;
 	bool impaired;
 };
-
-/* ---- per-source table (the same keys as kio: an IPv4 address) ---- */
-
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
-
-static uint32_t src_slot(const struct dpgw *d, const uint8_t key[16])
-{
-	uint64_t a, b;
-	memcpy(&a, key, 8);
-	memcpy(&b, key + 8, 8);
-	return (uint32_t)(mix64(a ^ d->seed[0]) ^ mix64(b ^ d->seed[1])) & d->src_mask;
-}
-
-static void src_lock(struct dpgw *d)
-{
-	while (atomic_flag_test_and_set_explicit(&d->src_lock, memory_order_acquire))
-		rte_pause();
-}
-
-static void src_unlock(struct dpgw *d)
-{
-	atomic_flag_clear_explicit(&d->src_lock, memory_order_release);
-}
-
-static bool src_acquire(struct dpgw *d, const uint8_t key[16])
-{
-	bool ok = true;
-	src_lock(d);
-	uint32_t i = src_slot(d, key);
-	while (d->src[i].count && memcmp(d->src[i].key, key, 16) != 0)
-		i = (i + 1) & d->src_mask;
-	if (d->src[i].count >= d->p.max_conns_source) {
-		ok = false;
-	} else {
-		memcpy(d->src[i].key, key, 16);
-		d->src[i].count++;
-	}
-	src_unlock(d);
-	return ok;
-}
-
-static void src_release(struct dpgw *d, const uint8_t key[16])
-{
-	src_lock(d);
-	uint32_t i = src_slot(d, key);
-	while (d->src[i].count && memcmp(d->src[i].key, key, 16) != 0)
-		i = (i + 1) & d->src_mask;
-	if (d->src[i].count == 0 || --d->src[i].count > 0) {
-		src_unlock(d);
-		return;
-	}
-	/* Backward-shift deletion keeps every probe chain unbroken. */
-	uint32_t hole = i, j = i;
-	for (;;) {
-		j = (j + 1) & d->src_mask;
-		if (d->src[j].count == 0)
-			break;
-		uint32_t home = src_slot(d, d->src[j].key);
-		if (((j - home) & d->src_mask) >= ((j - hole) & d->src_mask)) {
-			d->src[hole] = d->src[j];
-			hole = j;
-		}
-	}
-	d->src[hole].count = 0;
-	src_unlock(d);
-}
 
 /* ---- connections ---- */
 
@@ -235,7 +151,7 @@ static void conn_free(struct dconn *dc, enum kio_close_reason why)
 		dc->next->prev = dc->prev;
 	w->nconns--;
 	if (dc->src_counted)
-		src_release(d, dc->srckey);
+		srclimit_release(d->src, dc->srckey);
 	if (dc->counted)
 		atomic_fetch_sub(&d->nconns, 1);
 	free(dc);
@@ -415,7 +331,7 @@ static int a_accept(void *lctx, struct stack_listener *l, struct tcp_conn *c)
 		return 0;
 	}
 	if (d->p.max_conns_source) {
-		if (!src_acquire(d, dc->srckey)) {
+		if (!srclimit_acquire(d->src, dc->srckey)) {
 			STAT_ADD(w, refused_source);
 			refuse(dc, d->refuse_source);
 			return 0;
@@ -669,7 +585,7 @@ static int parse_addr(const char *s, uint32_t *addr, uint8_t *plen)
 
 static void free_all(struct dpgw *d)
 {
-	free(d->src);
+	srclimit_free(d->src);
 	free(d->w);
 	free(d->eal_buf);
 	free(d);
@@ -713,18 +629,12 @@ struct dpgw *dpgw_start(const struct dpgw_params *p)
 		 p->refuse_global ? p->refuse_global : "");
 	snprintf(d->refuse_source, sizeof(d->refuse_source), "%s",
 		 p->refuse_source ? p->refuse_source : "");
-	atomic_flag_clear(&d->src_lock);
-	uint32_t slots = 16;
-	while (slots < 2u * (p->max_conns ? p->max_conns : 1) && slots < (1u << 30))
-		slots <<= 1;
-	d->src = calloc(slots, sizeof(*d->src));
+	d->src = p->max_conns_source ? srclimit_new(p->max_conns, p->max_conns_source) : NULL;
 	d->w = calloc(p->workers, sizeof(*d->w));
-	if (!d->src || !d->w ||
-	    getrandom(d->seed, sizeof(d->seed), 0) != (ssize_t)sizeof(d->seed)) {
+	if ((p->max_conns_source && !d->src) || !d->w) {
 		free_all(d);
 		return NULL;
 	}
-	d->src_mask = slots - 1;
 	d->io = dp_worker_io;
 	d->io.early_drop = early_drop;
 
