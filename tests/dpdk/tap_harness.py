@@ -42,3 +42,13 @@ def wait_for(pred, seconds, what):
             return
         time.sleep(0.05)
     raise RuntimeError(f"timed out waiting for {what}")
+
+
+def verdict(failed):
+    """The test's exit status, after listing what failed (or PASS)."""
+    for f in failed:
+        print("FAIL:", f)
+    if failed:
+        return 1
+    print("PASS")
+    return 0

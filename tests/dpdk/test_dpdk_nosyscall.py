@@ -24,7 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap_harness import hugepages_free, iface_exists, ip, skip, wait_for  # noqa: E402
+from tap_harness import hugepages_free, iface_exists, ip, skip, verdict, wait_for  # noqa: E402
 
 PORT = 2525
 IO_TIMEOUT = 60.0
@@ -231,12 +231,7 @@ shutdown_grace = 10
         sys.stdout.write("--- tesgate output (tail) ---\n" + log.read()[-6000:])
         log.close()
         shutil.rmtree(work, ignore_errors=True)
-    for f in failed:
-        print("FAIL:", f)
-    if failed:
-        return 1
-    print("PASS")
-    return 0
+    return verdict(failed)
 
 
 if __name__ == "__main__":

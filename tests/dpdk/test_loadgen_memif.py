@@ -29,7 +29,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap_harness import hugepages_free, skip, wait_for  # noqa: E402
+from tap_harness import hugepages_free, skip, verdict, wait_for  # noqa: E402
 
 PORT = 2525
 NET = "198.18.31"  # helper H3's range
@@ -283,12 +283,7 @@ def main():
                 sys.stdout.write(f"--- {gw.logpath} ---\n" + gw.text()[-5000:])
         shutil.rmtree(work, ignore_errors=True)
 
-    for f in failed:
-        print("FAIL:", f)
-    if failed:
-        return 1
-    print("PASS")
-    return 0
+    return verdict(failed)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap_harness import hugepages_free, iface_exists, ip, skip, wait_for  # noqa: E402
+from tap_harness import hugepages_free, iface_exists, ip, skip, verdict, wait_for  # noqa: E402
 
 NCONN = 20
 NBYTES = 1 << 20
@@ -226,12 +226,7 @@ def main():
         log.close()
         os.unlink(log.name)
 
-    for f in failed:
-        print("FAIL:", f)
-    if failed:
-        return 1
-    print("PASS")
-    return 0
+    return verdict(failed)
 
 
 if __name__ == "__main__":

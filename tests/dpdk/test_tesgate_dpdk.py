@@ -42,7 +42,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap_harness import hugepages_free, iface_exists, ip, skip, wait_for  # noqa: E402
+from tap_harness import hugepages_free, iface_exists, ip, skip, verdict, wait_for  # noqa: E402
 
 PORT = 2525
 IO_TIMEOUT = 60.0
@@ -758,12 +758,7 @@ def main():
         except Exception as e:  # noqa: BLE001 - report, go on with the next
             failed.append(f"{name}: {e!r}")
             print(f"FAIL: {name}: {e!r}", flush=True)
-    for f in failed:
-        print("FAIL:", f)
-    if failed:
-        return 1
-    print("PASS")
-    return 0
+    return verdict(failed)
 
 
 if __name__ == "__main__":
