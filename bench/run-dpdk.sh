@@ -132,22 +132,8 @@ cleanup()
 }
 trap cleanup EXIT
 
-free_port()
-{
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port()
-{
-	local _
-	for _ in $(seq 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	die "nothing listens on port $1"
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TCK=$(getconf CLK_TCK)
 GW_IP=198.18.30.1 DPORT=2525
 
@@ -237,30 +223,12 @@ wait_port "$kport"
 echo "server tesgate-kernel: taskset -c 0 $TESGATE -c $work/kernel/tesgate.conf --listen 127.0.0.1:$kport"
 
 # (c) smtp-sink.
-sink_port=$(free_port)
-taskset -c 0 "$SINK" -u nobody "127.0.0.1:$sink_port" 1024 >"$work/sink.log" 2>&1 &
-sink_pid=$!
-pids+=("$sink_pid")
-wait_port "$sink_port"
-echo "server smtp-sink: taskset -c 0 $SINK -u nobody 127.0.0.1:$sink_port 1024"
+start_sink "$SINK" "$work/sink.log"
 echo
 
 # -- messages for smtp-source: the Exchange header, padded ----------------
-make_msg() # size file
-{
-	python3 - "$HDR" "$1" "$2" <<'EOF'
-import sys
-hdr = open(sys.argv[1], "rb").read().replace(b"\r\n", b"\n")
-size, out = int(sys.argv[2]), sys.argv[3]
-body, i = b"", 0
-while len(hdr) + len(body) + 2 * (hdr.count(b"\n") + body.count(b"\n")) < size - 80:
-    body += b"benchmark body line %06d abcdefghijklmnopqrstuvwxyz 0123456789\n" % i
-    i += 1
-open(out, "wb").write(hdr + body)  # smtp-source sends each line with CRLF
-EOF
-}
-make_msg 2048 "$work/msg-2k"
-make_msg 65536 "$work/msg-64k"
+make_msg "$HDR" 2048 "$work/msg-2k"
+make_msg "$HDR" 65536 "$work/msg-64k"
 
 # -- one smtp-source case: prints "msgs wall_s server_cpu_s" ---------------
 run_source() # port pid mpc file count

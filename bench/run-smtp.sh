@@ -96,22 +96,8 @@ cleanup()
 }
 trap cleanup EXIT
 
-free_port()
-{
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port()
-{
-	local _
-	for _ in $(seq 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	die "nothing listens on port $1"
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TCK=$(getconf CLK_TCK)
 
 echo "== machine"
@@ -168,30 +154,12 @@ start_tesgate spool "delivery = spool"
 spool_pid=$last_pid spool_port=$last_port
 start_tesgate discard "delivery = discard" "i_understand_discard_loses_mail = yes"
 discard_pid=$last_pid discard_port=$last_port
-sink_port=$(free_port)
-taskset -c 0 "$SINK" -u nobody "127.0.0.1:$sink_port" 1024 >"$work/sink.log" 2>&1 &
-sink_pid=$!
-pids+=("$sink_pid")
-wait_port "$sink_port"
-echo "server smtp-sink: taskset -c 0 $SINK -u nobody 127.0.0.1:$sink_port 1024"
+start_sink "$SINK" "$work/sink.log"
 echo
 
 # -- messages: the Exchange header, padded to the size -------------------
-make_msg() # size file
-{
-	python3 - "$repo/tests/data/headers/ex2016-tls.hdr" "$1" "$2" <<'EOF'
-import sys
-hdr = open(sys.argv[1], "rb").read().replace(b"\r\n", b"\n")
-size, out = int(sys.argv[2]), sys.argv[3]
-body, i = b"", 0
-while len(hdr) + len(body) + 2 * (hdr.count(b"\n") + body.count(b"\n")) < size - 80:
-    body += b"benchmark body line %06d abcdefghijklmnopqrstuvwxyz 0123456789\n" % i
-    i += 1
-open(out, "wb").write(hdr + body)  # smtp-source sends each line with CRLF
-EOF
-}
-make_msg 2048 "$work/msg-2k"
-make_msg 65536 "$work/msg-64k"
+make_msg "$repo/tests/data/headers/ex2016-tls.hdr" 2048 "$work/msg-2k"
+make_msg "$repo/tests/data/headers/ex2016-tls.hdr" 65536 "$work/msg-64k"
 
 # -- one case against one server -----------------------------------------
 # prints: msgs wall_s server_cpu_s
