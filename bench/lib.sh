@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154 # work, repo, TESCONTROL, TESCTL: set by the script
 # bench/lib.sh: what the benchmark scripts share.  Sourced, not run; the
 # script defines die() and the array pids (processes to stop at exit).
 
@@ -49,4 +49,27 @@ while len(hdr) + len(body) + 2 * (hdr.count(b"\n") + body.count(b"\n")) < size -
     i += 1
 open(out, "wb").write(hdr + body)
 EOF
+}
+
+# tescontrol on CPU 0 with tenant 1 owning the given ranges, so every
+# message is enforced: sets tc_pid.  Uses $work, $repo, $TESCONTROL, $TESCTL.
+start_tescontrol() # connector-range...
+{
+	cat >"$work/tescontrol.conf" <<EOF
+state_dir = $work/tc-state
+gateway_socket = $work/gw.sock
+admin_socket = $work/adm.sock
+catalog_file = $repo/data/exchange-builds.csv
+compliance_file = $repo/data/compliance.conf
+policy_file = $repo/data/policy.conf
+log_level = warn
+EOF
+	taskset -c 0 env -u TES_ALLOW_TEST_CLOCK "$TESCONTROL" -c "$work/tescontrol.conf" \
+		>"$work/tescontrol.log" 2>&1 &
+	tc_pid=$!
+	pids+=("$tc_pid")
+	local _ r conns=()
+	for _ in $(seq 100); do [ -S "$work/adm.sock" ] && break; sleep 0.1; done
+	for r in "$@"; do conns+=(--connector "$r"); done
+	"$TESCTL" --socket "$work/adm.sock" tenant add 1 Bench "${conns[@]}" >/dev/null
 }

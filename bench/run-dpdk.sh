@@ -148,22 +148,7 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ
 echo
 
 # -- tescontrol with a tenant (enforcement on) ---------------------------
-cat >"$work/tescontrol.conf" <<EOF
-state_dir = $work/tc-state
-gateway_socket = $work/gw.sock
-admin_socket = $work/adm.sock
-catalog_file = $repo/data/exchange-builds.csv
-compliance_file = $repo/data/compliance.conf
-policy_file = $repo/data/policy.conf
-log_level = warn
-EOF
-taskset -c 0 env -u TES_ALLOW_TEST_CLOCK "$TESCONTROL" -c "$work/tescontrol.conf" \
-	>"$work/tescontrol.log" 2>&1 &
-tc_pid=$!
-pids+=("$tc_pid")
-for _ in $(seq 100); do [ -S "$work/adm.sock" ] && break; sleep 0.1; done
-"$TESCTL" --socket "$work/adm.sock" tenant add 1 Bench --connector 127.0.0.0/8 \
-	--connector 198.18.30.0/24 >/dev/null
+start_tescontrol 127.0.0.0/8 198.18.30.0/24
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
 	-keyout "$work/key.pem" -out "$work/cert.pem" -days 2 -subj /CN=mx.bench.example \
