@@ -56,9 +56,25 @@ static void sync_line(void **state)
 	capture();
 	log_msg(LOG_INFO, "hello %d", 42);
 	log_msg(LOG_DEBUG, "not shown");
+	log_msg(LOG_ERROR, "second");
 	char *out = captured();
 	assert_non_null(strstr(out, " info  hello 42\n"));
 	assert_null(strstr(out, "not shown"));
+	/* "YYYY-MM-DDTHH:MM:SS.mmmZ level " and the text, on each line */
+	for (char *l = out; *l; l = strchr(l, '\n') + 1) {
+		int y, mo, d, h, mi, sec, ms;
+		char z, lvl[8];
+		assert_int_equal(sscanf(l, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c %7s", &y, &mo, &d, &h,
+					&mi, &sec, &ms, &z, lvl),
+				 9);
+		assert_true(y >= 2024 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h < 24 &&
+			    mi < 60 && sec < 61 && ms < 1000);
+		assert_int_equal(z, 'Z');
+		assert_int_equal(l[23], 'Z');
+		assert_int_equal(l[24], ' ');
+		assert_int_equal(l[30], ' '); /* the level padded to 5 */
+	}
+	assert_non_null(strstr(out, "Z error second\n"));
 	free(out);
 }
 
