@@ -1,4 +1,4 @@
-# shellcheck shell=bash disable=SC2154 # work, repo, TESCONTROL, TESCTL: set by the script
+# shellcheck shell=bash disable=SC2154 # work, repo, TESCONTROL, TESCTL, SRC, sessions: set by the script
 # bench/lib.sh: what the benchmark scripts share.  Sourced, not run; the
 # script defines die() and the array pids (processes to stop at exit).
 
@@ -72,4 +72,22 @@ EOF
 	for _ in $(seq 100); do [ -S "$work/adm.sock" ] && break; sleep 0.1; done
 	for r in "$@"; do conns+=(--connector "$r"); done
 	"$TESCTL" --socket "$work/adm.sock" tenant add 1 Bench "${conns[@]}" >/dev/null
+}
+
+# Sends count messages of file with Postfix's smtp-source on CPU 1, $sessions
+# at a time, mpc per connection (-d keeps each session's connection: rounds
+# of sessions x mpc messages give mpc per connection).  Uses $SRC, $sessions.
+source_send() # port mpc file count
+{
+	local port=$1 mpc=$2 file=$3 count=$4 rounds r
+	local src=(taskset -c 1 timeout 300 "$SRC" -F "$file" -M bench.example -f sender@contoso.com
+		-t rcpt@example.net)
+	if [ "$mpc" = 1 ]; then
+		"${src[@]}" -s "$sessions" -m "$count" "127.0.0.1:$port" >&2
+	else
+		rounds=$((count / (sessions * mpc)))
+		for ((r = 0; r < rounds; r++)); do
+			"${src[@]}" -d -s "$sessions" -m $((sessions * mpc)) "127.0.0.1:$port" >&2
+		done
+	fi
 }

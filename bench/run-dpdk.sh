@@ -218,19 +218,10 @@ make_msg "$HDR" 65536 "$work/msg-64k"
 # -- one smtp-source case: prints "msgs wall_s server_cpu_s" ---------------
 run_source() # port pid mpc file count
 {
-	local port=$1 pid=$2 mpc=$3 file=$4 count=$5 t0 t1 c0 c1 rounds r
-	local src=(taskset -c 1 timeout 300 "$SRC" -F "$file" -M bench.example -f sender@contoso.com
-		-t rcpt@example.net)
+	local port=$1 pid=$2 mpc=$3 file=$4 count=$5 t0 t1 c0 c1
 	c0=$(cpu_ticks "$pid")
 	t0=$(date +%s.%N)
-	if [ "$mpc" = 1 ]; then
-		"${src[@]}" -s "$sessions" -m "$count" "127.0.0.1:$port" >&2
-	else
-		rounds=$((count / (sessions * mpc)))
-		for ((r = 0; r < rounds; r++)); do
-			"${src[@]}" -d -s "$sessions" -m $((sessions * mpc)) "127.0.0.1:$port" >&2
-		done
-	fi
+	source_send "$port" "$mpc" "$file" "$count"
 	t1=$(date +%s.%N)
 	c1=$(cpu_ticks "$pid")
 	echo "$count $(echo "$t1 - $t0" | bc -l) $(echo "($c1 - $c0) / $TCK" | bc -l)"

@@ -151,22 +151,11 @@ make_msg "$repo/tests/data/headers/ex2016-tls.hdr" 65536 "$work/msg-64k"
 # prints: msgs wall_s server_cpu_s
 run_case() # port pid mpc file count
 {
-	local port=$1 pid=$2 mpc=$3 file=$4 count=$5 t0 t1 c0 c1 c0tc c1tc rounds r
-	local src=(taskset -c 1 timeout 300 "$SRC" -F "$file" -M bench.example -f sender@contoso.com
-		-t rcpt@example.net)
+	local port=$1 pid=$2 mpc=$3 file=$4 count=$5 t0 t1 c0 c1 c0tc c1tc
 	c0=$(cpu_ticks "$pid")
 	c0tc=$(cpu_ticks "$tc_pid")
 	t0=$(date +%s.%N)
-	if [ "$mpc" = 1 ]; then
-		"${src[@]}" -s "$sessions" -m "$count" "127.0.0.1:$port" >&2
-	else
-		# -d: each session keeps its connection; sessions x mpc messages per
-		# round gives mpc messages per connection
-		rounds=$((count / (sessions * mpc)))
-		for ((r = 0; r < rounds; r++)); do
-			"${src[@]}" -d -s "$sessions" -m $((sessions * mpc)) "127.0.0.1:$port" >&2
-		done
-	fi
+	source_send "$port" "$mpc" "$file" "$count"
 	t1=$(date +%s.%N)
 	c1=$(cpu_ticks "$pid")
 	c1tc=$(cpu_ticks "$tc_pid")
