@@ -27,6 +27,7 @@
 #include "enforce/decide.h"
 #include "gateway/conn.h"
 #include "gateway/log.h"
+#include "gateway/nosyscall.h"
 
 /* Iterations between RCU quiescent states: often enough that the control
  * thread's synchronize_rcu never waits long, rare enough to cost nothing. */
@@ -534,6 +535,10 @@ static int worker_main(void *arg)
 	snprintf(name, sizeof(name), "tes-dp-%u", w->index);
 	pthread_setname_np(pthread_self(), name); /* for ps, perf and the tests */
 	log_thread_async(true);                   /* a log line must not be a write(2) here */
+	char err[160];
+	if (nosyscall_worker_arena(err, sizeof(err)) != 0)
+		log_msg(LOG_WARN, "worker %u: %s: its allocations may make system calls", w->index,
+			err);
 	gw_worker_start(w->d->p.g);
 	w->now = dp_worker_now(&w->w);
 	w->next_scan = w->now + SCAN_NS;

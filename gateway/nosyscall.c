@@ -4,10 +4,16 @@
  * calls in their loop, each found by tests/dpdk/test_dpdk_nosyscall.py
  * (strace on every worker thread while it carries mail).
  *
- * jemalloc: with background_thread, dirty pages are returned to the kernel
- * (madvise) by jemalloc's own threads rather than by whichever thread
- * happened to free memory.  The option is read before the first
- * allocation, so it has to be this global.
+ * jemalloc: each worker allocates from an arena of its own that never
+ * returns pages to the kernel (nosyscall_worker_arena).  Returning them is
+ * an madvise; with background_thread on, jemalloc's threads would do it,
+ * but a worker whose free makes its arena dirty while that thread sleeps
+ * wakes it (a futex), and an arena shared with other threads is a lock a
+ * worker can find held (another futex).  Both were seen.  So no
+ * background threads (the other threads purge their own arenas, which is
+ * a system call they may make), and a worker's arena keeps its peak: the
+ * memory of its connections, bounded by the connection limits, as its
+ * mbuf pools are.
  *
  * getpid: OpenSSL 3's random generator asks for the pid on every call, to
  * notice a fork, and glibc's getpid is a real system call, so each TLS
@@ -15,11 +21,48 @@
  * every library tesgate links; the pid is read once and read again in a
  * forked child, so fork detection still works.
  */
+#include "gateway/nosyscall.h"
+
+#include <jemalloc/jemalloc.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
+#include <sys/types.h>
 #include <unistd.h>
 
-const char *malloc_conf = "background_thread:true";
+/* Read before the first allocation, so it has to be this global. */
+const char *malloc_conf = "background_thread:false";
+
+int nosyscall_worker_arena(char *err, size_t errlen)
+{
+	unsigned idx;
+	size_t sz = sizeof(idx);
+	int e = mallctl("arenas.create", &idx, &sz, NULL, 0);
+	if (e) {
+		snprintf(err, errlen, "jemalloc arenas.create: %s", strerror(e));
+		return -1;
+	}
+	ssize_t never = -1;
+	char name[64];
+	const char *decay[] = { "dirty_decay_ms", "muzzy_decay_ms" };
+	for (int i = 0; i < 2; i++) {
+		snprintf(name, sizeof(name), "arena.%u.%s", idx, decay[i]);
+		e = mallctl(name, NULL, NULL, &never, sizeof(never));
+		if (e) {
+			snprintf(err, errlen, "jemalloc %s: %s", name, strerror(e));
+			return -1;
+		}
+	}
+	e = mallctl("thread.arena", NULL, NULL, &idx, sizeof(idx));
+	if (e) {
+		snprintf(err, errlen, "jemalloc thread.arena: %s", strerror(e));
+		return -1;
+	}
+	/* what the thread cached so far belongs to the arena it leaves */
+	mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+	return 0;
+}
 
 static pid_t cached_pid;
 

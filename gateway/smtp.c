@@ -83,6 +83,7 @@ struct smtp_session {
 	/* header section, kept for on_headers */
 	bool hdr_done;
 	uint32_t hdr_len;
+	uint32_t hdr_cap; /* hdr grows as the section does, to max_header_bytes + 1 */
 	char *hdr;
 
 	size_t stage_len;
@@ -245,6 +246,42 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg, const struc
 	return s;
 }
 
+/* The header buffer stays with the session for its next transaction when
+ * it is small (most are, and so a session of many messages allocates it
+ * once); a big one goes, so idle sessions do not hold max_header_bytes. */
+#define HDR_START 2048
+#define HDR_KEEP 16384
+
+static void hdr_release(struct smtp_session *s)
+{
+	if (s->hdr_cap > HDR_KEEP) {
+		free(s->hdr);
+		s->hdr = NULL;
+		s->hdr_cap = 0;
+	}
+}
+
+/* Room for n more octets and the terminating NUL; n keeps hdr_len within
+ * max_header_bytes (the callers see to it).  false: out of memory. */
+static bool hdr_reserve(struct smtp_session *s, size_t n)
+{
+	size_t need = (size_t)s->hdr_len + n + 1;
+	if (need <= s->hdr_cap)
+		return true;
+	size_t max = (size_t)s->cfg->limits.max_header_bytes + 1;
+	size_t cap = s->hdr_cap ? s->hdr_cap : HDR_START;
+	while (cap < need)
+		cap *= 2;
+	if (cap > max)
+		cap = max;
+	char *p = realloc(s->hdr, cap);
+	if (!p)
+		return false;
+	s->hdr = p;
+	s->hdr_cap = (uint32_t)cap;
+	return true;
+}
+
 static void free_envelope(struct smtp_session *s)
 {
 	for (unsigned i = 0; i < s->env.nrcpt; i++)
@@ -262,8 +299,9 @@ static void reset_transaction(struct smtp_session *s, bool aborted)
 	if (aborted && s->in_mail && s->hooks->on_abort)
 		s->hooks->on_abort(s->ctx);
 	free_envelope(s);
-	free(s->hdr);
-	s->hdr = NULL;
+	hdr_release(s);
+	if (s->hdr)
+		s->hdr[0] = '\0';
 
 	char helo[sizeof(s->env.helo)];
 	bool esmtp = s->env.esmtp;
@@ -288,6 +326,7 @@ void smtp_session_free(struct smtp_session *s)
 	if (!s)
 		return;
 	reset_transaction(s, s->phase != PH_WAIT);
+	free(s->hdr);
 	free(s);
 }
 
@@ -325,8 +364,7 @@ static void headers_complete(struct smtp_session *s, bool truncated)
 		s->refused = true;
 		s->verdict = r;
 	}
-	free(s->hdr);
-	s->hdr = NULL;
+	hdr_release(s);
 }
 
 /* One octet of message content, after unstuffing. */
@@ -336,15 +374,12 @@ static void emit(struct smtp_session *s, uint8_t c)
 	if (s->env.content_bytes > s->cfg->limits.max_message_size)
 		s->too_big = true;
 
-	if (!s->hdr_done) {
-		if (!s->hdr) {
-			s->hdr = malloc(s->cfg->limits.max_header_bytes + 1);
-			if (!s->hdr)
-				s->sink_failed = true;
-		}
-		if (s->hdr && s->hdr_len < s->cfg->limits.max_header_bytes) {
+	if (!s->hdr_done && s->hdr_len < s->cfg->limits.max_header_bytes) {
+		if (hdr_reserve(s, 1)) {
 			s->hdr[s->hdr_len++] = (char)c;
 			s->hdr[s->hdr_len] = '\0';
+		} else {
+			s->sink_failed = true;
 		}
 	}
 
@@ -380,16 +415,13 @@ static void emit_run(struct smtp_session *s, const uint8_t *p, size_t n)
 		s->too_big = true;
 		keep = before >= max ? 0 : (size_t)(max - before);
 	}
-	if (!s->hdr_done) {
-		if (!s->hdr) {
-			s->hdr = malloc(s->cfg->limits.max_header_bytes + 1);
-			if (!s->hdr)
-				s->sink_failed = true;
-		}
-		if (s->hdr) { /* the caller keeps n within the room */
+	if (!s->hdr_done) { /* the caller keeps n within the room */
+		if (hdr_reserve(s, n)) {
 			memcpy(s->hdr + s->hdr_len, p, n);
 			s->hdr_len += n;
 			s->hdr[s->hdr_len] = '\0';
+		} else {
+			s->sink_failed = true;
 		}
 	}
 	if (s->refused || s->sink_failed)

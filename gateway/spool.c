@@ -18,6 +18,7 @@
 
 #include "dataplane/kio.h"
 #include "gateway/log.h"
+#include "gateway/opool.h"
 
 /* Content is gathered in blocks of this size.  A message that fits in one
  * costs the worker no system call at all (the delivery thread creates its
@@ -28,6 +29,20 @@
 /* Delivery threads of a polling spool (the DPDK path, whose workers may
  * not make the system call a wake-up needs) look for work this often. */
 #define POLL_NS 50000
+/* Each worker's pools (gateway/opool.h): what a worker allocates for a
+ * message and a delivery thread frees goes back to that worker, so no
+ * allocator lock is shared between them.  Idle objects kept per worker,
+ * and how many it starts with. */
+#define POOL_BLOCKS_KEEP 64
+#define POOL_BLOCKS_PREFILL 16
+#define POOL_MSGS_KEEP 4096
+#define POOL_MSGS_PREFILL 64
+/* Envelope text up to this size comes from a pool too (about 25
+ * recipients); a longer one is malloc'd. */
+#define ENV_POOLED 8192
+#define POOL_ENVS_KEEP 1024
+#define POOL_ENVS_PREFILL 32
+#define NO_POOL 0xffffu
 
 enum job_kind { JOB_BLOCK, JOB_SUBMIT, JOB_ABORT, JOB_WRITTEN };
 
@@ -41,6 +56,7 @@ struct job {
 struct block {
 	struct job j;
 	struct delivery_msg *m;
+	unsigned pool; /* the worker whose pool it returns to, or NO_POOL */
 	uint64_t off;
 	size_t len;
 	uint8_t data[BLOCK_SIZE];
@@ -62,6 +78,8 @@ struct delivery_msg {
 	struct block *cur; /* the block the worker fills; NULL before content */
 	char *env;
 	size_t envlen;
+	unsigned pool; /* the worker whose pools m, its blocks and env return to */
+	bool env_pooled;
 	delivery_done_fn done;
 	void *arg;
 };
@@ -81,7 +99,9 @@ struct spool {
 	_Atomic uint64_t inflight; /* block bytes handed over, not yet written */
 	uint64_t inflight_max;
 	uint64_t counter[KIO_MAX_WORKERS]; /* each touched by its worker only */
-	struct spool_stats st;             /* atomics */
+	unsigned npools;
+	struct opool blocks[KIO_MAX_WORKERS], msgs[KIO_MAX_WORKERS], envs[KIO_MAX_WORKERS];
+	struct spool_stats st; /* atomics */
 };
 
 static void stat_add(uint64_t *f, uint64_t n)
@@ -195,9 +215,12 @@ static void push_job(struct spool *sp, struct job *j)
 static struct delivery_msg *sp_open(void *be, unsigned worker)
 {
 	struct spool *sp = be;
-	struct delivery_msg *m = calloc(1, sizeof(*m));
+	unsigned pool = worker < sp->npools ? worker : NO_POOL;
+	struct delivery_msg *m = pool != NO_POOL ? opool_get(&sp->msgs[pool]) : malloc(sizeof(*m));
 	if (!m)
 		return NULL;
+	memset(m, 0, sizeof(*m));
+	m->pool = pool;
 	m->sp = sp;
 	m->fd = -1;
 	pthread_mutex_init(&m->fdlock, NULL);
@@ -212,14 +235,27 @@ static struct delivery_msg *sp_open(void *be, unsigned worker)
 
 static struct block *block_new(struct delivery_msg *m)
 {
-	struct block *b = malloc(sizeof(*b));
+	struct block *b =
+		m->pool != NO_POOL ? opool_get(&m->sp->blocks[m->pool]) : malloc(sizeof(*b));
 	if (!b)
 		return NULL;
+	b->pool = m->pool;
 	b->j.kind = JOB_BLOCK;
 	b->m = m;
 	b->off = m->size;
 	b->len = 0;
 	return b;
+}
+
+/* Delivery threads (and the worker, for a message it never handed over). */
+static void block_release(struct spool *sp, struct block *b)
+{
+	if (!b)
+		return;
+	if (b->pool != NO_POOL)
+		opool_put(&sp->blocks[b->pool], b);
+	else
+		free(b);
 }
 
 /* A full block goes to the delivery threads, within the spool's budget of
@@ -294,13 +330,19 @@ static void sb_kv(struct strbuf *b, const char *key, const char *pre, const char
 	b->len += (size_t)sprintf(b->p + b->len, "%s\n", post);
 }
 
-static char *format_envelope(const struct delivery_msg *m, const struct smtp_envelope *env,
+static char *format_envelope(struct delivery_msg *m, const struct smtp_envelope *env,
 			     const char *peer, size_t *lenp)
 {
 	struct strbuf b;
 	b.cap = 1024 + sizeof(env->helo) + sizeof(env->mail_from) + strlen(peer) +
 		(size_t)env->nrcpt * (SMTP_PATH_MAX + 16);
-	b.p = malloc(b.cap);
+	m->env_pooled = m->pool != NO_POOL && b.cap <= ENV_POOLED;
+	if (m->env_pooled) {
+		b.cap = ENV_POOLED;
+		b.p = opool_get(&m->sp->envs[m->pool]);
+	} else {
+		b.p = malloc(b.cap);
+	}
 	b.len = 0;
 	if (!b.p)
 		return NULL;
@@ -351,12 +393,20 @@ static void wait_blocks(struct delivery_msg *m)
 		sched_yield();
 }
 
+/* Delivery threads. */
 static void msg_free(struct delivery_msg *m)
 {
-	free(m->cur);
-	free(m->env);
+	struct spool *sp = m->sp;
+	block_release(sp, m->cur);
+	if (m->env_pooled)
+		opool_put(&sp->envs[m->pool], m->env);
+	else
+		free(m->env);
 	pthread_mutex_destroy(&m->fdlock);
-	free(m);
+	if (m->pool != NO_POOL)
+		opool_put(&sp->msgs[m->pool], m);
+	else
+		free(m);
 }
 
 static void make_durable(struct delivery_msg *m)
@@ -493,7 +543,7 @@ static void run_jobs(struct spool *sp, struct job *j)
 		} else if (j->kind == JOB_ABORT) {
 			abort_msg((struct delivery_msg *)(void *)j);
 		} else {
-			free(j); /* a written block */
+			block_release(sp, (struct block *)(void *)j); /* written */
 		}
 		j = next;
 	}
@@ -614,6 +664,18 @@ struct spool *spool_open(const char *dir, unsigned nthreads, unsigned nworkers, 
 	sp->inflight_max = SPOOL_INFLIGHT_DEFAULT;
 	pthread_mutex_init(&sp->lock, NULL);
 	pthread_cond_init(&sp->cond, NULL);
+	for (; sp->npools < nworkers; sp->npools++) {
+		unsigned w = sp->npools;
+		if (opool_init(&sp->blocks[w], sizeof(struct block), POOL_BLOCKS_KEEP,
+			       POOL_BLOCKS_PREFILL) != 0 ||
+		    opool_init(&sp->msgs[w], sizeof(struct delivery_msg), POOL_MSGS_KEEP,
+			       POOL_MSGS_PREFILL) != 0 ||
+		    opool_init(&sp->envs[w], ENV_POOLED, POOL_ENVS_KEEP, POOL_ENVS_PREFILL) != 0) {
+			sp->npools++; /* what it holds is freed below */
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	}
 
 	char label[4200];
 	if (make_parents(dir) != 0) {
@@ -721,6 +783,11 @@ void spool_close(struct spool *sp)
 		close(sp->dirfd);
 	pthread_mutex_destroy(&sp->lock);
 	pthread_cond_destroy(&sp->cond);
+	for (unsigned w = 0; w < sp->npools; w++) {
+		opool_fini(&sp->blocks[w]);
+		opool_fini(&sp->msgs[w]);
+		opool_fini(&sp->envs[w]);
+	}
 	free(sp);
 }
 

@@ -160,7 +160,8 @@ shutdown_grace = 10
         for tid in tids:
             out = os.path.join(work, f"strace.{tid}")
             tracers.append((tid, out, subprocess.Popen(
-                [strace, "-qq", "-o", out, "-p", str(tid)],
+                [strace, "-qq", *(["-k"] if os.environ.get("NOSYSCALL_STACKS") else []),
+                 "-o", out, "-p", str(tid)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
         time.sleep(1.0)  # strace has attached (it stops and resumes the thread)
 
@@ -195,7 +196,18 @@ shutdown_grace = 10
             t.send_signal(signal.SIGINT)
             t.wait(timeout=10)
             with open(out) as f:
-                calls = [ln.strip() for ln in f if ln.strip() and not ln.startswith(("+++", "---"))]
+                lines = f.readlines()
+            if os.environ.get("NOSYSCALL_STACKS"):
+                # -k: each call is followed by its stack (lines starting " > ");
+                # print the stacks of calls other than the PMD's reads and writes
+                show = False
+                for ln in lines:
+                    if not ln.startswith(" > "):
+                        show = not ln.startswith(("read", "write"))
+                    if show:
+                        sys.stdout.write(ln)
+                lines = [ln for ln in lines if not ln.startswith(" > ")]
+            calls = [ln.strip() for ln in lines if ln.strip() and not ln.startswith(("+++", "---"))]
             calls, pmd = own_calls(calls, tun_fds(proc.pid))
             print(f"worker thread {tid}: {pmd} calls by the tap PMD on its tun descriptors")
             if calls:
