@@ -260,6 +260,8 @@ static double proc_cpu(int pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+#define LINGER_NS 300000000ull
+
 struct run {
 	struct lg lg;
 	struct dp_worker w;
@@ -337,12 +339,18 @@ static void on_poll(void *arg, uint64_t now)
 		progress(r);
 		r->next_report += 1000000000ull;
 	}
-	if (lg->stopping && lg->live == 0) {
+	if (lg->stopping && lg->live == 0 && !r->t_end) {
 		r->t_end = now;
 		if (lg->o.server_pid)
 			r->cpu1 = proc_cpu(lg->o.server_pid);
-		atomic_store(&loop_stop, true);
 	}
+	/* The port stays up a little after the last session, so the last
+	 * FINs and ACKs are through before the link goes: DPDK 22.11's memif
+	 * unmaps its rings on disconnect while the peer's poll loop may be
+	 * reading them (a gateway busy in its burst then faults), and a
+	 * quiet peer is in its burst for far less time. */
+	if (r->t_end && now - r->t_end >= LINGER_NS)
+		atomic_store(&loop_stop, true);
 }
 
 static void codes_text(const struct lg_stats *s, char *buf, size_t len, bool json)

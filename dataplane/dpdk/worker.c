@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include "dataplane/dpdk/worker.h"
 
+#include "dataplane/dpdk/unmap.h"
+
 #include <inttypes.h>
 #include <string.h>
 
@@ -257,8 +259,10 @@ void dp_worker_run(struct dp_worker *w, const atomic_bool *stop)
 	uint64_t last_timers = 0;
 	struct rte_ring *mine = w->steer ? w->steer->ring[w->steer_index] : NULL;
 	bool steering = w->steer && w->steer->nworkers > 1;
+	int guard = dp_unmap_guard_enter(&w->stats.loops);
 	while (!atomic_load_explicit(stop, memory_order_relaxed)) {
-		w->stats.loops++;
+		/* read by the unmap guard (unmap.h) on another thread */
+		__atomic_store_n(&w->stats.loops, w->stats.loops + 1, __ATOMIC_RELAXED);
 		uint64_t now = dp_worker_now(w);
 		/* First what the others passed on: it arrived earlier. */
 		if (mine) {
@@ -285,6 +289,7 @@ void dp_worker_run(struct dp_worker *w, const atomic_bool *stop)
 		else if (dp_impair_tx_pending(w->port->port_id, w->queue))
 			rte_eth_tx_burst(w->port->port_id, w->queue, w->tx, 0);
 	}
+	dp_unmap_guard_leave(guard);
 }
 
 void dp_worker_drain(struct dp_worker *w)

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include "dataplane/dpdk/unmap.h"
+
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GUARD_SLOTS 128
+#define GUARD_WAIT_MS 50
+
+static const uint64_t *_Atomic slots[GUARD_SLOTS];
+static _Thread_local bool in_worker;
+
+int dp_unmap_guard_enter(const uint64_t *loops)
+{
+	in_worker = true;
+	for (int i = 0; i < GUARD_SLOTS; i++) {
+		const uint64_t *expect = NULL;
+		if (atomic_compare_exchange_strong(&slots[i], &expect, loops))
+			return i;
+	}
+	return -1;
+}
+
+void dp_unmap_guard_leave(int slot)
+{
+	if (slot >= 0 && slot < GUARD_SLOTS)
+		atomic_store(&slots[slot], NULL);
+	in_worker = false;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Every running worker has finished the iteration it was in when we
+ * looked, and the one after: whatever it reads next, it read after our
+ * caller's stores (the PMD's flag) were visible. */
+static void wait_workers(void)
+{
+	const uint64_t *who[GUARD_SLOTS];
+	uint64_t seen[GUARD_SLOTS];
+	int n = 0;
+	atomic_thread_fence(memory_order_seq_cst);
+	for (int i = 0; i < GUARD_SLOTS; i++) {
+		const uint64_t *p = atomic_load(&slots[i]);
+		if (p) {
+			who[n] = p;
+			seen[n++] = __atomic_load_n(p, __ATOMIC_RELAXED);
+		}
+	}
+	if (!n)
+		return;
+	uint64_t until = mono_ms() + GUARD_WAIT_MS;
+	for (int i = 0; i < n;) {
+		/* a worker that left its slot is out of its loop */
+		bool gone = true;
+		for (int k = 0; k < GUARD_SLOTS; k++)
+			if (atomic_load(&slots[k]) == who[i])
+				gone = false;
+		if (gone || __atomic_load_n(who[i], __ATOMIC_RELAXED) >= seen[i] + 2) {
+			i++;
+			continue;
+		}
+		if (mono_ms() > until)
+			return; /* a stalled worker must not hold the caller forever */
+		sched_yield();  /* the worker may share this CPU */
+	}
+}
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TES_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TES_SANITIZED 1
+#endif
+
+/* Takes precedence over libc's for every library the program links.  Not
+ * in sanitizer builds, whose runtime must see every munmap itself. */
+#ifndef TES_SANITIZED
+int munmap(void *addr, size_t len)
+{
+	if (!in_worker)
+		wait_workers();
+	return (int)syscall(SYS_munmap, addr, len);
+}
+#else
+void dp_unmap_guard_unused(void);
+void dp_unmap_guard_unused(void)
+{
+	wait_workers();
+}
+#endif
