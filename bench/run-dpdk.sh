@@ -90,7 +90,7 @@ fi
 
 die() { echo "run-dpdk: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (hugepages; smtp-sink drops privileges to nobody)"
-for t in smtp-source smtp-sink taskset meson ninja openssl python3 bc; do
+for t in smtp-source smtp-sink taskset meson ninja openssl python3 bc curl; do
 	command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || die "$t is not installed"
 done
 [ "$perf" = 0 ] || command -v perf >/dev/null || die "--perf needs perf"
@@ -165,7 +165,7 @@ gw_conf() # name extra-lines...
 		echo "log_level = info"
 		echo "control_socket = $work/gw.sock"
 		echo "gateway_id = bench-$name"
-		echo "metrics_listen ="
+		echo "metrics_listen = ${MLISTEN:-}"
 		echo "max_connections_per_source = 0"
 		echo "max_messages_per_connection = 1000000"
 		echo "delivery = discard"
@@ -180,7 +180,9 @@ gw_conf() # name extra-lines...
 # (a) io = dpdk: two lcores, both on CPU 0: the main lcore (which only
 # waits for signals) and the worker that polls the memif port.
 MEMIF=$work/memif.sock
-gw_conf dpdk "io = dpdk" \
+# its /metrics: the worker's busy time (tes_dpdk_worker_busy_seconds_total)
+mport=$(free_port)
+MLISTEN=127.0.0.1:$mport gw_conf dpdk "io = dpdk" \
 	"dpdk_args = --no-pci --in-memory -m 256 --lcores=0@0,1@0 --file-prefix=benchgw$$ --vdev=net_memif0,role=server,socket=$MEMIF,socket-abstract=no" \
 	"dpdk_addr = $GW_IP/24" "dpdk_port = $DPORT"
 taskset -c 0 "$TESGATE" -c "$work/dpdk/tesgate.conf" >"$work/dpdk/tesgate.log" 2>&1 &
@@ -227,13 +229,34 @@ run_source() # port pid mpc file count
 	echo "$count $(echo "$t1 - $t0" | bc -l) $(echo "($c1 - $c0) / $TCK" | bc -l)"
 }
 
-# -- one tes-loadgen case: prints "ok wall_s server_cpu_s failed p50 p99" ---
+# The DPDK worker spins on its queues when they are empty, so its CPU time is
+# the wall time whatever the load; what it spends at work is the time of loop
+# iterations that received or sent packets, which it counts itself.
+busy_s()
+{
+	curl -s "http://127.0.0.1:$mport/metrics" |
+		awk '/^tes_dpdk_worker_busy_seconds_total\{/ { s += $2 } END { printf "%.6f\n", s }'
+}
+worker_ticks() # the tes-dp-0 thread's utime + stime
+{
+	local t
+	for t in /proc/"$dpdk_pid"/task/*; do
+		[ "$(cat "$t/comm" 2>/dev/null)" = tes-dp-0 ] && awk '{print $14 + $15}' "$t/stat"
+	done
+}
+
+# -- one tes-loadgen case: prints "ok wall_s server_cpu_s failed p50 p99 work_s" ---
+# work_s: the server's CPU time at work over the case: every thread's CPU
+# time but the worker's, plus the worker's CPU time in the proportion of its
+# busy time to the case's wall time (busy time is counted in wall time, and
+# the worker shares CPU 0 with the other threads: preempted, it would count
+# their time twice).
 lg_n=0
 run_lg() # case-number mpc size tls(0/1) [perf]
 {
-	local lg_n=$1 mpc=$2 size=$3 tls=$4 out json extra=()
+	local lg_n=$1 mpc=$2 size=$3 tls=$4 out json extra=() c0 c1 w0 w1 b0 b1 t0 t1 wsec
 	[ "$tls" = 1 ] && extra+=(--starttls)
-	c0=$(cpu_ticks "$dpdk_pid")
+	c0=$(cpu_ticks "$dpdk_pid") w0=$(worker_ticks) b0=$(busy_s) t0=$(date +%s.%N)
 	# A fresh client address per case: the server keeps the last case's
 	# connections in TIME_WAIT for 60 s, and a new process reusing those
 	# tuples (a different ISN key) is not always let in (docs/loadgen.md).
@@ -244,6 +267,9 @@ run_lg() # case-number mpc size tls(0/1) [perf]
 		--rcpt rcpt@example.net --json --quiet --timeout 10 --server-pid "$dpdk_pid"
 		"${extra[@]}")
 	out=$(timeout $((duration + 120)) "${cmd[@]}" 2>"$work/lg-$lg_n.err") || true
+	c1=$(cpu_ticks "$dpdk_pid") w1=$(worker_ticks) b1=$(busy_s) t1=$(date +%s.%N)
+	wsec=$(echo "hz = $(getconf CLK_TCK); (($c1 - $c0) - ($w1 - $w0)) / hz + \
+		($w1 - $w0) / hz * ($b1 - $b0) / ($t1 - $t0)" | bc -l)
 	json=$(printf '%s\n' "$out" | tail -1)
 	printf '%s\n' "$json" >"$work/lg-$lg_n.json"
 	echo "$size, $mpc msg/conn, $([ "$tls" = 1 ] && echo STARTTLS || echo plain)" >"$work/lg-$lg_n.case"
@@ -252,8 +278,8 @@ import json, sys
 s = json.loads(sys.stdin.read())
 t = s["transactions"]
 print(t["ok"], s["elapsed_s"], s["server_cpu_s"], 1 if s["failed"] else 0,
-      s["latency_us"]["p50"], s["latency_us"]["p99"])
-' 2>/dev/null || echo "0 1 0 -1 0 0"
+      s["latency_us"]["p50"], s["latency_us"]["p99"], sys.argv[1])
+' "$wsec" 2>/dev/null || echo "0 1 0 -1 0 0 1"
 	if [ "$lg_n" = 1 ]; then
 		echo "tes-loadgen command (first case): taskset is by the EAL (-l 1): ${cmd[*]}" >&2
 	fi
@@ -263,16 +289,17 @@ echo "== clients: smtp-source on CPU 1 ($sessions sessions; -s $sessions -m COUN
 echo "   -m $((sessions * 10)) repeated); tes-loadgen on lcore 1 ($lg_sessions sessions, --duration $duration)"
 echo
 
-printf '%-5s %-4s %-5s %-15s %8s %7s %9s %8s %10s %6s %6s %7s %7s\n' \
-	size m/c tls server txns wall_s txn/s cpu_s txn/cpu-s r_wall r_cpu p50_us p99_us
+printf '%-5s %-4s %-5s %-15s %8s %7s %9s %8s %10s %6s %6s %7s %10s %6s %7s %7s\n' \
+	size m/c tls server txns wall_s txn/s cpu_s txn/cpu-s r_wall r_cpu work_s txn/work-s r_work \
+	p50_us p99_us
 for size in 2k 64k; do
 	for mpc in 1 10; do
 		if [ "$size" = 2k ]; then count=$(echo "20000 * $scale / 1" | bc); else count=$(echo "8000 * $scale / 1" | bc); fi
 		count=$(((count / (sessions * 10)) * sessions * 10))
 		[ "$count" -ge $((sessions * 10)) ] || count=$((sessions * 10))
-		declare -A rate=() crate=()
+		declare -A rate=() crate=() wrate=()
 		for server in smtp-sink tesgate-kernel tesgate-dpdk tesgate-dpdk-tls; do
-			p50=- p99=- bad=0
+			p50=- p99=- bad=0 wk=
 			case $server in
 			smtp-sink)
 				read -r n wall cpu < <(run_source "$sink_port" "$sink_pid" "$mpc" "$work/msg-$size" "$count") ;;
@@ -280,22 +307,26 @@ for size in 2k 64k; do
 				read -r n wall cpu < <(run_source "$kport" "$kernel_pid" "$mpc" "$work/msg-$size" "$count") ;;
 			tesgate-dpdk)
 				lg_n=$((lg_n + 1))
-				read -r n wall cpu bad p50 p99 < <(run_lg "$lg_n" "$mpc" "$size" 0) ;;
+				read -r n wall cpu bad p50 p99 wk < <(run_lg "$lg_n" "$mpc" "$size" 0) ;;
 			tesgate-dpdk-tls)
 				[ "$dpdk_tls" = 1 ] || continue
 				lg_n=$((lg_n + 1))
-				read -r n wall cpu bad p50 p99 < <(run_lg "$lg_n" "$mpc" "$size" 1) ;;
+				read -r n wall cpu bad p50 p99 wk < <(run_lg "$lg_n" "$mpc" "$size" 1) ;;
 			esac
+			# smtp-sink and the kernel path sleep when idle: all their CPU time is work
+			[ -n "$wk" ] || wk=$cpu
 			rate[$server]=$(echo "$n / $wall" | bc -l)
 			crate[$server]=$(echo "$n / ($cpu + 0.005)" | bc -l)
+			wrate[$server]=$(echo "$n / ($wk + 0.005)" | bc -l)
 			r1=$(printf '%.2f' "$(echo "${rate[$server]} / ${rate[smtp-sink]}" | bc -l)")
 			r2=$(printf '%.2f' "$(echo "${crate[$server]} / ${crate[smtp-sink]}" | bc -l)")
+			r3=$(printf '%.2f' "$(echo "${wrate[$server]} / ${crate[smtp-sink]}" | bc -l)")
 			tls=no
 			[ "$server" = tesgate-dpdk-tls ] && tls=yes
 			label=${server%-tls}
-			printf '%-5s %-4s %-5s %-15s %8d %7.2f %9.0f %8.2f %10.0f %6s %6s %7s %7s\n' "$size" "$mpc" \
-				"$tls" "$label" "$n" "$wall" "${rate[$server]}" "$cpu" "${crate[$server]}" "$r1" "$r2" \
-				"$p50" "$p99"
+			printf '%-5s %-4s %-5s %-15s %8d %7.2f %9.0f %8.2f %10.0f %6s %6s %7.2f %10.0f %6s %7s %7s\n' \
+				"$size" "$mpc" "$tls" "$label" "$n" "$wall" "${rate[$server]}" "$cpu" \
+				"${crate[$server]}" "$r1" "$r2" "$wk" "${wrate[$server]}" "$r3" "$p50" "$p99"
 			if ! kill -0 "$dpdk_pid" 2>/dev/null; then
 				tail -30 "$work/dpdk/tesgate.log" >&2
 				die "tesgate (io = dpdk) died in the case above (its log is above)"
@@ -311,6 +342,14 @@ echo "  for tesgate-dpdk read by tes-loadgen --server-pid over its measured wind
 echo "  worker polls, so it is the wall time less what other processes took of CPU 0."
 echo "txn/cpu-s: transactions per second of server CPU time."
 echo "r_wall, r_cpu: txn/s and txn/cpu-s over smtp-sink's in the same size and m/c."
+echo "work_s: CPU seconds the server spent at work. smtp-sink and tesgate on kernel sockets"
+echo "  sleep when idle, so for them it is cpu_s. The DPDK worker spins on empty queues: its"
+echo "  work is its CPU time times the share of the case's wall time its loop spent in"
+echo "  iterations that received or sent packets (it counts them:"
+echo "  tes_dpdk_worker_busy_seconds_total), plus every other thread's CPU time; read over"
+echo "  the whole case, start-up and close of the generator's sessions included."
+echo "txn/work-s, r_work: transactions per work second, and that over smtp-sink's txn/cpu-s:"
+echo "  the server core's capacity when one generator core cannot fill it (the worker idles)."
 echo "p50/p99: tes-loadgen's latency, MAIL FROM to the 250 after the data."
 [ "$dpdk_tls" = 1 ] || echo "STARTTLS: tesgate io = dpdk did not offer it (log says starttls off): not measured."
 echo
@@ -326,7 +365,7 @@ if [ "$perf" = 1 ]; then
 		>"$work/perf-client.log" 2>&1) &
 	p1=$!
 	lg_n=$((lg_n + 1))
-	read -r n wall cpu bad p50 p99 < <(run_lg "$lg_n" 1 2k 0)
+	read -r n wall cpu bad p50 p99 _ < <(run_lg "$lg_n" 1 2k 0)
 	wait "$p0" "$p1" || true
 	echo "== perf: CPU 0 (tesgate io = dpdk) in an extra case: 2k, 1 msg/conn, plain: $n transactions in $wall s"
 	echo "perf record -C 0 -g -o perf.data -- sleep $pdur; perf report --no-children --sort dso,symbol"

@@ -201,6 +201,7 @@ static int cmd_workers_src(const struct dptel_src *s, const char *params, struct
 		add_u64(c, "rx_csum_bad", ws.rx_csum_bad);
 		add_u64(c, "rx_copied", ws.rx_copied);
 		add_u64(c, "loops", ws.loops);
+		add_u64(c, "busy_ns", ws.busy_ns);
 		add_u64(c, "steered_out", ws.steered_out);
 		add_u64(c, "steered_in", ws.steered_in);
 		add_u64(c, "steer_drops", ws.steer_drops);

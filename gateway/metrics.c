@@ -399,6 +399,16 @@ static void render_dpdk_workers(struct prom_buf *b, const struct dpgw *d)
 			prom_sample(b, fields[f].name, "worker", w, v);
 		}
 	}
+	/* seconds, as Prometheus wants time */
+	const char *busy = "tes_dpdk_worker_busy_seconds_total";
+	prom_family(b, busy, "counter",
+		    "Time in poll loop iterations that received or sent packets (the rest "
+		    "is spent polling empty queues)");
+	for (unsigned i = 0; i < n; i++) {
+		prom_printf(b, "%s{worker=\"%u\"} ", busy, i);
+		prom_double(b, (double)ws[i].busy_ns / 1e9);
+		prom_append(b, "\n", 1);
+	}
 	for (size_t f = 0; f < sizeof(stack_counters) / sizeof(stack_counters[0]); f++) {
 		prom_family(b, stack_counters[f].name, "counter", stack_counters[f].help);
 		for (unsigned i = 0; i < n; i++) {

@@ -26,6 +26,8 @@ PACKAGES=(
 	python3 swaks iproute2 ca-certificates postfix testssl.sh prometheus strace
 	# dpdk-telemetry.py, the client of DPDK's telemetry socket (io = dpdk)
 	dpdk-dev
+	# the benchmark scripts (bench/): arithmetic, /metrics, pinning
+	bc curl util-linux
 )
 
 usage()

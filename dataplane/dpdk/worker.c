@@ -260,13 +260,19 @@ void dp_worker_run(struct dp_worker *w, const atomic_bool *stop)
 	struct rte_ring *mine = w->steer ? w->steer->ring[w->steer_index] : NULL;
 	bool steering = w->steer && w->steer->nworkers > 1;
 	int guard = dp_unmap_guard_enter(&w->stats.loops);
+	uint64_t prev = dp_worker_now(w);
+	bool prev_busy = false;
 	while (!atomic_load_explicit(stop, memory_order_relaxed)) {
 		/* read by the unmap guard (unmap.h) on another thread */
 		__atomic_store_n(&w->stats.loops, w->stats.loops + 1, __ATOMIC_RELAXED);
 		uint64_t now = dp_worker_now(w);
+		if (prev_busy)
+			w->stats.busy_ns += now - prev;
+		prev = now;
+		unsigned k = 0;
 		/* First what the others passed on: it arrived earlier. */
 		if (mine) {
-			unsigned k = rte_ring_dequeue_burst(mine, (void **)rx, DP_BURST, NULL);
+			k = rte_ring_dequeue_burst(mine, (void **)rx, DP_BURST, NULL);
 			w->stats.steered_in += k;
 			input_burst(w, rx, (uint16_t)k, now);
 		}
@@ -283,10 +289,14 @@ void dp_worker_run(struct dp_worker *w, const atomic_bool *stop)
 		}
 		if (w->poll)
 			w->poll(w->poll_arg, now);
+		/* the loop's one clock reading serves here too: an iteration
+		 * takes microseconds, the stack's timers count milliseconds */
 		stack_flush(w->st, now);
+		prev_busy = k + n > 0 || w->ntx > 0;
 		if (w->ntx)
 			tx_burst(w);
-		else if (dp_impair_tx_pending(w->port->port_id, w->queue))
+		else if ((w->stats.loops & 15) == 0 &&
+			 dp_impair_tx_pending(w->port->port_id, w->queue))
 			rte_eth_tx_burst(w->port->port_id, w->queue, w->tx, 0);
 	}
 	dp_unmap_guard_leave(guard);

@@ -37,6 +37,9 @@ struct dp_worker_stats {
 	uint64_t rx_csum_bad; /* frames the NIC marked with a bad checksum */
 	uint64_t rx_copied;   /* multi-segment frames linearised */
 	uint64_t loops;
+	/* Time in loop iterations that received or sent something: the
+	 * worker's CPU time at work, as against spinning on empty queues. */
+	uint64_t busy_ns;
 	/* Software steering (all zero without a dp_steer). */
 	uint64_t steered_out; /* received here, handed to the owner's ring */
 	uint64_t steered_in;  /* taken from this worker's ring */

@@ -24,6 +24,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import time
 import tempfile
 import urllib.request
 
@@ -144,6 +145,7 @@ shutdown_grace = 5
             failed.append(what)
 
     try:
+        t_start = time.monotonic()
         proc = subprocess.Popen([prog, "-c", conf], stdout=log, stderr=subprocess.STDOUT)
         sock_path = os.path.join(runtime_dir(prefix), "dpdk_telemetry.v2")
 
@@ -233,6 +235,13 @@ shutdown_grace = 5
               f"mempool in-use gauge present and > 0 ({inuse})")
         wrx = sample(after, "tes_dpdk_worker_received_packets_total", worker="0")
         check(wrx is not None and wrx > 0, f"worker received packets > 0 ({wrx})")
+        # The worker polls all the time but worked only while the few
+        # messages above went through: busy time is above zero and a small
+        # part of its life.
+        busy = sample(after, "tes_dpdk_worker_busy_seconds_total", worker="0")
+        life = time.monotonic() - t_start
+        check(busy is not None and 0 < busy < life / 2,
+              f"worker busy time above zero and under half its {life:.1f} s ({busy} s)")
         promtool = shutil.which("promtool")
         if promtool:
             r = subprocess.run([promtool, "check", "metrics"], input=after, capture_output=True,
