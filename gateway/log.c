@@ -194,18 +194,14 @@ uint64_t log_async_dropped(void)
 	return atomic_load(&ring.dropped);
 }
 
-void log_msg(int lvl, const char *fmt, ...)
+/* The timestamp and level that start every line; returns their length.
+ * "2026-11-28T01:40:27" changes once a second: each thread keeps the last
+ * one it formatted (a busy worker logs thousands of lines a second, and
+ * gmtime_r plus a seven-field snprintf showed in profiles). */
+static size_t line_prefix(char *line, int lvl)
 {
-	if (lvl > (int)level)
-		return;
-	if (lvl < 0)
-		lvl = 0;
-	char line[2048];
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	/* "2026-11-28T01:40:27" changes once a second: each thread keeps the
-	 * last one it formatted (a busy worker logs thousands of lines a
-	 * second, and gmtime_r plus a seven-field snprintf showed in profiles) */
 	static _Thread_local time_t cached_sec = -1;
 	static _Thread_local char cached[64]; /* 19 used; room for any int */
 	if (ts.tv_sec != cached_sec) {
@@ -231,13 +227,15 @@ void log_msg(int lvl, const char *fmt, ...)
 	while (nl++ < 5) /* "%-5s" */
 		line[n++] = ' ';
 	line[n++] = ' ';
-	va_list ap;
-	va_start(ap, fmt);
-	int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
-	va_end(ap);
-	size_t len = n + (m < 0 ? 0 : (size_t)m);
-	if (len > sizeof(line) - 2)
-		len = sizeof(line) - 2; /* truncated, but still one line */
+	return n;
+}
+
+/* line holds len octets of text (at most size - 2 kept: a cut line is
+ * still one line); its newline goes after them. */
+static void line_out(char *line, size_t len, size_t size)
+{
+	if (len > size - 2)
+		len = size - 2;
 	line[len++] = '\n';
 	if (thread_async && ring.running) {
 		if (!ring_put(line, len))
@@ -245,4 +243,82 @@ void log_msg(int lvl, const char *fmt, ...)
 		return;
 	}
 	write_out(line, len);
+}
+
+void log_msg(int lvl, const char *fmt, ...)
+{
+	if (lvl > (int)level)
+		return;
+	if (lvl < 0)
+		lvl = 0;
+	char line[2048];
+	size_t n = line_prefix(line, lvl);
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	va_end(ap);
+	line_out(line, n + (m < 0 ? 0 : (size_t)m), sizeof(line));
+}
+
+/* ---- lines built piece by piece ---- */
+
+bool log_begin(struct log_line *l, int lvl)
+{
+	if (lvl > (int)level)
+		return false;
+	l->n = line_prefix(l->buf, lvl < 0 ? 0 : lvl);
+	return true;
+}
+
+/* Room for text: the last two octets are for the newline (and the cut
+ * that log_msg's vsnprintf makes). */
+void log_sn(struct log_line *l, const char *s, size_t len)
+{
+	size_t room = sizeof(l->buf) - 2 - l->n;
+	if (len > room)
+		len = room;
+	memcpy(l->buf + l->n, s, len);
+	l->n += len;
+}
+
+void log_s(struct log_line *l, const char *s)
+{
+	log_sn(l, s, strlen(s));
+}
+
+void log_c(struct log_line *l, char c)
+{
+	if (l->n < sizeof(l->buf) - 2)
+		l->buf[l->n++] = c;
+}
+
+void log_u(struct log_line *l, unsigned long long v)
+{
+	char d[24];
+	size_t i = sizeof(d);
+	do
+		d[--i] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	log_sn(l, d + i, sizeof(d) - i);
+}
+
+void log_i(struct log_line *l, long long v)
+{
+	if (v < 0) {
+		log_c(l, '-');
+		log_u(l, 0ull - (unsigned long long)v);
+	} else {
+		log_u(l, (unsigned long long)v);
+	}
+}
+
+void log_clean(struct log_line *l, const char *s, size_t max)
+{
+	for (size_t i = 0; s[i] && i < max && l->n < sizeof(l->buf) - 2; i++)
+		l->buf[l->n++] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+}
+
+void log_end(struct log_line *l)
+{
+	line_out(l->buf, l->n, sizeof(l->buf));
 }

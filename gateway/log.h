@@ -17,6 +17,7 @@
 #define TES_GATEWAY_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
@@ -44,5 +45,33 @@ uint64_t log_async_dropped(void);
 
 /* A level from dataplane code, which may not include this header: 0..3. */
 void log_msg(int lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A line built piece by piece, for the lines of every message on a busy
+ * worker (printf's format interpretation showed in the DPDK worker's
+ * profile).  The line is log_msg's: the same prefix, cut at the same
+ * length, written or queued the same way.
+ *
+ *	struct log_line l;
+ *	if (log_begin(&l, LOG_INFO)) {
+ *		log_s(&l, "message peer=");
+ *		log_s(&l, peer);
+ *		log_end(&l);
+ *	}
+ *
+ * log_begin returns false (and nothing else may be called) when the level
+ * is off.  The calling thread only. */
+struct log_line {
+	size_t n;
+	char buf[2048];
+};
+bool log_begin(struct log_line *l, int lvl);
+void log_sn(struct log_line *l, const char *s, size_t len);
+void log_s(struct log_line *l, const char *s);
+void log_c(struct log_line *l, char c);
+void log_u(struct log_line *l, unsigned long long v);
+void log_i(struct log_line *l, long long v);
+/* s with control octets (< 0x20, 0x7f) as '?', at most max octets of it. */
+void log_clean(struct log_line *l, const char *s, size_t max);
+void log_end(struct log_line *l);
 
 #endif

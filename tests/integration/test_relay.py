@@ -408,8 +408,12 @@ class RelayFull(RelayBase):
         self.assertEqual(code, 554)
         self.assertIn('5.7.1 Backend refused the message (backend: "550 5.7.1 Message '
                       'rejected as spam")', text)
-        # the connection was reset and is reused for the next message
+        # the connection was reset and is reused for the next message (once
+        # the backend has the RSET: a message sent before the relay has its
+        # reply would rightly get a second connection)
         self.backend.final_reply = lambda d: "250 2.0.0 Ok"
+        self.assertTrue(self.backend.wait_for(
+            lambda: self.pool_conns() and b"RSET" in self.pool_conns()[0].commands))
         self.assertEqual(self.send(message(b"after 5xx")), (250, ""))
         self.assertEqual(len(self.pool_conns()), 1)
         self.assertIn(b"RSET", self.pool_conns()[0].commands)

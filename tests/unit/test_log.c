@@ -159,13 +159,83 @@ static void async_without_writer(void **state)
 	free(out);
 }
 
+/* The text after "<timestamp> <level> " of each line, in order. */
+static char *body_of(char *line)
+{
+	char *p = strchr(line, ' ');
+	assert_non_null(p);
+	p = strchr(p + 1, ' ');
+	assert_non_null(p);
+	while (*p == ' ')
+		p++;
+	return p;
+}
+
+/* A line built piece by piece says what log_msg says for the same text,
+ * including where a long line is cut, and shows client text safely. */
+static void built_lines(void **state)
+{
+	(void)state;
+	log_set_level(LOG_INFO);
+	char big[3000];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	capture();
+	log_msg(LOG_INFO, "message peer=%s result=\"%d %s %s\" n=%lld u=%llu", "198.18.0.1:25", 250,
+		"2.0.0", "Ok", -42ll, 18446744073709551615ull);
+	struct log_line l;
+	assert_true(log_begin(&l, LOG_INFO));
+	log_s(&l, "message peer=");
+	log_s(&l, "198.18.0.1:25");
+	log_s(&l, " result=\"");
+	log_i(&l, 250);
+	log_c(&l, ' ');
+	log_s(&l, "2.0.0");
+	log_c(&l, ' ');
+	log_sn(&l, "Ok!", 2);
+	log_s(&l, "\" n=");
+	log_i(&l, -42);
+	log_s(&l, " u=");
+	log_u(&l, 18446744073709551615ull);
+	log_end(&l);
+	log_msg(LOG_WARN, "long %s", big);
+	assert_true(log_begin(&l, LOG_WARN));
+	log_s(&l, "long ");
+	log_s(&l, big);
+	log_end(&l);
+	assert_true(log_begin(&l, LOG_INFO));
+	log_s(&l, "helo=");
+	log_clean(&l,
+		  "a\r\nb\x7f"
+		  "cdef",
+		  6);
+	log_end(&l);
+	assert_false(log_begin(&l, LOG_DEBUG)); /* level off: nothing to build */
+	char *out = captured();
+
+	char *line[5] = { 0 };
+	int n = 0;
+	for (char *save = NULL, *t = strtok_r(out, "\n", &save); t && n < 5;
+	     t = strtok_r(NULL, "\n", &save))
+		line[n++] = t;
+	assert_int_equal(n, 5);
+	assert_string_equal(body_of(line[0]),
+			    "message peer=198.18.0.1:25 result=\"250 2.0.0 Ok\" n=-42 "
+			    "u=18446744073709551615");
+	assert_string_equal(body_of(line[0]), body_of(line[1]));
+	assert_true(strlen(line[2]) > 2000 && strlen(line[2]) < 2048);
+	assert_int_equal(strlen(line[2]), strlen(line[3])); /* both cut alike */
+	assert_string_equal(body_of(line[2]), body_of(line[3]));
+	assert_string_equal(body_of(line[4]), "helo=a??b?c");
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(sync_line),
-		cmocka_unit_test(async_lines),
-		cmocka_unit_test(async_long_line),
-		cmocka_unit_test(async_without_writer),
+		cmocka_unit_test(sync_line),       cmocka_unit_test(async_lines),
+		cmocka_unit_test(async_long_line), cmocka_unit_test(async_without_writer),
+		cmocka_unit_test(built_lines),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
