@@ -109,11 +109,19 @@ void smtp_config_defaults(struct smtp_config *cfg)
 	cfg->limits.max_header_bytes = 65536;
 }
 
+/* snprintf(dst, size, "%s", src) without interpreting a format: the
+ * engine copies strings for every reply, and printf showed in profiles. */
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	if (!memccpy(dst, src, '\0', size))
+		dst[size - 1] = '\0';
+}
+
 void smtp_reply_set(struct smtp_reply *r, int code, const char *enh, const char *text)
 {
 	r->code = code;
-	snprintf(r->enh, sizeof(r->enh), "%s", enh ? enh : "");
-	snprintf(r->text, sizeof(r->text), "%s", text ? text : "");
+	copy_str(r->enh, sizeof(r->enh), enh ? enh : "");
+	copy_str(r->text, sizeof(r->text), text ? text : "");
 }
 
 /* ---- output ---------------------------------------------------------- */
@@ -142,21 +150,34 @@ static void reply_line(struct smtp_session *s, int code, bool more, const char *
 		       const char *text)
 {
 	char buf[SMTP_REPLY_TEXT_MAX + 64];
-	int n;
-
-	if (enh && enh[0])
-		n = snprintf(buf, sizeof(buf), "%03d%c%s %s\r\n", code, more ? '-' : ' ', enh,
-			     text);
-	else
-		n = snprintf(buf, sizeof(buf), "%03d%c%s\r\n", code, more ? '-' : ' ', text);
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof(buf)) {
-		n = sizeof(buf) - 1;
-		buf[n - 2] = '\r';
-		buf[n - 1] = '\n';
+	/* "ddd" "-" or " ", "enh " if any, the text, CRLF; a line too long is
+	 * cut to the buffer with its CRLF kept.  Built by hand: one per reply,
+	 * and printf showed in profiles.  Codes are three digits (the engine's
+	 * own, or a hook's checked by reply_from). */
+	const size_t room = sizeof(buf) - 3; /* octets before the CRLF */
+	size_t n = 0;
+	unsigned c = code < 0 ? 0 : code > 999 ? 999 : (unsigned)code;
+	buf[n++] = (char)('0' + c / 100);
+	buf[n++] = (char)('0' + c / 10 % 10);
+	buf[n++] = (char)('0' + c % 10);
+	buf[n++] = more ? '-' : ' ';
+	if (enh && enh[0]) {
+		size_t l = strlen(enh);
+		if (l > room - n)
+			l = room - n;
+		memcpy(buf + n, enh, l);
+		n += l;
+		if (n < room)
+			buf[n++] = ' ';
 	}
-	out_raw(s, buf, (size_t)n);
+	size_t l = strlen(text);
+	if (l > room - n)
+		l = room - n;
+	memcpy(buf + n, text, l);
+	n += l;
+	buf[n++] = '\r';
+	buf[n++] = '\n';
+	out_raw(s, buf, n);
 }
 
 static bool is_protocol_error(int code)
@@ -181,7 +202,13 @@ static void reply(struct smtp_session *s, int code, const char *enh, const char 
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	if (!strchr(fmt, '%')) { /* most replies: constant text */
+		copy_str(text, sizeof(text), fmt);
+	} else if (strcmp(fmt, "%s") == 0) {
+		copy_str(text, sizeof(text), va_arg(ap, const char *));
+	} else {
+		vsnprintf(text, sizeof(text), fmt, ap);
+	}
 	va_end(ap);
 	reply_line(s, code, false, enh, text);
 	if (code >= 200 && code < 600)
@@ -209,7 +236,7 @@ static void reply_from(struct smtp_session *s, const struct smtp_reply *r)
 	if (!enh[0])
 		enh = code < 300 ? "2.0.0" : code < 500 ? "4.0.0" : "5.0.0";
 	if (!text[0])
-		snprintf(text, sizeof(text), "%s", code < 300 ? "OK" : "Refused");
+		copy_str(text, sizeof(text), code < 300 ? "OK" : "Refused");
 	reply(s, code, enh, "%s", text);
 }
 
@@ -241,7 +268,7 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg, const struc
 	s->cfg = cfg;
 	s->hooks = hooks ? hooks : &no_hooks;
 	s->ctx = ctx;
-	snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "unknown");
+	copy_str(s->peer, sizeof(s->peer), peer ? peer : "unknown");
 	s->phase = PH_CMD;
 	return s;
 }
