@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include "gateway/opool.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 
 int opool_init(struct opool *p, size_t size, unsigned keep, unsigned prefill)
@@ -65,14 +66,22 @@ static int reserve(struct opool *p)
 	return 1;
 }
 
-void opool_put(struct opool *p, void *obj)
+/* true: obj has a place among the kept; otherwise it is freed here. */
+static bool kept(struct opool *p, void *obj)
 {
 	if (!obj)
-		return;
+		return false;
 	if (!reserve(p)) {
 		free(obj);
-		return;
+		return false;
 	}
+	return true;
+}
+
+void opool_put(struct opool *p, void *obj)
+{
+	if (!kept(p, obj))
+		return;
 	struct opool_node *n = obj;
 	struct opool_node *head = atomic_load_explicit(&p->back, memory_order_relaxed);
 	do
@@ -83,12 +92,8 @@ void opool_put(struct opool *p, void *obj)
 
 void opool_put_local(struct opool *p, void *obj)
 {
-	if (!obj)
+	if (!kept(p, obj))
 		return;
-	if (!reserve(p)) {
-		free(obj);
-		return;
-	}
 	struct opool_node *n = obj;
 	n->next = p->local;
 	p->local = n;
