@@ -212,11 +212,26 @@ static void push_job(struct spool *sp, struct job *j)
 	}
 }
 
+/* An object from worker pool's pool in pools, or malloc'd when it has none
+ * (NO_POOL); give returns it the same way (obj may be NULL). */
+static void *take(struct opool *pools, unsigned pool, size_t size)
+{
+	return pool != NO_POOL ? opool_get(&pools[pool]) : malloc(size);
+}
+
+static void give(struct opool *pools, unsigned pool, void *obj)
+{
+	if (pool != NO_POOL)
+		opool_put(&pools[pool], obj);
+	else
+		free(obj);
+}
+
 static struct delivery_msg *sp_open(void *be, unsigned worker)
 {
 	struct spool *sp = be;
 	unsigned pool = worker < sp->npools ? worker : NO_POOL;
-	struct delivery_msg *m = pool != NO_POOL ? opool_get(&sp->msgs[pool]) : malloc(sizeof(*m));
+	struct delivery_msg *m = take(sp->msgs, pool, sizeof(*m));
 	if (!m)
 		return NULL;
 	memset(m, 0, sizeof(*m));
@@ -235,8 +250,7 @@ static struct delivery_msg *sp_open(void *be, unsigned worker)
 
 static struct block *block_new(struct delivery_msg *m)
 {
-	struct block *b =
-		m->pool != NO_POOL ? opool_get(&m->sp->blocks[m->pool]) : malloc(sizeof(*b));
+	struct block *b = take(m->sp->blocks, m->pool, sizeof(*b));
 	if (!b)
 		return NULL;
 	b->pool = m->pool;
@@ -245,17 +259,6 @@ static struct block *block_new(struct delivery_msg *m)
 	b->off = m->size;
 	b->len = 0;
 	return b;
-}
-
-/* Delivery threads (and the worker, for a message it never handed over). */
-static void block_release(struct spool *sp, struct block *b)
-{
-	if (!b)
-		return;
-	if (b->pool != NO_POOL)
-		opool_put(&sp->blocks[b->pool], b);
-	else
-		free(b);
 }
 
 /* A full block goes to the delivery threads, within the spool's budget of
@@ -337,12 +340,9 @@ static char *format_envelope(struct delivery_msg *m, const struct smtp_envelope 
 	b.cap = 1024 + sizeof(env->helo) + sizeof(env->mail_from) + strlen(peer) +
 		(size_t)env->nrcpt * (SMTP_PATH_MAX + 16);
 	m->env_pooled = m->pool != NO_POOL && b.cap <= ENV_POOLED;
-	if (m->env_pooled) {
+	if (m->env_pooled)
 		b.cap = ENV_POOLED;
-		b.p = opool_get(&m->sp->envs[m->pool]);
-	} else {
-		b.p = malloc(b.cap);
-	}
+	b.p = take(m->sp->envs, m->env_pooled ? m->pool : NO_POOL, b.cap);
 	b.len = 0;
 	if (!b.p)
 		return NULL;
@@ -397,16 +397,11 @@ static void wait_blocks(struct delivery_msg *m)
 static void msg_free(struct delivery_msg *m)
 {
 	struct spool *sp = m->sp;
-	block_release(sp, m->cur);
-	if (m->env_pooled)
-		opool_put(&sp->envs[m->pool], m->env);
-	else
-		free(m->env);
+	if (m->cur)
+		give(sp->blocks, m->cur->pool, m->cur);
+	give(sp->envs, m->env_pooled ? m->pool : NO_POOL, m->env);
 	pthread_mutex_destroy(&m->fdlock);
-	if (m->pool != NO_POOL)
-		opool_put(&sp->msgs[m->pool], m);
-	else
-		free(m);
+	give(sp->msgs, m->pool, m);
 }
 
 static void make_durable(struct delivery_msg *m)
@@ -543,7 +538,8 @@ static void run_jobs(struct spool *sp, struct job *j)
 		} else if (j->kind == JOB_ABORT) {
 			abort_msg((struct delivery_msg *)(void *)j);
 		} else {
-			block_release(sp, (struct block *)(void *)j); /* written */
+			struct block *b = (struct block *)(void *)j; /* written */
+			give(sp->blocks, b->pool, b);
 		}
 		j = next;
 	}

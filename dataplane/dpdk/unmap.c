@@ -34,6 +34,18 @@ void dp_unmap_guard_leave(int slot)
 	in_worker = false;
 }
 
+/* Sanitizer builds leave munmap to their runtime, which must see every
+ * call itself: the slots are kept, nothing waits. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TES_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TES_SANITIZED 1
+#endif
+
+#ifndef TES_SANITIZED
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -48,11 +60,12 @@ static void wait_workers(void)
 {
 	const uint64_t *who[GUARD_SLOTS];
 	uint64_t seen[GUARD_SLOTS];
-	int n = 0;
+	int slot[GUARD_SLOTS], n = 0;
 	atomic_thread_fence(memory_order_seq_cst);
 	for (int i = 0; i < GUARD_SLOTS; i++) {
 		const uint64_t *p = atomic_load(&slots[i]);
 		if (p) {
+			slot[n] = i;
 			who[n] = p;
 			seen[n++] = __atomic_load_n(p, __ATOMIC_RELAXED);
 		}
@@ -62,10 +75,7 @@ static void wait_workers(void)
 	uint64_t until = mono_ms() + GUARD_WAIT_MS;
 	for (int i = 0; i < n;) {
 		/* a worker that left its slot is out of its loop */
-		bool gone = true;
-		for (int k = 0; k < GUARD_SLOTS; k++)
-			if (atomic_load(&slots[k]) == who[i])
-				gone = false;
+		bool gone = atomic_load(&slots[slot[i]]) != who[i];
 		if (gone || __atomic_load_n(who[i], __ATOMIC_RELAXED) >= seen[i] + 2) {
 			i++;
 			continue;
@@ -76,28 +86,11 @@ static void wait_workers(void)
 	}
 }
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define TES_SANITIZED 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define TES_SANITIZED 1
-#endif
-
-/* Takes precedence over libc's for every library the program links.  Not
- * in sanitizer builds, whose runtime must see every munmap itself. */
-#ifndef TES_SANITIZED
+/* Takes precedence over libc's for every library the program links. */
 int munmap(void *addr, size_t len)
 {
 	if (!in_worker)
 		wait_workers();
 	return (int)syscall(SYS_munmap, addr, len);
-}
-#else
-void dp_unmap_guard_unused(void);
-void dp_unmap_guard_unused(void)
-{
-	wait_workers();
 }
 #endif
