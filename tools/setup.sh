@@ -24,6 +24,9 @@ PACKAGES=(
 	# smtp-source and temporary Postfix instances the tests start; the
 	# system instance is never configured or run, see below)
 	python3 swaks iproute2 ca-certificates postfix testssl.sh prometheus strace
+	# swaks --tls (quickstart suggests it): a Recommends, which
+	# --no-install-recommends leaves out
+	libnet-ssleay-perl
 	# dpdk-telemetry.py, the client of DPDK's telemetry socket (io = dpdk)
 	dpdk-dev
 	# the benchmark scripts (bench/): arithmetic, /metrics, pinning
