@@ -640,6 +640,8 @@ json_t *ctl_sighting_to_json(const struct ctl_sighting *s)
 		json_object_set_new(j, "source", addr_json(&s->source));
 	if (s->time)
 		json_object_set_new(j, "time", json_integer(s->time));
+	if (s->count > 1)
+		json_object_set_new(j, "count", json_integer((json_int_t)s->count));
 	return j;
 }
 
@@ -674,6 +676,12 @@ int ctl_sighting_from_json(const json_t *j, struct ctl_sighting *out, struct ctl
 		return -1;
 	if (json_object_get(j, "time") && get_time(j, "time", &s.time, err))
 		return -1;
+	s.count = 1;
+	if (json_object_get(j, "count")) {
+		if (ctl_get_int(j, "count", 1, UINT32_MAX, &x, err))
+			return -1;
+		s.count = (uint32_t)x;
+	}
 	*out = s;
 	return 0;
 }

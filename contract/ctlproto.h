@@ -156,6 +156,10 @@ struct ctl_sighting {
 	enum tes_build_class cls; /* COMPLIANT or VULNERABLE */
 	struct tes_addr source;   /* family NONE when unknown */
 	int64_t time;             /* when the message was seen; 0: unknown */
+	/* Messages this sighting stands for ("count", optional, 1 when
+	 * absent; 0 here means 1): a gateway coalesces identical sightings
+	 * within a second (gateway/sightcoal.h), and time is then the latest. */
+	uint32_t count;
 };
 json_t *ctl_sighting_to_json(const struct ctl_sighting *s);
 int ctl_sighting_from_json(const json_t *j, struct ctl_sighting *out, struct ctl_error *err);

@@ -347,9 +347,11 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 	uint32_t slot;
 	int64_t now = cp_now(cp), when;
 	enum tes_change ch;
+	uint64_t n;
 
 	*change = TES_CHANGE_NONE;
-	cp->counts.sightings++;
+	n = in->count ? in->count : 1;
+	cp->counts.sightings += n;
 	if (in->tenant_id) {
 		t = cp_tenant_find(&cp->st, in->tenant_id);
 		if (!t) {
@@ -361,10 +363,11 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 	 * one for a moment after a load. */
 	catalog_classify(cp->catalog, &in->build, &cls);
 	if (cls.family == EX_FAMILY_NONE || cls.family == EX_FAMILY_ONLINE) {
-		cp->counts.sightings_by_class[CP_SIGHT_IGNORED]++;
+		cp->counts.sightings_by_class[CP_SIGHT_IGNORED] += n;
 		return 0;
 	}
-	cp->counts.sightings_by_class[cls.compliant ? CP_SIGHT_COMPLIANT : CP_SIGHT_VULNERABLE]++;
+	cp->counts.sightings_by_class[cls.compliant ? CP_SIGHT_COMPLIANT : CP_SIGHT_VULNERABLE] +=
+		n;
 	d.cls = cls.compliant ? TES_BUILD_COMPLIANT : TES_BUILD_VULNERABLE;
 	d.family = cls.family;
 	d.build = in->build;

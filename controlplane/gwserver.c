@@ -195,7 +195,7 @@ static void handle_sighting(struct cp *cp, struct gw_conn *g, const json_t *m)
 		gw_reject(cp, g, why);
 		return;
 	}
-	g->sightings++;
+	g->sightings += s.count ? s.count : 1;
 	if (cp_apply_sighting(cp, &s, &change, msg, sizeof(msg))) {
 		cp->counts.sightings_refused++;
 		cp_info("%s: sighting of %s refused: %s", gw_name(g, name, sizeof(name)), s.fqdn,

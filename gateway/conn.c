@@ -214,7 +214,9 @@ static void enforce_at_headers(struct gw_conn *gc, const struct exdetect_result 
 		.source = gc->src,
 		.time = now,
 	};
-	snprintf(sg.fqdn, sizeof(sg.fqdn), "%s", det->server);
+	size_t n = strnlen(det->server, sizeof(sg.fqdn) - 1); /* per message: no printf */
+	memcpy(sg.fqdn, det->server, n);
+	sg.fqdn[n] = '\0';
 	if (g->p.cc && !ctlclient_sighting(g->p.cc, gc->worker, &sg))
 		STAT_ADD(g, gc->worker, sightings_dropped);
 }

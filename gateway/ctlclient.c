@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "gateway/log.h"
+#include "gateway/sightcoal.h"
 
 /* Sightings a worker may have waiting.  A worker sees at most one per
  * message, so this is seconds of mail even at full rate; beyond it they are
@@ -22,6 +23,12 @@
 #define OUT_MAX (1u << 20)    /* bytes queued towards tescontrol */
 #define OUT_LOW (OUT_MAX / 2) /* take sightings from the rings below this */
 #define POLL_MS 100
+/* While workers are sending: a ring fills in RING_SIZE messages, 13 ms at
+ * 80 000 a second, and with coalescing no ack arrives to wake us. */
+#define POLL_BUSY_MS 2
+/* Identical sightings in this window after the first are sent as one. */
+#define COALESCE_MS 1000
+#define COALESCE_SETS 1024 /* x 4 keys: distinct servers a second */
 #define COUNTERS_EVERY_MS 5000
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 10000
@@ -50,6 +57,8 @@ struct ctlclient {
 	int64_t next_counters_ms;
 	bool warned_test_clock;
 	uint64_t seq;
+	struct sightcoal *coal;
+	bool popped; /* the last pass took sightings: poll again soon */
 
 	int64_t fixed_now; /* tescontrol's test clock; 0 when following real time */
 	struct ctlclient_stats st;
@@ -81,6 +90,7 @@ void ctlclient_stats(const struct ctlclient *cc, struct ctlclient_stats *out)
 	out->rejected = __atomic_load_n(&s->rejected, __ATOMIC_RELAXED);
 	out->sightings_sent = __atomic_load_n(&s->sightings_sent, __ATOMIC_RELAXED);
 	out->acks = __atomic_load_n(&s->acks, __ATOMIC_RELAXED);
+	out->sightings_coalesced = __atomic_load_n(&s->sightings_coalesced, __ATOMIC_RELAXED);
 	out->sightings_dropped = 0;
 	for (unsigned w = 0; w < cc->p.workers; w++)
 		out->sightings_dropped += __atomic_load_n(&cc->rings[w].dropped, __ATOMIC_RELAXED);
@@ -282,6 +292,26 @@ static void reject(struct ctlclient *cc, const char *type, const struct ctl_erro
 	log_msg(LOG_WARN, "control: ignoring a %s message from tescontrol: %s", type, err->msg);
 }
 
+static void emit_sighting(void *arg, const struct ctl_sighting *s)
+{
+	struct ctlclient *cc = arg;
+	struct ctl_sighting out = *s;
+
+	if (cc->fd < 0)
+		return;
+	out.seq = ++cc->seq;
+	if (send_msg(cc, ctl_sighting_to_json(&out)))
+		STAT_INC(cc, sightings_sent);
+}
+
+/* tescontrol's view of some server may have changed: report afresh. */
+static bool changes_state(const char *type)
+{
+	return !strcmp(type, CTL_T_SERVER) || !strcmp(type, CTL_T_TENANT) ||
+	       !strcmp(type, CTL_T_DELETE) || !strcmp(type, CTL_T_POLICY) ||
+	       !strcmp(type, CTL_T_CATALOG) || !strcmp(type, CTL_T_SYNC_BEGIN);
+}
+
 static void apply(struct ctlclient *cc, json_t *msg)
 {
 	struct ctl_error err = { { 0 } };
@@ -291,6 +321,8 @@ static void apply(struct ctlclient *cc, json_t *msg)
 		reject(cc, "typeless", &err);
 		return;
 	}
+	if (changes_state(type))
+		sightcoal_reset(cc->coal, mono_ms(), emit_sighting, cc);
 	if (!strcmp(type, CTL_T_SERVER)) {
 		struct tes_server s;
 		if (ctl_server_msg_from_json(msg, &s, &err) != 0) {
@@ -417,17 +449,22 @@ static void read_in(struct ctlclient *cc)
 
 /* ---- the thread ------------------------------------------------------ */
 
-static void send_sightings(struct ctlclient *cc)
+static void send_sightings(struct ctlclient *cc, int64_t now)
 {
 	struct ctl_sighting s;
 
+	cc->popped = false;
 	for (unsigned w = 0; w < cc->p.workers; w++) {
 		while (cc->fd >= 0 && cc->out_len < OUT_LOW && ring_pop(&cc->rings[w], &s)) {
-			s.seq = ++cc->seq;
-			if (send_msg(cc, ctl_sighting_to_json(&s)))
-				STAT_INC(cc, sightings_sent);
+			cc->popped = true;
+			if (sightcoal_offer(cc->coal, &s, now))
+				emit_sighting(cc, &s);
+			else
+				STAT_INC(cc, sightings_coalesced);
 		}
 	}
+	if (cc->fd >= 0)
+		sightcoal_flush(cc->coal, now, false, emit_sighting, cc);
 }
 
 static void send_counters(struct ctlclient *cc)
@@ -459,7 +496,7 @@ static void *run(void *arg)
 		if (cc->fd < 0 && now >= cc->next_try_ms)
 			try_connect(cc);
 		if (cc->fd >= 0) {
-			send_sightings(cc);
+			send_sightings(cc, now);
 			if (cc->fd >= 0 && now >= cc->next_counters_ms) {
 				send_counters(cc);
 				cc->next_counters_ms = now + COUNTERS_EVERY_MS;
@@ -471,7 +508,8 @@ static void *run(void *arg)
 		if (cc->out_len > 0)
 			pfd.events |= POLLOUT;
 		enfstate_thread_offline();
-		int n = cc->fd >= 0 ? poll(&pfd, 1, POLL_MS) : poll(NULL, 0, POLL_MS);
+		int wait = cc->popped ? POLL_BUSY_MS : POLL_MS;
+		int n = cc->fd >= 0 ? poll(&pfd, 1, wait) : poll(NULL, 0, wait);
 		enfstate_thread_online();
 		if (n > 0 && cc->fd >= 0) {
 			if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
@@ -480,6 +518,12 @@ static void *run(void *arg)
 				flush_out(cc);
 		}
 		enfstate_quiescent();
+	}
+	if (cc->fd >= 0) {
+		/* what was held for the current second: best effort, the
+		 * socket does not block */
+		sightcoal_flush(cc->coal, mono_ms(), true, emit_sighting, cc);
+		flush_out(cc);
 	}
 	if (cc->fd >= 0) {
 		close(cc->fd);
@@ -511,7 +555,9 @@ struct ctlclient *ctlclient_start(const struct ctlclient_params *p)
 	cc->backoff_ms = BACKOFF_MIN_MS;
 	cc->rings = calloc(p->workers ? p->workers : 1, sizeof(*cc->rings));
 	cc->out = malloc(OUT_MAX);
-	if (!cc->rings || !cc->out) {
+	cc->coal = sightcoal_create(COALESCE_SETS, COALESCE_MS);
+	if (!cc->rings || !cc->out || !cc->coal) {
+		sightcoal_free(cc->coal);
 		free(cc->rings);
 		free(cc->out);
 		free(cc);
@@ -520,6 +566,7 @@ struct ctlclient *ctlclient_start(const struct ctlclient_params *p)
 	int e = pthread_create(&cc->thread, NULL, run, cc);
 	if (e != 0) {
 		log_msg(LOG_ERROR, "control: cannot start the control thread: %s", strerror(e));
+		sightcoal_free(cc->coal);
 		free(cc->rings);
 		free(cc->out);
 		free(cc);
@@ -535,6 +582,7 @@ void ctlclient_stop(struct ctlclient *cc)
 		return;
 	__atomic_store_n(&cc->stop, 1, __ATOMIC_RELAXED);
 	pthread_join(cc->thread, NULL);
+	sightcoal_free(cc->coal);
 	free(cc->rings);
 	free(cc->out);
 	free(cc);

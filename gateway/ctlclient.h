@@ -44,13 +44,14 @@ struct ctlclient_params {
 
 struct ctlclient_stats {
 	bool connected;
-	bool synced;       /* a full state has arrived since start */
-	uint64_t connects; /* connections made */
-	uint64_t syncs;    /* full states applied */
-	uint64_t updates;  /* incremental messages applied */
-	uint64_t rejected; /* messages that did not decode (logged) */
-	uint64_t sightings_sent;
-	uint64_t sightings_dropped; /* a worker's ring was full */
+	bool synced;                  /* a full state has arrived since start */
+	uint64_t connects;            /* connections made */
+	uint64_t syncs;               /* full states applied */
+	uint64_t updates;             /* incremental messages applied */
+	uint64_t rejected;            /* messages that did not decode (logged) */
+	uint64_t sightings_sent;      /* messages sent, each standing for one or more */
+	uint64_t sightings_coalesced; /* counted into another sighting (sightcoal.h) */
+	uint64_t sightings_dropped;   /* a worker's ring was full */
 	uint64_t acks;
 };
 

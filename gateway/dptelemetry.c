@@ -243,6 +243,7 @@ static int cmd_enforcement_src(const struct dptel_src *s, const char *params,
 	add_u64(d, "control_synced", cs.synced);
 	add_u64(d, "control_updates", cs.updates);
 	add_u64(d, "sightings_sent", cs.sightings_sent);
+	add_u64(d, "sightings_coalesced", cs.sightings_coalesced);
 	add_u64(d, "sightings_dropped", cs.sightings_dropped);
 	return 0;
 }

@@ -226,6 +226,10 @@ static void render_control(struct prom_buf *b, const struct gw_metrics_src *s)
 		cs.rejected);
 	counter(b, "tes_sightings_sent_total", "Exchange sightings sent to tescontrol",
 		cs.sightings_sent);
+	counter(b, "tes_sightings_coalesced_total",
+		"Exchange sightings counted into another one instead of sent (within a second of"
+		" an identical one)",
+		cs.sightings_coalesced);
 	counter(b, "tes_sightings_dropped_total",
 		"Exchange sightings dropped because a worker's queue to tescontrol was full",
 		cs.sightings_dropped);

@@ -159,6 +159,7 @@ class Traffic:
             'tes_tls_handshakes_total{result="full"}': 0,
             "tes_control_connected": 0,
             "tes_sightings_sent_total": 0,
+            "tes_sightings_coalesced_total": 0,
             "tes_sightings_dropped_total": 0,
             'tes_enforcement_table_entries{table="servers"}': 0,
             "tes_received_bytes_total": self.sent,
@@ -353,6 +354,41 @@ class Enforcement(unittest.TestCase):
         self.assertEqual(m['tes_messages_total{outcome="accepted"}'], 1)
         self.assertEqual(m["tes_sightings_dropped_total"], 0)
         self.assertEqual(m["tes_control_connects_total"], 1)
+
+    def test_sightings_coalesced_and_every_message_counted(self):
+        """Identical sightings within a second go to tescontrol as one with a
+        count: the gateway sends fewer than it saw, and tescontrol still
+        counts every message."""
+        n = 30
+        with open(EX2016, "rb") as f:
+            msg = f.read() + b"Body of a simulated Exchange message.\r\n"
+        c = Counted(self.gw.port)
+        self.assertEqual(c.reply()[0], 220)
+        self.assertEqual(c.cmd("EHLO ex16-02.contoso.local"), 250)
+        t = Traffic(self.gw.port)
+        t.testcase = self
+        for _ in range(n):
+            t.message(c, msg)
+        self.assertEqual(c.cmd("QUIT"), 221)
+        t.done(c)
+        deadline = time.monotonic() + WAIT
+        counted = None
+        while time.monotonic() < deadline:
+            counted = self.tc.ctl("status")["counts"]["sightings"]
+            if counted == n:
+                break
+            time.sleep(0.1)
+        self.assertEqual(counted, n, self.gw.log_text()[-4000:])
+        m = self.metrics()
+        self.assertEqual(m['tes_exchange_messages_total{family="2016"}'], n)
+        sent, held = m["tes_sightings_sent_total"], m["tes_sightings_coalesced_total"]
+        self.assertEqual(m["tes_sightings_dropped_total"], 0)
+        # every message was either sent or counted into one that was
+        self.assertGreaterEqual(sent, 1)
+        self.assertGreater(held, 0, f"sent {sent}, coalesced {held}")
+        self.assertLess(sent, n)
+        # tescontrol heard of the server at the first message, not a second later
+        self.assertEqual(self.tc.ctl("status")["counts"]["first_detections"], 1)
 
 
 if __name__ == "__main__":

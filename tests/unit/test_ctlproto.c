@@ -424,11 +424,26 @@ static void test_messages(void **state)
 	s.cls = TES_BUILD_VULNERABLE;
 	assert_true(tes_addr_parse("::ffff:192.0.2.1", &s.source));
 	s.time = 1704067200;
+	s.count = 1; /* what a sighting without "count" decodes to */
 	j = ctl_sighting_to_json(&s);
 	assert_string_equal(ctl_msg_type(j), CTL_T_SIGHTING);
 	assert_string_equal(json_string_value(json_object_get(j, "source")), "192.0.2.1");
+	assert_null(json_object_get(j, "count")); /* one message: none on the wire */
 	assert_int_equal(ctl_sighting_from_json(j, &sb, &err), 0);
 	assert_memory_equal(&s, &sb, sizeof(s));
+	json_decref(j);
+	/* a coalesced sighting carries its count */
+	s.count = 4000000000u;
+	j = ctl_sighting_to_json(&s);
+	assert_int_equal(json_integer_value(json_object_get(j, "count")), 4000000000);
+	assert_int_equal(ctl_sighting_from_json(j, &sb, &err), 0);
+	assert_int_equal(sb.count, 4000000000u);
+	json_object_set_new(j, "count", json_integer(0));
+	assert_int_equal(ctl_sighting_from_json(j, &sb, &err), -1);
+	assert_non_null(strstr(err.msg, "\"count\""));
+	json_object_set_new(j, "count", json_integer(1ll << 32));
+	assert_int_equal(ctl_sighting_from_json(j, &sb, &err), -1);
+	json_object_set_new(j, "count", json_integer(1));
 	json_object_set_new(j, "class", json_string("dubious"));
 	assert_int_equal(ctl_sighting_from_json(j, &sb, &err), -1);
 	assert_non_null(strstr(err.msg, "\"class\""));

@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include "gateway/sightcoal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "enforce/siphash.h"
+
+#define WAYS 4
+
+struct entry {
+	bool used;
+	uint32_t pending; /* sightings held since sent_ms */
+	int64_t sent_ms;  /* when this key last went out; INT64_MIN: window over */
+	uint64_t hash;
+	struct ctl_sighting s; /* the key, and the latest time held */
+};
+
+struct sightcoal {
+	unsigned sets;
+	int64_t window_ms;
+	struct siphash_key key;
+	struct sightcoal_stats st;
+	struct entry *e; /* sets * WAYS */
+};
+
+struct sightcoal *sightcoal_create(unsigned sets, int64_t window_ms)
+{
+	struct sightcoal *c;
+	uint8_t b[SIPHASH_KEY_LEN];
+
+	if (sets == 0 || window_ms <= 0)
+		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->e = calloc((size_t)sets * WAYS, sizeof(*c->e));
+	if (!c->e) {
+		free(c);
+		return NULL;
+	}
+	c->sets = sets;
+	c->window_ms = window_ms;
+	/* Names come off the wire: a secret key keeps a sender from aiming
+	 * them all at one set (which would only cost coalescing, but still). */
+	if (getrandom(b, sizeof(b), GRND_NONBLOCK) != (ssize_t)sizeof(b)) {
+		uint64_t x = (uint64_t)(uintptr_t)c ^ (uint64_t)window_ms * 0x9e3779b97f4a7c15ull;
+		memcpy(b, &x, 8);
+		memcpy(b + 8, &x, 8);
+	}
+	siphash_key_from_bytes(&c->key, b);
+	return c;
+}
+
+void sightcoal_free(struct sightcoal *c)
+{
+	if (!c)
+		return;
+	free(c->e);
+	free(c);
+}
+
+static uint64_t key_hash(const struct sightcoal *c, const struct ctl_sighting *s)
+{
+	/* tenant, build, family, class, source, then the name */
+	uint8_t buf[4 + sizeof(s->build.v) + 3 + sizeof(s->source.a) + TES_FQDN_MAX];
+	size_t n = 0, len = strnlen(s->fqdn, TES_FQDN_MAX);
+
+	memcpy(buf, &s->tenant_id, 4);
+	n = 4;
+	memcpy(buf + n, s->build.v, sizeof(s->build.v));
+	n += sizeof(s->build.v);
+	buf[n++] = (uint8_t)s->family;
+	buf[n++] = (uint8_t)s->cls;
+	buf[n++] = s->source.family;
+	memcpy(buf + n, s->source.a, sizeof(s->source.a));
+	n += sizeof(s->source.a);
+	memcpy(buf + n, s->fqdn, len);
+	n += len;
+	return siphash13(&c->key, buf, n);
+}
+
+static bool same_key(const struct ctl_sighting *a, const struct ctl_sighting *b)
+{
+	return a->tenant_id == b->tenant_id && a->family == b->family && a->cls == b->cls &&
+	       memcmp(a->build.v, b->build.v, sizeof(a->build.v)) == 0 &&
+	       tes_addr_equal(&a->source, &b->source) &&
+	       strncmp(a->fqdn, b->fqdn, TES_FQDN_MAX) == 0;
+}
+
+static bool window_over(const struct sightcoal *c, const struct entry *e, int64_t now_ms)
+{
+	return e->sent_ms == INT64_MIN || now_ms - e->sent_ms >= c->window_ms;
+}
+
+static uint32_t count_of(const struct ctl_sighting *s)
+{
+	return s->count ? s->count : 1;
+}
+
+static uint32_t sat_add(uint32_t a, uint32_t b)
+{
+	return a > UINT32_MAX - b ? UINT32_MAX : a + b;
+}
+
+bool sightcoal_offer(struct sightcoal *c, struct ctl_sighting *s, int64_t now_ms)
+{
+	uint64_t h = key_hash(c, s);
+	struct entry *set = c->e + (h % c->sets) * WAYS, *free_way = NULL;
+
+	c->st.offered++;
+	for (unsigned i = 0; i < WAYS; i++) {
+		struct entry *e = &set[i];
+
+		if (!e->used) {
+			if (!free_way)
+				free_way = e;
+			continue;
+		}
+		if (e->hash != h || !same_key(&e->s, s)) {
+			/* A key whose window is over and holds nothing can go. */
+			if (!free_way && e->pending == 0 && window_over(c, e, now_ms))
+				free_way = e;
+			continue;
+		}
+		if (!window_over(c, e, now_ms)) {
+			e->pending = sat_add(e->pending, count_of(s));
+			if (s->time > e->s.time)
+				e->s.time = s->time;
+			c->st.held++;
+			return false;
+		}
+		/* The window is over: this one goes out, with what was held. */
+		if (e->pending)
+			s->count = sat_add(count_of(s), e->pending);
+		if (e->s.time > s->time)
+			s->time = e->s.time;
+		e->pending = 0;
+		e->sent_ms = now_ms;
+		e->s.time = s->time;
+		return true;
+	}
+	if (!free_way) {
+		c->st.unrecorded++;
+		return true;
+	}
+	free_way->used = true;
+	free_way->pending = 0;
+	free_way->sent_ms = now_ms;
+	free_way->hash = h;
+	free_way->s = *s;
+	free_way->s.seq = 0;
+	free_way->s.count = 0;
+	return true;
+}
+
+static unsigned flush(struct sightcoal *c, int64_t now_ms, bool all, bool forget,
+		      sightcoal_emit_fn emit, void *arg)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < (size_t)c->sets * WAYS; i++) {
+		struct entry *e = &c->e[i];
+
+		if (!e->used)
+			continue;
+		if (e->pending && (all || window_over(c, e, now_ms))) {
+			struct ctl_sighting out = e->s;
+
+			out.count = e->pending;
+			e->pending = 0;
+			e->sent_ms = now_ms;
+			emit(arg, &out);
+			n++;
+		}
+		if (forget)
+			e->sent_ms = INT64_MIN;
+	}
+	return n;
+}
+
+unsigned sightcoal_flush(struct sightcoal *c, int64_t now_ms, bool all, sightcoal_emit_fn emit,
+			 void *arg)
+{
+	return flush(c, now_ms, all, false, emit, arg);
+}
+
+unsigned sightcoal_reset(struct sightcoal *c, int64_t now_ms, sightcoal_emit_fn emit, void *arg)
+{
+	return flush(c, now_ms, true, true, emit, arg);
+}
+
+void sightcoal_stats(const struct sightcoal *c, struct sightcoal_stats *out)
+{
+	*out = c->st;
+}
