@@ -169,37 +169,72 @@ static void source_key(const struct sockaddr_storage *ss, uint8_t key[16])
 	}
 }
 
+/* Decimal of v at p; returns the end.  Per connection, where inet_ntop's
+ * and snprintf's format parsing showed in profiles. */
+static char *put_u(char *p, unsigned v)
+{
+	char d[10];
+	int i = 0;
+
+	do {
+		d[i++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (i)
+		*p++ = d[--i];
+	return p;
+}
+
+static char *put_v4(char *p, const uint8_t b[4])
+{
+	for (int i = 0; i < 4; i++) {
+		if (i)
+			*p++ = '.';
+		p = put_u(p, b[i]);
+	}
+	return p;
+}
+
 void kio_format_addr(const struct sockaddr_storage *ss, char *buf, size_t len, bool with_port)
 {
-	char a[INET6_ADDRSTRLEN];
+	/* "[" v6 "]:" port */
+	char out[INET6_ADDRSTRLEN + 9], *p = out;
 	unsigned port = 0;
-	bool v6 = false;
 
 	if (len == 0)
 		return;
 	if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
-		inet_ntop(AF_INET, &sin->sin_addr, a, sizeof(a));
+		p = put_v4(p, (const uint8_t *)&sin->sin_addr);
 		port = ntohs(sin->sin_port);
 	} else if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-		if (memcmp(s6->sin6_addr.s6_addr, v4mapped_prefix, 12) == 0) {
-			inet_ntop(AF_INET, s6->sin6_addr.s6_addr + 12, a, sizeof(a));
-		} else {
-			inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
-			v6 = true;
-		}
 		port = ntohs(s6->sin6_port);
+		if (memcmp(s6->sin6_addr.s6_addr, v4mapped_prefix, 12) == 0) {
+			p = put_v4(p, s6->sin6_addr.s6_addr + 12);
+		} else {
+			if (with_port)
+				*p++ = '[';
+			inet_ntop(AF_INET6, &s6->sin6_addr, p, INET6_ADDRSTRLEN);
+			p += strlen(p);
+			if (with_port)
+				*p++ = ']';
+		}
 	} else {
-		snprintf(buf, len, "unknown");
-		return;
+		memcpy(out, "unknown", 7);
+		p = out + 7;
+		with_port = false;
 	}
-	if (!with_port)
-		snprintf(buf, len, "%s", a);
-	else if (v6)
-		snprintf(buf, len, "[%s]:%u", a, port);
-	else
-		snprintf(buf, len, "%s:%u", a, port);
+	if (with_port) {
+		*p++ = ':';
+		p = put_u(p, port);
+	}
+	*p = '\0';
+	size_t n = (size_t)(p - out);
+	if (n >= len)
+		n = len - 1;
+	memcpy(buf, out, n);
+	buf[n] = '\0';
 }
 
 /* ---- pools ---- */

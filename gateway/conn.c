@@ -809,7 +809,14 @@ struct gw_conn *gw_conn_open(struct gw *g, const struct gw_transport *tp, void *
 	char addr[INET6_ADDRSTRLEN + 1];
 	kio_format_addr(peer, addr, sizeof(addr), false);
 	/* the engine adds the brackets of the address literal (RFC 5321 4.1.3) */
-	snprintf(gc->peer_lit, sizeof(gc->peer_lit), strchr(addr, ':') ? "IPv6:%s" : "%s", addr);
+	{
+		size_t pre = strchr(addr, ':') ? 5 : 0, n = strlen(addr);
+		if (pre + n >= sizeof(gc->peer_lit))
+			n = sizeof(gc->peer_lit) - 1 - pre;
+		memcpy(gc->peer_lit, "IPv6:", pre);
+		memcpy(gc->peer_lit + pre, addr, n);
+		gc->peer_lit[pre + n] = '\0';
+	}
 	gc->s = smtp_session_new(g->p.smtp, &g->hooks, gc, gc->peer_lit);
 	if (!gc->s) {
 		free(gc);

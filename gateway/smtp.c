@@ -117,6 +117,33 @@ static void copy_str(char *dst, size_t size, const char *src)
 		dst[size - 1] = '\0';
 }
 
+/* Append src at dst[at] within size (at < size); returns the new length.
+ * The per-connection lines (greeting, EHLO) are built with these. */
+static size_t cat_str(char *dst, size_t size, size_t at, const char *src)
+{
+	if (at + 1 >= size)
+		return at;
+	char *end = memccpy(dst + at, src, '\0', size - at);
+	if (!end) {
+		dst[size - 1] = '\0';
+		return size - 1;
+	}
+	return (size_t)(end - dst) - 1;
+}
+
+static size_t cat_u64(char *dst, size_t size, size_t at, uint64_t v)
+{
+	char d[21];
+	size_t i = sizeof(d) - 1;
+
+	d[i] = '\0';
+	do {
+		d[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return cat_str(dst, size, at, d + i);
+}
+
 void smtp_reply_set(struct smtp_reply *r, int code, const char *enh, const char *text)
 {
 	r->code = code;
@@ -362,7 +389,9 @@ void smtp_start(struct smtp_session *s)
 	char text[SMTP_REPLY_TEXT_MAX];
 
 	/* no enhanced code on the greeting (RFC 2034 3.) */
-	snprintf(text, sizeof(text), "%s %s", s->cfg->hostname, s->cfg->banner);
+	size_t n = cat_str(text, sizeof(text), 0, s->cfg->hostname);
+	n = cat_str(text, sizeof(text), n, " ");
+	cat_str(text, sizeof(text), n, s->cfg->banner);
 	reply_line(s, 220, false, NULL, text);
 	s->stats.replies[2]++;
 }
@@ -895,11 +924,16 @@ static void cmd_helo(struct smtp_session *s, const char *args, bool esmtp)
 		return;
 	}
 	char line[SMTP_REPLY_TEXT_MAX];
-	snprintf(line, sizeof(line), "%s Hello %s [%s]", s->cfg->hostname, s->env.helo, s->peer);
+	size_t len = cat_str(line, sizeof(line), 0, s->cfg->hostname);
+	len = cat_str(line, sizeof(line), len, " Hello ");
+	len = cat_str(line, sizeof(line), len, s->env.helo);
+	len = cat_str(line, sizeof(line), len, " [");
+	len = cat_str(line, sizeof(line), len, s->peer);
+	cat_str(line, sizeof(line), len, "]");
 	reply_line(s, 250, true, NULL, line);
 	reply_line(s, 250, true, NULL, "PIPELINING");
-	snprintf(line, sizeof(line), "SIZE %llu",
-		 (unsigned long long)s->cfg->limits.max_message_size);
+	cat_u64(line, sizeof(line), cat_str(line, sizeof(line), 0, "SIZE "),
+		s->cfg->limits.max_message_size);
 	reply_line(s, 250, true, NULL, line);
 	reply_line(s, 250, true, NULL, "8BITMIME");
 	reply_line(s, 250, true, NULL, "ENHANCEDSTATUSCODES");
