@@ -17,14 +17,46 @@ static const uint8_t bcast_mac[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 
 /* --- Checksums (RFC 1071) --- */
 
+/* The sum of 16-bit words is the same whatever the byte order, up to a
+ * swap of its two octets at the end (RFC 1071 2.(B)), so the data is added
+ * as native 32-bit words into 64 bits: a 2 KB payload is 512 additions
+ * instead of 1024 byte-pair assemblies.  Returns sum plus the block's
+ * network-order word sum, folded to 16 bits; an odd length only at the end
+ * of the data, as before. */
 uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t n)
 {
-	size_t i = 0;
-	for (; i + 1 < n; i += 2)
-		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
-	if (i < n)
-		sum += (uint32_t)p[i] << 8;
-	return sum;
+	uint64_t acc = 0;
+	uint32_t w32;
+	uint16_t w16;
+
+	for (; n >= 16; p += 16, n -= 16) {
+		uint64_t a, b;
+		memcpy(&a, p, 8);
+		memcpy(&b, p + 8, 8);
+		acc += (a & 0xffffffffu) + (a >> 32) + (b & 0xffffffffu) + (b >> 32);
+	}
+	for (; n >= 4; p += 4, n -= 4) {
+		memcpy(&w32, p, 4);
+		acc += w32;
+	}
+	if (n >= 2) {
+		memcpy(&w16, p, 2);
+		acc += w16;
+		p += 2;
+		n -= 2;
+	}
+	if (n) {
+		/* a last octet is the high half of a network-order word */
+		uint8_t pad[2] = { p[0], 0 };
+		memcpy(&w16, pad, 2);
+		acc += w16;
+	}
+	while (acc >> 16)
+		acc = (acc & 0xffff) + (acc >> 16);
+	w16 = (uint16_t)acc;
+	uint8_t b2[2];
+	memcpy(b2, &w16, 2); /* back to network order, on any host */
+	return sum + (uint32_t)(b2[0] << 8 | b2[1]);
 }
 
 uint16_t csum_fold(uint32_t sum)
