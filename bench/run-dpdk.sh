@@ -392,6 +392,8 @@ for i in $(seq 1 "$lg_n"); do
 done
 echo
 # enforcement really ran: the gateways' own counters, and tescontrol's report
+echo "tesgate-dpdk sightings (gateway/sightcoal.h): $(curl -s "http://127.0.0.1:$mport/metrics" |
+	awk '/^tes_sightings_(sent|coalesced|dropped)_total / { printf "%s=%s ", $1, $2 }')"
 for name in dpdk kernel; do
 	if [ "$name" = dpdk ]; then p=$dpdk_pid; else p=$kernel_pid; fi
 	kill -TERM "$p"
@@ -399,5 +401,8 @@ for name in dpdk kernel; do
 	echo "tesgate-$name: $(grep -o 'stats .*' "$work/$name/tesgate.log" | tail -1 |
 		grep -o 'sessions=[0-9]*\|connections=[0-9]*\|accepted=[0-9]*\|refused=[0-9]*\| exchange=[0-9]*\|stored=[0-9]*' | tr '\n' ' ')"
 done
+echo "tescontrol sightings counted (every message of both gateways): $("$TESCTL" \
+	--socket "$work/adm.sock" --json status | python3 -c \
+	'import json,sys; print(json.load(sys.stdin)["counts"]["sightings"])')"
 echo "tescontrol report: $("$TESCTL" --socket "$work/adm.sock" --json report |
 	python3 -c 'import json,sys; print([(s["fqdn"], s["build"], s["status"]) for s in json.load(sys.stdin)["servers"]])')"

@@ -15,16 +15,13 @@
 
 #include "gateway/log.h"
 #include "gateway/sightcoal.h"
+#include "gateway/sightring.h"
 
-/* Sightings a worker may have waiting.  A worker sees at most one per
- * message, so this is seconds of mail even at full rate; beyond it they are
- * counted and dropped (tescontrol learns of the server at its next message). */
-#define RING_SIZE 1024u
 #define OUT_MAX (1u << 20)    /* bytes queued towards tescontrol */
 #define OUT_LOW (OUT_MAX / 2) /* take sightings from the rings below this */
 #define POLL_MS 100
-/* While workers are sending: a ring fills in RING_SIZE messages, 13 ms at
- * 80 000 a second, and with coalescing no ack arrives to wake us. */
+/* While workers are sending: a ring of distinct sightings fills in
+ * SIGHTRING_SIZE messages, and with coalescing no ack arrives to wake us. */
 #define POLL_BUSY_MS 2
 /* Identical sightings in this window after the first are sent as one. */
 #define COALESCE_MS 1000
@@ -33,13 +30,6 @@
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 10000
 
-struct ring {
-	_Alignas(64) uint32_t head; /* written by the worker */
-	_Alignas(64) uint32_t tail; /* written by the control thread */
-	uint64_t dropped;           /* written by the worker */
-	struct ctl_sighting slot[RING_SIZE];
-};
-
 struct ctlclient {
 	struct ctlclient_params p;
 	char socket_path[108];
@@ -47,7 +37,7 @@ struct ctlclient {
 	pthread_t thread;
 	int stop;
 
-	struct ring *rings;
+	struct sightring *rings;
 	int fd;
 	struct ctl_decoder dec;
 	uint8_t *out;
@@ -93,7 +83,7 @@ void ctlclient_stats(const struct ctlclient *cc, struct ctlclient_stats *out)
 	out->sightings_coalesced = __atomic_load_n(&s->sightings_coalesced, __ATOMIC_RELAXED);
 	out->sightings_dropped = 0;
 	for (unsigned w = 0; w < cc->p.workers; w++)
-		out->sightings_dropped += __atomic_load_n(&cc->rings[w].dropped, __ATOMIC_RELAXED);
+		out->sightings_dropped += sightring_dropped(&cc->rings[w]);
 }
 
 /* ---- the workers' side ---------------------------------------------- */
@@ -102,27 +92,7 @@ bool ctlclient_sighting(struct ctlclient *cc, unsigned w, const struct ctl_sight
 {
 	if (!cc || w >= cc->p.workers)
 		return false;
-	struct ring *r = &cc->rings[w];
-	uint32_t head = r->head;
-	uint32_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-	if (head - tail >= RING_SIZE) {
-		__atomic_store_n(&r->dropped, r->dropped + 1, __ATOMIC_RELAXED);
-		return false;
-	}
-	r->slot[head % RING_SIZE] = *s;
-	__atomic_store_n(&r->head, head + 1, __ATOMIC_RELEASE);
-	return true;
-}
-
-static bool ring_pop(struct ring *r, struct ctl_sighting *out)
-{
-	uint32_t tail = r->tail;
-	uint32_t head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
-	if (tail == head)
-		return false;
-	*out = r->slot[tail % RING_SIZE];
-	__atomic_store_n(&r->tail, tail + 1, __ATOMIC_RELEASE);
-	return true;
+	return sightring_push(&cc->rings[w], s);
 }
 
 /* ---- connection ----------------------------------------------------- */
@@ -455,12 +425,18 @@ static void send_sightings(struct ctlclient *cc, int64_t now)
 
 	cc->popped = false;
 	for (unsigned w = 0; w < cc->p.workers; w++) {
-		while (cc->fd >= 0 && cc->out_len < OUT_LOW && ring_pop(&cc->rings[w], &s)) {
+		while (cc->fd >= 0 && cc->out_len < OUT_LOW && sightring_pop(&cc->rings[w], &s)) {
 			cc->popped = true;
+			/* messages that get no sighting of their own: those the
+			 * ring folded into this one, and this one if held */
+			uint64_t folded = s.count > 1 ? s.count - 1 : 0;
 			if (sightcoal_offer(cc->coal, &s, now))
 				emit_sighting(cc, &s);
 			else
-				STAT_INC(cc, sightings_coalesced);
+				folded++;
+			if (folded)
+				__atomic_fetch_add(&cc->st.sightings_coalesced, folded,
+						   __ATOMIC_RELAXED);
 		}
 	}
 	if (cc->fd >= 0)

@@ -81,7 +81,7 @@ static uint64_t key_hash(const struct sightcoal *c, const struct ctl_sighting *s
 	return siphash13(&c->key, buf, n);
 }
 
-static bool same_key(const struct ctl_sighting *a, const struct ctl_sighting *b)
+bool sightcoal_same_key(const struct ctl_sighting *a, const struct ctl_sighting *b)
 {
 	return a->tenant_id == b->tenant_id && a->family == b->family && a->cls == b->cls &&
 	       memcmp(a->build.v, b->build.v, sizeof(a->build.v)) == 0 &&
@@ -118,7 +118,7 @@ bool sightcoal_offer(struct sightcoal *c, struct ctl_sighting *s, int64_t now_ms
 				free_way = e;
 			continue;
 		}
-		if (e->hash != h || !same_key(&e->s, s)) {
+		if (e->hash != h || !sightcoal_same_key(&e->s, s)) {
 			/* A key whose window is over and holds nothing can go. */
 			if (!free_way && e->pending == 0 && window_over(c, e, now_ms))
 				free_way = e;

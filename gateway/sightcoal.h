@@ -31,6 +31,10 @@
 
 struct sightcoal;
 
+/* Whether a and b have the same key (everything but seq, time and count).
+ * Pure: any thread. */
+bool sightcoal_same_key(const struct ctl_sighting *a, const struct ctl_sighting *b);
+
 /* sets * 4 entries; window_ms > 0.  NULL when out of memory. */
 struct sightcoal *sightcoal_create(unsigned sets, int64_t window_ms);
 void sightcoal_free(struct sightcoal *c);

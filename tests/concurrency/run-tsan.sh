@@ -87,10 +87,12 @@ if ! CC=${CC:-gcc} meson setup "${wipe[@]}" "$builddir" -Db_sanitize=thread -Db_
 fi
 rm -f "$setup_log"
 ninja -C "$builddir" tests/test_enfstate tests/concurrency/stress_enfstate \
-	tests/concurrency/stress_enfstate_nogp tests/test_opool
+	tests/concurrency/stress_enfstate_nogp tests/test_opool tests/test_sightring
 
 echo "run-tsan: 0/3 test_opool (the spool's per-worker pools, returned from other threads)"
 "$builddir/tests/test_opool"
+echo "run-tsan: 0/3 test_sightring (a worker's sighting queue, producer and consumer racing)"
+"$builddir/tests/test_sightring"
 
 echo "run-tsan: 1/3 test_enfstate"
 TES_SRCDIR=$repo "$builddir/tests/test_enfstate"
