@@ -178,7 +178,10 @@ static void arp_send(struct stack *st, uint16_t op, const uint8_t *tmac_eth, con
 static struct neigh *neigh_set(struct stack *st, const struct stack_addr *a)
 {
 	uint32_t nsets = (st->neigh_mask + 1) / NEIGH_WAYS;
-	uint32_t set = (uint32_t)skhash13(&st->hkey, a, sizeof(*a)) & (nsets - 1);
+	/* IPv4: its 4 octets, one SipHash block instead of three */
+	uint32_t set = (uint32_t)(a->family == STACK_AF_INET ? skhash13(&st->hkey, a->a, 4)
+							     : skhash13(&st->hkey, a, sizeof(*a))) &
+		       (nsets - 1);
 	return &st->neigh[set * NEIGH_WAYS];
 }
 
