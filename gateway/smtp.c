@@ -158,13 +158,19 @@ static size_t out_free(const struct smtp_session *s)
 	return sizeof(s->out) - s->out_len;
 }
 
-static void out_raw(struct smtp_session *s, const char *p, size_t n)
+/* Move what is waiting to the front of the buffer: room at the end. */
+static void out_compact(struct smtp_session *s)
 {
 	if (s->out_off > 0) {
 		memmove(s->out, s->out + s->out_off, s->out_len - s->out_off);
 		s->out_len -= s->out_off;
 		s->out_off = 0;
 	}
+}
+
+static void out_raw(struct smtp_session *s, const char *p, size_t n)
+{
+	out_compact(s);
 	/* REPLY_RESERVE makes this unreachable; cutting beats overflowing. */
 	if (n > out_free(s))
 		n = out_free(s);
@@ -172,16 +178,24 @@ static void out_raw(struct smtp_session *s, const char *p, size_t n)
 	s->out_len += n;
 }
 
-/* One reply line.  more: a continuation line ("250-") follows. */
+#define REPLY_LINE_MAX (SMTP_REPLY_TEXT_MAX + 64)
+
+/* One reply line.  more: a continuation line ("250-") follows.  text is
+ * cut to SMTP_REPLY_TEXT_MAX - 1 octets. */
 static void reply_line(struct smtp_session *s, int code, bool more, const char *enh,
 		       const char *text)
 {
-	char buf[SMTP_REPLY_TEXT_MAX + 64];
+	char tmp[REPLY_LINE_MAX];
 	/* "ddd" "-" or " ", "enh " if any, the text, CRLF; a line too long is
-	 * cut to the buffer with its CRLF kept.  Built by hand: one per reply,
-	 * and printf showed in profiles.  Codes are three digits (the engine's
-	 * own, or a hook's checked by reply_from). */
-	const size_t room = sizeof(buf) - 3; /* octets before the CRLF */
+	 * cut with its CRLF kept.  Built by hand in the output buffer when it
+	 * has room for the longest line (it has, but for a client that does not
+	 * read): one per reply, and printf and copies showed in profiles.
+	 * Codes are three digits (the engine's own, or a hook's checked by
+	 * reply_from). */
+	const size_t room = REPLY_LINE_MAX - 3; /* octets before the CRLF */
+	out_compact(s);
+	bool direct = out_free(s) >= REPLY_LINE_MAX;
+	char *buf = direct ? (char *)s->out + s->out_len : tmp;
 	size_t n = 0;
 	unsigned c = code < 0 ? 0 : code > 999 ? 999 : (unsigned)code;
 	buf[n++] = (char)('0' + c / 100);
@@ -197,14 +211,17 @@ static void reply_line(struct smtp_session *s, int code, bool more, const char *
 		if (n < room)
 			buf[n++] = ' ';
 	}
-	size_t l = strlen(text);
+	size_t l = strnlen(text, SMTP_REPLY_TEXT_MAX - 1);
 	if (l > room - n)
 		l = room - n;
 	memcpy(buf + n, text, l);
 	n += l;
 	buf[n++] = '\r';
 	buf[n++] = '\n';
-	out_raw(s, buf, n);
+	if (direct)
+		s->out_len += n;
+	else
+		out_raw(s, tmp, n);
 }
 
 static bool is_protocol_error(int code)
@@ -226,18 +243,18 @@ static void reply(struct smtp_session *s, int code, const char *enh, const char 
 static void reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
 {
 	char text[SMTP_REPLY_TEXT_MAX];
+	const char *t = text;
 	va_list ap;
 
 	va_start(ap, fmt);
-	if (!strchr(fmt, '%')) { /* most replies: constant text */
-		copy_str(text, sizeof(text), fmt);
-	} else if (strcmp(fmt, "%s") == 0) {
-		copy_str(text, sizeof(text), va_arg(ap, const char *));
-	} else {
+	if (!strchr(fmt, '%')) /* most replies: constant text */
+		t = fmt;
+	else if (strcmp(fmt, "%s") == 0)
+		t = va_arg(ap, const char *);
+	else
 		vsnprintf(text, sizeof(text), fmt, ap);
-	}
 	va_end(ap);
-	reply_line(s, code, false, enh, text);
+	reply_line(s, code, false, enh, t);
 	if (code >= 200 && code < 600)
 		s->stats.replies[code / 100]++;
 	if (is_protocol_error(code) && ++s->errors >= s->cfg->limits.max_errors)
