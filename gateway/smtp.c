@@ -58,7 +58,6 @@ struct smtp_session {
 	/* command line being assembled */
 	size_t line_len;
 	bool line_overflow;
-	char line[SMTP_CMD_LINE_MAX];
 
 	/* transaction */
 	bool in_mail;
@@ -87,12 +86,15 @@ struct smtp_session {
 	char *hdr;
 
 	size_t stage_len;
-	uint8_t stage[STAGE_BUF];
-
 	size_t out_off, out_len;
-	uint8_t out[SMTP_OUT_BUF];
 
 	struct smtp_stats stats;
+
+	/* Buffers, last: read only up to their lengths, so a new session
+	 * zeroes what comes before them and not these 6.5 KiB. */
+	char line[SMTP_CMD_LINE_MAX];
+	uint8_t stage[STAGE_BUF];
+	uint8_t out[SMTP_OUT_BUF];
 };
 
 void smtp_config_defaults(struct smtp_config *cfg)
@@ -305,10 +307,11 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg, const struc
 				      void *ctx, const char *peer)
 {
 	static const struct smtp_hooks no_hooks;
-	struct smtp_session *s = calloc(1, sizeof(*s));
+	struct smtp_session *s = malloc(sizeof(*s));
 
 	if (!s)
 		return NULL;
+	memset(s, 0, offsetof(struct smtp_session, line));
 	s->cfg = cfg;
 	s->hooks = hooks ? hooks : &no_hooks;
 	s->ctx = ctx;
