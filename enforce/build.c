@@ -2,6 +2,7 @@
 #include "enforce/build.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <strings.h>
 
 /* Ten digits admit the zero-padded form of any field Exchange writes and
@@ -70,7 +71,30 @@ int ex_build_cmp(const struct ex_build *a, const struct ex_build *b)
 
 int ex_build_format(const struct ex_build *b, char *buf, size_t len)
 {
-	return snprintf(buf, len, "%u.%u.%u.%u", b->v[0], b->v[1], b->v[2], b->v[3]);
+	/* snprintf's contract, without its format parsing: the gateway logs
+	 * a build per message */
+	char t[4 * 11];
+	size_t n = 0;
+
+	for (int i = 0; i < 4; i++) {
+		char d[10];
+		int k = 0;
+		uint32_t v = b->v[i];
+		do {
+			d[k++] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v);
+		if (i)
+			t[n++] = '.';
+		while (k)
+			t[n++] = d[--k];
+	}
+	if (len) {
+		size_t c = n < len - 1 ? n : len - 1;
+		memcpy(buf, t, c);
+		buf[c] = '\0';
+	}
+	return (int)n;
 }
 
 enum ex_family ex_family_of(const struct ex_build *b)

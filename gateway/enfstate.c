@@ -752,12 +752,15 @@ bool enfstate_classify(struct enfstate *st, const struct ex_build *b, struct enf
 	}
 	tsan_acquire(snap);
 	catalog_classify(snap->cat, b, &cls);
-	snprintf(out->catalog_version, sizeof(out->catalog_version), "%s",
-		 catalog_version(snap->cat));
+	/* per message: copies, not printf */
+	if (!memccpy(out->catalog_version, catalog_version(snap->cat), '\0',
+		     sizeof(out->catalog_version)))
+		out->catalog_version[sizeof(out->catalog_version) - 1] = '\0';
 	out->family = cls.family;
 	out->exact = cls.exact;
 	out->compliant = cls.compliant;
-	snprintf(out->branch, sizeof(out->branch), "%s", cls.branch ? cls.branch : "");
+	if (!memccpy(out->branch, cls.branch ? cls.branch : "", '\0', sizeof(out->branch)))
+		out->branch[sizeof(out->branch) - 1] = '\0';
 	if (cls.nearest != NULL) {
 		out->has_nearest = true;
 		out->nearest = *cls.nearest;

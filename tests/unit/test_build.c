@@ -147,6 +147,19 @@ static void test_format_short(void **state)
 	/* Truncation reports the full length, as snprintf does. */
 	assert_int_equal(ex_build_format(&b, buf, 5), 12);
 	assert_string_equal(buf, "15.2");
+	assert_int_equal(ex_build_format(&b, buf, 0), 12);
+	/* the extremes of the four fields */
+	b = (struct ex_build){ { 0, 0, 0, 0 } };
+	assert_int_equal(ex_build_format(&b, buf, sizeof(buf)), 7);
+	assert_string_equal(buf, "0.0.0.0");
+	b = (struct ex_build){ { UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX } };
+	assert_int_equal(ex_build_format(&b, buf, sizeof(buf)), 43);
+	assert_string_equal(buf, "4294967295.4294967295.4294967295.4294967295");
+	b = (struct ex_build){ { 15, 1, 2507, 35 } };
+	assert_int_equal(ex_build_format(&b, buf, 13), 12);
+	assert_string_equal(buf, "15.1.2507.35");
+	assert_int_equal(ex_build_format(&b, buf, 12), 12);
+	assert_string_equal(buf, "15.1.2507.3");
 }
 
 static enum ex_family family(const char *s)
