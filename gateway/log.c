@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,9 +21,13 @@
 #define SLOT_BYTES 1024
 #define WRITER_PERIOD_NS 10000000L
 #define WRITER_BUSY_NS 500000L
-/* Lines are written in batches of at most this much, so one write(2) stays
- * atomic on a pipe (journald) and lines of other threads cannot cut in. */
-#define BATCH_BYTES 4096
+/* Lines are written in batches of at most BATCH_PIPE octets, so one
+ * write(2) stays atomic on a pipe (journald) and lines of other threads
+ * cannot cut in; to a regular file, whose writes the kernel serialises,
+ * in batches of BATCH_FILE: at 200 000 lines a second the system calls of
+ * 4 KiB batches were 7 % of a core. */
+#define BATCH_PIPE 4096
+#define BATCH_FILE 65536
 
 struct slot {
 	atomic_size_t seq;
@@ -34,6 +39,7 @@ static struct {
 	struct slot *slots;
 	atomic_size_t tail;
 	size_t head; /* the writer's */
+	size_t batch_max;
 	atomic_uint_fast64_t dropped;
 	atomic_bool stop;
 	pthread_t writer;
@@ -111,14 +117,14 @@ static void write_out(const char *line, size_t len)
 /* Empties the ring; true if it held anything. */
 static bool ring_drain(void)
 {
-	char batch[BATCH_BYTES];
+	static char batch[BATCH_FILE]; /* the writer thread's alone */
 	size_t used = 0;
 	bool any = false;
 	for (;;) {
 		struct slot *c = &ring.slots[ring.head & (RING_SLOTS - 1)];
 		if (atomic_load_explicit(&c->seq, memory_order_acquire) != ring.head + 1)
 			break;
-		if (used + c->len > sizeof(batch)) {
+		if (used + c->len > ring.batch_max) {
 			write_out(batch, used);
 			used = 0;
 		}
@@ -162,6 +168,9 @@ int log_async_start(void)
 		atomic_init(&ring.slots[i].seq, i);
 	atomic_store(&ring.tail, 0);
 	ring.head = 0;
+	struct stat sb;
+	ring.batch_max =
+		fstat(STDERR_FILENO, &sb) == 0 && S_ISREG(sb.st_mode) ? BATCH_FILE : BATCH_PIPE;
 	atomic_store(&ring.stop, false);
 	if (pthread_create(&ring.writer, NULL, writer_main, NULL) != 0) {
 		free(ring.slots);

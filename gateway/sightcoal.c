@@ -22,6 +22,11 @@ struct sightcoal {
 	int64_t window_ms;
 	struct siphash_key key;
 	struct sightcoal_stats st;
+	/* Entries holding something, and the earliest time one of their
+	 * windows ends: a flush walks the table only when one is due, about
+	 * once a window, not on every call. */
+	unsigned npending;
+	int64_t due_ms;
 	struct entry *e; /* sets * WAYS */
 };
 
@@ -42,6 +47,7 @@ struct sightcoal *sightcoal_create(unsigned sets, int64_t window_ms)
 	}
 	c->sets = sets;
 	c->window_ms = window_ms;
+	c->due_ms = INT64_MAX;
 	/* Names come off the wire: a secret key keeps a sender from aiming
 	 * them all at one set (which would only cost coalescing, but still). */
 	if (getrandom(b, sizeof(b), GRND_NONBLOCK) != (ssize_t)sizeof(b)) {
@@ -125,6 +131,11 @@ bool sightcoal_offer(struct sightcoal *c, struct ctl_sighting *s, int64_t now_ms
 			continue;
 		}
 		if (!window_over(c, e, now_ms)) {
+			if (e->pending == 0) {
+				c->npending++;
+				if (e->sent_ms + c->window_ms < c->due_ms)
+					c->due_ms = e->sent_ms + c->window_ms;
+			}
 			e->pending = sat_add(e->pending, count_of(s));
 			if (s->time > e->s.time)
 				e->s.time = s->time;
@@ -132,8 +143,10 @@ bool sightcoal_offer(struct sightcoal *c, struct ctl_sighting *s, int64_t now_ms
 			return false;
 		}
 		/* The window is over: this one goes out, with what was held. */
-		if (e->pending)
+		if (e->pending) {
 			s->count = sat_add(count_of(s), e->pending);
+			c->npending--;
+		}
 		if (e->s.time > s->time)
 			s->time = e->s.time;
 		e->pending = 0;
@@ -160,6 +173,9 @@ static unsigned flush(struct sightcoal *c, int64_t now_ms, bool all, bool forget
 {
 	unsigned n = 0;
 
+	if (!forget && (c->npending == 0 || (!all && now_ms < c->due_ms)))
+		return 0;
+	c->due_ms = INT64_MAX;
 	for (size_t i = 0; i < (size_t)c->sets * WAYS; i++) {
 		struct entry *e = &c->e[i];
 
@@ -170,9 +186,12 @@ static unsigned flush(struct sightcoal *c, int64_t now_ms, bool all, bool forget
 
 			out.count = e->pending;
 			e->pending = 0;
+			c->npending--;
 			e->sent_ms = now_ms;
 			emit(arg, &out);
 			n++;
+		} else if (e->pending && e->sent_ms + c->window_ms < c->due_ms) {
+			c->due_ms = e->sent_ms + c->window_ms;
 		}
 		if (forget)
 			e->sent_ms = INT64_MIN;
