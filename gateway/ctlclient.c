@@ -274,12 +274,14 @@ static void emit_sighting(void *arg, const struct ctl_sighting *s)
 		STAT_INC(cc, sightings_sent);
 }
 
-/* tescontrol's view of some server may have changed: report afresh. */
+/* tescontrol's view of some server may have changed (a test clock that
+ * moves changes every stage): report afresh. */
 static bool changes_state(const char *type)
 {
 	return !strcmp(type, CTL_T_SERVER) || !strcmp(type, CTL_T_TENANT) ||
 	       !strcmp(type, CTL_T_DELETE) || !strcmp(type, CTL_T_POLICY) ||
-	       !strcmp(type, CTL_T_CATALOG) || !strcmp(type, CTL_T_SYNC_BEGIN);
+	       !strcmp(type, CTL_T_CATALOG) || !strcmp(type, CTL_T_SYNC_BEGIN) ||
+	       !strcmp(type, CTL_T_CLOCK);
 }
 
 static void apply(struct ctlclient *cc, json_t *msg)
