@@ -54,7 +54,20 @@ if [ -d "$src" ]; then
 else
 	git worktree add -q --detach "$src" "$rev"
 fi
-[ -d "$src/build-bench-dpdk" ] || meson setup "$src/build-bench-dpdk" --buildtype=release >/dev/null
+# A build of the worktree's sources (meson setup without a source directory
+# takes the working directory's: a check, not a hope).
+source_of()
+{
+	python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["directories"]["source"])' \
+		"$1/meson-info/meson-info.json" 2>/dev/null || true
+}
+if [ -d "$src/build-bench-dpdk" ] && [ "$(source_of "$src/build-bench-dpdk")" != "$repo/$src" ]; then
+	rm -rf "$src/build-bench-dpdk"
+fi
+[ -d "$src/build-bench-dpdk" ] ||
+	meson setup --buildtype=release "$src/build-bench-dpdk" "$src" >/dev/null
+[ "$(source_of "$src/build-bench-dpdk")" = "$repo/$src" ] ||
+	{ echo "ab-dpdk: $src/build-bench-dpdk does not build $src" >&2; exit 1; }
 [ -d build-bench-dpdk ] || meson setup build-bench-dpdk --buildtype=release >/dev/null
 targets="gateway/tesgate controlplane/tescontrol tools/tesctl bench/loadgen/tes-loadgen"
 # shellcheck disable=SC2086
