@@ -12,7 +12,8 @@
 struct entry {
 	bool used;
 	uint32_t pending; /* sightings held since sent_ms */
-	int64_t sent_ms;  /* when this key last went out; INT64_MIN: window over */
+	uint32_t epoch;   /* sent_ms counts only in the coalescer's epoch */
+	int64_t sent_ms;  /* when this key last went out */
 	uint64_t hash;
 	struct ctl_sighting s; /* the key, and the latest time held */
 };
@@ -27,6 +28,10 @@ struct sightcoal {
 	 * once a window, not on every call. */
 	unsigned npending;
 	int64_t due_ms;
+	/* A reset ends every window by moving to the next epoch: a full state
+	 * from tescontrol is one reset per server it carries, so a reset must
+	 * not walk the table (it walks only to emit what is held). */
+	uint32_t epoch;
 	struct entry *e; /* sets * WAYS */
 };
 
@@ -97,7 +102,7 @@ bool sightcoal_same_key(const struct ctl_sighting *a, const struct ctl_sighting 
 
 static bool window_over(const struct sightcoal *c, const struct entry *e, int64_t now_ms)
 {
-	return e->sent_ms == INT64_MIN || now_ms - e->sent_ms >= c->window_ms;
+	return e->epoch != c->epoch || now_ms - e->sent_ms >= c->window_ms;
 }
 
 static uint32_t count_of(const struct ctl_sighting *s)
@@ -151,6 +156,7 @@ bool sightcoal_offer(struct sightcoal *c, struct ctl_sighting *s, int64_t now_ms
 			s->time = e->s.time;
 		e->pending = 0;
 		e->sent_ms = now_ms;
+		e->epoch = c->epoch;
 		e->s.time = s->time;
 		return true;
 	}
@@ -161,6 +167,7 @@ bool sightcoal_offer(struct sightcoal *c, struct ctl_sighting *s, int64_t now_ms
 	free_way->used = true;
 	free_way->pending = 0;
 	free_way->sent_ms = now_ms;
+	free_way->epoch = c->epoch;
 	free_way->hash = h;
 	free_way->s = *s;
 	free_way->s.seq = 0;
@@ -168,12 +175,12 @@ bool sightcoal_offer(struct sightcoal *c, struct ctl_sighting *s, int64_t now_ms
 	return true;
 }
 
-static unsigned flush(struct sightcoal *c, int64_t now_ms, bool all, bool forget,
-		      sightcoal_emit_fn emit, void *arg)
+unsigned sightcoal_flush(struct sightcoal *c, int64_t now_ms, bool all, sightcoal_emit_fn emit,
+			 void *arg)
 {
 	unsigned n = 0;
 
-	if (!forget && (c->npending == 0 || (!all && now_ms < c->due_ms)))
+	if (c->npending == 0 || (!all && now_ms < c->due_ms))
 		return 0;
 	c->due_ms = INT64_MAX;
 	for (size_t i = 0; i < (size_t)c->sets * WAYS; i++) {
@@ -188,26 +195,21 @@ static unsigned flush(struct sightcoal *c, int64_t now_ms, bool all, bool forget
 			e->pending = 0;
 			c->npending--;
 			e->sent_ms = now_ms;
+			e->epoch = c->epoch;
 			emit(arg, &out);
 			n++;
 		} else if (e->pending && e->sent_ms + c->window_ms < c->due_ms) {
 			c->due_ms = e->sent_ms + c->window_ms;
 		}
-		if (forget)
-			e->sent_ms = INT64_MIN;
 	}
 	return n;
 }
 
-unsigned sightcoal_flush(struct sightcoal *c, int64_t now_ms, bool all, sightcoal_emit_fn emit,
-			 void *arg)
-{
-	return flush(c, now_ms, all, false, emit, arg);
-}
-
 unsigned sightcoal_reset(struct sightcoal *c, int64_t now_ms, sightcoal_emit_fn emit, void *arg)
 {
-	return flush(c, now_ms, true, true, emit, arg);
+	unsigned n = sightcoal_flush(c, now_ms, true, emit, arg);
+	c->epoch++;
+	return n;
 }
 
 void sightcoal_stats(const struct sightcoal *c, struct sightcoal_stats *out)
