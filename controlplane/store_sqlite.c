@@ -17,6 +17,8 @@
 
 #include <sqlite3.h>
 
+#include "enforce/text.h"
+
 /* Schema history.  Each step takes the schema from version - 1 to version
  * and runs in the same transaction as the version bump, so a crash mid-way
  * leaves the old version intact.  Never edit a step that has shipped: add
@@ -210,11 +212,6 @@ static const char *col_text(sqlite3_stmt *q, int i)
 	return t ? (const char *)t : "";
 }
 
-static void copy_str(char *dst, size_t len, const char *src)
-{
-	snprintf(dst, len, "%s", src);
-}
-
 /* ---- transactions ----
  * A call outside store_begin/store_commit wraps itself in one so that its
  * several statements (a server and its sources) land together. */
@@ -307,7 +304,7 @@ static int sq_load_tenants(struct tes_store *st, store_tenant_cb cb, void *ctx)
 
 		memset(&t, 0, sizeof(t));
 		t.id = (uint32_t)sqlite3_column_int64(q, 0);
-		copy_str(t.name, sizeof(t.name), col_text(q, 1));
+		tes_str_copy(t.name, sizeof(t.name), col_text(q, 1));
 		if (sqlite3_column_type(q, 2) != SQLITE_NULL) {
 			t.pause.start = sqlite3_column_int64(q, 2);
 			t.pause.end = sqlite3_column_int64(q, 3);
@@ -437,7 +434,7 @@ static int sq_load_servers(struct tes_store *st, store_server_cb cb, void *ctx)
 
 		memset(&v, 0, sizeof(v));
 		v.s.tenant_id = (uint32_t)sqlite3_column_int64(q, 0);
-		copy_str(v.s.fqdn, sizeof(v.s.fqdn), col_text(q, 2));
+		tes_str_copy(v.s.fqdn, sizeof(v.s.fqdn), col_text(q, 2));
 		if (!ex_build_from_str(col_text(q, 3), &v.s.build)) {
 			sqlite3_reset(q);
 			return errf(s, "server %s: bad stored build \"%s\"", v.s.fqdn,
@@ -568,7 +565,7 @@ static int sq_get_doc(struct tes_store *st, const char *key, struct store_doc *o
 		sqlite3_reset(q);
 		return dberr(s, "reading a document");
 	}
-	copy_str(out->name, sizeof(out->name), col_text(q, 0));
+	tes_str_copy(out->name, sizeof(out->name), col_text(q, 0));
 	out->len = (size_t)sqlite3_column_bytes(q, 1);
 	out->text = malloc(out->len + 1);
 	if (!out->text) {
@@ -577,7 +574,7 @@ static int sq_get_doc(struct tes_store *st, const char *key, struct store_doc *o
 	}
 	memcpy(out->text, col_text(q, 1), out->len);
 	out->text[out->len] = '\0';
-	copy_str(out->version, sizeof(out->version), col_text(q, 2));
+	tes_str_copy(out->version, sizeof(out->version), col_text(q, 2));
 	out->loaded_at = sqlite3_column_int64(q, 3);
 	sqlite3_reset(q);
 	return 1;

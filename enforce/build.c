@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include "enforce/build.h"
+#include "enforce/text.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -77,17 +78,9 @@ int ex_build_format(const struct ex_build *b, char *buf, size_t len)
 	size_t n = 0;
 
 	for (int i = 0; i < 4; i++) {
-		char d[10];
-		int k = 0;
-		uint32_t v = b->v[i];
-		do {
-			d[k++] = (char)('0' + v % 10);
-			v /= 10;
-		} while (v);
 		if (i)
 			t[n++] = '.';
-		while (k)
-			t[n++] = d[--k];
+		n += tes_u64_digits(t + n, b->v[i]);
 	}
 	if (len) {
 		size_t c = n < len - 1 ? n : len - 1;

@@ -32,6 +32,7 @@
 
 #include "gateway/enfstate.h"
 #include "enforce/siphash.h"
+#include "enforce/text.h"
 
 /* ---- ThreadSanitizer ----
  * liburcu is not instrumented, so TSan sees neither the publication of a
@@ -753,14 +754,12 @@ bool enfstate_classify(struct enfstate *st, const struct ex_build *b, struct enf
 	tsan_acquire(snap);
 	catalog_classify(snap->cat, b, &cls);
 	/* per message: copies, not printf */
-	if (!memccpy(out->catalog_version, catalog_version(snap->cat), '\0',
-		     sizeof(out->catalog_version)))
-		out->catalog_version[sizeof(out->catalog_version) - 1] = '\0';
+	tes_str_copy(out->catalog_version, sizeof(out->catalog_version),
+		     catalog_version(snap->cat));
 	out->family = cls.family;
 	out->exact = cls.exact;
 	out->compliant = cls.compliant;
-	if (!memccpy(out->branch, cls.branch ? cls.branch : "", '\0', sizeof(out->branch)))
-		out->branch[sizeof(out->branch) - 1] = '\0';
+	tes_str_copy(out->branch, sizeof(out->branch), cls.branch ? cls.branch : "");
 	if (cls.nearest != NULL) {
 		out->has_nearest = true;
 		out->nearest = *cls.nearest;

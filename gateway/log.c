@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include "gateway/log.h"
 
+#include "enforce/text.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -303,12 +305,8 @@ void log_c(struct log_line *l, char c)
 
 void log_u(struct log_line *l, unsigned long long v)
 {
-	char d[24];
-	size_t i = sizeof(d);
-	do
-		d[--i] = (char)('0' + v % 10);
-	while ((v /= 10) != 0);
-	log_sn(l, d + i, sizeof(d) - i);
+	char d[TES_U64_DIGITS];
+	log_sn(l, d, tes_u64_digits(d, v));
 }
 
 void log_i(struct log_line *l, long long v)

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "enforce/text.h"
+
 /* The largest reply a single command can produce (the EHLO list).  The
  * engine only starts a command when this much output space is free, so a
  * reply is never cut and output never grows past SMTP_OUT_BUF. */
@@ -111,46 +113,11 @@ void smtp_config_defaults(struct smtp_config *cfg)
 	cfg->limits.max_header_bytes = 65536;
 }
 
-/* snprintf(dst, size, "%s", src) without interpreting a format: the
- * engine copies strings for every reply, and printf showed in profiles. */
-static void copy_str(char *dst, size_t size, const char *src)
-{
-	if (!memccpy(dst, src, '\0', size))
-		dst[size - 1] = '\0';
-}
-
-/* Append src at dst[at] within size (at < size); returns the new length.
- * The per-connection lines (greeting, EHLO) are built with these. */
-static size_t cat_str(char *dst, size_t size, size_t at, const char *src)
-{
-	if (at + 1 >= size)
-		return at;
-	char *end = memccpy(dst + at, src, '\0', size - at);
-	if (!end) {
-		dst[size - 1] = '\0';
-		return size - 1;
-	}
-	return (size_t)(end - dst) - 1;
-}
-
-static size_t cat_u64(char *dst, size_t size, size_t at, uint64_t v)
-{
-	char d[21];
-	size_t i = sizeof(d) - 1;
-
-	d[i] = '\0';
-	do {
-		d[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	return cat_str(dst, size, at, d + i);
-}
-
 void smtp_reply_set(struct smtp_reply *r, int code, const char *enh, const char *text)
 {
 	r->code = code;
-	copy_str(r->enh, sizeof(r->enh), enh ? enh : "");
-	copy_str(r->text, sizeof(r->text), text ? text : "");
+	tes_str_copy(r->enh, sizeof(r->enh), enh ? enh : "");
+	tes_str_copy(r->text, sizeof(r->text), text ? text : "");
 }
 
 /* ---- output ---------------------------------------------------------- */
@@ -282,7 +249,7 @@ static void reply_from(struct smtp_session *s, const struct smtp_reply *r)
 	if (!enh[0])
 		enh = code < 300 ? "2.0.0" : code < 500 ? "4.0.0" : "5.0.0";
 	if (!text[0])
-		copy_str(text, sizeof(text), code < 300 ? "OK" : "Refused");
+		tes_str_copy(text, sizeof(text), code < 300 ? "OK" : "Refused");
 	reply(s, code, enh, "%s", text);
 }
 
@@ -315,7 +282,7 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg, const struc
 	s->cfg = cfg;
 	s->hooks = hooks ? hooks : &no_hooks;
 	s->ctx = ctx;
-	copy_str(s->peer, sizeof(s->peer), peer ? peer : "unknown");
+	tes_str_copy(s->peer, sizeof(s->peer), peer ? peer : "unknown");
 	s->phase = PH_CMD;
 	return s;
 }
@@ -409,9 +376,9 @@ void smtp_start(struct smtp_session *s)
 	char text[SMTP_REPLY_TEXT_MAX];
 
 	/* no enhanced code on the greeting (RFC 2034 3.) */
-	size_t n = cat_str(text, sizeof(text), 0, s->cfg->hostname);
-	n = cat_str(text, sizeof(text), n, " ");
-	cat_str(text, sizeof(text), n, s->cfg->banner);
+	size_t n = tes_str_copy(text, sizeof(text), s->cfg->hostname);
+	n = tes_str_append(text, sizeof(text), n, " ");
+	tes_str_append(text, sizeof(text), n, s->cfg->banner);
 	reply_line(s, 220, false, NULL, text);
 	s->stats.replies[2]++;
 }
@@ -944,16 +911,16 @@ static void cmd_helo(struct smtp_session *s, const char *args, bool esmtp)
 		return;
 	}
 	char line[SMTP_REPLY_TEXT_MAX];
-	size_t len = cat_str(line, sizeof(line), 0, s->cfg->hostname);
-	len = cat_str(line, sizeof(line), len, " Hello ");
-	len = cat_str(line, sizeof(line), len, s->env.helo);
-	len = cat_str(line, sizeof(line), len, " [");
-	len = cat_str(line, sizeof(line), len, s->peer);
-	cat_str(line, sizeof(line), len, "]");
+	size_t len = tes_str_copy(line, sizeof(line), s->cfg->hostname);
+	len = tes_str_append(line, sizeof(line), len, " Hello ");
+	len = tes_str_append(line, sizeof(line), len, s->env.helo);
+	len = tes_str_append(line, sizeof(line), len, " [");
+	len = tes_str_append(line, sizeof(line), len, s->peer);
+	tes_str_append(line, sizeof(line), len, "]");
 	reply_line(s, 250, true, NULL, line);
 	reply_line(s, 250, true, NULL, "PIPELINING");
-	cat_u64(line, sizeof(line), cat_str(line, sizeof(line), 0, "SIZE "),
-		s->cfg->limits.max_message_size);
+	tes_str_append_u64(line, sizeof(line), tes_str_copy(line, sizeof(line), "SIZE "),
+			   s->cfg->limits.max_message_size);
 	reply_line(s, 250, true, NULL, line);
 	reply_line(s, 250, true, NULL, "8BITMIME");
 	reply_line(s, 250, true, NULL, "ENHANCEDSTATUSCODES");
