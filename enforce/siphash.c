@@ -5,7 +5,9 @@
  * SipRounds per 8-octet message word, the final word carrying the message
  * length modulo 256 in its top octet, then 0xff into v2 and d SipRounds.
  */
+#include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "enforce/siphash.h"
 
@@ -125,4 +127,23 @@ uint64_t siphash24(const struct siphash_key *key, const void *data, size_t len)
 uint64_t siphash13(const struct siphash_key *key, const void *data, size_t len)
 {
 	return siphash_cd(key, data, len, 1, 3);
+}
+
+int siphash_key_random(struct siphash_key *key)
+{
+	uint8_t b[SIPHASH_KEY_LEN];
+	size_t got = 0;
+
+	while (got < sizeof(b)) {
+		ssize_t r = getrandom(b + got, sizeof(b) - got, 0);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		got += (size_t)r;
+	}
+	siphash_key_from_bytes(key, b);
+	return 0;
 }

@@ -30,6 +30,10 @@ struct siphash_key {
  * paper reads a key given as 16 octets. */
 void siphash_key_from_bytes(struct siphash_key *key, const uint8_t bytes[SIPHASH_KEY_LEN]);
 
+/* A secret key from the kernel (getrandom): 0, or -1 with errno.  Blocks
+ * only before the kernel's pool is initialised, once at boot. */
+int siphash_key_random(struct siphash_key *key);
+
 uint64_t siphash24(const struct siphash_key *key, const void *data, size_t len);
 uint64_t siphash13(const struct siphash_key *key, const void *data, size_t len);
 

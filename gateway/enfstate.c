@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "gateway/enfstate.h"
 #include "enforce/siphash.h"
@@ -385,26 +384,6 @@ static unsigned long pow2_at_least(size_t n)
 	return p;
 }
 
-static int random_key(struct siphash_key *k)
-{
-	uint8_t b[SIPHASH_KEY_LEN];
-	size_t got = 0;
-
-	/* Blocks only before the kernel's pool is initialised, once at boot. */
-	while (got < sizeof(b)) {
-		ssize_t r = getrandom(b + got, sizeof(b) - got, 0);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		got += (size_t)r;
-	}
-	siphash_key_from_bytes(k, b);
-	return 0;
-}
-
 struct enfstate *enfstate_new(const struct tes_policy *pol, size_t size_hint)
 {
 	struct enfstate *st = calloc(1, sizeof(*st));
@@ -413,7 +392,7 @@ struct enfstate *enfstate_new(const struct tes_policy *pol, size_t size_hint)
 
 	if (st == NULL)
 		return NULL;
-	if (random_key(&st->hkey) != 0) {
+	if (siphash_key_random(&st->hkey) != 0) {
 		free(st);
 		return NULL;
 	}

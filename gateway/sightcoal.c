@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "enforce/siphash.h"
 
@@ -38,7 +37,6 @@ struct sightcoal {
 struct sightcoal *sightcoal_create(unsigned sets, int64_t window_ms)
 {
 	struct sightcoal *c;
-	uint8_t b[SIPHASH_KEY_LEN];
 
 	if (sets == 0 || window_ms <= 0)
 		return NULL;
@@ -55,12 +53,10 @@ struct sightcoal *sightcoal_create(unsigned sets, int64_t window_ms)
 	c->due_ms = INT64_MAX;
 	/* Names come off the wire: a secret key keeps a sender from aiming
 	 * them all at one set (which would only cost coalescing, but still). */
-	if (getrandom(b, sizeof(b), GRND_NONBLOCK) != (ssize_t)sizeof(b)) {
+	if (siphash_key_random(&c->key) != 0) {
 		uint64_t x = (uint64_t)(uintptr_t)c ^ (uint64_t)window_ms * 0x9e3779b97f4a7c15ull;
-		memcpy(b, &x, 8);
-		memcpy(b + 8, &x, 8);
+		c->key = (struct siphash_key){ x, x };
 	}
-	siphash_key_from_bytes(&c->key, b);
 	return c;
 }
 

@@ -96,6 +96,19 @@ static void test_siphash24_vectors(void **state)
 	}
 }
 
+/* Keys from the kernel: two in a row are not the same (a 2^-128 chance),
+ * and neither is the all-zero key a failed read would leave. */
+static void test_siphash_key_random(void **state)
+{
+	struct siphash_key a, b;
+
+	(void)state;
+	assert_int_equal(siphash_key_random(&a), 0);
+	assert_int_equal(siphash_key_random(&b), 0);
+	assert_false(a.k0 == b.k0 && a.k1 == b.k1);
+	assert_false(a.k0 == 0 && a.k1 == 0);
+}
+
 static void test_siphash13_vectors(void **state)
 {
 	struct siphash_key zero = { 0, 0 };
@@ -834,6 +847,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_siphash24_vectors),
 		cmocka_unit_test(test_siphash13_vectors),
+		cmocka_unit_test(test_siphash_key_random),
 		cmocka_unit_test(test_siphash_unaligned),
 		cmocka_unit_test(test_server_put_lookup_replace_delete),
 		cmocka_unit_test(test_server_names),
