@@ -249,6 +249,21 @@ json_t *ctl_msg_new(const char *type)
 	return json_pack("{s:i, s:s}", "v", CTL_PROTO_VERSION, "type", type);
 }
 
+void ctl_msg_set_gen(json_t *msg, uint64_t gen)
+{
+	json_object_set_new(msg, "gen", json_integer((json_int_t)gen));
+}
+
+bool ctl_msg_gen(const json_t *msg, uint64_t *gen)
+{
+	const json_t *v = json_object_get(msg, "gen");
+
+	if (!json_is_integer(v) || json_integer_value(v) <= 0)
+		return false;
+	*gen = (uint64_t)json_integer_value(v);
+	return true;
+}
+
 /* ---- helpers ---- */
 
 int ctl_get_int(const json_t *obj, const char *key, int64_t lo, int64_t hi, int64_t *out,

@@ -114,6 +114,16 @@ const char *ctl_msg_type(const json_t *msg);
 /* A new object {"type": type}; the encoders below add to it. */
 json_t *ctl_msg_new(const char *type);
 
+/* "gen" (optional): tescontrol's state generation, on every state message it
+ * broadcasts and on sync-end.  It grows by one per broadcast and starts, when
+ * tescontrol starts, from the wall clock in microseconds, so it keeps growing
+ * across restarts.  A gateway shows the last one it applied
+ * (tes_control_generation), and tescontrol its own (tesctl status): when the
+ * two are equal, the gateway decides from everything tescontrol has said. */
+void ctl_msg_set_gen(json_t *msg, uint64_t gen);
+/* The message's "gen"; false when it has none (or not a positive integer). */
+bool ctl_msg_gen(const json_t *msg, uint64_t *gen);
+
 /* ---- value codecs (used in messages of both protocols) ---- */
 
 /* Connectors as {"range": "198.51.100.0/24", "cert": "name"} ("cert"

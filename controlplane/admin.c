@@ -879,6 +879,7 @@ static int cmd_status(struct cp *cp, const json_t *args, json_t **result, char *
 				      (json_int_t)cp->counts.stage_changes, "store_errors",
 				      (json_int_t)cp->counts.store_errors));
 	set_time(cp, o, "started_at", true, cp->started_at);
+	json_object_set_new(o, "generation", json_integer((json_int_t)cp->gen));
 	*result = o;
 	return 0;
 }

@@ -100,6 +100,8 @@ struct cp {
 
 	bool stop;
 	int64_t started_at;
+	/* The state generation (ctl_msg_set_gen): one more per broadcast. */
+	uint64_t gen;
 	struct cp_counts counts;
 	int64_t armed_due; /* the escalation timer's deadline, INT64_MAX: none */
 

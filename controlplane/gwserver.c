@@ -119,8 +119,11 @@ static void fill_sync(struct cp *cp, struct gw_conn *g)
 			g->cursor++;
 		if (g->cursor >= cp->st.nslots) {
 			char name[128];
+			json_t *end = ctl_sync_end_to_json();
 
-			cp_outq_push(&g->out, ctl_sync_end_to_json());
+			if (end)
+				ctl_msg_set_gen(end, cp->gen);
+			cp_outq_push(&g->out, end);
 			g->syncing = false;
 			cp_info("%s: full state sent", gw_name(g, name, sizeof(name)));
 			break;
@@ -425,6 +428,7 @@ void gw_broadcast(struct cp *cp, json_t *msg)
 
 	if (!msg)
 		return;
+	ctl_msg_set_gen(msg, ++cp->gen);
 	if (ctl_frame_encode(msg, &frame, &n, &err)) {
 		cp_err("cannot send an update to the gateways: %s", err.msg);
 		json_decref(msg);

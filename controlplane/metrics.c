@@ -242,6 +242,10 @@ static void render(struct cp *cp, struct prom_buf *b)
 	prom_family(b, "tes_start_time_seconds", "gauge",
 		    "When tescontrol started, seconds since the epoch (its clock)");
 	prom_sample(b, "tes_start_time_seconds", NULL, NULL, (uint64_t)cp->started_at);
+	prom_family(b, "tes_state_generation", "gauge",
+		    "The state generation of tescontrol's last broadcast to gateways (each"
+		    " gateway's tes_control_generation catches up to it)");
+	prom_sample(b, "tes_state_generation", NULL, NULL, cp->gen);
 	prom_family(b, "tes_build_info", "gauge", "tescontrol's version; always 1");
 	prom_printf(b, "tes_build_info{version=\"");
 	prom_label_value(b, TES_VERSION);

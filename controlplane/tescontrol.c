@@ -283,6 +283,14 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	cp->started_at = cp_now(cp);
+	{
+		/* the real clock, not the test one: generations must keep
+		 * growing across restarts whatever the test clock says */
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		cp->gen = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	}
 	if (cp_load_documents(cp) || cp_load_state(cp))
 		goto out;
 	cp->epfd = epoll_create1(EPOLL_CLOEXEC);

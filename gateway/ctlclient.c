@@ -80,6 +80,7 @@ void ctlclient_stats(const struct ctlclient *cc, struct ctlclient_stats *out)
 	out->rejected = __atomic_load_n(&s->rejected, __ATOMIC_RELAXED);
 	out->sightings_sent = __atomic_load_n(&s->sightings_sent, __ATOMIC_RELAXED);
 	out->acks = __atomic_load_n(&s->acks, __ATOMIC_RELAXED);
+	out->generation = __atomic_load_n(&s->generation, __ATOMIC_ACQUIRE);
 	out->sightings_coalesced = __atomic_load_n(&s->sightings_coalesced, __ATOMIC_RELAXED);
 	out->sightings_dropped = 0;
 	for (unsigned w = 0; w < cc->p.workers; w++)
@@ -284,6 +285,17 @@ static bool changes_state(const char *type)
 	       !strcmp(type, CTL_T_CLOCK);
 }
 
+/* After msg took effect: readers already see what it changed (the RCU
+ * publish happened), so a test that waits for this number can trust the
+ * next verdict. */
+static void set_generation(struct ctlclient *cc, const json_t *msg)
+{
+	uint64_t gen;
+
+	if (ctl_msg_gen(msg, &gen))
+		__atomic_store_n(&cc->st.generation, gen, __ATOMIC_RELEASE);
+}
+
 static void apply(struct ctlclient *cc, json_t *msg)
 {
 	struct ctl_error err = { { 0 } };
@@ -337,6 +349,7 @@ static void apply(struct ctlclient *cc, json_t *msg)
 		if (enfstate_catalog_set(cc->p.st, c) != 0)
 			catalog_free(c);
 	} else if (!strcmp(type, CTL_T_SYNC_BEGIN)) {
+		__atomic_store_n(&cc->st.generation, 0, __ATOMIC_RELEASE);
 		apply_clock(cc, msg);
 		enfstate_sync_begin(cc->p.st);
 		return;
@@ -348,6 +361,7 @@ static void apply(struct ctlclient *cc, json_t *msg)
 		__atomic_store_n(&cc->st.synced, true, __ATOMIC_RELAXED);
 		log_msg(LOG_INFO, "control: synchronised: %zu tenants, %zu servers, %zu removed",
 			es.tenants, es.servers, gone);
+		set_generation(cc, msg);
 		return;
 	} else if (!strcmp(type, CTL_T_CLOCK)) {
 		apply_clock(cc, msg);
@@ -371,6 +385,7 @@ static void apply(struct ctlclient *cc, json_t *msg)
 		return;
 	}
 	STAT_INC(cc, updates);
+	set_generation(cc, msg);
 }
 
 static void read_in(struct ctlclient *cc)

@@ -53,6 +53,9 @@ struct ctlclient_stats {
 	uint64_t sightings_coalesced; /* counted into another sighting (sightcoal.h) */
 	uint64_t sightings_dropped;   /* a worker's ring was full */
 	uint64_t acks;
+	/* tescontrol's state generation last applied (ctl_msg_set_gen); 0
+	 * from a sync-begin until its sync-end. */
+	uint64_t generation;
 };
 
 /* Starts the thread.  NULL (and a log line) on failure. */

@@ -220,6 +220,10 @@ static void render_control(struct prom_buf *b, const struct gw_metrics_src *s)
 	      cs.connected);
 	gauge(b, "tes_control_synced", "1 once a full state from tescontrol has been applied",
 	      cs.synced);
+	gauge(b, "tes_control_generation",
+	      "tescontrol's state generation this gateway last applied (tesctl status shows"
+	      " tescontrol's own; 0 while a full state is arriving)",
+	      cs.generation);
 	counter(b, "tes_control_connects_total", "Connections made to tescontrol", cs.connects);
 	counter(b, "tes_control_updates_total", "Incremental state messages applied", cs.updates);
 	counter(b, "tes_control_rejected_total", "Messages from tescontrol that did not decode",
@@ -591,7 +595,20 @@ struct gw_metrics *gw_metrics_start(const char *listen, const struct gw_metrics_
 		free(m);
 		return NULL;
 	}
-	log_msg(LOG_INFO, "metrics: http://%s/metrics", listen);
+	{
+		/* Port 0 asks the kernel for one: say which, so a test or an
+		 * operator can find it. */
+		const union MHD_DaemonInfo *di =
+			MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_BIND_PORT);
+		const char *colon = strrchr(listen, ':');
+		unsigned port = di ? di->port : 0;
+
+		if (colon && port)
+			log_msg(LOG_INFO, "metrics: http://%.*s:%u/metrics", (int)(colon - listen),
+				listen, port);
+		else
+			log_msg(LOG_INFO, "metrics: http://%s/metrics", listen);
+	}
 	return m;
 }
 

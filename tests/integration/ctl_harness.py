@@ -200,6 +200,11 @@ class Tescontrol:
                 return s
         return None
 
+    def generation(self):
+        """tescontrol's state generation: a gateway whose
+        tes_control_generation equals it has applied everything."""
+        return self.ctl("status")["generation"]
+
     def advance(self, seconds):
         r = self.ctl("clock", "advance", seconds)
         self.test_clock = r["now"]

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 20.0
@@ -108,6 +109,38 @@ class Gateway:
                     env.setdefault(k, []).append(v)
             out.append((mid, eml, env))
         return out
+
+    def metrics_url(self):
+        """The /metrics URL tesgate logged (metrics_listen = 127.0.0.1:0 in
+        the test's conf makes it log the port the kernel gave)."""
+        m = re.search(r"metrics: (http://[0-9.:\[\]a-f]+/metrics)", self.log_text())
+        if not m:
+            raise AssertionError("tesgate logged no metrics URL (metrics_listen unset?)")
+        return m.group(1)
+
+    def metric(self, name):
+        """One unlabelled sample from /metrics, as an int."""
+        with urllib.request.urlopen(self.metrics_url(), timeout=IO_TIMEOUT) as r:
+            text = r.read().decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return int(float(line.split()[1]))
+        raise AssertionError(f"no {name} in tesgate's /metrics")
+
+    def wait_generation(self, gen, timeout=IO_TIMEOUT):
+        """Wait until tesgate has applied tescontrol's state generation gen
+        (tesctl status's "generation"): from then on its verdicts come from
+        everything tescontrol had said.  Fails when it does not get there."""
+        deadline = time.monotonic() + timeout
+        got = None
+        while time.monotonic() < deadline:
+            got = self.metric("tes_control_generation")
+            if got == gen:
+                return
+            if got > gen:
+                raise AssertionError(f"tesgate is at generation {got}, past tescontrol's {gen}")
+            time.sleep(0.02)
+        raise AssertionError(f"tesgate stayed at generation {got}, tescontrol is at {gen}")
 
     def wait_for(self, pred, timeout=IO_TIMEOUT):
         deadline = time.monotonic() + timeout

@@ -26,7 +26,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ctl_harness as ch  # noqa: E402
 from gateway_harness import Gateway, run  # noqa: E402
-from prom_harness import free_port, http_get, parse_metrics  # noqa: E402
+from prom_harness import http_get, parse_metrics  # noqa: E402
 
 DAY = ch.DAY
 MIN = 60
@@ -82,6 +82,7 @@ class VerdictLog(unittest.TestCase):
             "control_socket": self.tc.gw_sock,
             "follow_test_clock": "yes",
             "gateway_id": f"gw-vl-{len(self.gws)}",
+            "metrics_listen": "127.0.0.1:0",
         }
         settings.update(conf)
         g = Gateway(self.binary, conf=settings)
@@ -109,20 +110,15 @@ class VerdictLog(unittest.TestCase):
         return 250, ""
 
     def expect(self, g, source, code):
-        """Send until the answer has this code (state and clock reach the
-        gateway asynchronously), bounded."""
-        deadline = time.monotonic() + PROPAGATION
-        while True:
-            got = self.send(g, source)[0]
-            if got == code or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        self.assertEqual(got, code, f"from {source}")
+        """Once the gateway has applied everything tescontrol said (its state
+        generation), the first answer has this code: one message, one
+        verdict line."""
+        g.wait_generation(self.tc.generation())
+        self.assertEqual(self.send(g, source)[0], code, f"from {source}")
 
     def test_lines_counts_rotation(self):
-        mport = free_port()
         path = os.path.join(self.tmp, "verdicts.log")
-        g = self.gateway(metrics_listen=f"127.0.0.1:{mport}", verdict_log=path)
+        g = self.gateway(verdict_log=path)
 
         self.tc.set_clock(T0)
         self.assertEqual(self.send(g, "127.0.0.1")[0], 250)
@@ -137,7 +133,7 @@ class VerdictLog(unittest.TestCase):
         self.expect(g, "127.0.0.1", 550)
 
         def metrics():
-            return parse_metrics(http_get(f"http://127.0.0.1:{mport}/metrics")[2])
+            return parse_metrics(http_get(g.metrics_url())[2])
 
         def refused(m):
             return sum(v for k, v in m.items() if k.startswith("tes_enforcement_verdicts_total{")
@@ -194,7 +190,7 @@ class VerdictLog(unittest.TestCase):
         self.assertEqual(metrics()["tes_verdict_log_lines_total"], len(lines) + 1)
         if shutil.which("promtool"):
             r = subprocess.run(["promtool", "check", "metrics"],
-                               input=http_get(f"http://127.0.0.1:{mport}/metrics")[2],
+                               input=http_get(g.metrics_url())[2],
                                capture_output=True, text=True, timeout=30)
             self.assertEqual((r.returncode, r.stdout + r.stderr), (0, ""))
 

@@ -405,6 +405,36 @@ static void test_tenant_roundtrip(void **state)
 	json_decref(j);
 }
 
+/* gen survives a frame round trip at its largest sizes, and a message
+ * without one (or with a bad one) has none. */
+static void test_generation(void **state)
+{
+	struct ctl_error err;
+	struct ctl_decoder d;
+	uint8_t *frame;
+	size_t n;
+	uint64_t gen = 0;
+	json_t *j = ctl_msg_new(CTL_T_CLOCK), *back = NULL;
+
+	(void)state;
+	assert_false(ctl_msg_gen(j, &gen));
+	ctl_msg_set_gen(j, UINT64_C(1796590975123456));
+	assert_int_equal(ctl_frame_encode(j, &frame, &n, &err), 0);
+	ctl_decoder_init(&d, 0);
+	assert_int_equal(ctl_decoder_feed(&d, frame, n), n);
+	assert_int_equal(ctl_decoder_next(&d, &back), CTL_FRAME);
+	assert_true(ctl_msg_gen(back, &gen));
+	assert_true(gen == UINT64_C(1796590975123456));
+	json_decref(back);
+	ctl_decoder_free(&d);
+	free(frame);
+	json_object_set_new(j, "gen", json_string("7"));
+	assert_false(ctl_msg_gen(j, &gen));
+	json_object_set_new(j, "gen", json_integer(0));
+	assert_false(ctl_msg_gen(j, &gen));
+	json_decref(j);
+}
+
 static void test_messages(void **state)
 {
 	struct ctl_sighting s, sb;
@@ -629,6 +659,7 @@ int main(void)
 		cmocka_unit_test(test_server_rejects),
 		cmocka_unit_test(test_tenant_roundtrip),
 		cmocka_unit_test(test_messages),
+		cmocka_unit_test(test_generation),
 		cmocka_unit_test(test_policy_and_catalog_messages),
 		cmocka_unit_test(test_admin_messages),
 	};
