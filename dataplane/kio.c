@@ -847,6 +847,7 @@ static void *worker_main(void *arg)
 			n = 0;
 		}
 		w->now = mono_ms();
+		STAT_ADD(w, wakeups, 1);
 		for (int i = 0; i < n; i++) {
 			void *p = evs[i].data.ptr;
 			uint32_t e = evs[i].events;

@@ -126,6 +126,9 @@ struct kio_stats {
 	uint64_t overflows;
 	uint64_t bytes_in;
 	uint64_t bytes_out;
+	/* Times a worker woke from epoll_wait (kernel sockets only): a worker
+	 * that spins on a connection it cannot serve shows here. */
+	uint64_t wakeups;
 	uint64_t open; /* gauge: connections open now (kio_stats only) */
 };
 

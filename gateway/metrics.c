@@ -97,6 +97,10 @@ static void render_connections(struct prom_buf *b, const struct kio_stats *ks,
 		"Octets written to SMTP clients (TLS included; not the refusal lines of "
 		"connections refused at accept)",
 		ks->bytes_out);
+	counter(b, "tes_io_wakeups_total",
+		"Times a kernel-socket worker woke from epoll_wait (0 with io = dpdk, whose "
+		"workers poll)",
+		ks->wakeups);
 }
 
 static void render_smtp(struct prom_buf *b, const struct gw_stats *gs)

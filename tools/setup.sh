@@ -47,6 +47,9 @@ Options:
   --no-hugepages    do not reserve hugepages or mount hugetlbfs
   --no-cert         do not create the demo certificate
   --update          run apt-get update even if the package lists are fresh
+  --strict          fail (instead of warning) when hugepages or hugetlbfs
+                    cannot be set up: every test must then be able to run
+                    (tests/run-all.sh passes it when it runs as root)
   -h, --help        this text
 
 Environment:
@@ -73,13 +76,14 @@ die()
 	exit 1
 }
 
-do_packages=1 do_hugepages=1 do_cert=1 force_update=0
+do_packages=1 do_hugepages=1 do_cert=1 force_update=0 strict=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--no-packages) do_packages=0 ;;
 	--no-hugepages) do_hugepages=0 ;;
 	--no-cert) do_cert=0 ;;
 	--update) force_update=1 ;;
+	--strict) strict=1 ;;
 	-h | --help)
 		usage
 		exit 0
@@ -228,11 +232,21 @@ esac
 hp_target=$((10#$hp_target))
 hp_sys=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 
+# A hugepage set-up problem: a warning (the kernel-socket path works without
+# them), or with --strict an error, since the DPDK tests would skip.
+hp_problem()
+{
+	if [ "$strict" -eq 1 ]; then
+		die "$* (--strict: the DPDK tests need them)"
+	fi
+	warn "$@"
+}
+
 setup_hugepages()
 {
 	local have got
 	if [ ! -e "$hp_sys" ]; then
-		warn "hugepages: this kernel has no 2 MB hugepages ($hp_sys missing);" \
+		hp_problem "hugepages: this kernel has no 2 MB hugepages ($hp_sys missing);" \
 			"DPDK tests that need them will be skipped or fail, the kernel-socket path works without"
 		DONE+=("hugepages: not supported by this kernel (warning)")
 		return 0
@@ -242,13 +256,13 @@ setup_hugepages()
 		say "hugepages: $have x 2 MB reserved (want $hp_target), nothing to do"
 		DONE+=("hugepages: $have x 2 MB already reserved")
 	elif ! { echo "$hp_target" >"$hp_sys"; } 2>/dev/null; then
-		warn "hugepages: the kernel refused to reserve $hp_target x 2 MB (have $have);" \
+		hp_problem "hugepages: the kernel refused to reserve $hp_target x 2 MB (have $have);" \
 			"DPDK tests that need them will be skipped or fail, the kernel-socket path works without"
 		DONE+=("hugepages: kernel refused (warning), $have reserved")
 	else
 		got=$(cat "$hp_sys")
 		if [ "$got" -lt "$hp_target" ]; then
-			warn "hugepages: asked for $hp_target x 2 MB, the kernel reserved only $got" \
+			hp_problem "hugepages: asked for $hp_target x 2 MB, the kernel reserved only $got" \
 				"(memory too fragmented or too small?)"
 			DONE+=("hugepages: reserved $got x 2 MB of $hp_target asked (warning; was $have)")
 		else
@@ -265,7 +279,7 @@ setup_hugepages()
 		say "hugepages: mounted hugetlbfs at /dev/hugepages"
 		DONE+=("hugetlbfs: mounted at /dev/hugepages")
 	else
-		warn "hugepages: could not mount hugetlbfs at /dev/hugepages;" \
+		hp_problem "hugepages: could not mount hugetlbfs at /dev/hugepages;" \
 			"DPDK will need --no-huge or --in-memory"
 		DONE+=("hugetlbfs: mount failed (warning)")
 	fi

@@ -4,6 +4,8 @@
 #
 # Configures a build of its own with -Db_sanitize=thread, builds only what it
 # runs, and runs:
+#   0. the other thread-crossing units: test_opool, test_sightring,
+#      test_log, test_verdictlog;
 #   1. test_enfstate (the unit tests) under TSan;
 #   2. stress_enfstate: reader threads against the writer for a few seconds;
 #   3. a control: stress_enfstate_nogp, whose enfstate.c frees retired
@@ -87,12 +89,18 @@ if ! CC=${CC:-gcc} meson setup "${wipe[@]}" "$builddir" -Db_sanitize=thread -Db_
 fi
 rm -f "$setup_log"
 ninja -C "$builddir" tests/test_enfstate tests/concurrency/stress_enfstate \
-	tests/concurrency/stress_enfstate_nogp tests/test_opool tests/test_sightring
+	tests/concurrency/stress_enfstate_nogp tests/test_opool tests/test_sightring \
+	tests/test_log tests/test_verdictlog
 
 echo "run-tsan: 0/3 test_opool (the spool's per-worker pools, returned from other threads)"
 "$builddir/tests/test_opool"
 echo "run-tsan: 0/3 test_sightring (a worker's sighting queue, producer and consumer racing)"
 "$builddir/tests/test_sightring"
+
+echo "run-tsan: 0/3 test_log (workers' log lines through the ring to the writer thread)"
+TES_SRCDIR=$repo "$builddir/tests/test_log"
+echo "run-tsan: 0/3 test_verdictlog (per-worker verdict rings and their writer thread)"
+TES_SRCDIR=$repo "$builddir/tests/test_verdictlog"
 
 echo "run-tsan: 1/3 test_enfstate"
 TES_SRCDIR=$repo "$builddir/tests/test_enfstate"

@@ -151,14 +151,13 @@ class Slow(AbuseBase):
             self.assertEqual(c.reply()[0], 220)
             t = threading.Thread(target=self.trickle, args=(
                 c, b"EHLO a-very-long-and-slowly-typed-name.example.org\r\n", stop), daemon=True)
-            start = time.monotonic()
             t.start()
             # others are served meanwhile
             self.legit(b"legit-during-slowloris")
             line = self.read_421(c, 15)
+            # the session limit cut it, not the idle one (each byte renews that)
             self.assertIn("4.4.2", line)
             self.assertIn("Session time limit reached", line)
-            self.assertGreaterEqual(time.monotonic() - start, 5.0)
         finally:
             stop.set()
             c.close()
@@ -194,10 +193,9 @@ class Slow(AbuseBase):
             self.assertEqual(c.reply()[0], 220)
             c.send(b"EHLO quiet.example.org\r\n")
             self.assertEqual(c.reply()[0], 250)
-            start = time.monotonic()
             line = self.read_421(c, 10)
+            self.assertIn("4.4.2", line)
             self.assertIn("Idle timeout", line)
-            self.assertGreaterEqual(time.monotonic() - start, 2.5)
             self.legit(b"legit-after-idle")
         finally:
             c.close()

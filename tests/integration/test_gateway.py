@@ -188,11 +188,13 @@ class SizeLimit(GatewayTest):
             self.assertEqual(code, 552, text)
             # The session goes on.
             s.sendmail("s@example.com", ["r@example.net"], message(b"small", [b"ok"]))
-        msgs = self.wait_messages(1)
-        time.sleep(0.2)
-        self.assertEqual(len(self.gw.messages()), 1)
+            # a later message: once it is in, anything the refused ones left
+            # would be too (one worker, one session, in order)
+            s.sendmail("s@example.com", ["r@example.net"], message(b"later", [b"ok"]))
+        msgs = self.wait_messages(2)
+        subjects = sorted(re.search(rb"^Subject: (.*?)\r$", m[1], re.M).group(1) for m in msgs)
+        self.assertEqual(subjects, [b"later", b"small"])
         self.assertEqual(self.gw.files("tmp"), [])
-        self.assertIn(b"Subject: small", msgs[0][1])
 
 
 class BigMessage(GatewayTest):
@@ -355,27 +357,31 @@ class Timeouts(GatewayTest):
     def test_idle_timeout_421(self):
         c = Client(self.gw.port)
         self.assertEqual(c.reply()[0], 220)
-        t0 = time.monotonic()
+        # nothing sent: the next thing the client hears is the idle 421
         code, lines = c.reply()
         self.assertEqual(code, 421, lines)
         self.assertIn("4.4.2", lines[0])
-        self.assertLess(time.monotonic() - t0, 5)
+        self.assertIn("Idle timeout", lines[0])
         self.assertTrue(c.closed())
         c.close()
 
     def test_session_timeout_421_however_busy(self):
         c = Client(self.gw.port)
-        t0 = time.monotonic()
         self.assertEqual(c.reply()[0], 220)
-        while time.monotonic() - t0 < 10:
+        noops = 0
+        for _ in range(100):  # 30 s of NOOPs at most; the limit is 3 s
             c.send(b"NOOP\r\n")
             code, lines = c.reply()
             if code != 250:
                 break
+            noops += 1
             time.sleep(0.3)
+        # a busy session (never idle for the 1 s idle timeout) is cut by the
+        # session limit, with its own text
         self.assertEqual(code, 421, lines)
         self.assertIn("4.4.2", lines[0])
-        self.assertGreater(time.monotonic() - t0, 2.5)
+        self.assertIn("Session time limit reached", lines[0])
+        self.assertGreater(noops, 0)
         self.assertTrue(c.closed())
         c.close()
 
@@ -406,8 +412,9 @@ class Workers(GatewayTest):
         self.assertEqual(len(msgs), 100)
         self.assertEqual(len({m[0] for m in msgs}), 100)
         self.assertEqual(len({m[1] for m in msgs}), 100)  # each message its own content
+        # a spool id names the worker that took the message: both served
         workers = {m[0].split("W")[1].split("C")[0] for m in msgs}
-        print("\n    ids from workers %s" % sorted(workers), end=" ", flush=True)
+        self.assertEqual(len(workers), 2, sorted(m[0] for m in msgs))
 
 
 class BackPressure(GatewayTest):
