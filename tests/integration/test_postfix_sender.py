@@ -121,6 +121,7 @@ class PostfixSender(unittest.TestCase):
                 "control_socket": self.tc.gw_sock,
                 "follow_test_clock": "yes",
                 "gateway_id": "gw-postfix-sender",
+                "metrics_listen": "127.0.0.1:0",
             })
             self.wait_until(lambda: "control: synchronised" in self.gw.log_text(), 15,
                             "tesgate did not synchronise with tescontrol")
@@ -179,7 +180,7 @@ class PostfixSender(unittest.TestCase):
         # (b) a throttle window: 450, the message stays queued in Postfix
         hour30 = T0 + 30 * DAY + 3600
         self.tc.set_clock(hour30 + 1 * MIN)
-        time.sleep(1.0)  # let the clock reach the gateway
+        self.gw.wait_generation(self.tc.generation())  # the clock reached the gateway
         pf.sendmail(exchange_message(b"throttled"))
         self.wait_until(lambda: THROTTLE in pf.log(), WAIT, "no 450 from tesgate in Postfix's log")
         self.wait_until(lambda: any(r.get("delay_reason") and "4.7.230" in r["delay_reason"]
@@ -190,7 +191,7 @@ class PostfixSender(unittest.TestCase):
                                    r"said: 450 4\.7\.230 ")
         # out of the window: Postfix's retry (forced) delivers it
         self.tc.set_clock(hour30 + 6 * MIN)
-        time.sleep(1.0)
+        self.gw.wait_generation(self.tc.generation())
         pf.flush()
         self.wait_until(lambda: self.spooled(b"throttled"), WAIT,
                         "the deferred message was not delivered on retry")
@@ -198,7 +199,7 @@ class PostfixSender(unittest.TestCase):
 
         # (c) stage 8 (day 90 on): 550 5.7.230, Postfix bounces with a DSN
         self.tc.set_clock(T0 + 91 * DAY + 10 * MIN)
-        time.sleep(1.0)
+        self.gw.wait_generation(self.tc.generation())
         pf.sendmail(exchange_message(b"blocked"))
         self.wait_until(lambda: re.search(r"status=bounced \(host 127\.0\.0\.1\[127\.0\.0\.1\] "
                                           r"said: 550 5\.7\.230 ", pf.log()), WAIT,
