@@ -248,7 +248,9 @@ static void h_headers(void *ctx, const struct smtp_envelope *env, const char *hd
 	}
 	STAT_ADD(g, gc->worker, exchange_seen);
 	STAT_ADD_IDX(g, gc->worker, family, det.family < EX_FAMILY_COUNT ? det.family : 0);
-	bool have_catalog = g->p.st && enfstate_classify(g->p.st, &det.build, &ec);
+	/* at the clock the verdict is decided with: compliance rules end */
+	bool have_catalog =
+		g->p.st && enfstate_classify(g->p.st, &det.build, ctlclient_now(g->p.cc), &ec);
 	enum tes_build_class cls = classify(&det, &ec, have_catalog);
 	struct tes_verdict v = { .action = TES_ACCEPT };
 	if (g->p.st)
