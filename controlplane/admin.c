@@ -460,8 +460,10 @@ static json_t *tenant_event_fields(const struct tes_tenant *t, json_t *before, j
 				   json_t *extra)
 {
 	json_t *o = json_pack("{s:I, s:s}", "tenant", (json_int_t)t->id, "tenant_name", t->name);
+	json_t *f = audit_fields(before, after, extra);
 
-	json_object_update(o, audit_fields(before, after, extra));
+	json_object_update(o, f);
+	json_decref(f);
 	return o;
 }
 
