@@ -1103,9 +1103,11 @@ static const struct catalog_entry *branch_target(const struct catalog *c,
 						 const struct cat_rule *r, int64_t t)
 {
 	const struct catalog_entry *e = &c->entries[b->newest_public];
-	int64_t fl = floor_at(c, b, r, t);
 
-	if (e->esu || (fl >= 0 && ex_build_cmp(&e->build, &c->entries[fl].build) < 0))
+	(void)t;
+	/* A "current" floor is a public release, never above the newest one. */
+	if (e->esu || (r->kind == CATALOG_RULE_FROM &&
+		       ex_build_cmp(&e->build, &c->entries[r->from].build) < 0))
 		e = &c->entries[b->hi - 1];
 	return e;
 }
@@ -1126,10 +1128,18 @@ static bool ranks_before(const struct cat_branch *ba, const struct catalog_entry
 	return ex_build_cmp(&ea->build, &eb->build) > 0;
 }
 
-static void recommend(const struct catalog *c, const struct cat_branch *own, int64_t t,
-		      struct catalog_class *out)
+/* own_rule: the rule of the server's branch in force at t, or NULL. */
+static void recommend(const struct catalog *c, const struct cat_branch *own,
+		      const struct cat_rule *own_rule, int64_t t, struct catalog_class *out)
 {
-	const struct cat_rule *own_rule = own ? rule_at(c, own, t) : NULL;
+	/* The best candidates so far, best first: one pass over the branches
+	 * that have rules (this runs for every message). */
+	struct cand {
+		const struct cat_branch *b;
+		const struct catalog_entry *e;
+		bool open, own;
+	} best[CATALOG_MAX_RECOMMENDED];
+	unsigned n = 0;
 
 	out->nrecommended = 0;
 	if (own_rule != NULL && own_rule->until == CATALOG_TIME_MAX) {
@@ -1138,37 +1148,33 @@ static void recommend(const struct catalog *c, const struct cat_branch *own, int
 		out->nrecommended = 1;
 		return;
 	}
-	while (out->nrecommended < CATALOG_MAX_RECOMMENDED) {
-		const struct cat_branch *best = NULL;
-		const struct catalog_entry *best_e = NULL;
-		bool best_open = false, best_own = false;
+	for (size_t i = 0; i < c->nruled; i++) {
+		const struct cat_branch *b = &c->branches[c->ruled[i]];
+		const struct cat_rule *r = b == own ? own_rule : rule_at(c, b, t);
+		struct cand k;
+		unsigned pos;
 
-		for (size_t i = 0; i < c->nruled; i++) {
-			const struct cat_branch *b = &c->branches[c->ruled[i]];
-			const struct cat_rule *r = rule_at(c, b, t);
-			const struct catalog_entry *e;
-			bool taken = false, open, is_own = b == own;
-
-			if (r == NULL)
-				continue;
-			e = branch_target(c, b, r, t);
-			for (unsigned k = 0; k < out->nrecommended && !taken; k++)
-				taken = out->recommended[k] == e;
-			if (taken)
-				continue;
-			open = r->until == CATALOG_TIME_MAX;
-			if (best == NULL ||
-			    ranks_before(b, e, open, is_own, best, best_e, best_open, best_own)) {
-				best = b;
-				best_e = e;
-				best_open = open;
-				best_own = is_own;
-			}
-		}
-		if (best == NULL)
-			break;
-		out->recommended[out->nrecommended++] = best_e;
+		if (r == NULL)
+			continue;
+		k.b = b;
+		k.e = branch_target(c, b, r, t);
+		k.open = r->until == CATALOG_TIME_MAX;
+		k.own = b == own;
+		pos = n;
+		while (pos > 0 &&
+		       ranks_before(k.b, k.e, k.open, k.own, best[pos - 1].b, best[pos - 1].e,
+				    best[pos - 1].open, best[pos - 1].own))
+			pos--;
+		if (pos == CATALOG_MAX_RECOMMENDED)
+			continue;
+		if (n < CATALOG_MAX_RECOMMENDED)
+			n++;
+		memmove(&best[pos + 1], &best[pos], (n - 1 - pos) * sizeof(best[0]));
+		best[pos] = k;
 	}
+	for (unsigned i = 0; i < n; i++)
+		out->recommended[i] = best[i].e;
+	out->nrecommended = n;
 }
 
 /* ---- public ---- */
@@ -1388,11 +1394,15 @@ void catalog_classify(const struct catalog *c, const struct ex_build *b, int64_t
 	const struct cat_branch *br;
 	const struct cat_rule *r;
 
-	memset(out, 0, sizeof(*out));
+	/* Field by field, not memset: this runs for every message, and the
+	 * recommendations are filled (or counted zero) below anyway. */
 	out->family = f;
+	out->nearest = NULL;
+	out->exact = false;
+	out->compliant = false;
 	out->branch = "";
-	out->rule.since = CATALOG_TIME_MIN;
-	out->rule.until = CATALOG_TIME_MAX;
+	out->rule = (struct catalog_rule){ .since = CATALOG_TIME_MIN, .until = CATALOG_TIME_MAX };
+	out->nrecommended = 0;
 	if (c == NULL || f == EX_FAMILY_NONE || f == EX_FAMILY_ONLINE)
 		return;
 
@@ -1427,7 +1437,7 @@ void catalog_classify(const struct catalog *c, const struct ex_build *b, int64_t
 		out->rule.kind = CATALOG_RULE_NEVER;
 		out->rule.line = c->never_line[f];
 	}
-	recommend(c, br, now, out);
+	recommend(c, br, r, now, out);
 }
 
 void catalog_verdict_span(const struct catalog *c, const struct ex_build *b, int64_t now,
