@@ -32,6 +32,12 @@
 #define ADMIN_SERVER_SHOW "server.show"
 #define ADMIN_SERVER_RESET "server.reset"
 #define ADMIN_TENANT_ADD "tenant.add"
+/* {"id":N, "name":S?, "connectors":[...]?}: what is given replaces the
+ * tenant's name or its whole connector list. */
+#define ADMIN_TENANT_SET "tenant.set"
+/* {"id":N, "force":B?}: refused while the tenant has servers on record,
+ * unless force (then they are forgotten with it, in one transaction). */
+#define ADMIN_TENANT_DELETE "tenant.delete"
 #define ADMIN_TENANT_LIST "tenant.list"
 #define ADMIN_TENANT_SHOW "tenant.show"
 #define ADMIN_PAUSE_ADD "pause.add"
@@ -39,6 +45,8 @@
 #define ADMIN_PAUSE_RESUME "pause.resume"
 #define ADMIN_CATALOG_SHOW "catalog.show"
 #define ADMIN_CATALOG_LOAD "catalog.load"
+/* {"build":S, "at":T?}: classified as of T (Unix seconds; default now),
+ * with the rule that decided and the dates its verdict holds between. */
 #define ADMIN_CATALOG_CHECK "catalog.check"
 #define ADMIN_POLICY_SHOW "policy.show"
 #define ADMIN_POLICY_LOAD "policy.load"

@@ -77,6 +77,50 @@ static bool arg_bool(const json_t *args, const char *key)
 	return json_is_true(json_object_get(args, key));
 }
 
+/* ---- the audit trail ---- */
+
+/* The credentials (SO_PEERCRED, taken when the connection was accepted) of
+ * the admin connection whose request is being handled: set by
+ * handle_request around one command.  The event loop is one thread. */
+static const struct ucred *g_caller;
+
+/* Who asked: merged into every line an admin action writes. */
+static json_t *caller_json(void)
+{
+	if (!g_caller)
+		return json_pack("{s:n, s:n, s:n}", "uid", "gid", "pid");
+	return json_pack("{s:I, s:I, s:I}", "uid", (json_int_t)g_caller->uid, "gid",
+			 (json_int_t)g_caller->gid, "pid", (json_int_t)g_caller->pid);
+}
+
+/* The members of an admin action's line: who, then the values before and
+ * after it (null for what did not exist), then extra (consumed). */
+static json_t *audit_fields(json_t *before, json_t *after, json_t *extra)
+{
+	json_t *o = caller_json();
+
+	json_object_set_new(o, "before", before ? before : json_null());
+	json_object_set_new(o, "after", after ? after : json_null());
+	if (extra) {
+		json_object_update(o, extra);
+		json_decref(extra);
+	}
+	return o;
+}
+
+/* One line for an action that is not about one tenant or server. */
+static void audit(struct cp *cp, const char *event, json_t *before, json_t *after, json_t *extra)
+{
+	cp_evlog_event(cp, event, audit_fields(before, after, extra));
+}
+
+static json_t *pause_raw_json(const struct tes_pause *p)
+{
+	return json_pack("{s:I, s:I, s:I, s:i, s:i}", "start", (json_int_t)p->start, "end",
+			 (json_int_t)p->end, "paused_before", (json_int_t)p->paused_before, "year",
+			 (int)p->year, "days_used", (int)p->days_used);
+}
+
 /* ---- values ---- */
 
 static void set_time(const struct cp *cp, json_t *o, const char *key, bool has, int64_t t)
@@ -132,7 +176,7 @@ static json_t *server_json(struct cp *cp, const struct cp_server *c, int64_t now
 	json_t *o;
 
 	tes_server_report(s, t, &cp->policy, now, &r);
-	catalog_classify(cp->catalog, &s->build, &cls);
+	catalog_classify(cp->catalog, &s->build, now, &cls);
 	o = json_pack("{s:I, s:s, s:s, s:o, s:s, s:s, s:s, s:i}", "tenant",
 		      (json_int_t)s->tenant_id, "tenant_name", t ? t->name : "", "fqdn", s->fqdn,
 		      "build", build_str(&s->build), "family", ex_family_name(s->family), "branch",
@@ -196,6 +240,23 @@ static json_t *tenant_json(struct cp *cp, const struct tes_tenant *t, int64_t no
 	json_object_set_new(o, "servers", json_integer(n));
 	json_object_set_new(o, "paused", json_boolean(tes_pause_active(&t->pause, now)));
 	json_object_set_new(o, "pause", pause_json(cp, t, now));
+	return o;
+}
+
+/* What a reset forgets: the state that decides the server's enforcement. */
+static json_t *server_state_json(struct cp *cp, const struct cp_server *c)
+{
+	const struct tes_server *s = &c->v.s;
+	json_t *o = json_pack("{s:s, s:o, s:s, s:I, s:I, s:b, s:i, s:s}", "fqdn", s->fqdn, "build",
+			      build_str(&s->build), "family", ex_family_name(s->family),
+			      "first_detected", (json_int_t)s->first_detected, "last_seen",
+			      (json_int_t)s->last_seen, "resolved", s->resolved, "stage",
+			      (int)c->v.stage_logged, "status",
+			      tes_status_name((enum tes_status)c->v.status_logged));
+
+	json_object_set_new(o, "resolved_at",
+			    s->resolved ? json_integer(s->resolved_at) : json_null());
+	(void)cp;
 	return o;
 }
 
@@ -299,7 +360,7 @@ static int cmd_server_reset(struct cp *cp, const json_t *args, json_t **result, 
 	}
 	cp->counts.resets++;
 	cp_evlog_server(cp, "reset", &s, c->v.stage_logged, (enum tes_status)c->v.status_logged,
-			NULL);
+			audit_fields(server_state_json(cp, c), NULL, NULL));
 	cp_server_delete(&cp->st, slot);
 	cp_xdp_request(cp);
 	cp_info("server reset by the operator: tenant %u server %s forgotten (a new detection"
@@ -313,63 +374,226 @@ static int cmd_server_reset(struct cp *cp, const json_t *args, json_t **result, 
 
 /* ---- tenants and pauses ---- */
 
-static int cmd_tenant_add(struct cp *cp, const json_t *args, json_t **result, char *err, size_t len)
+static struct tes_tenant *tenant_arg(struct cp *cp, const json_t *args, const char *key, char *err,
+				     size_t len)
 {
-	struct tes_tenant t;
-	const json_t *conns = json_object_get(args, "connectors");
-	const char *name;
+	struct tes_tenant *t;
 	int64_t id;
 
-	memset(&t, 0, sizeof(t));
-	if (arg_int(args, "id", 1, UINT32_MAX, true, 0, &id, err, len) ||
-	    arg_str(args, "name", &name, err, len))
-		return -1;
-	if (cp_tenant_find(&cp->st, (uint32_t)id)) {
-		snprintf(err, len, "tenant %lld already exists", (long long)id);
-		return -1;
-	}
-	if (!name[0] || strlen(name) >= sizeof(t.name)) {
-		snprintf(err, len, "the name must have 1 to %zu characters", sizeof(t.name) - 1);
-		return -1;
-	}
-	for (const char *p = name; *p; p++) {
-		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-			snprintf(err, len, "the name holds a control character");
+	if (arg_int(args, key, 1, UINT32_MAX, true, 0, &id, err, len))
+		return NULL;
+	t = cp_tenant_find(&cp->st, (uint32_t)id);
+	if (!t)
+		snprintf(err, len, "no tenant %lld", (long long)id);
+	return t;
+}
+
+/* The name and connectors of a tenant from a request: both for add, either
+ * for set (what is absent stays as in t). */
+static int tenant_fields(const json_t *args, bool need_name, struct tes_tenant *t, char *err,
+			 size_t len)
+{
+	const json_t *conns = json_object_get(args, "connectors");
+	const json_t *nm = json_object_get(args, "name");
+	const char *name;
+
+	if (nm || need_name) {
+		if (arg_str(args, "name", &name, err, len))
+			return -1;
+		if (!name[0] || strlen(name) >= sizeof(t->name)) {
+			snprintf(err, len, "the name must have 1 to %zu characters",
+				 sizeof(t->name) - 1);
 			return -1;
 		}
+		for (const char *p = name; *p; p++) {
+			if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+				snprintf(err, len, "the name holds a control character");
+				return -1;
+			}
+		}
+		snprintf(t->name, sizeof(t->name), "%s", name);
 	}
-	t.id = (uint32_t)id;
-	snprintf(t.name, sizeof(t.name), "%s", name);
 	if (conns) {
+		struct tes_connector cs[TES_TENANT_CONNECTORS_MAX];
 		size_t i;
 		const json_t *c;
 		struct ctl_error cerr;
 
 		if (!json_is_array(conns) || json_array_size(conns) > TES_TENANT_CONNECTORS_MAX) {
-			snprintf(err, len, "at most %d connectors", TES_TENANT_CONNECTORS_MAX);
+			snprintf(err, len, "\"connectors\" must be a list of at most %d connectors",
+				 TES_TENANT_CONNECTORS_MAX);
 			return -1;
 		}
+		memset(cs, 0, sizeof(cs));
 		json_array_foreach(conns, i, c)
 		{
-			if (ctl_connector_from_json(c, &t.connectors[i], &cerr)) {
+			if (ctl_connector_from_json(c, &cs[i], &cerr)) {
 				snprintf(err, len, "connector %zu: %s", i + 1, cerr.msg);
 				return -1;
 			}
 		}
-		t.nconnectors = (unsigned)json_array_size(conns);
+		memcpy(t->connectors, cs, sizeof(cs));
+		t->nconnectors = (unsigned)json_array_size(conns);
 	}
-	if (store_put_tenant(cp->store, &t)) {
-		snprintf(err, len, "could not store the tenant: %s", store_errmsg(cp->store));
+	return 0;
+}
+
+/* Store t (new or changed), then make it visible: memory, gateways, the
+ * XDP drop list (connectors decide which sources it may drop). */
+static int put_tenant(struct cp *cp, const struct tes_tenant *t, char *err, size_t len)
+{
+	if (store_put_tenant(cp->store, t)) {
+		snprintf(err, len, "could not store the tenant: %s (nothing was changed)",
+			 store_errmsg(cp->store));
 		return -1;
 	}
-	if (cp_tenant_put(&cp->st, &t)) {
+	if (cp_tenant_put(&cp->st, t)) {
 		snprintf(err, len, "out of memory (the tenant is stored; a restart loads it)");
 		return -1;
 	}
-	cp_info("tenant added: %u (%s) with %u connectors", t.id, t.name, t.nconnectors);
-	gw_push_tenant(cp, &t);
+	gw_push_tenant(cp, t);
 	cp_xdp_request(cp);
+	return 0;
+}
+
+static json_t *tenant_event_fields(const struct tes_tenant *t, json_t *before, json_t *after,
+				   json_t *extra)
+{
+	json_t *o = json_pack("{s:I, s:s}", "tenant", (json_int_t)t->id, "tenant_name", t->name);
+	json_t *f = audit_fields(before, after, extra);
+
+	json_object_update(o, f);
+	json_decref(f);
+	return o;
+}
+
+static int cmd_tenant_add(struct cp *cp, const json_t *args, json_t **result, char *err, size_t len)
+{
+	struct tes_tenant t;
+	int64_t id;
+
+	memset(&t, 0, sizeof(t));
+	if (arg_int(args, "id", 1, UINT32_MAX, true, 0, &id, err, len))
+		return -1;
+	if (cp_tenant_find(&cp->st, (uint32_t)id)) {
+		snprintf(err, len, "tenant %lld already exists (tesctl tenant set changes it)",
+			 (long long)id);
+		return -1;
+	}
+	t.id = (uint32_t)id;
+	if (tenant_fields(args, true, &t, err, len) || put_tenant(cp, &t, err, len))
+		return -1;
+	cp_info("tenant added: %u (%s) with %u connectors", t.id, t.name, t.nconnectors);
+	cp_evlog_event(cp, "tenant_add",
+		       tenant_event_fields(&t, NULL, ctl_tenant_to_json(&t), NULL));
 	*result = tenant_json(cp, &t, cp_now(cp));
+	return 0;
+}
+
+static int cmd_tenant_set(struct cp *cp, const json_t *args, json_t **result, char *err, size_t len)
+{
+	struct tes_tenant *cur = tenant_arg(cp, args, "id", err, len);
+	struct tes_tenant t;
+	json_t *before, *after;
+
+	if (!cur)
+		return -1;
+	if (!json_object_get(args, "name") && !json_object_get(args, "connectors")) {
+		snprintf(err, len, "nothing to change: give a name, connectors, or both");
+		return -1;
+	}
+	t = *cur;
+	if (tenant_fields(args, false, &t, err, len))
+		return -1;
+	before = ctl_tenant_to_json(cur);
+	after = ctl_tenant_to_json(&t);
+	if (json_equal(before, after)) {
+		/* Nothing changed, nothing written: the trail records changes. */
+		json_decref(before);
+		json_decref(after);
+		*result = tenant_json(cp, cur, cp_now(cp));
+		json_object_set_new(*result, "changed", json_false());
+		return 0;
+	}
+	if (put_tenant(cp, &t, err, len)) {
+		json_decref(before);
+		json_decref(after);
+		return -1;
+	}
+	cur = cp_tenant_find(&cp->st, t.id);
+	cp_info("tenant changed: %u (%s) with %u connectors", t.id, t.name, t.nconnectors);
+	cp_evlog_event(cp, "tenant_change", tenant_event_fields(&t, before, after, NULL));
+	*result = tenant_json(cp, cur ? cur : &t, cp_now(cp));
+	json_object_set_new(*result, "changed", json_true());
+	return 0;
+}
+
+static int cmd_tenant_delete(struct cp *cp, const json_t *args, json_t **result, char *err,
+			     size_t len)
+{
+	struct tes_tenant *cur = tenant_arg(cp, args, "id", err, len);
+	struct tes_tenant t;
+	uint32_t *slots;
+	size_t n = 0;
+	bool ok;
+
+	if (!cur)
+		return -1;
+	t = *cur;
+	slots = malloc(((size_t)cp->st.nlive + 1) * sizeof(*slots));
+	if (!slots) {
+		snprintf(err, len, "out of memory");
+		return -1;
+	}
+	for (uint32_t i = 0; i < cp->st.nslots; i++) {
+		const struct cp_server *c = cp_server_at(&cp->st, i);
+
+		if (c && c->v.s.tenant_id == t.id)
+			slots[n++] = i;
+	}
+	/* A server's record is its first detection and stage clock: durable
+	 * state nobody can recreate, so forgetting it must be asked for. */
+	if (n && !arg_bool(args, "force")) {
+		snprintf(err, len,
+			 "tenant %u has %zu server%s on record; deleting the tenant forgets them"
+			 " (first detections, stage clocks); to do so: tesctl tenant delete %u"
+			 " --force",
+			 t.id, n, n == 1 ? "" : "s", t.id);
+		free(slots);
+		return -1;
+	}
+	/* The tenant and its servers go together or not at all. */
+	ok = store_begin(cp->store) == 0;
+	for (size_t i = 0; ok && i < n; i++) {
+		const struct cp_server *c = cp_server_at(&cp->st, slots[i]);
+
+		ok = store_delete_server(cp->store, c->v.s.tenant_id, c->v.s.fqdn) == 0;
+	}
+	if (!ok || store_delete_tenant(cp->store, t.id) || store_commit(cp->store)) {
+		snprintf(err, len, "could not store the deletion: %s (nothing was changed)",
+			 store_errmsg(cp->store));
+		store_rollback(cp->store);
+		free(slots);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct cp_server *c = cp_server_at(&cp->st, slots[i]);
+
+		gw_broadcast(cp, ctl_delete_server_msg(c->v.s.tenant_id, c->v.s.fqdn));
+		cp_server_delete(&cp->st, slots[i]);
+	}
+	free(slots);
+	cp_tenant_delete(&cp->st, t.id);
+	gw_broadcast(cp, ctl_delete_tenant_msg(t.id));
+	cp_xdp_request(cp);
+	cp->counts.resets += n;
+	cp_info("tenant deleted by the operator: %u (%s) and its %zu servers on record", t.id,
+		t.name, n);
+	cp_evlog_event(cp, "tenant_delete",
+		       tenant_event_fields(&t, ctl_tenant_to_json(&t), NULL,
+					   json_pack("{s:I}", "servers_deleted", (json_int_t)n)));
+	*result = json_pack("{s:I, s:s, s:b, s:I}", "id", (json_int_t)t.id, "name", t.name,
+			    "deleted", 1, "servers_deleted", (json_int_t)n);
 	return 0;
 }
 
@@ -386,20 +610,6 @@ static int cmd_tenant_list(struct cp *cp, const json_t *args, json_t **result, c
 		json_array_append_new(arr, tenant_json(cp, &cp->st.tenants[i], now));
 	*result = json_pack("{s:o}", "tenants", arr);
 	return 0;
-}
-
-static struct tes_tenant *tenant_arg(struct cp *cp, const json_t *args, const char *key, char *err,
-				     size_t len)
-{
-	struct tes_tenant *t;
-	int64_t id;
-
-	if (arg_int(args, key, 1, UINT32_MAX, true, 0, &id, err, len))
-		return NULL;
-	t = cp_tenant_find(&cp->st, (uint32_t)id);
-	if (!t)
-		snprintf(err, len, "no tenant %lld", (long long)id);
-	return t;
 }
 
 static int cmd_tenant_show(struct cp *cp, const json_t *args, json_t **result, char *err,
@@ -419,19 +629,23 @@ static int put_pause(struct cp *cp, struct tes_tenant *t, const struct tes_pause
 		     const char *why, const char *event, char *err, size_t len)
 {
 	struct tes_tenant nt = *t;
+	json_t *before = pause_raw_json(&t->pause);
 	char at[40];
 
 	nt.pause = *p;
 	if (store_put_tenant(cp->store, &nt)) {
 		snprintf(err, len, "could not store the pause: %s", store_errmsg(cp->store));
+		json_decref(before);
 		return -1;
 	}
 	*t = nt;
 	/* Before the re-evaluation, so the log reads cause then effect. */
 	tes_time_format(p->end, 0, at, sizeof(at));
-	cp_evlog_tenant(cp, event, t,
-			json_pack("{s:s, s:I, s:i}", "pause_end", at, "pause_end_epoch",
-				  (json_int_t)p->end, "pause_days_used", (int)p->days_used));
+	cp_evlog_tenant(
+		cp, event, t,
+		audit_fields(before, pause_raw_json(p),
+			     json_pack("{s:s, s:I, s:i}", "pause_end", at, "pause_end_epoch",
+				       (json_int_t)p->end, "pause_days_used", (int)p->days_used)));
 	gw_push_tenant(cp, t);
 	esc_evaluate_tenant(cp, t->id, why);
 	return 0;
@@ -523,21 +737,64 @@ static int cmd_catalog_show(struct cp *cp, const json_t *args, json_t **result, 
 	return 0;
 }
 
+/* Line n of a document, without its comment and outer blanks: the rule
+ * that decided a classification, as the operator wrote it. */
+static void doc_line(const struct store_doc *d, unsigned n, char *buf, size_t len)
+{
+	const char *p = d->text, *end = d->text ? d->text + d->len : NULL;
+	size_t k;
+
+	buf[0] = '\0';
+	for (unsigned i = 1; p && p < end && i < n; i++) {
+		p = memchr(p, '\n', (size_t)(end - p));
+		p = p ? p + 1 : NULL;
+	}
+	if (!p || p >= end || n == 0)
+		return;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	for (k = 0; p + k < end && p[k] != '\n' && p[k] != '#' && k + 1 < len; k++)
+		buf[k] = p[k] == '\t' || (unsigned char)p[k] < 0x20 ? ' ' : p[k];
+	while (k > 0 && buf[k - 1] == ' ')
+		k--;
+	buf[k] = '\0';
+}
+
+static json_t *rule_json(struct cp *cp, const struct catalog_class *cls)
+{
+	const struct catalog_rule *r = &cls->rule;
+	char text[256];
+	json_t *o;
+
+	doc_line(&cp->compliance, r->line, text, sizeof(text));
+	o = json_pack("{s:s, s:i, s:s, s:s}", "kind", catalog_rule_kind_name(r->kind), "line",
+		      (int)r->line, "file", cp->compliance.name, "text", text);
+	set_time(cp, o, "since", r->since != CATALOG_TIME_MIN, r->since);
+	set_time(cp, o, "until", r->until != CATALOG_TIME_MAX, r->until);
+	json_object_set_new(o, "days",
+			    r->kind == CATALOG_RULE_CURRENT ? json_integer(r->days) : json_null());
+	json_object_set_new(o, "floor", r->floor ? entry_json(r->floor) : json_null());
+	return o;
+}
+
 static int cmd_catalog_check(struct cp *cp, const json_t *args, json_t **result, char *err,
 			     size_t len)
 {
 	struct catalog_class cls;
 	struct ex_build b;
+	int64_t at, from, until;
 	const char *s;
 	json_t *o;
 
-	if (arg_str(args, "build", &s, err, len))
+	if (arg_str(args, "build", &s, err, len) ||
+	    arg_int(args, "at", 0, TES_TIME_MAX, false, cp_now(cp), &at, err, len))
 		return -1;
 	if (!ex_build_from_str(s, &b)) {
 		snprintf(err, len, "\"%s\" is not a build (four numbers, like 15.1.2507.39)", s);
 		return -1;
 	}
-	catalog_classify(cp->catalog, &b, &cls);
+	catalog_classify(cp->catalog, &b, at, &cls);
+	catalog_verdict_span(cp->catalog, &b, at, &from, &until);
 	o = json_pack("{s:o, s:s, s:s, s:b, s:b, s:b}", "build", build_str(&b), "family",
 		      ex_family_name(cls.family), "branch", cls.branch, "known",
 		      cls.nearest != NULL, "exact", cls.exact, "compliant", cls.compliant);
@@ -547,6 +804,12 @@ static int cmd_catalog_check(struct cp *cp, const json_t *args, json_t **result,
 		o, "on_premises",
 		json_boolean(cls.family != EX_FAMILY_NONE && cls.family != EX_FAMILY_ONLINE));
 	json_object_set_new(o, "catalog_version", json_string(catalog_version(cp->catalog)));
+	set_time(cp, o, "at", true, at);
+	json_object_set_new(o, "rule", rule_json(cp, &cls));
+	/* When this verdict began and when it ends, so that an operator sees
+	 * the date a compliant build stops being one. */
+	set_time(cp, o, "verdict_since", from != CATALOG_TIME_MIN, from);
+	set_time(cp, o, "verdict_until", until != CATALOG_TIME_MAX, until);
 	*result = o;
 	return 0;
 }
@@ -556,6 +819,9 @@ struct planned {
 	struct store_server v;
 	enum tes_status old_status;
 	unsigned old_stage;
+	enum tes_change change;
+	int64_t when;
+	unsigned rule_line;
 };
 
 static json_t *change_json(const struct tes_server *s, enum tes_status os, unsigned ostage,
@@ -565,6 +831,135 @@ static json_t *change_json(const struct tes_server *s, enum tes_status os, unsig
 			 "fqdn", s->fqdn, "build", build_str(&s->build), "old_status",
 			 tes_status_name(os), "new_status", tes_status_name(ns), "old_stage",
 			 (int)ostage, "new_stage", (int)nstage);
+}
+
+/* What cat does to the tracked servers at now: a server whose last build's
+ * verdict differs from its state is resolved or re-detected, as a sighting
+ * of it would be.  After a load (at_boundary false) every such server
+ * changes, as of now.  At a rule's date (at_boundary true) only those whose
+ * verdict changed at a date after their own last change, as of that date:
+ * so a clock passed while tescontrol was down starts where it would have,
+ * and a clock set back undoes nothing.  Fills plan (room for every live
+ * server) and changes (may be NULL); returns the count. */
+static size_t plan_catalog(struct cp *cp, const struct catalog *cat, int64_t now, bool at_boundary,
+			   struct planned *plan, json_t *changes)
+{
+	size_t nplan = 0;
+
+	for (uint32_t i = 0; i < cp->st.nslots; i++) {
+		const struct cp_server *c = cp_server_at(&cp->st, i);
+		const struct tes_tenant *t;
+		struct catalog_class cls;
+		struct tes_detection d;
+		struct tes_server ns;
+		enum tes_change ch;
+		unsigned ostage, nstage;
+		enum tes_status ost, nst;
+		int64_t when = now;
+
+		if (!c)
+			continue;
+		catalog_classify(cat, &c->v.s.build, now, &cls);
+		if (cls.family == EX_FAMILY_NONE || cls.family == EX_FAMILY_ONLINE)
+			continue;
+		if (at_boundary) {
+			int64_t from, until;
+			int64_t last = c->v.s.resolved ? c->v.s.resolved_at : c->v.s.first_detected;
+
+			catalog_verdict_span(cat, &c->v.s.build, now, &from, &until);
+			if (from == CATALOG_TIME_MIN || from <= last)
+				continue;
+			when = from;
+		}
+		t = cp_server_tenant(cp, &c->v.s);
+		d.cls = cls.compliant ? TES_BUILD_COMPLIANT : TES_BUILD_VULNERABLE;
+		d.family = cls.family;
+		d.build = c->v.s.build;
+		ch = tes_server_observe(&c->v.s, c->v.s.tenant_id, c->v.s.fqdn, t, &d, NULL, when,
+					&ns);
+		if (ch != TES_CHANGE_RESOLVED && ch != TES_CHANGE_REDETECTED)
+			continue;
+		ns.last_seen = c->v.s.last_seen; /* nothing was seen */
+		cp_server_view(cp, &c->v.s, now, &ostage, &ost);
+		cp_server_view(cp, &ns, now, &nstage, &nst);
+		plan[nplan].slot = i;
+		plan[nplan].v.s = ns;
+		plan[nplan].v.stage_logged = (uint8_t)nstage;
+		plan[nplan].v.status_logged = (uint8_t)nst;
+		plan[nplan].old_status = ost;
+		plan[nplan].old_stage = ostage;
+		plan[nplan].change = ch;
+		plan[nplan].when = when;
+		plan[nplan].rule_line = cls.rule.line;
+		nplan++;
+		if (changes)
+			json_array_append_new(changes, change_json(&ns, ost, ostage, nst, nstage));
+	}
+	return nplan;
+}
+
+/* After the plan is committed: memory, logs, gateways, timers. */
+static void publish_plan(struct cp *cp, const struct planned *plan, size_t nplan, int64_t now,
+			 const char *why)
+{
+	for (size_t i = 0; i < nplan; i++) {
+		struct cp_server *c = cp_server_at(&cp->st, plan[i].slot);
+
+		cp_info("%s: tenant %u server %s (%s): %s stage %u -> %s stage %u", why,
+			plan[i].v.s.tenant_id, plan[i].v.s.fqdn,
+			plan[i].change == TES_CHANGE_RESOLVED ? "resolved" : "re-detected",
+			tes_status_name(plan[i].old_status), plan[i].old_stage,
+			tes_status_name(plan[i].v.status_logged), plan[i].v.stage_logged);
+		c->v = plan[i].v;
+		c->dirty = false;
+		if (plan[i].change == TES_CHANGE_RESOLVED)
+			cp->counts.resolved++;
+		else
+			cp->counts.redetected++;
+		cp_evlog_server(
+			cp, plan[i].change == TES_CHANGE_RESOLVED ? "resolved" : "redetection",
+			&c->v.s, c->v.stage_logged, (enum tes_status)c->v.status_logged,
+			json_pack("{s:I, s:s, s:i}", "detected_at", (json_int_t)plan[i].when,
+				  "reason", why, "rule_line", (int)plan[i].rule_line));
+		gw_push_server(cp, plan[i].slot, now);
+		cp_server_changed(cp, plan[i].slot, now);
+	}
+}
+
+void cp_catalog_boundaries(struct cp *cp, bool force, const char *why)
+{
+	int64_t now = cp_now(cp);
+	struct planned *plan;
+	size_t nplan;
+
+	if (!force && cp->catalog_due > now)
+		return;
+	plan = calloc((size_t)cp->st.nlive + 1, sizeof(*plan));
+	if (!plan) {
+		cp_err("compliance rule dates: out of memory; retrying in 10 s");
+		cp->catalog_due = now + 10;
+		return;
+	}
+	nplan = plan_catalog(cp, cp->catalog, now, true, plan, NULL);
+	if (nplan) {
+		bool ok = store_begin(cp->store) == 0;
+
+		for (size_t i = 0; ok && i < nplan; i++)
+			ok = store_put_server(cp->store, &plan[i].v) == 0;
+		if (!ok || store_commit(cp->store)) {
+			cp->counts.store_errors++;
+			cp_err("storing what the compliance rule dates changed (%zu servers): %s;"
+			       " retrying in 10 s",
+			       nplan, store_errmsg(cp->store));
+			store_rollback(cp->store);
+			free(plan);
+			cp->catalog_due = now + 10;
+			return;
+		}
+		publish_plan(cp, plan, nplan, now, why ? why : "a compliance rule's date passed");
+	}
+	free(plan);
+	cp->catalog_due = catalog_next_change(cp->catalog, now);
 }
 
 static int cmd_catalog_load(struct cp *cp, const json_t *args, json_t **result, char *err,
@@ -618,47 +1013,11 @@ static int cmd_catalog_load(struct cp *cp, const json_t *args, json_t **result, 
 		return -1;
 	}
 	changes = json_array();
-	/* A tracked server's last build, classified again: what a sighting of
-	 * it would do under the new catalog, applied now. */
-	for (uint32_t i = 0; i < cp->st.nslots; i++) {
-		const struct cp_server *c = cp_server_at(&cp->st, i);
-		const struct tes_tenant *t;
-		struct catalog_class cls;
-		struct tes_detection d;
-		struct tes_server ns;
-		enum tes_change ch;
-		unsigned ostage, nstage;
-		enum tes_status ost, nst;
-
-		if (!c)
-			continue;
-		catalog_classify(cat, &c->v.s.build, &cls);
-		if (cls.family == EX_FAMILY_NONE || cls.family == EX_FAMILY_ONLINE)
-			continue;
-		t = cp_server_tenant(cp, &c->v.s);
-		d.cls = cls.compliant ? TES_BUILD_COMPLIANT : TES_BUILD_VULNERABLE;
-		d.family = cls.family;
-		d.build = c->v.s.build;
-		ch = tes_server_observe(&c->v.s, c->v.s.tenant_id, c->v.s.fqdn, t, &d, NULL, now,
-					&ns);
-		if (ch != TES_CHANGE_RESOLVED && ch != TES_CHANGE_REDETECTED)
-			continue;
-		ns.last_seen = c->v.s.last_seen; /* nothing was seen */
-		cp_server_view(cp, &c->v.s, now, &ostage, &ost);
-		cp_server_view(cp, &ns, now, &nstage, &nst);
-		plan[nplan].slot = i;
-		plan[nplan].v.s = ns;
-		plan[nplan].v.stage_logged = (uint8_t)nstage;
-		plan[nplan].v.status_logged = (uint8_t)nst;
-		plan[nplan].old_status = ost;
-		plan[nplan].old_stage = ostage;
-		nplan++;
-		json_array_append_new(changes, change_json(&ns, ost, ostage, nst, nstage));
-	}
+	nplan = plan_catalog(cp, cat, now, false, plan, changes);
 	if (dry) {
-		*result = json_pack("{s:b, s:s, s:I, s:o}", "dry_run", 1, "version",
+		*result = json_pack("{s:b, s:s, s:I, s:I, s:o}", "dry_run", 1, "version",
 				    catalog_version(cat), "builds", (json_int_t)catalog_size(cat),
-				    "changes", changes);
+				    "count", (json_int_t)nplan, "changes", changes);
 		catalog_free(cat);
 		free(plan);
 		return 0;
@@ -689,30 +1048,36 @@ static int cmd_catalog_load(struct cp *cp, const json_t *args, json_t **result, 
 	}
 	if (store_commit(cp->store))
 		goto store_fail;
-	catalog_free(cp->catalog);
-	store_doc_free(&cp->builds);
-	store_doc_free(&cp->compliance);
-	cp->catalog = cat;
-	cp->builds = bd;
-	cp->compliance = cd;
-	cp_info("catalog loaded by the operator: version %s (%zu builds) from %s and %s; %zu"
-		" servers change status",
-		catalog_version(cat), catalog_size(cat), bname, cname, nplan);
-	gw_push_catalog(cp);
-	for (size_t i = 0; i < nplan; i++) {
-		struct cp_server *c = cp_server_at(&cp->st, plan[i].slot);
+	{
+		json_t *before = json_pack("{s:s, s:s, s:s, s:I}", "version",
+					   catalog_version(cp->catalog), "builds_name",
+					   cp->builds.name, "compliance_name", cp->compliance.name,
+					   "builds", (json_int_t)catalog_size(cp->catalog));
+		json_t *after = json_pack("{s:s, s:s, s:s, s:I}", "version", catalog_version(cat),
+					  "builds_name", bname, "compliance_name", cname, "builds",
+					  (json_int_t)catalog_size(cat));
 
-		cp_info("catalog change: tenant %u server %s: %s -> %s", plan[i].v.s.tenant_id,
-			plan[i].v.s.fqdn, tes_status_name(plan[i].old_status),
-			tes_status_name(plan[i].v.status_logged));
-		c->v = plan[i].v;
-		c->dirty = false;
-		gw_push_server(cp, plan[i].slot, now);
-		cp_server_changed(cp, plan[i].slot, now);
+		catalog_free(cp->catalog);
+		store_doc_free(&cp->builds);
+		store_doc_free(&cp->compliance);
+		cp->catalog = cat;
+		cp->builds = bd;
+		cp->compliance = cd;
+		cp->catalog_due = catalog_next_change(cat, now);
+		cp_info("catalog loaded by the operator: version %s (%zu builds) from %s and %s; "
+			"%zu"
+			" servers change status",
+			catalog_version(cat), catalog_size(cat), bname, cname, nplan);
+		audit(cp, "catalog_load", before, after,
+		      json_pack("{s:I}", "servers_changed", (json_int_t)nplan));
 	}
+	gw_push_catalog(cp);
+	publish_plan(cp, plan, nplan, now, "catalog load");
+	esc_arm(cp);
 	free(plan);
-	*result = json_pack("{s:b, s:s, s:I, s:o}", "dry_run", 0, "version", catalog_version(cat),
-			    "builds", (json_int_t)catalog_size(cat), "changes", changes);
+	*result = json_pack("{s:b, s:s, s:I, s:I, s:o}", "dry_run", 0, "version",
+			    catalog_version(cat), "builds", (json_int_t)catalog_size(cat), "count",
+			    (json_int_t)nplan, "changes", changes);
 	return 0;
 store_fail:
 	snprintf(err, len, "could not store the catalog: %s (nothing was changed)",
@@ -819,6 +1184,11 @@ static int cmd_policy_load(struct cp *cp, const json_t *args, json_t **result, c
 			json_decref(changes);
 			return -1;
 		}
+		audit(cp, "policy_load",
+		      json_pack("{s:s, s:s}", "version", cp->policy_doc.version, "name",
+				cp->policy_doc.name),
+		      json_pack("{s:s, s:s}", "version", d.version, "name", d.name),
+		      json_pack("{s:I}", "servers_changed", (json_int_t)json_array_size(changes)));
 		store_doc_free(&cp->policy_doc);
 		cp->policy_doc = d;
 		cp->policy = np;
@@ -828,8 +1198,9 @@ static int cmd_policy_load(struct cp *cp, const json_t *args, json_t **result, c
 		gw_push_policy(cp);
 		esc_evaluate_all(cp, "policy change");
 	}
-	*result = json_pack("{s:b, s:s, s:o}", "dry_run", dry, "version",
-			    dry ? "" : cp->policy_doc.version, "changes", changes);
+	*result = json_pack("{s:b, s:s, s:I, s:o}", "dry_run", dry, "version",
+			    dry ? "" : cp->policy_doc.version, "count",
+			    (json_int_t)json_array_size(changes), "changes", changes);
 	return 0;
 }
 
@@ -907,10 +1278,96 @@ static int cmd_clock(struct cp *cp, const json_t *args, json_t **result, char *e
 	return 0;
 }
 
+/* The entries of the drop list now (xdp.list's result), or NULL. */
+static json_t *xdp_list(struct cp *cp)
+{
+	json_t *list = NULL;
+	char err[256];
+
+	return cp_xdp_cmd(cp, "list", NULL, &list, err, sizeof(err)) ? NULL : list;
+}
+
+/* The entry for address (as xdp.list spells it) in list, or NULL. */
+static json_t *xdp_entry(const json_t *list, const char *address)
+{
+	const json_t *e;
+	size_t i;
+
+	json_array_foreach(json_object_get(list, "entries"), i, e)
+	{
+		const char *a = json_string_value(json_object_get(e, "address"));
+
+		if (a && address && strcmp(a, address) == 0) {
+			json_t *found = json_deep_copy(e);
+
+			json_object_del(found, "expires_in"); /* a countdown, not a value */
+			return found;
+		}
+	}
+	return NULL;
+}
+
+/* An interface as xdp.status shows it, or NULL. */
+static json_t *xdp_iface(struct cp *cp, const char *ifname)
+{
+	json_t *st = NULL, *e, *found = NULL;
+	char err[256];
+	size_t i;
+
+	if (!ifname || cp_xdp_cmd(cp, "status", NULL, &st, err, sizeof(err)))
+		return NULL;
+	json_array_foreach(json_object_get(st, "interfaces"), i, e)
+	{
+		const char *n = json_string_value(json_object_get(e, "interface"));
+
+		if (n && strcmp(n, ifname) == 0) {
+			found = json_pack("{s:s, s:O}", "interface", ifname, "mode",
+					  json_object_get(e, "mode"));
+			break;
+		}
+	}
+	json_decref(st);
+	return found;
+}
+
+/* The xdp.* commands are xdpsync.c's; the ones that change something get
+ * their line here, with the entry or interface before and after. */
 static int cmd_xdp(struct cp *cp, const char *cmd, const json_t *args, json_t **result, char *err,
 		   size_t len)
 {
-	return cp_xdp_cmd(cp, cmd + strlen("xdp."), args, result, err, len);
+	const char *op = cmd + strlen("xdp.");
+	const char *ifname = json_string_value(json_object_get(args, "interface"));
+	bool deny = strcmp(op, "deny") == 0, allow = strcmp(op, "allow") == 0;
+	bool detach = strcmp(op, "detach") == 0;
+	json_t *list = NULL, *before = NULL;
+	const char *addr;
+
+	if (!deny && !allow && !detach)
+		return cp_xdp_cmd(cp, op, args, result, err, len);
+	/* The address as the map spells it is only known after the command:
+	 * keep the whole list to find its entry before. */
+	if (deny || allow)
+		list = xdp_list(cp);
+	else
+		before = xdp_iface(cp, ifname);
+	if (cp_xdp_cmd(cp, op, args, result, err, len)) {
+		json_decref(list);
+		json_decref(before);
+		return -1;
+	}
+	if (detach) {
+		audit(cp, "xdp_detach", before, xdp_iface(cp, ifname),
+		      json_pack("{s:s}", "interface", ifname ? ifname : ""));
+		return 0;
+	}
+	addr = json_string_value(json_object_get(*result, deny ? "denied" : "allowed"));
+	before = xdp_entry(list, addr);
+	json_decref(list);
+	list = xdp_list(cp);
+	audit(cp, deny ? "xdp_deny" : "xdp_allow", before, xdp_entry(list, addr),
+	      json_pack("{s:s}", "address", addr ? addr : ""));
+	json_decref(list);
+	return 0;
 }
 
 #define XDP_CMD(fname, name)                                                            \
@@ -933,6 +1390,8 @@ static const struct {
 	{ ADMIN_SERVER_SHOW, cmd_server_show },
 	{ ADMIN_SERVER_RESET, cmd_server_reset },
 	{ ADMIN_TENANT_ADD, cmd_tenant_add },
+	{ ADMIN_TENANT_SET, cmd_tenant_set },
+	{ ADMIN_TENANT_DELETE, cmd_tenant_delete },
 	{ ADMIN_TENANT_LIST, cmd_tenant_list },
 	{ ADMIN_TENANT_SHOW, cmd_tenant_show },
 	{ ADMIN_PAUSE_ADD, cmd_pause_add },
@@ -1007,9 +1466,14 @@ static void handle_request(struct cp *cp, struct admin_conn *a, const json_t *re
 		json_incref(args);
 	resp = NULL;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		int rc;
+
 		if (strcmp(cmd, commands[i].name) != 0)
 			continue;
-		if (commands[i].fn(cp, args, &result, err, sizeof(err)))
+		g_caller = &a->cred;
+		rc = commands[i].fn(cp, args, &result, err, sizeof(err));
+		g_caller = NULL;
+		if (rc)
 			resp = admin_response_error("%s", err[0] ? err : "failed");
 		else
 			resp = admin_response_ok(result);

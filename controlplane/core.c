@@ -359,9 +359,14 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 			return -1;
 		}
 	}
-	/* tescontrol's catalog decides: a gateway may still hold an older
-	 * one for a moment after a load. */
-	catalog_classify(cp->catalog, &in->build, &cls);
+	/* A sighting may arrive late (queued while tescontrol was down), never
+	 * from the future: a gateway clock ahead of ours must not push a
+	 * first detection forward. */
+	when = in->time && in->time < now ? in->time : now;
+	/* tescontrol's catalog decides (a gateway may still hold an older one
+	 * for a moment after a load), as of when the message was seen:
+	 * compliance rules carry dates. */
+	catalog_classify(cp->catalog, &in->build, when, &cls);
 	if (cls.family == EX_FAMILY_NONE || cls.family == EX_FAMILY_ONLINE) {
 		cp->counts.sightings_by_class[CP_SIGHT_IGNORED] += n;
 		return 0;
@@ -374,10 +379,6 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 	if (d.cls != in->cls)
 		cp_debug("sighting of %s: the gateway said %s, the catalog in force says %s",
 			 in->fqdn, ctl_class_name(in->cls), ctl_class_name(d.cls));
-	/* A sighting may arrive late (queued while tescontrol was down), never
-	 * from the future: a gateway clock ahead of ours must not push a
-	 * first detection forward. */
-	when = in->time && in->time < now ? in->time : now;
 	slot = cp_server_find(&cp->st, in->tenant_id, in->fqdn);
 	c = cp_server_at(&cp->st, slot);
 	ch = tes_server_observe(c ? &c->v.s : NULL, in->tenant_id, in->fqdn, t, &d,

@@ -77,6 +77,7 @@ struct cp {
 	 * (the texts are what gateways receive). */
 	struct catalog *catalog;
 	struct store_doc builds, compliance;
+	int64_t catalog_due; /* the next date a compliance rule changes a verdict */
 	struct tes_policy policy;
 	struct store_doc policy_doc;
 
@@ -214,6 +215,8 @@ void cp_evlog_server(struct cp *cp, const char *event, const struct tes_server *
 		     enum tes_status status, json_t *extra);
 /* A change to a tenant (pause, resume). */
 void cp_evlog_tenant(struct cp *cp, const char *event, const struct tes_tenant *t, json_t *extra);
+/* Any other event: fields (consumed) follow time, epoch and event. */
+void cp_evlog_event(struct cp *cp, const char *event, json_t *fields);
 
 /* ---- xdpsync.c: the XDP drop list follows the enforcement state ---- */
 struct cp_xdp;
@@ -231,6 +234,12 @@ int cp_xdp_cmd(struct cp *cp, const char *op, const json_t *args, json_t **resul
 void cp_xdp_metrics(struct cp *cp, struct prom_buf *b);
 
 /* ---- admin.c ---- */
+/* Compliance rules carry dates: when one passes (or always, with force:
+ * start-up, a clock set back), re-classify every tracked server's last
+ * build and resolve or re-detect those whose verdict changed at that date,
+ * as of that date.  Sets catalog_due to the next date.  why: for the log;
+ * NULL for the timer. */
+void cp_catalog_boundaries(struct cp *cp, bool force, const char *why);
 int admin_init(struct cp *cp);
 void admin_shutdown(struct cp *cp);
 void admin_reap(struct cp *cp);

@@ -122,6 +122,7 @@ void esc_run_due(struct cp *cp, const char *why)
 	int64_t now = cp_now(cp);
 	uint32_t slot;
 
+	cp_catalog_boundaries(cp, false, why); /* a compliance rule's date */
 	while ((slot = cp_sched_pop_due(&cp->st, now)) != CP_NO_SLOT) {
 		cp->counts.escalations_due++;
 		esc_evaluate(cp, slot, now, why);
@@ -133,6 +134,7 @@ void esc_evaluate_all(struct cp *cp, const char *why)
 {
 	int64_t now = cp_now(cp);
 
+	cp_catalog_boundaries(cp, true, why); /* dates passed meanwhile */
 	cp_sched_clear(&cp->st);
 	for (uint32_t i = 0; i < cp->st.nslots; i++)
 		esc_evaluate(cp, i, now, why);
@@ -161,6 +163,8 @@ void esc_arm(struct cp *cp)
 	/* The test clock only moves by command, and the command runs what
 	 * fell due itself: the real-time timer stays disarmed. */
 	due = cp->test_clock ? INT64_MAX : cp_sched_peek(&cp->st);
+	if (!cp->test_clock && cp->catalog_due < due)
+		due = cp->catalog_due;
 	if (due != INT64_MAX)
 		its.it_value.tv_sec = (time_t)(due > 0 ? due : 1);
 	if (due != INT64_MAX && due != cp->armed_due)

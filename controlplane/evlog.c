@@ -152,3 +152,16 @@ void cp_evlog_tenant(struct cp *cp, const char *event, const struct tes_tenant *
 	merge(o, extra);
 	emit(cp, o);
 }
+
+void cp_evlog_event(struct cp *cp, const char *event, json_t *fields)
+{
+	json_t *o;
+
+	if (cp->evlog_fd < 0) {
+		json_decref(fields);
+		return;
+	}
+	o = head(cp, event);
+	merge(o, fields);
+	emit(cp, o);
+}

@@ -30,9 +30,37 @@ struct catalog_entry {
 	struct ex_build build;
 	uint16_t year; /* release date; day 0 when only the month is known */
 	uint8_t month, day;
+	bool esu; /* released to Extended Security Update customers only */
 };
 
 #define CATALOG_MAX_RECOMMENDED 4
+
+/* Times are seconds since the Unix epoch, UTC.  An open end of a rule's
+ * dates is CATALOG_TIME_MIN or CATALOG_TIME_MAX. */
+#define CATALOG_TIME_MIN INT64_MIN
+#define CATALOG_TIME_MAX INT64_MAX
+
+enum catalog_rule_kind {
+	CATALOG_RULE_NONE = 0, /* no rule of the branch is in force then */
+	CATALOG_RULE_NEVER,    /* "<family> never" */
+	CATALOG_RULE_FROM,     /* "<family> <branch> from <build>" */
+	CATALOG_RULE_CURRENT,  /* "<family> <branch> current <N>d" */
+};
+
+/* The compliance rule that decided a classification.  With kind NONE on a
+ * branch that has rules at other times, line, since and until describe the
+ * closest of them (the last that ended, else the next to start), so that a
+ * tool can say why nothing applies; line 0 when the branch has none. */
+struct catalog_rule {
+	enum catalog_rule_kind kind;
+	unsigned line;        /* in the compliance file */
+	int64_t since, until; /* in force for since <= t < until */
+	unsigned days;        /* CURRENT: N */
+	/* FROM: its build.  CURRENT: the newest public build of the branch
+	 * released at least N days before the time asked about; NULL when
+	 * there is none yet (then every build of the branch complies). */
+	const struct catalog_entry *floor;
+};
 
 struct catalog_class {
 	enum ex_family family;               /* EX_FAMILY_NONE: not classified */
@@ -41,8 +69,11 @@ struct catalog_class {
 	bool exact;                          /* nearest is this very build */
 	bool compliant;
 	const char *branch; /* branch name, or "" when unknown */
-	/* Builds to update to, best first: the newest of this branch if it can
-	 * be compliant, otherwise the newest builds of compliant branches. */
+	struct catalog_rule rule;
+	/* Builds to update to, best first, public releases only: the newest
+	 * of this branch while it has a rule in force with no end; otherwise
+	 * the newest of every branch whose rule has no end (SE), then those
+	 * whose rule ends (this branch's own first, if it has one). */
 	unsigned nrecommended;
 	const struct catalog_entry *recommended[CATALOG_MAX_RECOMMENDED];
 };
@@ -66,7 +97,39 @@ struct catalog *catalog_load(const char *builds_path, const char *policy_path,
 
 void catalog_free(struct catalog *c);
 
-void catalog_classify(const struct catalog *c, const struct ex_build *b, struct catalog_class *out);
+/* Classify b as of time now (seconds since the epoch, UTC): the rules in
+ * force then decide, and a "current" rule's floor is the one of then.
+ * Never allocates, takes no lock; O(log builds + rules of the branch +
+ * branches with rules). */
+void catalog_classify(const struct catalog *c, const struct ex_build *b, int64_t now,
+		      struct catalog_class *out);
+
+/* The span [*from, *until) around now in which b's verdict (compliant or
+ * not) stays what it is at now; CATALOG_TIME_MIN / CATALOG_TIME_MAX when it
+ * never changed before / never changes after.  For tescontrol and tools:
+ * it walks the branch's rule boundaries, not for the per-message path. */
+void catalog_verdict_span(const struct catalog *c, const struct ex_build *b, int64_t now,
+			  int64_t *from, int64_t *until);
+
+/* The first time after `after` at which the verdict of some build may
+ * change (a rule's since or until, a "current" floor moving), or
+ * CATALOG_TIME_MAX. */
+int64_t catalog_next_change(const struct catalog *c, int64_t after);
+
+/* The time the entry was released, for "current" rules: 00:00 UTC of its
+ * date; the last day of the month when only the month is known. */
+int64_t catalog_entry_time(const struct catalog_entry *e);
+
+/* "YYYY-MM-DD" (00:00:00 UTC) or "YYYY-MM-DDTHH:MM:SSZ", years 1990 to
+ * 2999: the forms a compliance rule's dates take.  false for anything
+ * else. */
+bool catalog_parse_time(const char *s, int64_t *out);
+
+/* "2026-09-01" when t is midnight UTC, else "2026-09-01T12:00:00Z"; ""
+ * for the open ends.  Returns snprintf's count. */
+int catalog_format_time(int64_t t, char *buf, size_t len);
+
+const char *catalog_rule_kind_name(enum catalog_rule_kind k);
 
 /* Every entry, sorted by build ascending. */
 size_t catalog_size(const struct catalog *c);

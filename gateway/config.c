@@ -78,6 +78,10 @@ static const struct key keys[] = {
 	  "private key of tls_cert (PEM, unencrypted; may be the same file)" },
 	{ "tls_request_client_cert", K_BOOL, F(tls_request_client_cert), 0, 0, "no",
 	  "ask clients for a certificate and log its names (not verified)" },
+	{ "tls_client_ca", K_PATHOPT, F(tls_client_ca), 0, 0, "",
+	  "CAs (PEM) that vouch for client certificates: a certificate verified against them "
+	  "matches certificate connectors by name; others, or none, still deliver; empty: "
+	  "no verification" },
 	{ "tls_ticket_lifetime", K_SECS, F(tls_ticket_lifetime), 0, TLS_TICKET_LIFETIME_MAX,
 	  "43200",
 	  "seconds a session ticket resumes; the ticket key rotates as often; 0: no tickets" },
@@ -618,6 +622,12 @@ bool config_check(const struct tes_config *c, char *err, size_t errlen)
 			 c->tls_cert[0] ? "tls_cert" : "tls_key");
 		return false;
 	}
+	if (c->tls_client_ca[0] && !c->tls_cert[0]) {
+		snprintf(err, errlen,
+			 "tls_client_ca is set without tls_cert and tls_key: client "
+			 "certificates come with STARTTLS");
+		return false;
+	}
 	if (strcmp(c->delivery, "discard") == 0 && !c->i_understand_discard_loses_mail) {
 		snprintf(err, errlen,
 			 "delivery = discard throws every message away (benchmarks "
@@ -676,7 +686,8 @@ bool config_tls(const struct tes_config *c, struct tls_server_config *out)
 		return false;
 	out->cert_file = c->tls_cert;
 	out->key_file = c->tls_key;
-	out->request_client_cert = c->tls_request_client_cert;
+	out->request_client_cert = c->tls_request_client_cert || c->tls_client_ca[0];
+	out->client_ca_file = c->tls_client_ca[0] ? c->tls_client_ca : NULL;
 	out->tickets = c->tls_ticket_lifetime > 0;
 	if (out->tickets)
 		out->ticket_rotate_s = c->tls_ticket_lifetime;

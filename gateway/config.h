@@ -78,6 +78,7 @@ struct tes_config {
 	char tls_cert[PATH_MAX];
 	char tls_key[PATH_MAX];
 	bool tls_request_client_cert;
+	char tls_client_ca[PATH_MAX]; /* CAs for client certificates; "": none */
 	unsigned tls_ticket_lifetime; /* seconds; 0: no session tickets */
 
 	/* io = dpdk: the SMTP engine on the userspace stack over a DPDK port

@@ -248,7 +248,9 @@ static void h_headers(void *ctx, const struct smtp_envelope *env, const char *hd
 	}
 	STAT_ADD(g, gc->worker, exchange_seen);
 	STAT_ADD_IDX(g, gc->worker, family, det.family < EX_FAMILY_COUNT ? det.family : 0);
-	bool have_catalog = g->p.st && enfstate_classify(g->p.st, &det.build, &ec);
+	/* at the clock the verdict is decided with: compliance rules end */
+	bool have_catalog =
+		g->p.st && enfstate_classify(g->p.st, &det.build, ctlclient_now(g->p.cc), &ec);
 	enum tes_build_class cls = classify(&det, &ec, have_catalog);
 	struct tes_verdict v = { .action = TES_ACCEPT };
 	if (g->p.st)
@@ -456,6 +458,37 @@ static size_t tls_unsent(const struct gw_conn *gc)
 	return len;
 }
 
+/* A verified client certificate: the connection came over a certificate
+ * connector if one of the certificate's names (its DNS SANs, else its CN)
+ * is the connector's name and the source is in its range.  The session
+ * starts over after STARTTLS, so the tenant found here is the one every
+ * message of it is enforced and reported under.  Once per TLS connection,
+ * so a short RCU walk per name is fine. */
+static void match_cert_connector(struct gw_conn *gc, const struct tls_peer_cert *pc)
+{
+	struct gw *g = gc->g;
+	char name[TES_CERT_NAME_MAX + 1];
+	uint32_t best = 0, tid;
+	bool found = false;
+
+	if (!g->p.st || gc->src.family == TES_ADDR_NONE)
+		return;
+	for (unsigned i = 0; tls_peer_cert_name(pc, i, name, sizeof(name)); i++) {
+		/* address-only connectors match whatever the name; the lowest
+		 * tenant wins, as for the address alone */
+		if (name[0] && enfstate_tenant_for_source(g->p.st, &gc->src, name, &tid) &&
+		    (!found || tid < best)) {
+			best = tid;
+			found = true;
+		}
+	}
+	if (!found)
+		return;
+	gc->tenant = best;
+	gc->via_connector = true;
+	log_msg(LOG_INFO, "tls peer=%s client certificate verified: tenant=%u", gc->peer, best);
+}
+
 /* RFC 3207 4.2: the session starts over once TLS is up, and must do so
  * before the first decrypted octet reaches the engine.  The handshake can
  * finish inside a feed or inside a read, so this follows each. */
@@ -467,10 +500,17 @@ static void tls_check_up(struct gw_conn *gc)
 	smtp_tls_started(gc->s);
 	tls_publish(gc->g, gc->worker);
 	const struct tls_peer_cert *pc = tls_peer_cert(gc->tls);
-	log_msg(LOG_INFO, "tls peer=%s version=%s cipher=%s bits=%d resumed=%s%s%s%s%s", gc->peer,
-		tls_version_name(gc->tls), tls_cipher_name(gc->tls), tls_cipher_bits(gc->tls),
-		tls_session_resumed(gc->tls) ? "yes" : "no", pc ? " client_cn=\"" : "",
-		pc ? pc->cn : "", pc ? "\" client_san=" : "", pc ? pc->san : "");
+	log_msg(LOG_INFO, "tls peer=%s version=%s cipher=%s bits=%d resumed=%s%s%s%s%s%s%s",
+		gc->peer, tls_version_name(gc->tls), tls_cipher_name(gc->tls),
+		tls_cipher_bits(gc->tls), tls_session_resumed(gc->tls) ? "yes" : "no",
+		pc ? " client_cn=\"" : "", pc ? pc->cn : "", pc ? "\" client_san=" : "",
+		pc ? pc->san : "", pc && pc->verified ? " client_verified=yes" : "",
+		pc && pc->verify_error[0] ? " client_verified=no" : "");
+	if (pc && pc->verify_error[0])
+		log_msg(LOG_INFO, "tls peer=%s client certificate not verified: %s", gc->peer,
+			pc->verify_error);
+	if (pc && pc->verified)
+		match_cert_connector(gc, pc);
 }
 
 /* A fatal TLS error: the alert OpenSSL queued goes out (best effort), then

@@ -717,7 +717,8 @@ void enfstate_policy(struct enfstate *st, struct tes_policy *out)
 	rcu_read_unlock();
 }
 
-bool enfstate_classify(struct enfstate *st, const struct ex_build *b, struct enfstate_class *out)
+bool enfstate_classify(struct enfstate *st, const struct ex_build *b, int64_t now,
+		       struct enfstate_class *out)
 {
 	struct catalog_snap *snap;
 	struct catalog_class cls;
@@ -731,7 +732,7 @@ bool enfstate_classify(struct enfstate *st, const struct ex_build *b, struct enf
 		return false;
 	}
 	tsan_acquire(snap);
-	catalog_classify(snap->cat, b, &cls);
+	catalog_classify(snap->cat, b, now, &cls);
 	/* per message: copies, not printf */
 	tes_str_copy(out->catalog_version, sizeof(out->catalog_version),
 		     catalog_version(snap->cat));

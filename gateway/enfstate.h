@@ -182,9 +182,11 @@ bool enfstate_source_drop(struct enfstate *st, const struct tes_addr *src);
 
 void enfstate_policy(struct enfstate *st, struct tes_policy *out);
 
-/* catalog_classify against the current catalog, copied out; false (and out
- * zeroed) when there is no catalog. */
-bool enfstate_classify(struct enfstate *st, const struct ex_build *b, struct enfstate_class *out);
+/* catalog_classify against the current catalog as of now (the compliance
+ * rules carry dates), copied out; false (and out zeroed) when there is no
+ * catalog. */
+bool enfstate_classify(struct enfstate *st, const struct ex_build *b, int64_t now,
+		       struct enfstate_class *out);
 
 /* tes_decide() on the server (tenant_id, fqdn) (NULL fqdn, or not found: no
  * stored state), the tenant tenant_id (or none) and the current policy, all

@@ -90,6 +90,7 @@ struct tls_conn {
 	bool shutdown_sent;
 	bool out_overflow; /* OpenSSL wanted to queue more than TLS_OUT_MAX */
 	uint8_t offered;   /* enum tls_version_slot */
+	int verify_err;    /* first chain error the verify callback saw; 0: none */
 	struct tls_peer_cert *peer;
 	char reason[160];
 };
@@ -461,6 +462,28 @@ static int accept_any_cert(int ok, X509_STORE_CTX *x)
 	return 1;
 }
 
+/* With a client CA: OpenSSL verifies the chain, this records the first
+ * error and lets the handshake go on whatever it is, so that a sender with
+ * a certificate from elsewhere (or an expired one) is an ordinary sender,
+ * not a refused one. */
+static int note_verify(int ok, X509_STORE_CTX *x)
+{
+	SSL *s = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct tls_conn *c = s ? SSL_get_app_data(s) : NULL;
+
+	if (!ok && c && !c->verify_err) {
+		c->verify_err = X509_STORE_CTX_get_error(x);
+		if (!c->verify_err)
+			c->verify_err = X509_V_ERR_UNSPECIFIED;
+	}
+	return 1;
+}
+
+static bool has_client_ca(const struct tls_server_ctx *srv)
+{
+	return srv->cfg.client_ca_file && srv->cfg.client_ca_file[0];
+}
+
 /* An encrypted key must fail the load, not prompt on a terminal. */
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
@@ -524,10 +547,35 @@ static SSL_CTX *build_ssl_ctx(struct tls_server_ctx *srv, const char *cert, cons
 	SSL_CTX_set_app_data(x, srv);
 	SSL_CTX_set_default_passwd_cb(x, no_passphrase);
 	SSL_CTX_set_client_hello_cb(x, client_hello_cb, NULL);
-	if (srv->cfg.request_client_cert)
+	if (has_client_ca(srv)) {
+		const char *ca = srv->cfg.client_ca_file;
+		STACK_OF(X509_NAME) * names;
+
+		if (readable("client CA", ca, err, errlen) != 0)
+			goto fail;
+		if (SSL_CTX_load_verify_locations(x, ca, NULL) != 1) {
+			set_err(err, errlen, "client CA", ca);
+			goto fail;
+		}
+		/* The CertificateRequest names them, so that a client with
+		 * several certificates offers the right one. */
+		names = SSL_load_client_CA_file(ca);
+		if (!names) {
+			set_err(err, errlen, "client CA", ca);
+			goto fail;
+		}
+		SSL_CTX_set_client_CA_list(x, names);
+		/* Chain and dates; no EKU requirement (Exchange sends its server
+		 * certificate, and current public CAs issue those without
+		 * clientAuth). */
+		X509_VERIFY_PARAM_set_purpose(SSL_CTX_get0_param(x), X509_PURPOSE_ANY);
+		X509_VERIFY_PARAM_set_depth(SSL_CTX_get0_param(x), 8);
+		SSL_CTX_set_verify(x, SSL_VERIFY_PEER, note_verify);
+	} else if (srv->cfg.request_client_cert) {
 		SSL_CTX_set_verify(x, SSL_VERIFY_PEER, accept_any_cert);
-	else
+	} else {
 		SSL_CTX_set_verify(x, SSL_VERIFY_NONE, NULL);
+	}
 
 	if (!SSL_CTX_set_min_proto_version(x, TLS1_2_VERSION) ||
 	    !SSL_CTX_set_max_proto_version(x, TLS1_3_VERSION) ||
@@ -814,9 +862,54 @@ static void record_peer(struct tls_conn *c)
 		for (unsigned k = 0; k < mdlen && 2 * k + 2 < sizeof(p->sha256); k++)
 			snprintf(p->sha256 + 2 * k, 3, "%02x", md[k]);
 	}
+	if (SSL_get_verify_callback(c->ssl) == note_verify) {
+		/* A full handshake ran note_verify; a resumed one carries the
+		 * result of the handshake that issued its ticket. */
+		long vr = SSL_get_verify_result(c->ssl);
+		int why = c->verify_err ? c->verify_err : (int)vr;
+
+		p->verified = why == X509_V_OK;
+		if (!p->verified)
+			snprintf(p->verify_error, sizeof(p->verify_error), "%s",
+				 X509_verify_cert_error_string(why));
+	}
 	c->peer = p;
 	c->ctr->client_cert++;
 	ERR_clear_error();
+}
+
+bool tls_peer_cert_name(const struct tls_peer_cert *pc, unsigned i, char *buf, size_t len)
+{
+	const char *p;
+
+	if (!pc || !pc->verified || len == 0)
+		return false;
+	if (!pc->san[0]) {
+		if (i != 0 || !pc->cn[0])
+			return false;
+		buf[0] = '\0';
+		if (!strchr(pc->cn, '?') && strlen(pc->cn) < len)
+			memcpy(buf, pc->cn, strlen(pc->cn) + 1);
+		return true;
+	}
+	p = pc->san;
+	for (unsigned k = 0; *p; k++) {
+		const char *end = strchr(p, ',');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+
+		if (k == i) {
+			/* one that cannot be matched stays in the count, empty */
+			if (n >= len || memchr(p, '?', n))
+				n = 0;
+			memcpy(buf, p, n);
+			buf[n] = '\0';
+			return true;
+		}
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return false;
 }
 
 static void handshake_finished(struct tls_conn *c)

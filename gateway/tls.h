@@ -121,8 +121,16 @@ struct tls_server_config {
 	const char *cert_file; /* PEM: the certificate, then its chain */
 	const char *key_file;  /* PEM, unencrypted; may be the same file as cert_file */
 	/* Ask the client for a certificate (verify none: any certificate, or
-	 * none, is accepted) and record its subject for connector matching. */
+	 * none, is accepted) and record its subject, for the log. */
 	bool request_client_cert;
+	/* PEM file of the CAs that vouch for client certificates (NULL or "":
+	 * none).  Implies request_client_cert.  A certificate that chains to one
+	 * of them and is within its validity dates is "verified" and its names
+	 * match certificate connectors; any other certificate, or none, still
+	 * completes the handshake (ordinary senders go on), unverified.  Any
+	 * extended key usage is accepted: an Exchange server presents its server
+	 * certificate.  Read again by tls_server_ctx_reload. */
+	const char *client_ca_file;
 	/* Session tickets (stateless resumption).  The ticket key rotates every
 	 * ticket_rotate_s; a ticket is accepted for ticket_rotate_s after it was
 	 * issued and its key is destroyed two rotations after it was made.
@@ -173,7 +181,20 @@ struct tls_peer_cert {
 	char san[512];
 	bool san_truncated;
 	char sha256[65]; /* hex fingerprint of the DER certificate */
+	/* Checked against client_ca_file (chain, signatures, dates): only then
+	 * do its names identify the sender.  A resumed session keeps the result
+	 * of the handshake that made its ticket. */
+	bool verified;
+	char verify_error[96]; /* why not ("certificate has expired"); "" if verified
+				* or no CA is configured */
 };
+
+/* The names a verified certificate is matched by, one at a time: its
+ * dNSName SANs when it has any, else its subject CN (RFC 6125 6.4.4).  i
+ * from 0; false when there is no i-th name (or pc is NULL, or not
+ * verified).  A name that cannot match anything (it held an unprintable
+ * octet, now '?', or is longer than len) comes back as "". */
+bool tls_peer_cert_name(const struct tls_peer_cert *pc, unsigned i, char *buf, size_t len);
 
 struct tls_conn;
 

@@ -23,6 +23,7 @@
 
 #include "contract/adminproto.h"
 #include "contract/ctlproto.h"
+#include "enforce/catalog.h"
 
 #define DEFAULT_SOCKET "/run/tescontrol/admin.sock"
 #define EXIT_FAILED 1
@@ -717,6 +718,35 @@ static void print_tenant(const json_t *t)
 	print_kv("pause", buf);
 }
 
+/* --connector RANGE[,CERTNAME] values as the protocol's connector list. */
+static json_t *connectors_json(const char *const *v, int n)
+{
+	json_t *conns = json_array();
+
+	for (int i = 0; i < n; i++) {
+		const char *comma = strchr(v[i], ',');
+		json_t *c;
+
+		if (comma) {
+			char range[128];
+
+			if ((size_t)(comma - v[i]) >= sizeof(range))
+				usage_error("--connector %s: range too long", v[i]);
+			memcpy(range, v[i], (size_t)(comma - v[i]));
+			range[comma - v[i]] = '\0';
+			if (!comma[1])
+				usage_error(
+					"--connector %s: empty certificate name after the comma",
+					v[i]);
+			c = json_pack("{s:s, s:s}", "range", range, "cert", comma + 1);
+		} else {
+			c = json_pack("{s:s}", "range", v[i]);
+		}
+		json_array_append_new(conns, c);
+	}
+	return conns;
+}
+
 static int run_tenant_add(int argc, char **argv)
 {
 	const char *conn_v[TES_TENANT_CONNECTORS_MAX];
@@ -724,28 +754,12 @@ static int run_tenant_add(int argc, char **argv)
 		{ "--connector", true, conn_v, 0, TES_TENANT_CONNECTORS_MAX, false },
 	};
 	char *pos[64];
-	int npos = split_args(argc, argv, o, 1, pos);
-	json_t *conns = json_array(), *resp, *r;
+	int npos = argc <= 64 ? split_args(argc, argv, o, 1, pos) : -1;
+	json_t *conns, *resp, *r;
 
 	if (npos != 2)
 		usage_error("tenant add needs ID and NAME");
-	for (int i = 0; i < o[0].nvalues; i++) {
-		const char *v = conn_v[i], *comma = strchr(v, ',');
-		json_t *c;
-
-		if (comma) {
-			char range[128];
-
-			if ((size_t)(comma - v) >= sizeof(range))
-				usage_error("--connector %s: range too long", v);
-			memcpy(range, v, (size_t)(comma - v));
-			range[comma - v] = '\0';
-			c = json_pack("{s:s, s:s}", "range", range, "cert", comma + 1);
-		} else {
-			c = json_pack("{s:s}", "range", v);
-		}
-		json_array_append_new(conns, c);
-	}
+	conns = connectors_json(conn_v, o[0].nvalues);
 	r = call(ADMIN_TENANT_ADD,
 		 json_pack("{s:I, s:s, s:o}", "id",
 			   (json_int_t)parse_num(pos[0], 1, UINT32_MAX, "ID"), "name", pos[1],
@@ -755,6 +769,65 @@ static int run_tenant_add(int argc, char **argv)
 		print_json(r);
 	else
 		print_tenant(r);
+	json_decref(resp);
+	return 0;
+}
+
+static int run_tenant_set(int argc, char **argv)
+{
+	const char *conn_v[TES_TENANT_CONNECTORS_MAX], *name_v[1] = { NULL };
+	struct cmdopt o[] = {
+		{ "--connector", true, conn_v, 0, TES_TENANT_CONNECTORS_MAX, false },
+		{ "--name", true, name_v, 0, 1, false },
+		{ "--no-connectors", false, NULL, 0, 0, false },
+	};
+	char *pos[64];
+	int npos = argc <= 64 ? split_args(argc, argv, o, 3, pos) : -1;
+	json_t *args, *resp, *r;
+
+	if (npos != 1)
+		usage_error("tenant set needs one ID");
+	if (o[2].seen && o[0].nvalues)
+		usage_error("--no-connectors and --connector contradict each other");
+	if (!name_v[0] && !o[0].nvalues && !o[2].seen)
+		usage_error("nothing to change: give --name, --connector or --no-connectors");
+	args = json_pack("{s:I}", "id", (json_int_t)parse_num(pos[0], 1, UINT32_MAX, "ID"));
+	if (name_v[0])
+		json_object_set_new(args, "name", json_string(name_v[0]));
+	if (o[0].nvalues || o[2].seen)
+		json_object_set_new(args, "connectors", connectors_json(conn_v, o[0].nvalues));
+	r = call(ADMIN_TENANT_SET, args, &resp);
+	if (g_opts.json) {
+		print_json(r);
+	} else {
+		if (!json_is_true(json_object_get(r, "changed")))
+			printf("tenant %lld unchanged (it already had those values)\n",
+			       num(r, "id"));
+		print_tenant(r);
+	}
+	json_decref(resp);
+	return 0;
+}
+
+static int run_tenant_delete(int argc, char **argv)
+{
+	struct cmdopt o[] = { { "--force", false, NULL, 0, 0, false } };
+	char *pos[64];
+	int npos = argc <= 64 ? split_args(argc, argv, o, 1, pos) : -1;
+	json_t *resp, *r;
+
+	if (npos != 1)
+		usage_error("tenant delete needs one ID");
+	r = call(ADMIN_TENANT_DELETE,
+		 json_pack("{s:I, s:b}", "id", (json_int_t)parse_num(pos[0], 1, UINT32_MAX, "ID"),
+			   "force", o[0].seen),
+		 &resp);
+	if (g_opts.json)
+		print_json(r);
+	else
+		printf("tenant %lld (%s) deleted, with %lld server%s on record\n", num(r, "id"),
+		       str(r, "name"), num(r, "servers_deleted"),
+		       num(r, "servers_deleted") == 1 ? "" : "s");
 	json_decref(resp);
 	return 0;
 }
@@ -947,12 +1020,36 @@ static int run_catalog_load(int argc, char **argv)
 	return 0;
 }
 
+/* --at: a date as compliance rules write them (YYYY-MM-DD is 00:00 UTC,
+ * or YYYY-MM-DDTHH:MM:SSZ), or @SECONDS. */
+static long long parse_at(const char *s)
+{
+	int64_t t;
+
+	if (s[0] == '@')
+		return parse_num(s + 1, 0, TES_TIME_MAX, "--at");
+	if (!catalog_parse_time(s, &t))
+		usage_error("--at: \"%s\" is not a date (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ in UTC,"
+			    " or @SECONDS)",
+			    s);
+	return t;
+}
+
 static int run_catalog_check(int argc, char **argv)
 {
-	json_t *resp, *r = call(ADMIN_CATALOG_CHECK, json_pack("{s:s}", "build", argv[0]), &resp);
-	char rec[1024], buf[256];
+	const char *at_v[1] = { NULL };
+	struct cmdopt o[] = { { "--at", true, at_v, 0, 1, false } };
+	char *pos[64];
+	int npos = argc <= 64 ? split_args(argc, argv, o, 1, pos) : -1;
+	json_t *args, *resp, *r, *rule;
+	char rec[1024], buf[512];
 
-	(void)argc;
+	if (npos != 1)
+		usage_error("catalog check needs one BUILD");
+	args = json_pack("{s:s}", "build", pos[0]);
+	if (at_v[0])
+		json_object_set_new(args, "at", json_integer(parse_at(at_v[0])));
+	r = call(ADMIN_CATALOG_CHECK, args, &resp);
 	if (g_opts.json) {
 		print_json(r);
 		json_decref(resp);
@@ -976,9 +1073,45 @@ static int run_catalog_check(int argc, char **argv)
 	} else {
 		print_kv("catalog entry", "none (unknown build)");
 	}
+	print_kv("at", str(r, "at"));
 	print_kv("verdict", json_is_true(json_object_get(r, "compliant"))
 				    ? "compliant"
 				    : "out of date (reported, then throttled and blocked)");
+	rule = json_object_get(r, "rule");
+	if (num(rule, "line") > 0) {
+		const char *kind = str(rule, "kind");
+
+		snprintf(buf, sizeof(buf), "%s:%lld: %s%s", str(rule, "file"), num(rule, "line"),
+			 str(rule, "text"),
+			 strcmp(kind, "none") == 0 ? " (not in force at that time)" : "");
+		print_kv("rule", buf);
+	} else {
+		print_kv("rule", "none: no rule names this branch, so it is never compliant");
+	}
+	if (json_is_string(json_object_get(rule, "since")) ||
+	    json_is_string(json_object_get(rule, "until"))) {
+		snprintf(buf, sizeof(buf), "from %s until %s",
+			 json_is_string(json_object_get(rule, "since")) ? str(rule, "since")
+									: "the start",
+			 json_is_string(json_object_get(rule, "until")) ? str(rule, "until")
+									: "no end");
+		print_kv("rule in force", buf);
+	}
+	if (json_is_object(json_object_get(rule, "floor"))) {
+		const json_t *f = json_object_get(rule, "floor");
+
+		snprintf(buf, sizeof(buf), "%s (%s, %s)", str(f, "build"), str(f, "update"),
+			 str(f, "date"));
+		print_kv("compliant from", buf);
+	} else if (strcmp(str(rule, "kind"), "current") == 0) {
+		print_kv("compliant from", "any build (no release old enough yet)");
+	}
+	snprintf(buf, sizeof(buf), "since %s, until %s",
+		 json_is_string(json_object_get(r, "verdict_since")) ? str(r, "verdict_since")
+								     : "always",
+		 json_is_string(json_object_get(r, "verdict_until")) ? str(r, "verdict_until")
+								     : "no end");
+	print_kv("this verdict holds", buf);
 	recommended_text(r, rec, sizeof(rec), ", ", true);
 	print_kv("recommended", rec);
 	json_decref(resp);
@@ -1256,6 +1389,18 @@ static const struct command commands[] = {
 	  "(198.51.100.0/24, 2001:db8::/48, a bare address) and optionally the name its TLS\n"
 	  "client certificate must carry.  Up to 16 connectors; ID is 1 to 4294967295.\n",
 	  2, 64, true, run_tenant_add },
+	{ "tenant set",
+	  "tenant set ID [--name NAME] [--connector RANGE[,CERTNAME]]... [--no-connectors]",
+	  "Change a tenant: --name renames it; --connector (repeatable) replaces its whole list\n"
+	  "of connectors with the ones given; --no-connectors removes them all.  What is not\n"
+	  "given stays.  The gateways are told at once; connections already open keep the\n"
+	  "tenant they were matched to.\n",
+	  1, 64, true, run_tenant_set },
+	{ "tenant delete", "tenant delete ID [--force]",
+	  "Delete a tenant, its connectors and its pause.  Refused while it has servers on\n"
+	  "record (their first detections and stage clocks cannot be recreated) unless\n"
+	  "--force is given: then they are forgotten with it, in one transaction.\n",
+	  1, 2, true, run_tenant_delete },
 	{ "tenant list", "tenant list", "Every tenant, with its connector and server counts.\n", 0,
 	  0, false, run_tenant_list },
 	{ "tenant show", "tenant show ID", "One tenant: connectors, servers on record, pause.\n", 1,
@@ -1281,9 +1426,13 @@ static const struct command commands[] = {
 	  "compliant is resolved, one whose build stops being compliant is re-detected (a new\n"
 	  "clock).  --dry-run lists those changes (old -> new status) and changes nothing.\n",
 	  2, 3, true, run_catalog_load },
-	{ "catalog check", "catalog check BUILD",
-	  "Classify a build (15.1.2507.39 or 15.01.2507.039) with the catalog in force.\n", 1, 1,
-	  false, run_catalog_check },
+	{ "catalog check", "catalog check BUILD [--at DATE]",
+	  "Classify a build (15.1.2507.39 or 15.01.2507.039) with the catalog in force, as of\n"
+	  "now or of DATE (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ in UTC, or @SECONDS): the verdict,\n"
+	  "the compliance rule that decides it (file:line and its text), the dates that rule is\n"
+	  "in force, the lowest compliant build then, when this verdict began and when it ends,\n"
+	  "and the recommended builds.\n",
+	  1, 3, true, run_catalog_check },
 	{ "policy show", "policy show", "The enforcement policy in force, as its file.\n", 0, 0,
 	  false, run_policy_show },
 	{ "policy load", "policy load [--dry-run] FILE",

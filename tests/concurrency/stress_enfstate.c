@@ -264,6 +264,10 @@ static bool policy_ok(const struct tes_policy *p)
 }
 
 /* A catalog whose newest CU23 update is "CU23 SU<su>" at 15.1.2507.<su>. */
+/* The rules below carry no dates: any fixed time classifies alike.
+ * 2026-12-06T00:00:00Z. */
+#define CLASSIFY_AT INT64_C(1796515200)
+
 static struct catalog *catalog_value(unsigned su)
 {
 	char csv[512], pol[128];
@@ -371,7 +375,7 @@ static void reader_op(struct reader *r)
 		unsigned su;
 
 		/* A build above every SU: its nearest is the catalog's SU row. */
-		if (!enfstate_classify(st, &b, &cls))
+		if (!enfstate_classify(st, &b, CLASSIFY_AT, &cls))
 			failf("reader %u: catalog missing", r->id);
 		else if (!cls.has_nearest || sscanf(cls.nearest.update, "CU23 SU%u", &su) != 1 ||
 			 cls.nearest.build.v[3] != su || !cls.compliant ||

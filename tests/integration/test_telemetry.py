@@ -164,6 +164,16 @@ class RealPrometheus(RealPrometheusMixin, TelemetryCase):
         self.wait_value("tes_gateways_connected", 0)
 
 
+class AnyInt:
+    """Equal to any int: tesctl's pid in an admin action's line."""
+
+    def __eq__(self, other):
+        return isinstance(other, int)
+
+    def __repr__(self):
+        return "AnyInt"
+
+
 class EventLog(TelemetryCase):
     def read_events(self, path=None):
         with open(path or self.events) as f:
@@ -189,15 +199,24 @@ class EventLog(TelemetryCase):
         t1, t2 = T0 + 31 * DAY, T0 + 32 * DAY
         srv = {"tenant": 1, "tenant_name": "Bear", "server": "EX1.bear.local",
                "build": OLD_2016, "family": "2016"}
+        who = dict(uid=os.getuid(), gid=os.getgid(), pid=AnyInt())
+        bear = {"id": 1, "name": "Bear", "connectors": [{"range": "198.51.100.0/24"}],
+                "pause": {"start": 0, "end": 0, "paused_before": 0, "year": 0,
+                          "days_used": 0}}
         want = [
+            dict(time="2024-01-01T00:00:00Z", epoch=T0, event="tenant_add", tenant=1,
+                 tenant_name="Bear", **who, before=None, after=bear),
             dict(time="2024-01-01T00:00:00Z", epoch=T0, event="first_detection", **srv,
                  stage=1, status="Reporting", detected_at=T0),
             dict(time="2024-02-01T00:00:00Z", epoch=t1, event="stage_change", **srv, stage=2,
                  status="Throttling", from_stage=1, from_status="Reporting",
                  reason="test clock moved"),
             dict(time="2024-02-01T00:00:00Z", epoch=t1, event="pause", tenant=1,
-                 tenant_name="Bear", pause_end="2024-02-11T00:00:00Z",
-                 pause_end_epoch=t1 + 10 * DAY, pause_days_used=10),
+                 tenant_name="Bear", **who, before=bear["pause"],
+                 after={"start": t1, "end": t1 + 10 * DAY, "paused_before": 0,
+                        "year": 2024, "days_used": 10},
+                 pause_end="2024-02-11T00:00:00Z", pause_end_epoch=t1 + 10 * DAY,
+                 pause_days_used=10),
             dict(time="2024-02-01T00:00:00Z", epoch=t1, event="status_change", **srv, stage=2,
                  status="Paused", from_stage=2, from_status="Throttling", reason="pause"),
             dict(time="2024-02-02T00:00:00Z", epoch=t2, event="resolved",

@@ -79,9 +79,10 @@ class Timeline(TescontrolCase):
         self.assertEqual(s["next_stage_throttle_min"], 5)
         self.assertEqual(s["next_stage_block_min"], 0)
         self.assertEqual(s["next_stage_start_unix"], T0 + 30 * DAY)
-        self.assertTrue(s["recommended"])
-        for r in s["recommended"]:
-            self.assertTrue(r["build"].startswith("15.1.2507."), r)
+        # SE first (its rule has no end), then the server's own CU23 at its
+        # last public update, then the other branches whose rule ends.
+        self.assertEqual([r["build"] for r in s["recommended"]],
+                         ["15.2.2562.46", "15.1.2507.61", "15.2.1748.39", "15.2.1544.36"])
 
         for i, (stage, day, status, thr, blk) in enumerate(STAGES[1:], start=1):
             prev = STAGES[i - 1]

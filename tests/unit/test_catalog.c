@@ -15,6 +15,13 @@
 
 #include "enforce/catalog.h"
 
+/* Fixed times, never today's: the rules carry dates.  2026-08-01, before
+ * the 2016/2019 rules end; 2026-12-06, after; both UTC midnight. */
+#define T_AUG INT64_C(1785542400)
+#define T_DEC INT64_C(1796515200)
+#define T_SEP1 INT64_C(1788220800) /* 2026-09-01: the 2016/2019 rules end */
+#define DAY INT64_C(86400)
+
 /* Table rows in the reference's per-family sections of exchange-builds.md,
  * and the three whose build repeats another row's (a Feb19SU that is the CU
  * itself), which the CSV keeps once. */
@@ -51,13 +58,21 @@ static int free_shipped(void **state)
 	return 0;
 }
 
-static void classify(const struct catalog *c, const char *build, struct catalog_class *out)
+static void classify_at(const struct catalog *c, const char *build, int64_t t,
+			struct catalog_class *out)
 {
 	struct ex_build b;
 
 	if (!ex_build_from_str(build, &b))
 		fail_msg("test build '%s' does not parse", build);
-	catalog_classify(c, &b, out);
+	catalog_classify(c, &b, t, out);
+}
+
+/* Where the time does not matter (nothing dated is involved), or the rules
+ * of August 2026 are meant. */
+static void classify(const struct catalog *c, const char *build, struct catalog_class *out)
+{
+	classify_at(c, build, T_AUG, out);
 }
 
 static void assert_build_str(const struct catalog_entry *e, const char *want)
@@ -98,7 +113,7 @@ static void test_every_row_classifies_to_itself(void **state)
 	for (size_t i = 0; i < catalog_size(c); i++) {
 		const struct catalog_entry *e = catalog_entry_at(c, i);
 
-		catalog_classify(c, &e->build, &cls);
+		catalog_classify(c, &e->build, T_DEC, &cls);
 		assert_int_equal(cls.family, e->family);
 		assert_ptr_equal(cls.nearest, e);
 		assert_true(cls.exact);
@@ -114,12 +129,12 @@ struct expect {
 	bool compliant;
 };
 
-static void check(const struct catalog *c, const struct expect *x)
+static void check_t(const struct catalog *c, const struct expect *x, int64_t t)
 {
 	struct catalog_class cls;
 	struct ex_build b;
 
-	classify(c, x->build, &cls);
+	classify_at(c, x->build, t, &cls);
 	if (cls.family != x->family || strcmp(cls.branch, x->branch) != 0 ||
 	    cls.compliant != x->compliant || (cls.nearest == NULL) != (x->nearest == NULL))
 		fail_msg("%s: got %s '%s' nearest %s compliant %d", x->build,
@@ -134,12 +149,33 @@ static void check(const struct catalog *c, const struct expect *x)
 	}
 }
 
+static void check(const struct catalog *c, const struct expect *x)
+{
+	check_t(c, x, T_AUG);
+}
+
 static void check_all(const struct catalog *c, const struct expect *x, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		check(c, &x[i]);
 }
 
+static void check_at(const struct catalog *c, const struct expect *x, size_t n, int64_t t)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct catalog_class cls;
+
+		classify_at(c, x[i].build, t, &cls);
+		if (cls.compliant != x[i].compliant)
+			fail_msg("%s at %lld: compliant %d", x[i].build, (long long)t,
+				 cls.compliant);
+		check_t(c, &x[i], t);
+	}
+}
+
+/* August 2026: 2016 and 2019 still have their Oct25SU floors; SE's floor is
+ * the newest release at least 60 days old, May26HU (2026-05-07; Jun26SU of
+ * 2026-06-09 reaches 60 days on 2026-08-08). */
 static void test_policy_boundaries(void **state)
 {
 	static const struct expect x[] = {
@@ -168,12 +204,13 @@ static void test_policy_boundaries(void **state)
 		{ "15.2.1544.44", EX_FAMILY_2019, "CU14", "15.2.1544.44", true },
 		{ "15.2.1258.39", EX_FAMILY_2019, "CU13", "15.2.1258.39", false },
 		{ "15.2.1258.99", EX_FAMILY_2019, "CU13", "15.2.1258.39", false },
-		/* SE RTM from Oct25SU (the configurable minimum) */
+		/* SE RTM: current 60d, May26HU at the start of August */
 		{ "15.2.2562.0", EX_FAMILY_SE, "RTM", NULL, false },
 		{ "15.2.2562.17", EX_FAMILY_SE, "RTM", "15.2.2562.17", false },
-		{ "15.2.2562.28", EX_FAMILY_SE, "RTM", "15.2.2562.27", false },
-		{ "15.2.2562.29", EX_FAMILY_SE, "RTM", "15.2.2562.29", true },
-		{ "15.2.2562.30", EX_FAMILY_SE, "RTM", "15.2.2562.29", true },
+		{ "15.2.2562.29", EX_FAMILY_SE, "RTM", "15.2.2562.29", false },
+		{ "15.2.2562.40", EX_FAMILY_SE, "RTM", "15.2.2562.37", false },
+		{ "15.2.2562.41", EX_FAMILY_SE, "RTM", "15.2.2562.41", true },
+		{ "15.2.2562.42", EX_FAMILY_SE, "RTM", "15.2.2562.41", true },
 		{ "15.2.2562.46", EX_FAMILY_SE, "RTM", "15.2.2562.46", true },
 		/* 15.2.2561: still 2019 by number, but no CU of 2019 lives there */
 		{ "15.2.2561.99", EX_FAMILY_2019, "", NULL, false },
@@ -183,44 +220,189 @@ static void test_policy_boundaries(void **state)
 		{ "8.3.517.0", EX_FAMILY_2007, "SP3", "8.3.517.0", false },
 	};
 
-	check_all(*state, x, sizeof(x) / sizeof(x[0]));
+	check_at(*state, x, sizeof(x) / sizeof(x[0]), T_AUG);
 }
 
-/* The whole policy over the whole catalog, restated independently. */
+/* December 2026 (the issue's today): 2016 and 2019 are never compliant
+ * since September; SE only from Aug26SU, the newest release, 60 days old
+ * since 2026-10-10. */
+static void test_policy_today(void **state)
+{
+	static const struct expect x[] = {
+		{ "15.1.2507.61", EX_FAMILY_2016, "CU23", "15.1.2507.61", false },
+		{ "15.1.2507.72", EX_FAMILY_2016, "CU23", "15.1.2507.72", false },
+		{ "15.1.2507.999", EX_FAMILY_2016, "CU23", "15.1.2507.72", false },
+		{ "15.2.1748.39", EX_FAMILY_2019, "CU15", "15.2.1748.39", false },
+		{ "15.2.1748.49", EX_FAMILY_2019, "CU15", "15.2.1748.49", false },
+		{ "15.2.1544.44", EX_FAMILY_2019, "CU14", "15.2.1544.44", false },
+		{ "15.2.2562.29", EX_FAMILY_SE, "RTM", "15.2.2562.29", false },
+		{ "15.2.2562.45", EX_FAMILY_SE, "RTM", "15.2.2562.45", false },
+		{ "15.2.2562.46", EX_FAMILY_SE, "RTM", "15.2.2562.46", true },
+		{ "15.2.2562.50", EX_FAMILY_SE, "RTM", "15.2.2562.46", true },
+	};
+	const struct catalog *c = *state;
+	struct catalog_class cls;
+
+	check_at(c, x, sizeof(x) / sizeof(x[0]), T_DEC);
+
+	/* The rule that decides, as the operator wrote it: line numbers of
+	 * data/compliance.conf. */
+	classify_at(c, "15.2.2562.45", T_DEC, &cls);
+	assert_int_equal(cls.rule.kind, CATALOG_RULE_CURRENT);
+	assert_int_equal(cls.rule.days, 60);
+	assert_int_equal(cls.rule.since, CATALOG_TIME_MIN);
+	assert_int_equal(cls.rule.until, CATALOG_TIME_MAX);
+	assert_build_str(cls.rule.floor, "15.2.2562.46");
+	assert_int_equal(cls.rule.line, 41);
+	classify_at(c, "15.1.2507.61", T_AUG, &cls);
+	assert_int_equal(cls.rule.kind, CATALOG_RULE_FROM);
+	assert_int_equal(cls.rule.line, 34);
+	assert_int_equal(cls.rule.until, T_SEP1);
+	assert_build_str(cls.rule.floor, "15.1.2507.61");
+	/* After its end, no rule is in force; the one that ended is named. */
+	classify_at(c, "15.1.2507.61", T_DEC, &cls);
+	assert_int_equal(cls.rule.kind, CATALOG_RULE_NONE);
+	assert_int_equal(cls.rule.line, 34);
+	assert_int_equal(cls.rule.until, T_SEP1);
+	assert_null(cls.rule.floor);
+	classify_at(c, "15.0.1497.48", T_DEC, &cls);
+	assert_int_equal(cls.rule.kind, CATALOG_RULE_NEVER);
+	assert_int_equal(cls.rule.line, 25);
+	classify_at(c, "15.1.2375.37", T_DEC, &cls);
+	assert_int_equal(cls.rule.kind, CATALOG_RULE_NONE);
+	assert_int_equal(cls.rule.line, 0);
+}
+
+/* The second each date takes effect, and the spans catalog check shows. */
+static void test_policy_dates(void **state)
+{
+	const struct catalog *c = *state;
+	struct catalog_class cls;
+	struct ex_build b;
+	int64_t from, until;
+
+	classify_at(c, "15.1.2507.61", T_SEP1 - 1, &cls);
+	assert_true(cls.compliant);
+	classify_at(c, "15.1.2507.61", T_SEP1, &cls);
+	assert_false(cls.compliant);
+	classify_at(c, "15.2.1544.36", T_SEP1 - 1, &cls);
+	assert_true(cls.compliant);
+	classify_at(c, "15.2.1544.36", T_SEP1, &cls);
+	assert_false(cls.compliant);
+
+	assert_true(ex_build_from_str("15.1.2507.61", &b));
+	catalog_verdict_span(c, &b, T_AUG, &from, &until);
+	assert_int_equal(from, CATALOG_TIME_MIN);
+	assert_int_equal(until, T_SEP1);
+	catalog_verdict_span(c, &b, T_DEC, &from, &until);
+	assert_int_equal(from, T_SEP1);
+	assert_int_equal(until, CATALOG_TIME_MAX);
+	/* below the floor: never compliant at any time */
+	assert_true(ex_build_from_str("15.1.2507.60", &b));
+	catalog_verdict_span(c, &b, T_AUG, &from, &until);
+	assert_int_equal(from, CATALOG_TIME_MIN);
+	assert_int_equal(until, CATALOG_TIME_MAX);
+
+	/* SE Jul26SU (2026-07-14): compliant until Aug26SU (2026-08-11) is 60
+	 * days old, 2026-10-10T00:00:00Z; and it always was before. */
+	int64_t oct10 = INT64_C(1791590400);
+
+	classify_at(c, "15.2.2562.45", oct10 - 1, &cls);
+	assert_true(cls.compliant);
+	assert_build_str(cls.rule.floor, "15.2.2562.45");
+	classify_at(c, "15.2.2562.45", oct10, &cls);
+	assert_false(cls.compliant);
+	assert_true(ex_build_from_str("15.2.2562.45", &b));
+	catalog_verdict_span(c, &b, T_DEC, &from, &until);
+	assert_int_equal(from, oct10);
+	assert_int_equal(until, CATALOG_TIME_MAX);
+	catalog_verdict_span(c, &b, T_AUG, &from, &until);
+	assert_int_equal(from, CATALOG_TIME_MIN);
+	assert_int_equal(until, oct10);
+	/* RTM Oct25SU (2025-10-14): out once Dec25SU (2025-12-09) was 60 days
+	 * old, 2026-02-07. */
+	assert_true(ex_build_from_str("15.2.2562.29", &b));
+	catalog_verdict_span(c, &b, T_DEC, &from, &until);
+	assert_int_equal(from, INT64_C(1770422400));
+	assert_int_equal(until, CATALOG_TIME_MAX);
+
+	/* Every date after August at which some verdict changes. */
+	static const int64_t want[] = {
+		INT64_C(1786147200), /* 2026-08-08: Jun26SU + 60 */
+		INT64_C(1788220800), /* 2026-09-01: 2016/2019 rules end */
+		INT64_C(1789171200), /* 2026-09-12: Jul26SU + 60 */
+		INT64_C(1791590400), /* 2026-10-10: Aug26SU + 60 */
+		CATALOG_TIME_MAX,
+	};
+	int64_t t = T_AUG;
+
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		t = catalog_next_change(c, t);
+		assert_int_equal(t, want[i]);
+	}
+}
+
+/* The whole policy over the whole catalog, restated independently, in
+ * August 2026 (SE from May26HU) and in December (SE from Aug26SU only). */
 static void test_policy_over_every_row(void **state)
 {
 	static const struct {
 		enum ex_family family;
 		const char *branch, *from;
+		bool dec;
 	} rules[] = {
-		{ EX_FAMILY_2016, "CU23", "15.1.2507.61" },
-		{ EX_FAMILY_2019, "CU15", "15.2.1748.39" },
-		{ EX_FAMILY_2019, "CU14", "15.2.1544.36" },
-		{ EX_FAMILY_SE, "RTM", "15.2.2562.29" },
+		{ EX_FAMILY_2016, "CU23", "15.1.2507.61", false },
+		{ EX_FAMILY_2019, "CU15", "15.2.1748.39", false },
+		{ EX_FAMILY_2019, "CU14", "15.2.1544.36", false },
+		{ EX_FAMILY_SE, "RTM", "15.2.2562.41", false },
+		{ EX_FAMILY_SE, "RTM", "15.2.2562.46", true },
 	};
 	const struct catalog *c = *state;
-	unsigned ncompliant = 0;
+
+	for (int dec = 0; dec < 2; dec++) {
+		unsigned ncompliant = 0;
+
+		for (size_t i = 0; i < catalog_size(c); i++) {
+			const struct catalog_entry *e = catalog_entry_at(c, i);
+			struct catalog_class cls;
+			bool want = false;
+
+			for (size_t r = 0; r < sizeof(rules) / sizeof(rules[0]); r++) {
+				struct ex_build from;
+
+				assert_true(ex_build_from_str(rules[r].from, &from));
+				if (rules[r].dec == (dec == 1) && e->family == rules[r].family &&
+				    strcmp(e->branch, rules[r].branch) == 0)
+					want = ex_build_cmp(&e->build, &from) >= 0;
+			}
+			catalog_classify(c, &e->build, dec ? T_DEC : T_AUG, &cls);
+			if (cls.compliant != want)
+				fail_msg("%s %s: compliant %d", e->update,
+					 ex_family_name(e->family), cls.compliant);
+			ncompliant += want;
+		}
+		/* August: 2016 CU23 6, 2019 CU15 6, 2019 CU14 6, SE 4 (May26HU
+		 * on); December: SE Aug26SU alone. */
+		assert_int_equal(ncompliant, dec ? 1 : 22);
+	}
+}
+
+/* The 15 ESU-only rows of the reference, and nothing else. */
+static void test_esu_rows(void **state)
+{
+	const struct catalog *c = *state;
+	unsigned n = 0;
 
 	for (size_t i = 0; i < catalog_size(c); i++) {
 		const struct catalog_entry *e = catalog_entry_at(c, i);
-		struct catalog_class cls;
-		bool want = false;
+		bool want = (e->family == EX_FAMILY_2016 || e->family == EX_FAMILY_2019) &&
+			    (e->year > 2025 || (e->year == 2025 && e->month > 10) ||
+			     (e->year == 2025 && e->month == 10 && e->day > 14));
 
-		for (size_t r = 0; r < sizeof(rules) / sizeof(rules[0]); r++) {
-			struct ex_build from;
-
-			assert_true(ex_build_from_str(rules[r].from, &from));
-			if (e->family == rules[r].family && strcmp(e->branch, rules[r].branch) == 0)
-				want = ex_build_cmp(&e->build, &from) >= 0;
-		}
-		catalog_classify(c, &e->build, &cls);
-		if (cls.compliant != want)
-			fail_msg("%s %s: compliant %d", e->update, ex_family_name(e->family),
-				 cls.compliant);
-		ncompliant += want;
+		assert_int_equal(e->esu, want);
+		n += e->esu;
 	}
-	/* Oct25SU onwards: 2016 CU23 6, 2019 CU15 6, 2019 CU14 6, SE 7 (May26HU). */
-	assert_int_equal(ncompliant, 25);
+	assert_int_equal(n, 15);
 }
 
 static void test_newest_per_family(void **state)
@@ -228,14 +410,14 @@ static void test_newest_per_family(void **state)
 	static const struct {
 		enum ex_family family;
 		const char *newest, *update;
-		bool compliant;
+		bool compliant_aug, compliant_dec;
 	} want[] = {
-		{ EX_FAMILY_2007, "8.3.517.0", "SP3 RU23", false },
-		{ EX_FAMILY_2010, "14.3.513.0", "SP3 RU32", false },
-		{ EX_FAMILY_2013, "15.0.1497.48", "CU23 Mar23SU", false },
-		{ EX_FAMILY_2016, "15.1.2507.72", "CU23 Aug26SU", true },
-		{ EX_FAMILY_2019, "15.2.1748.49", "CU15 Aug26SU", true },
-		{ EX_FAMILY_SE, "15.2.2562.46", "RTM Aug26SU", true },
+		{ EX_FAMILY_2007, "8.3.517.0", "SP3 RU23", false, false },
+		{ EX_FAMILY_2010, "14.3.513.0", "SP3 RU32", false, false },
+		{ EX_FAMILY_2013, "15.0.1497.48", "CU23 Mar23SU", false, false },
+		{ EX_FAMILY_2016, "15.1.2507.72", "CU23 Aug26SU", true, false },
+		{ EX_FAMILY_2019, "15.2.1748.49", "CU15 Aug26SU", true, false },
+		{ EX_FAMILY_SE, "15.2.2562.46", "RTM Aug26SU", true, true },
 	};
 	const struct catalog *c = *state;
 
@@ -249,10 +431,12 @@ static void test_newest_per_family(void **state)
 		}
 		assert_build_str(newest, want[w].newest);
 		assert_string_equal(newest->update, want[w].update);
-		catalog_classify(c, &newest->build, &cls);
+		catalog_classify(c, &newest->build, T_AUG, &cls);
 		assert_ptr_equal(cls.nearest, newest);
 		assert_true(cls.exact);
-		assert_int_equal(cls.compliant, want[w].compliant);
+		assert_int_equal(cls.compliant, want[w].compliant_aug);
+		catalog_classify(c, &newest->build, T_DEC, &cls);
+		assert_int_equal(cls.compliant, want[w].compliant_dec);
 	}
 }
 
@@ -291,7 +475,8 @@ static void test_zero_padded_builds(void **state)
 		{ "15.01.2507.061", EX_FAMILY_2016, "CU23", "15.1.2507.61", true },
 		{ "15.01.2507.060", EX_FAMILY_2016, "CU23", "15.1.2507.59", false },
 		{ "15.02.1748.039", EX_FAMILY_2019, "CU15", "15.2.1748.39", true },
-		{ "15.02.2562.029", EX_FAMILY_SE, "RTM", "15.2.2562.29", true },
+		{ "15.02.2562.029", EX_FAMILY_SE, "RTM", "15.2.2562.29", false },
+		{ "15.02.2562.041", EX_FAMILY_SE, "RTM", "15.2.2562.41", true },
 		{ "14.03.0513.000", EX_FAMILY_2010, "SP3", "14.3.513.0", false },
 		{ "08.03.0517.000", EX_FAMILY_2007, "SP3", "8.3.517.0", false },
 	};
@@ -332,11 +517,16 @@ static void assert_recommended(const struct catalog_class *cls, const char *cons
 
 static void test_recommendations(void **state)
 {
-	/* Newest family first; within 2019 the newer CU first. */
-	static const char *const everywhere[] = { "15.2.2562.46", "15.2.1748.49", "15.2.1544.44",
-						  "15.1.2507.72" };
-	static const char *const cu23[] = { "15.1.2507.72" };
-	static const char *const cu14[] = { "15.2.1544.44" };
+	/* SE first (its rule has no end), then the branches whose rule ends,
+	 * newest family and CU first; public builds only: 2016/2019 get their
+	 * Oct25SU, not the ESU-only Aug26SU. */
+	static const char *const everywhere[] = { "15.2.2562.46", "15.2.1748.39", "15.2.1544.36",
+						  "15.1.2507.61" };
+	/* A branch whose rule ends: SE, then its own public newest. */
+	static const char *const cu23[] = { "15.2.2562.46", "15.1.2507.61", "15.2.1748.39",
+					    "15.2.1544.36" };
+	static const char *const cu14[] = { "15.2.2562.46", "15.2.1544.36", "15.2.1748.39",
+					    "15.1.2507.61" };
 	static const char *const se[] = { "15.2.2562.46" };
 	static const char *const elsewhere[] = {
 		"15.1.2375.37", "15.2.1258.39", "15.0.1497.48", "14.3.123.3",
@@ -345,23 +535,33 @@ static void test_recommendations(void **state)
 	const struct catalog *c = *state;
 	struct catalog_class cls;
 
-	/* A branch that can comply: its own newest, patched or not. */
-	classify(c, "15.1.2507.60", &cls);
-	assert_recommended(&cls, cu23, 1);
-	classify(c, "15.1.2507.72", &cls);
-	assert_recommended(&cls, cu23, 1);
-	classify(c, "15.2.1544.4", &cls);
-	assert_recommended(&cls, cu14, 1);
-	classify(c, "15.2.2562.17", &cls);
+	classify_at(c, "15.1.2507.60", T_AUG, &cls);
+	assert_recommended(&cls, cu23, 4);
+	classify_at(c, "15.1.2507.72", T_AUG, &cls);
+	assert_recommended(&cls, cu23, 4);
+	classify_at(c, "15.2.1544.4", T_AUG, &cls);
+	assert_recommended(&cls, cu14, 4);
+	/* A branch whose rule has no end: its own newest, the smallest step. */
+	classify_at(c, "15.2.2562.17", T_AUG, &cls);
 	assert_recommended(&cls, se, 1);
 	assert_string_equal(cls.recommended[0]->update, "RTM Aug26SU");
-
-	/* Anything else: the newest of every compliant branch. */
 	for (size_t i = 0; i < sizeof(elsewhere) / sizeof(elsewhere[0]); i++) {
-		classify(c, elsewhere[i], &cls);
+		classify_at(c, elsewhere[i], T_AUG, &cls);
 		assert_false(cls.compliant);
 		assert_recommended(&cls, everywhere, CATALOG_MAX_RECOMMENDED);
 	}
+
+	/* December: SE is the only way. */
+	classify_at(c, "15.1.2507.60", T_DEC, &cls);
+	assert_recommended(&cls, se, 1);
+	classify_at(c, "15.2.2562.17", T_DEC, &cls);
+	assert_recommended(&cls, se, 1);
+	for (size_t i = 0; i < sizeof(elsewhere) / sizeof(elsewhere[0]); i++) {
+		classify_at(c, elsewhere[i], T_DEC, &cls);
+		assert_recommended(&cls, se, 1);
+	}
+	for (unsigned i = 0; i < cls.nrecommended; i++)
+		assert_false(cls.recommended[i]->esu);
 }
 
 static void test_not_on_premises(void **state)
@@ -730,6 +930,237 @@ static void test_err_policy_line_too_long(void **state)
 	expect_policy_error(policy, 2, "line longer than 1024");
 }
 
+/* ---- dates, channels, current ---- */
+
+#define HDR6 "product,branch,update,build,date,channel\n"
+
+static const char dated_csv[] = HDR6 "2016,CU23,CU23,15.1.2507.6,2022-04-20,public\n"
+				     "2016,CU23,CU23 Oct25SU,15.1.2507.61,2025-10-14,public\n"
+				     "2016,CU23,CU23 Dec25SU,15.1.2507.63,2025-12-09,esu\n"
+				     "SE,RTM,RTM,15.2.2562.17,2025-07-01,public\n"
+				     "SE,RTM,RTM Oct25SU,15.2.2562.29,2025-10-14,public\n"
+				     "SE,RTM,RTM Dec25SU,15.2.2562.35,2025-12-09,public\n"
+				     "SE,RTM,RTM Feb26SU,15.2.2562.37,2026-02,public\n";
+
+static int64_t at(const char *s)
+{
+	int64_t t;
+
+	if (!catalog_parse_time(s, &t))
+		fail_msg("test time '%s' does not parse", s);
+	return t;
+}
+
+static bool compliant_at(const struct catalog *c, const char *build, const char *when)
+{
+	struct catalog_class cls;
+
+	classify_at(c, build, at(when), &cls);
+	return cls.compliant;
+}
+
+static void test_time_forms(void **state)
+{
+	static const char *const bad[] = {
+		"2026-9-1",
+		"2026/09/01",
+		"01.09.2026",
+		"2026-09-01T00:00Z",
+		"2026-09-01 00:00:00",
+		"2026-09-01T24:00:00Z",
+		"2026-02-29",
+		"2026-09-01T00:00:00+02:00",
+		"1989-12-31",
+		"3000-01-01",
+		"",
+		"next week",
+	};
+	char buf[32];
+	int64_t t;
+
+	(void)state;
+	assert_true(catalog_parse_time("2026-09-01", &t));
+	assert_int_equal(t, T_SEP1);
+	assert_true(catalog_parse_time("2026-09-01T12:30:05Z", &t));
+	assert_int_equal(t, T_SEP1 + 12 * 3600 + 30 * 60 + 5);
+	assert_true(catalog_parse_time("2024-02-29", &t));
+	assert_int_equal(t, INT64_C(1709164800));
+	assert_true(catalog_parse_time("1990-01-01", &t));
+	assert_int_equal(t, INT64_C(631152000));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (catalog_parse_time(bad[i], &t))
+			fail_msg("'%s' accepted as a time", bad[i]);
+	}
+	catalog_format_time(T_SEP1, buf, sizeof(buf));
+	assert_string_equal(buf, "2026-09-01");
+	catalog_format_time(T_SEP1 + 1, buf, sizeof(buf));
+	assert_string_equal(buf, "2026-09-01T00:00:01Z");
+	catalog_format_time(-1, buf, sizeof(buf));
+	assert_string_equal(buf, "1969-12-31T23:59:59Z");
+	catalog_format_time(CATALOG_TIME_MAX, buf, sizeof(buf));
+	assert_string_equal(buf, "");
+
+	/* A month-only release counts from the month's last day. */
+	struct catalog_entry e = { .year = 2026, .month = 2, .day = 0 };
+
+	assert_int_equal(catalog_entry_time(&e), at("2026-02-28"));
+	e.day = 10;
+	assert_int_equal(catalog_entry_time(&e), at("2026-02-10"));
+}
+
+static void test_mem_dated_rules(void **state)
+{
+	struct catalog_error err;
+	struct catalog_class cls;
+	struct ex_build b;
+	int64_t from, until;
+	struct catalog *c;
+
+	(void)state;
+	/* CU23 from Oct25SU until September, then from the ESU-only Dec25SU
+	 * until mid-October (an operator honouring ESU for a while); SE from
+	 * RTM until November 2025, then current 30 days. */
+	c = parse_mem(dated_csv,
+		      "2016 CU23 from 15.1.2507.61 until 2026-09-01\n"
+		      "2016 CU23 until 2026-10-14T12:00:00Z from 15.1.2507.63\n",
+		      &err);
+	assert_null(c); /* the dates come after the rule */
+	c = parse_mem(dated_csv,
+		      "2016 CU23 from 15.1.2507.61 until 2026-09-01\n"
+		      "2016 CU23 from 15.1.2507.63 until 2026-10-14T12:00:00Z since 2026-09-01\n"
+		      "SE RTM from 15.2.2562.17 until 2025-11-01\n"
+		      "SE RTM current 30d since 2025-11-01\n",
+		      &err);
+	if (c == NULL)
+		fail_msg("%s:%u: %s", err.file, err.line, err.msg);
+	assert_true(compliant_at(c, "15.1.2507.61", "2026-08-31T23:59:59Z"));
+	assert_false(compliant_at(c, "15.1.2507.61", "2026-09-01"));
+	assert_true(compliant_at(c, "15.1.2507.63", "2026-09-01"));
+	assert_true(compliant_at(c, "15.1.2507.63", "2026-10-14T11:59:59Z"));
+	assert_false(compliant_at(c, "15.1.2507.63", "2026-10-14T12:00:00Z"));
+	classify_at(c, "15.1.2507.63", at("2026-09-15"), &cls);
+	assert_int_equal(cls.rule.kind, CATALOG_RULE_FROM);
+	assert_int_equal(cls.rule.line, 2);
+	assert_int_equal(cls.rule.since, T_SEP1);
+	assert_int_equal(cls.rule.until, at("2026-10-14T12:00:00Z"));
+	/* The rule asks for an ESU-only build: that is what is recommended
+	 * on the branch, SE first. */
+	assert_recommended(&cls, (const char *const[]){ "15.2.2562.37", "15.1.2507.63" }, 2);
+	classify_at(c, "15.1.2507.61", at("2026-08-01"), &cls);
+	assert_recommended(&cls, (const char *const[]){ "15.2.2562.37", "15.1.2507.61" }, 2);
+	/* .63 complies without a break from Oct25SU's rule into its own. */
+	assert_true(ex_build_from_str("15.1.2507.63", &b));
+	catalog_verdict_span(c, &b, at("2026-09-15"), &from, &until);
+	assert_int_equal(from, CATALOG_TIME_MIN);
+	assert_int_equal(until, at("2026-10-14T12:00:00Z"));
+	assert_true(ex_build_from_str("15.1.2507.62", &b));
+	catalog_verdict_span(c, &b, at("2026-09-15"), &from, &until);
+	assert_int_equal(from, T_SEP1);
+	assert_int_equal(until, CATALOG_TIME_MAX);
+
+	/* SE: anything from RTM until November 2025; then the newest release
+	 * 30 days old: Oct25SU from 2025-11-13, Dec25SU from 2026-01-08,
+	 * Feb26SU (month only: from 2026-02-28) from 2026-03-30. */
+	assert_true(compliant_at(c, "15.2.2562.17", "2025-10-31T23:59:59Z"));
+	assert_true(compliant_at(c, "15.2.2562.17", "2025-11-12T23:59:59Z"));
+	assert_false(compliant_at(c, "15.2.2562.17", "2025-11-13"));
+	assert_true(compliant_at(c, "15.2.2562.29", "2026-01-07T23:59:59Z"));
+	assert_false(compliant_at(c, "15.2.2562.29", "2026-01-08"));
+	assert_true(compliant_at(c, "15.2.2562.36", "2026-03-29T23:59:59Z"));
+	assert_false(compliant_at(c, "15.2.2562.36", "2026-03-30"));
+	classify_at(c, "15.2.2562.36", at("2026-03-30"), &cls);
+	assert_int_equal(cls.rule.kind, CATALOG_RULE_CURRENT);
+	assert_int_equal(cls.rule.days, 30);
+	assert_build_str(cls.rule.floor, "15.2.2562.37");
+	assert_recommended(&cls, (const char *const[]){ "15.2.2562.37" }, 1);
+	/* before any release is 30 days old under the rule: the floor of
+	 * then, Oct25SU from 2025-11-13 */
+	classify_at(c, "15.2.2562.17", at("2025-11-05"), &cls);
+	assert_true(cls.compliant);
+	assert_build_str(cls.rule.floor, "15.2.2562.17");
+
+	static const char *const dates[] = { "2025-11-01", "2025-11-13", "2026-01-08",
+					     "2026-03-30", "2026-09-01", "2026-10-14T12:00:00Z" };
+	int64_t t = at("2025-01-01");
+
+	for (size_t i = 0; i < sizeof(dates) / sizeof(dates[0]); i++) {
+		t = catalog_next_change(c, t);
+		assert_int_equal(t, at(dates[i]));
+	}
+	assert_int_equal(catalog_next_change(c, t), CATALOG_TIME_MAX);
+	catalog_free(c);
+
+	/* current with no release old enough yet: every build complies. */
+	c = parse_mem(dated_csv, "SE RTM current 365d\n", &err);
+	assert_non_null(c);
+	classify_at(c, "15.2.2562.0", at("2026-01-01"), &cls);
+	assert_true(cls.compliant);
+	assert_null(cls.rule.floor);
+	assert_false(compliant_at(c, "15.2.2562.0", "2026-07-01"));
+	catalog_free(c);
+}
+
+static void test_channels(void **state)
+{
+	struct catalog_error err;
+	struct catalog *c;
+
+	(void)state;
+	c = parse_mem(dated_csv, "", &err);
+	assert_non_null(c);
+	assert_false(catalog_entry_at(c, 1)->esu); /* 15.1.2507.61 */
+	assert_true(catalog_entry_at(c, 2)->esu);  /* 15.1.2507.63 */
+	catalog_free(c);
+	expect_csv_error(HDR6 "2016,CU23,CU23,15.1.2507.6,2022-04-20,ESU\n", 2,
+			 "bad channel 'ESU' (public or esu)");
+	expect_csv_error(HDR6 "2016,CU23,CU23,15.1.2507.6,2022-04-20,\n", 2, "bad channel ''");
+	expect_csv_error(HDR6 "2016,CU23,CU23,15.1.2507.6,2022-04-20\n", 2,
+			 "expected 6 columns, found 5");
+	expect_csv_error(HDR "2016,CU23,CU23,15.1.2507.6,2022-04-20,esu\n", 2,
+			 "expected 5 columns, found 6");
+}
+
+static void test_err_policy_dates(void **state)
+{
+	(void)state;
+	/* Every unknown date form names the file and the line. */
+	expect_policy_error("2013 never\n\n2016 CU23 from 15.1.2507.61 until 2026-9-1\n", 3,
+			    "unknown date form '2026-9-1' after 'until' (YYYY-MM-DD or "
+			    "YYYY-MM-DDTHH:MM:SSZ, UTC)");
+	expect_policy_error("2016 CU23 from 15.1.2507.61 since September\n", 1,
+			    "unknown date form 'September' after 'since'");
+	expect_policy_error("2016 CU23 from 15.1.2507.61 until 2026-09-01T00:00:00+02:00\n", 1,
+			    "unknown date form");
+	expect_policy_error("2016 CU23 from 15.1.2507.61 until 2026-02-30\n", 1,
+			    "unknown date form");
+	expect_policy_error("2016 CU23 from 15.1.2507.61 until\n", 1, "'until' needs a date");
+	expect_policy_error("2016 CU23 from 15.1.2507.61 before 2026-09-01\n", 1,
+			    "expected 'since <date>' or 'until <date>' after the rule, found "
+			    "'before'");
+	expect_policy_error("2016 CU23 from 15.1.2507.61 until 2026-09-01 until 2026-10-01\n", 1,
+			    "'until' given twice");
+	expect_policy_error("2016 CU23 from 15.1.2507.61 until 2026-09-01 since 2026-09-01\n", 1,
+			    "since 2026-09-01 is not before until 2026-09-01");
+	expect_policy_error("2016 never until 2026-09-01\n", 1, "expected '<family> never'");
+	expect_policy_error("SE RTM current 60\n", 1, "bad grace '60' for current");
+	expect_policy_error("SE RTM current 3651d\n", 1, "bad grace '3651d'");
+	expect_policy_error("SE RTM current -1d\n", 1, "bad grace");
+	expect_policy_error("SE RTM current\n", 1, "expected");
+	/* Two rules of one branch must not overlap in time; touching is fine. */
+	expect_policy_error("2016 CU23 from 15.1.2507.61 until 2026-09-01\n"
+			    "2016 CU23 from 15.1.2507.6 since 2026-08-31\n",
+			    2, "duplicate policy for 2016 CU23 (line 1): their dates overlap");
+	expect_policy_error("SE RTM current 60d\nSE RTM from 15.2.2562.17 until 2025-01-01\n", 2,
+			    "duplicate policy for SE RTM (line 1)");
+	struct catalog_error err;
+	struct catalog *c = parse_mem(base_csv,
+				      "2016 CU23 from 15.1.2507.61 until 2026-09-01\n"
+				      "2016 CU23 from 15.1.2507.6 since 2026-09-01\n",
+				      &err);
+	assert_non_null(c);
+	catalog_free(c);
+}
+
 static void test_load_missing_file(void **state)
 {
 	struct catalog_error err;
@@ -788,7 +1219,10 @@ int main(void)
 		cmocka_unit_test(test_row_count),
 		cmocka_unit_test(test_every_row_classifies_to_itself),
 		cmocka_unit_test(test_policy_boundaries),
+		cmocka_unit_test(test_policy_today),
+		cmocka_unit_test(test_policy_dates),
 		cmocka_unit_test(test_policy_over_every_row),
+		cmocka_unit_test(test_esu_rows),
 		cmocka_unit_test(test_newest_per_family),
 		cmocka_unit_test(test_between_known_builds),
 		cmocka_unit_test(test_zero_padded_builds),
@@ -815,6 +1249,10 @@ int main(void)
 		cmocka_unit_test(test_err_policy_from_not_in_branch),
 		cmocka_unit_test(test_err_policy_duplicate),
 		cmocka_unit_test(test_err_policy_line_too_long),
+		cmocka_unit_test(test_time_forms),
+		cmocka_unit_test(test_mem_dated_rules),
+		cmocka_unit_test(test_channels),
+		cmocka_unit_test(test_err_policy_dates),
 		cmocka_unit_test(test_load_missing_file),
 		cmocka_unit_test(test_load_too_large),
 		cmocka_unit_test(test_load_reports_path),

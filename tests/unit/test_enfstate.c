@@ -498,6 +498,10 @@ static void test_policy_swap(void **state)
 
 #define HDR "product,branch,update,build,date\n"
 
+/* The rules below carry no dates: any fixed time classifies alike.
+ * 2026-12-06T00:00:00Z. */
+#define CLASSIFY_AT INT64_C(1796515200)
+
 static struct catalog *make_catalog(unsigned su)
 {
 	char csv[512], pol[128];
@@ -527,7 +531,7 @@ static void test_catalog_swap(void **state)
 
 	(void)state;
 	memset(&cls, 0x33, sizeof(cls));
-	assert_false(enfstate_classify(st, &b, &cls));
+	assert_false(enfstate_classify(st, &b, CLASSIFY_AT, &cls));
 	assert_int_equal(cls.family, EX_FAMILY_NONE);
 	assert_false(cls.has_nearest);
 
@@ -535,7 +539,7 @@ static void test_catalog_swap(void **state)
 	a = make_catalog(39);
 	snprintf(va, sizeof(va), "%s", catalog_version(a));
 	assert_int_equal(enfstate_catalog_set(st, a), 0);
-	assert_true(enfstate_classify(st, &b, &cls));
+	assert_true(enfstate_classify(st, &b, CLASSIFY_AT, &cls));
 	assert_string_equal(cls.catalog_version, va);
 	assert_int_equal(cls.family, EX_FAMILY_2016);
 	assert_true(cls.compliant);
@@ -550,7 +554,7 @@ static void test_catalog_swap(void **state)
 	assert_string_not_equal(va, vb);
 	assert_int_equal(enfstate_catalog_set(st, c), 0);
 	enfstate_quiescent();
-	assert_true(enfstate_classify(st, &b, &cls));
+	assert_true(enfstate_classify(st, &b, CLASSIFY_AT, &cls));
 	assert_string_equal(cls.catalog_version, vb);
 	assert_false(cls.compliant);
 	assert_string_equal(cls.nearest.update, "CU23");
@@ -560,13 +564,13 @@ static void test_catalog_swap(void **state)
 	/* Unknown family: classified, nothing near. */
 	struct ex_build odd = { { 99, 0, 0, 0 } };
 
-	assert_true(enfstate_classify(st, &odd, &cls));
+	assert_true(enfstate_classify(st, &odd, CLASSIFY_AT, &cls));
 	assert_int_equal(cls.family, EX_FAMILY_NONE);
 	assert_false(cls.has_nearest);
 
 	/* Back to no catalog, then one left installed for enfstate_free. */
 	assert_int_equal(enfstate_catalog_set(st, NULL), 0);
-	assert_false(enfstate_classify(st, &b, &cls));
+	assert_false(enfstate_classify(st, &b, CLASSIFY_AT, &cls));
 	assert_int_equal(enfstate_catalog_set(st, make_catalog(50)), 0);
 	assert_int_equal(enfstate_catalog_set(st, make_catalog(51)), 0);
 	enfstate_stats(st, &stats);

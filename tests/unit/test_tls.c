@@ -1518,6 +1518,236 @@ static void test_client_cert(void **state)
 	assert_int_equal(ctr.client_cert, 2);
 }
 
+/* ---- client certificates verified against a CA (tls_client_ca) ---- */
+
+/* A certificate for pk, signed by issuer_key as issuer (itself when NULL),
+ * valid from nb to na seconds from now. */
+static X509 *signed_cert(EVP_PKEY *pk, const char *cn, const char *san, X509 *issuer,
+			 EVP_PKEY *issuer_key, long nb, long na, bool ca)
+{
+	static long serial = 1000;
+	X509 *x = X509_new();
+	X509V3_CTX v;
+
+	assert_non_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+	X509_gmtime_adj(X509_getm_notBefore(x), nb);
+	X509_gmtime_adj(X509_getm_notAfter(x), na);
+	X509_set_pubkey(x, pk);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+				   (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(issuer ? issuer : x));
+	X509V3_set_ctx_nodb(&v);
+	X509V3_set_ctx(&v, issuer ? issuer : x, x, NULL, NULL, 0);
+	if (san) {
+		X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v, NID_subject_alt_name, san);
+		assert_non_null(e);
+		X509_add_ext(x, e, -1);
+		X509_EXTENSION_free(e);
+	}
+	if (ca) {
+		X509_EXTENSION *e =
+			X509V3_EXT_conf_nid(NULL, &v, NID_basic_constraints, "critical,CA:TRUE");
+		assert_non_null(e);
+		X509_add_ext(x, e, -1);
+		X509_EXTENSION_free(e);
+	} else {
+		/* what a public CA issues an Exchange server today: server
+		 * authentication only */
+		X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v, NID_ext_key_usage, "serverAuth");
+		assert_non_null(e);
+		X509_add_ext(x, e, -1);
+		X509_EXTENSION_free(e);
+	}
+	assert_true(X509_sign(x, issuer_key ? issuer_key : pk, EVP_sha256()) > 0);
+	return x;
+}
+
+static void write_cert(const char *file, X509 *x)
+{
+	FILE *f = fopen(file, "w");
+
+	assert_non_null(f);
+	assert_int_equal(PEM_write_X509(f, x), 1);
+	fclose(f);
+}
+
+struct ca_files {
+	char ca[128], good[128], good_key[128], cn_only[128], cn_only_key[128];
+	char wrong[128], wrong_key[128], expired[128], expired_key[128];
+};
+
+static void make_ca_files(struct ca_files *f)
+{
+	EVP_PKEY *ca = EVP_EC_gen("P-256"), *other = EVP_EC_gen("P-256"), *k = EVP_EC_gen("P-256");
+	X509 *cax = signed_cert(ca, "tesgate test CA", NULL, NULL, NULL, -3600, 86400, true);
+	X509 *otherx = signed_cert(other, "another CA", NULL, NULL, NULL, -3600, 86400, true);
+	X509 *x;
+
+	path(f->ca, "clientca.pem");
+	path(f->good, "good.crt");
+	path(f->good_key, "good.key");
+	path(f->cn_only, "cnonly.crt");
+	path(f->cn_only_key, "cnonly.key");
+	path(f->wrong, "wrong.crt");
+	path(f->wrong_key, "wrong.key");
+	path(f->expired, "expired.crt");
+	path(f->expired_key, "expired.key");
+	write_cert(f->ca, cax);
+	x = signed_cert(k, "exch01.bear.test", "DNS:Mx.Bear.Test,DNS:exch01.bear.test", cax, ca,
+			-3600, 86400, false);
+	assert_int_equal(write_pair(k, x, f->good, f->good_key, NULL), 0);
+	X509_free(x);
+	x = signed_cert(k, "edge.bear.test", NULL, cax, ca, -3600, 86400, false);
+	assert_int_equal(write_pair(k, x, f->cn_only, f->cn_only_key, NULL), 0);
+	X509_free(x);
+	/* the same names, from a CA the gateway does not trust */
+	x = signed_cert(k, "exch01.bear.test", "DNS:mx.bear.test", otherx, other, -3600, 86400,
+			false);
+	assert_int_equal(write_pair(k, x, f->wrong, f->wrong_key, NULL), 0);
+	X509_free(x);
+	/* the right CA, but ended yesterday */
+	x = signed_cert(k, "exch01.bear.test", "DNS:mx.bear.test", cax, ca, -7 * 86400, -86400,
+			false);
+	assert_int_equal(write_pair(k, x, f->expired, f->expired_key, NULL), 0);
+	X509_free(x);
+	X509_free(cax);
+	X509_free(otherx);
+	EVP_PKEY_free(ca);
+	EVP_PKEY_free(other);
+	EVP_PKEY_free(k);
+}
+
+static void remove_ca_files(const struct ca_files *f)
+{
+	const char *all[] = { f->ca,    f->good,      f->good_key, f->cn_only,    f->cn_only_key,
+			      f->wrong, f->wrong_key, f->expired,  f->expired_key };
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		unlink(all[i]);
+}
+
+static struct tls_server_ctx *server_ca(const char *ca)
+{
+	struct tls_server_config cfg;
+	char err[256];
+
+	tls_server_config_defaults(&cfg);
+	cfg.cert_file = ec_cert;
+	cfg.key_file = ec_key;
+	cfg.client_ca_file = ca;
+	struct tls_server_ctx *s = tls_server_ctx_new(&cfg, err, sizeof(err));
+	if (!s)
+		fail_msg("tls_server_ctx_new: %s", err);
+	return s;
+}
+
+/* One handshake with the client certificate (NULL: none); the server's
+ * record of it, copied (NULL when none was recorded). */
+static bool ca_handshake(struct tls_server_ctx *srv, const char *cert, const char *key,
+			 struct tls_peer_cert *out, SSL_SESSION **keep)
+{
+	struct tls_counters ctr = { 0 };
+	struct copts o = { 0, 0, NULL, NULL, NULL, cert, key };
+	SSL_CTX *cctx = client_ctx(cert ? &o : NULL);
+	struct pair *p = pair_new(srv, cctx, &ctr);
+	const struct tls_peer_cert *pc;
+	bool have;
+
+	if (keep && *keep)
+		SSL_set_session(p->c, *keep);
+	assert_handshake(p);
+	pc = tls_peer_cert(p->s);
+	have = pc != NULL;
+	if (pc)
+		*out = *pc;
+	if (keep && !*keep)
+		*keep = SSL_get1_session(p->c);
+	pair_free(p);
+	SSL_CTX_free(cctx);
+	return have;
+}
+
+static void test_client_cert_verified(void **state)
+{
+	struct ca_files f;
+	struct tls_peer_cert pc;
+	SSL_SESSION *sess = NULL;
+	char name[256], err[256];
+	struct tls_server_ctx *srv;
+
+	(void)state;
+	make_ca_files(&f);
+	srv = server_ca(f.ca);
+
+	/* Signed by the CA, in date, serverAuth only: verified; matched by its
+	 * DNS names, as written. */
+	assert_true(ca_handshake(srv, f.good, f.good_key, &pc, &sess));
+	assert_true(pc.verified);
+	assert_string_equal(pc.verify_error, "");
+	assert_true(tls_peer_cert_name(&pc, 0, name, sizeof(name)));
+	assert_string_equal(name, "Mx.Bear.Test");
+	assert_true(tls_peer_cert_name(&pc, 1, name, sizeof(name)));
+	assert_string_equal(name, "exch01.bear.test");
+	assert_false(tls_peer_cert_name(&pc, 2, name, sizeof(name)));
+	/* resumed from its ticket: still verified */
+	assert_true(ca_handshake(srv, f.good, f.good_key, &pc, &sess));
+	assert_true(pc.verified);
+	SSL_SESSION_free(sess);
+	sess = NULL;
+
+	/* No DNS SAN: the CN is the name. */
+	assert_true(ca_handshake(srv, f.cn_only, f.cn_only_key, &pc, NULL));
+	assert_true(pc.verified);
+	assert_true(tls_peer_cert_name(&pc, 0, name, sizeof(name)));
+	assert_string_equal(name, "edge.bear.test");
+	assert_false(tls_peer_cert_name(&pc, 1, name, sizeof(name)));
+
+	/* Another CA, or expired: the handshake completes, the certificate is
+	 * recorded, not verified, and has no name to match; a resumed
+	 * session keeps that. */
+	assert_true(ca_handshake(srv, f.wrong, f.wrong_key, &pc, &sess));
+	assert_false(pc.verified);
+	assert_string_equal(pc.verify_error, "unable to get local issuer certificate");
+	assert_string_equal(pc.san, "mx.bear.test");
+	assert_false(tls_peer_cert_name(&pc, 0, name, sizeof(name)));
+	assert_true(ca_handshake(srv, f.wrong, f.wrong_key, &pc, &sess));
+	assert_false(pc.verified);
+	SSL_SESSION_free(sess);
+	sess = NULL;
+	assert_true(ca_handshake(srv, f.expired, f.expired_key, &pc, NULL));
+	assert_false(pc.verified);
+	assert_string_equal(pc.verify_error, "certificate has expired");
+	assert_false(tls_peer_cert_name(&pc, 0, name, sizeof(name)));
+
+	/* None at all: an ordinary sender. */
+	assert_false(ca_handshake(srv, NULL, NULL, &pc, NULL));
+	tls_server_ctx_free(srv);
+
+	/* Without a CA, a certificate is recorded and never verified. */
+	srv = server(ec_cert, ec_key, true);
+	assert_true(ca_handshake(srv, f.good, f.good_key, &pc, NULL));
+	assert_false(pc.verified);
+	assert_string_equal(pc.verify_error, "");
+	assert_false(tls_peer_cert_name(&pc, 0, name, sizeof(name)));
+	tls_server_ctx_free(srv);
+
+	/* A CA file that is missing or not PEM stops the load, with its name. */
+	struct tls_server_config cfg;
+
+	tls_server_config_defaults(&cfg);
+	cfg.cert_file = ec_cert;
+	cfg.key_file = ec_key;
+	cfg.client_ca_file = "/nonexistent/ca.pem";
+	assert_null(tls_server_ctx_new(&cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "client CA /nonexistent/ca.pem"));
+	cfg.client_ca_file = junk_pem;
+	assert_null(tls_server_ctx_new(&cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "client CA"));
+	remove_ca_files(&f);
+}
+
 static void test_counters_add(void **state)
 {
 	struct tls_counters a = { 0 }, b = { 0 };
@@ -1938,6 +2168,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_backpressure),
 		cmocka_unit_test(test_renegotiation_refused),
 		cmocka_unit_test(test_client_cert),
+		cmocka_unit_test(test_client_cert_verified),
 		cmocka_unit_test(test_counters_add),
 		cmocka_unit_test(test_smtp_starttls),
 		cmocka_unit_test(test_memory_per_connection),
