@@ -4,10 +4,11 @@
  * server-side tls_conn and an OpenSSL client written here, over memory BIOs,
  * with throwaway certificates made at start-up through the OpenSSL API.
  *
- * Also measures, and prints, the memory an idle connection holds after its
+ * Also bounds, and prints, the memory an idle connection holds after its
  * handshake (through a counting allocator installed with
- * CRYPTO_set_mem_functions before OpenSSL allocates anything) and the
- * handshake rate with both ends in this one thread.  docs/tls.md quotes them.
+ * CRYPTO_set_mem_functions before OpenSSL allocates anything): a count of
+ * bytes, not a timing.  The handshake rate is a benchmark:
+ * bench/run-tls.sh.
  *
  * `test_tls --write-seeds DIR` writes the fuzz seed corpus (captured
  * ClientHellos) for tests/fuzz/fuzz_tls.c instead of running the tests.
@@ -1913,14 +1914,7 @@ static void test_smtp_starttls(void **state)
 	free(out.p);
 }
 
-/* ---- measurements ---- */
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
+/* ---- memory ---- */
 
 /* Bytes an idle server connection holds after a handshake and one SMTP-sized
  * exchange, averaged over many: everything the server side allocated through
@@ -1999,46 +1993,6 @@ static void test_memory_per_connection(void **state)
 	SSL_CTX_free(c13);
 	SSL_CTX_free(c12);
 	tls_server_ctx_free(srv);
-}
-
-static double rate(const char *cert, const char *key, const struct copts *o, bool resume)
-{
-	struct tls_server_ctx *srv = server(cert, key, false);
-	SSL_CTX *cctx = client_ctx(o);
-	struct tls_counters ctr = { 0 };
-	SSL_SESSION *sess = resume ? first_session(srv, cctx, &ctr) : NULL;
-	int n = 0;
-	double t0 = now_s(), t;
-
-	do {
-		for (int i = 0; i < 20; i++, n++) {
-			struct pair *p = pair_new(srv, cctx, &ctr);
-			if (sess)
-				SSL_set_session(p->c, sess);
-			assert_handshake(p);
-			assert_int_equal(tls_session_resumed(p->s), resume);
-			pair_free(p);
-		}
-		t = now_s() - t0;
-	} while (t < 0.5);
-	SSL_SESSION_free(sess);
-	SSL_CTX_free(cctx);
-	tls_server_ctx_free(srv);
-	return n / t;
-}
-
-static void test_handshake_rate(void **state)
-{
-	(void)state;
-	double ec13 = rate(ec_cert, ec_key, &tls13_only, false);
-	double ec12 = rate(ec_cert, ec_key, &tls12_only, false);
-	double rsa13 = rate(rsa_cert, rsa_key, &tls13_only, false);
-	double res13 = rate(ec_cert, ec_key, &tls13_only, true);
-	double res12 = rate(ec_cert, ec_key, &tls12_only, true);
-	print_message("handshakes/s, client and server in this one thread: TLS 1.3 ECDSA %.0f, "
-		      "TLS 1.2 ECDSA %.0f, TLS 1.3 RSA-2048 %.0f, TLS 1.3 resumed %.0f, "
-		      "TLS 1.2 resumed %.0f\n",
-		      ec13, ec12, rsa13, res13, res12);
 }
 
 /* ---- fuzz seeds ---- */
@@ -2172,7 +2126,6 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_counters_add),
 		cmocka_unit_test(test_smtp_starttls),
 		cmocka_unit_test(test_memory_per_connection),
-		cmocka_unit_test(test_handshake_rate),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
