@@ -97,7 +97,8 @@ static SSL_SESSION *handshake(struct tls_server_ctx *srv, SSL_CTX *cctx, SSL_SES
 		if (rc != 1 && SSL_get_error(c, rc) != SSL_ERROR_WANT_READ)
 			die("client handshake failed");
 		while ((n = BIO_read(wr, tmp, sizeof(tmp))) > 0) {
-			if (tls_feed_ciphertext(s, tmp, (size_t)n, &used) == TLS_ERROR || used != (size_t)n)
+			if (tls_feed_ciphertext(s, tmp, (size_t)n, &used) == TLS_ERROR ||
+			    used != (size_t)n)
 				die("server handshake failed");
 			moved = true;
 		}
@@ -144,7 +145,8 @@ static void rate(const char *name, struct tls_server_ctx *srv, int version, bool
 		for (int i = 0; i < 20; i++, n++) {
 			handshake(srv, cctx, sess, false, &resumed);
 			if (resumed != resume)
-				die(resume ? "a session was not resumed" : "a full handshake resumed");
+				die(resume ? "a session was not resumed"
+					   : "a full handshake resumed");
 		}
 		t = now_s() - t0;
 	} while (t < seconds);

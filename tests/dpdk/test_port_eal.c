@@ -545,7 +545,8 @@ int main(int argc, char **argv)
 		/* With --no-huge and --no-pci nothing but privileges can stop it:
 		 * as root that is a failure, not a reason to skip. */
 		if (geteuid() != 0) {
-			printf("SKIP: the EAL did not start (%s); not root\n", rte_strerror(rte_errno));
+			printf("SKIP: the EAL did not start (%s); not root\n",
+			       rte_strerror(rte_errno));
 			return 77;
 		}
 		fprintf(stderr, "FAIL: the EAL did not start as root with --no-huge: %s\n",
