@@ -430,9 +430,12 @@ static json_t *status_json(struct cp *cp)
 	json_object_set_new(o, "interfaces", ifs);
 	json_object_set_new(o, "configured_mode", json_string(cp->cfg.xdp_mode));
 	{
+		/* what the map holds, not what was configured */
+		uint16_t p[XDP_MAX_PORTS];
+		int n = tes_xdp_get_ports(s->x, p, XDP_MAX_PORTS, NULL, 0);
 		json_t *ports = json_array();
-		for (unsigned i = 0; i < s->nports; i++)
-			json_array_append_new(ports, json_integer(s->ports[i]));
+		for (int i = 0; i < n && i < XDP_MAX_PORTS; i++)
+			json_array_append_new(ports, json_integer(p[i]));
 		json_object_set_new(o, "ports", ports);
 	}
 	json_object_set_new(o, "pin_dir", json_string(tes_xdp_pin_dir(s->x)));
