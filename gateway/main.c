@@ -94,7 +94,7 @@ static void log_stats(const struct kio_stats *ks, const struct gw_stats *gs,
 		"timeouts_idle=%llu timeouts_session=%llu shutdown_forced=%llu "
 		"bytes_in=%llu bytes_out=%llu sessions=%llu accepted=%llu refused=%llu "
 		"exchange=%llu not_exchange=%llu stored=%llu spool_failed=%llu starttls=%llu "
-		"tls_full=%llu tls_resumed=%llu tls_failed=%llu",
+		"tls_full=%llu tls_resumed=%llu tls_failed=%llu slow_closed=%llu no_space=%llu",
 		(unsigned long long)ks->accepted, (unsigned long long)ks->refused_global,
 		(unsigned long long)ks->refused_source, (unsigned long long)ks->timeouts_idle,
 		(unsigned long long)ks->timeouts_session, (unsigned long long)ks->shutdown_forced,
@@ -105,7 +105,8 @@ static void log_stats(const struct kio_stats *ks, const struct gw_stats *gs,
 		(unsigned long long)ss->failed, (unsigned long long)gs->tls_starts,
 		(unsigned long long)sum_versions(gs->tls.full),
 		(unsigned long long)sum_versions(gs->tls.resumed),
-		(unsigned long long)sum_versions(gs->tls.failed));
+		(unsigned long long)sum_versions(gs->tls.failed),
+		(unsigned long long)gs->slow_closed, (unsigned long long)gs->no_space);
 }
 
 /* The certificate and key are loaded at start-up, so a bad pair stops the
