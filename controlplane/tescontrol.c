@@ -216,6 +216,15 @@ static int drop_privileges(struct cp *cp, const struct priv_user *pu)
 		       priv_caps_format(keep, kept, sizeof(kept)));
 		return -1;
 	}
+	/* SQLite opens its -wal and -shm files by name, so the whole path
+	 * must be the user's to walk and write, not just the files given. */
+	if (pu->set && root &&
+	    (access(cp->cfg.state_dir, W_OK | X_OK) || access(cp->cfg.db_path, R_OK | W_OK))) {
+		cp_err("privileges: as %s, %s or %s is not writable (%s): every directory above "
+		       "them must let %s through",
+		       pu->name, cp->cfg.state_dir, cp->cfg.db_path, strerror(errno), pu->name);
+		return -1;
+	}
 	if (pu->set && root)
 		cp_info("privileges: now user %s (uid %u, gid %u)", pu->name, (unsigned)pu->uid,
 			(unsigned)pu->gid);
