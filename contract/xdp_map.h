@@ -24,8 +24,10 @@
 
 #include <linux/types.h>
 
-#define TES_XDP_LAYOUT_VERSION 1
-#define TES_XDP_LAYOUT_DIR "v1" /* keep in step with TES_XDP_LAYOUT_VERSION */
+/* Version 2: the protected-ports map (tes_ports) and the pass_other
+ * counter; sources on the list are dropped only on TCP to those ports. */
+#define TES_XDP_LAYOUT_VERSION 2
+#define TES_XDP_LAYOUT_DIR "v2" /* keep in step with TES_XDP_LAYOUT_VERSION */
 
 /* Maps are pinned as TES_XDP_PIN_ROOT "/" TES_XDP_LAYOUT_DIR "/" <map name>. */
 #define TES_XDP_PIN_ROOT "/sys/fs/bpf/tesgate"
@@ -40,6 +42,7 @@
 #define TES_XDP_MAP_PREFIX4 "tes_prefix4" /* LPM_TRIE: struct tes_xdp_lpm4 -> tes_xdp_entry */
 #define TES_XDP_MAP_PREFIX6 "tes_prefix6" /* LPM_TRIE: struct tes_xdp_lpm6 -> tes_xdp_entry */
 #define TES_XDP_MAP_STATS "tes_stats" /* PERCPU_ARRAY: counter index -> struct tes_xdp_counter */
+#define TES_XDP_MAP_PORTS "tes_ports" /* ARRAY, one entry (key 0): struct tes_xdp_ports */
 
 /* Capacities.  The exact maps are created without preallocation, so an
  * empty map costs its bucket array only (16 octets a bucket, a power of two
@@ -67,6 +70,19 @@ struct tes_xdp_lpm6 {
 	__u32 prefixlen;
 	__u8 addr[16];
 };
+
+/* The TCP destination ports a listed source is dropped on (the SMTP ports
+ * the gateway listens on): a bit per port, port p at bits[p / 64] bit
+ * p % 64.  Everything else from a listed source (other TCP ports, UDP,
+ * ICMP, ...) passes: the list is about mail, and dropping a source's DNS
+ * replies or ICMP errors would harm this host, not the sender.  An empty set
+ * protects nothing.  A loader that creates the map fresh sets
+ * TES_XDP_PORT_DEFAULT; the owner (tescontrol: xdp_ports) writes its own. */
+struct tes_xdp_ports {
+	__u64 bits[1024];
+};
+
+#define TES_XDP_PORT_DEFAULT 25
 
 /* Why an entry drops.  The value picks the drop counter, so the exact maps
  * hold both enforcement blocks and admin exact denies. */
@@ -101,18 +117,19 @@ struct tes_xdp_entry {
  * program sees is counted in exactly one of them.  The ones after are events
  * counted beside the verdict. */
 enum tes_xdp_counter_index {
-	TES_XDP_CNT_PASS_IPV4 = 0,      /* IPv4, no matching entry */
-	TES_XDP_CNT_PASS_IPV6 = 1,      /* IPv6, no matching entry */
+	TES_XDP_CNT_PASS_IPV4 = 0,      /* IPv4 TCP to a protected port, no matching entry */
+	TES_XDP_CNT_PASS_IPV6 = 1,      /* IPv6 TCP to a protected port, no matching entry */
 	TES_XDP_CNT_PASS_NOT_IP = 2,    /* neither IPv4 nor IPv6, or more than two VLAN tags */
 	TES_XDP_CNT_PASS_FRAGMENT = 3,  /* a fragment after the first: no decision made */
 	TES_XDP_CNT_PASS_MALFORMED = 4, /* truncated or inconsistent headers */
-	TES_XDP_CNT_DROP_BLOCKED = 5,   /* drops: TES_XDP_CNT_DROP_OF(reason) */
-	TES_XDP_CNT_DROP_ADMIN_EXACT = 6,
-	TES_XDP_CNT_DROP_ADMIN_PREFIX = 7,
-	TES_XDP_CNT_VERDICTS = 8,
-	TES_XDP_CNT_EXPIRED = 8,   /* event: a matching entry had expired (user space: sweep) */
-	TES_XDP_CNT_BAD_ENTRY = 9, /* event: a matching entry had an invalid reason */
-	TES_XDP_CNT_COUNT = 10,
+	TES_XDP_CNT_PASS_OTHER = 5,     /* IP, but not TCP to a protected port: not looked up */
+	TES_XDP_CNT_DROP_BLOCKED = 6,   /* drops: TES_XDP_CNT_DROP_OF(reason) */
+	TES_XDP_CNT_DROP_ADMIN_EXACT = 7,
+	TES_XDP_CNT_DROP_ADMIN_PREFIX = 8,
+	TES_XDP_CNT_VERDICTS = 9,
+	TES_XDP_CNT_EXPIRED = 9,    /* event: a matching entry had expired (user space: sweep) */
+	TES_XDP_CNT_BAD_ENTRY = 10, /* event: a matching entry had an invalid reason */
+	TES_XDP_CNT_COUNT = 11,
 };
 
 /* The drop counter of a valid reason. */
@@ -130,6 +147,7 @@ _Static_assert(sizeof(struct tes_xdp_lpm4) == 8, "tes_xdp_lpm4 layout");
 _Static_assert(sizeof(struct tes_xdp_lpm6) == 20, "tes_xdp_lpm6 layout");
 _Static_assert(sizeof(struct tes_xdp_entry) == 16, "tes_xdp_entry layout");
 _Static_assert(sizeof(struct tes_xdp_counter) == 16, "tes_xdp_counter layout");
+_Static_assert(sizeof(struct tes_xdp_ports) == 8192, "tes_xdp_ports: a bit per port");
 _Static_assert(TES_XDP_CNT_DROP_OF(TES_XDP_REASON_ADMIN_PREFIX) == TES_XDP_CNT_DROP_ADMIN_PREFIX,
 	       "drop counters follow the reasons");
 _Static_assert(TES_XDP_CNT_DROP_OF(TES_XDP_REASON_COUNT) == TES_XDP_CNT_VERDICTS,

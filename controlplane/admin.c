@@ -21,6 +21,11 @@
 
 #define REPORT_PAGE_DEFAULT 1000
 #define REPORT_PAGE_MAX 2000
+/* Replies waiting for a client to read them, at most: four of the largest
+ * frames.  A client that keeps asking and never reads is cut off there
+ * (as Redis's client-output-buffer-limit does), instead of growing
+ * tescontrol's memory without bound; one that reads gets everything. */
+#define ADMIN_OUTQ_MAX (4u * CTL_FRAME_MAX)
 
 struct admin_conn {
 	struct cp_watch w;
@@ -1490,6 +1495,17 @@ static void handle_request(struct cp *cp, struct admin_conn *a, const json_t *re
 		cp_outq_push(&a->out, admin_response_error("the result of %s does not fit in one"
 							   " frame; ask for less (report --limit)",
 							   cmd));
+	/* what the socket takes now is not waiting */
+	if (a->out.len > ADMIN_OUTQ_MAX && cp_outq_flush(&a->out, a->w.fd) < 0) {
+		admin_close(cp, a);
+		return;
+	}
+	if (a->out.len > ADMIN_OUTQ_MAX) {
+		cp_warn("admin #%u (pid %d, uid %u): %zu octets of replies unread (at most %u): "
+			"the client does not read them; disconnecting it",
+			a->id, (int)a->cred.pid, (unsigned)a->cred.uid, a->out.len, ADMIN_OUTQ_MAX);
+		admin_close(cp, a);
+	}
 }
 
 static void admin_pump(struct cp *cp, struct admin_conn *a)

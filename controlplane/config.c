@@ -24,6 +24,7 @@ void cp_config_defaults(struct cp_config *c)
 	snprintf(c->metrics_listen, sizeof(c->metrics_listen), "127.0.0.1:9464");
 	snprintf(c->xdp_pin_root, sizeof(c->xdp_pin_root), "/sys/fs/bpf/tesgate");
 	snprintf(c->xdp_mode, sizeof(c->xdp_mode), "auto");
+	snprintf(c->xdp_ports, sizeof(c->xdp_ports), "25");
 }
 
 void cp_config_finish(struct cp_config *c)
@@ -55,7 +56,9 @@ enum kind {
 	K_EVLOG,
 	K_IFACES,
 	K_XMODE,
-	K_BOOL
+	K_BOOL,
+	K_NAME,
+	K_PORTS
 };
 
 struct key {
@@ -72,15 +75,25 @@ struct key {
 	}
 
 static const struct key keys[] = {
-	F("state_dir", K_PATH, state_dir),           F("db_path", K_PATH, db_path),
-	F("gateway_socket", K_SOCK, gateway_socket), F("gateway_group", K_GROUP, gateway_group),
-	F("admin_socket", K_SOCK, admin_socket),     F("admin_group", K_GROUP, admin_group),
-	F("catalog_file", K_PATH, catalog_file),     F("compliance_file", K_PATH, compliance_file),
-	F("policy_file", K_PATH, policy_file),       F("log_level", K_LEVEL, log_level),
-	F("flush_seconds", K_UINT, flush_seconds),   F("metrics_listen", K_LISTEN, metrics_listen),
-	F("event_log", K_EVLOG, event_log),          F("xdp_interfaces", K_IFACES, xdp_interfaces),
-	F("xdp_pin_root", K_PATH, xdp_pin_root),     F("xdp_mode", K_XMODE, xdp_mode),
+	F("state_dir", K_PATH, state_dir),
+	F("db_path", K_PATH, db_path),
+	F("gateway_socket", K_SOCK, gateway_socket),
+	F("gateway_group", K_GROUP, gateway_group),
+	F("admin_socket", K_SOCK, admin_socket),
+	F("admin_group", K_GROUP, admin_group),
+	F("catalog_file", K_PATH, catalog_file),
+	F("compliance_file", K_PATH, compliance_file),
+	F("policy_file", K_PATH, policy_file),
+	F("log_level", K_LEVEL, log_level),
+	F("flush_seconds", K_UINT, flush_seconds),
+	F("metrics_listen", K_LISTEN, metrics_listen),
+	F("event_log", K_EVLOG, event_log),
+	F("xdp_interfaces", K_IFACES, xdp_interfaces),
+	F("xdp_pin_root", K_PATH, xdp_pin_root),
+	F("xdp_mode", K_XMODE, xdp_mode),
 	F("xdp_required", K_BOOL, xdp_required),
+	F("xdp_ports", K_PORTS, xdp_ports),
+	F("user", K_NAME, user),
 };
 
 static int set(struct cp_config *c, const struct key *k, const char *v, char *msg, size_t len)
@@ -184,6 +197,42 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 			return -1;
 		}
 		return 0;
+	case K_NAME:
+		if (strlen(v) >= k->size) {
+			snprintf(msg, len, "name too long");
+			return -1;
+		}
+		snprintf(field, k->size, "%s", v);
+		return 0;
+	case K_PORTS: {
+		/* ports 1-65535, comma-separated, at least one */
+		unsigned n = 0;
+		for (const char *p = v; *p;) {
+			char *end;
+			unsigned long x;
+
+			while (*p == ',' || isspace((unsigned char)*p))
+				p++;
+			if (!*p)
+				break;
+			errno = 0;
+			x = strtoul(p, &end, 10);
+			if (!isdigit((unsigned char)*p) || errno || x < 1 || x > 65535 ||
+			    (*end && *end != ',' && !isspace((unsigned char)*end))) {
+				snprintf(msg, len, "\"%s\" is not a list of TCP ports (25, 587)",
+					 v);
+				return -1;
+			}
+			n++;
+			p = end;
+		}
+		if (!n || strlen(v) >= k->size) {
+			snprintf(msg, len, "\"%s\" is not a list of TCP ports (25, 587)", v);
+			return -1;
+		}
+		snprintf(field, k->size, "%s", v);
+		return 0;
+	}
 	case K_UINT: {
 		char *end;
 		unsigned long x;

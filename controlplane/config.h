@@ -34,8 +34,10 @@ struct cp_config {
 	char event_log[CP_PATH_MAX]; /* a file, "-" (stdout) or "" (off) */
 	char xdp_interfaces[1024];   /* comma-separated; "" : no XDP */
 	char xdp_pin_root[CP_PATH_MAX];
-	char xdp_mode[16]; /* auto, native or generic */
-	bool xdp_required; /* a refused load or attach stops start-up */
+	char xdp_mode[16];   /* auto, native or generic */
+	bool xdp_required;   /* a refused load or attach stops start-up */
+	char xdp_ports[256]; /* TCP ports a listed source is dropped on: "25, 587" */
+	char user[64];       /* run as this user after start-up; "" : as started */
 };
 
 void cp_config_defaults(struct cp_config *c);

@@ -227,6 +227,11 @@ int cp_xdp_start(struct cp *cp);
 void cp_xdp_stop(struct cp *cp);
 /* Something that may change a verdict happened: sync after this round. */
 void cp_xdp_request(struct cp *cp);
+/* A program is loaded (and its maps held): the XDP work goes on at run time. */
+bool cp_xdp_running(const struct cp *cp);
+/* Whether the maps can be read with the capabilities this thread has now:
+ * 0, or a negative errno (-EPERM). */
+int cp_xdp_probe_maps(struct cp *cp);
 void cp_xdp_sync_pending(struct cp *cp);
 /* The admin protocol's xdp.* commands; op is what follows "xdp.". */
 int cp_xdp_cmd(struct cp *cp, const char *op, const json_t *args, json_t **result, char *err,

@@ -6,6 +6,7 @@
  * the admin protocol.  One thread, one epoll set.  See docs/tescontrol.8.md.
  */
 #include "controlplane/cp.h"
+#include "privdrop/privdrop.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +46,7 @@ static void usage(FILE *f)
 		   "admin_socket, admin_group, catalog_file, compliance_file, policy_file,\n"
 		   "log_level (error|warn|info|debug), flush_seconds, metrics_listen,\n"
 		   "event_log, xdp_interfaces, xdp_pin_root, xdp_mode (auto|native|generic),\n"
-		   "xdp_required (yes|no).  SIGHUP reopens the event log.\n");
+		   "xdp_required (yes|no), xdp_ports, user.  SIGHUP reopens the event log.\n");
 }
 
 static void on_signal(struct cp *cp, struct cp_watch *w, uint32_t events)
@@ -131,6 +132,106 @@ static int setup_signals(struct cp *cp)
 	return 0;
 }
 
+/* ---- privileges (docs/security.md) ----
+ * After start-up (sockets made, database and event log open, the XDP
+ * program loaded and attached) and before the metrics thread exists,
+ * tescontrol becomes `user` (started as root) and keeps only what the XDP
+ * work needs at run time: CAP_NET_ADMIN for an operator's detach of its own
+ * program, and CAP_BPF only on kernels that gate every bpf() call behind it
+ * (before 6.5, with unprivileged_bpf_disabled); nothing without XDP. */
+
+/* Started as root: what tescontrol writes afterwards becomes the user's. */
+static int give_state(const struct cp *cp, const struct priv_user *pu)
+{
+	char p[6][CP_PATH_MAX + 32];
+	unsigned n = 0;
+
+	snprintf(p[n++], sizeof(p[0]), "%s", cp->cfg.state_dir);
+	snprintf(p[n++], sizeof(p[0]), "%s/tescontrol.lock", cp->cfg.state_dir);
+	snprintf(p[n++], sizeof(p[0]), "%s", cp->cfg.db_path);
+	snprintf(p[n++], sizeof(p[0]), "%s-wal", cp->cfg.db_path);
+	snprintf(p[n++], sizeof(p[0]), "%s-shm", cp->cfg.db_path);
+	if (cp->cfg.event_log[0] == '/')
+		snprintf(p[n++], sizeof(p[0]), "%s", cp->cfg.event_log);
+	for (unsigned i = 0; i < n; i++) {
+		if (fchownat(AT_FDCWD, p[i], pu->uid, pu->gid, AT_SYMLINK_NOFOLLOW) != 0 &&
+		    errno != ENOENT) {
+			cp_err("cannot give %s to %s: %s", p[i], pu->name, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int drop_privileges(struct cp *cp, const struct priv_user *pu)
+{
+	uint64_t keep = 0;
+	bool root = geteuid() == 0;
+	struct priv_state st;
+	char err[512], line[1400], kept[256];
+
+	if (cp_xdp_running(cp))
+		keep = PRIV_CAP(PRIV_CAP_NET_ADMIN) | PRIV_CAP(PRIV_CAP_BPF);
+	if (root && (!pu->set || pu->uid == 0)) {
+		for (int i = 0; i < 3; i++)
+			cp_warn("RUNNING AS ROOT: %s, so tescontrol keeps root and every "
+				"capability; set user = tescontrol (tools/setup.sh makes that "
+				"user)",
+				pu->set ? "user = root" : "no user is configured");
+		return 0;
+	}
+	if (root && give_state(cp, pu))
+		return -1;
+	if (priv_drop(pu, keep, err, sizeof(err))) {
+		cp_err("giving up privileges: %s", err);
+		return -1;
+	}
+	if (err[0])
+		cp_warn("privileges: %s", err);
+	if (keep) {
+		/* Without CAP_BPF in the effective set first: most kernels let a
+		 * process use the map fds it holds with no capability. */
+		if (priv_set_caps(keep, PRIV_CAP(PRIV_CAP_NET_ADMIN), err, sizeof(err))) {
+			cp_err("privileges: %s", err);
+			return -1;
+		}
+		if (cp_xdp_probe_maps(cp) == 0) {
+			keep = PRIV_CAP(PRIV_CAP_NET_ADMIN);
+		} else {
+			cp_info("xdp: this kernel lets only CAP_BPF use BPF maps "
+				"(kernel.unprivileged_bpf_disabled): keeping it");
+		}
+		if (priv_set_caps(keep, keep, err, sizeof(err))) {
+			cp_err("privileges: %s", err);
+			return -1;
+		}
+	}
+	if (priv_state(&st)) {
+		cp_err("privileges: cannot read /proc/self: %s", strerror(errno));
+		return -1;
+	}
+	priv_state_format(&st, line, sizeof(line));
+	if ((st.eff | st.prm) & ~keep) {
+		cp_err("privileges: %s: more than %s left", line,
+		       priv_caps_format(keep, kept, sizeof(kept)));
+		return -1;
+	}
+	/* SQLite opens its -wal and -shm files by name, so the whole path
+	 * must be the user's to walk and write, not just the files given. */
+	if (pu->set && root &&
+	    (access(cp->cfg.state_dir, W_OK | X_OK) || access(cp->cfg.db_path, R_OK | W_OK))) {
+		cp_err("privileges: as %s, %s or %s is not writable (%s): every directory above "
+		       "them must let %s through",
+		       pu->name, cp->cfg.state_dir, cp->cfg.db_path, strerror(errno), pu->name);
+		return -1;
+	}
+	if (pu->set && root)
+		cp_info("privileges: now user %s (uid %u, gid %u)", pu->name, (unsigned)pu->uid,
+			(unsigned)pu->gid);
+	cp_info("privileges: %s", line);
+	return 0;
+}
+
 static void loop(struct cp *cp)
 {
 	struct epoll_event ev[64];
@@ -163,11 +264,12 @@ static void print_config(const struct cp *cp)
 	printf("state_dir = %s\ndb_path = %s\ngateway_socket = %s\ngateway_group = %s\n"
 	       "admin_socket = %s\nadmin_group = %s\ncatalog_file = %s\ncompliance_file = %s\n"
 	       "policy_file = %s\nflush_seconds = %u\nmetrics_listen = %s\nevent_log = %s\n"
-	       "xdp_interfaces = %s\nxdp_pin_root = %s\nxdp_mode = %s\nxdp_required = %s\n",
+	       "xdp_interfaces = %s\nxdp_pin_root = %s\nxdp_mode = %s\nxdp_required = %s\n"
+	       "xdp_ports = %s\nuser = %s\n",
 	       c->state_dir, c->db_path, c->gateway_socket, c->gateway_group, c->admin_socket,
 	       c->admin_group, c->catalog_file, c->compliance_file, c->policy_file,
 	       c->flush_seconds, c->metrics_listen, c->event_log, c->xdp_interfaces,
-	       c->xdp_pin_root, c->xdp_mode, c->xdp_required ? "yes" : "no");
+	       c->xdp_pin_root, c->xdp_mode, c->xdp_required ? "yes" : "no", c->xdp_ports, c->user);
 }
 
 int main(int argc, char **argv)
@@ -182,6 +284,7 @@ int main(int argc, char **argv)
 	};
 	static struct cp cpv;
 	struct cp *cp = &cpv;
+	struct priv_user pu;
 	const char *conf = NULL, *test_clock = NULL;
 	bool check = false, want_test_clock = false;
 	char err[1024];
@@ -226,11 +329,22 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cp_config_finish(&cp->cfg);
+	if (priv_lookup(cp->cfg.user, &pu, err, sizeof(err))) {
+		fprintf(stderr, "tescontrol: %s: user: %s\n", conf ? conf : "configuration", err);
+		return 2;
+	}
 	if (check) {
 		print_config(cp);
 		return 0;
 	}
 	cp_log_init(cp->cfg.log_level);
+	/* While this is the only thread: every thread made later inherits it. */
+	if (priv_begin(err, sizeof(err))) {
+		cp_err("%s", err);
+		return 1;
+	}
+	if (err[0])
+		cp_info("privileges: %s", err);
 
 	if (want_test_clock) {
 		const char *allow = getenv("TES_ALLOW_TEST_CLOCK");
@@ -304,7 +418,10 @@ int main(int argc, char **argv)
 	 * and saying so, before any gateway connects. */
 	esc_evaluate_all(cp, "tescontrol was not running");
 	cp_flush_dirty(cp);
-	if (cp_xdp_start(cp) || gw_init(cp) || admin_init(cp) || cp_metrics_start(cp))
+	/* The metrics server makes a thread: after the drop, so that it
+	 * inherits only what the main thread kept. */
+	if (cp_xdp_start(cp) || gw_init(cp) || admin_init(cp) || drop_privileges(cp, &pu) ||
+	    cp_metrics_start(cp))
 		goto out;
 	cp_info("ready: %zu tenants, %u servers, catalog %s, policy %s%s", cp->st.ntenants,
 		cp->st.nlive, catalog_version(cp->catalog), cp->policy_doc.version,

@@ -46,8 +46,12 @@ struct xdp_iface {
 	char error[256];
 };
 
+#define XDP_MAX_PORTS 64
+
 struct cp_xdp {
 	struct tes_xdp *x;
+	uint16_t ports[XDP_MAX_PORTS]; /* xdp_ports, as written to the map */
+	unsigned nports;
 	struct xdp_iface ifs[XDP_MAX_IFACES];
 	unsigned nifs;
 	uint32_t gen;
@@ -196,6 +200,20 @@ void cp_xdp_request(struct cp *cp)
 	cp->xdp_pending = true;
 }
 
+bool cp_xdp_running(const struct cp *cp)
+{
+	return cp->xdp && cp->xdp->x;
+}
+
+int cp_xdp_probe_maps(struct cp *cp)
+{
+	struct tes_xdp_counter cnt[TES_XDP_CNT_COUNT];
+
+	if (!cp_xdp_running(cp))
+		return -ENOENT;
+	return tes_xdp_counters(cp->xdp->x, cnt, NULL, 0);
+}
+
 void cp_xdp_sync_pending(struct cp *cp)
 {
 	if (cp->xdp_pending && cp->xdp)
@@ -230,6 +248,13 @@ int cp_xdp_start(struct cp *cp)
 	}
 	cp->xdp = s;
 	s->gen = (uint32_t)time(NULL);
+	rc = tes_xdp_ports_parse(c->xdp_ports, s->ports, XDP_MAX_PORTS, s->load_error,
+				 sizeof(s->load_error));
+	if (rc < 0) {
+		cp_err("xdp_ports: %s", s->load_error);
+		return -1;
+	}
+	s->nports = (unsigned)rc;
 	for (p = c->xdp_interfaces; *p && s->nifs < XDP_MAX_IFACES;) {
 		size_t n = strcspn(p, ","), b = 0, e = n;
 
@@ -252,6 +277,15 @@ int cp_xdp_start(struct cp *cp)
 	}
 	cp_info("xdp: program loaded, maps %s in %s",
 		tes_xdp_maps_reused(s->x) ? "reused" : "created", tes_xdp_pin_dir(s->x));
+	/* The list is about mail: listed sources lose TCP to these ports only. */
+	rc = tes_xdp_set_ports(s->x, s->ports, s->nports, s->load_error, sizeof(s->load_error));
+	if (rc) {
+		cp_err("xdp: cannot set the protected ports: %s", s->load_error);
+		tes_xdp_close(s->x);
+		s->x = NULL;
+		return c->xdp_required ? -1 : 0;
+	}
+	cp_info("xdp: listed sources are dropped on TCP ports %s only", c->xdp_ports);
 	for (unsigned i = 0; i < s->nifs; i++) {
 		struct xdp_iface *f = &s->ifs[i];
 		struct tes_xdp_attach_info info;
@@ -377,7 +411,7 @@ static json_t *status_json(struct cp *cp)
 		bool ours = false;
 		const char *mode = "none";
 
-		if (tes_xdp_query(f->name, &info, &ours, NULL, 0) == 0 && ours)
+		if (tes_xdp_query_own(s->x, f->name, &info, &ours, NULL, 0) == 0 && ours)
 			mode = tes_xdp_mode_name(info.mode);
 		json_array_append_new(ifs, json_pack("{s:s, s:s, s:b, s:s}", "interface", f->name,
 						     "mode", mode, "generic_fallback", f->fell_back,
@@ -395,6 +429,15 @@ static json_t *status_json(struct cp *cp)
 	}
 	json_object_set_new(o, "interfaces", ifs);
 	json_object_set_new(o, "configured_mode", json_string(cp->cfg.xdp_mode));
+	{
+		/* what the map holds, not what was configured */
+		uint16_t p[XDP_MAX_PORTS];
+		int n = tes_xdp_get_ports(s->x, p, XDP_MAX_PORTS, NULL, 0);
+		json_t *ports = json_array();
+		for (int i = 0; i < n && i < XDP_MAX_PORTS; i++)
+			json_array_append_new(ports, json_integer(p[i]));
+		json_object_set_new(o, "ports", ports);
+	}
 	json_object_set_new(o, "pin_dir", json_string(tes_xdp_pin_dir(s->x)));
 	json_object_set_new(o, "entries", ent);
 	json_object_set_new(o, "counters", c);
@@ -434,8 +477,9 @@ int cp_xdp_cmd(struct cp *cp, const char *op, const json_t *args, json_t **resul
 			return -1;
 		}
 		/* Works without a loaded program too: detaching is how an
-		 * operator recovers from an earlier run. */
-		rc = tes_xdp_detach(ifname, why, sizeof(why));
+		 * operator recovers from an earlier run.  Our own program is
+		 * recognised by its fd, which needs no CAP_SYS_ADMIN. */
+		rc = tes_xdp_detach_own(cp->xdp ? cp->xdp->x : NULL, ifname, why, sizeof(why));
 		if (rc) {
 			snprintf(err, len, "detach %s: %s", ifname, why);
 			return -1;
@@ -524,8 +568,8 @@ void cp_xdp_metrics(struct cp *cp, struct prom_buf *b)
 {
 	struct cp_xdp *s = cp->xdp;
 	struct tes_xdp_counter cnt[TES_XDP_CNT_COUNT];
-	static const char *const pass_label[] = { "ipv4", "ipv6", "not_ip", "fragment",
-						  "malformed" };
+	static const char *const pass_label[] = { "ipv4",     "ipv6",      "not_ip",
+						  "fragment", "malformed", "other" };
 
 	if (!s)
 		return;
@@ -544,7 +588,7 @@ void cp_xdp_metrics(struct cp *cp, struct prom_buf *b)
 		prom_sample(b, "tes_xdp_drops_total", "reason", reason_name(r),
 			    cnt[TES_XDP_CNT_DROP_OF(r)].packets);
 	prom_family(b, "tes_xdp_passes_total", "counter", "Packets XDP let through, by kind");
-	for (unsigned i = 0; i < 5; i++)
+	for (unsigned i = 0; i < sizeof(pass_label) / sizeof(pass_label[0]); i++)
 		prom_sample(b, "tes_xdp_passes_total", "kind", pass_label[i], cnt[i].packets);
 	prom_family(b, "tes_xdp_syncs_total", "counter", "Drop-list sync passes");
 	prom_sample(b, "tes_xdp_syncs_total", NULL, NULL, s->syncs);
@@ -572,6 +616,18 @@ void cp_xdp_stop(struct cp *cp)
 void cp_xdp_request(struct cp *cp)
 {
 	(void)cp;
+}
+
+bool cp_xdp_running(const struct cp *cp)
+{
+	(void)cp;
+	return false;
+}
+
+int cp_xdp_probe_maps(struct cp *cp)
+{
+	(void)cp;
+	return -ENOENT;
 }
 
 void cp_xdp_sync_pending(struct cp *cp)

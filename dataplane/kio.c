@@ -427,8 +427,12 @@ void kio_resume(struct kio_conn *c)
 void kio_close(struct kio_conn *c)
 {
 	struct kio_worker *w = c->w;
-	if (c->dead || c->closing)
+	if (c->dead)
 		return;
+	if (c->closing) {
+		mark_dirty(c); /* held back for a reply that may have come now */
+		return;
+	}
 	c->closing = true;
 	kl_del(&c->resume);
 	kl_del(&c->timer);
@@ -484,7 +488,9 @@ static void conn_flush(struct kio_conn *c)
 		c->out = NULL;
 		c->out_off = 0;
 		c->out_blocked = false;
-		if (c->closing) {
+		/* A reply still on its way (a verdict after a timeout) goes out
+		 * first: the sender would otherwise send the message again. */
+		if (c->closing && !(w->k->ops.holding && c->ctx && w->k->ops.holding(c->ctx, c))) {
 			conn_close(c, KIO_CLOSE_LOCAL);
 			return;
 		}
@@ -1054,6 +1060,15 @@ fail:
 	free(k->w);
 	free(k);
 	return NULL;
+}
+
+void kio_set_app(struct kio *k, void *app, const char *refuse_global, const char *refuse_source)
+{
+	k->app = app;
+	if (refuse_global)
+		snprintf(k->refuse_global, sizeof(k->refuse_global), "%s", refuse_global);
+	if (refuse_source)
+		snprintf(k->refuse_source, sizeof(k->refuse_source), "%s", refuse_source);
 }
 
 void kio_local_addr(const struct kio *k, struct sockaddr_storage *out)

@@ -81,6 +81,11 @@ struct kio_ops {
 	void (*on_shutdown)(void *ctx, struct kio_conn *c);
 	/* The connection is gone; kio does not use ctx again. */
 	void (*on_close)(void *ctx, struct kio_conn *c, enum kio_close_reason why);
+	/* Whether the application still owes output it is waiting for (a
+	 * delivery verdict computed elsewhere): a close kio_close() or a
+	 * timeout asked for then waits for that output, within the linger
+	 * time, instead of closing as soon as the queue is empty.  NULL: never. */
+	bool (*holding)(void *ctx, struct kio_conn *c);
 
 	/* Worker life cycle, on the worker's thread; each may be NULL.  The
 	 * gateway registers its workers as RCU readers here: before_wait runs
@@ -145,6 +150,12 @@ struct kio_post {
  * the calling thread) but starts no thread.  NULL with err filled on error. */
 struct kio *kio_create(const struct kio_config *cfg, const struct kio_ops *ops, void *app,
 		       char *err, size_t errlen);
+
+/* Before kio_start: the application pointer (on_open's app) and the refusal
+ * lines, for a caller that binds early, before the objects behind them exist
+ * (tesgate binds before it gives up its privileges and makes any thread).
+ * The lines are copied; NULL leaves one as it is. */
+void kio_set_app(struct kio *k, void *app, const char *refuse_global, const char *refuse_source);
 
 /* The address actually bound (port 0 resolved). */
 void kio_local_addr(const struct kio *k, struct sockaddr_storage *out);

@@ -15,6 +15,9 @@ struct srcent {
 struct srclimit {
 	atomic_flag lock;
 	uint32_t per_source;
+	uint32_t max_conns;
+	uint32_t total; /* counted now, all sources; under lock */
+	bool share;
 	uint32_t mask;
 	uint64_t seed[2];
 	struct srcent *e;
@@ -63,6 +66,8 @@ struct srclimit *srclimit_new(uint32_t max_conns, uint32_t per_source)
 		size <<= 1;
 	s->mask = size - 1;
 	s->per_source = per_source;
+	s->max_conns = max_conns;
+	s->share = true;
 	atomic_flag_clear(&s->lock);
 	/* A keyed hash: a client cannot pick addresses that share one chain. */
 	if (getrandom(s->seed, sizeof(s->seed), GRND_NONBLOCK) != sizeof(s->seed)) {
@@ -85,6 +90,25 @@ void srclimit_free(struct srclimit *s)
 	free(s);
 }
 
+void srclimit_set_share(struct srclimit *s, bool on)
+{
+	s->share = on;
+}
+
+/* What one source may hold now: per_source, or its share of the free slots
+ * once half the table is taken.  Under lock. */
+static uint32_t limit_now(const struct srclimit *s)
+{
+	uint32_t half = s->max_conns / 2;
+	if (!s->share || s->total < half || s->max_conns == 0)
+		return s->per_source;
+	uint32_t free = s->total < s->max_conns ? s->max_conns - s->total : 0;
+	uint64_t share = (uint64_t)s->per_source * free / (s->max_conns - half);
+	if (share < 1)
+		share = 1;
+	return share < s->per_source ? (uint32_t)share : s->per_source;
+}
+
 bool srclimit_acquire(struct srclimit *s, const uint8_t key[16])
 {
 	bool ok = true;
@@ -92,11 +116,12 @@ bool srclimit_acquire(struct srclimit *s, const uint8_t key[16])
 	uint32_t i = slot(s, key);
 	while (s->e[i].count && memcmp(s->e[i].key, key, 16) != 0)
 		i = (i + 1) & s->mask;
-	if (s->e[i].count >= s->per_source) {
+	if (s->e[i].count >= limit_now(s)) {
 		ok = false;
 	} else {
 		memcpy(s->e[i].key, key, 16);
 		s->e[i].count++;
+		s->total++;
 	}
 	unlock(s);
 	return ok;
@@ -108,7 +133,12 @@ void srclimit_release(struct srclimit *s, const uint8_t key[16])
 	uint32_t i = slot(s, key);
 	while (s->e[i].count && memcmp(s->e[i].key, key, 16) != 0)
 		i = (i + 1) & s->mask;
-	if (s->e[i].count == 0 || --s->e[i].count > 0) {
+	if (s->e[i].count == 0) {
+		unlock(s);
+		return;
+	}
+	s->total--;
+	if (--s->e[i].count > 0) {
 		unlock(s);
 		return;
 	}

@@ -95,10 +95,21 @@ static const struct key keys[] = {
 	  "connections open at once, all workers together; more get 421 4.7.0" },
 	{ "max_connections_per_source", K_UINT, F(max_connections_per_source), 0, 1000000, "50",
 	  "connections open at once from one IPv4 address or IPv6 /64; 0: no limit" },
+	{ "min_data_rate", K_UINT, F(min_data_rate), 0, 1000000000, "32",
+	  "octets per second a client must send on average over each min_data_rate_window "
+	  "(time waiting for delivery not counted); slower: 421 4.4.2 and close; 0: off" },
+	{ "min_data_rate_window", K_SECS, F(min_data_rate_window), 1, 86400, "30",
+	  "seconds over which min_data_rate is measured" },
+	{ "user", K_TEXT, F(user), 0, 0, "",
+	  "after start-up run as this user with no capabilities (tesgate); empty: keep the "
+	  "user it was started as (as root: warned)" },
 	{ "delivery", K_DELIVERY, F(delivery), 0, 0, "spool",
 	  "delivery backend: spool, smtp (relay to a backend MTA) or discard (benchmarks only)" },
 	{ "spool_dir", K_PATH, F(spool_dir), 0, 0, "/var/lib/tesgate/spool",
 	  "spool backend: directory holding tmp/ and new/; messages appear as new/<id>.eml" },
+	{ "spool_min_free", K_SIZE, F(spool_min_free), 0, 1ull << 50, "128M",
+	  "free space kept on spool_dir's file system: below it (plus a declared SIZE) new "
+	  "messages get 452 4.3.1; 0: no floor" },
 	{ "delivery_threads", K_UINT, F(delivery_threads), 1, 64, "4",
 	  "threads doing the durable writes (fsync), so workers never block" },
 	{ "relay_host", K_RELAYHOST, F(relay_host), 0, 0, "",

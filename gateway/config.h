@@ -39,10 +39,21 @@ struct tes_config {
 	unsigned shutdown_grace;
 	unsigned max_connections;
 	unsigned max_connections_per_source;
+	/* slow clients (gateway/conn.c): octets per second a client must send,
+	 * on average over each window of min_data_rate_window seconds; 0: off */
+	unsigned min_data_rate;
+	unsigned min_data_rate_window;
+
+	/* after start-up, run as this user, with no capabilities; empty: stay
+	 * as started (root: warned loudly).  docs/security.md */
+	char user[64];
 
 	char delivery[16]; /* backend name: "spool", "smtp" or "discard" */
 	char spool_dir[PATH_MAX];
 	unsigned delivery_threads;
+	/* free space kept on spool_dir's file system (spool and relay spill
+	 * files): below it new messages get 452 4.3.1 */
+	uint64_t spool_min_free;
 
 	/* delivery = smtp (gateway/relay.h) */
 	char relay_host[256];

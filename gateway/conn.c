@@ -35,6 +35,7 @@ struct gw {
 	char idle_line[LINE_MAX_GW];
 	char session_line[LINE_MAX_GW];
 	char busy_line[LINE_MAX_GW];
+	char slow_line[LINE_MAX_GW];
 	struct gw_worker *w;
 };
 
@@ -47,6 +48,7 @@ struct gw_conn {
 	struct smtp_session *s;
 	struct delivery_msg *msg; /* content of the transaction in progress */
 	bool msg_failed;          /* the backend lost this transaction's content */
+	bool msg_nospace;         /* ... at its storage floor: 452 4.3.1 at the end */
 	bool waiting;             /* a verdict is outstanding */
 	bool blocked;             /* engine output did not fit the transport */
 	bool close_after_flush;
@@ -68,6 +70,9 @@ struct gw_conn {
 	bool tls_up;      /* handshake done and smtp_tls_started() called */
 	bool tls_dead;    /* fatal TLS error: the alert goes out, then the close */
 	bool tls_shut;    /* close_notify queued */
+	/* min_data_rate: the current window's start (ms) and input since */
+	uint64_t rate_start;
+	uint64_t rate_bytes;
 };
 
 #define STAT_ADD(g, wi, field) \
@@ -226,8 +231,15 @@ static void enforce_at_headers(struct gw_conn *gc, const struct exdetect_result 
 static void h_mail(void *ctx, const struct smtp_envelope *env, struct smtp_reply *r)
 {
 	struct gw_conn *gc = ctx;
+	const struct delivery_backend *be = gc->g->p.backend;
 	gc->msg_failed = false;
+	gc->msg_nospace = false;
 	enforce_at_mail(gc, env, r);
+	/* RFC 5321 4.5.3.1.10: no room now for a message (of its declared size) */
+	if (r->code < 400 && be->admit && !be->admit(be->be, env->size_param)) {
+		STAT_ADD(gc->g, gc->worker, no_space);
+		smtp_reply_set(r, 452, "4.3.1", "Insufficient system storage, try again later");
+	}
 }
 
 static void h_headers(void *ctx, const struct smtp_envelope *env, const char *hdr, size_t len,
@@ -304,6 +316,8 @@ static int h_data(void *ctx, const uint8_t *p, size_t n)
 {
 	struct gw_conn *gc = ctx;
 	const struct delivery_backend *be = gc->g->p.backend;
+	if (gc->msg_nospace)
+		return 0; /* read and dropped: the answer is 452 at the end */
 	if (gc->msg_failed)
 		return -1;
 	if (!gc->msg) {
@@ -313,9 +327,14 @@ static int h_data(void *ctx, const uint8_t *p, size_t n)
 			return -1;
 		}
 	}
-	if (be->write(gc->msg, p, n) != 0) {
+	int rc = be->write(gc->msg, p, n);
+	if (rc != 0) {
 		be->abort(gc->msg);
 		gc->msg = NULL;
+		if (rc == DELIVERY_ENOSPC) {
+			gc->msg_nospace = true;
+			return 0;
+		}
 		gc->msg_failed = true;
 		return -1;
 	}
@@ -343,6 +362,12 @@ static int h_message(void *ctx, const struct smtp_envelope *env, struct smtp_rep
 {
 	struct gw_conn *gc = ctx;
 	const struct delivery_backend *be = gc->g->p.backend;
+	if (gc->msg_nospace) {
+		gc->msg_nospace = false;
+		STAT_ADD(gc->g, gc->worker, no_space);
+		smtp_reply_set(r, 452, "4.3.1", "Insufficient system storage, try again later");
+		return 0;
+	}
 	if (!gc->msg && !gc->msg_failed)
 		gc->msg = be->open(be->be, gc->worker); /* empty content */
 	if (!gc->msg) {
@@ -768,11 +793,74 @@ static void latency_observe(struct gw *g, struct gw_conn *gc)
 			 g->w[gc->worker].st.latency_sum_us + (uint64_t)us, __ATOMIC_RELAXED);
 }
 
+/* A last line before the transport closes (a timeout, a slow client): in
+ * plaintext, or inside TLS followed by close_notify; mid-handshake there is
+ * no way to say it. */
+static void say_goodbye(struct gw_conn *gc, const char *line)
+{
+	if (!gc->tls) {
+		if (!gc->tls_pending)
+			t_write(gc, line, strlen(line));
+		return;
+	}
+	if (gc->tls_up && !gc->tls_dead && !gc->tls_shut) {
+		size_t used;
+		tls_write_plaintext(gc->tls, (const uint8_t *)line, strlen(line), &used);
+		gc->tls_shut = true;
+		tls_shutdown(gc->tls);
+		tls_send(gc);
+	}
+}
+
+/* Coarse is enough for windows of seconds, and it is the cheapest vDSO
+ * clock (this runs per input on the DPDK workers, where no system call is
+ * allowed: the vDSO makes none). */
+static uint64_t coarse_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void rate_restart(struct gw_conn *gc)
+{
+	gc->rate_start = coarse_ms();
+	gc->rate_bytes = 0;
+}
+
+/* min_data_rate: once a window has passed, the client must have sent its
+ * share in it, or it is told 421 and closed.  Time the session spends
+ * waiting for a delivery verdict is the gateway's, not the client's: the
+ * window starts again when the verdict arrives.  true: closed. */
+static bool too_slow(struct gw_conn *gc)
+{
+	struct gw *g = gc->g;
+	if (!g->p.min_data_rate || gc->waiting || gc_closing(gc) || gc->tls_dead)
+		return false;
+	uint64_t now = coarse_ms(), el = now - gc->rate_start;
+	if (el < g->p.rate_window_ms)
+		return false;
+	if (gc->rate_bytes * 1000u >= (uint64_t)g->p.min_data_rate * el) {
+		gc->rate_start = now;
+		gc->rate_bytes = 0;
+		return false;
+	}
+	STAT_ADD(g, gc->worker, slow_closed);
+	log_msg(LOG_INFO, "slow peer=%s: %llu octets in %llu ms, below min_data_rate %u/s: closing",
+		gc->peer, (unsigned long long)gc->rate_bytes, (unsigned long long)el,
+		g->p.min_data_rate);
+	say_goodbye(gc, g->slow_line);
+	gc->close_after_flush = true;
+	t_close(gc);
+	return true;
+}
+
 static void verdict_arrived(struct kio_post *p)
 {
 	struct gw_conn *gc = container_of(p, struct gw_conn, post);
 	struct gw *g = gc->g;
 	gc->waiting = false;
+	rate_restart(gc);
 	latency_observe(g, gc);
 	if (gc->verdict.code >= 200 && gc->verdict.code < 300)
 		STAT_ADD(g, gc->worker, messages_accepted);
@@ -864,12 +952,24 @@ struct gw_conn *gw_conn_open(struct gw *g, const struct gw_transport *tp, void *
 		return NULL;
 	}
 	STAT_ADD(g, gc->worker, sessions);
+	rate_restart(gc);
 	smtp_start(gc->s);
 	settle(gc);
 	return gc;
 }
 
+static size_t conn_data(struct gw_conn *gc, const uint8_t *p, size_t n);
+
 size_t gw_conn_data(struct gw_conn *gc, const uint8_t *p, size_t n)
+{
+	if (too_slow(gc))
+		return n;
+	size_t used = conn_data(gc, p, n);
+	gc->rate_bytes += used;
+	return used;
+}
+
+static size_t conn_data(struct gw_conn *gc, const uint8_t *p, size_t n)
 {
 	size_t off = 0;
 	unsigned stalls = 0;
@@ -939,6 +1039,8 @@ size_t gw_conn_data(struct gw_conn *gc, const uint8_t *p, size_t n)
 
 void gw_conn_writable(struct gw_conn *gc)
 {
+	if (too_slow(gc))
+		return;
 	if (gc->blocked || gc->tls)
 		settle(gc);
 }
@@ -952,20 +1054,7 @@ void gw_conn_timeout(struct gw_conn *gc, enum kio_timeout which)
 	 * comes within the linger time. */
 	if (gc->waiting)
 		return;
-	if (!gc->tls) {
-		if (!gc->tls_pending)
-			t_write(gc, line, strlen(line));
-		return;
-	}
-	/* Inside TLS the line is encrypted; mid-handshake there is no way to
-	 * say it, and the connection just closes. */
-	if (gc->tls_up && !gc->tls_dead && !gc->tls_shut) {
-		size_t used;
-		tls_write_plaintext(gc->tls, (const uint8_t *)line, strlen(line), &used);
-		gc->tls_shut = true;
-		tls_shutdown(gc->tls);
-		tls_send(gc);
-	}
+	say_goodbye(gc, line);
 }
 
 void gw_conn_shutdown(struct gw_conn *gc)
@@ -1120,6 +1209,12 @@ static void k_close(void *ctx, struct kio_conn *kc, enum kio_close_reason why)
 	gw_conn_closed(ctx, why);
 }
 
+static bool k_holding(void *ctx, struct kio_conn *kc)
+{
+	(void)kc;
+	return gw_conn_waiting(ctx);
+}
+
 static void k_worker_start(void *app, unsigned worker)
 {
 	(void)worker;
@@ -1157,6 +1252,7 @@ void gw_kio_ops(struct kio_ops *ops)
 	ops->on_timeout = k_timeout;
 	ops->on_shutdown = k_shutdown;
 	ops->on_close = k_close;
+	ops->holding = k_holding;
 	ops->on_worker_start = k_worker_start;
 	ops->before_wait = k_before_wait;
 	ops->after_wait = k_after_wait;
@@ -1195,6 +1291,8 @@ struct gw *gw_new(const struct gw_params *p)
 		 "421 4.4.2 %.64s Session time limit reached, closing connection\r\n", p->hostname);
 	snprintf(g->busy_line, sizeof(g->busy_line),
 		 "421 4.3.2 %.64s Service not available, try again later\r\n", p->hostname);
+	snprintf(g->slow_line, sizeof(g->slow_line),
+		 "421 4.4.2 %.64s Connection too slow, closing connection\r\n", p->hostname);
 	return g;
 }
 

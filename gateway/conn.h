@@ -79,6 +79,13 @@ struct gw_params {
 	 * from the worker (gateway/verdictlog.h); NULL: off.  One ring per
 	 * worker, so made with at least workers rings. */
 	struct verdictlog *verdicts;
+	/* Slow clients: a client must send min_data_rate octets a second on
+	 * average over each window of rate_window_ms (time waiting for a
+	 * delivery verdict starts a new window); 0: no minimum.  Checked when
+	 * input arrives or output drains, so a client that sends nothing at
+	 * all is left to the idle timeout. */
+	unsigned min_data_rate;
+	unsigned rate_window_ms;
 };
 
 struct gw_stats {
@@ -106,6 +113,8 @@ struct gw_stats {
 	 * sum in microseconds, so the struct stays all uint64_t. */
 	uint64_t latency[GW_LATENCY_BOUNDS + 1];
 	uint64_t latency_sum_us;
+	uint64_t slow_closed; /* closed for sending below min_data_rate */
+	uint64_t no_space;    /* 452 4.3.1: the delivery backend's storage floor */
 };
 
 /* The transport under a session; tc is the transport's connection, tw its

@@ -46,6 +46,7 @@ void discard_backend(struct delivery_backend *out)
 {
 	out->name = "discard";
 	out->be = NULL;
+	out->admit = NULL;
 	out->open = dc_open;
 	out->write = dc_write;
 	out->submit = dc_submit;

@@ -11,13 +11,16 @@
  * that found their worker gone are run and freed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dataplane/kio.h"
 #include "enforce/catalog.h"
@@ -33,6 +36,7 @@
 #include "gateway/spool.h"
 #include "gateway/tls.h"
 #include "gateway/verdictlog.h"
+#include "privdrop/privdrop.h"
 
 #ifndef TES_VERSION
 #define TES_VERSION "unknown"
@@ -59,6 +63,8 @@ static void usage(FILE *f)
 		   "      --tls-key FILE    its private key (PEM, unencrypted)\n"
 		   "      --control PATH    tescontrol's gateway socket (default\n"
 		   "                        /run/tescontrol/gateway.sock; '' for none)\n"
+		   "  -u, --user NAME       after start-up run as NAME with no capabilities\n"
+		   "                        (started as root; see docs/security.md)\n"
 		   "      --check-config    check the settings, the catalog and the TLS pair, then "
 		   "exit\n"
 		   "      --print-defaults  print every setting with its default, then exit\n"
@@ -88,7 +94,7 @@ static void log_stats(const struct kio_stats *ks, const struct gw_stats *gs,
 		"timeouts_idle=%llu timeouts_session=%llu shutdown_forced=%llu "
 		"bytes_in=%llu bytes_out=%llu sessions=%llu accepted=%llu refused=%llu "
 		"exchange=%llu not_exchange=%llu stored=%llu spool_failed=%llu starttls=%llu "
-		"tls_full=%llu tls_resumed=%llu tls_failed=%llu",
+		"tls_full=%llu tls_resumed=%llu tls_failed=%llu slow_closed=%llu no_space=%llu",
 		(unsigned long long)ks->accepted, (unsigned long long)ks->refused_global,
 		(unsigned long long)ks->refused_source, (unsigned long long)ks->timeouts_idle,
 		(unsigned long long)ks->timeouts_session, (unsigned long long)ks->shutdown_forced,
@@ -99,7 +105,8 @@ static void log_stats(const struct kio_stats *ks, const struct gw_stats *gs,
 		(unsigned long long)ss->failed, (unsigned long long)gs->tls_starts,
 		(unsigned long long)sum_versions(gs->tls.full),
 		(unsigned long long)sum_versions(gs->tls.resumed),
-		(unsigned long long)sum_versions(gs->tls.failed));
+		(unsigned long long)sum_versions(gs->tls.failed),
+		(unsigned long long)gs->slow_closed, (unsigned long long)gs->no_space);
 }
 
 /* The certificate and key are loaded at start-up, so a bad pair stops the
@@ -254,6 +261,143 @@ static void report_counters(void *arg, json_t *c)
 	}
 }
 
+/* ---- privileges (docs/security.md) ----
+ * Started as root, tesgate binds its port, initialises the EAL and its
+ * port, opens the spool, the TLS files and the logs, and then becomes
+ * `user` with no capability at all, before its workers take the first
+ * connection.  Started as another user with capabilities (systemd's
+ * AmbientCapabilities=CAP_NET_BIND_SERVICE), it drops them right after
+ * binding, while it has one thread: capabilities belong to each thread. */
+
+/* What tesgate writes after the switch must be the user's: the spool's
+ * directories, the relay's spill directory, the verdict log. */
+static int give_files(const struct tes_config *cfg, const struct backends *bk,
+		      const struct priv_user *pu)
+{
+	char err[512];
+
+	if (bk->sp && spool_give(bk->sp, pu->uid, pu->gid, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tesgate: %s\n", err);
+		return -1;
+	}
+	if (bk->rl && relay_give(bk->rl, pu->uid, pu->gid, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tesgate: %s\n", err);
+		return -1;
+	}
+	if (cfg->verdict_log[0] == '/' &&
+	    fchownat(AT_FDCWD, cfg->verdict_log, pu->uid, pu->gid, AT_SYMLINK_NOFOLLOW) != 0 &&
+	    errno != ENOENT) {
+		fprintf(stderr, "tesgate: verdict_log %s: cannot give it to %s: %s\n",
+			cfg->verdict_log, pu->name, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Things that work at start-up and would fail later, once the files are
+ * opened again as the user: said now rather than at the first SIGHUP. */
+static void check_access(const struct tes_config *cfg)
+{
+	unsigned uid = (unsigned)getuid();
+
+	if (cfg->tls_cert[0] &&
+	    (access(cfg->tls_cert, R_OK) != 0 || access(cfg->tls_key, R_OK) != 0))
+		log_msg(LOG_WARN,
+			"tls: %s or %s is not readable by uid %u: a SIGHUP reload will fail (make "
+			"them readable by its group, mode 0640)",
+			cfg->tls_cert, cfg->tls_key, uid);
+	if (cfg->verdict_log[0] == '/') {
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", cfg->verdict_log);
+		char *slash = strrchr(dir, '/');
+		if (slash == dir)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		if (access(dir, W_OK | X_OK) != 0)
+			log_msg(LOG_WARN,
+				"verdict_log: %s is not writable by uid %u: reopening a rotated "
+				"log "
+				"(SIGHUP) will fail",
+				dir, uid);
+	}
+	if (cfg->control_socket[0] && access(cfg->control_socket, F_OK) == 0 &&
+	    access(cfg->control_socket, W_OK) != 0)
+		log_msg(LOG_WARN,
+			"control_socket %s is not writable by uid %u: tesgate cannot reconnect to "
+			"tescontrol (its gateway_group must be one of this user's groups)",
+			cfg->control_socket, uid);
+}
+
+/* Says what every thread holds.  must_be_clean: root was given up, so any
+ * capability left is a failure to stop for. */
+static int report_privileges(bool must_be_clean)
+{
+	struct priv_state st;
+	char line[1400];
+
+	if (priv_state(&st) != 0) {
+		log_msg(LOG_WARN, "privileges: cannot read /proc/self: %s", strerror(errno));
+		return must_be_clean ? -1 : 0;
+	}
+	priv_state_format(&st, line, sizeof(line));
+	if ((st.eff | st.prm) == 0) {
+		log_msg(LOG_INFO, "privileges: %s", line);
+		return 0;
+	}
+	if (must_be_clean) {
+		log_msg(LOG_ERROR, "privileges: %s: capabilities left after the switch", line);
+		return -1;
+	}
+	log_msg(LOG_WARN, "privileges: %s%s", line,
+		st.euid == 0 ? ""
+			     : ": threads made before the drop keep what they had (start as root "
+			       "with user set, or without capabilities)");
+	return 0;
+}
+
+/* After everything is open: become the user (started as root), or say
+ * loudly why not.  early: the capabilities were dropped already, right after
+ * binding.  -1: stop (something is held that should not be). */
+static int settle_privileges(const struct tes_config *cfg, const struct backends *bk,
+			     const struct priv_user *pu, bool early)
+{
+	char err[512];
+
+	if (geteuid() == 0 && (!pu->set || pu->uid == 0)) {
+		for (int i = 0; i < 3; i++)
+			log_msg(LOG_WARN,
+				"RUNNING AS ROOT: %s, so tesgate keeps root and every capability "
+				"while it serves; set user = tesgate (tools/setup.sh makes that "
+				"user) "
+				"or pass --user",
+				pu->set ? "user = root" : "no user is configured");
+		return report_privileges(false);
+	}
+	if (geteuid() == 0) {
+		if (give_files(cfg, bk, pu) != 0)
+			return -1;
+		if (priv_drop(pu, 0, err, sizeof(err)) != 0) {
+			fprintf(stderr, "tesgate: giving up root: %s\n", err);
+			return -1;
+		}
+		log_msg(LOG_INFO, "privileges: now user %s (uid %u, gid %u, %d groups)", pu->name,
+			(unsigned)pu->uid, (unsigned)pu->gid, pu->ngroups);
+		check_access(cfg);
+		return report_privileges(true);
+	}
+	if (!early) {
+		if (priv_drop(pu, 0, err, sizeof(err)) != 0) {
+			fprintf(stderr, "tesgate: dropping capabilities: %s\n", err);
+			return -1;
+		}
+		if (err[0])
+			log_msg(LOG_WARN, "privileges: %s", err);
+	}
+	check_access(cfg);
+	return report_privileges(false);
+}
+
 /* The connection front end under the gateway: kio's kernel sockets, or the
  * userspace stack on a DPDK port (io = dpdk).  Everything else (the session
  * layer, control client, metrics, signals, shutdown order) is shared. */
@@ -317,6 +461,7 @@ int main(int argc, char **argv)
 		{ "tls-cert", required_argument, NULL, 'T' },
 		{ "tls-key", required_argument, NULL, 'K' },
 		{ "control", required_argument, NULL, 'S' },
+		{ "user", required_argument, NULL, 'u' },
 		{ "check-config", no_argument, NULL, 'C' },
 		{ "print-defaults", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
@@ -334,13 +479,14 @@ int main(int argc, char **argv)
 		{ 'l', "listen", "--listen" },   { 's', "spool_dir", "--spool" },
 		{ 'w', "workers", "--workers" }, { 'T', "tls_cert", "--tls-cert" },
 		{ 'K', "tls_key", "--tls-key" }, { 'S', "control_socket", "--control" },
+		{ 'u', "user", "--user" },
 	};
 	enum { NOVER = sizeof(overrides) / sizeof(overrides[0]) };
 	const char *over[NOVER] = { NULL };
 	bool check_only = false;
 	int o;
 
-	while ((o = getopt_long(argc, argv, "c:l:s:w:hV", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "c:l:s:w:u:hV", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
 			conf_path = optarg;
@@ -394,6 +540,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_set_level(cfg.log_level);
+	struct priv_user pu;
+	if (priv_lookup(cfg.user, &pu, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tesgate: user: %s\n", err);
+		return 1;
+	}
 
 	struct catalog *cat = NULL;
 	struct tes_policy pol;
@@ -411,6 +562,17 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	/* Before any thread exists, so every thread inherits what it sets
+	 * (no_new_privs, no bounding, inheritable or ambient capabilities). */
+	if (priv_begin(err, sizeof(err)) != 0) {
+		fprintf(stderr, "tesgate: %s\n", err);
+		tls_server_ctx_free(tls);
+		catalog_free(cat);
+		return 1;
+	}
+	if (err[0])
+		log_msg(LOG_INFO, "privileges: %s", err);
+
 	/* Before any thread exists, so every thread inherits the mask. */
 	sigset_t sigs;
 	sigemptyset(&sigs);
@@ -421,25 +583,84 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	raise_fd_limit(cfg.max_connections);
+
+	/* Kernel sockets: bound first, while this is the only thread, so that
+	 * a capability needed only to bind (port 25 without root) is dropped
+	 * from the one thread there is. */
+	struct front fe = { NULL, NULL };
+	bool early_drop = false;
+	if (!cfg.io_dpdk) {
+		struct kio_ops ops;
+		gw_kio_ops(&ops);
+		struct kio_config kc = {
+			.listen = cfg.listen,
+			.workers = cfg.workers,
+			.cpus = cfg.ncpus ? cfg.cpus : NULL,
+			.backlog = 1024,
+			.idle_timeout_ms = cfg.idle_timeout * 1000u,
+			.session_timeout_ms = cfg.session_timeout * 1000u,
+			.linger_ms = LINGER_MS,
+			.max_conns = cfg.max_connections,
+			.max_conns_source = cfg.max_connections_per_source,
+			.log = log_msg,
+		};
+		fe.k = kio_create(&kc, &ops, NULL, err, sizeof(err));
+		if (!fe.k) {
+			fprintf(stderr, "tesgate: %s\n", err);
+			catalog_free(cat);
+			tls_server_ctx_free(tls);
+			return 1;
+		}
+		if (geteuid() != 0) {
+			if (priv_drop(&pu, 0, err, sizeof(err)) != 0) {
+				fprintf(stderr, "tesgate: dropping capabilities: %s\n", err);
+				kio_destroy(fe.k);
+				catalog_free(cat);
+				tls_server_ctx_free(tls);
+				return 1;
+			}
+			if (err[0])
+				log_msg(LOG_WARN, "privileges: %s", err);
+			early_drop = true;
+		}
+	}
+
 	struct backends bk;
 	struct delivery_backend backend;
+	memset(&backend, 0, sizeof(backend));
 	if (backends_open(&cfg, &bk, &backend) != 0) {
+		front_destroy(&fe);
+		catalog_free(cat);
+		tls_server_ctx_free(tls);
+		return 1;
+	}
+	if ((bk.sp && spool_set_min_free(bk.sp, cfg.spool_min_free, err, sizeof(err)) != 0) ||
+	    (bk.rl && relay_set_min_free(bk.rl, cfg.spool_min_free, err, sizeof(err)) != 0)) {
+		fprintf(stderr, "tesgate: %s\n", err);
+		backends_stop(&bk);
+		backends_close(&bk);
+		front_destroy(&fe);
 		catalog_free(cat);
 		tls_server_ctx_free(tls);
 		return 1;
 	}
 
+	/* From here on every failure goes to fail: each of these is NULL until
+	 * it exists. */
+	struct enfstate *st = NULL;
+	struct verdictlog *vl = NULL;
+	struct gw *g = NULL;
+	struct ctlclient *cc = NULL;
+	char where[80];
+
 	/* The enforcement state: filled here with the local catalog and policy,
 	 * then by the control thread (its only writer from now on) with what
 	 * tescontrol sends.  Main is a writer only while no other thread is. */
-	struct enfstate *st = enfstate_new(&pol, 0);
+	st = enfstate_new(&pol, 0);
 	if (!st) {
 		fprintf(stderr, "tesgate: cannot create the enforcement state: %s\n",
 			strerror(errno));
-		backends_close(&bk);
-		catalog_free(cat);
-		tls_server_ctx_free(tls);
-		return 1;
+		goto fail;
 	}
 	enfstate_thread_register();
 	if (cat && enfstate_catalog_set(st, cat) == 0)
@@ -450,16 +671,11 @@ int main(int argc, char **argv)
 	config_smtp(&cfg, &smtp);
 	smtp.smtputf8 = bk.smtputf8;
 	smtp.starttls = tls != NULL; /* offered only with a certificate in force */
-	struct verdictlog *vl = NULL;
 	if (cfg.verdict_log[0]) {
 		vl = verdictlog_open(cfg.verdict_log, cfg.workers, err, sizeof(err));
 		if (!vl) {
 			fprintf(stderr, "tesgate: %s\n", err);
-			backends_close(&bk);
-			state_free(st);
-			catalog_free(cat);
-			tls_server_ctx_free(tls);
-			return 1;
+			goto fail;
 		}
 	}
 	struct gw_params gp = {
@@ -472,23 +688,21 @@ int main(int argc, char **argv)
 		.tls = tls,
 		.hostname = cfg.hostname,
 		.workers = cfg.workers,
+		.min_data_rate = cfg.min_data_rate,
+		.rate_window_ms = cfg.min_data_rate_window * 1000u,
 	};
 	/* DPDK workers make no system calls, and a log line is one: theirs
 	 * go through the log's ring to its writer thread. */
 	if (cfg.io_dpdk && log_async_start() != 0) {
 		fprintf(stderr, "tesgate: cannot start the log writer thread\n");
-		backends_close(&bk);
-		state_free(st);
-		catalog_free(cat);
-		tls_server_ctx_free(tls);
-		return 1;
+		goto fail;
 	}
-	struct gw *g = gw_new(&gp);
-	struct front fe = { NULL, NULL };
-	char where[80];
+	g = gw_new(&gp);
 	if (!g) {
 		fprintf(stderr, "tesgate: out of memory\n");
-	} else if (cfg.io_dpdk) {
+		goto fail;
+	}
+	if (cfg.io_dpdk) {
 		/* The EAL makes its threads here, with the signals blocked: only
 		 * the main thread (the main lcore, which does not poll) takes
 		 * them, below. */
@@ -508,44 +722,16 @@ int main(int argc, char **argv)
 			.impair = cfg.dpdk_impair,
 		};
 		fe.d = dpgw_start(&dp);
+		if (!fe.d)
+			goto fail;
 		snprintf(where, sizeof(where), "%s port %u (io dpdk)", cfg.dpdk_addr,
 			 cfg.dpdk_port);
 	} else {
-		struct kio_ops ops;
-		gw_kio_ops(&ops);
-		struct kio_config kc = {
-			.listen = cfg.listen,
-			.workers = cfg.workers,
-			.cpus = cfg.ncpus ? cfg.cpus : NULL,
-			.backlog = 1024,
-			.idle_timeout_ms = cfg.idle_timeout * 1000u,
-			.session_timeout_ms = cfg.session_timeout * 1000u,
-			.linger_ms = LINGER_MS,
-			.max_conns = cfg.max_connections,
-			.max_conns_source = cfg.max_connections_per_source,
-			.refuse_global = gw_refuse_global(g),
-			.refuse_source = gw_refuse_source(g),
-			.log = log_msg,
-		};
-		fe.k = kio_create(&kc, &ops, g, err, sizeof(err));
-		if (!fe.k) {
-			fprintf(stderr, "tesgate: %s\n", err);
-		} else {
-			struct sockaddr_storage bound;
-			kio_local_addr(fe.k, &bound);
-			kio_format_addr(&bound, where, sizeof(where), true);
-		}
+		struct sockaddr_storage bound;
+		kio_set_app(fe.k, g, gw_refuse_global(g), gw_refuse_source(g));
+		kio_local_addr(fe.k, &bound);
+		kio_format_addr(&bound, where, sizeof(where), true);
 	}
-	if (!fe.k && !fe.d) {
-		gw_free(g);
-		verdictlog_close(vl);
-		backends_close(&bk);
-		state_free(st);
-		catalog_free(cat);
-		tls_server_ctx_free(tls);
-		return 1;
-	}
-	struct ctlclient *cc = NULL;
 	if (cfg.control_socket[0]) {
 		struct ctlclient_params cp = {
 			.socket_path = cfg.control_socket,
@@ -559,32 +745,20 @@ int main(int argc, char **argv)
 		cc = ctlclient_start(&cp);
 		if (!cc) {
 			fprintf(stderr, "tesgate: cannot start the control thread\n");
-			front_destroy(&fe);
-			gw_free(g);
-			verdictlog_close(vl);
-			backends_close(&bk);
-			state_free(st);
-			catalog_free(cat);
-			tls_server_ctx_free(tls);
-			return 1;
+			goto fail;
 		}
 		gw_set_control(g, cc);
 	} else {
 		log_msg(LOG_WARN, "control_socket is empty: no control plane, nothing is enforced");
 	}
+	/* Everything that needs privileges is open; the workers have not
+	 * taken a connection yet. */
+	if (settle_privileges(&cfg, &bk, &pu, early_drop) != 0)
+		goto fail;
 	if (front_start(&fe) != 0) {
 		front_stop(&fe, 0);
 		front_wait(&fe, 5000);
-		backends_stop(&bk);
-		front_destroy(&fe);
-		ctlclient_stop(cc);
-		gw_free(g);
-		verdictlog_close(vl);
-		backends_close(&bk);
-		state_free(st);
-		catalog_free(cat);
-		tls_server_ctx_free(tls);
-		return 1;
+		goto fail;
 	}
 	log_msg(LOG_INFO,
 		"tesgate %s listening on %s (workers %u, hostname %s, delivery %s %s, starttls %s)",
@@ -658,4 +832,17 @@ int main(int argc, char **argv)
 	tls_server_ctx_free(tls); /* every tls_conn went with its connection */
 	log_msg(LOG_INFO, "stopped");
 	return 0;
+
+fail:
+	backends_stop(&bk);
+	front_destroy(&fe); /* after backends_stop, as above */
+	log_async_stop();
+	ctlclient_stop(cc);
+	gw_free(g);
+	verdictlog_close(vl);
+	backends_close(&bk);
+	state_free(st);
+	catalog_free(cat);
+	tls_server_ctx_free(tls);
+	return 1;
 }

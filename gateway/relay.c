@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gateway/diskfloor.h"
 #include "gateway/log.h"
 #include "gateway/smtpc.h"
 
@@ -48,6 +49,7 @@ struct delivery_msg {
 	int fd; /* unlinked spill file, or -1 */
 	uint64_t size;
 	bool failed;
+	bool nospace; /* failed at the free-space floor: 452 4.3.1 */
 	/* envelope, copied at submit */
 	char *from;
 	char **rcpt;
@@ -104,6 +106,7 @@ struct relay {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	int tmpfd;
+	struct diskfloor *df; /* NULL: no free-space floor for spill files */
 	unsigned nthreads;
 	struct rthread *threads;
 	uint64_t mem_used;     /* atomic: octets of content buffers, all messages */
@@ -205,10 +208,28 @@ static void msg_fail(struct delivery_msg *m, const char *what, int err)
 	m->failed = true;
 }
 
+/* n octets are about to go to m's spill file: false (m failed, 452) when
+ * that would take the file system below its floor. */
+static bool take_space(struct delivery_msg *m, size_t n)
+{
+	if (diskfloor_take(m->r->df, n))
+		return true;
+	if (!m->failed)
+		log_msg(LOG_WARN,
+			"relay: peer=%s: the spill file would go below the free-space "
+			"floor (spool_min_free): 452 4.3.1",
+			m->peer[0] ? m->peer : "?");
+	m->failed = true;
+	m->nospace = true;
+	return false;
+}
+
 /* From here on the content lives in a file and mem is its stage. */
 static bool spill(struct delivery_msg *m)
 {
 	struct relay *r = m->r;
+	if (!take_space(m, m->mem_len))
+		return false;
 	m->fd = open_spill(r);
 	if (m->fd < 0) {
 		msg_fail(m, "cannot create a temporary file", errno);
@@ -260,6 +281,8 @@ static bool grow(struct delivery_msg *m, size_t need)
 
 static bool flush_stage(struct delivery_msg *m)
 {
+	if (m->mem_len && !take_space(m, m->mem_len))
+		return false;
 	if (m->mem_len && !write_all(m->fd, m->mem, m->mem_len)) {
 		msg_fail(m, "cannot write a temporary file", errno ? errno : EIO);
 		return false;
@@ -293,7 +316,7 @@ static int rl_write(struct delivery_msg *m, const uint8_t *p, size_t n)
 			return 0;
 		}
 		if (!spill(m))
-			return -1;
+			return m->nospace ? DELIVERY_ENOSPC : -1;
 	}
 	m->size += n;
 	while (n > 0) {
@@ -304,7 +327,7 @@ static int rl_write(struct delivery_msg *m, const uint8_t *p, size_t n)
 		p += take;
 		n -= take;
 		if (m->mem_len == m->mem_cap && !flush_stage(m))
-			return -1;
+			return m->nospace ? DELIVERY_ENOSPC : -1;
 	}
 	return 0;
 }
@@ -368,7 +391,12 @@ static void rl_submit(struct delivery_msg *m, const struct smtp_envelope *env, c
 	if (!m->failed && !copy_envelope(m, env))
 		msg_fail(m, "envelope", ENOMEM);
 	if (m->failed) {
-		smtp_reply_set(&rep, 451, "4.3.0", "Temporary local problem, try again later");
+		if (m->nospace)
+			smtp_reply_set(&rep, 452, "4.3.1",
+				       "Insufficient system storage, try again later");
+		else
+			smtp_reply_set(&rep, 451, "4.3.0",
+				       "Temporary local problem, try again later");
 		complete(m, &rep);
 		return;
 	}
@@ -1173,10 +1201,39 @@ bool relay_probe(struct relay *r, unsigned *ext, uint64_t *size_max, char *why, 
 	return ok;
 }
 
+/* A message that fits in memory needs no disk; a larger declared one needs
+ * room for its spill file above the floor. */
+static bool rl_admit(void *be, uint64_t size)
+{
+	struct relay *r = be;
+	return size <= r->cfg.memory_per_message || diskfloor_admit(r->df, size);
+}
+
+int relay_set_min_free(struct relay *r, uint64_t floor, char *err, size_t errlen)
+{
+	char label[4200];
+	if (!floor)
+		return 0;
+	snprintf(label, sizeof(label), "relay spill files in %s", r->tmp_dir);
+	r->df = diskfloor_new(r->tmpfd, floor, label, err, errlen);
+	return r->df ? 0 : -1;
+}
+
+int relay_give(struct relay *r, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	if (fchown(r->tmpfd, uid, gid) != 0) {
+		snprintf(err, errlen, "relay: cannot give %s to uid %u: %s", r->tmp_dir,
+			 (unsigned)uid, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 void relay_backend(struct relay *r, struct delivery_backend *out)
 {
 	out->name = "smtp";
 	out->be = r;
+	out->admit = rl_admit;
 	out->open = rl_open;
 	out->write = rl_write;
 	out->submit = rl_submit;
@@ -1222,6 +1279,7 @@ void relay_close(struct relay *r)
 		pthread_mutex_destroy(&t->lock);
 	}
 	free(r->threads);
+	diskfloor_free(r->df);
 	if (r->tmpfd >= 0)
 		close(r->tmpfd);
 	free(r);

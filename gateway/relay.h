@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "gateway/delivery.h"
 
@@ -72,6 +73,15 @@ struct relay_stats {
 /* Resolve the backend, create tmp_dir and start the threads.  NULL with err
  * set on error. */
 struct relay *relay_open(const struct relay_config *cfg, char *err, size_t errlen);
+
+/* Before the workers start: keep at least floor octets free on tmp_dir's
+ * file system when writing spill files (gateway/diskfloor.h); 0: no floor.
+ * -1 with err when the free space cannot be watched. */
+int relay_set_min_free(struct relay *r, uint64_t floor, char *err, size_t errlen);
+
+/* Started as root, before giving root up: tmp_dir becomes uid's and gid's,
+ * so spill files can still be made there.  -1 with err on failure. */
+int relay_give(struct relay *r, uid_t uid, gid_t gid, char *err, size_t errlen);
 
 /* Connect once and read the backend's EHLO (blocking, bounded by the
  * timeouts): true with the smtpc_ext bits it offers and its SIZE (0: none),

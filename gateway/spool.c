@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "dataplane/kio.h"
+#include "gateway/diskfloor.h"
 #include "gateway/log.h"
 #include "gateway/opool.h"
 
@@ -72,6 +73,7 @@ struct delivery_msg {
 	pthread_mutex_t fdlock;
 	int fd;              /* tmp/<id>.eml, -1 until a block is written */
 	atomic_bool failed;  /* set by whichever side fails first */
+	bool nospace;        /* failed at the free-space floor: 452 4.3.1, not 451 */
 	atomic_uint pending; /* blocks handed over and not yet written */
 	bool env_in_new, eml_in_new;
 	uint64_t size;
@@ -98,6 +100,7 @@ struct spool {
 	pthread_cond_t cond;
 	_Atomic uint64_t inflight; /* block bytes handed over, not yet written */
 	uint64_t inflight_max;
+	struct diskfloor *df;              /* NULL: no free-space floor */
 	uint64_t counter[KIO_MAX_WORKERS]; /* each touched by its worker only */
 	unsigned npools;
 	struct opool blocks[KIO_MAX_WORKERS], msgs[KIO_MAX_WORKERS], envs[KIO_MAX_WORKERS];
@@ -263,10 +266,16 @@ static struct block *block_new(struct delivery_msg *m)
 
 /* A full block goes to the delivery threads, within the spool's budget of
  * content in memory; beyond it the message fails (451) rather than the
- * gateway growing without bound when the disk is slower than the network. */
+ * gateway growing without bound when the disk is slower than the network.
+ * Its octets are taken off the free space first: a block that would go
+ * below the floor fails the message with 452 4.3.1 (DELIVERY_ENOSPC). */
 static int hand_over(struct delivery_msg *m)
 {
 	struct spool *sp = m->sp;
+	if (!diskfloor_take(sp->df, BLOCK_SIZE)) {
+		stat_add(&sp->st.no_space, 1);
+		return DELIVERY_ENOSPC;
+	}
 	uint64_t was = atomic_fetch_add(&sp->inflight, BLOCK_SIZE);
 	if (was + BLOCK_SIZE > sp->inflight_max) {
 		atomic_fetch_sub(&sp->inflight, BLOCK_SIZE);
@@ -294,8 +303,11 @@ static int sp_write(struct delivery_msg *m, const uint8_t *p, size_t n)
 		m->size += take;
 		p += take;
 		n -= take;
-		if (b->len == BLOCK_SIZE && hand_over(m) != 0)
-			return -1;
+		if (b->len == BLOCK_SIZE) {
+			int rc = hand_over(m);
+			if (rc != 0)
+				return rc;
+		}
 	}
 	return 0;
 }
@@ -378,6 +390,12 @@ static void sp_submit(struct delivery_msg *m, const struct smtp_envelope *env, c
 		m->env = format_envelope(m, env, peer, &m->envlen);
 		if (!m->env)
 			atomic_store(&m->failed, true); /* logged as a 451 below */
+	}
+	/* The last, partial block and the envelope, off the free space. */
+	if (!atomic_load(&m->failed) &&
+	    !diskfloor_take(m->sp->df, (m->cur ? m->cur->len : 0) + m->envlen)) {
+		m->nospace = true;
+		atomic_store(&m->failed, true);
 	}
 	m->j.kind = JOB_SUBMIT;
 	push_job(m->sp, &m->j);
@@ -481,7 +499,12 @@ static void deliver_batch(struct spool *sp, struct delivery_msg **batch, size_t 
 	for (size_t i = 0; i < n; i++) {
 		struct delivery_msg *m = batch[i];
 		struct smtp_reply r;
-		if (atomic_load(&m->failed)) {
+		if (atomic_load(&m->failed) && m->nospace) {
+			discard_files(m);
+			stat_add(&sp->st.no_space, 1);
+			smtp_reply_set(&r, 452, "4.3.1",
+				       "Insufficient system storage, try again later");
+		} else if (atomic_load(&m->failed)) {
 			discard_files(m);
 			stat_add(&sp->st.failed, 1);
 			smtp_reply_set(&r, 451, "4.3.0",
@@ -725,10 +748,44 @@ fail:
 	return NULL;
 }
 
+static bool sp_admit(void *be, uint64_t size)
+{
+	struct spool *sp = be;
+	if (diskfloor_admit(sp->df, size))
+		return true;
+	stat_add(&sp->st.no_space, 1);
+	return false;
+}
+
+int spool_set_min_free(struct spool *sp, uint64_t floor, char *err, size_t errlen)
+{
+	char label[4200];
+	if (!floor)
+		return 0;
+	snprintf(label, sizeof(label), "spool %s", sp->dir);
+	sp->df = diskfloor_new(sp->dirfd, floor, label, err, errlen);
+	return sp->df ? 0 : -1;
+}
+
+int spool_give(struct spool *sp, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	static const char *const what[] = { "", "/tmp", "/new", "/.lock" };
+	const int fds[] = { sp->dirfd, sp->tmpfd, sp->newfd, sp->lockfd };
+	for (int i = 0; i < 4; i++) {
+		if (fchown(fds[i], uid, gid) != 0) {
+			snprintf(err, errlen, "spool: cannot give %s%s to uid %u: %s", sp->dir,
+				 what[i], (unsigned)uid, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 void spool_backend(struct spool *sp, struct delivery_backend *out)
 {
 	out->name = "spool";
 	out->be = sp;
+	out->admit = sp_admit;
 	out->open = sp_open;
 	out->write = sp_write;
 	out->submit = sp_submit;
@@ -768,6 +825,7 @@ void spool_close(struct spool *sp)
 		return;
 	if (sp->nthreads)
 		spool_stop(sp);
+	diskfloor_free(sp->df);
 	free(sp->threads);
 	if (sp->newfd >= 0)
 		close(sp->newfd);
@@ -794,4 +852,5 @@ void spool_stats(const struct spool *sp, struct spool_stats *out)
 	out->aborted = __atomic_load_n(&sp->st.aborted, __ATOMIC_RELAXED);
 	out->bytes = __atomic_load_n(&sp->st.bytes, __ATOMIC_RELAXED);
 	out->over_budget = __atomic_load_n(&sp->st.over_budget, __ATOMIC_RELAXED);
+	out->no_space = __atomic_load_n(&sp->st.no_space, __ATOMIC_RELAXED);
 }

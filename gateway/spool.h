@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "gateway/delivery.h"
 
@@ -50,6 +51,7 @@ struct spool_stats {
 	uint64_t aborted;     /* transactions that ended without a message */
 	uint64_t bytes;       /* content octets stored */
 	uint64_t over_budget; /* messages failed because the block budget was full */
+	uint64_t no_space;    /* refused or failed at the free-space floor (452 4.3.1) */
 };
 
 /* Create dir, dir/tmp and dir/new if needed, lock the spool, remove what a
@@ -66,6 +68,17 @@ void spool_set_polling(struct spool *sp, bool polling);
 /* Content bytes handed to the delivery threads and not yet written, at
  * most (default SPOOL_INFLIGHT_DEFAULT). */
 void spool_set_inflight_max(struct spool *sp, uint64_t bytes);
+
+/* Before the workers start: keep at least floor octets free on the spool's
+ * file system (gateway/diskfloor.h); 0: no floor.  -1 with err when the free
+ * space cannot be watched. */
+int spool_set_min_free(struct spool *sp, uint64_t floor, char *err, size_t errlen);
+
+/* Started as root, before giving root up: the spool directory, tmp/, new/
+ * and the lock file become uid's and gid's, so the spool can still be
+ * written afterwards (the messages already in new/ are left as they are).
+ * -1 with err on failure. */
+int spool_give(struct spool *sp, uid_t uid, gid_t gid, char *err, size_t errlen);
 
 void spool_backend(struct spool *sp, struct delivery_backend *out);
 

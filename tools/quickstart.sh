@@ -14,7 +14,9 @@ Set up this Debian 12 machine (root), build tesgate (release build in
 build/quickstart) and run it in the foreground on its embedded defaults,
 with messages spooled to \$TES_STATE_DIR/spool and STARTTLS with the demo
 certificate from tools/setup.sh when \$TES_STATE_DIR/tls/cert.pem and
-key.pem exist and are readable.
+key.pem exist and are readable.  tesgate and tescontrol start as root and,
+once set up, run as the system users tesgate and tescontrol that
+tools/setup.sh creates, with no capabilities (docs/security.md).
 
 Where it can (root, free 2 MB hugepages, /dev/net/tun), tesgate runs on
 DPDK: its own TCP/IP stack on a net_tap port named tesgate0, address
@@ -93,6 +95,12 @@ if [ "$setup" -eq 1 ]; then
 	[ "$(id -u)" -eq 0 ] || die "run as root (tools/setup.sh installs packages), or pass --no-setup"
 	bash tools/setup.sh
 fi
+
+# The daemons give up root for these users (tools/setup.sh makes them).
+for u in tesgate tescontrol; do
+	id "$u" >/dev/null 2>&1 ||
+		die "no system user $u: tools/setup.sh creates it (run without --no-setup, as root)"
+done
 
 build=build/quickstart
 if [ ! -f "$build/build.ninja" ]; then
@@ -186,6 +194,10 @@ ctl_conf=$ctl_dir/tescontrol.conf
 	echo "catalog_file = $repo/data/exchange-builds.csv"
 	echo "compliance_file = $repo/data/compliance.conf"
 	echo "policy_file = $repo/data/policy.conf"
+	# after start-up tescontrol runs as tescontrol; the gateway socket
+	# belongs to the group tesgate, whose user tesgate runs as
+	echo "user = tescontrol"
+	echo "gateway_group = tesgate"
 } >"$ctl_conf"
 ctl_log=$ctl_dir/tescontrol.log
 "$tescontrol" -c "$ctl_conf" >>"$ctl_log" 2>&1 &
@@ -227,6 +239,7 @@ $version, starting in the foreground on its embedded defaults
   TLS:    $tls_line
   spool:  $spool/new/<id>.eml   the message, byte for byte
           $spool/new/<id>.env   its envelope; both written before the 250
+  user:   tesgate (started as root, then no capabilities; tescontrol: tescontrol)
   log:    this terminal, one line per event (tescontrol: $ctl_log)
   control: tescontrol, state in $ctl_dir
           (tenant 1 "demo" owns mail from 127.0.0.0/8 and 198.18.99.0/24)
@@ -262,7 +275,7 @@ EOF
 if [ "$io" = kernel ]; then
 	# Not exec: tescontrol is stopped when tesgate ends (the EXIT trap).
 	"$tesgate" --listen "127.0.0.1:$port" --spool "$spool" --control "$ctl_dir/gateway.sock" \
-		"${tls_args[@]}"
+		--user tesgate "${tls_args[@]}"
 	exit $?
 fi
 
@@ -277,6 +290,7 @@ gw_conf=$state/tesgate-dpdk.conf
 	echo "dpdk_port = $port"
 	echo "spool_dir = $spool"
 	echo "control_socket = $ctl_dir/gateway.sock"
+	echo "user = tesgate"
 	echo "$tls_conf"
 } >"$gw_conf"
 "$tesgate" -c "$gw_conf" &

@@ -8,7 +8,10 @@
 #   2. reserves 2 MB hugepages and mounts hugetlbfs at /dev/hugepages
 #      (a warning, not an error, where the kernel refuses: the kernel-socket
 #      path does not need them);
-#   3. creates a self-signed demo TLS certificate if there is none.
+#   3. creates the system users the daemons run as (tesgate, tescontrol) and
+#      the operators' group tesadm, if missing;
+#   4. creates a self-signed demo TLS certificate if there is none, its key
+#      readable by the group tesgate (a SIGHUP reload runs as tesgate).
 set -euo pipefail
 
 PACKAGES=(
@@ -40,11 +43,13 @@ Usage: tools/setup.sh [options]
 
 Prepare this Debian 12 machine for tesgate (run as root; safe to run again):
 install the missing build and test packages, reserve 2 MB hugepages, mount
-hugetlbfs at /dev/hugepages, and create a self-signed demo certificate.
+hugetlbfs at /dev/hugepages, create the system users tesgate and tescontrol
+and the group tesadm, and create a self-signed demo certificate.
 
 Options:
   --no-packages     do not install packages
   --no-hugepages    do not reserve hugepages or mount hugetlbfs
+  --no-users        do not create the system users and groups
   --no-cert         do not create the demo certificate
   --update          run apt-get update even if the package lists are fresh
   --strict          fail (instead of warning) when hugepages or hugetlbfs
@@ -76,11 +81,12 @@ die()
 	exit 1
 }
 
-do_packages=1 do_hugepages=1 do_cert=1 force_update=0 strict=0
+do_packages=1 do_hugepages=1 do_users=1 do_cert=1 force_update=0 strict=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--no-packages) do_packages=0 ;;
 	--no-hugepages) do_hugepages=0 ;;
+	--no-users) do_users=0 ;;
 	--no-cert) do_cert=0 ;;
 	--update) force_update=1 ;;
 	--strict) strict=1 ;;
@@ -293,10 +299,65 @@ else
 	setup_hugepages
 fi
 
-# --- 3. demo TLS certificate ----------------------------------------------
+# --- 3. system users ---------------------------------------------------------
+# tesgate and tescontrol give up root after start-up and run as these
+# (docs/security.md); tesadm is the operators' group (tescontrol's
+# admin_group), tesgate also tescontrol's gateway_group.
+
+ensure_group()
+{
+	if getent group "$1" >/dev/null; then
+		return 0
+	fi
+	groupadd --system "$1" || die "groupadd $1 failed"
+	DONE+=("users: created group $1")
+}
+
+# ensure_user NAME HOME [SUPPLEMENTARY-GROUP...]
+ensure_user()
+{
+	local name=$1 home=$2 g
+	shift 2
+	if ! getent passwd "$name" >/dev/null; then
+		ensure_group "$name"
+		useradd --system --gid "$name" --home-dir "$home" --no-create-home \
+			--shell /usr/sbin/nologin --comment "tesgate $name daemon" "$name" ||
+			die "useradd $name failed"
+		DONE+=("users: created system user $name")
+	fi
+	for g in "$@"; do
+		if ! id -nG "$name" | tr ' ' '\n' | grep -qx "$g"; then
+			usermod -a -G "$g" "$name" || die "usermod -a -G $g $name failed"
+			DONE+=("users: added $name to group $g")
+		fi
+	done
+}
+
+if [ "$do_users" -eq 1 ]; then
+	ensure_group tesadm
+	ensure_user tesgate /var/lib/tesgate
+	# tescontrol hands its sockets to both groups, so it is in both
+	ensure_user tescontrol /var/lib/tescontrol tesgate tesadm
+	say "users: tesgate, tescontrol and group tesadm present"
+else
+	DONE+=("users: skipped (--no-users)")
+fi
+
+# --- 4. demo TLS certificate ----------------------------------------------
 
 state_dir=${TES_STATE_DIR:-/var/lib/tesgate}
 tls_dir=$state_dir/tls
+
+# The key: root's, readable by the group tesgate when there is one.
+key_perms()
+{
+	if getent group tesgate >/dev/null; then
+		chown root:tesgate "$1"
+		chmod 0640 "$1"
+	else
+		chmod 0600 "$1"
+	fi
+}
 
 make_cert()
 {
@@ -325,7 +386,7 @@ make_cert()
 		cat "$tmp/openssl.log" >&2
 		die "openssl could not create the demo certificate"
 	}
-	chmod 0600 "$tmp/key.pem"
+	key_perms "$tmp/key.pem"
 	chmod 0644 "$tmp/cert.pem"
 	mv "$tmp/key.pem" "$tls_dir/key.pem"
 	mv "$tmp/cert.pem" "$tls_dir/cert.pem"
@@ -340,6 +401,14 @@ if [ "$do_cert" -eq 0 ]; then
 elif [ -e "$tls_dir/cert.pem" ] && [ -e "$tls_dir/key.pem" ]; then
 	say "tls: $tls_dir/cert.pem and key.pem exist, kept"
 	DONE+=("tls: kept existing $tls_dir/cert.pem and key.pem")
+	# an older setup made the key root's alone: tesgate, no longer root
+	# when it reloads on SIGHUP, must be able to read it
+	if getent group tesgate >/dev/null &&
+		[ "$(stat -c %G:%a "$tls_dir/key.pem")" != "tesgate:640" ] &&
+		[ "$(stat -c %U "$tls_dir/key.pem")" = root ]; then
+		key_perms "$tls_dir/key.pem"
+		DONE+=("tls: $tls_dir/key.pem made readable by the group tesgate (0640)")
+	fi
 elif [ -e "$tls_dir/cert.pem" ] || [ -e "$tls_dir/key.pem" ]; then
 	warn "tls: only one of cert.pem and key.pem exists in $tls_dir; left alone" \
 		"(remove it to have a demo pair made)"

@@ -27,10 +27,13 @@ static void usage(FILE *f)
 		"Usage: tes-xdp [--pin-root DIR] [-v] COMMAND [ARGS]\n"
 		"\n"
 		"Commands:\n"
-		"  attach IFACE [--mode auto|native|generic]\n"
+		"  attach IFACE [--mode auto|native|generic] [--ports LIST]\n"
 		"                 load tes_xdp (reusing the pinned maps) and attach it; auto\n"
 		"                 tries native mode, then generic with a warning; replaces an\n"
-		"                 older tes_xdp in place; stays attached after exit\n"
+		"                 older tes_xdp in place; stays attached after exit; --ports:\n"
+		"                 the TCP ports listed sources are dropped on (as `ports`)\n"
+		"  ports [LIST]   show, or set (\"25,587\"), the TCP ports a listed source is\n"
+		"                 dropped on; all else from it passes (new maps: 25)\n"
 		"  detach IFACE   detach tes_xdp (never another program)\n"
 		"  status IFACE   what is attached to IFACE\n"
 		"  add ADDR[/PREFIX] [--ttl SECONDS] [--enforcement]\n"
@@ -95,10 +98,18 @@ static int cmd_attach(int argc, char **argv)
 	enum tes_xdp_mode mode = TES_XDP_MODE_AUTO;
 	struct tes_xdp_attach_info info;
 	const char *ifname = NULL;
+	uint16_t ports[64];
+	int nports = 0;
 	struct tes_xdp *x;
 
 	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--mode") == 0) {
+		if (strcmp(argv[i], "--ports") == 0) {
+			if (++i == argc)
+				usage_error("--ports needs a list of ports", NULL);
+			nports = tes_xdp_ports_parse(argv[i], ports, 64, err, sizeof(err));
+			if (nports < 0)
+				usage_error(err, NULL);
+		} else if (strcmp(argv[i], "--mode") == 0) {
 			if (++i == argc)
 				usage_error("--mode needs a value", NULL);
 			if (strcmp(argv[i], "auto") == 0)
@@ -119,6 +130,10 @@ static int cmd_attach(int argc, char **argv)
 		usage_error("attach needs an interface", NULL);
 	if (tes_xdp_load(&o, &x, err, sizeof(err)))
 		failed();
+	if (nports > 0 && tes_xdp_set_ports(x, ports, (unsigned)nports, err, sizeof(err))) {
+		tes_xdp_close(x);
+		failed();
+	}
 	if (tes_xdp_attach(x, ifname, mode, &info, err, sizeof(err))) {
 		tes_xdp_close(x);
 		failed();
@@ -300,6 +315,37 @@ static int cmd_stats(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_ports(int argc, char **argv)
+{
+	uint16_t ports[64];
+	struct tes_xdp *x;
+	int n;
+
+	if (argc > 1)
+		usage_error("ports takes at most one list", NULL);
+	if (argc == 1) {
+		n = tes_xdp_ports_parse(argv[0], ports, 64, err, sizeof(err));
+		if (n < 0)
+			usage_error(err, NULL);
+		x = open_maps(true);
+		if (tes_xdp_set_ports(x, ports, (unsigned)n, err, sizeof(err))) {
+			tes_xdp_close(x);
+			failed();
+		}
+		tes_xdp_close(x);
+		return 0;
+	}
+	x = open_maps(false);
+	n = tes_xdp_get_ports(x, ports, 64, err, sizeof(err));
+	tes_xdp_close(x);
+	if (n < 0)
+		failed();
+	for (int i = 0; i < n && i < 64; i++)
+		printf("%s%u", i ? "," : "", ports[i]);
+	printf("%s\n", n > 64 ? ",..." : "");
+	return 0;
+}
+
 static int cmd_unpin(int argc, char **argv)
 {
 	(void)argv;
@@ -328,7 +374,7 @@ static const struct command {
 	{ "attach", cmd_attach }, { "detach", cmd_detach }, { "status", cmd_status },
 	{ "add", cmd_add },       { "del", cmd_del },       { "list", cmd_list },
 	{ "expire", cmd_expire }, { "stats", cmd_stats },   { "unpin", cmd_unpin },
-	{ "probe", cmd_probe },
+	{ "probe", cmd_probe },   { "ports", cmd_ports },
 };
 
 int main(int argc, char **argv)

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * tes_xdp: drop packets whose IPv4 or IPv6 source is on tesgate's drop list,
- * before the kernel spends anything on them (no skb in native mode, no TCP
- * state in either mode).
+ * tes_xdp: drop TCP packets to the protected (SMTP) ports whose IPv4 or IPv6
+ * source is on tesgate's drop list, before the kernel spends anything on
+ * them (no skb in native mode, no TCP state in either mode).  Everything
+ * else from a listed source passes: other ports, UDP, ICMP (contract/
+ * xdp_map.h, struct tes_xdp_ports, says why).
  *
  * The maps and their meaning are in contract/xdp_map.h.  The rule for
  * everything else is: pass what is not understood.  This program must never
@@ -12,8 +14,10 @@
  *
  * Parsing reads at most: Ethernet, two VLAN tags, the fixed IPv4 header (its
  * options are only bounds-checked) or the fixed IPv6 header plus a fragment
- * header directly after it.  No loops the verifier has to follow past two
- * iterations.
+ * header directly after it, and the TCP ports.  An IPv6 packet with other
+ * extension headers before TCP is not looked into (passed as "other"): the
+ * gateway still refuses such a source when it connects.  No loops the
+ * verifier has to follow past two iterations.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -76,6 +80,13 @@ struct {
 } tes_prefix6 SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tes_xdp_ports);
+} tes_ports SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TES_XDP_CNT_COUNT);
 	__type(key, __u32);
@@ -118,6 +129,16 @@ static __always_inline __u32 judge(const struct tes_xdp_entry *e, __u64 len)
 		return 0;
 	}
 	return TES_XDP_CNT_DROP_OF(reason);
+}
+
+/* Is this TCP destination port (network order) one the list is for? */
+static __always_inline int protected_port(__be16 dport)
+{
+	__u32 zero = 0;
+	__u16 port = bpf_ntohs(dport);
+	struct tes_xdp_ports *p = bpf_map_lookup_elem(&tes_ports, &zero);
+
+	return p && (p->bits[port >> 6] & (1ull << (port & 63)));
 }
 
 static __always_inline int check4(const struct iphdr *ip, __u64 len)
@@ -197,6 +218,14 @@ int tes_xdp(struct xdp_md *ctx)
 		 * fragment state here. */
 		if (ip->frag_off & bpf_htons(TES_IP_OFFSET_MASK))
 			return verdict(TES_XDP_CNT_PASS_FRAGMENT, len);
+		if (ip->protocol != IPPROTO_TCP)
+			return verdict(TES_XDP_CNT_PASS_OTHER, len);
+		/* Source and destination ports: the first four octets. */
+		__be16 *ports = l3 + ip->ihl * 4;
+		if ((void *)(ports + 2) > end)
+			return verdict(TES_XDP_CNT_PASS_MALFORMED, len);
+		if (!protected_port(ports[1]))
+			return verdict(TES_XDP_CNT_PASS_OTHER, len);
 		return check4(ip, len);
 	}
 
@@ -210,14 +239,26 @@ int tes_xdp(struct xdp_md *ctx)
 		/* Only a fragment header right after the fixed header is
 		 * looked at (cheap); one behind other extension headers is
 		 * judged like any packet, by its source. */
-		if (ip6->nexthdr == IPPROTO_FRAGMENT) {
-			struct tes_frag6_hdr *fh = (void *)(ip6 + 1);
+		__u8 next = ip6->nexthdr;
+		void *l4 = ip6 + 1;
+
+		if (next == IPPROTO_FRAGMENT) {
+			struct tes_frag6_hdr *fh = l4;
 
 			if ((void *)(fh + 1) > end)
 				return verdict(TES_XDP_CNT_PASS_MALFORMED, len);
 			if (fh->frag_off & bpf_htons(TES_IP6_OFFSET_MASK))
 				return verdict(TES_XDP_CNT_PASS_FRAGMENT, len);
+			next = fh->nexthdr;
+			l4 = fh + 1;
 		}
+		if (next != IPPROTO_TCP)
+			return verdict(TES_XDP_CNT_PASS_OTHER, len);
+		__be16 *ports = l4;
+		if ((void *)(ports + 2) > end)
+			return verdict(TES_XDP_CNT_PASS_MALFORMED, len);
+		if (!protected_port(ports[1]))
+			return verdict(TES_XDP_CNT_PASS_OTHER, len);
 		return check6(ip6, len);
 	}
 

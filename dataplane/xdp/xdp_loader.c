@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/if_link.h>
 #include <linux/magic.h>
@@ -26,7 +27,7 @@
 
 #include "tes_xdp.skel.h"
 
-enum { M_EXACT4, M_EXACT6, M_PREFIX4, M_PREFIX6, M_STATS, M_COUNT };
+enum { M_EXACT4, M_EXACT6, M_PREFIX4, M_PREFIX6, M_STATS, M_PORTS, M_COUNT };
 
 /* What every pinned map must be: the contract, as the kernel reports it. */
 static const struct map_def {
@@ -43,6 +44,8 @@ static const struct map_def {
 			sizeof(struct tes_xdp_entry), TES_XDP_PREFIX_MAX, BPF_F_NO_PREALLOC },
 	[M_STATS] = { TES_XDP_MAP_STATS, BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(__u32),
 		      sizeof(struct tes_xdp_counter), TES_XDP_CNT_COUNT, 0 },
+	[M_PORTS] = { TES_XDP_MAP_PORTS, BPF_MAP_TYPE_ARRAY, sizeof(__u32),
+		      sizeof(struct tes_xdp_ports), 1, 0 },
 };
 
 struct tes_xdp {
@@ -305,6 +308,7 @@ int tes_xdp_load(const struct tes_xdp_opts *opts, struct tes_xdp **out, char *er
 	struct tes_xdp *x;
 	char path[PATH_MAX];
 	unsigned existing = 0;
+	bool ports_reused = false;
 	int rc;
 
 	*out = NULL;
@@ -350,6 +354,7 @@ int tes_xdp_load(const struct tes_xdp_opts *opts, struct tes_xdp **out, char *er
 	maps[M_PREFIX4] = x->skel->maps.tes_prefix4;
 	maps[M_PREFIX6] = x->skel->maps.tes_prefix6;
 	maps[M_STATS] = x->skel->maps.tes_stats;
+	maps[M_PORTS] = x->skel->maps.tes_ports;
 
 	for (unsigned m = 0; m < M_COUNT; m++) {
 		const struct map_def *d = &map_defs[m];
@@ -378,10 +383,12 @@ int tes_xdp_load(const struct tes_xdp_opts *opts, struct tes_xdp **out, char *er
 			goto out;
 		}
 		rc = check_pin(path, m, err, errlen);
-		if (rc == 0)
+		if (rc == 0) {
 			existing++;
-		else if (rc != -ENOENT)
+			ports_reused |= m == M_PORTS;
+		} else if (rc != -ENOENT) {
 			goto out;
+		}
 		/* libbpf reuses a map pinned here, or creates and pins one. */
 		rc = bpf_map__set_pin_path(maps[m], path);
 		if (rc) {
@@ -406,6 +413,15 @@ int tes_xdp_load(const struct tes_xdp_opts *opts, struct tes_xdp **out, char *er
 	for (unsigned m = 0; m < M_COUNT; m++)
 		x->fd[m] = bpf_map__fd(maps[m]);
 	x->reused = existing > 0;
+	/* A new ports map is empty, which would protect nothing: it starts
+	 * with the SMTP port until its owner writes its own list. */
+	if (!ports_reused) {
+		const uint16_t dflt = TES_XDP_PORT_DEFAULT;
+
+		rc = tes_xdp_set_ports(x, &dflt, 1, err, errlen);
+		if (rc)
+			goto out;
+	}
 	*out = x;
 	return 0;
 out:
@@ -538,10 +554,25 @@ static int ifindex_of(const char *ifname, char *err, size_t errlen)
 	return (int)idx;
 }
 
+/* The id of the program behind fd; 0 if it cannot be read. */
+static uint32_t prog_id_of(int fd)
+{
+	struct bpf_prog_info pinfo;
+	__u32 len = sizeof(pinfo);
+
+	memset(&pinfo, 0, sizeof(pinfo));
+	if (fd < 0 || bpf_obj_get_info_by_fd(fd, &pinfo, &len) != 0)
+		return 0;
+	return pinfo.id;
+}
+
 /* What is attached; *cur_fd (if asked) is a new fd of the attached program,
- * for an atomic replace or detach, or -1. */
+ * for an atomic replace or detach, or -1.  own_fd: the caller's program, or
+ * -1: when it is the one attached, nothing more needs asking.  Opening a
+ * program by its id takes CAP_SYS_ADMIN; a process that gave it up can still
+ * recognise and detach its own program this way. */
 static int query(int ifindex, const char *ifname, struct tes_xdp_attach_info *info, bool *ours,
-		 int *cur_fd, char *err, size_t errlen)
+		 int *cur_fd, int own_fd, char *err, size_t errlen)
 {
 	struct bpf_xdp_query_opts q;
 	struct bpf_prog_info pinfo;
@@ -580,6 +611,15 @@ static int query(int ifindex, const char *ifname, struct tes_xdp_attach_info *in
 	info->prog_id = q.prog_id ? q.prog_id : q.drv_prog_id ? q.drv_prog_id : q.skb_prog_id;
 	if (!info->prog_id)
 		return 0;
+	if (own_fd >= 0 && info->prog_id == prog_id_of(own_fd)) {
+		*ours = true;
+		if (cur_fd) {
+			*cur_fd = fcntl(own_fd, F_DUPFD_CLOEXEC, 0);
+			if (*cur_fd < 0)
+				return fail(err, errlen, errno, "dup: %s", strerror(errno));
+		}
+		return 0;
+	}
 	fd = bpf_prog_get_fd_by_id(info->prog_id);
 	if (fd < 0)
 		return fail(err, errlen, errno, "opening XDP program %u on %s: %s", info->prog_id,
@@ -598,12 +638,18 @@ static int query(int ifindex, const char *ifname, struct tes_xdp_attach_info *in
 int tes_xdp_query(const char *ifname, struct tes_xdp_attach_info *info, bool *ours, char *err,
 		  size_t errlen)
 {
+	return tes_xdp_query_own(NULL, ifname, info, ours, err, errlen);
+}
+
+int tes_xdp_query_own(struct tes_xdp *x, const char *ifname, struct tes_xdp_attach_info *info,
+		      bool *ours, char *err, size_t errlen)
+{
 	int ifindex = ifindex_of(ifname, err, errlen);
 
 	if (ifindex < 0)
 		return ifindex;
 	hook_libbpf();
-	return query(ifindex, ifname, info, ours, NULL, err, errlen);
+	return query(ifindex, ifname, info, ours, NULL, x ? tes_xdp_prog_fd(x) : -1, err, errlen);
 }
 
 static int attach_err(int rc, const char *ifname, enum tes_xdp_mode m, char *err, size_t errlen)
@@ -638,7 +684,7 @@ int tes_xdp_attach(struct tes_xdp *x, const char *ifname, enum tes_xdp_mode want
 	if (ifindex < 0)
 		return ifindex;
 	prog_fd = tes_xdp_prog_fd(x);
-	rc = query(ifindex, ifname, &cur, &ours, &cur_fd, err, errlen);
+	rc = query(ifindex, ifname, &cur, &ours, &cur_fd, prog_fd, err, errlen);
 	if (rc)
 		return rc;
 
@@ -691,7 +737,7 @@ int tes_xdp_attach(struct tes_xdp *x, const char *ifname, enum tes_xdp_mode want
 		if (rc < 0)
 			return attach_err(rc, ifname, mode, err, errlen);
 	}
-	rc = query(ifindex, ifname, &cur, &ours, NULL, err, errlen);
+	rc = query(ifindex, ifname, &cur, &ours, NULL, prog_fd, err, errlen);
 	if (rc)
 		return rc;
 	info->mode = mode;
@@ -701,6 +747,11 @@ int tes_xdp_attach(struct tes_xdp *x, const char *ifname, enum tes_xdp_mode want
 
 int tes_xdp_detach(const char *ifname, char *err, size_t errlen)
 {
+	return tes_xdp_detach_own(NULL, ifname, err, errlen);
+}
+
+int tes_xdp_detach_own(struct tes_xdp *x, const char *ifname, char *err, size_t errlen)
+{
 	struct tes_xdp_attach_info cur;
 	bool ours;
 	int ifindex, cur_fd, rc;
@@ -709,7 +760,8 @@ int tes_xdp_detach(const char *ifname, char *err, size_t errlen)
 	if (ifindex < 0)
 		return ifindex;
 	hook_libbpf();
-	rc = query(ifindex, ifname, &cur, &ours, &cur_fd, err, errlen);
+	rc = query(ifindex, ifname, &cur, &ours, &cur_fd, x && x->skel ? tes_xdp_prog_fd(x) : -1,
+		   err, errlen);
 	if (rc)
 		return rc;
 	if (cur.mode == TES_XDP_MODE_NONE)
@@ -1119,6 +1171,7 @@ static const char *const counter_names[TES_XDP_CNT_COUNT] = {
 	[TES_XDP_CNT_PASS_NOT_IP] = "pass_not_ip",
 	[TES_XDP_CNT_PASS_FRAGMENT] = "pass_fragment",
 	[TES_XDP_CNT_PASS_MALFORMED] = "pass_malformed",
+	[TES_XDP_CNT_PASS_OTHER] = "pass_other",
 	[TES_XDP_CNT_DROP_BLOCKED] = "drop_blocked",
 	[TES_XDP_CNT_DROP_ADMIN_EXACT] = "drop_admin_exact",
 	[TES_XDP_CNT_DROP_ADMIN_PREFIX] = "drop_admin_prefix",
@@ -1147,4 +1200,85 @@ int tes_xdp_counters(struct tes_xdp *x, struct tes_xdp_counter out[TES_XDP_CNT_C
 		}
 	}
 	return 0;
+}
+
+/* --- protected ports ------------------------------------------------------------ */
+
+int tes_xdp_set_ports(struct tes_xdp *x, const uint16_t *ports, unsigned n, char *err,
+		      size_t errlen)
+{
+	struct tes_xdp_ports *p = calloc(1, sizeof(*p)); /* 8 KiB: not on the stack */
+	__u32 zero = 0;
+	int rc;
+
+	if (!p)
+		return fail(err, errlen, ENOMEM, "out of memory");
+	for (unsigned i = 0; i < n; i++) {
+		if (ports[i] == 0) {
+			free(p);
+			return fail(err, errlen, EINVAL, "port 0 is not a port");
+		}
+		p->bits[ports[i] >> 6] |= 1ull << (ports[i] & 63);
+	}
+	rc = bpf_map_update_elem(x->fd[M_PORTS], &zero, p, BPF_ANY);
+	free(p);
+	if (rc < 0)
+		return map_err(rc, M_PORTS, "writing", "the protected ports", err, errlen);
+	return 0;
+}
+
+int tes_xdp_get_ports(struct tes_xdp *x, uint16_t *ports, unsigned max, char *err, size_t errlen)
+{
+	struct tes_xdp_ports *p = calloc(1, sizeof(*p));
+	__u32 zero = 0;
+	unsigned n = 0;
+	int rc;
+
+	if (!p)
+		return fail(err, errlen, ENOMEM, "out of memory");
+	rc = bpf_map_lookup_elem(x->fd[M_PORTS], &zero, p);
+	if (rc < 0) {
+		free(p);
+		return map_err(rc, M_PORTS, "reading", "the protected ports", err, errlen);
+	}
+	for (unsigned port = 1; port < 65536; port++)
+		if (p->bits[port >> 6] & (1ull << (port & 63))) {
+			if (n < max)
+				ports[n] = (uint16_t)port;
+			n++;
+		}
+	free(p);
+	return (int)n;
+}
+
+int tes_xdp_ports_parse(const char *s, uint16_t *ports, unsigned max, char *err, size_t errlen)
+{
+	unsigned n = 0;
+	const char *p = s;
+
+	while (*p) {
+		unsigned long v = 0;
+		unsigned digits = 0;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (!*p)
+			break;
+		while (*p >= '0' && *p <= '9' && digits < 6) {
+			v = v * 10 + (unsigned long)(*p - '0');
+			p++;
+			digits++;
+		}
+		if (!digits || v == 0 || v > 65535 || (*p && *p != ',' && *p != ' ' && *p != '\t'))
+			return fail(err, errlen, EINVAL,
+				    "'%s' is not a list of TCP ports (1-65535, comma-separated)",
+				    s);
+		if (n == max)
+			return fail(err, errlen, E2BIG, "more than %u ports", max);
+		ports[n++] = (uint16_t)v;
+	}
+	if (!n)
+		return fail(err, errlen, EINVAL,
+			    "no port given: the drop list would protect nothing");
+	return (int)n;
 }

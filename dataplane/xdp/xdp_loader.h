@@ -108,13 +108,21 @@ int tes_xdp_attach(struct tes_xdp *x, const char *ifname, enum tes_xdp_mode want
 		   struct tes_xdp_attach_info *info, char *err, size_t errlen);
 
 /* Detach our program from ifname.  -ENOENT if no XDP program is attached,
- * -EBUSY if the one attached is not ours. */
+ * -EBUSY if the one attached is not ours.  Telling whose program it is
+ * opens it by id, which needs CAP_SYS_ADMIN; tes_xdp_detach_own() needs
+ * only CAP_NET_ADMIN when x's own program is the one attached (x may be
+ * NULL: then as tes_xdp_detach). */
 int tes_xdp_detach(const char *ifname, char *err, size_t errlen);
+int tes_xdp_detach_own(struct tes_xdp *x, const char *ifname, char *err, size_t errlen);
 
 /* What is attached to ifname.  mode is TES_XDP_MODE_NONE when nothing is;
- * ours says whether it is a tes_xdp program. */
+ * ours says whether it is a tes_xdp program.  As for detaching, a program
+ * other than x's own (or any, for tes_xdp_query) is opened by id: without
+ * CAP_SYS_ADMIN that is -EPERM. */
 int tes_xdp_query(const char *ifname, struct tes_xdp_attach_info *info, bool *ours, char *err,
 		  size_t errlen);
+int tes_xdp_query_own(struct tes_xdp *x, const char *ifname, struct tes_xdp_attach_info *info,
+		      bool *ours, char *err, size_t errlen);
 
 /* --- addresses -------------------------------------------------------------- */
 
@@ -184,6 +192,20 @@ long tes_xdp_list(struct tes_xdp *x, tes_xdp_rule_fn fn, void *arg, char *err, s
 /* Delete every entry that expired before now_ns (0: now).  The number
  * deleted.  The program already ignores them; this returns their memory. */
 long tes_xdp_expire(struct tes_xdp *x, uint64_t now_ns, char *err, size_t errlen);
+
+/* --- protected ports ---------------------------------------------------------- */
+
+/* The TCP destination ports a listed source is dropped on (contract/
+ * xdp_map.h); everything else from it passes.  Replaces the whole set.  A
+ * freshly created map holds TES_XDP_PORT_DEFAULT. */
+int tes_xdp_set_ports(struct tes_xdp *x, const uint16_t *ports, unsigned n, char *err,
+		      size_t errlen);
+/* The set, ascending, into ports (at most max); returns how many there are
+ * (possibly more than max), or a negative errno. */
+int tes_xdp_get_ports(struct tes_xdp *x, uint16_t *ports, unsigned max, char *err, size_t errlen);
+/* "25, 587" into ports; how many, or a negative errno (an empty list is
+ * refused: it would protect nothing). */
+int tes_xdp_ports_parse(const char *s, uint16_t *ports, unsigned max, char *err, size_t errlen);
 
 /* --- counters ---------------------------------------------------------------- */
 

@@ -174,6 +174,7 @@ class World:
         self.tc = ch.Tescontrol(test_clock=ch.T0, conf={
             "policy_file": policy,
             "xdp_interfaces": self.if_srv,
+            "xdp_ports": str(PORT),  # the list drops TCP to the gateway's port only
             "xdp_pin_root": os.path.join(self.bpffs, "tesgate"),
             "xdp_required": "yes",
             # the server namespace has its own loopback: no port clash

@@ -34,6 +34,7 @@ static void limit_is_exact(void **state)
 	/* room for KEYS * LIMIT connections: the table is as full as it gets */
 	struct srclimit *s = srclimit_new(KEYS * LIMIT, LIMIT);
 	assert_non_null(s);
+	srclimit_set_share(s, false); /* the table alone: test_srclimit_share.c has the rest */
 	unsigned count[KEYS] = { 0 };
 	uint8_t key[16];
 	srand(7);
@@ -78,6 +79,7 @@ static void limit_of_one(void **state)
 	(void)state;
 	struct srclimit *s = srclimit_new(4, 1);
 	uint8_t a[16], b[16];
+	srclimit_set_share(s, false);
 	key_of(1, a);
 	key_of(2, b);
 	assert_true(srclimit_acquire(s, a));

@@ -3,7 +3,8 @@
  * The XDP program's verdicts and counters, run by the kernel on canned
  * frames (bpf_prog_test_run_opts): IPv4, IPv6, one and two VLAN tags (and a
  * third, which is not understood), fragments, truncated and inconsistent
- * headers, random garbage, and entries that expired.
+ * headers, random garbage, entries that expired, and the protected ports:
+ * a listed source loses TCP to them and nothing else.
  *
  * Needs root and a kernel that lets this process load BPF; exits 77 (skip)
  * saying why otherwise.  Private maps: nothing is pinned.
@@ -116,12 +117,15 @@ static int count_one(const struct tes_xdp_rule *r, void *arg)
 	return 0;
 }
 
-/* Every test starts from empty maps. */
+/* Every test starts from empty maps and port 25 protected. */
 static int setup(void **state)
 {
+	const uint16_t smtp = 25;
+
 	(void)state;
 	while (tes_xdp_list(x, clear_one, NULL, err, sizeof(err)) > 0)
 		;
+	assert_int_equal(tes_xdp_set_ports(x, &smtp, 1, err, sizeof(err)), 0);
 	snap();
 	return 0;
 }
@@ -315,20 +319,21 @@ static void test_truncated_and_inconsistent(void **state)
 	add("2001:db8::1", TES_XDP_ORIGIN_ENFORCEMENT, 0);
 
 	/* Every cut of a blocked, double-tagged IPv4 SYN: shorter than the
-	 * IPv4 header -> passed as malformed; from there on it is judged. */
+	 * IPv4 header and the TCP ports -> passed as malformed; from there on
+	 * it is judged. */
 	len = pkt_build(frame, &s);
 	l3 = 14 + 8;
 	for (size_t cut = 14; cut <= len; cut++) {
-		uint32_t want = cut < l3 + 20 ? XDP_PASS : XDP_DROP;
+		bool whole = cut >= l3 + 20 + 4;
 
-		assert_int_equal(run(frame, cut), want);
-		expect1(cut < l3 + 20 ? TES_XDP_CNT_PASS_MALFORMED : TES_XDP_CNT_DROP_BLOCKED);
+		assert_int_equal(run(frame, cut), whole ? XDP_DROP : XDP_PASS);
+		expect1(whole ? TES_XDP_CNT_DROP_BLOCKED : TES_XDP_CNT_PASS_MALFORMED);
 	}
 
 	/* The same for IPv6 with a fragment header. */
 	len = pkt_build(frame, &s6);
 	for (size_t cut = 14; cut <= len; cut++) {
-		bool whole = cut >= 14 + 40 + 8;
+		bool whole = cut >= 14 + 40 + 8 + 4;
 
 		assert_int_equal(run(frame, cut), whole ? XDP_DROP : XDP_PASS);
 		expect1(whole ? TES_XDP_CNT_DROP_BLOCKED : TES_XDP_CNT_PASS_MALFORMED);
@@ -347,11 +352,17 @@ static void test_truncated_and_inconsistent(void **state)
 	copy[14] = 0x4f;
 	assert_int_equal(run(copy, len), XDP_PASS);
 	expect1(TES_XDP_CNT_PASS_MALFORMED);
-	/* Options that are there are fine: 24-octet header in a 54-octet frame. */
-	memcpy(copy, frame, len);
+	/* Options that are there are fine: a 24-octet header (a NOP option
+	 * word), the TCP ports after it. */
+	memcpy(copy, frame, 14 + 20);
 	copy[14] = 0x46;
-	assert_int_equal(run(copy, len), XDP_DROP);
+	memset(copy + 14 + 20, 1, 4);
+	memcpy(copy + 14 + 24, frame + 14 + 20, len - 14 - 20);
+	assert_int_equal(run(copy, len + 4), XDP_DROP);
 	expect1(TES_XDP_CNT_DROP_BLOCKED);
+	/* ...and where the options push the ports past the end: malformed */
+	assert_int_equal(run(copy, 14 + 24 + 3), XDP_PASS);
+	expect1(TES_XDP_CNT_PASS_MALFORMED);
 	/* Version 6 under the IPv4 ethertype. */
 	memcpy(copy, frame, len);
 	copy[14] = 0x65;
@@ -438,6 +449,83 @@ static void test_garbage(void **state)
 	assert_int_equal(now[TES_XDP_CNT_BAD_ENTRY].packets, base[TES_XDP_CNT_BAD_ENTRY].packets);
 }
 
+/* A listed source loses TCP to the protected ports only: TCP to another
+ * port, UDP and ICMP from it pass without a lookup ("other"); the set is
+ * what the owner writes. */
+static void test_ports(void **state)
+{
+	struct pkt_spec smtp = { .src = "198.18.1.1", .dst = "198.18.1.2" };
+	struct pkt_spec web = { .src = "198.18.1.1", .dst = "198.18.1.2", .dport = 443 };
+	struct pkt_spec sub = { .src = "198.18.1.1", .dst = "198.18.1.2", .dport = 587 };
+	struct pkt_spec udp = { .src = "198.18.1.1", .dst = "198.18.1.2", .proto = PKT_UDP };
+	struct pkt_spec icmp = { .src = "198.18.1.1", .dst = "198.18.1.2", .proto = PKT_ICMP };
+	struct pkt_spec smtp6 = { .src = "2001:db8::1", .dst = "2001:db8::2" };
+	struct pkt_spec web6 = { .src = "2001:db8::1", .dst = "2001:db8::2", .dport = 80 };
+	struct pkt_spec udp6 = { .src = "2001:db8::1", .dst = "2001:db8::2", .proto = PKT_UDP };
+	struct pkt_spec icmp6 = { .src = "2001:db8::1", .dst = "2001:db8::2", .proto = PKT_ICMP };
+	struct pkt_spec frag6 = {
+		.src = "2001:db8::1", .dst = "2001:db8::2", .frag6 = true, .frag = 1, .dport = 8080
+	};
+	struct pkt_spec other = { .src = "198.18.1.4", .dst = "198.18.1.2", .dport = 443 };
+	const uint16_t two[2] = { 587, 2525 };
+	uint16_t got[4];
+
+	(void)state;
+	add("198.18.1.1", TES_XDP_ORIGIN_ENFORCEMENT, 0);
+	add("2001:db8::1", TES_XDP_ORIGIN_ADMIN, 0);
+
+	assert_int_equal(run_spec(&smtp), XDP_DROP);
+	expect1(TES_XDP_CNT_DROP_BLOCKED);
+	assert_int_equal(run_spec(&web), XDP_PASS);
+	expect1(TES_XDP_CNT_PASS_OTHER);
+	assert_int_equal(run_spec(&udp), XDP_PASS); /* UDP to port 25, even */
+	expect1(TES_XDP_CNT_PASS_OTHER);
+	assert_int_equal(run_spec(&icmp), XDP_PASS);
+	expect1(TES_XDP_CNT_PASS_OTHER);
+	assert_int_equal(run_spec(&smtp6), XDP_DROP);
+	expect1(TES_XDP_CNT_DROP_ADMIN_EXACT);
+	assert_int_equal(run_spec(&web6), XDP_PASS);
+	expect1(TES_XDP_CNT_PASS_OTHER);
+	assert_int_equal(run_spec(&udp6), XDP_PASS);
+	expect1(TES_XDP_CNT_PASS_OTHER);
+	assert_int_equal(run_spec(&icmp6), XDP_PASS);
+	expect1(TES_XDP_CNT_PASS_OTHER);
+	assert_int_equal(run_spec(&frag6), XDP_PASS); /* first fragment, TCP, not 25 */
+	expect1(TES_XDP_CNT_PASS_OTHER);
+	frag6.dport = 25;
+	assert_int_equal(run_spec(&frag6), XDP_DROP);
+	expect1(TES_XDP_CNT_DROP_ADMIN_EXACT);
+	assert_int_equal(run_spec(&other), XDP_PASS); /* not listed, not looked up */
+	expect1(TES_XDP_CNT_PASS_OTHER);
+
+	/* The set is replaced as a whole. */
+	assert_int_equal(tes_xdp_set_ports(x, two, 2, err, sizeof(err)), 0);
+	assert_int_equal(tes_xdp_get_ports(x, got, 4, err, sizeof(err)), 2);
+	assert_int_equal(got[0], 587);
+	assert_int_equal(got[1], 2525);
+	assert_int_equal(run_spec(&smtp), XDP_PASS);
+	expect1(TES_XDP_CNT_PASS_OTHER);
+	assert_int_equal(run_spec(&sub), XDP_DROP);
+	expect1(TES_XDP_CNT_DROP_BLOCKED);
+	sub.dport = 2525;
+	assert_int_equal(run_spec(&sub), XDP_DROP);
+	expect1(TES_XDP_CNT_DROP_BLOCKED);
+	sub.dport = 65535;
+	assert_int_equal(run_spec(&sub), XDP_PASS);
+	expect1(TES_XDP_CNT_PASS_OTHER);
+	/* None protected: the list drops nothing. */
+	assert_int_equal(tes_xdp_set_ports(x, two, 0, err, sizeof(err)), 0);
+	sub.dport = 587;
+	assert_int_equal(run_spec(&sub), XDP_PASS);
+	expect1(TES_XDP_CNT_PASS_OTHER);
+	assert_int_equal(tes_xdp_ports_parse("25, 587,2525", got, 4, err, sizeof(err)), 3);
+	assert_int_equal(got[2], 2525);
+	assert_int_equal(tes_xdp_ports_parse("25,0", got, 4, err, sizeof(err)), -EINVAL);
+	assert_int_equal(tes_xdp_ports_parse("", got, 4, err, sizeof(err)), -EINVAL);
+	assert_int_equal(tes_xdp_ports_parse("70000", got, 4, err, sizeof(err)), -EINVAL);
+	assert_int_equal(tes_xdp_ports_parse("1,2,3,4,5", got, 4, err, sizeof(err)), -E2BIG);
+}
+
 static void test_expiry(void **state)
 {
 	struct pkt_spec past = { .src = "198.18.1.9", .dst = "198.18.1.2" };
@@ -496,6 +584,7 @@ int main(void)
 		cmocka_unit_test_setup(test_not_ip, setup),
 		cmocka_unit_test_setup(test_garbage, setup),
 		cmocka_unit_test_setup(test_expiry, setup),
+		cmocka_unit_test_setup(test_ports, setup),
 	};
 	struct tes_xdp_opts o = { .no_pin = true };
 	int rc;

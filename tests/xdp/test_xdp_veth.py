@@ -15,7 +15,9 @@ directory, never under /sys/fs/bpf.
 For each attach mode (auto, which is native on veth, and generic): before
 any entry both clients connect; with the blocked client's address added its
 SYNs never reach the listener (its accept count stays put, the drop counter
-rises) while the allowed client still delivers mail; a restart (attach
+rises) while the allowed client still delivers mail, and the blocked client
+still reaches the server on another TCP port, by UDP and by ICMP echo (the
+list is for the SMTP port only: --ports 2525); a restart (attach
 again: a new program on the reused maps) keeps the drop; removing the entry
 lets the client through; an entry with a TTL drops until it expires; a range
 drops both clients.
@@ -69,6 +71,66 @@ except Exception as e:
     sys.exit(2)
 """
 
+# What a listed source may still reach: TCP on OTHER_PORT (accepted and
+# closed), UDP on OTHER_PORT (echoed), in the server namespace.
+OTHER_PORT = 8025
+OTHER_SERVER = r"""
+import socket, sys, threading
+addr, port = sys.argv[1], int(sys.argv[2])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind((addr, port))
+def echo():
+    while True:
+        data, peer = u.recvfrom(2048)
+        u.sendto(data, peer)
+threading.Thread(target=echo, daemon=True).start()
+t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind((addr, port))
+t.listen(16)
+print("listening", flush=True)
+while True:
+    c, _ = t.accept()
+    c.close()
+"""
+
+# From the client namespace: one exchange of kind tcp, udp or icmp with the
+# server, from a given source.  Exit 0 answered, 1 timed out, 2 error.
+OTHER_CLIENT = r"""
+import os, socket, struct, sys
+kind, src, dst, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+try:
+    if kind == "tcp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((src, 0)); s.settimeout(1.5); s.connect((dst, port)); s.close()
+    elif kind == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((src, 0)); s.settimeout(1.5); s.sendto(b"ping", (dst, port))
+        data, _ = s.recvfrom(64)
+        sys.exit(0 if data == b"ping" else 2)
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        s.bind((src, 0)); s.settimeout(1.5)
+        ident = os.getpid() & 0xffff
+        def csum(b):
+            t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+            t = (t >> 16) + (t & 0xffff); t += t >> 16
+            return ~t & 0xffff
+        body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"xdp-test"
+        body = body[:2] + struct.pack("!H", csum(body)) + body[4:]
+        s.sendto(body, (dst, 0))
+        while True:
+            pkt, _ = s.recvfrom(2048)
+            icmp = pkt[(pkt[0] & 15) * 4:]
+            if icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
+                break
+except (socket.timeout, TimeoutError):
+    sys.exit(1)
+except Exception as e:
+    print(type(e).__name__, e, file=sys.stderr)
+    sys.exit(2)
+"""
+
 # The stand-in gateway when tesgate is not given: accepts, says who, closes.
 LISTENER = r"""
 import socket, sys
@@ -113,6 +175,7 @@ class World:
         self.made_ns = []
         self.mounted = False
         self.server = None
+        self.other = None
         self.server_log = None
         self.lines = []
         self.lock = threading.Lock()
@@ -149,12 +212,13 @@ class World:
             self.sh("ip", "-n", ns, "link", "set", dev, "up")
 
     def cleanup(self):
-        if self.server and self.server.poll() is None:
-            self.server.kill()
-            try:
-                self.server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        for p in (self.server, self.other):
+            if p and p.poll() is None:
+                p.kill()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
         # Deleting the namespaces deletes the veth pair and with it the
         # attachment; the program and maps go with their last reference.
         for ns in self.made_ns:
@@ -192,6 +256,26 @@ class World:
             if self.server.poll() is not None or time.monotonic() > deadline:
                 raise Failure("the server did not start:\n" + self.log_text())
             time.sleep(0.05)
+
+    def start_other(self):
+        self.other = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns_srv, sys.executable, "-u", "-c", OTHER_SERVER,
+             SRV_ADDR, str(OTHER_PORT)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        line = self.other.stdout.readline().strip()
+        if line != "listening":
+            raise Failure("the other-port server did not start: " + line)
+
+    def other_traffic(self, kind, src):
+        """0 answered, 1 timed out, 2 other error."""
+        p = subprocess.run(
+            ["ip", "netns", "exec", self.ns_cli, sys.executable, "-c", OTHER_CLIENT, kind, src,
+             SRV_ADDR, str(OTHER_PORT)],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CMD_TIMEOUT)
+        if p.returncode == 2:
+            print("%s client %s: %s" % (kind, src, p.stderr.strip()), flush=True)
+        return p.returncode
 
     def read_listener(self):
         for line in self.server.stdout:
@@ -265,7 +349,8 @@ class World:
 
     def scenario(self, mode):
         print("--- attach mode %s" % mode, flush=True)
-        out = self.xdp("attach", self.if_srv, "--mode", mode, ns=self.ns_srv).stdout
+        out = self.xdp("attach", self.if_srv, "--mode", mode, "--ports", str(PORT),
+                       ns=self.ns_srv).stdout
         m = re.search(r"attached to \S+: (\w+) mode", out)
         check(m is not None, "attached: " + out.strip())
         if mode != "auto":
@@ -283,6 +368,18 @@ class World:
               (s1["drop_admin_exact"] - s0["drop_admin_exact"]))
         self.deliver_allowed("%s listed" % BLOCKED)
         self.expect_accepts("%s listed" % BLOCKED)
+
+        # Only TCP to the SMTP port is the list's business.
+        s0 = self.stats()
+        for kind in ("tcp", "udp", "icmp"):
+            check(self.other_traffic(kind, BLOCKED) == 0,
+                  "%s listed: its %s to the server still gets through" % (BLOCKED, kind))
+        s1 = self.stats()
+        check(s1["pass_other"] - s0["pass_other"] >= 3,
+              "pass_other rose by %d" % (s1["pass_other"] - s0["pass_other"]))
+        check(s1["drop_admin_exact"] == s0["drop_admin_exact"],
+              "nothing of that was dropped")
+        check(self.xdp("ports").stdout.strip() == str(PORT), "tes-xdp ports: %d" % PORT)
 
         # A restart: a new program replaces the old one on the reused maps.
         out = self.xdp("attach", self.if_srv, ns=self.ns_srv).stdout
@@ -360,6 +457,7 @@ def main():
     try:
         w.setup()
         w.start_server()
+        w.start_other()
         print("server: %s" % ("tesgate " + tesgate if tesgate else "Python listener"),
               flush=True)
         for mode in ("auto", "generic"):

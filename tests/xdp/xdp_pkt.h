@@ -2,7 +2,8 @@
 /*
  * Canned frames for the XDP tests and the benchmark (bench/xdp_bench.c):
  * Ethernet, up to three VLAN tags, IPv4 or IPv6 (optionally a fragment),
- * and a TCP SYN to port 25, as a client's first packet would look.
+ * and by default a TCP SYN to port 25, as a client's first packet would
+ * look; or TCP to another port, UDP, or an ICMP echo.
  */
 #ifndef TES_TESTS_XDP_PKT_H
 #define TES_TESTS_XDP_PKT_H
@@ -24,7 +25,12 @@ struct pkt_spec {
 	uint16_t frag;         /* IPv4: the whole flags+offset field (host order);
 				 * IPv6: the fragment header's offset+flags field */
 	bool frag6;            /* IPv6: insert a fragment header */
+	uint8_t proto;         /* 0: TCP; PKT_UDP, PKT_ICMP */
+	uint16_t dport;        /* TCP or UDP destination port; 0: 25 */
 };
+
+#define PKT_UDP 17
+#define PKT_ICMP 1 /* ICMPv6 (58) under IPv6 */
 
 static inline void pkt_put16(uint8_t *p, uint16_t v)
 {
@@ -45,12 +51,12 @@ static inline uint16_t pkt_csum(const uint8_t *p, size_t n)
 	return (uint16_t)~s;
 }
 
-/* The TCP SYN after the IP header: ports 40000 -> 25, no options. */
-static inline size_t pkt_tcp_syn(uint8_t *p)
+/* The TCP SYN after the IP header: ports 40000 -> dport, no options. */
+static inline size_t pkt_tcp_syn(uint8_t *p, uint16_t dport)
 {
 	memset(p, 0, 20);
 	pkt_put16(p, 40000);
-	pkt_put16(p + 2, 25);
+	pkt_put16(p + 2, dport);
 	p[4] = 0x12; /* sequence number, any */
 	p[12] = 5 << 4;
 	p[13] = 0x02; /* SYN */
@@ -65,6 +71,9 @@ static inline size_t pkt_build(uint8_t *buf, const struct pkt_spec *s)
 	static const uint8_t smac[6] = { 0x02, 0, 0, 0, 0, 0x01 };
 	bool v6 = strchr(s->src, ':') != NULL;
 	uint8_t *p = buf;
+	uint8_t l4 = s->proto == PKT_UDP ? 17 : s->proto == PKT_ICMP ? (v6 ? 58 : 1) : 6;
+	uint16_t l4len = s->proto ? 8 : 20;
+	uint16_t dport = s->dport ? s->dport : 25;
 
 	memset(buf, 0, PKT_MAX);
 	if (s->nvlan > 3)
@@ -83,11 +92,11 @@ static inline size_t pkt_build(uint8_t *buf, const struct pkt_spec *s)
 		uint8_t *ip = p;
 
 		ip[0] = 0x45;
-		pkt_put16(ip + 2, 40);
+		pkt_put16(ip + 2, (uint16_t)(20 + l4len));
 		pkt_put16(ip + 4, 0x1234);
 		pkt_put16(ip + 6, s->frag);
 		ip[8] = 64;
-		ip[9] = 6; /* TCP */
+		ip[9] = l4;
 		if (inet_pton(AF_INET, s->src, ip + 12) != 1 ||
 		    inet_pton(AF_INET, s->dst, ip + 16) != 1)
 			return 0;
@@ -97,21 +106,33 @@ static inline size_t pkt_build(uint8_t *buf, const struct pkt_spec *s)
 		uint8_t *ip6 = p;
 
 		ip6[0] = 0x60;
-		pkt_put16(ip6 + 4, (uint16_t)(20 + (s->frag6 ? 8 : 0)));
-		ip6[6] = s->frag6 ? 44 : 6;
+		pkt_put16(ip6 + 4, (uint16_t)(l4len + (s->frag6 ? 8 : 0)));
+		ip6[6] = s->frag6 ? 44 : l4;
 		ip6[7] = 64;
 		if (inet_pton(AF_INET6, s->src, ip6 + 8) != 1 ||
 		    inet_pton(AF_INET6, s->dst, ip6 + 24) != 1)
 			return 0;
 		p += 40;
 		if (s->frag6) {
-			p[0] = 6; /* next header: TCP */
+			p[0] = l4; /* next header */
 			pkt_put16(p + 2, s->frag);
 			p[7] = 0x77; /* identification */
 			p += 8;
 		}
 	}
-	p += pkt_tcp_syn(p);
+	if (s->proto == 0) {
+		p += pkt_tcp_syn(p, dport);
+	} else {
+		memset(p, 0, 8);
+		if (s->proto == PKT_UDP) {
+			pkt_put16(p, 40000);
+			pkt_put16(p + 2, dport);
+			pkt_put16(p + 4, 8);
+		} else {
+			p[0] = v6 ? 128 : 8; /* echo request */
+		}
+		p += 8;
+	}
 	return (size_t)(p - buf);
 }
 
