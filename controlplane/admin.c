@@ -148,7 +148,10 @@ static json_t *server_json(struct cp *cp, const struct cp_server *c, int64_t now
 			    r.has_next ? json_integer(r.next_block_min) : json_null());
 	set_time(cp, o, "next_stage_start", r.has_next, r.next_stage_start);
 	set_time(cp, o, "last_seen", true, s->last_seen);
-	set_time(cp, o, "resolved_at", s->resolved, s->resolved_at);
+	set_time(cp, o, "resolved_at", s->resolved && !tes_server_compliant_only(s),
+		 s->resolved_at);
+	set_time(cp, o, "stale_since", r.status == TES_STATUS_STALE, r.stale_at);
+	set_time(cp, o, "forget_at", r.has_forget_at, r.forget_at);
 	if (detail) {
 		json_t *src = json_array();
 
@@ -217,6 +220,9 @@ static int cmd_report(struct cp *cp, const json_t *args, json_t **result, char *
 	int64_t tenant, offset, limit, now = cp_now(cp);
 	uint32_t *slots, n = 0;
 	json_t *arr, *o;
+	/* Servers compliant since first seen are tracked for the shared-source
+	 * decision, not reported unless asked for. */
+	bool all = json_is_true(json_object_get(args, "all"));
 
 	if (arg_int(args, "tenant", 0, UINT32_MAX, false, -1, &tenant, err, len) ||
 	    arg_int(args, "offset", 0, UINT32_MAX, false, 0, &offset, err, len) ||
@@ -235,7 +241,8 @@ static int cmd_report(struct cp *cp, const json_t *args, json_t **result, char *
 	for (uint32_t i = 0; i < cp->st.nslots; i++) {
 		const struct cp_server *c = cp_server_at(&cp->st, i);
 
-		if (c && (tenant < 0 || c->v.s.tenant_id == (uint32_t)tenant))
+		if (c && (tenant < 0 || c->v.s.tenant_id == (uint32_t)tenant) &&
+		    (all || !tes_server_compliant_only(&c->v.s)))
 			slots[n++] = i;
 	}
 	/* Sorted on every page: pages stay consistent while servers come
@@ -639,9 +646,10 @@ static int cmd_catalog_load(struct cp *cp, const json_t *args, json_t **result, 
 		d.cls = cls.compliant ? TES_BUILD_COMPLIANT : TES_BUILD_VULNERABLE;
 		d.family = cls.family;
 		d.build = c->v.s.build;
-		ch = tes_server_observe(&c->v.s, c->v.s.tenant_id, c->v.s.fqdn, t, &d, NULL, now,
-					&ns);
-		if (ch != TES_CHANGE_RESOLVED && ch != TES_CHANGE_REDETECTED)
+		ch = tes_server_observe(&c->v.s, c->v.s.tenant_id, c->v.s.fqdn, t, &cp->policy, &d,
+					NULL, now, &ns);
+		if (ch != TES_CHANGE_RESOLVED && ch != TES_CHANGE_REDETECTED &&
+		    ch != TES_CHANGE_FIRST)
 			continue;
 		ns.last_seen = c->v.s.last_seen; /* nothing was seen */
 		cp_server_view(cp, &c->v.s, now, &ostage, &ost);
@@ -837,7 +845,7 @@ static int cmd_policy_load(struct cp *cp, const json_t *args, json_t **result, c
 
 static int cmd_status(struct cp *cp, const json_t *args, json_t **result, char *err, size_t len)
 {
-	unsigned by[5] = { 0 };
+	unsigned by[TES_STATUS_COUNT] = { 0 };
 	int64_t now = cp_now(cp);
 	json_t *o, *gws;
 
@@ -852,7 +860,7 @@ static int cmd_status(struct cp *cp, const json_t *args, json_t **result, char *
 		if (!c)
 			continue;
 		cp_server_view(cp, &c->v.s, now, &stage, &st);
-		if ((unsigned)st < 5)
+		if ((unsigned)st < TES_STATUS_COUNT)
 			by[st]++;
 	}
 	gws = gw_status_json(cp);
@@ -863,6 +871,10 @@ static int cmd_status(struct cp *cp, const json_t *args, json_t **result, char *
 		      "reporting", by[TES_STATUS_REPORTING], "throttling",
 		      by[TES_STATUS_THROTTLING], "blocking", by[TES_STATUS_BLOCKING], "resolved",
 		      by[TES_STATUS_RESOLVED], "paused", by[TES_STATUS_PAUSED]);
+	json_object_set_new(json_object_get(o, "servers"), "stale",
+			    json_integer(by[TES_STATUS_STALE]));
+	json_object_set_new(json_object_get(o, "servers"), "compliant",
+			    json_integer(by[TES_STATUS_COMPLIANT]));
 	json_object_set_new(o, "catalog",
 			    json_pack("{s:s, s:I}", "version", catalog_version(cp->catalog),
 				      "builds", (json_int_t)catalog_size(cp->catalog)));

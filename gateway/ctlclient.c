@@ -82,8 +82,11 @@ void ctlclient_stats(const struct ctlclient *cc, struct ctlclient_stats *out)
 	out->acks = __atomic_load_n(&s->acks, __ATOMIC_RELAXED);
 	out->sightings_coalesced = __atomic_load_n(&s->sightings_coalesced, __ATOMIC_RELAXED);
 	out->sightings_dropped = 0;
-	for (unsigned w = 0; w < cc->p.workers; w++)
+	out->sightings_untrusted = 0;
+	for (unsigned w = 0; w < cc->p.workers; w++) {
 		out->sightings_dropped += sightring_dropped(&cc->rings[w]);
+		out->sightings_untrusted += sightring_untrusted(&cc->rings[w]);
+	}
 }
 
 /* ---- the workers' side ---------------------------------------------- */
@@ -92,6 +95,13 @@ bool ctlclient_sighting(struct ctlclient *cc, unsigned w, const struct ctl_sight
 {
 	if (!cc || w >= cc->p.workers)
 		return false;
+	/* Mail over no connector is not enforced under this scope: tescontrol
+	 * would only count it, so it is counted here and goes nowhere, and a
+	 * stream of forged names costs neither side anything more. */
+	if (s->tenant_id == 0 && enfstate_scope(cc->p.st) == TES_SCOPE_CONNECTORS) {
+		sightring_count_untrusted(&cc->rings[w]);
+		return true;
+	}
 	return sightring_push(&cc->rings[w], s);
 }
 
@@ -189,47 +199,18 @@ static void flush_out(struct ctlclient *cc)
 
 /* ---- applying what tescontrol sends --------------------------------- */
 
-/* Sources of fully blocked servers are refused at connect time when the
- * policy says drop: the verdict with no detection says exactly that. */
-static bool server_drops(struct ctlclient *cc, const struct tes_server *s)
-{
-	struct tes_policy pol;
-	struct tes_tenant t;
-	struct tes_verdict v;
-
-	enfstate_policy(cc->p.st, &pol);
-	bool have_t = enfstate_lookup_tenant(cc->p.st, s->tenant_id, &t);
-	tes_decide(s, have_t ? &t : NULL, &pol, ctlclient_now(cc), NULL, NULL, true, &v);
-	return v.action == TES_DROP;
-}
-
+/* The server and, through enfstate's source index, which sources carry it:
+ * the connect-time drop and the MAIL FROM verdict are decided from those
+ * when they are needed (enfstate_source_drop, enfstate_decide_source), so
+ * nothing here depends on the time it is applied. */
 static void apply_server(struct ctlclient *cc, const struct tes_server *s)
 {
-	struct enfstate_source src = { .tenant_id = s->tenant_id };
-
-	if (enfstate_server_put(cc->p.st, s) < 0) {
+	if (enfstate_server_put(cc->p.st, s) < 0)
 		log_msg(LOG_ERROR, "control: cannot store server %s: %s", s->fqdn, strerror(errno));
-		return;
-	}
-	snprintf(src.fqdn, sizeof(src.fqdn), "%s", s->fqdn);
-	src.drop = server_drops(cc, s);
-	for (unsigned i = 0; i < s->nsources && i < TES_SERVER_SOURCES_MAX; i++)
-		enfstate_source_put(cc->p.st, &s->sources[i], &src);
 }
 
 static void apply_delete_server(struct ctlclient *cc, uint32_t tenant_id, const char *fqdn)
 {
-	struct tes_server s;
-	struct enfstate_source src;
-
-	if (!enfstate_lookup_server(cc->p.st, tenant_id, fqdn, &s))
-		return;
-	/* forget the sources only where they still point at this server */
-	for (unsigned i = 0; i < s.nsources && i < TES_SERVER_SOURCES_MAX; i++) {
-		if (enfstate_lookup_source(cc->p.st, &s.sources[i], &src) &&
-		    src.tenant_id == tenant_id && strcasecmp(src.fqdn, fqdn) == 0)
-			enfstate_source_del(cc->p.st, &s.sources[i]);
-	}
 	enfstate_server_del(cc->p.st, tenant_id, fqdn);
 }
 
@@ -458,6 +439,8 @@ static void send_counters(struct ctlclient *cc)
 	json_object_set_new(c, "control_sightings_dropped",
 			    json_integer((json_int_t)st.sightings_dropped));
 	json_object_set_new(c, "control_connects", json_integer((json_int_t)st.connects));
+	json_object_set_new(c, "control_sightings_untrusted",
+			    json_integer((json_int_t)st.sightings_untrusted));
 	if (cc->p.counters)
 		cc->p.counters(cc->p.counters_arg, c);
 	send_msg(cc, ctl_counters_to_json(c));

@@ -52,6 +52,8 @@ struct ctlclient_stats {
 	uint64_t sightings_sent;      /* messages sent, each standing for one or more */
 	uint64_t sightings_coalesced; /* counted into another sighting (sightcoal.h) */
 	uint64_t sightings_dropped;   /* a worker's ring was full */
+	/* Mail over no connector under scope "connectors": counted, not sent. */
+	uint64_t sightings_untrusted;
 	uint64_t acks;
 };
 
@@ -59,7 +61,9 @@ struct ctlclient_stats {
 struct ctlclient *ctlclient_start(const struct ctlclient_params *p);
 void ctlclient_stop(struct ctlclient *cc);
 
-/* Queue a sighting from worker w; false when its ring is full (counted). */
+/* Queue a sighting from worker w; false when its ring is full (counted).
+ * One of tenant 0 (no connector) under the scope "connectors" is only
+ * counted (sightings_untrusted) and true. */
 bool ctlclient_sighting(struct ctlclient *cc, unsigned w, const struct ctl_sighting *s);
 
 /* The time enforcement decides at: the wall clock, or tescontrol's test

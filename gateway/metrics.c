@@ -234,7 +234,16 @@ static void render_control(struct prom_buf *b, const struct gw_metrics_src *s)
 		"Exchange sightings dropped because a worker's queue to tescontrol was full",
 		cs.sightings_dropped);
 
+	counter(b, "tes_sightings_untrusted_total",
+		"Exchange sightings in mail over no connector under scope connectors: counted, not"
+		" sent to tescontrol",
+		cs.sightings_untrusted);
+
 	enfstate_stats(s->st, &es);
+	counter(b, "tes_probes_total",
+		"Transactions let through a full block to their headers as a probe (one per"
+		" server, source and probe_interval)",
+		es.probes);
 	n = "tes_enforcement_table_entries";
 	prom_family(b, n, "gauge", "Entries in the enforcement state tables workers decide from");
 	prom_sample(b, n, "table", "servers", es.servers);

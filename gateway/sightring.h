@@ -31,6 +31,7 @@ struct sightring {
 	_Alignas(64) uint32_t head; /* written by the producer */
 	_Alignas(64) uint32_t tail; /* written by the consumer */
 	uint64_t dropped;           /* written by the producer */
+	uint64_t untrusted;         /* written by the producer: counted, not queued */
 	uint32_t count[SIGHTRING_SIZE];
 	struct ctl_sighting slot[SIGHTRING_SIZE];
 };
@@ -43,5 +44,17 @@ bool sightring_push(struct sightring *r, const struct ctl_sighting *s);
 bool sightring_pop(struct sightring *r, struct ctl_sighting *out);
 
 uint64_t sightring_dropped(const struct sightring *r);
+
+/* A sighting the producer chose not to queue (ctlclient_sighting): counted
+ * on the ring so the count costs the worker no shared cache line. */
+static inline void sightring_count_untrusted(struct sightring *r)
+{
+	__atomic_store_n(&r->untrusted, r->untrusted + 1, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t sightring_untrusted(const struct sightring *r)
+{
+	return __atomic_load_n(&r->untrusted, __ATOMIC_RELAXED);
+}
 
 #endif

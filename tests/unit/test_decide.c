@@ -48,6 +48,10 @@ static void fx_init(struct fx *f, int64_t first)
 {
 	memset(f, 0, sizeof(*f));
 	tes_policy_default(&f->pol);
+	/* The timeline tests walk a server seen once, at first detection:
+	 * without ageing.  Ageing (Stale, forgotten) has tests of its own. */
+	f->pol.stale_after_days = 0;
+	f->pol.forget_after_days = 0;
 	f->ten.id = 7;
 	snprintf(f->ten.name, sizeof(f->ten.name), "contoso");
 	assert_int_equal(tes_connector_parse("198.51.100.0/24", NULL, &f->ten.connectors[0]), 0);
@@ -63,8 +67,8 @@ static void fx_init(struct fx *f, int64_t first)
 	f->ok.cls = TES_BUILD_COMPLIANT;
 	f->ok.family = EX_FAMILY_2016;
 	assert_true(ex_build_from_str("15.1.2507.39", &f->ok.build));
-	assert_int_equal(tes_server_observe(NULL, 7, "Exch1.bear.local", &f->ten, &f->vuln, &f->in4,
-					    first, &f->srv),
+	assert_int_equal(tes_server_observe(NULL, 7, "Exch1.bear.local", &f->ten, &f->pol, &f->vuln,
+					    &f->in4, first, &f->srv),
 			 TES_CHANGE_FIRST);
 }
 
@@ -367,35 +371,58 @@ static void test_first_detection(void **state)
 	assert_int_equal(v.action, TES_ACCEPT);
 	assert_int_equal(v.reason, TES_REASON_NOT_EXCHANGE);
 
-	/* A compliant server never seen before is not tracked. */
+	/* A compliant server never seen before is tracked without a clock: the
+	 * sources it uses matter to a shared source's decision. */
 	memset(&s, 0xee, sizeof(s));
 	assert_int_equal(
-		tes_server_observe(NULL, 7, "ok.bear.local", &f.ten, &f.ok, &f.in4, T0, &s),
-		TES_CHANGE_NONE);
-	assert_int_equal(s.tenant_id, 0xeeeeeeee);
-	assert_int_equal(tes_server_observe(NULL, 7, "x", &f.ten, NULL, &f.in4, T0, &s),
+		tes_server_observe(NULL, 7, "ok.bear.local", &f.ten, &f.pol, &f.ok, &f.in4, T0, &s),
+		TES_CHANGE_TRACKED);
+	assert_int_equal(s.tenant_id, 7);
+	assert_true(s.resolved);
+	assert_true(tes_server_compliant_only(&s));
+	assert_int_equal(s.first_detected, 0);
+	assert_int_equal(s.resolved_at, T0);
+	assert_int_equal(s.last_seen, T0);
+	assert_int_equal(s.nsources, 1);
+	assert_int_equal(s.source_seen[0], T0);
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + DAY), TES_STATUS_COMPLIANT);
+	assert_int_equal(tes_server_stage(&s, &f.ten, &f.pol, T0 + 200 * DAY), 1);
+	tes_decide(&s, &f.ten, &f.pol, T0 + DAY, &f.in4, NULL, false, &v);
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_COMPLIANT);
+	assert_int_equal(tes_server_next_change(&s, &f.ten, &f.pol, T0 + DAY), INT64_MAX);
+	/* Out of date later: its first detection, a clock from then. */
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4, T0 + 5 * DAY, &s),
+		TES_CHANGE_FIRST);
+	assert_int_equal(s.first_detected, T0 + 5 * DAY);
+	assert_false(s.resolved);
+	memset(&s, 0xee, sizeof(s));
+	assert_int_equal(tes_server_observe(NULL, 7, "x", &f.ten, &f.pol, NULL, &f.in4, T0, &s),
 			 TES_CHANGE_NONE);
-	assert_int_equal(tes_server_observe(NULL, 7, "", &f.ten, &f.vuln, &f.in4, T0, &s),
+	assert_int_equal(tes_server_observe(NULL, 7, "", &f.ten, &f.pol, &f.vuln, &f.in4, T0, &s),
 			 TES_CHANGE_INVALID);
 	char longname[300];
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
-	assert_int_equal(tes_server_observe(NULL, 7, longname, &f.ten, &f.vuln, &f.in4, T0, &s),
-			 TES_CHANGE_INVALID);
+	assert_int_equal(
+		tes_server_observe(NULL, 7, longname, &f.ten, &f.pol, &f.vuln, &f.in4, T0, &s),
+		TES_CHANGE_INVALID);
 
 	/* Seen again with another vulnerable build: the clock keeps running. */
 	struct tes_detection other = f.vuln;
 	assert_true(ex_build_from_str("15.1.2507.6", &other.build));
-	assert_int_equal(
-		tes_server_observe(&f.srv, 0, NULL, &f.ten, &other, &f.in6, T0 + 40 * DAY, &s),
-		TES_CHANGE_SEEN);
+	assert_int_equal(tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.pol, &other, &f.in6,
+					    T0 + 40 * DAY, &s),
+			 TES_CHANGE_SEEN);
 	assert_int_equal(s.first_detected, T0);
 	assert_int_equal(s.last_seen, T0 + 40 * DAY);
 	assert_int_equal(ex_build_cmp(&s.build, &other.build), 0);
 	assert_int_equal(s.nsources, 2);
 	/* An older sighting arriving late does not move last_seen back. */
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &other, &f.in6, T0 + 39 * DAY, &s),
-			 TES_CHANGE_SEEN);
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &other, &f.in6, T0 + 39 * DAY, &s),
+		TES_CHANGE_SEEN);
 	assert_int_equal(s.last_seen, T0 + 40 * DAY);
 	/* Detection at MAIL FROM uses the stored state. */
 	tes_decide(&s, &f.ten, &f.pol, T0 + 40 * DAY + 60, &f.in4, NULL, false, &v);
@@ -414,11 +441,13 @@ static void test_sources_bounded(void **state)
 	for (int i = 1; i <= 6; i++) {
 		snprintf(a, sizeof(a), "2001:db8:100::%d", i);
 		struct tes_addr src = addr(a);
-		assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.vuln, &src, T0 + i, &s),
-				 TES_CHANGE_SEEN);
+		assert_int_equal(
+			tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &src, T0 + i, &s),
+			TES_CHANGE_SEEN);
 		/* The same address again is not added twice. */
-		assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.vuln, &src, T0 + i, &s),
-				 TES_CHANGE_SEEN);
+		assert_int_equal(
+			tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &src, T0 + i, &s),
+			TES_CHANGE_SEEN);
 	}
 	assert_int_equal(s.nsources, TES_SERVER_SOURCES_MAX);
 	/* The newest four remain, oldest first. */
@@ -430,7 +459,7 @@ static void test_sources_bounded(void **state)
 		assert_string_equal(a, want);
 	}
 	/* No source (a sighting reported without one) changes nothing. */
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.vuln, NULL, T0 + 9, &s),
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, NULL, T0 + 9, &s),
 			 TES_CHANGE_SEEN);
 	assert_int_equal(s.nsources, TES_SERVER_SOURCES_MAX);
 }
@@ -451,7 +480,7 @@ static void test_compliant_resets(void **state)
 	assert_int_equal(v.action, TES_ACCEPT);
 	assert_int_equal(v.reason, TES_REASON_COMPLIANT);
 	assert_int_equal(v.until, INT64_MAX);
-	assert_int_equal(tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.ok, &f.in4, t, &s),
+	assert_int_equal(tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.pol, &f.ok, &f.in4, t, &s),
 			 TES_CHANGE_RESOLVED);
 	assert_true(s.resolved);
 	assert_int_equal(s.resolved_at, t);
@@ -470,8 +499,9 @@ static void test_compliant_resets(void **state)
 	assert_int_equal(r.stage, 5);
 	assert_int_equal(r.throttle_enabled, T0 + 30 * DAY);
 	/* Compliant again: just seen. */
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.ok, &f.in4, t + DAY, &s),
-			 TES_CHANGE_SEEN);
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.ok, &f.in4, t + DAY, &s),
+		TES_CHANGE_SEEN);
 	assert_int_equal(s.resolved_at, t);
 }
 
@@ -484,13 +514,15 @@ static void test_redetection_new_clock(void **state)
 
 	(void)state;
 	fx_init(&f, T0);
-	assert_int_equal(tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.ok, &f.in4, resolved, &s),
-			 TES_CHANGE_RESOLVED);
+	assert_int_equal(
+		tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.pol, &f.ok, &f.in4, resolved, &s),
+		TES_CHANGE_RESOLVED);
 	/* A vulnerable sighting older than the resolution arrives late: it
 	 * is stale and must not restart anything. */
 	struct tes_server keep = s;
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.vuln, &f.in4, resolved - 5, &s),
-			 TES_CHANGE_NONE);
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4, resolved - 5, &s),
+		TES_CHANGE_NONE);
 	assert_memory_equal(&s, &keep, sizeof(s));
 
 	/* Vulnerable again: the decision treats it as a first detection... */
@@ -499,8 +531,9 @@ static void test_redetection_new_clock(void **state)
 	assert_int_equal(v.reason, TES_REASON_REPORT_ONLY);
 	assert_int_equal(v.stage, 1);
 	/* ...and the transition starts a new clock. */
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.vuln, &f.in4, again, &s),
-			 TES_CHANGE_REDETECTED);
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4, again, &s),
+		TES_CHANGE_REDETECTED);
 	assert_false(s.resolved);
 	assert_int_equal(s.resolved_at, 0);
 	assert_int_equal(s.first_detected, again);
@@ -536,7 +569,7 @@ static void test_pause_stops_clock(void **state)
 	assert_int_equal(v.reason, TES_REASON_PAUSED);
 	assert_int_equal(v.stage, 1);
 	assert_int_equal(v.until, T0 + 35 * DAY);
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, T0 + 30 * DAY), 25 * DAY);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, T0 + 30 * DAY), 25 * DAY);
 	assert_int_equal(tes_server_paused_seconds(&f.srv, &f.ten, T0 + 30 * DAY), 5 * DAY);
 	assert_int_equal(tes_server_status(&f.srv, &f.ten, &f.pol, T0 + 30 * DAY),
 			 TES_STATUS_PAUSED);
@@ -550,7 +583,7 @@ static void test_pause_stops_clock(void **state)
 	assert_int_equal(r.throttle_enabled, T0 + 40 * DAY);
 	assert_int_equal(r.blocking_enabled, T0 + 70 * DAY);
 	/* Resumed at day 35 where it stopped: stage 2 at day 40, not 30. */
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, T0 + 35 * DAY), 25 * DAY);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, T0 + 35 * DAY), 25 * DAY);
 	assert_int_equal(tes_server_status(&f.srv, &f.ten, &f.pol, T0 + 35 * DAY),
 			 TES_STATUS_REPORTING);
 	assert_int_equal(tes_server_next_change(&f.srv, &f.ten, &f.pol, T0 + 35 * DAY),
@@ -565,8 +598,8 @@ static void test_pause_stops_clock(void **state)
 			 TES_PAUSE_OK);
 	assert_int_equal(left, 75);
 	assert_int_equal(f.ten.pause.paused_before, 10 * DAY);
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, T0 + 52 * DAY), 40 * DAY);
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, T0 + 60 * DAY), 45 * DAY);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, T0 + 52 * DAY), 40 * DAY);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, T0 + 60 * DAY), 45 * DAY);
 	assert_int_equal(decide(&f, T0 + 65 * DAY - 1, &f.in4).stage, 3);
 	expect_reply((v = decide(&f, T0 + 65 * DAY, &f.in4), &v), TES_THROTTLE, 20, T0 + 65 * DAY,
 		     "second pause");
@@ -595,19 +628,19 @@ static void test_pause_before_detection(void **state)
 	assert_int_equal(tes_pause_add(&f.ten.pause, &f.pol, T0, 10, &f.ten.pause, NULL),
 			 TES_PAUSE_OK);
 	/* First detected two days into the pause: its clock starts at the end. */
-	assert_int_equal(tes_server_observe(NULL, 7, "ex2.bear.local", &f.ten, &f.vuln, &f.in4,
-					    T0 + 2 * DAY, &s),
+	assert_int_equal(tes_server_observe(NULL, 7, "ex2.bear.local", &f.ten, &f.pol, &f.vuln,
+					    &f.in4, T0 + 2 * DAY, &s),
 			 TES_CHANGE_FIRST);
-	assert_int_equal(tes_server_elapsed(&s, &f.ten, T0 + 10 * DAY), 0);
-	assert_int_equal(tes_server_elapsed(&s, &f.ten, T0 + 11 * DAY), DAY);
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, T0 + 10 * DAY), 0);
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, T0 + 11 * DAY), DAY);
 	tes_server_report(&s, &f.ten, &f.pol, T0 + 3 * DAY, &r);
 	assert_int_equal(r.throttle_enabled, T0 + 40 * DAY);
 	assert_int_equal(r.blocking_enabled, T0 + 70 * DAY);
 	/* A pause that ended before first detection does not count. */
-	assert_int_equal(tes_server_observe(NULL, 7, "ex3.bear.local", &f.ten, &f.vuln, &f.in4,
-					    T0 + 20 * DAY, &s),
+	assert_int_equal(tes_server_observe(NULL, 7, "ex3.bear.local", &f.ten, &f.pol, &f.vuln,
+					    &f.in4, T0 + 20 * DAY, &s),
 			 TES_CHANGE_FIRST);
-	assert_int_equal(tes_server_elapsed(&s, &f.ten, T0 + 50 * DAY), 30 * DAY);
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, T0 + 50 * DAY), 30 * DAY);
 	assert_int_equal(tes_server_stage(&s, &f.ten, &f.pol, T0 + 50 * DAY), 2);
 	/* Without the tenant there is no pause to subtract. */
 	assert_int_equal(tes_server_paused_seconds(&f.srv, NULL, T0 + 50 * DAY), 0);
@@ -632,8 +665,8 @@ static void test_pause_extend_and_resume(void **state)
 	/* Resume early at day 15: the clock runs again from 10 days. */
 	assert_true(tes_pause_resume(&p, T0 + 15 * DAY, &f.ten.pause));
 	assert_false(tes_pause_active(&f.ten.pause, T0 + 15 * DAY));
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, T0 + 15 * DAY), 10 * DAY);
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, T0 + 35 * DAY), 30 * DAY);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, T0 + 15 * DAY), 10 * DAY);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, T0 + 35 * DAY), 30 * DAY);
 	assert_int_equal(tes_server_stage(&f.srv, &f.ten, &f.pol, T0 + 35 * DAY), 2);
 	/* Granted days stay used. */
 	assert_int_equal(tes_pause_days_left(&f.ten.pause, &f.pol, T0 + 16 * DAY, NULL), 65);
@@ -1093,14 +1126,15 @@ static void test_extreme_inputs(void **state)
 	v = decide(&f, T0, &f.in4);
 	assert_int_equal(v.action, TES_ACCEPT);
 	tes_server_report(&f.srv, &f.ten, &f.pol, INT64_MAX, &r);
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, INT64_MIN), 0);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, INT64_MIN), 0);
 	tes_server_next_change(&f.srv, &f.ten, &f.pol, INT64_MIN);
 	f.ten.nconnectors = 1000;
 	assert_int_equal(tes_tenant_match_connector(&f.ten, &f.out4, NULL), -1);
 	f.srv.nsources = 200;
 	struct tes_server s;
-	assert_int_equal(tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.vuln, &f.out4, T0, &s),
-			 TES_CHANGE_SEEN);
+	assert_int_equal(
+		tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.out4, T0, &s),
+		TES_CHANGE_SEEN);
 	assert_int_equal(s.nsources, TES_SERVER_SOURCES_MAX);
 	struct tes_pause p = { 0 };
 	unsigned left;
