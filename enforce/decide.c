@@ -928,8 +928,9 @@ static int64_t when_elapsed(const struct tes_server *s, const struct tes_tenant 
 
 /* The date the clock reads e, with the stale time: finished stale periods
  * are assumed to lie before a date still to come and after a date already
- * passed (a stage reached stays in the past); while the server is Stale,
- * a date still to come cannot be known (false). */
+ * passed (a server is usually seen through its early stages and goes
+ * quiet later); while the server is Stale, a date still to come cannot be
+ * known (false). */
 static bool stage_date(const struct tes_server *s, const struct tes_tenant *t,
 		       const struct tes_policy *p, int64_t at, int64_t e, int64_t elapsed_at,
 		       int64_t *out)
@@ -937,9 +938,7 @@ static bool stage_date(const struct tes_server *s, const struct tes_tenant *t,
 	int64_t d = when_elapsed(s, t, e);
 
 	if (e <= elapsed_at) {
-		int64_t later = clamp_time(d + clamp(s->stale_seconds, 0, TES_TIME_MAX));
-
-		*out = later <= at ? later : d;
+		*out = d;
 		return true;
 	}
 	if (tes_server_stale(s, p, at))

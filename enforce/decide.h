@@ -410,7 +410,9 @@ struct tes_report {
 };
 
 /* Dates that fall after the clock stopped for a Stale server cannot be
- * known and are left out (has_* false), as is the next stage. */
+ * known and are left out (has_* false), as is the next stage.  Once a
+ * server was Stale and came back, dates still to come include the stale
+ * time and dates already passed are assumed to precede it. */
 void tes_server_report(const struct tes_server *s, const struct tes_tenant *t,
 		       const struct tes_policy *p, int64_t now, struct tes_report *out);
 

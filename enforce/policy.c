@@ -34,9 +34,9 @@ void tes_policy_default(struct tes_policy *p)
 	p->scope = TES_SCOPE_CONNECTORS;
 	p->full_block = TES_FULL_BLOCK_REPLY;
 	p->pause_quota_days = 90;
-	p->stale_after_days = 90;
+	p->stale_after_days = 120;
 	p->forget_after_days = 365;
-	p->carried_days = 90;
+	p->carried_days = 120;
 	p->probe_interval_min = 60;
 	p->servers_per_tenant = 10000;
 	p->untrusted_servers = 10000;

@@ -167,12 +167,11 @@ static void enforce_at_mail(struct gw_conn *gc, const struct smtp_envelope *env,
 				    gc->via_connector, &v))
 		return;
 	STAT_ADD_IDX(g, gc->worker, mail_verdicts, v.action);
-	if (v.reason == TES_REASON_PROBE) {
-		/* a full block lets this one through to its headers */
-		log_verdict(gc, VLOG_AT_MAIL, &v, NULL);
+	/* A full block lets this one through to its headers (the verdict log
+	 * has refusals only; tes_probes_total counts these). */
+	if (v.reason == TES_REASON_PROBE)
 		log_msg(LOG_INFO, "enforce peer=%s at=mail action=probe stage=%u", gc->peer,
 			v.stage);
-	}
 	if (v.action != TES_ACCEPT) {
 		log_verdict(gc, VLOG_AT_MAIL, &v, NULL);
 		log_msg(LOG_INFO, "enforce peer=%s at=mail action=%s stage=%u reply=\"%u %s\"",

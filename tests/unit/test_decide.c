@@ -1142,6 +1142,306 @@ static void test_extreme_inputs(void **state)
 	assert_int_equal(p.end, TES_TIME_MAX);
 }
 
+/* ---- issue 13: ageing ---- */
+
+/* Stale after stale_after days without a sighting: not enforced, its clock
+ * stopped; seen again, the clock resumes where it stood; forgotten after
+ * forget_after days.  Stale from day 35 (stage 2), back on day 200. */
+static void test_ageing_stale_and_resume(void **state)
+{
+	struct fx f;
+	struct tes_server s;
+	struct tes_verdict v;
+	struct tes_report r;
+	int64_t back = T0 + 200 * DAY;
+
+	(void)state;
+	fx_init(&f, T0);
+	f.pol.stale_after_days = 35;
+	f.pol.forget_after_days = 365;
+	s = f.srv;
+	assert_int_equal(tes_server_stale_at(&s, &f.pol), T0 + 35 * DAY);
+	assert_int_equal(tes_server_forget_at(&s, &f.pol), T0 + 365 * DAY);
+	/* One second before: still enforced, and the next change is the
+	 * moment it becomes Stale (before stage 3 on day 40). */
+	assert_false(tes_server_stale(&s, &f.pol, T0 + 35 * DAY - 1));
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + 35 * DAY - 1),
+			 TES_STATUS_THROTTLING);
+	assert_int_equal(tes_server_next_change(&s, &f.ten, &f.pol, T0 + 31 * DAY), T0 + 35 * DAY);
+	tes_decide(&s, &f.ten, &f.pol, T0 + 34 * DAY + 2 * MIN, &f.in4, NULL, false, &v);
+	expect_reply(&v, TES_THROTTLE, 5, T0 + 34 * DAY, "day 34");
+	assert_int_equal(v.until, T0 + 34 * DAY + 5 * MIN);
+	/* Stale: reported, not enforced at MAIL FROM, nothing scheduled. */
+	assert_true(tes_server_stale(&s, &f.pol, T0 + 35 * DAY));
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + 35 * DAY),
+			 TES_STATUS_STALE);
+	assert_string_equal(tes_status_name(TES_STATUS_STALE), "Stale");
+	assert_int_equal(tes_server_next_change(&s, &f.ten, &f.pol, T0 + 35 * DAY), INT64_MAX);
+	tes_decide(&s, &f.ten, &f.pol, T0 + 100 * DAY + 2 * MIN, &f.in4, NULL, false, &v);
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_STALE);
+	assert_string_equal(tes_reason_name(v.reason), "stale");
+	/* The clock stands at day 35: stage 2, for ever while Stale. */
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, back), 35 * DAY);
+	assert_int_equal(tes_server_stale_seconds(&s, &f.ten, &f.pol, back), 165 * DAY);
+	assert_int_equal(tes_server_stage(&s, &f.ten, &f.pol, back), 2);
+	tes_server_report(&s, &f.ten, &f.pol, back, &r);
+	assert_string_equal(r.status_text, "Stale");
+	assert_true(r.has_stale_at);
+	assert_int_equal(r.stale_at, T0 + 35 * DAY);
+	assert_true(r.has_forget_at);
+	assert_int_equal(r.forget_at, T0 + 365 * DAY);
+	assert_true(r.has_throttle_date);
+	assert_int_equal(r.throttle_enabled, T0 + 30 * DAY); /* passed: known */
+	assert_false(r.has_block_date);                     /* to come: unknown */
+	assert_false(r.has_next);
+	assert_int_equal(r.stale_seconds, 165 * DAY);
+
+	/* Its next message (minute 2 of the hour) is decided on the clock as
+	 * it stood: stage 2, throttled for 5 minutes. */
+	tes_decide(&s, &f.ten, &f.pol, back + 2 * MIN, &f.in4, &f.vuln, false, &v);
+	expect_reply(&v, TES_THROTTLE, 5, back, "back on day 200");
+	assert_int_equal(v.stage, 2);
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4, back, &s),
+			 TES_CHANGE_SEEN);
+	assert_int_equal(s.first_detected, T0);
+	assert_int_equal(s.stale_seconds, 165 * DAY);
+	assert_int_equal(s.last_seen, back);
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, back), TES_STATUS_THROTTLING);
+	/* Stage 3 five days later, stage 5 (blocking) 25 days later. */
+	assert_int_equal(tes_server_next_change(&s, &f.ten, &f.pol, back), back + 5 * DAY);
+	assert_int_equal(tes_server_stage(&s, &f.ten, &f.pol, back + 5 * DAY), 3);
+	tes_server_report(&s, &f.ten, &f.pol, back, &r);
+	assert_true(r.has_next);
+	assert_int_equal(r.next_stage, 3);
+	assert_int_equal(r.next_stage_start, back + 5 * DAY);
+	assert_true(r.has_block_date);
+	assert_int_equal(r.blocking_enabled, back + 25 * DAY);
+	assert_int_equal(r.throttle_enabled, T0 + 30 * DAY);
+	/* A second stale period adds up: quiet from day 200, Stale from 235,
+	 * back on day 300: the clock stands at 35 + 35 = 70 days. */
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, T0 + 300 * DAY), 70 * DAY);
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4,
+					    T0 + 300 * DAY, &s),
+			 TES_CHANGE_SEEN);
+	assert_int_equal(s.stale_seconds, (165 + 65) * DAY);
+	assert_int_equal(tes_server_stage(&s, &f.ten, &f.pol, T0 + 300 * DAY), 6);
+	/* A new clock (resolved, then out of date again) starts with none. */
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.ok, &f.in4,
+					    T0 + 301 * DAY, &s),
+			 TES_CHANGE_RESOLVED);
+	/* resolved servers are never Stale */
+	assert_false(tes_server_stale(&s, &f.pol, T0 + 600 * DAY));
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + 600 * DAY),
+			 TES_STATUS_RESOLVED);
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4,
+					    T0 + 302 * DAY, &s),
+			 TES_CHANGE_REDETECTED);
+	assert_int_equal(s.stale_seconds, 0);
+}
+
+/* A pause during a stale period is not counted twice. */
+static void test_ageing_with_pause(void **state)
+{
+	struct fx f;
+	struct tes_server s;
+
+	(void)state;
+	fx_init(&f, T0);
+	f.pol.stale_after_days = 35;
+	f.pol.forget_after_days = 0; /* never */
+	f.ten.pause.start = T0 + 50 * DAY;
+	f.ten.pause.end = T0 + 60 * DAY;
+	s = f.srv;
+	assert_int_equal(tes_server_forget_at(&s, &f.pol), INT64_MAX);
+	assert_int_equal(tes_server_paused_seconds(&s, &f.ten, T0 + 200 * DAY), 10 * DAY);
+	assert_int_equal(tes_server_stale_seconds(&s, &f.ten, &f.pol, T0 + 200 * DAY), 155 * DAY);
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, T0 + 200 * DAY), 35 * DAY);
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4,
+					    T0 + 200 * DAY, &s),
+			 TES_CHANGE_SEEN);
+	assert_int_equal(s.stale_seconds, 155 * DAY);
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, T0 + 201 * DAY), 36 * DAY);
+	/* Stale takes precedence over Paused in the status. */
+	s.last_seen = T0;
+	s.stale_seconds = 0;
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + 55 * DAY), TES_STATUS_STALE);
+	/* ageing off: never Stale */
+	f.pol.stale_after_days = 0;
+	assert_false(tes_server_stale(&s, &f.pol, T0 + 3000 * DAY));
+	assert_int_equal(tes_server_stale_at(&s, &f.pol), INT64_MAX);
+}
+
+/* A source's seen times: updated per source, the least recently seen
+ * dropped when a fifth appears. */
+static void test_source_seen(void **state)
+{
+	struct fx f;
+	struct tes_server s;
+	char a[64];
+
+	(void)state;
+	fx_init(&f, T0);
+	s = f.srv;
+	assert_int_equal(s.source_seen[0], T0);
+	for (int i = 1; i <= 3; i++) {
+		snprintf(a, sizeof(a), "2001:db8:100::%d", i);
+		struct tes_addr src = addr(a);
+
+		assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &src,
+						    T0 + i * DAY, &s),
+				 TES_CHANGE_SEEN);
+	}
+	/* in4 again, later: now the most recent; ::1 is the least recent. */
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4,
+					    T0 + 10 * DAY, &s),
+			 TES_CHANGE_SEEN);
+	assert_int_equal(s.source_seen[0], T0 + 10 * DAY);
+	/* an older sighting does not move it back */
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4,
+					    T0 + 5 * DAY, &s),
+			 TES_CHANGE_SEEN);
+	assert_int_equal(s.source_seen[0], T0 + 10 * DAY);
+	struct tes_addr fifth = addr("2001:db8:100::5");
+
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &fifth,
+					    T0 + 11 * DAY, &s),
+			 TES_CHANGE_SEEN);
+	assert_int_equal(s.nsources, TES_SERVER_SOURCES_MAX);
+	for (int i = 0; i < TES_SERVER_SOURCES_MAX; i++) {
+		tes_addr_format(&s.sources[i], a, sizeof(a));
+		assert_string_not_equal(a, "2001:db8:100::1");
+	}
+	assert_true(tes_addr_equal(&s.sources[0], &f.in4));
+	assert_true(tes_addr_equal(&s.sources[3], &fifth));
+	assert_int_equal(s.source_seen[3], T0 + 11 * DAY);
+}
+
+/* ---- issue 13: shared sources ---- */
+
+static void carried(struct tes_carried *c, const struct tes_server *s, const struct fx *f,
+		    int64_t seen)
+{
+	c->s = s;
+	c->t = &f->ten;
+	c->seen = seen;
+}
+
+static void test_decide_carried(void **state)
+{
+	struct fx f, g;
+	struct tes_server ok, thr;
+	struct tes_carried c[4];
+	struct tes_verdict v, one;
+	/* day 95, minute 2: the first server is at stage 8 */
+	int64_t now = T0 + 95 * DAY + 2 * MIN;
+
+	(void)state;
+	fx_init(&f, T0);
+	fx_init(&g, T0 + 50 * DAY); /* stage 3 on day 95: throttled 10 min */
+	thr = g.srv;
+	assert_int_equal(tes_server_observe(NULL, 7, "ok.bear.local", &f.ten, &f.pol, &f.ok, &f.in4,
+					    T0 + 94 * DAY, &ok),
+			 TES_CHANGE_TRACKED);
+
+	/* One server: its own verdict. */
+	carried(&c[0], &f.srv, &f, T0 + 95 * DAY);
+	tes_decide_carried(c, 1, &f.pol, now, &f.in4, false, &v);
+	tes_decide(&f.srv, &f.ten, &f.pol, now, &f.in4, NULL, false, &one);
+	expect_reply(&v, TES_BLOCK, 60, now, "one blocked");
+	assert_int_equal(v.stage, 8);
+	assert_true(tes_verdict_full_block(&v));
+	/* stage 8 never ends; the source stops counting it after carried_days */
+	assert_int_equal(one.until, INT64_MAX);
+	assert_int_equal(v.until, T0 + 95 * DAY + (int64_t)f.pol.carried_days * DAY);
+
+	/* With a compliant one behind the same address: read the headers. */
+	carried(&c[1], &ok, &f, T0 + 94 * DAY);
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	expect_reply(&v, TES_ACCEPT, 0, now, "blocked + compliant");
+	assert_int_equal(v.reason, TES_REASON_SHARED_SOURCE);
+	assert_string_equal(tes_reason_name(v.reason), "shared-source");
+	assert_false(tes_verdict_full_block(&v));
+	/* ... until the compliant one stops counting (carried_days). */
+	assert_int_equal(v.until, T0 + 94 * DAY + (int64_t)f.pol.carried_days * DAY);
+	c[1].seen = now - (int64_t)f.pol.carried_days * DAY;
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	expect_reply(&v, TES_BLOCK, 60, now, "compliant one too old");
+	/* unknown seen time (0): always counts */
+	c[1].seen = 0;
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.reason, TES_REASON_SHARED_SOURCE);
+	/* a server not on record counts as one that answers */
+	carried(&c[1], NULL, &f, T0 + 94 * DAY);
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_ACCEPT);
+
+	/* Blocked and throttled: refusals of different kinds, so read. */
+	carried(&c[1], &thr, &g, T0 + 94 * DAY);
+	tes_decide(&thr, &g.ten, &g.pol, now, &f.in4, NULL, false, &one);
+	expect_reply(&one, TES_THROTTLE, 10, now, "stage 3");
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_SHARED_SOURCE);
+
+	/* Two blocked of different stages: the most lenient speaks. */
+	struct fx h;
+
+	fx_init(&h, T0 + 20 * DAY); /* day 75: stage 6, blocked 10 min */
+	carried(&c[1], &h.srv, &h, T0 + 94 * DAY);
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	expect_reply(&v, TES_BLOCK, 10, now, "stage 8 + stage 6");
+	assert_int_equal(v.stage, 6);
+	assert_false(tes_verdict_full_block(&v));
+	/* minute 12: stage 6's window is over, so it answers: read */
+	tes_decide_carried(c, 2, &f.pol, now + 10 * MIN, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_SHARED_SOURCE);
+
+	/* full_block = drop: DROP only when every one drops. */
+	f.pol.full_block = TES_FULL_BLOCK_DROP;
+	tes_decide_carried(c, 1, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_DROP);
+	struct fx k;
+
+	fx_init(&k, T0 + 1 * DAY); /* day 94: stage 8 as well */
+	carried(&c[1], &k.srv, &k, T0 + 94 * DAY);
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_DROP);
+	carried(&c[1], &h.srv, &h, T0 + 94 * DAY);
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_BLOCK);
+	assert_int_equal(v.minutes, 10);
+
+	/* Nothing recent: an unknown source. */
+	c[0].seen = now - 200 * DAY;
+	tes_decide_carried(c, 1, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_UNKNOWN_SERVER);
+	tes_decide_carried(c, 0, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.reason, TES_REASON_UNKNOWN_SERVER);
+	assert_int_equal(v.until, INT64_MAX);
+}
+
+static void test_probe_due(void **state)
+{
+	struct tes_policy p;
+
+	(void)state;
+	tes_policy_default(&p);
+	assert_int_equal(tes_probe_due_at(&p, T0), T0 + 3600);
+	p.probe_interval_min = 15;
+	assert_int_equal(tes_probe_due_at(&p, T0), T0 + 900);
+	p.probe_interval_min = 0;
+	assert_int_equal(tes_probe_due_at(&p, T0), INT64_MAX);
+	assert_string_equal(tes_reason_name(TES_REASON_PROBE), "probe");
+	/* recent: up to carried_days after, exclusive; 0 always */
+	tes_policy_default(&p);
+	assert_true(tes_carried_recent(T0, &p, T0 + 120 * DAY - 1));
+	assert_false(tes_carried_recent(T0, &p, T0 + 120 * DAY));
+	assert_true(tes_carried_recent(0, &p, T0 + 9000 * DAY));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1165,6 +1465,11 @@ int main(void)
 		cmocka_unit_test(test_report),
 		cmocka_unit_test(test_custom_stage_table),
 		cmocka_unit_test(test_extreme_inputs),
+		cmocka_unit_test(test_ageing_stale_and_resume),
+		cmocka_unit_test(test_ageing_with_pause),
+		cmocka_unit_test(test_source_seen),
+		cmocka_unit_test(test_decide_carried),
+		cmocka_unit_test(test_probe_due),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
