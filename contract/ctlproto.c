@@ -398,6 +398,9 @@ json_t *ctl_tenant_to_json(const struct tes_tenant *t)
 		      (json_int_t)t->pause.start, "end", (json_int_t)t->pause.end, "paused_before",
 		      (json_int_t)t->pause.paused_before, "year", (int)t->pause.year, "days_used",
 		      (int)t->pause.days_used);
+	/* optional: only a tenant at its cap says so */
+	if (j && t->at_server_cap)
+		json_object_set_new(j, "at_server_cap", json_true());
 	return j;
 }
 
@@ -417,6 +420,7 @@ int ctl_tenant_from_json(const json_t *j, struct tes_tenant *out, struct ctl_err
 	t.id = (uint32_t)x;
 	if (ctl_get_strbuf(j, "name", t.name, sizeof(t.name), err))
 		return -1;
+	t.at_server_cap = json_is_true(json_object_get(j, "at_server_cap"));
 	conns = json_object_get(j, "connectors");
 	if (conns) {
 		size_t i;

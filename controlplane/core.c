@@ -63,6 +63,33 @@ void cp_server_changed(struct cp *cp, uint32_t slot, int64_t now)
 	esc_arm(cp);
 }
 
+void cp_tenant_cap_check(struct cp *cp, uint32_t tenant_id)
+{
+	struct tes_tenant *t = tenant_id ? cp_tenant_find(&cp->st, tenant_id) : NULL;
+	bool at;
+
+	if (!t)
+		return;
+	at = cp_tenant_servers(&cp->st, tenant_id) >= cp->policy.servers_per_tenant;
+	if (at == t->at_server_cap)
+		return;
+	t->at_server_cap = at;
+	if (at)
+		cp_warn("tenant %u (%s) reached its cap of %u servers: new servers are not tracked"
+			" (tes_servers_not_tracked_total)",
+			t->id, t->name, cp->policy.servers_per_tenant);
+	else
+		cp_info("tenant %u (%s) is below its cap of %u servers again", t->id, t->name,
+			cp->policy.servers_per_tenant);
+	gw_push_tenant(cp, t);
+}
+
+void cp_tenant_caps_check(struct cp *cp)
+{
+	for (size_t i = 0; i < cp->st.ntenants; i++)
+		cp_tenant_cap_check(cp, cp->st.tenants[i].id);
+}
+
 int64_t cp_seen_granularity(const struct cp *cp)
 {
 	int64_t g = 3600, probe = (int64_t)cp->policy.probe_interval_min * 60;
@@ -94,6 +121,7 @@ void cp_server_forget(struct cp *cp, uint32_t slot, const char *why)
 	cp_server_delete(&cp->st, slot);
 	cp_xdp_request(cp);
 	gw_broadcast(cp, ctl_delete_server_msg(s.tenant_id, s.fqdn));
+	cp_tenant_cap_check(cp, s.tenant_id);
 	/* A flood of evictions writes in batches, not one commit each, and
 	 * the list of rows to delete stays bounded. */
 	if (cp->st.npending_del >= 4096)
@@ -138,6 +166,7 @@ int cp_load_state(struct cp *cp)
 		return -1;
 	}
 	cp_untrusted_rebuild(&cp->st);
+	cp_tenant_caps_check(cp);
 	cp_info("state: %zu tenants, %u servers (schema version %d)", cp->st.ntenants, cp->st.nlive,
 		store_schema_version(cp->store));
 	return 0;
@@ -609,6 +638,7 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 			c->stored = !lazy;
 			if (lazy)
 				cp_server_mark_dirty(&cp->st, slot);
+			cp_tenant_cap_check(cp, ns.tenant_id);
 		}
 	}
 	if (ch == TES_CHANGE_FIRST)

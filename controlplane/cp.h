@@ -167,6 +167,11 @@ int64_t cp_server_next_event(struct cp *cp, const struct tes_server *s, int64_t 
 /* Forget a server now (ageing, eviction): its row goes at the next flush,
  * gateways get a delete.  why names it in the log and the event log. */
 void cp_server_forget(struct cp *cp, uint32_t slot, const char *why);
+/* Recompute whether a tenant (or every tenant) is at its server cap and
+ * tell the gateways when that changed (they then stop reporting servers
+ * they have no record of for it: enfstate_sighting_wanted). */
+void cp_tenant_cap_check(struct cp *cp, uint32_t tenant_id);
+void cp_tenant_caps_check(struct cp *cp);
 /* Seconds a server's last-seen time or a source's seen time must move
  * before it is pushed to the gateways on its own. */
 int64_t cp_seen_granularity(const struct cp *cp);

@@ -253,6 +253,9 @@ static void on_flush(struct cp *cp, struct cp_watch *w, uint32_t events)
 	if (read(w->fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		cp_debug("flush timer: %s", strerror(errno));
 	cp_flush_dirty(cp);
+	/* Resets, deletions and policy loads change who is at a cap too: the
+	 * gateways hear of it within flush_seconds. */
+	cp_tenant_caps_check(cp);
 }
 
 int esc_init(struct cp *cp)

@@ -112,6 +112,11 @@ struct tes_tenant {
 	unsigned nconnectors;
 	struct tes_connector connectors[TES_TENANT_CONNECTORS_MAX];
 	struct tes_pause pause;
+	/* The tenant has as many servers on record as the policy's
+	 * servers_per_tenant allows: a new one is not tracked, so gateways
+	 * need not report servers they have no record of.  Derived by
+	 * tescontrol (not stored); false unless it says so. */
+	bool at_server_cap;
 };
 
 /* Index of the first connector of t that matches, or -1. */

@@ -151,7 +151,10 @@ struct enfstate {
 	uint64_t policy_gen, catalog_gen;
 	uint64_t sync_gen;   /* writer only */
 	size_t index_errors; /* source nodes the writer could not publish */
-	uint64_t probes;     /* claimed by readers (atomic; rare) */
+	/* Some tenant is at its server cap (atomic; the writer rescans the few
+	 * tenants after each change), so the common case costs one load. */
+	bool any_capped;
+	uint64_t probes; /* claimed by readers (atomic; rare) */
 };
 
 /* caa_container_of, through void * so that clang's -Wcast-align accepts it:
@@ -797,20 +800,43 @@ bool enfstate_source_del(struct enfstate *st, const struct tes_addr *src)
 	return len != 0 && tbl_del(st, T_SOURCES, kb, len);
 }
 
+/* Writer: whether any tenant is at its cap now. */
+static void rescan_capped(struct enfstate *st)
+{
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *ln;
+	bool any = false;
+
+	rcu_read_lock();
+	cds_lfht_for_each (st->t[T_TENANTS].ht, &it, ln) {
+		const struct tes_tenant *t = node_val(container_of(ln, struct enode, ln));
+
+		any = any || t->at_server_cap;
+	}
+	rcu_read_unlock();
+	__atomic_store_n(&st->any_capped, any, __ATOMIC_RELAXED);
+}
+
 int enfstate_tenant_put(struct enfstate *st, const struct tes_tenant *t)
 {
 	uint8_t kb[4];
+	int rc;
 
 	put_le32(kb, t->id);
-	return tbl_put(st, T_TENANTS, kb, sizeof(kb), t, sizeof(*t));
+	rc = tbl_put(st, T_TENANTS, kb, sizeof(kb), t, sizeof(*t));
+	rescan_capped(st);
+	return rc;
 }
 
 bool enfstate_tenant_del(struct enfstate *st, uint32_t tenant_id)
 {
 	uint8_t kb[4];
+	bool rc;
 
 	put_le32(kb, tenant_id);
-	return tbl_del(st, T_TENANTS, kb, sizeof(kb));
+	rc = tbl_del(st, T_TENANTS, kb, sizeof(kb));
+	rescan_capped(st);
+	return rc;
 }
 
 int enfstate_policy_set(struct enfstate *st, const struct tes_policy *pol)
@@ -889,6 +915,7 @@ size_t enfstate_sync_end(struct enfstate *st)
 	/* Sources: what no server put or removal touched since sync_begin. */
 	n += tbl_sweep(st, T_SOURCES, st->sync_gen);
 	n += tbl_sweep(st, T_TENANTS, st->sync_gen);
+	rescan_capped(st);
 	return n;
 }
 
@@ -1167,6 +1194,25 @@ bool enfstate_decide_source(struct enfstate *st, const struct tes_addr *src, uin
 	}
 	rcu_read_unlock();
 	return v != NULL;
+}
+
+enum enfstate_sighting enfstate_sighting_kind(struct enfstate *st, uint32_t tenant_id,
+					      const char *fqdn)
+{
+	const struct tes_tenant *t;
+	enum enfstate_sighting k = ENFSTATE_SIGHTING_KNOWN;
+
+	rcu_read_lock();
+	if (server_in(st, tenant_id, fqdn) == NULL) {
+		k = ENFSTATE_SIGHTING_NEW;
+		if (__atomic_load_n(&st->any_capped, __ATOMIC_RELAXED)) {
+			t = tenant_in(st, tenant_id);
+			if (t != NULL && t->at_server_cap)
+				k = ENFSTATE_SIGHTING_CAPPED;
+		}
+	}
+	rcu_read_unlock();
+	return k;
 }
 
 enum tes_scope enfstate_scope(struct enfstate *st)

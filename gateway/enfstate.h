@@ -245,6 +245,17 @@ void enfstate_decide(struct enfstate *st, uint32_t tenant_id, const char *fqdn,
 bool enfstate_decide_source(struct enfstate *st, const struct tes_addr *src, uint32_t tenant_id,
 			    int64_t now, bool via_connector, struct tes_verdict *out);
 
+/* What a sighting of (tenant_id, fqdn) would be to tescontrol: a server on
+ * record, a new one, or a new one of a tenant tescontrol says is at its cap
+ * (it would not be tracked: not worth sending). */
+enum enfstate_sighting {
+	ENFSTATE_SIGHTING_KNOWN,
+	ENFSTATE_SIGHTING_NEW,
+	ENFSTATE_SIGHTING_CAPPED,
+};
+enum enfstate_sighting enfstate_sighting_kind(struct enfstate *st, uint32_t tenant_id,
+					      const char *fqdn);
+
 /* The policy's scope (cheaper than copying the policy). */
 enum tes_scope enfstate_scope(struct enfstate *st);
 

@@ -1173,8 +1173,7 @@ static void test_ageing_stale_and_resume(void **state)
 	assert_int_equal(v.until, T0 + 34 * DAY + 5 * MIN);
 	/* Stale: reported, not enforced at MAIL FROM, nothing scheduled. */
 	assert_true(tes_server_stale(&s, &f.pol, T0 + 35 * DAY));
-	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + 35 * DAY),
-			 TES_STATUS_STALE);
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + 35 * DAY), TES_STATUS_STALE);
 	assert_string_equal(tes_status_name(TES_STATUS_STALE), "Stale");
 	assert_int_equal(tes_server_next_change(&s, &f.ten, &f.pol, T0 + 35 * DAY), INT64_MAX);
 	tes_decide(&s, &f.ten, &f.pol, T0 + 100 * DAY + 2 * MIN, &f.in4, NULL, false, &v);
@@ -1193,7 +1192,7 @@ static void test_ageing_stale_and_resume(void **state)
 	assert_int_equal(r.forget_at, T0 + 365 * DAY);
 	assert_true(r.has_throttle_date);
 	assert_int_equal(r.throttle_enabled, T0 + 30 * DAY); /* passed: known */
-	assert_false(r.has_block_date);                     /* to come: unknown */
+	assert_false(r.has_block_date);                      /* to come: unknown */
 	assert_false(r.has_next);
 	assert_int_equal(r.stale_seconds, 165 * DAY);
 
@@ -1227,9 +1226,9 @@ static void test_ageing_stale_and_resume(void **state)
 	assert_int_equal(s.stale_seconds, (165 + 65) * DAY);
 	assert_int_equal(tes_server_stage(&s, &f.ten, &f.pol, T0 + 300 * DAY), 6);
 	/* A new clock (resolved, then out of date again) starts with none. */
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.ok, &f.in4,
-					    T0 + 301 * DAY, &s),
-			 TES_CHANGE_RESOLVED);
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.ok, &f.in4, T0 + 301 * DAY, &s),
+		TES_CHANGE_RESOLVED);
 	/* resolved servers are never Stale */
 	assert_false(tes_server_stale(&s, &f.pol, T0 + 600 * DAY));
 	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + 600 * DAY),
@@ -1293,20 +1292,20 @@ static void test_source_seen(void **state)
 				 TES_CHANGE_SEEN);
 	}
 	/* in4 again, later: now the most recent; ::1 is the least recent. */
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4,
-					    T0 + 10 * DAY, &s),
-			 TES_CHANGE_SEEN);
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4, T0 + 10 * DAY, &s),
+		TES_CHANGE_SEEN);
 	assert_int_equal(s.source_seen[0], T0 + 10 * DAY);
 	/* an older sighting does not move it back */
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4,
-					    T0 + 5 * DAY, &s),
-			 TES_CHANGE_SEEN);
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4, T0 + 5 * DAY, &s),
+		TES_CHANGE_SEEN);
 	assert_int_equal(s.source_seen[0], T0 + 10 * DAY);
 	struct tes_addr fifth = addr("2001:db8:100::5");
 
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &fifth,
-					    T0 + 11 * DAY, &s),
-			 TES_CHANGE_SEEN);
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &fifth, T0 + 11 * DAY, &s),
+		TES_CHANGE_SEEN);
 	assert_int_equal(s.nsources, TES_SERVER_SOURCES_MAX);
 	for (int i = 0; i < TES_SERVER_SOURCES_MAX; i++) {
 		tes_addr_format(&s.sources[i], a, sizeof(a));
