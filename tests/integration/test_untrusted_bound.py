@@ -170,13 +170,16 @@ class Bounded(unittest.TestCase):
     def gw_servers(self):
         return self.p.gw_metric('tes_enforcement_table_entries{table="servers"}')
 
+    def gw_sources(self):
+        return self.p.gw_metric('tes_enforcement_table_entries{table="sources"}')
+
     def test_connectors_scope_over_no_connector(self):
         self.start()
         commits0 = self.run_flood(["127.0.0.9"], "c")
         p = self.p
         # the gateway counted every forged sighting and sent none
         self.assertEqual(p.gw_metric("tes_sightings_untrusted_total"), ROUNDS + MAX_MESSAGES)
-        self.assertEqual(self.gw_servers(), 1)
+        self.assertEqual((self.gw_servers(), self.gw_sources()), (1, 1))
         # tescontrol kept nothing of it: one commit, the legitimate one
         self.assertEqual(self.commits_since(commits0), 1)
         self.assertEqual(p.tc_metric("tes_first_detections_total"), 1)
@@ -218,6 +221,7 @@ class Bounded(unittest.TestCase):
             by_prefix[src] = by_prefix.get(src, 0) + 1
         self.assertTrue(all(n <= 16 for n in by_prefix.values()), by_prefix)
         self.assertEqual(self.gw_servers(), 65)
+        self.assertLessEqual(self.gw_sources(), 6)  # the five flooding addresses and the legit one
         self.no_connector_sighting_lost()
         self.legit_committed_and_enforced()
         rows = self.p.stop(count_rows=True)
@@ -240,7 +244,7 @@ class Bounded(unittest.TestCase):
                          + p.gw_metric("tes_sightings_capped_total")
                          + p.gw_metric("tes_sightings_limited_total"), ROUNDS + MAX_MESSAGES - 50)
         self.assertIn("tenant 1 (Flooder) reached its cap of 50 servers", p.tc.log_text())
-        self.assertEqual(self.gw_servers(), 51)
+        self.assertEqual((self.gw_servers(), self.gw_sources()), (51, 2))
         self.no_connector_sighting_lost()
         self.legit_committed_and_enforced()
         # a full cap refuses nothing the connector carries: a new server of
