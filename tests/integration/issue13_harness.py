@@ -11,7 +11,6 @@ processes started here are signalled, by PID.
 """
 import os
 import smtplib
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -218,24 +217,8 @@ class Pair:
         return len([n for n in os.listdir(new) if n.endswith(".eml")]) \
             if os.path.isdir(new) else 0
 
-    def connect_times_out(self, source, timeout=1.5):
-        """True when a TCP connect from source gets no answer (dropped)."""
-        s = socket.socket()
-        s.bind((source, 0))
-        s.settimeout(timeout)
-        try:
-            s.connect(("127.0.0.1", self.gw.port))
-        except (socket.timeout, TimeoutError):
-            return True
-        except OSError:
-            return False
-        finally:
-            s.close()
-        return False
-
 
 def run(test_classes):
-    global TESGATE
     if len(sys.argv) < 2:
         print(f"usage: {sys.argv[0]} TESGATE", file=sys.stderr)
         sys.exit(2)
