@@ -248,9 +248,8 @@ static void render_control(struct prom_buf *b, const struct gw_metrics_src *s)
 		" tescontrol)",
 		cs.sightings_limited);
 	counter(b, "tes_sightings_capped_total",
-		"Exchange sightings of servers not on record of a tenant at its server cap: "
-		"counted,"
-		" not sent to tescontrol",
+		"Exchange sightings of servers not on record of a tenant at its server cap:"
+		" counted, not sent to tescontrol",
 		cs.sightings_capped);
 
 	enfstate_stats(s->st, &es);
