@@ -362,7 +362,7 @@ static inline __attribute__((always_inline)) unsigned do_op(enum op op, const st
 	case OP_SERVER:
 		return enfstate_lookup_server(st, r->tenant, r->fqdn, &s);
 	case OP_SOURCE:
-		return enfstate_source_drop(st, &r->src);
+		return enfstate_source_drop(st, &r->src, T_NOW);
 	default:
 		enfstate_decide(st, r->tenant, r->fqdn, &r->src, &det, T_NOW + 600, false, &v);
 		return v.action != TES_ACCEPT;

@@ -413,6 +413,9 @@ json_t *ctl_tenant_to_json(const struct tes_tenant *t)
 		      (json_int_t)t->pause.start, "end", (json_int_t)t->pause.end, "paused_before",
 		      (json_int_t)t->pause.paused_before, "year", (int)t->pause.year, "days_used",
 		      (int)t->pause.days_used);
+	/* optional: only a tenant at its cap says so */
+	if (j && t->at_server_cap)
+		json_object_set_new(j, "at_server_cap", json_true());
 	return j;
 }
 
@@ -432,6 +435,7 @@ int ctl_tenant_from_json(const json_t *j, struct tes_tenant *out, struct ctl_err
 	t.id = (uint32_t)x;
 	if (ctl_get_strbuf(j, "name", t.name, sizeof(t.name), err))
 		return -1;
+	t.at_server_cap = json_is_true(json_object_get(j, "at_server_cap"));
 	conns = json_object_get(j, "connectors");
 	if (conns) {
 		size_t i;
@@ -539,16 +543,28 @@ static json_t *addr_json(const struct tes_addr *a)
 
 json_t *ctl_server_to_json(const struct tes_server *s)
 {
-	json_t *src = json_array();
+	json_t *src = json_array(), *seen = json_array(), *j;
 
-	for (unsigned i = 0; i < s->nsources && i < TES_SERVER_SOURCES_MAX; i++)
+	for (unsigned i = 0; i < s->nsources && i < TES_SERVER_SOURCES_MAX; i++) {
 		json_array_append_new(src, addr_json(&s->sources[i]));
-	return json_pack("{s:I, s:s, s:o, s:s, s:b, s:I, s:I, s:I, s:I, s:o}", "tenant",
-			 (json_int_t)s->tenant_id, "fqdn", s->fqdn, "build", build_json(&s->build),
-			 "family", ex_family_name(s->family), "resolved", s->resolved,
-			 "first_detected", (json_int_t)s->first_detected, "last_seen",
-			 (json_int_t)s->last_seen, "resolved_at", (json_int_t)s->resolved_at,
-			 "pause_base", (json_int_t)s->pause_base, "sources", src);
+		json_array_append_new(seen, json_integer((json_int_t)s->source_seen[i]));
+	}
+	j = json_pack("{s:I, s:s, s:o, s:s, s:b, s:I, s:I, s:I, s:I, s:o}", "tenant",
+		      (json_int_t)s->tenant_id, "fqdn", s->fqdn, "build", build_json(&s->build),
+		      "family", ex_family_name(s->family), "resolved", s->resolved,
+		      "first_detected", (json_int_t)s->first_detected, "last_seen",
+		      (json_int_t)s->last_seen, "resolved_at", (json_int_t)s->resolved_at,
+		      "pause_base", (json_int_t)s->pause_base, "sources", src);
+	/* Optional members (a gateway of the first release ignores them). */
+	if (j) {
+		json_object_set_new(j, "source_seen", seen);
+		if (s->stale_seconds)
+			json_object_set_new(j, "stale_seconds",
+					    json_integer((json_int_t)s->stale_seconds));
+	} else {
+		json_decref(seen);
+	}
+	return j;
 }
 
 static int get_fqdn(const json_t *j, char *buf, struct ctl_error *err)
@@ -598,6 +614,25 @@ int ctl_server_from_json(const json_t *j, struct tes_server *out, struct ctl_err
 		}
 		s.nsources = (uint8_t)json_array_size(src);
 	}
+	src = json_object_get(j, "source_seen");
+	if (src) {
+		if (!json_is_array(src) || json_array_size(src) != s.nsources) {
+			seterr(err, "\"source_seen\" must be an array with one time per source");
+			return -1;
+		}
+		json_array_foreach(src, i, a)
+		{
+			if (!json_is_integer(a) || json_integer_value(a) < 0 ||
+			    json_integer_value(a) > TES_TIME_MAX) {
+				seterr(err, "\"source_seen\"[%zu] is not a time", i);
+				return -1;
+			}
+			s.source_seen[i] = (int64_t)json_integer_value(a);
+		}
+	}
+	if (json_object_get(j, "stale_seconds") &&
+	    ctl_get_int(j, "stale_seconds", 0, TES_TIME_MAX, &s.stale_seconds, err))
+		return -1;
 	*out = s;
 	return 0;
 }
@@ -834,20 +869,35 @@ int ctl_delete_from_json(const json_t *j, struct ctl_delete *out, struct ctl_err
 json_t *ctl_policy_msg(const char *text, const char *name, const char *version)
 {
 	json_t *j = ctl_msg_new(CTL_T_POLICY);
+	struct tes_policy pol;
+	char compat[8192];
+	int n;
 
 	json_object_set_new(j, "version", json_string(version));
 	json_object_set_new(j, "name", json_string(name));
-	json_object_set_new(j, "text", json_string(text));
+	/* "text" keeps the keys a gateway of the first release parses; the
+	 * whole file goes in "full_text", which such a gateway ignores (a
+	 * compatible change, docs/control-protocol.md). */
+	if (tes_policy_parse(text, strlen(text), name, &pol, NULL) == 0 &&
+	    (n = tes_policy_format_compat(&pol, compat, sizeof(compat))) > 0 &&
+	    (size_t)n < sizeof(compat)) {
+		json_object_set_new(j, "text", json_string(compat));
+		json_object_set_new(j, "full_text", json_string(text));
+	} else {
+		json_object_set_new(j, "text", json_string(text));
+	}
 	return j;
 }
 
 int ctl_policy_from_json(const json_t *j, struct tes_policy *out, struct ctl_error *err)
 {
 	struct tes_policy_error perr;
-	const json_t *text = json_object_get(j, "text");
+	const json_t *text = json_object_get(j, "full_text");
 	const char *name = json_string_value(json_object_get(j, "name"));
 	char msg[512];
 
+	if (!text)
+		text = json_object_get(j, "text");
 	if (!json_is_string(text)) {
 		seterr(err, "missing policy \"text\"");
 		return -1;
@@ -964,6 +1014,8 @@ const char *ctl_change_name(enum tes_change c)
 		return "seen";
 	case TES_CHANGE_INVALID:
 		return "invalid";
+	case TES_CHANGE_TRACKED:
+		return "tracked";
 	}
 	return "?";
 }

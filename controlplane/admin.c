@@ -21,6 +21,7 @@
 
 #define REPORT_PAGE_DEFAULT 1000
 #define REPORT_PAGE_MAX 2000
+#define REPORT_PAGE_BYTES (CTL_FRAME_MAX / 2)
 /* Replies waiting for a client to read them, at most: four of the largest
  * frames.  A client that keeps asking and never reads is cut off there
  * (as Redis's client-output-buffer-limit does), instead of growing
@@ -197,7 +198,10 @@ static json_t *server_json(struct cp *cp, const struct cp_server *c, int64_t now
 			    r.has_next ? json_integer(r.next_block_min) : json_null());
 	set_time(cp, o, "next_stage_start", r.has_next, r.next_stage_start);
 	set_time(cp, o, "last_seen", true, s->last_seen);
-	set_time(cp, o, "resolved_at", s->resolved, s->resolved_at);
+	set_time(cp, o, "resolved_at", s->resolved && !tes_server_compliant_only(s),
+		 s->resolved_at);
+	set_time(cp, o, "stale_since", r.status == TES_STATUS_STALE, r.stale_at);
+	set_time(cp, o, "forget_at", r.has_forget_at, r.forget_at);
 	if (detail) {
 		json_t *src = json_array();
 
@@ -283,6 +287,9 @@ static int cmd_report(struct cp *cp, const json_t *args, json_t **result, char *
 	int64_t tenant, offset, limit, now = cp_now(cp);
 	uint32_t *slots, n = 0;
 	json_t *arr, *o;
+	/* Servers compliant since first seen are tracked for the shared-source
+	 * decision, not reported unless asked for. */
+	bool all = json_is_true(json_object_get(args, "all"));
 
 	if (arg_int(args, "tenant", 0, UINT32_MAX, false, -1, &tenant, err, len) ||
 	    arg_int(args, "offset", 0, UINT32_MAX, false, 0, &offset, err, len) ||
@@ -301,19 +308,34 @@ static int cmd_report(struct cp *cp, const json_t *args, json_t **result, char *
 	for (uint32_t i = 0; i < cp->st.nslots; i++) {
 		const struct cp_server *c = cp_server_at(&cp->st, i);
 
-		if (c && (tenant < 0 || c->v.s.tenant_id == (uint32_t)tenant))
+		if (c && (tenant < 0 || c->v.s.tenant_id == (uint32_t)tenant) &&
+		    (all || !tes_server_compliant_only(&c->v.s)))
 			slots[n++] = i;
 	}
 	/* Sorted on every page: pages stay consistent while servers come
 	 * and go between requests, at O(n log n) per page. */
 	qsort_r(slots, n, sizeof(*slots), cmp_slots, &cp->st);
 	arr = json_array();
-	for (int64_t i = offset; i < n && i < offset + limit; i++)
-		json_array_append_new(arr, server_json(cp, &cp->st.srv[slots[i]], now, false));
+	/* A page ends at limit entries or at half a frame, whichever comes
+	 * first: an entry's size grows with what the report shows, and a
+	 * response that outgrew a frame could not be sent at all. */
+	int64_t end = offset;
+	size_t bytes = 0;
+
+	for (; end < n && end < offset + limit; end++) {
+		json_t *e = server_json(cp, &cp->st.srv[slots[end]], now, false);
+		size_t sz = json_dumpb(e, NULL, 0, JSON_COMPACT) + 1;
+
+		if (end > offset && bytes + sz > REPORT_PAGE_BYTES) {
+			json_decref(e);
+			break;
+		}
+		bytes += sz;
+		json_array_append_new(arr, e);
+	}
 	o = json_pack("{s:I, s:I, s:o}", "total", (json_int_t)n, "offset", (json_int_t)offset,
 		      "servers", arr);
-	json_object_set_new(o, "next_offset",
-			    offset + limit < n ? json_integer(offset + limit) : json_null());
+	json_object_set_new(o, "next_offset", end < n ? json_integer(end) : json_null());
 	json_object_set_new(o, "clock", cp_clock_json(cp));
 	free(slots);
 	*result = o;
@@ -880,9 +902,12 @@ static size_t plan_catalog(struct cp *cp, const struct catalog *cat, int64_t now
 		d.cls = cls.compliant ? TES_BUILD_COMPLIANT : TES_BUILD_VULNERABLE;
 		d.family = cls.family;
 		d.build = c->v.s.build;
-		ch = tes_server_observe(&c->v.s, c->v.s.tenant_id, c->v.s.fqdn, t, &d, NULL, when,
-					&ns);
-		if (ch != TES_CHANGE_RESOLVED && ch != TES_CHANGE_REDETECTED)
+		/* a tracked compliant server the new catalog finds vulnerable
+		 * is a first detection */
+		ch = tes_server_observe(&c->v.s, c->v.s.tenant_id, c->v.s.fqdn, t, &cp->policy, &d,
+					NULL, when, &ns);
+		if (ch != TES_CHANGE_RESOLVED && ch != TES_CHANGE_REDETECTED &&
+		    ch != TES_CHANGE_FIRST)
 			continue;
 		ns.last_seen = c->v.s.last_seen; /* nothing was seen */
 		cp_server_view(cp, &c->v.s, now, &ostage, &ost);
@@ -909,21 +934,28 @@ static void publish_plan(struct cp *cp, const struct planned *plan, size_t nplan
 {
 	for (size_t i = 0; i < nplan; i++) {
 		struct cp_server *c = cp_server_at(&cp->st, plan[i].slot);
+		const char *what = "re-detected", *event = "redetection";
 
+		if (plan[i].change == TES_CHANGE_RESOLVED) {
+			what = "resolved";
+			event = "resolved";
+			cp->counts.resolved++;
+		} else if (plan[i].change == TES_CHANGE_FIRST) {
+			/* a tracked compliant server the catalog now finds vulnerable */
+			what = "first detection";
+			event = "first_detection";
+			cp->counts.first++;
+		} else {
+			cp->counts.redetected++;
+		}
 		cp_info("%s: tenant %u server %s (%s): %s stage %u -> %s stage %u", why,
-			plan[i].v.s.tenant_id, plan[i].v.s.fqdn,
-			plan[i].change == TES_CHANGE_RESOLVED ? "resolved" : "re-detected",
+			plan[i].v.s.tenant_id, plan[i].v.s.fqdn, what,
 			tes_status_name(plan[i].old_status), plan[i].old_stage,
 			tes_status_name(plan[i].v.status_logged), plan[i].v.stage_logged);
 		c->v = plan[i].v;
 		c->dirty = false;
-		if (plan[i].change == TES_CHANGE_RESOLVED)
-			cp->counts.resolved++;
-		else
-			cp->counts.redetected++;
 		cp_evlog_server(
-			cp, plan[i].change == TES_CHANGE_RESOLVED ? "resolved" : "redetection",
-			&c->v.s, c->v.stage_logged, (enum tes_status)c->v.status_logged,
+			cp, event, &c->v.s, c->v.stage_logged, (enum tes_status)c->v.status_logged,
 			json_pack("{s:I, s:s, s:i}", "detected_at", (json_int_t)plan[i].when,
 				  "reason", why, "rule_line", (int)plan[i].rule_line));
 		gw_push_server(cp, plan[i].slot, now);
@@ -1213,7 +1245,7 @@ static int cmd_policy_load(struct cp *cp, const json_t *args, json_t **result, c
 
 static int cmd_status(struct cp *cp, const json_t *args, json_t **result, char *err, size_t len)
 {
-	unsigned by[5] = { 0 };
+	unsigned by[TES_STATUS_COUNT] = { 0 };
 	int64_t now = cp_now(cp);
 	json_t *o, *gws;
 
@@ -1228,7 +1260,7 @@ static int cmd_status(struct cp *cp, const json_t *args, json_t **result, char *
 		if (!c)
 			continue;
 		cp_server_view(cp, &c->v.s, now, &stage, &st);
-		if ((unsigned)st < 5)
+		if ((unsigned)st < TES_STATUS_COUNT)
 			by[st]++;
 	}
 	gws = gw_status_json(cp);
@@ -1239,6 +1271,10 @@ static int cmd_status(struct cp *cp, const json_t *args, json_t **result, char *
 		      "reporting", by[TES_STATUS_REPORTING], "throttling",
 		      by[TES_STATUS_THROTTLING], "blocking", by[TES_STATUS_BLOCKING], "resolved",
 		      by[TES_STATUS_RESOLVED], "paused", by[TES_STATUS_PAUSED]);
+	json_object_set_new(json_object_get(o, "servers"), "stale",
+			    json_integer(by[TES_STATUS_STALE]));
+	json_object_set_new(json_object_get(o, "servers"), "compliant",
+			    json_integer(by[TES_STATUS_COMPLIANT]));
 	json_object_set_new(o, "catalog",
 			    json_pack("{s:s, s:I}", "version", catalog_version(cp->catalog),
 				      "builds", (json_int_t)catalog_size(cp->catalog)));

@@ -40,19 +40,92 @@ void cp_server_view(const struct cp *cp, const struct tes_server *s, int64_t now
 	*status = tes_server_status(s, t, &cp->policy, now);
 }
 
+int64_t cp_server_next_event(struct cp *cp, const struct tes_server *s, int64_t now)
+{
+	int64_t next = tes_server_next_change(s, cp_server_tenant(cp, s), &cp->policy, now);
+	int64_t forget = tes_server_forget_at(s, &cp->policy);
+
+	if (forget < next)
+		next = forget;
+	if (next <= now)
+		next = now + 1;
+	return next;
+}
+
 void cp_server_changed(struct cp *cp, uint32_t slot, int64_t now)
 {
 	struct cp_server *c = cp_server_at(&cp->st, slot);
-	int64_t next;
 
 	cp_xdp_request(cp);
 	if (!c)
 		return;
-	next = tes_server_next_change(&c->v.s, cp_server_tenant(cp, &c->v.s), &cp->policy, now);
-	if (next <= now)
-		next = now + 1;
-	cp_sched_set(&cp->st, slot, next);
+	cp_sched_set(&cp->st, slot, cp_server_next_event(cp, &c->v.s, now));
 	esc_arm(cp);
+}
+
+void cp_tenant_cap_check(struct cp *cp, uint32_t tenant_id)
+{
+	struct tes_tenant *t = tenant_id ? cp_tenant_find(&cp->st, tenant_id) : NULL;
+	bool at;
+
+	if (!t)
+		return;
+	at = cp_tenant_servers(&cp->st, tenant_id) >= cp->policy.servers_per_tenant;
+	if (at == t->at_server_cap)
+		return;
+	t->at_server_cap = at;
+	if (at)
+		cp_warn("tenant %u (%s) reached its cap of %u servers: new servers are not tracked"
+			" (tes_servers_not_tracked_total)",
+			t->id, t->name, cp->policy.servers_per_tenant);
+	else
+		cp_info("tenant %u (%s) is below its cap of %u servers again", t->id, t->name,
+			cp->policy.servers_per_tenant);
+	gw_push_tenant(cp, t);
+}
+
+void cp_tenant_caps_check(struct cp *cp)
+{
+	for (size_t i = 0; i < cp->st.ntenants; i++)
+		cp_tenant_cap_check(cp, cp->st.tenants[i].id);
+}
+
+int64_t cp_seen_granularity(const struct cp *cp)
+{
+	int64_t g = 3600, probe = (int64_t)cp->policy.probe_interval_min * 60;
+
+	/* A probe's sighting is what tells other gateways a probe was made:
+	 * it must not wait longer than the interval. */
+	if (probe > 0 && probe < g)
+		g = probe;
+	return g;
+}
+
+void cp_server_forget(struct cp *cp, uint32_t slot, const char *why)
+{
+	struct cp_server *c = cp_server_at(&cp->st, slot);
+	struct tes_server s;
+
+	if (!c)
+		return;
+	s = c->v.s;
+	/* Forgetting promises nothing to anyone: the row goes with the next
+	 * batch (a crash before it forgets it again at start-up). */
+	if (c->stored && cp_pending_delete(&cp->st, s.tenant_id, s.fqdn))
+		cp_err("out of memory queueing the deletion of %s (it stays stored until it is"
+		       " forgotten again)",
+		       s.fqdn);
+	if (s.tenant_id != 0)
+		cp_evlog_server(cp, why, &s, c->v.stage_logged, (enum tes_status)c->v.status_logged,
+				NULL);
+	cp_server_delete(&cp->st, slot);
+	cp_xdp_request(cp);
+	gw_broadcast(cp, ctl_delete_server_msg(s.tenant_id, s.fqdn));
+	cp_tenant_cap_check(cp, s.tenant_id);
+	/* A flood of evictions writes in batches, not one commit each, and
+	 * the list of rows to delete stays bounded. */
+	if (cp->st.npending_del >= 4096)
+		cp_flush_dirty(cp);
 }
 
 /* ---- start-up ---- */
@@ -65,10 +138,19 @@ static int load_tenant(const struct tes_tenant *t, void *ctx)
 static int load_server(const struct store_server *v, void *ctx)
 {
 	struct cp *cp = ctx;
+	uint32_t slot;
+	struct cp_server *c;
 
 	if (cp_server_find(&cp->st, v->s.tenant_id, v->s.fqdn) != CP_NO_SLOT)
 		return 0; /* two spellings of one name: the key already merged them */
-	return cp_server_add(&cp->st, v) == CP_NO_SLOT ? -1 : 0;
+	slot = cp_server_add(&cp->st, v);
+	c = cp_server_at(&cp->st, slot);
+	if (!c)
+		return -1;
+	c->stored = true;
+	c->pushed_last_seen = v->s.last_seen;
+	memcpy(c->pushed_source_seen, v->s.source_seen, sizeof(c->pushed_source_seen));
+	return 0;
 }
 
 int cp_load_state(struct cp *cp)
@@ -77,10 +159,14 @@ int cp_load_state(struct cp *cp)
 		cp_err("loading tenants: %s", store_errmsg(cp->store));
 		return -1;
 	}
+	cp_untrusted_prefixes(&cp->st, cp->policy.untrusted_prefix_v4,
+			      cp->policy.untrusted_prefix_v6);
 	if (store_load_servers(cp->store, load_server, cp)) {
 		cp_err("loading servers: %s", store_errmsg(cp->store));
 		return -1;
 	}
+	cp_untrusted_rebuild(&cp->st);
+	cp_tenant_caps_check(cp);
 	cp_info("state: %zu tenants, %u servers (schema version %d)", cp->st.ntenants, cp->st.nlive,
 		store_schema_version(cp->store));
 	return 0;
@@ -336,6 +422,56 @@ static void log_detection(struct cp *cp, enum tes_change change, const struct te
 		cls->branch[0] ? cls->branch : "?", src, at, thr, blk);
 }
 
+/* Whether the update only moves seen times, and not far enough to tell the
+ * gateways on its own. */
+static bool seen_moved(const struct cp *cp, const struct cp_server *c, const struct tes_server *ns)
+{
+	int64_t g = cp_seen_granularity(cp);
+
+	if (ns->last_seen - c->pushed_last_seen >= g)
+		return true;
+	for (unsigned i = 0; i < ns->nsources && i < TES_SERVER_SOURCES_MAX; i++) {
+		if (ns->source_seen[i] - c->pushed_source_seen[i] >= g)
+			return true;
+	}
+	return false;
+}
+
+/* Room for a new tenant-0 server first seen from src: the least recently
+ * seen one of its prefix, then overall, goes when a cap is reached. */
+static void untrusted_make_room(struct cp *cp, const struct tes_addr *src)
+{
+	uint32_t n, slot;
+
+	cp_untrusted_prefixes(&cp->st, cp->policy.untrusted_prefix_v4,
+			      cp->policy.untrusted_prefix_v6);
+	for (int i = 0; i < 64; i++) {
+		slot = cp_untrusted_oldest_in(&cp->st, src, &n);
+		if (slot == CP_NO_SLOT || n < cp->policy.untrusted_per_prefix)
+			break;
+		cp->counts.untrusted_evicted++;
+		cp_server_forget(cp, slot, "evicted");
+	}
+	for (int i = 0; i < 64; i++) {
+		slot = cp_untrusted_oldest(&cp->st, &n);
+		if (slot == CP_NO_SLOT || n < cp->policy.untrusted_servers)
+			break;
+		cp->counts.untrusted_evicted++;
+		cp_server_forget(cp, slot, "evicted");
+	}
+}
+
+static void pending_cancel(struct cp_state *st, uint32_t tenant_id, const char *fqdn)
+{
+	for (size_t i = 0; i < st->npending_del;) {
+		if (st->pending_del[i].tenant_id == tenant_id &&
+		    strcasecmp(st->pending_del[i].fqdn, fqdn) == 0)
+			st->pending_del[i] = st->pending_del[--st->npending_del];
+		else
+			i++;
+	}
+}
+
 int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_change *change,
 		      char *msg, size_t len)
 {
@@ -348,6 +484,7 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 	int64_t now = cp_now(cp), when;
 	enum tes_change ch;
 	uint64_t n;
+	bool untrusted = in->tenant_id == 0;
 
 	*change = TES_CHANGE_NONE;
 	n = in->count ? in->count : 1;
@@ -358,6 +495,12 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 			snprintf(msg, len, "unknown tenant %u", in->tenant_id);
 			return -1;
 		}
+	}
+	/* Mail over no connector is never enforced under this scope, so
+	 * nothing of it is kept: what a forged header names costs a counter. */
+	if (untrusted && cp->policy.scope == TES_SCOPE_CONNECTORS) {
+		cp->counts.untrusted_ignored += n;
+		return 0;
 	}
 	/* A sighting may arrive late (queued while tescontrol was down), never
 	 * from the future: a gateway clock ahead of ours must not push a
@@ -381,7 +524,30 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 			 in->fqdn, ctl_class_name(in->cls), ctl_class_name(d.cls));
 	slot = cp_server_find(&cp->st, in->tenant_id, in->fqdn);
 	c = cp_server_at(&cp->st, slot);
-	ch = tes_server_observe(c ? &c->v.s : NULL, in->tenant_id, in->fqdn, t, &d,
+	if (!c) {
+		/* A new name.  A tenant's own connector fills only its own cap
+		 * and nothing it carries is refused for it; mail over no
+		 * connector competes for the bounded table. */
+		if (!untrusted &&
+		    cp_tenant_servers(&cp->st, in->tenant_id) >= cp->policy.servers_per_tenant) {
+			cp->counts.not_tracked += n;
+			if (now - cp->cap_logged_at >= 60 || now < cp->cap_logged_at) {
+				cp->cap_logged_at = now;
+				cp_warn("tenant %u (%s) is at its cap of %u servers: %s and any "
+					"other"
+					" new server is not tracked "
+					"(tes_servers_not_tracked_total)",
+					in->tenant_id, t ? t->name : "-",
+					cp->policy.servers_per_tenant, in->fqdn);
+			}
+			return 0;
+		}
+		if (untrusted && cp->policy.untrusted_servers == 0) {
+			cp->counts.not_tracked += n;
+			return 0;
+		}
+	}
+	ch = tes_server_observe(c ? &c->v.s : NULL, in->tenant_id, in->fqdn, t, &cp->policy, &d,
 				in->source.family != TES_ADDR_NONE ? &in->source : NULL, when, &ns);
 	*change = ch;
 	switch (ch) {
@@ -391,11 +557,23 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 		snprintf(msg, len, "invalid server name");
 		return -1;
 	case TES_CHANGE_SEEN: {
-		bool announce =
-			ex_build_cmp(&c->v.s.build, &ns.build) != 0 || !same_sources(&c->v.s, &ns);
+		bool back = c->v.status_logged == TES_STATUS_STALE ||
+			    ns.stale_seconds != c->v.s.stale_seconds;
+		bool announce = ex_build_cmp(&c->v.s.build, &ns.build) != 0 ||
+				!same_sources(&c->v.s, &ns) || back || seen_moved(cp, c, &ns);
 
 		c->v.s = ns;
 		cp_server_mark_dirty(&cp->st, slot);
+		if (untrusted)
+			cp_untrusted_touch(&cp->st, slot);
+		if (back) {
+			/* Seen again: its clock resumes; say so and push it. */
+			esc_evaluate(cp, slot, now, "seen again");
+			esc_arm(cp);
+		}
+		/* Only moving times later, a sighting leaves the escalation
+		 * queue alone: an entry due too early is looked at and
+		 * queued again. */
 		if (announce) {
 			gw_push_server(cp, slot, now);
 			cp_xdp_request(cp); /* a new source of a dropped server */
@@ -405,6 +583,7 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 	case TES_CHANGE_FIRST:
 	case TES_CHANGE_REDETECTED:
 	case TES_CHANGE_RESOLVED:
+	case TES_CHANGE_TRACKED:
 		break;
 	}
 
@@ -412,53 +591,77 @@ int cp_apply_sighting(struct cp *cp, const struct ctl_sighting *in, enum tes_cha
 		struct store_server v;
 		unsigned stage;
 		enum tes_status status;
+		/* Only what a connector carried is promised durable before the
+		 * ack: tenant 0's table and servers that were never vulnerable
+		 * go with the next batch, so that a stream of new names costs
+		 * no synchronous write each. */
+		bool lazy = untrusted || ch == TES_CHANGE_TRACKED;
 
 		memset(&v, 0, sizeof(v));
 		v.s = ns;
 		cp_server_view(cp, &ns, now, &stage, &status);
 		v.stage_logged = (uint8_t)stage;
 		v.status_logged = (uint8_t)status;
-		/* Durable before anyone hears of it: the ack, the push to the
-		 * gateways and any report all come after this commit. */
-		if (store_put_server(cp->store, &v)) {
-			cp->counts.store_errors++;
-			cp_err("storing %s of %s: %s", ctl_change_name(ch), in->fqdn,
-			       store_errmsg(cp->store));
-			snprintf(msg, len, "tescontrol could not store the change; send it again");
-			return -1;
+		if (!lazy) {
+			/* Durable before anyone hears of it: the ack, the push to
+			 * the gateways and any report all come after this
+			 * commit. */
+			pending_cancel(&cp->st, ns.tenant_id, ns.fqdn);
+			if (store_put_server(cp->store, &v)) {
+				cp->counts.store_errors++;
+				cp_err("storing %s of %s: %s", ctl_change_name(ch), in->fqdn,
+				       store_errmsg(cp->store));
+				snprintf(msg, len,
+					 "tescontrol could not store the change; send it again");
+				return -1;
+			}
 		}
 		if (c) {
 			c->v = v;
 			c->dirty = false;
+			if (!lazy)
+				c->stored = true;
+			else
+				cp_server_mark_dirty(&cp->st, slot);
+			if (untrusted)
+				cp_untrusted_touch(&cp->st, slot);
 		} else {
+			if (untrusted)
+				untrusted_make_room(cp, &in->source);
 			slot = cp_server_add(&cp->st, &v);
-			if (slot == CP_NO_SLOT) {
-				cp_err("out of memory adding server %s (it is stored; a restart"
-				       " loads it)",
-				       in->fqdn);
+			c = cp_server_at(&cp->st, slot);
+			if (!c) {
+				cp_err("out of memory adding server %s%s", in->fqdn,
+				       lazy ? "" : " (it is stored; a restart loads it)");
 				snprintf(msg, len, "tescontrol is out of memory");
 				return -1;
 			}
+			c->stored = !lazy;
+			if (lazy)
+				cp_server_mark_dirty(&cp->st, slot);
+			cp_tenant_cap_check(cp, ns.tenant_id);
 		}
 	}
 	if (ch == TES_CHANGE_FIRST)
 		cp->counts.first++;
 	else if (ch == TES_CHANGE_REDETECTED)
 		cp->counts.redetected++;
-	else
+	else if (ch == TES_CHANGE_RESOLVED)
 		cp->counts.resolved++;
-	log_detection(cp, ch, &ns, &cls, in, when);
-	{
-		const struct cp_server *c2 = cp_server_at(&cp->st, slot);
-
-		if (c2)
-			cp_evlog_server(cp,
-					ch == TES_CHANGE_FIRST        ? "first_detection"
-					: ch == TES_CHANGE_REDETECTED ? "redetection"
-								      : "resolved",
-					&c2->v.s, c2->v.stage_logged,
-					(enum tes_status)c2->v.status_logged,
-					json_pack("{s:I}", "detected_at", (json_int_t)when));
+	else
+		cp->counts.tracked++;
+	/* Untrusted input does not get to write a line per new name. */
+	if (untrusted || ch == TES_CHANGE_TRACKED) {
+		cp_debug("%s: tenant %u server %s from %s", ctl_change_name(ch), in->tenant_id,
+			 in->fqdn, in->source.family != TES_ADDR_NONE ? "a source" : "-");
+	} else {
+		log_detection(cp, ch, &ns, &cls, in, when);
+		cp_evlog_server(cp,
+				ch == TES_CHANGE_FIRST        ? "first_detection"
+				: ch == TES_CHANGE_REDETECTED ? "redetection"
+							      : "resolved",
+				&c->v.s, c->v.stage_logged, (enum tes_status)c->v.status_logged,
+				json_pack("{s:I}", "detected_at", (json_int_t)when));
 	}
 	gw_push_server(cp, slot, now);
 	cp_server_changed(cp, slot, now);

@@ -58,10 +58,16 @@ struct cp_counts {
 	uint64_t sightings_by_class[CP_SIGHT_N];
 	uint64_t sightings_refused;
 	uint64_t stage_entered[TES_STAGE_COUNT + 1]; /* [stage] */
-	uint64_t status_entered[5];                  /* [enum tes_status] */
-	uint64_t timer_armed;                        /* timerfd set to a new deadline */
-	uint64_t timer_fired;                        /* timerfd expiries */
-	uint64_t escalations_due;                    /* servers evaluated off the queue */
+	uint64_t status_entered[TES_STATUS_COUNT];   /* [enum tes_status] */
+	/* Issue 13: bounds on what untrusted input can make us keep. */
+	uint64_t untrusted_ignored; /* scope connectors: sightings over no connector */
+	uint64_t not_tracked;       /* new servers of a tenant at its cap */
+	uint64_t untrusted_evicted; /* tenant-0 servers evicted at a cap */
+	uint64_t tracked;           /* compliant servers first seen */
+	uint64_t forgotten;         /* servers forgotten after forget_after */
+	uint64_t timer_armed;       /* timerfd set to a new deadline */
+	uint64_t timer_fired;       /* timerfd expiries */
+	uint64_t escalations_due;   /* servers evaluated off the queue */
 	uint64_t pauses, resumes, resets;
 	struct prom_hist commit; /* store commit latency, seconds */
 };
@@ -110,6 +116,8 @@ struct cp {
 	struct cp_watch metrics_tick;
 	int evlog_fd; /* -1: no event log */
 
+	int64_t cap_logged_at; /* the last "tenant at its cap" warning */
+
 	struct cp_xdp *xdp;       /* NULL: xdp_interfaces is empty */
 	struct cp_watch xdp_tick; /* the one-second mark-and-sweep */
 	bool xdp_pending;         /* state changed since the last sync */
@@ -156,6 +164,20 @@ void cp_server_view(const struct cp *cp, const struct tes_server *s, int64_t now
 const struct tes_tenant *cp_server_tenant(struct cp *cp, const struct tes_server *s);
 /* Stage/status/next change after a durable change to a server. */
 void cp_server_changed(struct cp *cp, uint32_t slot, int64_t now);
+/* When the escalation next has to look at a server: its next stage or
+ * status change, or when it is to be forgotten. */
+int64_t cp_server_next_event(struct cp *cp, const struct tes_server *s, int64_t now);
+/* Forget a server now (ageing, eviction): its row goes at the next flush,
+ * gateways get a delete.  why names it in the log and the event log. */
+void cp_server_forget(struct cp *cp, uint32_t slot, const char *why);
+/* Recompute whether a tenant (or every tenant) is at its server cap and
+ * tell the gateways when that changed (they then stop reporting servers
+ * they have no record of for it: enfstate_sighting_wanted). */
+void cp_tenant_cap_check(struct cp *cp, uint32_t tenant_id);
+void cp_tenant_caps_check(struct cp *cp);
+/* Seconds a server's last-seen time or a source's seen time must move
+ * before it is pushed to the gateways on its own. */
+int64_t cp_seen_granularity(const struct cp *cp);
 /* FNV-1a based version string for a text document. */
 void cp_doc_version(const char *a, size_t alen, const char *b, size_t blen, char *out, size_t len);
 

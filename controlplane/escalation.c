@@ -87,6 +87,18 @@ void esc_evaluate(struct cp *cp, uint32_t slot, int64_t now, const char *why)
 	cp_xdp_request(cp);
 	if (!c)
 		return;
+	if (now >= tes_server_forget_at(&c->v.s, &cp->policy)) {
+		char when[40];
+
+		fmt_time(cp, c->v.s.last_seen, when, sizeof(when));
+		if (c->v.s.tenant_id != 0)
+			cp_info("forgotten: tenant %u server %s, not seen since %s (forget_after %u"
+				" days)",
+				c->v.s.tenant_id, c->v.s.fqdn, when, cp->policy.forget_after_days);
+		cp->counts.forgotten++;
+		cp_server_forget(cp, slot, "forgotten");
+		return;
+	}
 	t = cp_server_tenant(cp, &c->v.s);
 	stage = tes_server_stage(&c->v.s, t, &cp->policy, now);
 	status = tes_server_status(&c->v.s, t, &cp->policy, now);
@@ -94,7 +106,7 @@ void esc_evaluate(struct cp *cp, uint32_t slot, int64_t now, const char *why)
 		log_changes(cp, c, stage, status, now, why);
 		if (stage != c->v.stage_logged && stage <= TES_STAGE_COUNT)
 			cp->counts.stage_entered[stage]++;
-		if (status != c->v.status_logged && (unsigned)status < 5)
+		if (status != c->v.status_logged && (unsigned)status < TES_STATUS_COUNT)
 			cp->counts.status_entered[status]++;
 		cp_evlog_server(cp, stage != c->v.stage_logged ? "stage_change" : "status_change",
 				&c->v.s, stage, status,
@@ -111,9 +123,7 @@ void esc_evaluate(struct cp *cp, uint32_t slot, int64_t now, const char *why)
 		cp_server_mark_dirty(&cp->st, slot);
 		gw_push_server(cp, slot, now);
 	}
-	next = tes_server_next_change(&c->v.s, t, &cp->policy, now);
-	if (next <= now)
-		next = now + 1;
+	next = cp_server_next_event(cp, &c->v.s, now);
 	cp_sched_set(&cp->st, slot, next);
 }
 
@@ -196,10 +206,17 @@ int cp_flush_dirty(struct cp *cp)
 	struct cp_state *st = &cp->st;
 	size_t n = 0;
 
-	if (!st->ndirty)
+	if (!st->ndirty && !st->npending_del)
 		return 0;
 	if (store_begin(cp->store))
 		goto fail;
+	/* Deletions first: a server forgotten and seen again since the last
+	 * flush is deleted and written anew. */
+	for (size_t i = 0; i < st->npending_del; i++) {
+		if (store_delete_server(cp->store, st->pending_del[i].tenant_id,
+					st->pending_del[i].fqdn))
+			goto fail;
+	}
 	for (size_t i = 0; i < st->ndirty; i++) {
 		struct cp_server *c = cp_server_at(st, st->dirty[i]);
 
@@ -214,17 +231,21 @@ int cp_flush_dirty(struct cp *cp)
 	for (size_t i = 0; i < st->ndirty; i++) {
 		struct cp_server *c = cp_server_at(st, st->dirty[i]);
 
-		if (c)
+		if (c && c->dirty) {
 			c->dirty = false;
+			c->stored = true;
+		}
 	}
+	cp_debug("flushed %zu servers, deleted %zu", n, st->npending_del);
 	st->ndirty = 0;
-	cp_debug("flushed %zu servers", n);
+	st->npending_del = 0;
 	return 0;
 fail:
 	store_rollback(cp->store);
 	cp->counts.store_errors++;
-	cp_err("writing last-seen times and sources of %zu servers: %s (will retry)", st->ndirty,
-	       store_errmsg(cp->store));
+	cp_err("writing last-seen times and sources of %zu servers, %zu deletions: %s (will"
+	       " retry)",
+	       st->ndirty, st->npending_del, store_errmsg(cp->store));
 	return -1;
 }
 
@@ -236,6 +257,9 @@ static void on_flush(struct cp *cp, struct cp_watch *w, uint32_t events)
 	if (read(w->fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		cp_debug("flush timer: %s", strerror(errno));
 	cp_flush_dirty(cp);
+	/* Resets, deletions and policy loads change who is at a cap too: the
+	 * gateways hear of it within flush_seconds. */
+	cp_tenant_caps_check(cp);
 }
 
 int esc_init(struct cp *cp)

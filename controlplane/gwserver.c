@@ -457,7 +457,13 @@ void gw_push_server(struct cp *cp, uint32_t slot, int64_t now)
 	unsigned stage;
 	enum tes_status status;
 
-	if (!c || !cp->gws)
+	if (!c)
+		return;
+	/* What every gateway now has (one that syncs later gets the current
+	 * values anyway). */
+	c->pushed_last_seen = c->v.s.last_seen;
+	memcpy(c->pushed_source_seen, c->v.s.source_seen, sizeof(c->pushed_source_seen));
+	if (!cp->gws)
 		return;
 	cp_server_view(cp, &c->v.s, now, &stage, &status);
 	gw_broadcast(cp, ctl_server_msg(&c->v.s, stage, status, now));

@@ -42,8 +42,9 @@ void cp_metrics_commit(void *ctx, double seconds)
 }
 
 /* Status label values: lower case, as Prometheus labels usually are. */
-static const char *const status_label[5] = { "reporting", "throttling", "blocking", "resolved",
-					     "paused" };
+static const char *const status_label[TES_STATUS_COUNT] = {
+	"reporting", "throttling", "blocking", "resolved", "paused", "stale", "compliant",
+};
 
 struct gw_sample {
 	char name[128];
@@ -122,7 +123,7 @@ out:
 static void render(struct cp *cp, struct prom_buf *b)
 {
 	const struct cp_counts *k = &cp->counts;
-	uint64_t by[5] = { 0 };
+	uint64_t by[TES_STATUS_COUNT] = { 0 };
 	int64_t now = cp_now(cp);
 	unsigned ngw = 0;
 	char num[24];
@@ -135,11 +136,11 @@ static void render(struct cp *cp, struct prom_buf *b)
 		if (!c)
 			continue;
 		cp_server_view(cp, &c->v.s, now, &stage, &st);
-		if ((unsigned)st < 5)
+		if ((unsigned)st < TES_STATUS_COUNT)
 			by[st]++;
 	}
 	prom_family(b, "tes_servers", "gauge", "Known on-premises Exchange servers by status");
-	for (int s = 0; s < 5; s++)
+	for (int s = 0; s < TES_STATUS_COUNT; s++)
 		prom_sample(b, "tes_servers", "status", status_label[s], by[s]);
 
 	prom_family(b, "tes_stage_changes_total", "counter",
@@ -150,7 +151,7 @@ static void render(struct cp *cp, struct prom_buf *b)
 	}
 	prom_family(b, "tes_status_changes_total", "counter",
 		    "Servers announced as having entered a status");
-	for (int s = 0; s < 5; s++)
+	for (int s = 0; s < TES_STATUS_COUNT; s++)
 		prom_sample(b, "tes_status_changes_total", "status", status_label[s],
 			    k->status_entered[s]);
 
@@ -220,6 +221,40 @@ static void render(struct cp *cp, struct prom_buf *b)
 	}
 	prom_family(b, "tes_tenants", "gauge", "Tenants configured");
 	prom_sample(b, "tes_tenants", NULL, NULL, cp->st.ntenants);
+
+	/* Issue 13: what untrusted input can make tescontrol keep. */
+	prom_family(b, "tes_tenant_servers", "gauge",
+		    "Servers on record for the tenant (compliant ones included)");
+	for (size_t i = 0; i < cp->st.ntenants; i++) {
+		const struct tes_tenant *t = &cp->st.tenants[i];
+
+		prom_printf(b, "tes_tenant_servers{tenant=\"%u\",tenant_name=\"", t->id);
+		prom_label_value(b, t->name);
+		prom_printf(b, "\"} %u\n", cp_tenant_servers(&cp->st, t->id));
+	}
+	prom_family(b, "tes_tenant_server_cap", "gauge",
+		    "Servers a tenant may have on record (limits.servers_per_tenant)");
+	prom_sample(b, "tes_tenant_server_cap", NULL, NULL, cp->policy.servers_per_tenant);
+	prom_family(b, "tes_servers_not_tracked_total", "counter",
+		    "Sightings of new servers not tracked because their tenant was at its cap"
+		    " (or, for mail over no connector, untrusted_servers is 0)");
+	prom_sample(b, "tes_servers_not_tracked_total", NULL, NULL, k->not_tracked);
+	prom_family(b, "tes_sightings_untrusted_ignored_total", "counter",
+		    "Sightings in mail over no connector, counted and dropped under scope"
+		    " connectors");
+	prom_sample(b, "tes_sightings_untrusted_ignored_total", NULL, NULL, k->untrusted_ignored);
+	prom_family(b, "tes_untrusted_servers", "gauge",
+		    "Servers seen in mail over no connector on record (scope all; bounded)");
+	prom_sample(b, "tes_untrusted_servers", NULL, NULL, cp->st.nuntrusted);
+	prom_family(b, "tes_untrusted_evictions_total", "counter",
+		    "Servers of mail over no connector forgotten at a cap (least recently seen)");
+	prom_sample(b, "tes_untrusted_evictions_total", NULL, NULL, k->untrusted_evicted);
+	prom_family(b, "tes_servers_tracked_total", "counter",
+		    "Servers first seen with a compliant build (tracked without a clock)");
+	prom_sample(b, "tes_servers_tracked_total", NULL, NULL, k->tracked);
+	prom_family(b, "tes_servers_forgotten_total", "counter",
+		    "Servers forgotten after forget_after days without a sighting");
+	prom_sample(b, "tes_servers_forgotten_total", NULL, NULL, k->forgotten);
 
 	{
 		json_t *gws = gw_status_json(cp);

@@ -2,6 +2,7 @@
 #include "controlplane/state.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -47,9 +48,15 @@ int cp_state_init(struct cp_state *st)
 	}
 	st->nbuckets = 1024;
 	st->buckets = malloc(st->nbuckets * sizeof(*st->buckets));
-	if (!st->buckets)
+	st->nprefix_buckets = 256;
+	st->prefix_buckets = malloc(st->nprefix_buckets * sizeof(*st->prefix_buckets));
+	if (!st->buckets || !st->prefix_buckets)
 		return -1;
 	memset(st->buckets, 0xff, st->nbuckets * sizeof(*st->buckets));
+	memset(st->prefix_buckets, 0xff, st->nprefix_buckets * sizeof(*st->prefix_buckets));
+	st->lru_head = st->lru_tail = CP_NO_SLOT;
+	st->prefix_v4 = 24;
+	st->prefix_v6 = 48;
 	return 0;
 }
 
@@ -61,6 +68,11 @@ void cp_state_free(struct cp_state *st)
 	free(st->tenants);
 	free(st->heap);
 	free(st->dirty);
+	free(st->prefixes);
+	free(st->prefix_free);
+	free(st->prefix_buckets);
+	free(st->tcounts);
+	free(st->pending_del);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -133,6 +145,295 @@ void cp_tenant_delete(struct cp_state *st, uint32_t id)
 	}
 }
 
+/* ---- servers per tenant ---- */
+
+static struct cp_tenant_count *tcount_slot(struct cp_state *st, uint32_t id, bool add)
+{
+	uint32_t mask, i;
+
+	if (add && (st->ntcounts + 1) * 2 > st->captcounts) {
+		uint32_t ncap = st->captcounts ? st->captcounts * 2 : 16;
+		struct cp_tenant_count *n = calloc(ncap, sizeof(*n));
+
+		if (!n)
+			return NULL;
+		for (uint32_t k = 0; k < st->captcounts; k++) {
+			if (!st->tcounts[k].used)
+				continue;
+			for (i = (st->tcounts[k].id * 2654435761u) & (ncap - 1); n[i].used;
+			     i = (i + 1) & (ncap - 1))
+				;
+			n[i] = st->tcounts[k];
+		}
+		free(st->tcounts);
+		st->tcounts = n;
+		st->captcounts = ncap;
+	}
+	if (!st->captcounts)
+		return NULL;
+	mask = st->captcounts - 1;
+	for (i = (id * 2654435761u) & mask; st->tcounts[i].used; i = (i + 1) & mask) {
+		if (st->tcounts[i].id == id)
+			return &st->tcounts[i];
+	}
+	if (!add)
+		return NULL;
+	st->tcounts[i].used = true;
+	st->tcounts[i].id = id;
+	st->tcounts[i].n = 0;
+	st->ntcounts++;
+	return &st->tcounts[i];
+}
+
+uint32_t cp_tenant_servers(const struct cp_state *st, uint32_t tenant_id)
+{
+	struct cp_tenant_count *c = tcount_slot((struct cp_state *)st, tenant_id, false);
+
+	return c ? c->n : 0;
+}
+
+/* ---- tenant 0: prefixes and least-recently-seen lists ---- */
+
+static struct tes_addr prefix_of(const struct cp_state *st, const struct tes_addr *src)
+{
+	struct tes_addr net;
+	unsigned bits;
+
+	memset(&net, 0, sizeof(net));
+	if (!src || (src->family != TES_ADDR_V4 && src->family != TES_ADDR_V6))
+		return net;
+	net.family = src->family;
+	bits = src->family == TES_ADDR_V4 ? st->prefix_v4 : st->prefix_v6;
+	for (unsigned i = 0; i < bits / 8; i++)
+		net.a[i] = src->a[i];
+	if (bits % 8)
+		net.a[bits / 8] = (uint8_t)(src->a[bits / 8] & (0xff << (8 - bits % 8)));
+	return net;
+}
+
+static uint32_t prefix_bucket(const struct cp_state *st, const struct tes_addr *net)
+{
+	const struct siphash_key key = { st->seed[1], st->seed[0] };
+
+	return (uint32_t)(siphash24(&key, net, sizeof(*net)) & (st->nprefix_buckets - 1));
+}
+
+static uint32_t prefix_find(const struct cp_state *st, const struct tes_addr *net)
+{
+	for (uint32_t i = st->prefix_buckets[prefix_bucket(st, net)]; i != CP_NO_SLOT;
+	     i = st->prefixes[i].hnext) {
+		if (memcmp(&st->prefixes[i].net, net, sizeof(*net)) == 0)
+			return i;
+	}
+	return CP_NO_SLOT;
+}
+
+static uint32_t prefix_get(struct cp_state *st, const struct tes_addr *net)
+{
+	uint32_t i = prefix_find(st, net), b;
+
+	if (i != CP_NO_SLOT)
+		return i;
+	if (st->nprefix_free) {
+		i = st->prefix_free[--st->nprefix_free];
+	} else {
+		size_t cap = st->capprefixes;
+
+		if (!grow((void **)&st->prefixes, &cap, (size_t)st->nprefixes + 1,
+			  sizeof(*st->prefixes)))
+			return CP_NO_SLOT;
+		st->capprefixes = (uint32_t)cap;
+		i = st->nprefixes++;
+	}
+	memset(&st->prefixes[i], 0, sizeof(st->prefixes[i]));
+	st->prefixes[i].net = *net;
+	st->prefixes[i].head = st->prefixes[i].tail = CP_NO_SLOT;
+	st->prefixes[i].live = true;
+	b = prefix_bucket(st, net);
+	st->prefixes[i].hnext = st->prefix_buckets[b];
+	st->prefix_buckets[b] = i;
+	return i;
+}
+
+static void prefix_put(struct cp_state *st, uint32_t i)
+{
+	struct cp_prefix *p = &st->prefixes[i];
+	uint32_t *pp;
+
+	if (p->count)
+		return;
+	for (pp = &st->prefix_buckets[prefix_bucket(st, &p->net)]; *pp != CP_NO_SLOT;
+	     pp = &st->prefixes[*pp].hnext) {
+		if (*pp == i) {
+			*pp = p->hnext;
+			break;
+		}
+	}
+	p->live = false;
+	{
+		size_t cap = st->capprefix_free;
+
+		/* Without memory for the free list the entry is merely never
+		 * reused. */
+		if (grow((void **)&st->prefix_free, &cap, (size_t)st->nprefix_free + 1,
+			 sizeof(uint32_t))) {
+			st->capprefix_free = (uint32_t)cap;
+			st->prefix_free[st->nprefix_free++] = i;
+		}
+	}
+}
+
+static void lru_unlink(struct cp_state *st, uint32_t slot)
+{
+	struct cp_server *c = &st->srv[slot];
+	struct cp_prefix *p = &st->prefixes[c->prefix];
+
+	if (c->lru_prev != CP_NO_SLOT)
+		st->srv[c->lru_prev].lru_next = c->lru_next;
+	else
+		st->lru_head = c->lru_next;
+	if (c->lru_next != CP_NO_SLOT)
+		st->srv[c->lru_next].lru_prev = c->lru_prev;
+	else
+		st->lru_tail = c->lru_prev;
+	if (c->plru_prev != CP_NO_SLOT)
+		st->srv[c->plru_prev].plru_next = c->plru_next;
+	else
+		p->head = c->plru_next;
+	if (c->plru_next != CP_NO_SLOT)
+		st->srv[c->plru_next].plru_prev = c->plru_prev;
+	else
+		p->tail = c->plru_prev;
+	c->lru_prev = c->lru_next = c->plru_prev = c->plru_next = CP_NO_SLOT;
+}
+
+static void lru_push_head(struct cp_state *st, uint32_t slot)
+{
+	struct cp_server *c = &st->srv[slot];
+	struct cp_prefix *p = &st->prefixes[c->prefix];
+
+	c->lru_prev = CP_NO_SLOT;
+	c->lru_next = st->lru_head;
+	if (st->lru_head != CP_NO_SLOT)
+		st->srv[st->lru_head].lru_prev = slot;
+	else
+		st->lru_tail = slot;
+	st->lru_head = slot;
+	c->plru_prev = CP_NO_SLOT;
+	c->plru_next = p->head;
+	if (p->head != CP_NO_SLOT)
+		st->srv[p->head].plru_prev = slot;
+	else
+		p->tail = slot;
+	p->head = slot;
+}
+
+/* A new tenant-0 server joins its prefix as the most recently seen; false
+ * without memory for a new prefix (then it is not in the lists). */
+static bool untrusted_link(struct cp_state *st, uint32_t slot)
+{
+	struct cp_server *c = &st->srv[slot];
+	struct tes_addr net = prefix_of(st, c->v.s.nsources ? &c->v.s.sources[0] : NULL);
+	uint32_t p = prefix_get(st, &net);
+
+	c->prefix = p;
+	if (p == CP_NO_SLOT)
+		return false;
+	st->prefixes[p].count++;
+	st->nuntrusted++;
+	lru_push_head(st, slot);
+	return true;
+}
+
+static void untrusted_unlink(struct cp_state *st, uint32_t slot)
+{
+	struct cp_server *c = &st->srv[slot];
+	uint32_t p = c->prefix;
+
+	if (p == CP_NO_SLOT)
+		return;
+	lru_unlink(st, slot);
+	st->prefixes[p].count--;
+	st->nuntrusted--;
+	prefix_put(st, p);
+	c->prefix = CP_NO_SLOT;
+}
+
+void cp_untrusted_prefixes(struct cp_state *st, unsigned v4, unsigned v6)
+{
+	st->prefix_v4 = (uint8_t)(v4 <= 32 ? v4 : 32);
+	st->prefix_v6 = (uint8_t)(v6 <= 128 ? v6 : 128);
+}
+
+void cp_untrusted_touch(struct cp_state *st, uint32_t slot)
+{
+	struct cp_server *c = cp_server_at(st, slot);
+
+	if (!c || c->v.s.tenant_id != 0 || c->prefix == CP_NO_SLOT)
+		return;
+	lru_unlink(st, slot);
+	lru_push_head(st, slot);
+}
+
+uint32_t cp_untrusted_oldest(const struct cp_state *st, uint32_t *count)
+{
+	if (count)
+		*count = st->nuntrusted;
+	return st->lru_tail;
+}
+
+uint32_t cp_untrusted_oldest_in(const struct cp_state *st, const struct tes_addr *src,
+				uint32_t *count)
+{
+	struct tes_addr net = prefix_of(st, src);
+	uint32_t p = prefix_find(st, &net);
+
+	if (count)
+		*count = p == CP_NO_SLOT ? 0 : st->prefixes[p].count;
+	return p == CP_NO_SLOT ? CP_NO_SLOT : st->prefixes[p].tail;
+}
+
+static int cmp_seen(const void *a, const void *b, void *ctx)
+{
+	const struct cp_state *st = ctx;
+	int64_t x = st->srv[*(const uint32_t *)a].v.s.last_seen;
+	int64_t y = st->srv[*(const uint32_t *)b].v.s.last_seen;
+
+	return x < y ? -1 : x > y;
+}
+
+void cp_untrusted_rebuild(struct cp_state *st)
+{
+	uint32_t *slots = malloc(((size_t)st->nuntrusted + 1) * sizeof(*slots));
+	uint32_t n = 0;
+
+	if (!slots)
+		return; /* the insertion order stands in for it */
+	for (uint32_t i = st->lru_head; i != CP_NO_SLOT && n < st->nuntrusted;
+	     i = st->srv[i].lru_next)
+		slots[n++] = i;
+	qsort_r(slots, n, sizeof(*slots), cmp_seen, st);
+	/* oldest first, each pushed to the head: the newest ends up there */
+	for (uint32_t i = 0; i < n; i++) {
+		lru_unlink(st, slots[i]);
+		lru_push_head(st, slots[i]);
+	}
+	free(slots);
+}
+
+int cp_pending_delete(struct cp_state *st, uint32_t tenant_id, const char *fqdn)
+{
+	struct cp_pending_delete *d;
+
+	if (!grow((void **)&st->pending_del, &st->cappending_del, st->npending_del + 1,
+		  sizeof(*st->pending_del)))
+		return -1;
+	d = &st->pending_del[st->npending_del++];
+	d->tenant_id = tenant_id;
+	snprintf(d->fqdn, sizeof(d->fqdn), "%s", fqdn);
+	return 0;
+}
+
 /* ---- servers ---- */
 
 uint32_t cp_server_find(struct cp_state *st, uint32_t tenant_id, const char *fqdn)
@@ -176,7 +477,11 @@ static int rehash(struct cp_state *st, uint32_t nbuckets)
 
 uint32_t cp_server_add(struct cp_state *st, const struct store_server *v)
 {
+	struct cp_tenant_count *tc = tcount_slot(st, v->s.tenant_id, true);
 	uint32_t slot;
+
+	if (!tc)
+		return CP_NO_SLOT;
 
 	if (st->nlive + 1 > st->nbuckets && st->nbuckets < (1u << 30))
 		rehash(st, st->nbuckets * 2); /* on failure, chains just get longer */
@@ -196,8 +501,14 @@ uint32_t cp_server_add(struct cp_state *st, const struct store_server *v)
 	st->srv[slot].v = *v;
 	st->srv[slot].live = true;
 	st->srv[slot].next_change = INT64_MAX;
+	st->srv[slot].lru_prev = st->srv[slot].lru_next = CP_NO_SLOT;
+	st->srv[slot].plru_prev = st->srv[slot].plru_next = CP_NO_SLOT;
+	st->srv[slot].prefix = CP_NO_SLOT;
 	link_slot(st, slot);
 	st->nlive++;
+	tc->n++;
+	if (v->s.tenant_id == 0)
+		untrusted_link(st, slot);
 	return slot;
 }
 
@@ -214,6 +525,14 @@ void cp_server_delete(struct cp_state *st, uint32_t slot)
 			*pp = c->hnext;
 			break;
 		}
+	}
+	if (c->v.s.tenant_id == 0)
+		untrusted_unlink(st, slot);
+	{
+		struct cp_tenant_count *tc = tcount_slot(st, c->v.s.tenant_id, false);
+
+		if (tc && tc->n)
+			tc->n--;
 	}
 	c->live = false;
 	c->dirty = false;

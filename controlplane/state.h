@@ -11,6 +11,13 @@
  * through a hash table keyed with a random seed, because the FQDNs come
  * from mail headers that senders write.
  *
+ * Servers of tenant 0 (mail over no connector, scope "all") form a bounded
+ * table: they are also linked into two lists in the order they were last
+ * seen, one of all of them and one per source prefix (the prefix of the
+ * first source they were seen from), so that the least recently seen one
+ * can be evicted in O(1) when a cap is reached.  Servers of every tenant
+ * are counted per tenant for the per-tenant cap.
+ *
  * Threads: one thread (tescontrol's event loop) owns a struct cp_state.
  */
 #ifndef TES_CONTROLPLANE_STATE_H
@@ -29,7 +36,33 @@ struct cp_server {
 	int64_t next_change; /* INT64_MAX when nothing is scheduled */
 	uint32_t hnext;      /* hash chain: next slot, or CP_NO_SLOT */
 	bool live;
-	bool dirty; /* changed in memory, not yet written (last_seen, sources) */
+	bool dirty;  /* changed in memory, not yet written (last_seen, sources) */
+	bool stored; /* the store has a row for it (some are written lazily) */
+	/* What the gateways were last sent of last_seen and the sources' seen
+	 * times: an update that only moves those is sent once it moved far
+	 * enough (core.c). */
+	int64_t pushed_last_seen;
+	int64_t pushed_source_seen[TES_SERVER_SOURCES_MAX];
+	/* Tenant 0 only: least recently seen order, all and per prefix. */
+	uint32_t lru_prev, lru_next;
+	uint32_t plru_prev, plru_next;
+	uint32_t prefix; /* index in prefixes */
+};
+
+/* A source prefix of tenant-0 servers. */
+struct cp_prefix {
+	struct tes_addr net; /* masked; family NONE for servers without a source */
+	uint32_t count;
+	uint32_t head, tail; /* most and least recently seen */
+	uint32_t hnext;
+	bool live;
+};
+
+/* Servers per tenant (tenants are few; ids come from the tenant table). */
+struct cp_tenant_count {
+	uint32_t id;
+	uint32_t n;
+	bool used;
 };
 
 struct cp_heap_entry {
@@ -56,6 +89,29 @@ struct cp_state {
 
 	uint32_t *dirty;
 	size_t ndirty, capdirty;
+
+	/* Tenant 0's bounded table. */
+	uint32_t lru_head, lru_tail; /* most and least recently seen */
+	uint32_t nuntrusted;
+	struct cp_prefix *prefixes;
+	uint32_t nprefixes, capprefixes;
+	uint32_t *prefix_free;
+	uint32_t nprefix_free, capprefix_free;
+	uint32_t *prefix_buckets;
+	uint32_t nprefix_buckets; /* a power of two */
+	uint8_t prefix_v4, prefix_v6;
+
+	struct cp_tenant_count *tcounts;
+	uint32_t ntcounts, captcounts; /* open addressing, captcounts a power of two */
+
+	/* Rows to delete at the next flush (servers forgotten or evicted). */
+	struct cp_pending_delete *pending_del;
+	size_t npending_del, cappending_del;
+};
+
+struct cp_pending_delete {
+	uint32_t tenant_id;
+	char fqdn[TES_FQDN_MAX];
 };
 
 int cp_state_init(struct cp_state *st);
@@ -78,6 +134,28 @@ static inline struct cp_server *cp_server_at(struct cp_state *st, uint32_t slot)
 	return slot < st->nslots && st->srv[slot].live ? &st->srv[slot] : NULL;
 }
 void cp_server_mark_dirty(struct cp_state *st, uint32_t slot);
+
+/* Servers of a tenant on record (tenant 0 included). */
+uint32_t cp_tenant_servers(const struct cp_state *st, uint32_t tenant_id);
+
+/* ---- tenant 0's bounded table ---- */
+/* The prefix lengths servers are grouped by (from the policy); takes
+ * effect for servers added afterwards. */
+void cp_untrusted_prefixes(struct cp_state *st, unsigned v4, unsigned v6);
+/* A tenant-0 server was seen: it becomes the most recently seen. */
+void cp_untrusted_touch(struct cp_state *st, uint32_t slot);
+/* The least recently seen tenant-0 server overall, or of the prefix a
+ * server first seen from src would join; CP_NO_SLOT if none.  count
+ * (optional) gets how many there are. */
+uint32_t cp_untrusted_oldest(const struct cp_state *st, uint32_t *count);
+uint32_t cp_untrusted_oldest_in(const struct cp_state *st, const struct tes_addr *src,
+				uint32_t *count);
+/* Re-link every tenant-0 server in last-seen order (after loading). */
+void cp_untrusted_rebuild(struct cp_state *st);
+
+/* Queue the store row of (tenant, fqdn) for deletion at the next flush.
+ * 0 or -1 (no memory). */
+int cp_pending_delete(struct cp_state *st, uint32_t tenant_id, const char *fqdn);
 
 /* ---- escalation queue ---- */
 /* Record the server's next change and queue it (INT64_MAX: none). */

@@ -103,6 +103,8 @@ struct store_migration {
 };
 struct tes_store *store_sqlite_open_with(const char *path, const struct store_migration *steps,
 					 size_t nsteps, char *errbuf, size_t errlen);
+/* This build's steps (for tests that build an older database). */
+const struct store_migration *store_sqlite_migrations(size_t *n);
 
 static inline const char *store_errmsg(const struct tes_store *st)
 {

@@ -29,6 +29,7 @@
  * appended below, with the code reading and writing the new column updated
  * in the same change (tests/unit/test_store.c runs such a step over v1
  * data). */
+/* v1 as it shipped: never edit. */
 static const char schema_v1[] =
 	"CREATE TABLE tenants ("
 	" id INTEGER PRIMARY KEY CHECK (id BETWEEN 1 AND 4294967295),"
@@ -78,8 +79,18 @@ static const char schema_v1[] =
 	" version TEXT NOT NULL,"
 	" loaded_at INTEGER NOT NULL);";
 
+/* v2 (issue 13): when each source last carried its server (the shared
+ * source decision, probes) and the stale time of a server's clock.  Sources
+ * of v1 rows take their server's last_seen: the best the v1 data knows. */
+static const char schema_v2[] =
+	"ALTER TABLE server_sources ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE servers ADD COLUMN stale_seconds INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE server_sources SET seen = (SELECT last_seen FROM servers s"
+	" WHERE s.tenant_id = server_sources.tenant_id AND s.fqdn_key = server_sources.fqdn_key);";
+
 static const struct store_migration migrations[] = {
 	{ 1, schema_v1 },
+	{ 2, schema_v2 },
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -124,22 +135,24 @@ static const char *const stmt_sql[S_COUNT] = {
 			" VALUES (?, ?, ?, ?, ?, ?)",
 	[S_TENANT_DEL] = "DELETE FROM tenants WHERE id = ?",
 	[S_SERVERS] = "SELECT tenant_id, fqdn_key, fqdn, build, family, resolved, first_detected,"
-		      " last_seen, resolved_at, pause_base, stage_logged, status_logged"
-		      " FROM servers ORDER BY tenant_id, fqdn_key",
-	[S_SOURCES] = "SELECT addr FROM server_sources WHERE tenant_id = ? AND fqdn_key = ?"
+		      " last_seen, resolved_at, pause_base, stage_logged, status_logged,"
+		      " stale_seconds FROM servers ORDER BY tenant_id, fqdn_key",
+	[S_SOURCES] = "SELECT addr, seen FROM server_sources WHERE tenant_id = ? AND fqdn_key = ?"
 		      " ORDER BY pos",
 	[S_SERVER_PUT] =
 		"INSERT INTO servers (tenant_id, fqdn_key, fqdn, build, family, resolved,"
-		" first_detected, last_seen, resolved_at, pause_base, stage_logged, status_logged)"
-		" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		" first_detected, last_seen, resolved_at, pause_base, stage_logged, status_logged,"
+		" stale_seconds)"
+		" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 		" ON CONFLICT(tenant_id, fqdn_key) DO UPDATE SET fqdn = excluded.fqdn,"
 		" build = excluded.build, family = excluded.family, resolved = excluded.resolved,"
 		" first_detected = excluded.first_detected, last_seen = excluded.last_seen,"
 		" resolved_at = excluded.resolved_at, pause_base = excluded.pause_base,"
-		" stage_logged = excluded.stage_logged, status_logged = excluded.status_logged",
+		" stage_logged = excluded.stage_logged, status_logged = excluded.status_logged,"
+		" stale_seconds = excluded.stale_seconds",
 	[S_SRC_DEL] = "DELETE FROM server_sources WHERE tenant_id = ? AND fqdn_key = ?",
-	[S_SRC_PUT] = "INSERT INTO server_sources (tenant_id, fqdn_key, pos, addr)"
-		      " VALUES (?, ?, ?, ?)",
+	[S_SRC_PUT] = "INSERT INTO server_sources (tenant_id, fqdn_key, pos, addr, seen)"
+		      " VALUES (?, ?, ?, ?, ?)",
 	[S_SERVER_DEL] = "DELETE FROM servers WHERE tenant_id = ? AND fqdn_key = ?",
 	[S_DOC_GET] = "SELECT name, text, version, loaded_at FROM documents WHERE key = ?",
 	[S_DOC_PUT] = "INSERT OR REPLACE INTO documents (key, name, text, version, loaded_at)"
@@ -408,7 +421,8 @@ static int sq_delete_tenant(struct tes_store *st, uint32_t id)
 static const char *const status_names[] = {
 	[TES_STATUS_REPORTING] = "Reporting", [TES_STATUS_THROTTLING] = "Throttling",
 	[TES_STATUS_BLOCKING] = "Blocking",   [TES_STATUS_RESOLVED] = "Resolved",
-	[TES_STATUS_PAUSED] = "Paused",
+	[TES_STATUS_PAUSED] = "Paused",       [TES_STATUS_STALE] = "Stale",
+	[TES_STATUS_COMPLIANT] = "Compliant",
 };
 
 static uint8_t status_from(const char *name)
@@ -449,14 +463,17 @@ static int sq_load_servers(struct tes_store *st, store_server_cb cb, void *ctx)
 		stage = sqlite3_column_int(q, 10);
 		v.stage_logged = (uint8_t)(stage >= 1 && stage <= TES_STAGE_COUNT ? stage : 1);
 		v.status_logged = status_from(col_text(q, 11));
+		v.s.stale_seconds = sqlite3_column_int64(q, 12);
 
 		a = stmt(s, S_SOURCES);
 		sqlite3_bind_int64(a, 1, v.s.tenant_id);
 		sqlite3_bind_text(a, 2, col_text(q, 1), -1, SQLITE_TRANSIENT);
 		while ((arc = sqlite3_step(a)) == SQLITE_ROW) {
 			if (v.s.nsources < TES_SERVER_SOURCES_MAX &&
-			    tes_addr_parse(col_text(a, 0), &v.s.sources[v.s.nsources]))
+			    tes_addr_parse(col_text(a, 0), &v.s.sources[v.s.nsources])) {
+				v.s.source_seen[v.s.nsources] = sqlite3_column_int64(a, 1);
 				v.s.nsources++;
+			}
 		}
 		sqlite3_reset(a);
 		if (arc != SQLITE_DONE) {
@@ -494,8 +511,10 @@ static int put_server_rows(struct sqlite_store *s, const struct store_server *v)
 	sqlite3_bind_int64(q, 10, v->s.pause_base);
 	sqlite3_bind_int(q, 11, v->stage_logged);
 	sqlite3_bind_text(q, 12,
-			  v->status_logged < 5 ? status_names[v->status_logged] : "Reporting", -1,
-			  SQLITE_STATIC);
+			  v->status_logged < TES_STATUS_COUNT ? status_names[v->status_logged]
+							      : "Reporting",
+			  -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 13, v->s.stale_seconds);
 	if (run(s, q, "storing a server"))
 		return -1;
 	q = stmt(s, S_SRC_DEL);
@@ -513,6 +532,7 @@ static int put_server_rows(struct sqlite_store *s, const struct store_server *v)
 		sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
 		sqlite3_bind_int(q, 3, (int)i);
 		sqlite3_bind_text(q, 4, addr, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(q, 5, v->s.source_seen[i]);
 		if (run(s, q, "storing a server source"))
 			return -1;
 	}
@@ -809,4 +829,10 @@ struct tes_store *store_sqlite_open(const char *path, char *errbuf, size_t errle
 int store_sqlite_latest_version(void)
 {
 	return migrations[NMIGRATIONS - 1].version;
+}
+
+const struct store_migration *store_sqlite_migrations(size_t *n)
+{
+	*n = NMIGRATIONS;
+	return migrations;
 }

@@ -84,41 +84,97 @@ static void to_xdp_addr(const struct tes_addr *a, struct tes_xdp_addr *out)
 	}
 }
 
-/* One server's sources into the map when it is dropped now.  An admin entry
- * on the same address is left as it is: it drops anyway, and overwriting it
- * would let the sweep delete the operator's entry later. */
-static void sync_server(struct cp *cp, struct cp_xdp *s, const struct tes_server *srv, int64_t now)
+/* ---- which sources to drop ----
+ * A source is dropped only when it fronts blocked servers alone: every
+ * server it carried within carried_days (tes_carried_recent) would be
+ * dropped there now (tes_decide says DROP), and no probe of any of them is
+ * due from it (tes_probe_due_at: an hour, by default, after the last
+ * message of that server from there was read to its headers).  While a
+ * probe is due the source is left out, so that the gateway's own
+ * connect-time check, which lets one probe through per server and source,
+ * sees the connection; the probe's sighting puts it back within a second.
+ * One server on the source that answers (compliant, in an open minute,
+ * paused, Stale) keeps the whole source off the list. */
+
+struct src_verdict {
+	struct tes_addr a;
+	bool used;
+	bool drop;
+};
+
+struct src_table {
+	struct src_verdict *v;
+	size_t cap; /* a power of two */
+};
+
+static struct src_verdict *src_slot(struct src_table *t, const struct tes_addr *a)
+{
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+	size_t i;
+
+	h = (h ^ a->family) * UINT64_C(0x100000001b3);
+	for (unsigned k = 0; k < 16; k++)
+		h = (h ^ a->a[k]) * UINT64_C(0x100000001b3);
+	for (i = (size_t)h & (t->cap - 1); t->v[i].used; i = (i + 1) & (t->cap - 1)) {
+		if (tes_addr_equal(&t->v[i].a, a))
+			return &t->v[i];
+	}
+	return &t->v[i];
+}
+
+/* One server's recent sources: each stays droppable only while this
+ * server, too, would be dropped there. */
+static void judge_server(struct cp *cp, struct src_table *tab, const struct tes_server *srv,
+			 int64_t now)
 {
 	const struct tes_tenant *t = cp_server_tenant(cp, srv);
+
+	for (unsigned i = 0; i < srv->nsources && i < TES_SERVER_SOURCES_MAX; i++) {
+		struct tes_verdict v;
+		struct src_verdict *e;
+		bool drop;
+
+		if (srv->sources[i].family == TES_ADDR_NONE ||
+		    !tes_carried_recent(srv->source_seen[i], &cp->policy, now))
+			continue;
+		/* via_connector false: a source dropped at the IP layer loses
+		 * all its mail, so only what an address connector (or the
+		 * scope) already covers is dropped here. */
+		tes_decide(srv, t, &cp->policy, now, &srv->sources[i], NULL, false, &v);
+		drop = v.action == TES_DROP &&
+		       now < tes_probe_due_at(&cp->policy, srv->source_seen[i]);
+		e = src_slot(tab, &srv->sources[i]);
+		if (!e->used) {
+			e->used = true;
+			e->a = srv->sources[i];
+			e->drop = drop;
+		} else {
+			e->drop = e->drop && drop;
+		}
+	}
+}
+
+/* A source into the map.  An admin entry on the same address is left as it
+ * is: it drops anyway, and overwriting it would let the sweep delete the
+ * operator's entry later. */
+static void sync_source(struct cp_xdp *s, const struct tes_addr *src)
+{
+	struct tes_xdp_addr a;
+	struct tes_xdp_rule old;
 	char err[256];
 
-	for (unsigned i = 0; i < srv->nsources; i++) {
-		struct tes_verdict v;
-		struct tes_xdp_addr a;
-		struct tes_xdp_rule old;
-
-		/* via_connector false: a source dropped at the IP layer loses all
-		 * its mail, so only what an address connector (or the scope)
-		 * already covers is dropped here. */
-		if (srv->sources[i].family == TES_ADDR_NONE)
-			continue;
-		tes_decide(srv, t, &cp->policy, now, &srv->sources[i], NULL, false, &v);
-		if (v.action != TES_DROP)
-			continue;
-		to_xdp_addr(&srv->sources[i], &a);
-		if (tes_xdp_get(s->x, &a, &old, NULL, 0) == 0) {
-			if (!sync_owned(&old))
-				continue;
-			if (old.cookie == s->gen)
-				continue;
-		} else {
-			s->added++;
-		}
-		if (tes_xdp_add(s->x, &a, TES_XDP_ORIGIN_ENFORCEMENT, 0, s->gen, err,
-				sizeof(err))) {
-			s->sync_errors++;
-			cp_warn("xdp sync: %s", err);
-		}
+	to_xdp_addr(src, &a);
+	if (tes_xdp_get(s->x, &a, &old, NULL, 0) == 0) {
+		if (!sync_owned(&old))
+			return;
+		if (old.cookie == s->gen)
+			return;
+	} else {
+		s->added++;
+	}
+	if (tes_xdp_add(s->x, &a, TES_XDP_ORIGIN_ENFORCEMENT, 0, s->gen, err, sizeof(err))) {
+		s->sync_errors++;
+		cp_warn("xdp sync: %s", err);
 	}
 }
 
@@ -160,11 +216,38 @@ static void xdp_sync(struct cp *cp)
 	cp->xdp_pending = false;
 	s->syncs++;
 	next_gen(s);
-	for (uint32_t slot = 0; slot < cp->st.nslots; slot++) {
-		struct cp_server *c = cp_server_at(&cp->st, slot);
+	if (cp->policy.full_block == TES_FULL_BLOCK_DROP) {
+		struct src_table tab = { NULL, 64 };
+		size_t pairs = 0;
 
-		if (c)
-			sync_server(cp, s, &c->v.s, now);
+		for (uint32_t slot = 0; slot < cp->st.nslots; slot++) {
+			struct cp_server *c = cp_server_at(&cp->st, slot);
+
+			if (c)
+				pairs += c->v.s.nsources;
+		}
+		while (tab.cap < 2 * pairs + 1)
+			tab.cap *= 2;
+		tab.v = calloc(tab.cap, sizeof(*tab.v));
+		if (!tab.v) {
+			/* Without the table nothing is known to be droppable:
+			 * the sweep below empties the sync's part of the map,
+			 * which only lets traffic through. */
+			s->sync_errors++;
+			cp_warn("xdp sync: out of memory judging sources");
+		} else {
+			for (uint32_t slot = 0; slot < cp->st.nslots; slot++) {
+				struct cp_server *c = cp_server_at(&cp->st, slot);
+
+				if (c)
+					judge_server(cp, &tab, &c->v.s, now);
+			}
+			for (size_t i = 0; i < tab.cap; i++) {
+				if (tab.v[i].used && tab.v[i].drop)
+					sync_source(s, &tab.v[i].a);
+			}
+			free(tab.v);
+		}
 	}
 	/* Collected first, deleted after: deleting while walking a hash map
 	 * can restart the walk. */

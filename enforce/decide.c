@@ -352,8 +352,38 @@ const char *tes_status_name(enum tes_status s)
 		return "Resolved";
 	case TES_STATUS_PAUSED:
 		return "Paused";
+	case TES_STATUS_STALE:
+		return "Stale";
+	case TES_STATUS_COMPLIANT:
+		return "Compliant";
+	case TES_STATUS_COUNT:
+		break;
 	}
 	return "?";
+}
+
+static int64_t add_days(int64_t t, unsigned days)
+{
+	return clamp_time(clamp_time(t) + (int64_t)days * TES_DAY_SECONDS);
+}
+
+int64_t tes_server_stale_at(const struct tes_server *s, const struct tes_policy *p)
+{
+	if (s->resolved || p->stale_after_days == 0)
+		return INT64_MAX;
+	return add_days(s->last_seen, p->stale_after_days);
+}
+
+bool tes_server_stale(const struct tes_server *s, const struct tes_policy *p, int64_t now)
+{
+	return clamp_time(now) >= tes_server_stale_at(s, p);
+}
+
+int64_t tes_server_forget_at(const struct tes_server *s, const struct tes_policy *p)
+{
+	if (p->forget_after_days == 0)
+		return INT64_MAX;
+	return add_days(s->last_seen, p->forget_after_days);
 }
 
 int64_t tes_server_paused_seconds(const struct tes_server *s, const struct tes_tenant *t,
@@ -372,14 +402,41 @@ int64_t tes_server_paused_seconds(const struct tes_server *s, const struct tes_t
 		     span);
 }
 
-int64_t tes_server_elapsed(const struct tes_server *s, const struct tes_tenant *t, int64_t now)
+/* Seconds of [from, to) not inside a pause of t. */
+static int64_t unpaused_between(const struct tes_tenant *t, int64_t from, int64_t to)
+{
+	int64_t span = to > from ? to - from : 0;
+
+	if (!t || span == 0)
+		return span;
+	return clamp(span - (tes_pause_clock(&t->pause, to) - tes_pause_clock(&t->pause, from)), 0,
+		     span);
+}
+
+int64_t tes_server_stale_seconds(const struct tes_server *s, const struct tes_tenant *t,
+				 const struct tes_policy *p, int64_t now)
+{
+	int64_t at = tes_server_stale_at(s, p);
+	int64_t done = clamp(s->stale_seconds, 0, TES_TIME_MAX);
+
+	now = clamp_time(now);
+	if (now <= at)
+		return done;
+	return clamp(done + unpaused_between(t, at, now), 0, TES_TIME_MAX);
+}
+
+int64_t tes_server_elapsed(const struct tes_server *s, const struct tes_tenant *t,
+			   const struct tes_policy *p, int64_t now)
 {
 	int64_t first = clamp_time(s->first_detected);
+	int64_t e;
 
 	now = clamp_time(now);
 	if (now <= first)
 		return 0;
-	return now - first - tes_server_paused_seconds(s, t, now);
+	e = now - first - tes_server_paused_seconds(s, t, now) -
+	    tes_server_stale_seconds(s, t, p, now);
+	return e > 0 ? e : 0;
 }
 
 static int64_t stage_start(const struct tes_policy *p, unsigned stage)
@@ -399,9 +456,11 @@ unsigned tes_policy_stage_at(const struct tes_policy *p, int64_t elapsed)
 unsigned tes_server_stage(const struct tes_server *s, const struct tes_tenant *t,
 			  const struct tes_policy *p, int64_t now)
 {
+	if (tes_server_compliant_only(s))
+		return 1;
 	if (s->resolved && s->resolved_at < now)
 		now = s->resolved_at;
-	return tes_policy_stage_at(p, tes_server_elapsed(s, t, now));
+	return tes_policy_stage_at(p, tes_server_elapsed(s, t, p, now));
 }
 
 static enum tes_status stage_status(const struct tes_stage *st)
@@ -417,7 +476,9 @@ enum tes_status tes_server_status(const struct tes_server *s, const struct tes_t
 				  const struct tes_policy *p, int64_t now)
 {
 	if (s->resolved)
-		return TES_STATUS_RESOLVED;
+		return tes_server_compliant_only(s) ? TES_STATUS_COMPLIANT : TES_STATUS_RESOLVED;
+	if (tes_server_stale(s, p, now))
+		return TES_STATUS_STALE;
 	if (t && tes_pause_active(&t->pause, now))
 		return TES_STATUS_PAUSED;
 	return stage_status(&p->stage[tes_server_stage(s, t, p, now) - 1]);
@@ -427,34 +488,55 @@ int64_t tes_server_next_change(const struct tes_server *s, const struct tes_tena
 			       const struct tes_policy *p, int64_t now)
 {
 	unsigned stage;
+	int64_t stale_at, next;
 
 	now = clamp_time(now);
 	if (s->resolved)
 		return INT64_MAX;
-	if (t && tes_pause_active(&t->pause, now))
-		return clamp_time(t->pause.end);
+	/* Stale: the clock has stopped and only a sighting starts it again. */
+	stale_at = tes_server_stale_at(s, p);
+	if (now >= stale_at)
+		return INT64_MAX;
+	if (t && tes_pause_active(&t->pause, now)) {
+		next = clamp_time(t->pause.end);
+		return next < stale_at ? next : stale_at;
+	}
 	stage = tes_server_stage(s, t, p, now);
 	if (stage == TES_STAGE_COUNT)
-		return INT64_MAX;
-	return now + stage_start(p, stage + 1) - tes_server_elapsed(s, t, now);
+		return stale_at;
+	next = now + stage_start(p, stage + 1) - tes_server_elapsed(s, t, p, now);
+	return next < stale_at ? next : stale_at;
 }
 
-static void add_source(struct tes_server *s, const struct tes_addr *src)
+static void add_source(struct tes_server *s, const struct tes_addr *src, int64_t now)
 {
 	unsigned n = s->nsources < TES_SERVER_SOURCES_MAX ? s->nsources : TES_SERVER_SOURCES_MAX;
+	unsigned old = 0;
 
 	if (!src || addr_bits(src->family) == 0)
 		return;
 	for (unsigned i = 0; i < n; i++) {
-		if (tes_addr_equal(&s->sources[i], src))
+		if (tes_addr_equal(&s->sources[i], src)) {
+			if (now > s->source_seen[i])
+				s->source_seen[i] = now;
 			return;
+		}
 	}
-	/* Keep the newest: the oldest address is the likeliest to be stale. */
+	/* Keep the most recently seen: the least recently seen address is
+	 * the likeliest to be stale (0, unknown, counts as the oldest). */
 	if (n == TES_SERVER_SOURCES_MAX) {
-		memmove(&s->sources[0], &s->sources[1], (n - 1) * sizeof(s->sources[0]));
+		for (unsigned i = 1; i < n; i++) {
+			if (s->source_seen[i] < s->source_seen[old])
+				old = i;
+		}
+		memmove(&s->sources[old], &s->sources[old + 1],
+			(n - 1 - old) * sizeof(s->sources[0]));
+		memmove(&s->source_seen[old], &s->source_seen[old + 1],
+			(n - 1 - old) * sizeof(s->source_seen[0]));
 		n--;
 	}
 	s->sources[n] = *src;
+	s->source_seen[n] = now;
 	s->nsources = (uint8_t)(n + 1);
 }
 
@@ -463,13 +545,29 @@ static void start_clock(struct tes_server *s, const struct tes_tenant *t, int64_
 	s->first_detected = now;
 	s->resolved = false;
 	s->resolved_at = 0;
+	s->stale_seconds = 0;
 	s->pause_base = t ? tes_pause_clock(&t->pause, now) : 0;
+}
+
+/* A sighting of a Stale server ends its stale period: the part of it that
+ * was not paused anyway joins stale_seconds, so the clock resumes where it
+ * stood when the server became Stale. */
+static void end_stale(struct tes_server *s, const struct tes_tenant *t, const struct tes_policy *p,
+		      int64_t now)
+{
+	int64_t at = tes_server_stale_at(s, p);
+
+	if (now <= at)
+		return;
+	s->stale_seconds =
+		clamp(clamp(s->stale_seconds, 0, TES_TIME_MAX) + unpaused_between(t, at, now), 0,
+		      TES_TIME_MAX);
 }
 
 enum tes_change tes_server_observe(const struct tes_server *old, uint32_t tenant_id,
 				   const char *fqdn, const struct tes_tenant *t,
-				   const struct tes_detection *d, const struct tes_addr *src,
-				   int64_t now, struct tes_server *out)
+				   const struct tes_policy *p, const struct tes_detection *d,
+				   const struct tes_addr *src, int64_t now, struct tes_server *out)
 {
 	struct tes_server s;
 	enum tes_change change;
@@ -482,22 +580,30 @@ enum tes_change tes_server_observe(const struct tes_server *old, uint32_t tenant
 
 		if (n == 0 || n == TES_FQDN_MAX)
 			return TES_CHANGE_INVALID;
-		/* Compliant servers that were never vulnerable are not
-		 * tracked; they would only fill the tables. */
-		if (d->cls == TES_BUILD_COMPLIANT)
-			return TES_CHANGE_NONE;
 		memset(&s, 0, sizeof(s));
 		s.tenant_id = tenant_id;
 		memcpy(s.fqdn, fqdn, n);
-		start_clock(&s, t, now);
-		change = TES_CHANGE_FIRST;
+		if (d->cls == TES_BUILD_COMPLIANT) {
+			/* Tracked without a clock: which sources it uses is
+			 * what a shared source's decision needs to know. */
+			s.resolved = true;
+			s.resolved_at = now;
+			change = TES_CHANGE_TRACKED;
+		} else {
+			start_clock(&s, t, now);
+			change = TES_CHANGE_FIRST;
+		}
 	} else {
 		s = *old;
+		if (!s.resolved)
+			end_stale(&s, t, p, now);
 		if (d->cls == TES_BUILD_VULNERABLE && s.resolved) {
+			bool never = tes_server_compliant_only(&s);
+
 			if (now < s.resolved_at)
 				return TES_CHANGE_NONE;
 			start_clock(&s, t, now);
-			change = TES_CHANGE_REDETECTED;
+			change = never ? TES_CHANGE_FIRST : TES_CHANGE_REDETECTED;
 		} else if (d->cls == TES_BUILD_COMPLIANT && !s.resolved) {
 			s.resolved = true;
 			s.resolved_at = now;
@@ -510,7 +616,7 @@ enum tes_change tes_server_observe(const struct tes_server *old, uint32_t tenant
 	s.family = d->family;
 	if (now > s.last_seen)
 		s.last_seen = now;
-	add_source(&s, src);
+	add_source(&s, src, now);
 	*out = s;
 	return change;
 }
@@ -555,6 +661,12 @@ const char *tes_reason_name(enum tes_reason r)
 		return "throttle-window";
 	case TES_REASON_BLOCK_WINDOW:
 		return "block-window";
+	case TES_REASON_STALE:
+		return "stale";
+	case TES_REASON_SHARED_SOURCE:
+		return "shared-source";
+	case TES_REASON_PROBE:
+		return "probe";
 	}
 	return "?";
 }
@@ -588,7 +700,7 @@ void tes_decide(const struct tes_server *s, const struct tes_tenant *t, const st
 		bool via_connector, struct tes_verdict *out)
 {
 	enum tes_build_class cls = d ? d->cls : TES_BUILD_UNKNOWN;
-	int64_t elapsed, stage_end, pos, b1, b2, seg_end;
+	int64_t elapsed, stage_end, pos, b1, b2, seg_end, stale_at = INT64_MAX;
 	const struct tes_stage *st;
 	unsigned stage;
 
@@ -610,8 +722,10 @@ void tes_decide(const struct tes_server *s, const struct tes_tenant *t, const st
 	case TES_BUILD_VULNERABLE:
 		/* Unknown or resolved: this message is the first detection of
 		 * a new clock, which the caller stores through
-		 * tes_server_observe. */
-		elapsed = (!s || s->resolved) ? 0 : tes_server_elapsed(s, t, now);
+		 * tes_server_observe.  A Stale server is seen again by this
+		 * message: its clock stands where it stopped, which is what
+		 * the elapsed time excludes the stale period for. */
+		elapsed = (!s || s->resolved) ? 0 : tes_server_elapsed(s, t, p, now);
 		break;
 	case TES_BUILD_UNKNOWN:
 	default:
@@ -620,15 +734,28 @@ void tes_decide(const struct tes_server *s, const struct tes_tenant *t, const st
 			return;
 		}
 		if (s->resolved) {
-			verdict_accept(out, TES_REASON_RESOLVED, INT64_MAX);
+			verdict_accept(out,
+				       tes_server_compliant_only(s) ? TES_REASON_COMPLIANT
+								    : TES_REASON_RESOLVED,
+				       INT64_MAX);
 			return;
 		}
-		elapsed = tes_server_elapsed(s, t, now);
+		/* Not enforced while nothing of it is seen: its next message is
+		 * read to its headers, which end the stale period. */
+		stale_at = tes_server_stale_at(s, p);
+		if (now >= stale_at) {
+			verdict_accept(out, TES_REASON_STALE, INT64_MAX);
+			return;
+		}
+		elapsed = tes_server_elapsed(s, t, p, now);
 		break;
 	}
 	stage = tes_policy_stage_at(p, elapsed);
 	out->stage = (uint8_t)stage;
 	stage_end = stage < TES_STAGE_COUNT ? now + stage_start(p, stage + 1) - elapsed : INT64_MAX;
+	/* Becoming Stale changes the verdict at MAIL FROM like a stage does. */
+	if (stale_at < stage_end)
+		stage_end = stale_at;
 
 	if (p->scope == TES_SCOPE_CONNECTORS && !via_connector &&
 	    tes_tenant_match_connector(t, src, NULL) < 0) {
@@ -671,6 +798,99 @@ void tes_decide(const struct tes_server *s, const struct tes_tenant *t, const st
 		out->until = now + (seg_end - pos) < stage_end ? now + (seg_end - pos) : stage_end;
 }
 
+/* ---- shared sources ---- */
+
+bool tes_carried_recent(int64_t seen, const struct tes_policy *p, int64_t now)
+{
+	if (seen <= 0)
+		return true;
+	return clamp_time(now) < add_days(seen, p->carried_days);
+}
+
+bool tes_verdict_full_block(const struct tes_verdict *v)
+{
+	return (v->action == TES_BLOCK || v->action == TES_DROP) && v->minutes >= 60;
+}
+
+int64_t tes_probe_due_at(const struct tes_policy *p, int64_t seen)
+{
+	if (p->probe_interval_min == 0)
+		return INT64_MAX;
+	return clamp_time(clamp_time(seen) + (int64_t)p->probe_interval_min * 60);
+}
+
+void tes_decide_carried(const struct tes_carried *c, unsigned n, const struct tes_policy *p,
+			int64_t now, const struct tes_addr *src, bool via_connector,
+			struct tes_verdict *out)
+{
+	struct tes_verdict v, acc, best;
+	unsigned counted = 0;
+	int64_t until = INT64_MAX;
+	bool any_accept = false, have_acc = false, have_best = false, mixed = false;
+	bool all_drop = true;
+	enum tes_action kind = TES_ACCEPT;
+
+	now = clamp_time(now);
+	for (unsigned i = 0; i < n; i++) {
+		if (!tes_carried_recent(c[i].seen, p, now))
+			continue;
+		/* The answer may change when this one stops counting. */
+		if (c[i].seen > 0) {
+			int64_t gone = add_days(c[i].seen, p->carried_days);
+
+			if (gone < until)
+				until = gone;
+		}
+		counted++;
+		if (!c[i].s) {
+			/* No record of it: nothing says its mail is refused. */
+			any_accept = true;
+			continue;
+		}
+		tes_decide(c[i].s, c[i].t, p, now, src, NULL, via_connector, &v);
+		if (v.until < until)
+			until = v.until;
+		if (v.action == TES_ACCEPT) {
+			if (!have_acc)
+				acc = v;
+			have_acc = any_accept = true;
+			continue;
+		}
+		enum tes_action k = v.action == TES_DROP ? TES_BLOCK : v.action;
+
+		if (kind == TES_ACCEPT)
+			kind = k;
+		else if (kind != k)
+			mixed = true;
+		if (v.action != TES_DROP)
+			all_drop = false;
+		/* The most lenient refusal speaks for all of them. */
+		if (!have_best || v.minutes < best.minutes)
+			best = v;
+		have_best = true;
+	}
+	if (counted == 1 && have_acc) {
+		*out = acc;
+		out->until = until;
+		return;
+	}
+	if (counted == 0 || any_accept || mixed) {
+		memset(out, 0, sizeof(*out));
+		verdict_accept(out,
+			       counted > 1 ? TES_REASON_SHARED_SOURCE : TES_REASON_UNKNOWN_SERVER,
+			       until);
+		return;
+	}
+	*out = best;
+	/* Dropped only when every one of them would be: a source is dropped
+	 * whole, and one whose servers answer must keep answering. */
+	if (best.action == TES_DROP && !all_drop)
+		out->action = TES_BLOCK;
+	else if (best.action == TES_BLOCK && all_drop)
+		out->action = TES_DROP;
+	out->until = until;
+}
+
 int tes_verdict_reply(const struct tes_verdict *v, char *buf, size_t len)
 {
 	if (v->action == TES_ACCEPT || v->code == 0)
@@ -706,38 +926,78 @@ static int64_t when_elapsed(const struct tes_server *s, const struct tes_tenant 
 	return pz.end + (elapsed - at_start);
 }
 
+/* The date the clock reads e, with the stale time: finished stale periods
+ * are assumed to lie before a date still to come and after a date already
+ * passed (a server is usually seen through its early stages and goes
+ * quiet later); while the server is Stale, a date still to come cannot be
+ * known (false). */
+static bool stage_date(const struct tes_server *s, const struct tes_tenant *t,
+		       const struct tes_policy *p, int64_t at, int64_t e, int64_t elapsed_at,
+		       int64_t *out)
+{
+	int64_t d = when_elapsed(s, t, e);
+
+	if (e <= elapsed_at) {
+		*out = d;
+		return true;
+	}
+	if (tes_server_stale(s, p, at))
+		return false;
+	*out = clamp_time(d + clamp(s->stale_seconds, 0, TES_TIME_MAX));
+	return true;
+}
+
 void tes_server_report(const struct tes_server *s, const struct tes_tenant *t,
 		       const struct tes_policy *p, int64_t now, struct tes_report *out)
 {
-	int64_t at;
+	int64_t at, x;
 
 	now = clamp_time(now);
 	memset(out, 0, sizeof(*out));
-	at = s->resolved && s->resolved_at < now ? s->resolved_at : now;
 	out->status = tes_server_status(s, t, p, now);
 	out->status_text = tes_status_name(out->status);
-	out->elapsed = tes_server_elapsed(s, t, at);
+	x = tes_server_forget_at(s, p);
+	out->has_forget_at = x != INT64_MAX;
+	out->forget_at = out->has_forget_at ? x : 0;
+	if (tes_server_compliant_only(s)) {
+		out->stage = 1;
+		return;
+	}
+	x = tes_server_stale_at(s, p);
+	out->has_stale_at = x != INT64_MAX;
+	out->stale_at = out->has_stale_at ? x : 0;
+	at = s->resolved && s->resolved_at < now ? s->resolved_at : now;
+	out->elapsed = tes_server_elapsed(s, t, p, at);
 	out->paused_seconds = tes_server_paused_seconds(s, t, at);
+	out->stale_seconds = tes_server_stale_seconds(s, t, p, at);
 	out->stage = tes_policy_stage_at(p, out->elapsed);
+	bool thr_done = false, blk_done = false;
+
 	for (unsigned i = 1; i <= TES_STAGE_COUNT; i++) {
 		const struct tes_stage *st = &p->stage[i - 1];
 
-		if (!out->has_throttle_date && st->throttle_min > 0) {
-			out->has_throttle_date = true;
-			out->throttle_enabled = when_elapsed(s, t, stage_start(p, i));
+		if (!thr_done && st->throttle_min > 0) {
+			thr_done = true;
+			out->has_throttle_date = stage_date(s, t, p, at, stage_start(p, i),
+							    out->elapsed, &out->throttle_enabled);
 		}
-		if (!out->has_block_date && st->block_min > 0) {
-			out->has_block_date = true;
-			out->blocking_enabled = when_elapsed(s, t, stage_start(p, i));
+		if (!blk_done && st->block_min > 0) {
+			blk_done = true;
+			out->has_block_date = stage_date(s, t, p, at, stage_start(p, i),
+							 out->elapsed, &out->blocking_enabled);
 		}
 	}
 	if (!s->resolved && out->stage < TES_STAGE_COUNT) {
 		const struct tes_stage *nx = &p->stage[out->stage];
 
-		out->has_next = true;
 		out->next_stage = out->stage + 1;
-		out->next_stage_start = when_elapsed(s, t, stage_start(p, out->next_stage));
-		out->next_throttle_min = nx->throttle_min;
-		out->next_block_min = nx->block_min;
+		out->has_next = stage_date(s, t, p, at, stage_start(p, out->next_stage),
+					   out->elapsed, &out->next_stage_start);
+		if (out->has_next) {
+			out->next_throttle_min = nx->throttle_min;
+			out->next_block_min = nx->block_min;
+		} else {
+			out->next_stage = 0;
+		}
 	}
 }

@@ -18,7 +18,14 @@
  * - the stage clock stops while the tenant is paused.  The tenant keeps a
  *   "pause clock" (total seconds paused up to any time) and each server the
  *   value it had at first detection, so pausing or resuming a tenant is one
- *   write to the tenant, not one per server.
+ *   write to the tenant, not one per server;
+ * - the stage clock also stops while the server is Stale (not seen for the
+ *   policy's stale_after days); the server keeps the total of its finished
+ *   stale periods, and the current one is derived from last_seen;
+ * - compliant servers are tracked too (a server compliant since it was
+ *   first seen has no clock: resolved, first_detected 0), so that the
+ *   decision at MAIL FROM for a source several servers share
+ *   (tes_decide_carried) knows every server behind it.
  */
 #ifndef TES_ENFORCE_DECIDE_H
 #define TES_ENFORCE_DECIDE_H
@@ -105,6 +112,11 @@ struct tes_tenant {
 	unsigned nconnectors;
 	struct tes_connector connectors[TES_TENANT_CONNECTORS_MAX];
 	struct tes_pause pause;
+	/* The tenant has as many servers on record as the policy's
+	 * servers_per_tenant allows: a new one is not tracked, so gateways
+	 * need not report servers they have no record of.  Derived by
+	 * tescontrol (not stored); false unless it says so. */
+	bool at_server_cap;
 };
 
 /* Index of the first connector of t that matches, or -1. */
@@ -170,8 +182,22 @@ struct tes_server {
 	int64_t resolved_at; /* when it was resolved; 0 while not */
 	int64_t pause_base;  /* tenant's pause clock at first_detected */
 	uint8_t nsources;
-	struct tes_addr sources[TES_SERVER_SOURCES_MAX]; /* oldest first */
+	struct tes_addr sources[TES_SERVER_SOURCES_MAX];
+	/* When each source last carried this server (a message of it came
+	 * from there); 0: not known, which counts as recent.  When a fifth
+	 * source appears, the least recently seen one is dropped. */
+	int64_t source_seen[TES_SERVER_SOURCES_MAX];
+	/* Seconds of the current clock spent Stale in finished stale periods
+	 * (not counting time also paused); the current one is derived. */
+	int64_t stale_seconds;
 };
+
+/* A server compliant since it was first seen: tracked so that the sources
+ * it uses are known, but it never had a clock. */
+static inline bool tes_server_compliant_only(const struct tes_server *s)
+{
+	return s->resolved && s->first_detected == 0;
+}
 
 enum tes_status {
 	TES_STATUS_REPORTING = 0,
@@ -179,37 +205,56 @@ enum tes_status {
 	TES_STATUS_BLOCKING,
 	TES_STATUS_RESOLVED,
 	TES_STATUS_PAUSED,
+	TES_STATUS_STALE,     /* not seen for stale_after days: not enforced */
+	TES_STATUS_COMPLIANT, /* compliant since first seen: no clock */
+	TES_STATUS_COUNT,
 };
 
-/* "Reporting", "Throttling", "Blocking", "Resolved", "Paused". */
+/* "Reporting", "Throttling", "Blocking", "Resolved", "Paused", "Stale",
+ * "Compliant". */
 const char *tes_status_name(enum tes_status s);
 
 /* In the functions below t is the server's tenant, or NULL (then there is no
  * pause).  Passing another tenant's pause gives meaningless clocks. */
 
-/* Seconds of the server's current clock spent paused, and the stage clock:
- * time since first detection minus paused time (never negative). */
+/* When the server becomes (or became) Stale: last_seen + stale_after days;
+ * INT64_MAX when it cannot (the policy says never, or it is resolved). */
+int64_t tes_server_stale_at(const struct tes_server *s, const struct tes_policy *p);
+bool tes_server_stale(const struct tes_server *s, const struct tes_policy *p, int64_t now);
+/* When it is to be forgotten: last_seen + forget_after days, or INT64_MAX. */
+int64_t tes_server_forget_at(const struct tes_server *s, const struct tes_policy *p);
+
+/* Seconds of the server's current clock spent paused; spent Stale (the
+ * finished periods plus the current one, less what overlaps a pause); and
+ * the stage clock: time since first detection minus both (never
+ * negative).  The stale part is exact unless the tenant paused more than
+ * once during a stale period (then the earlier pauses are assumed to lie
+ * before it). */
 int64_t tes_server_paused_seconds(const struct tes_server *s, const struct tes_tenant *t,
 				  int64_t now);
-int64_t tes_server_elapsed(const struct tes_server *s, const struct tes_tenant *t, int64_t now);
+int64_t tes_server_stale_seconds(const struct tes_server *s, const struct tes_tenant *t,
+				 const struct tes_policy *p, int64_t now);
+int64_t tes_server_elapsed(const struct tes_server *s, const struct tes_tenant *t,
+			   const struct tes_policy *p, int64_t now);
 
 /* Stage 1..TES_STAGE_COUNT for a stage clock value. */
 unsigned tes_policy_stage_at(const struct tes_policy *p, int64_t elapsed);
 
 /* The stage now; for a resolved server, the stage it had reached when it was
- * resolved. */
+ * resolved (1 for a server compliant since first seen). */
 unsigned tes_server_stage(const struct tes_server *s, const struct tes_tenant *t,
 			  const struct tes_policy *p, int64_t now);
 
-/* Resolved, else Paused while the tenant is paused, else by the stage:
- * Blocking if it has blocked minutes, Throttling if throttled ones, otherwise
- * Reporting. */
+/* Compliant (compliant since first seen) or Resolved, else Stale, else
+ * Paused while the tenant is paused, else by the stage: Blocking if it has
+ * blocked minutes, Throttling if throttled ones, otherwise Reporting. */
 enum tes_status tes_server_status(const struct tes_server *s, const struct tes_tenant *t,
 				  const struct tes_policy *p, int64_t now);
 
 /* When the stage or status changes next without any new event (the next
- * stage starts, or the pause ends); INT64_MAX if never.  tescontrol's
- * escalation timers run off this. */
+ * stage starts, the pause ends, the server becomes Stale); INT64_MAX if
+ * never.  Forgetting is not a change of status: see tes_server_forget_at.
+ * tescontrol's escalation timers run off both. */
 int64_t tes_server_next_change(const struct tes_server *s, const struct tes_tenant *t,
 			       const struct tes_policy *p, int64_t now);
 
@@ -221,19 +266,23 @@ enum tes_change {
 	TES_CHANGE_RESOLVED,   /* compliant build on a tracked server */
 	TES_CHANGE_SEEN,       /* last_seen, build and sources updated */
 	TES_CHANGE_INVALID,    /* fqdn empty or too long (*out untouched) */
+	TES_CHANGE_TRACKED,    /* new server, compliant: tracked without a clock */
 };
 
 /* The state transition for one sighting of a server at time now: old is the
  * stored state or NULL; tenant_id and fqdn name the server when old is NULL
- * (otherwise old's are kept).  A compliant build on an unknown server stores
- * nothing: only servers that were once vulnerable are tracked.  A vulnerable
- * sighting older than the resolution it follows is stale and ignored, so
- * sightings that arrive out of order cannot restart a clock.  *out may be
+ * (otherwise old's are kept).  A compliant build on an unknown server is
+ * TRACKED (no clock); a vulnerable one on a server compliant since first
+ * seen is a FIRST detection.  A vulnerable sighting older than the
+ * resolution it follows is stale and ignored, so sightings that arrive out
+ * of order cannot restart a clock.  A server Stale at now is seen again: the
+ * stale period ends (its length goes into stale_seconds) and the clock
+ * resumes where it stood.  The source's seen time is updated.  *out may be
  * old. */
 enum tes_change tes_server_observe(const struct tes_server *old, uint32_t tenant_id,
 				   const char *fqdn, const struct tes_tenant *t,
-				   const struct tes_detection *d, const struct tes_addr *src,
-				   int64_t now, struct tes_server *out);
+				   const struct tes_policy *p, const struct tes_detection *d,
+				   const struct tes_addr *src, int64_t now, struct tes_server *out);
 
 /* ---- the decision ---- */
 
@@ -255,6 +304,9 @@ enum tes_reason {
 	TES_REASON_OUTSIDE_WINDOW,   /* after this hour's throttled minutes */
 	TES_REASON_THROTTLE_WINDOW,
 	TES_REASON_BLOCK_WINDOW,
+	TES_REASON_STALE,         /* no build on this message, server Stale */
+	TES_REASON_SHARED_SOURCE, /* the source carries servers that differ */
+	TES_REASON_PROBE,         /* let through to its headers as a probe */
 };
 
 struct tes_verdict {
@@ -290,6 +342,41 @@ void tes_decide(const struct tes_server *s, const struct tes_tenant *t, const st
 		int64_t now, const struct tes_addr *src, const struct tes_detection *d,
 		bool via_connector, struct tes_verdict *out);
 
+/* ---- shared sources (MAIL FROM, before any header) ---- */
+
+/* One server a source carried. */
+struct tes_carried {
+	const struct tes_server *s; /* NULL: not on record */
+	const struct tes_tenant *t; /* its tenant, or NULL */
+	int64_t seen;               /* when the source last carried it; 0: unknown */
+};
+
+/* Whether a server the source last carried at seen still counts: within
+ * the policy's carried_days (an unknown time, 0, always counts). */
+bool tes_carried_recent(int64_t seen, const struct tes_policy *p, int64_t now);
+
+/* The MAIL FROM decision for a source that carried the n servers in c.
+ * Only the recent ones count (tes_carried_recent); each is decided with
+ * tes_decide (no detection).  When every one of them refuses with the same
+ * kind (all THROTTLE, or all BLOCK/DROP) the result is that refusal with
+ * the fewest minutes per hour (DROP only when all drop); otherwise ACCEPT,
+ * reason SHARED_SOURCE when more than one server counted, so the message is
+ * read to its headers and decided for the server they name.  No recent
+ * server: ACCEPT, UNKNOWN_SERVER.  until: the earliest until of those
+ * decided, or when a counted server stops counting.  Writes only *out. */
+void tes_decide_carried(const struct tes_carried *c, unsigned n, const struct tes_policy *p,
+			int64_t now, const struct tes_addr *src, bool via_connector,
+			struct tes_verdict *out);
+
+/* A full block: a refusal for every minute of the hour (the stage blocks all
+ * 60), which is when a probe may let a transaction through. */
+bool tes_verdict_full_block(const struct tes_verdict *v);
+
+/* When the next probe of a server is due from a source that last carried it
+ * (a message of it read to its headers) at seen: seen + probe_interval, or
+ * INT64_MAX when the policy has no probe. */
+int64_t tes_probe_due_at(const struct tes_policy *p, int64_t seen);
+
 /* "450 4.7.230 <text>" (no CRLF); "" for ACCEPT.  Returns snprintf's count. */
 int tes_verdict_reply(const struct tes_verdict *v, char *buf, size_t len);
 
@@ -319,8 +406,18 @@ struct tes_report {
 	int64_t next_stage_start;
 	unsigned next_throttle_min;
 	unsigned next_block_min;
+	/* Ageing: Stale since (or from) stale_at; forgotten at forget_at. */
+	bool has_stale_at;
+	int64_t stale_at;
+	bool has_forget_at;
+	int64_t forget_at;
+	int64_t stale_seconds; /* of the current clock */
 };
 
+/* Dates that fall after the clock stopped for a Stale server cannot be
+ * known and are left out (has_* false), as is the next stage.  Once a
+ * server was Stale and came back, dates still to come include the stale
+ * time and dates already passed are assumed to precede it. */
 void tes_server_report(const struct tes_server *s, const struct tes_tenant *t,
 		       const struct tes_policy *p, int64_t now, struct tes_report *out);
 

@@ -34,6 +34,15 @@ void tes_policy_default(struct tes_policy *p)
 	p->scope = TES_SCOPE_CONNECTORS;
 	p->full_block = TES_FULL_BLOCK_REPLY;
 	p->pause_quota_days = 90;
+	p->stale_after_days = 120;
+	p->forget_after_days = 365;
+	p->carried_days = 120;
+	p->probe_interval_min = 60;
+	p->servers_per_tenant = 10000;
+	p->untrusted_servers = 10000;
+	p->untrusted_per_prefix = 32;
+	p->untrusted_prefix_v4 = 24;
+	p->untrusted_prefix_v6 = 48;
 	snprintf(p->product, sizeof(p->product), "%s", DEFAULT_PRODUCT);
 	snprintf(p->throttle_text, sizeof(p->throttle_text), "%s", DEFAULT_THROTTLE_TEXT);
 	snprintf(p->block_text, sizeof(p->block_text), "%s", DEFAULT_BLOCK_TEXT);
@@ -118,6 +127,15 @@ enum key_id {
 	K_PRODUCT,
 	K_THROTTLE_TEXT,
 	K_BLOCK_TEXT,
+	K_PROBE_INTERVAL,
+	K_STALE_AFTER,
+	K_FORGET_AFTER,
+	K_CARRIED_DAYS,
+	K_SERVERS_PER_TENANT,
+	K_UNTRUSTED_SERVERS,
+	K_UNTRUSTED_PER_PREFIX,
+	K_UNTRUSTED_PREFIX_V4,
+	K_UNTRUSTED_PREFIX_V6,
 	K_COUNT,
 };
 
@@ -143,10 +161,124 @@ static const struct key_def keys[K_COUNT] = {
 	[K_PRODUCT] = { "replies", "product" },
 	[K_THROTTLE_TEXT] = { "replies", "throttle" },
 	[K_BLOCK_TEXT] = { "replies", "block" },
+	[K_PROBE_INTERVAL] = { "enforcement", "probe_interval" },
+	[K_STALE_AFTER] = { "ageing", "stale_after" },
+	[K_FORGET_AFTER] = { "ageing", "forget_after" },
+	[K_CARRIED_DAYS] = { "sources", "carried_days" },
+	[K_SERVERS_PER_TENANT] = { "limits", "servers_per_tenant" },
+	[K_UNTRUSTED_SERVERS] = { "limits", "untrusted_servers" },
+	[K_UNTRUSTED_PER_PREFIX] = { "limits", "untrusted_per_prefix" },
+	[K_UNTRUSTED_PREFIX_V4] = { "limits", "untrusted_prefix_v4" },
+	[K_UNTRUSTED_PREFIX_V6] = { "limits", "untrusted_prefix_v6" },
 };
 
-static const char *const sections[] = { "stages",      "clock", "window",
-					"enforcement", "pause", "replies" };
+static const char *const sections[] = { "stages",  "clock",  "window",  "enforcement", "pause",
+					"replies", "ageing", "sources", "limits" };
+
+/* Numeric keys beyond the stage table: their range, checked by the parser
+ * and by tes_policy_validate alike. */
+struct num_key {
+	int key;
+	long min, max;
+};
+
+static const struct num_key num_keys[] = {
+	{ K_UTC_OFFSET, TES_UTC_OFFSET_MIN, TES_UTC_OFFSET_MAX },
+	{ K_WINDOW_OFFSET, 0, 59 },
+	{ K_PAUSE_QUOTA, 0, TES_PAUSE_QUOTA_MAX },
+	{ K_PROBE_INTERVAL, 0, TES_PROBE_INTERVAL_MAX },
+	{ K_STALE_AFTER, 0, TES_AGE_DAYS_MAX },
+	{ K_FORGET_AFTER, 0, TES_AGE_DAYS_MAX },
+	{ K_CARRIED_DAYS, 1, TES_CARRIED_DAYS_MAX },
+	{ K_SERVERS_PER_TENANT, 1, TES_SERVERS_CAP_MAX },
+	{ K_UNTRUSTED_SERVERS, 0, TES_SERVERS_CAP_MAX },
+	{ K_UNTRUSTED_PER_PREFIX, 1, TES_PREFIX_CAP_MAX },
+	{ K_UNTRUSTED_PREFIX_V4, 8, 32 },
+	{ K_UNTRUSTED_PREFIX_V6, 16, 128 },
+};
+
+static long num_get(const struct tes_policy *p, int k)
+{
+	switch (k) {
+	case K_UTC_OFFSET:
+		return p->utc_offset_min;
+	case K_WINDOW_OFFSET:
+		return p->window_offset_min;
+	case K_PAUSE_QUOTA:
+		return p->pause_quota_days;
+	case K_PROBE_INTERVAL:
+		return p->probe_interval_min;
+	case K_STALE_AFTER:
+		return p->stale_after_days;
+	case K_FORGET_AFTER:
+		return p->forget_after_days;
+	case K_CARRIED_DAYS:
+		return p->carried_days;
+	case K_SERVERS_PER_TENANT:
+		return (long)p->servers_per_tenant;
+	case K_UNTRUSTED_SERVERS:
+		return (long)p->untrusted_servers;
+	case K_UNTRUSTED_PER_PREFIX:
+		return (long)p->untrusted_per_prefix;
+	case K_UNTRUSTED_PREFIX_V4:
+		return p->untrusted_prefix_v4;
+	case K_UNTRUSTED_PREFIX_V6:
+		return p->untrusted_prefix_v6;
+	}
+	return 0;
+}
+
+/* Only called with values num_keys allows, so the casts keep them. */
+static void num_set(struct tes_policy *p, int k, long v)
+{
+	switch (k) {
+	case K_UTC_OFFSET:
+		p->utc_offset_min = (int16_t)v;
+		break;
+	case K_WINDOW_OFFSET:
+		p->window_offset_min = (int16_t)v;
+		break;
+	case K_PAUSE_QUOTA:
+		p->pause_quota_days = (uint16_t)v;
+		break;
+	case K_PROBE_INTERVAL:
+		p->probe_interval_min = (uint16_t)v;
+		break;
+	case K_STALE_AFTER:
+		p->stale_after_days = (uint16_t)v;
+		break;
+	case K_FORGET_AFTER:
+		p->forget_after_days = (uint16_t)v;
+		break;
+	case K_CARRIED_DAYS:
+		p->carried_days = (uint16_t)v;
+		break;
+	case K_SERVERS_PER_TENANT:
+		p->servers_per_tenant = (uint32_t)v;
+		break;
+	case K_UNTRUSTED_SERVERS:
+		p->untrusted_servers = (uint32_t)v;
+		break;
+	case K_UNTRUSTED_PER_PREFIX:
+		p->untrusted_per_prefix = (uint32_t)v;
+		break;
+	case K_UNTRUSTED_PREFIX_V4:
+		p->untrusted_prefix_v4 = (uint8_t)v;
+		break;
+	case K_UNTRUSTED_PREFIX_V6:
+		p->untrusted_prefix_v6 = (uint8_t)v;
+		break;
+	}
+}
+
+static const struct num_key *num_key_of(int k)
+{
+	for (size_t i = 0; i < sizeof(num_keys) / sizeof(num_keys[0]); i++) {
+		if (num_keys[i].key == k)
+			return &num_keys[i];
+	}
+	return NULL;
+}
 
 /* Fill err; key is a key_id or -1 for none. */
 static int fail(struct tes_policy_error *err, enum tes_policy_errcode code, const char *file,
@@ -256,22 +388,30 @@ static int validate(const struct tes_policy *p, const unsigned *lines, const cha
 				    "stage %d starts on day %u, not after stage %d (day %u)", i + 1,
 				    s->start_day, i, p->stage[i - 1].start_day);
 	}
-	if (p->utc_offset_min < TES_UTC_OFFSET_MIN || p->utc_offset_min > TES_UTC_OFFSET_MAX)
-		return fail(err, TES_PERR_RANGE, file, LINE(K_UTC_OFFSET), K_UTC_OFFSET,
-			    "%d is outside %d..%d", p->utc_offset_min, TES_UTC_OFFSET_MIN,
-			    TES_UTC_OFFSET_MAX);
-	if (p->window_offset_min < 0 || p->window_offset_min > 59)
-		return fail(err, TES_PERR_RANGE, file, LINE(K_WINDOW_OFFSET), K_WINDOW_OFFSET,
-			    "%d is outside 0..59", p->window_offset_min);
+	for (size_t i = 0; i < sizeof(num_keys) / sizeof(num_keys[0]); i++) {
+		const struct num_key *nk = &num_keys[i];
+		long v = num_get(p, nk->key);
+
+		if (v < nk->min || v > nk->max)
+			return fail(err, TES_PERR_RANGE, file, LINE(nk->key), nk->key,
+				    "%ld is outside %ld..%ld", v, nk->min, nk->max);
+	}
+	/* Forgetting a server before it could be Stale would skip the status
+	 * the report is meant to show first. */
+	if (p->stale_after_days && p->forget_after_days &&
+	    p->forget_after_days <= p->stale_after_days)
+		return fail(err, TES_PERR_ORDER, file,
+			    LINE(K_FORGET_AFTER) ? LINE(K_FORGET_AFTER) : LINE(K_STALE_AFTER),
+			    LINE(K_FORGET_AFTER) || !LINE(K_STALE_AFTER) ? K_FORGET_AFTER
+									 : K_STALE_AFTER,
+			    "forget_after (%u days) must be longer than stale_after (%u days)",
+			    p->forget_after_days, p->stale_after_days);
 	if (p->scope != TES_SCOPE_CONNECTORS && p->scope != TES_SCOPE_ALL)
 		return fail(err, TES_PERR_VALUE, file, LINE(K_SCOPE), K_SCOPE,
 			    "scope must be connectors or all");
 	if (p->full_block != TES_FULL_BLOCK_REPLY && p->full_block != TES_FULL_BLOCK_DROP)
 		return fail(err, TES_PERR_VALUE, file, LINE(K_FULL_BLOCK), K_FULL_BLOCK,
 			    "full_block must be reply or drop");
-	if (p->pause_quota_days > TES_PAUSE_QUOTA_MAX)
-		return fail(err, TES_PERR_RANGE, file, LINE(K_PAUSE_QUOTA), K_PAUSE_QUOTA,
-			    "%u is outside 0..%d", p->pause_quota_days, TES_PAUSE_QUOTA_MAX);
 	if (check_text(p->product, sizeof(p->product), false, file, LINE(K_PRODUCT), K_PRODUCT,
 		       err))
 		return -1;
@@ -415,24 +555,17 @@ static int set_value(struct parse_ctx *c, struct tes_policy *p, int k, const cha
 {
 	long n;
 
+	const struct num_key *nk = num_key_of(k);
+
 	if (k >= K_STAGE1 && k <= K_STAGE8)
 		return set_stage(c, k, v, vlen, &p->stage[k - K_STAGE1]);
+	if (nk) {
+		if (set_int(c, k, v, vlen, nk->min, nk->max, &n))
+			return -1;
+		num_set(p, k, n);
+		return 0;
+	}
 	switch (k) {
-	case K_UTC_OFFSET:
-		if (set_int(c, k, v, vlen, TES_UTC_OFFSET_MIN, TES_UTC_OFFSET_MAX, &n))
-			return -1;
-		p->utc_offset_min = (int16_t)n;
-		return 0;
-	case K_WINDOW_OFFSET:
-		if (set_int(c, k, v, vlen, 0, 59, &n))
-			return -1;
-		p->window_offset_min = (int16_t)n;
-		return 0;
-	case K_PAUSE_QUOTA:
-		if (set_int(c, k, v, vlen, 0, TES_PAUSE_QUOTA_MAX, &n))
-			return -1;
-		p->pause_quota_days = (uint16_t)n;
-		return 0;
 	case K_SCOPE:
 		if (word_is(v, vlen, "connectors"))
 			p->scope = TES_SCOPE_CONNECTORS;
@@ -508,7 +641,7 @@ int tes_policy_parse(const char *text, size_t len, const char *name, struct tes_
 			if (!section)
 				return fail(err, TES_PERR_SECTION, c.file, c.line, -1,
 					    "unknown section [%.*s]; known: stages, clock, window, "
-					    "enforcement, pause, replies",
+					    "enforcement, pause, replies, ageing, sources, limits",
 					    (int)(n - 2), l + 1);
 			continue;
 		}
@@ -597,6 +730,14 @@ bool tes_policy_equal(const struct tes_policy *a, const struct tes_policy *b)
 	return a->window_offset_min == b->window_offset_min &&
 	       a->utc_offset_min == b->utc_offset_min && a->scope == b->scope &&
 	       a->full_block == b->full_block && a->pause_quota_days == b->pause_quota_days &&
+	       a->stale_after_days == b->stale_after_days &&
+	       a->forget_after_days == b->forget_after_days && a->carried_days == b->carried_days &&
+	       a->probe_interval_min == b->probe_interval_min &&
+	       a->servers_per_tenant == b->servers_per_tenant &&
+	       a->untrusted_servers == b->untrusted_servers &&
+	       a->untrusted_per_prefix == b->untrusted_per_prefix &&
+	       a->untrusted_prefix_v4 == b->untrusted_prefix_v4 &&
+	       a->untrusted_prefix_v6 == b->untrusted_prefix_v6 &&
 	       strncmp(a->product, b->product, sizeof(a->product)) == 0 &&
 	       strncmp(a->throttle_text, b->throttle_text, sizeof(a->throttle_text)) == 0 &&
 	       strncmp(a->block_text, b->block_text, sizeof(a->block_text)) == 0;
@@ -623,7 +764,7 @@ static void put(struct outbuf *o, const char *fmt, ...)
 		o->used += (size_t)n;
 }
 
-int tes_policy_format(const struct tes_policy *p, char *buf, size_t len)
+static int format(const struct tes_policy *p, char *buf, size_t len, bool compat)
 {
 	struct outbuf o = { buf, len, 0 };
 
@@ -637,11 +778,34 @@ int tes_policy_format(const struct tes_policy *p, char *buf, size_t len)
 	put(&o, "\n[window]\noffset_minutes = %d\n", p->window_offset_min);
 	put(&o, "\n[enforcement]\nscope = %s\nfull_block = %s\n", tes_scope_name(p->scope),
 	    tes_full_block_name(p->full_block));
+	if (!compat)
+		put(&o, "probe_interval = %u\n", p->probe_interval_min);
 	put(&o, "\n[pause]\nquota_days = %u\n", p->pause_quota_days);
 	put(&o, "\n[replies]\nproduct = %.*s\nthrottle = %.*s\nblock = %.*s\n",
 	    (int)sizeof(p->product), p->product, (int)sizeof(p->throttle_text), p->throttle_text,
 	    (int)sizeof(p->block_text), p->block_text);
+	if (!compat) {
+		put(&o, "\n[ageing]\nstale_after = %u\nforget_after = %u\n", p->stale_after_days,
+		    p->forget_after_days);
+		put(&o, "\n[sources]\ncarried_days = %u\n", p->carried_days);
+		put(&o,
+		    "\n[limits]\nservers_per_tenant = %u\nuntrusted_servers = %u\n"
+		    "untrusted_per_prefix = %u\nuntrusted_prefix_v4 = %u\nuntrusted_prefix_v6 = "
+		    "%u\n",
+		    p->servers_per_tenant, p->untrusted_servers, p->untrusted_per_prefix,
+		    p->untrusted_prefix_v4, p->untrusted_prefix_v6);
+	}
 	return o.used > (size_t)0x7fffffff ? -1 : (int)o.used;
+}
+
+int tes_policy_format(const struct tes_policy *p, char *buf, size_t len)
+{
+	return format(p, buf, len, false);
+}
+
+int tes_policy_format_compat(const struct tes_policy *p, char *buf, size_t len)
+{
+	return format(p, buf, len, true);
 }
 
 int tes_policy_error_format(const struct tes_policy_error *err, char *buf, size_t len)

@@ -33,6 +33,12 @@
 #define TES_UTC_OFFSET_MIN (-720)
 #define TES_UTC_OFFSET_MAX 840
 #define TES_PAUSE_QUOTA_MAX 366
+/* Ageing, shared sources, probes and caps (docs/enforcement.md). */
+#define TES_AGE_DAYS_MAX 3650u
+#define TES_CARRIED_DAYS_MAX 3650u
+#define TES_PROBE_INTERVAL_MAX 1440u /* minutes */
+#define TES_SERVERS_CAP_MAX 10000000u
+#define TES_PREFIX_CAP_MAX 65536u
 
 struct tes_stage {
 	uint32_t start_day;   /* days since first detection when it starts */
@@ -61,6 +67,28 @@ struct tes_policy {
 	enum tes_scope scope;
 	enum tes_full_block full_block;
 	uint16_t pause_quota_days; /* per calendar year, 0..366 */
+	/* Ageing: a server not seen for stale_after_days is Stale (reported,
+	 * not enforced, its stage clock stopped); one not seen for
+	 * forget_after_days is forgotten.  0: never.  When both are set,
+	 * forget_after_days > stale_after_days. */
+	uint16_t stale_after_days;
+	uint16_t forget_after_days;
+	/* A source address carries a server for this many days after its
+	 * last message of that server (the MAIL FROM decision of a shared
+	 * source).  1..3650. */
+	uint16_t carried_days;
+	/* At a stage that blocks all 60 minutes, one transaction per (server,
+	 * source) per probe_interval_min is read to its headers.  0: no
+	 * probe. */
+	uint16_t probe_interval_min;
+	/* Caps on tracked servers: per tenant (connector mail; never
+	 * evicted), and for mail over no connector under scope "all" (tenant
+	 * 0) in total and per source prefix, least recently seen evicted. */
+	uint32_t servers_per_tenant;   /* 1.. */
+	uint32_t untrusted_servers;    /* 0..: 0 tracks none */
+	uint32_t untrusted_per_prefix; /* 1.. */
+	uint8_t untrusted_prefix_v4;   /* 8..32 */
+	uint8_t untrusted_prefix_v6;   /* 16..128 */
 	/* Reply templates: %d is the minutes per hour (exactly once), %p the
 	 * product name, %% a percent sign; printable ASCII only. */
 	char product[TES_PRODUCT_MAX];
@@ -120,6 +148,12 @@ bool tes_policy_equal(const struct tes_policy *a, const struct tes_policy *b);
 /* Write p in the file format; parsing the result gives back an equal policy.
  * Returns the length it needed, like snprintf. */
 int tes_policy_format(const struct tes_policy *p, char *buf, size_t len);
+
+/* The same, with only the sections and keys of the first release
+ * ([stages], [clock], [window], [enforcement] scope and full_block,
+ * [pause], [replies]): what a gateway of that release parses (the control
+ * protocol's "policy" message, docs/control-protocol.md). */
+int tes_policy_format_compat(const struct tes_policy *p, char *buf, size_t len);
 
 /* "policy.conf:12: stages.3: throttled plus blocked minutes exceed 60". */
 int tes_policy_error_format(const struct tes_policy_error *err, char *buf, size_t len);

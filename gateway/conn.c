@@ -168,10 +168,15 @@ static void enforce_at_mail(struct gw_conn *gc, const struct smtp_envelope *env,
 
 	if (!g->p.st || gc->src.family == TES_ADDR_NONE)
 		return;
-	if (!enfstate_decide_source(g->p.st, &gc->src, ctlclient_now(g->p.cc), gc->via_connector,
-				    &v))
+	if (!enfstate_decide_source(g->p.st, &gc->src, gc->tenant, ctlclient_now(g->p.cc),
+				    gc->via_connector, &v))
 		return;
 	STAT_ADD_IDX(g, gc->worker, mail_verdicts, v.action);
+	/* A full block lets this one through to its headers (the verdict log
+	 * has refusals only; tes_probes_total counts these). */
+	if (v.reason == TES_REASON_PROBE)
+		log_msg(LOG_INFO, "enforce peer=%s at=mail action=probe stage=%u", gc->peer,
+			v.stage);
 	if (v.action != TES_ACCEPT) {
 		log_verdict(gc, VLOG_AT_MAIL, &v, NULL);
 		log_msg(LOG_INFO, "enforce peer=%s at=mail action=%s stage=%u reply=\"%u %s\"",
@@ -923,7 +928,7 @@ struct gw_conn *gw_conn_open(struct gw *g, const struct gw_transport *tp, void *
 	if (g->p.st && gc->src.family != TES_ADDR_NONE) {
 		/* a source of fully blocked servers under a "drop" policy: closed
 		 * before a word is said (XDP drops it earlier where attached) */
-		if (enfstate_source_drop(g->p.st, &gc->src)) {
+		if (enfstate_source_drop(g->p.st, &gc->src, ctlclient_now(g->p.cc))) {
 			STAT_ADD(g, gc->worker, early_drops);
 			log_verdict(gc, VLOG_AT_CONNECT, NULL, NULL);
 			free(gc);
@@ -1134,7 +1139,7 @@ void gw_count_early_drop(struct gw *g, unsigned worker)
 
 bool gw_source_drop(struct gw *g, const struct tes_addr *src)
 {
-	return g->p.st && enfstate_source_drop(g->p.st, src);
+	return g->p.st && enfstate_source_drop(g->p.st, src, ctlclient_now(g->p.cc));
 }
 
 /* ---- kio as the transport ---- */

@@ -29,6 +29,19 @@
 #define COUNTERS_EVERY_MS 5000
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 10000
+/* Sightings of servers not on record (new names) a worker queues per
+ * tenant and second: a tenant flooding its own connector with new names
+ * takes at most this much of the ring (SIGHTRING_SIZE), so another tenant's
+ * first detection still finds room.  Servers on record are not limited;
+ * one over the budget is reported again by its next message. */
+#define TENANT_BUDGET 128
+#define BUDGET_SLOTS 64 /* tenants per worker with a budget of their own */
+
+struct tenant_budget {
+	uint32_t tenant;
+	uint32_t used;
+	int64_t sec;
+};
 
 struct ctlclient {
 	struct ctlclient_params p;
@@ -37,7 +50,13 @@ struct ctlclient {
 	pthread_t thread;
 	int stop;
 
+	/* Per worker: sightings of mail over a connector, and (scope "all")
+	 * of mail over none, drained after the first, so that a flood of
+	 * untrusted names cannot crowd a connector's sighting out. */
 	struct sightring *rings;
+	struct sightring *urings;
+	/* Per worker, written only by it. */
+	struct tenant_budget (*budget)[BUDGET_SLOTS];
 	int fd;
 	struct ctl_decoder dec;
 	uint8_t *out;
@@ -83,8 +102,18 @@ void ctlclient_stats(const struct ctlclient *cc, struct ctlclient_stats *out)
 	out->generation = __atomic_load_n(&s->generation, __ATOMIC_ACQUIRE);
 	out->sightings_coalesced = __atomic_load_n(&s->sightings_coalesced, __ATOMIC_RELAXED);
 	out->sightings_dropped = 0;
-	for (unsigned w = 0; w < cc->p.workers; w++)
+	out->sightings_untrusted = 0;
+	out->sightings_capped = 0;
+	out->sightings_untrusted_dropped = 0;
+	out->sightings_limited = 0;
+	for (unsigned w = 0; w < cc->p.workers; w++) {
 		out->sightings_dropped += sightring_dropped(&cc->rings[w]);
+		out->sightings_dropped += sightring_dropped(&cc->urings[w]);
+		out->sightings_untrusted_dropped += sightring_dropped(&cc->urings[w]);
+		out->sightings_untrusted += sightring_untrusted(&cc->rings[w]);
+		out->sightings_capped += sightring_capped(&cc->rings[w]);
+		out->sightings_limited += sightring_limited(&cc->rings[w]);
+	}
 }
 
 /* ---- the workers' side ---------------------------------------------- */
@@ -93,6 +122,46 @@ bool ctlclient_sighting(struct ctlclient *cc, unsigned w, const struct ctl_sight
 {
 	if (!cc || w >= cc->p.workers)
 		return false;
+	/* Mail over no connector is not enforced under this scope: tescontrol
+	 * would only count it, so it is counted here and goes nowhere, and a
+	 * stream of forged names costs neither side anything more. */
+	if (s->tenant_id == 0) {
+		if (enfstate_scope(cc->p.st) == TES_SCOPE_CONNECTORS) {
+			sightring_count_untrusted(&cc->rings[w]);
+			return true;
+		}
+		return sightring_push(&cc->urings[w], s);
+	}
+	if (sightring_fold(&cc->rings[w], s))
+		return true;
+	switch (enfstate_sighting_kind(cc->p.st, s->tenant_id, s->fqdn)) {
+	case ENFSTATE_SIGHTING_KNOWN:
+		return sightring_push(&cc->rings[w], s);
+	case ENFSTATE_SIGHTING_CAPPED:
+		/* a server not on record would not be tracked: a tenant's own
+		 * connector flooding names costs a counter here */
+		sightring_count_capped(&cc->rings[w]);
+		return true;
+	case ENFSTATE_SIGHTING_NEW:
+		break;
+	}
+	{
+		struct tenant_budget *b = &cc->budget[w][s->tenant_id % BUDGET_SLOTS];
+		struct timespec ts;
+
+		/* the vDSO's coarse clock: no system call on a worker */
+		clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+		if (b->sec != ts.tv_sec || b->tenant != s->tenant_id) {
+			b->sec = ts.tv_sec;
+			b->tenant = s->tenant_id;
+			b->used = 0;
+		}
+		if (b->used >= TENANT_BUDGET) {
+			sightring_count_limited(&cc->rings[w]);
+			return true;
+		}
+		b->used++;
+	}
 	return sightring_push(&cc->rings[w], s);
 }
 
@@ -190,47 +259,18 @@ static void flush_out(struct ctlclient *cc)
 
 /* ---- applying what tescontrol sends --------------------------------- */
 
-/* Sources of fully blocked servers are refused at connect time when the
- * policy says drop: the verdict with no detection says exactly that. */
-static bool server_drops(struct ctlclient *cc, const struct tes_server *s)
-{
-	struct tes_policy pol;
-	struct tes_tenant t;
-	struct tes_verdict v;
-
-	enfstate_policy(cc->p.st, &pol);
-	bool have_t = enfstate_lookup_tenant(cc->p.st, s->tenant_id, &t);
-	tes_decide(s, have_t ? &t : NULL, &pol, ctlclient_now(cc), NULL, NULL, true, &v);
-	return v.action == TES_DROP;
-}
-
+/* The server and, through enfstate's source index, which sources carry it:
+ * the connect-time drop and the MAIL FROM verdict are decided from those
+ * when they are needed (enfstate_source_drop, enfstate_decide_source), so
+ * nothing here depends on the time it is applied. */
 static void apply_server(struct ctlclient *cc, const struct tes_server *s)
 {
-	struct enfstate_source src = { .tenant_id = s->tenant_id };
-
-	if (enfstate_server_put(cc->p.st, s) < 0) {
+	if (enfstate_server_put(cc->p.st, s) < 0)
 		log_msg(LOG_ERROR, "control: cannot store server %s: %s", s->fqdn, strerror(errno));
-		return;
-	}
-	snprintf(src.fqdn, sizeof(src.fqdn), "%s", s->fqdn);
-	src.drop = server_drops(cc, s);
-	for (unsigned i = 0; i < s->nsources && i < TES_SERVER_SOURCES_MAX; i++)
-		enfstate_source_put(cc->p.st, &s->sources[i], &src);
 }
 
 static void apply_delete_server(struct ctlclient *cc, uint32_t tenant_id, const char *fqdn)
 {
-	struct tes_server s;
-	struct enfstate_source src;
-
-	if (!enfstate_lookup_server(cc->p.st, tenant_id, fqdn, &s))
-		return;
-	/* forget the sources only where they still point at this server */
-	for (unsigned i = 0; i < s.nsources && i < TES_SERVER_SOURCES_MAX; i++) {
-		if (enfstate_lookup_source(cc->p.st, &s.sources[i], &src) &&
-		    src.tenant_id == tenant_id && strcasecmp(src.fqdn, fqdn) == 0)
-			enfstate_source_del(cc->p.st, &s.sources[i]);
-	}
 	enfstate_server_del(cc->p.st, tenant_id, fqdn);
 }
 
@@ -436,13 +476,12 @@ static void read_in(struct ctlclient *cc)
 
 /* ---- the thread ------------------------------------------------------ */
 
-static void send_sightings(struct ctlclient *cc, int64_t now)
+static void send_sightings(struct ctlclient *cc, int64_t now, struct sightring *rings)
 {
 	struct ctl_sighting s;
 
-	cc->popped = false;
 	for (unsigned w = 0; w < cc->p.workers; w++) {
-		while (cc->fd >= 0 && cc->out_len < OUT_LOW && sightring_pop(&cc->rings[w], &s)) {
+		while (cc->fd >= 0 && cc->out_len < OUT_LOW && sightring_pop(&rings[w], &s)) {
 			cc->popped = true;
 			/* messages that get no sighting of their own: those the
 			 * ring folded into this one, and this one if held */
@@ -456,6 +495,14 @@ static void send_sightings(struct ctlclient *cc, int64_t now)
 						   __ATOMIC_RELAXED);
 		}
 	}
+}
+
+static void send_all_sightings(struct ctlclient *cc, int64_t now)
+{
+	cc->popped = false;
+	/* Connector mail first: untrusted names only get what is left. */
+	send_sightings(cc, now, cc->rings);
+	send_sightings(cc, now, cc->urings);
 	if (cc->fd >= 0)
 		sightcoal_flush(cc->coal, now, false, emit_sighting, cc);
 }
@@ -473,6 +520,12 @@ static void send_counters(struct ctlclient *cc)
 	json_object_set_new(c, "control_sightings_dropped",
 			    json_integer((json_int_t)st.sightings_dropped));
 	json_object_set_new(c, "control_connects", json_integer((json_int_t)st.connects));
+	json_object_set_new(c, "control_sightings_untrusted",
+			    json_integer((json_int_t)st.sightings_untrusted));
+	json_object_set_new(c, "control_sightings_capped",
+			    json_integer((json_int_t)st.sightings_capped));
+	json_object_set_new(c, "control_sightings_limited",
+			    json_integer((json_int_t)st.sightings_limited));
 	if (cc->p.counters)
 		cc->p.counters(cc->p.counters_arg, c);
 	send_msg(cc, ctl_counters_to_json(c));
@@ -489,7 +542,7 @@ static void *run(void *arg)
 		if (cc->fd < 0 && now >= cc->next_try_ms)
 			try_connect(cc);
 		if (cc->fd >= 0) {
-			send_sightings(cc, now);
+			send_all_sightings(cc, now);
 			if (cc->fd >= 0 && now >= cc->next_counters_ms) {
 				send_counters(cc);
 				cc->next_counters_ms = now + COUNTERS_EVERY_MS;
@@ -547,11 +600,15 @@ struct ctlclient *ctlclient_start(const struct ctlclient_params *p)
 	cc->fd = -1;
 	cc->backoff_ms = BACKOFF_MIN_MS;
 	cc->rings = calloc(p->workers ? p->workers : 1, sizeof(*cc->rings));
+	cc->urings = calloc(p->workers ? p->workers : 1, sizeof(*cc->urings));
+	cc->budget = calloc(p->workers ? p->workers : 1, sizeof(*cc->budget));
 	cc->out = malloc(OUT_MAX);
 	cc->coal = sightcoal_create(COALESCE_SETS, COALESCE_MS);
-	if (!cc->rings || !cc->out || !cc->coal) {
+	if (!cc->rings || !cc->urings || !cc->budget || !cc->out || !cc->coal) {
 		sightcoal_free(cc->coal);
 		free(cc->rings);
+		free(cc->urings);
+		free(cc->budget);
 		free(cc->out);
 		free(cc);
 		return NULL;
@@ -561,6 +618,8 @@ struct ctlclient *ctlclient_start(const struct ctlclient_params *p)
 		log_msg(LOG_ERROR, "control: cannot start the control thread: %s", strerror(e));
 		sightcoal_free(cc->coal);
 		free(cc->rings);
+		free(cc->urings);
+		free(cc->budget);
 		free(cc->out);
 		free(cc);
 		return NULL;
@@ -577,6 +636,8 @@ void ctlclient_stop(struct ctlclient *cc)
 	pthread_join(cc->thread, NULL);
 	sightcoal_free(cc->coal);
 	free(cc->rings);
+	free(cc->urings);
+	free(cc->budget);
 	free(cc->out);
 	free(cc);
 }

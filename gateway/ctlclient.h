@@ -44,14 +44,21 @@ struct ctlclient_params {
 
 struct ctlclient_stats {
 	bool connected;
-	bool synced;                  /* a full state has arrived since start */
-	uint64_t connects;            /* connections made */
-	uint64_t syncs;               /* full states applied */
-	uint64_t updates;             /* incremental messages applied */
-	uint64_t rejected;            /* messages that did not decode (logged) */
-	uint64_t sightings_sent;      /* messages sent, each standing for one or more */
-	uint64_t sightings_coalesced; /* counted into another sighting (sightcoal.h) */
-	uint64_t sightings_dropped;   /* a worker's ring was full */
+	bool synced;                          /* a full state has arrived since start */
+	uint64_t connects;                    /* connections made */
+	uint64_t syncs;                       /* full states applied */
+	uint64_t updates;                     /* incremental messages applied */
+	uint64_t rejected;                    /* messages that did not decode (logged) */
+	uint64_t sightings_sent;              /* messages sent, each standing for one or more */
+	uint64_t sightings_coalesced;         /* counted into another sighting (sightcoal.h) */
+	uint64_t sightings_dropped;           /* a worker's ring was full (either ring) */
+	uint64_t sightings_untrusted_dropped; /* of those, tenant 0's ring */
+	/* Mail over no connector under scope "connectors": counted, not sent. */
+	uint64_t sightings_untrusted;
+	/* Servers not on record of a tenant at its cap: counted, not sent. */
+	uint64_t sightings_capped;
+	/* New names over a tenant's per-worker budget a second. */
+	uint64_t sightings_limited;
 	uint64_t acks;
 	/* tescontrol's state generation last applied (ctl_msg_set_gen); 0
 	 * from a sync-begin until its sync-end. */
@@ -62,7 +69,11 @@ struct ctlclient_stats {
 struct ctlclient *ctlclient_start(const struct ctlclient_params *p);
 void ctlclient_stop(struct ctlclient *cc);
 
-/* Queue a sighting from worker w; false when its ring is full (counted). */
+/* Queue a sighting from worker w; false when its ring is full (counted).
+ * One of tenant 0 (no connector) under the scope "connectors" is only
+ * counted (sightings_untrusted) and true, as is one of a server not on
+ * record of a tenant at its cap (sightings_capped).  Tenant 0's go to a
+ * ring of their own, drained after the connectors' ones. */
 bool ctlclient_sighting(struct ctlclient *cc, unsigned w, const struct ctl_sighting *s);
 
 /* The time enforcement decides at: the wall clock, or tescontrol's test

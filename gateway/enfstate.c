@@ -94,13 +94,37 @@ struct enode_tail {
 	uint64_t gen; /* sync generation of the put that made it; writer only */
 };
 
-/* A source's value: the server's tenant and FQDN as given, and the flag. */
-struct source_val {
+/* A source's value: the servers it carried (at most
+ * ENFSTATE_SOURCE_SERVERS), each with when it was last carried and its
+ * probe claim, then their FQDNs as given, NUL-terminated, in a pool.  The
+ * node is immutable like every other except probe_next, which readers
+ * claim with a compare-and-swap and the writer carries over (an atomic
+ * load) into the node that replaces it. */
+struct source_ent {
+	int64_t seen;       /* 0: unknown, counts as recent */
+	int64_t probe_next; /* atomic; a probe may be claimed from this time */
 	uint32_t tenant_id;
-	bool drop;
+	uint16_t fqdn_off; /* in the pool */
 	uint16_t fqdn_len;
-	char fqdn[]; /* fqdn_len octets and a NUL */
 };
+
+struct source_val {
+	/* A server was dropped from a full list: until then the source counts
+	 * as shared by servers not listed, and nothing is refused early. */
+	int64_t shared_until;
+	uint8_t n;
+	bool drop; /* pinned by enfstate_source_put (tests, benchmarks) */
+	uint16_t pool_len;
+	struct source_ent ent[]; /* n of them, then pool_len octets of names */
+};
+
+static inline const char *ent_fqdn(const struct source_val *v, const struct source_ent *e)
+{
+	return (const char *)&v->ent[v->n] + e->fqdn_off;
+}
+
+static void index_update(struct enfstate *st, const struct tes_server *old,
+			 const struct tes_server *new);
 
 struct policy_snap {
 	struct tes_policy pol;
@@ -125,7 +149,12 @@ struct enfstate {
 	struct policy_snap *policy;   /* never NULL */
 	struct catalog_snap *catalog; /* NULL: no catalog */
 	uint64_t policy_gen, catalog_gen;
-	uint64_t sync_gen; /* writer only */
+	uint64_t sync_gen;   /* writer only */
+	size_t index_errors; /* source nodes the writer could not publish */
+	/* Some tenant is at its server cap (atomic; the writer rescans the few
+	 * tenants after each change), so the common case costs one load. */
+	bool any_capped;
+	uint64_t probes; /* claimed by readers (atomic; rare) */
 };
 
 /* caa_container_of, through void * so that clang's -Wcast-align accepts it:
@@ -504,43 +533,263 @@ int enfstate_server_put(struct enfstate *st, const struct tes_server *s)
 {
 	uint8_t kb[SERVER_KEY_MAX];
 	size_t len = server_key(kb, s->tenant_id, s->fqdn);
+	struct tes_server old;
+	bool had;
+	int rc;
 
 	if (len == 0) {
 		errno = EINVAL;
 		return -1;
 	}
-	return tbl_put(st, T_SERVERS, kb, len, s, sizeof(*s));
+	had = enfstate_lookup_server(st, s->tenant_id, s->fqdn, &old);
+	rc = tbl_put(st, T_SERVERS, kb, len, s, sizeof(*s));
+	if (rc >= 0)
+		index_update(st, had ? &old : NULL, s);
+	return rc;
 }
 
 bool enfstate_server_del(struct enfstate *st, uint32_t tenant_id, const char *fqdn)
 {
 	uint8_t kb[SERVER_KEY_MAX];
 	size_t len = server_key(kb, tenant_id, fqdn);
+	struct tes_server old;
 
-	return len != 0 && tbl_del(st, T_SERVERS, kb, len);
+	if (len == 0 || !enfstate_lookup_server(st, tenant_id, fqdn, &old))
+		return false;
+	if (!tbl_del(st, T_SERVERS, kb, len))
+		return false;
+	index_update(st, &old, NULL);
+	return true;
+}
+
+/* ---- the source index ----
+ * Built by the writer from the servers it is given: each source of a server
+ * lists it, with the time that source last carried it. */
+
+/* A source's entries while the writer rebuilds them. */
+struct src_build {
+	int64_t shared_until;
+	uint64_t gen; /* of the node read; 0: none */
+	bool drop;
+	unsigned n;
+	struct {
+		int64_t seen, probe_next;
+		uint32_t tenant_id;
+		char fqdn[TES_FQDN_MAX];
+	} e[ENFSTATE_SOURCE_SERVERS];
+};
+
+static bool fqdn_eq(const char *a, const char *b)
+{
+	for (;; a++, b++) {
+		unsigned char x = (unsigned char)*a, y = (unsigned char)*b;
+
+		if ((unsigned char)(x - 'A') < 26)
+			x = (unsigned char)(x + ('a' - 'A'));
+		if ((unsigned char)(y - 'A') < 26)
+			y = (unsigned char)(y + ('a' - 'A'));
+		if (x != y)
+			return false;
+		if (x == '\0')
+			return true;
+	}
+}
+
+static const struct source_val *source_in(struct enfstate *st, const struct tes_addr *src);
+static const struct tes_policy *policy_in(struct enfstate *st);
+static const struct tes_server *server_in(struct enfstate *st, uint32_t tenant_id,
+					  const char *fqdn);
+
+/* Read the current node of src into b (empty when none); in a read-side
+ * section of the writer's. */
+static void src_load(struct enfstate *st, const struct tes_addr *src, struct src_build *b)
+{
+	const struct source_val *v;
+
+	memset(b, 0, offsetof(struct src_build, e));
+	rcu_read_lock();
+	v = source_in(st, src);
+	if (v != NULL) {
+		/* the node around the value, for its sync generation */
+		uint8_t kb[SOURCE_KEY_MAX];
+		size_t len = source_key(kb, src);
+		const struct enode *node = tbl_lookup(st, T_SOURCES, kb, len);
+
+		b->gen = node ? node_tail((struct enode *)node)->gen : 0;
+		b->shared_until = v->shared_until;
+		b->drop = v->drop;
+		for (unsigned i = 0; i < v->n && i < ENFSTATE_SOURCE_SERVERS; i++) {
+			b->e[i].seen = v->ent[i].seen;
+			b->e[i].probe_next =
+				__atomic_load_n(&v->ent[i].probe_next, __ATOMIC_RELAXED);
+			b->e[i].tenant_id = v->ent[i].tenant_id;
+			memcpy(b->e[i].fqdn, ent_fqdn(v, &v->ent[i]), v->ent[i].fqdn_len + 1u);
+		}
+		b->n = v->n;
+	}
+	rcu_read_unlock();
+}
+
+/* Publish b as src's node, or delete the node when nothing is left (unless
+ * keep).  As tbl_put, or 0 after a delete. */
+static int src_store(struct enfstate *st, const struct tes_addr *src, const struct src_build *b,
+		     bool keep)
+{
+	uint8_t kb[SOURCE_KEY_MAX];
+	size_t len = source_key(kb, src), pool = 0, vsize;
+	alignas(struct source_val)
+		uint8_t buf[sizeof(struct source_val) +
+			    ENFSTATE_SOURCE_SERVERS * (sizeof(struct source_ent) + TES_FQDN_MAX)];
+	struct source_val *v = (struct source_val *)buf;
+	char *names;
+
+	if (len == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* An empty node goes even while shared_until runs: an unknown
+	 * source is only ever decided more leniently. */
+	if (!keep && b->n == 0 && !b->drop) {
+		tbl_del(st, T_SOURCES, kb, len);
+		return 0;
+	}
+	memset(v, 0, sizeof(*v));
+	v->shared_until = b->shared_until;
+	v->drop = b->drop;
+	v->n = (uint8_t)b->n;
+	names = (char *)&v->ent[b->n];
+	for (unsigned i = 0; i < b->n; i++) {
+		size_t fl = strnlen(b->e[i].fqdn, TES_FQDN_MAX - 1);
+
+		v->ent[i].seen = b->e[i].seen;
+		v->ent[i].probe_next = b->e[i].probe_next;
+		v->ent[i].tenant_id = b->e[i].tenant_id;
+		v->ent[i].fqdn_off = (uint16_t)pool;
+		v->ent[i].fqdn_len = (uint16_t)fl;
+		memcpy(names + pool, b->e[i].fqdn, fl);
+		names[pool + fl] = '\0';
+		pool += fl + 1;
+	}
+	v->pool_len = (uint16_t)pool;
+	vsize = sizeof(*v) + b->n * sizeof(struct source_ent) + pool;
+	return tbl_put(st, T_SOURCES, kb, len, v, vsize);
+}
+
+static int src_find(const struct src_build *b, uint32_t tenant_id, const char *fqdn)
+{
+	for (unsigned i = 0; i < b->n; i++) {
+		if (b->e[i].tenant_id == tenant_id && fqdn_eq(b->e[i].fqdn, fqdn))
+			return (int)i;
+	}
+	return -1;
+}
+
+static void index_upsert(struct enfstate *st, const struct tes_addr *src, uint32_t tenant_id,
+			 const char *fqdn, int64_t seen)
+{
+	struct src_build b;
+	int i;
+
+	src_load(st, src, &b);
+	i = src_find(&b, tenant_id, fqdn);
+	if (i >= 0) {
+		/* Nothing to publish, unless a full sync must see it touched. */
+		if (b.e[i].seen == seen && b.gen == st->sync_gen)
+			return;
+		b.e[i].seen = seen;
+	} else {
+		if (b.n == ENFSTATE_SOURCE_SERVERS) {
+			/* Full: the least recently seen goes, and while it would
+			 * still count the source is treated as shared by servers
+			 * not listed, so nothing is refused early for it. */
+			unsigned old = 0;
+			int64_t until;
+
+			for (unsigned k = 1; k < b.n; k++) {
+				if (b.e[k].seen < b.e[old].seen)
+					old = k;
+			}
+			rcu_read_lock();
+			until = b.e[old].seen <= 0
+					? INT64_MAX
+					: b.e[old].seen + (int64_t)policy_in(st)->carried_days *
+								  TES_DAY_SECONDS;
+			rcu_read_unlock();
+			if (until > b.shared_until)
+				b.shared_until = until;
+			b.e[old] = b.e[--b.n];
+		}
+		i = (int)b.n++;
+		b.e[i].seen = seen;
+		b.e[i].probe_next = 0;
+		b.e[i].tenant_id = tenant_id;
+		snprintf(b.e[i].fqdn, sizeof(b.e[i].fqdn), "%s", fqdn);
+	}
+	if (src_store(st, src, &b, false) < 0)
+		count_add(&st->index_errors, 1);
+}
+
+static void index_remove(struct enfstate *st, const struct tes_addr *src, uint32_t tenant_id,
+			 const char *fqdn)
+{
+	struct src_build b;
+	int i;
+
+	src_load(st, src, &b);
+	i = src_find(&b, tenant_id, fqdn);
+	if (i < 0)
+		return;
+	b.e[i] = b.e[--b.n];
+	if (src_store(st, src, &b, false) < 0)
+		count_add(&st->index_errors, 1);
+}
+
+static bool has_source(const struct tes_server *s, const struct tes_addr *a)
+{
+	for (unsigned i = 0; i < s->nsources && i < TES_SERVER_SOURCES_MAX; i++) {
+		if (tes_addr_equal(&s->sources[i], a))
+			return true;
+	}
+	return false;
+}
+
+/* The sources of old that new no longer has lose it; new's list it with
+ * their seen times.  Either may be NULL. */
+static void index_update(struct enfstate *st, const struct tes_server *old,
+			 const struct tes_server *new)
+{
+	if (old) {
+		for (unsigned i = 0; i < old->nsources && i < TES_SERVER_SOURCES_MAX; i++) {
+			if (!new || !has_source(new, &old->sources[i]))
+				index_remove(st, &old->sources[i], old->tenant_id, old->fqdn);
+		}
+	}
+	if (new) {
+		for (unsigned i = 0; i < new->nsources &&i < TES_SERVER_SOURCES_MAX; i++)
+			index_upsert(st, &new->sources[i], new->tenant_id, new->fqdn,
+				     new->source_seen[i]);
+	}
 }
 
 int enfstate_source_put(struct enfstate *st, const struct tes_addr *src,
 			const struct enfstate_source *v)
 {
-	uint8_t kb[SOURCE_KEY_MAX];
-	size_t len = source_key(kb, src);
+	struct src_build b;
 	size_t flen = strnlen(v->fqdn, TES_FQDN_MAX);
-	/* Built here at its exact length: the FQDN follows the header. */
-	alignas(struct source_val) uint8_t buf[sizeof(struct source_val) + TES_FQDN_MAX];
-	struct source_val *val = (struct source_val *)buf;
+	uint8_t kb[SOURCE_KEY_MAX];
 
-	if (len == 0 || flen == TES_FQDN_MAX) {
+	if (flen == TES_FQDN_MAX || source_key(kb, src) == 0) {
 		errno = EINVAL;
 		return -1;
 	}
-	memset(val, 0, sizeof(*val));
-	val->tenant_id = v->tenant_id;
-	val->drop = v->drop;
-	val->fqdn_len = (uint16_t)flen;
-	memcpy(val->fqdn, v->fqdn, flen);
-	val->fqdn[flen] = '\0';
-	return tbl_put(st, T_SOURCES, kb, len, val, sizeof(*val) + flen + 1);
+	memset(&b, 0, offsetof(struct src_build, e));
+	b.drop = v->drop;
+	if (flen) {
+		b.n = 1;
+		b.e[0].tenant_id = v->tenant_id;
+		memcpy(b.e[0].fqdn, v->fqdn, flen + 1);
+	}
+	return src_store(st, src, &b, true);
 }
 
 bool enfstate_source_del(struct enfstate *st, const struct tes_addr *src)
@@ -551,20 +800,43 @@ bool enfstate_source_del(struct enfstate *st, const struct tes_addr *src)
 	return len != 0 && tbl_del(st, T_SOURCES, kb, len);
 }
 
+/* Writer: whether any tenant is at its cap now. */
+static void rescan_capped(struct enfstate *st)
+{
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *ln;
+	bool any = false;
+
+	rcu_read_lock();
+	cds_lfht_for_each (st->t[T_TENANTS].ht, &it, ln) {
+		const struct tes_tenant *t = node_val(container_of(ln, struct enode, ln));
+
+		any = any || t->at_server_cap;
+	}
+	rcu_read_unlock();
+	__atomic_store_n(&st->any_capped, any, __ATOMIC_RELAXED);
+}
+
 int enfstate_tenant_put(struct enfstate *st, const struct tes_tenant *t)
 {
 	uint8_t kb[4];
+	int rc;
 
 	put_le32(kb, t->id);
-	return tbl_put(st, T_TENANTS, kb, sizeof(kb), t, sizeof(*t));
+	rc = tbl_put(st, T_TENANTS, kb, sizeof(kb), t, sizeof(*t));
+	rescan_capped(st);
+	return rc;
 }
 
 bool enfstate_tenant_del(struct enfstate *st, uint32_t tenant_id)
 {
 	uint8_t kb[4];
+	bool rc;
 
 	put_le32(kb, tenant_id);
-	return tbl_del(st, T_TENANTS, kb, sizeof(kb));
+	rc = tbl_del(st, T_TENANTS, kb, sizeof(kb));
+	rescan_capped(st);
+	return rc;
 }
 
 int enfstate_policy_set(struct enfstate *st, const struct tes_policy *pol)
@@ -608,13 +880,42 @@ void enfstate_sync_begin(struct enfstate *st)
 	st->sync_gen++;
 }
 
+/* The servers sweep of a sync: each server that goes leaves the lists of
+ * its sources too. */
+static size_t sweep_servers(struct enfstate *st, uint64_t gen)
+{
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *ln;
+	size_t n = 0;
+
+	rcu_read_lock();
+	cds_lfht_for_each (st->t[T_SERVERS].ht, &it, ln) {
+		struct enode *node = container_of(ln, struct enode, ln);
+		struct enode_tail *tail = node_tail(node);
+		struct tes_server gone;
+
+		if (tail->gen == gen)
+			continue;
+		gone = *(const struct tes_server *)node_val(node);
+		if (cds_lfht_del(st->t[T_SERVERS].ht, ln) == 0) {
+			retire(&tail->rcu, node_reclaim);
+			n++;
+			index_update(st, &gone, NULL);
+		}
+	}
+	rcu_read_unlock();
+	count_add(&st->t[T_SERVERS].count, -(long)n);
+	return n;
+}
+
 size_t enfstate_sync_end(struct enfstate *st)
 {
-	size_t n = 0;
-	int i;
+	size_t n = sweep_servers(st, st->sync_gen);
 
-	for (i = 0; i < T_COUNT; i++)
-		n += tbl_sweep(st, i, st->sync_gen);
+	/* Sources: what no server put or removal touched since sync_begin. */
+	n += tbl_sweep(st, T_SOURCES, st->sync_gen);
+	n += tbl_sweep(st, T_TENANTS, st->sync_gen);
+	rescan_capped(st);
 	return n;
 }
 
@@ -678,12 +979,41 @@ bool enfstate_lookup_source(struct enfstate *st, const struct tes_addr *src,
 	rcu_read_lock();
 	v = source_in(st, src);
 	if (v != NULL) {
-		out->tenant_id = v->tenant_id;
+		unsigned best = 0;
+
+		memset(out, 0, offsetof(struct enfstate_source, fqdn) + 1);
 		out->drop = v->drop;
-		memcpy(out->fqdn, v->fqdn, (size_t)v->fqdn_len + 1);
+		out->nservers = v->n;
+		out->shared_until = v->shared_until;
+		for (unsigned i = 1; i < v->n; i++) {
+			if (v->ent[i].seen >= v->ent[best].seen)
+				best = i;
+		}
+		if (v->n) {
+			out->tenant_id = v->ent[best].tenant_id;
+			memcpy(out->fqdn, ent_fqdn(v, &v->ent[best]), v->ent[best].fqdn_len + 1u);
+		}
 	}
 	rcu_read_unlock();
 	return v != NULL;
+}
+
+unsigned enfstate_source_servers(struct enfstate *st, const struct tes_addr *src,
+				 struct enfstate_carried *out, unsigned max)
+{
+	const struct source_val *v;
+	unsigned n = 0;
+
+	rcu_read_lock();
+	v = source_in(st, src);
+	for (unsigned i = 0; v && i < v->n && n < max; i++, n++) {
+		out[n].tenant_id = v->ent[i].tenant_id;
+		out[n].seen = v->ent[i].seen;
+		out[n].probe_next = __atomic_load_n(&v->ent[i].probe_next, __ATOMIC_RELAXED);
+		memcpy(out[n].fqdn, ent_fqdn(v, &v->ent[i]), v->ent[i].fqdn_len + 1u);
+	}
+	rcu_read_unlock();
+	return n;
 }
 
 bool enfstate_lookup_tenant(struct enfstate *st, uint32_t tenant_id, struct tes_tenant *out)
@@ -698,14 +1028,68 @@ bool enfstate_lookup_tenant(struct enfstate *st, uint32_t tenant_id, struct tes_
 	return t != NULL;
 }
 
-bool enfstate_source_drop(struct enfstate *st, const struct tes_addr *src)
+/* The servers a source node lists, of one tenant or (UINT64_MAX) all, as
+ * the pure decision takes them; in the caller's read-side section. */
+static unsigned carried_in(struct enfstate *st, const struct source_val *v, uint64_t tenant,
+			   struct tes_carried *c, unsigned *idx)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < v->n && i < ENFSTATE_SOURCE_SERVERS; i++) {
+		const struct source_ent *e = &v->ent[i];
+
+		if (tenant != UINT64_MAX && e->tenant_id != tenant)
+			continue;
+		c[n].s = server_in(st, e->tenant_id, ent_fqdn(v, e));
+		c[n].t = tenant_in(st, e->tenant_id);
+		c[n].seen = e->seen;
+		idx[n++] = i;
+	}
+	return n;
+}
+
+/* When the next probe of entry e may be made. */
+static int64_t probe_due(const struct tes_policy *p, const struct source_ent *e)
+{
+	int64_t a = tes_probe_due_at(p, e->seen);
+	int64_t b = __atomic_load_n(&e->probe_next, __ATOMIC_RELAXED);
+
+	return a > b ? a : b;
+}
+
+bool enfstate_source_drop(struct enfstate *st, const struct tes_addr *src, int64_t now)
 {
 	const struct source_val *v;
-	bool drop;
+	const struct tes_policy *p;
+	struct tes_carried c[ENFSTATE_SOURCE_SERVERS];
+	unsigned idx[ENFSTATE_SOURCE_SERVERS], n;
+	struct tes_verdict verdict;
+	bool drop = false;
 
 	rcu_read_lock();
 	v = source_in(st, src);
-	drop = v != NULL && v->drop;
+	if (v == NULL)
+		goto out;
+	if (v->drop) {
+		drop = true;
+		goto out;
+	}
+	p = policy_in(st);
+	/* The usual case costs the one lookup it always did. */
+	if (p->full_block != TES_FULL_BLOCK_DROP || now < v->shared_until || v->n == 0)
+		goto out;
+	n = carried_in(st, v, UINT64_MAX, c, idx);
+	tes_decide_carried(c, n, p, now, src, false, &verdict);
+	if (verdict.action != TES_DROP)
+		goto out;
+	/* Leave room for a probe: while one is due for any of its servers the
+	 * connection goes on to MAIL FROM, which claims it. */
+	for (unsigned i = 0; i < n; i++) {
+		if (tes_carried_recent(c[i].seen, p, now) && now >= probe_due(p, &v->ent[idx[i]]))
+			goto out;
+	}
+	drop = true;
+out:
 	rcu_read_unlock();
 	return drop;
 }
@@ -761,22 +1145,90 @@ void enfstate_decide(struct enfstate *st, uint32_t tenant_id, const char *fqdn,
 	rcu_read_unlock();
 }
 
-bool enfstate_decide_source(struct enfstate *st, const struct tes_addr *src, int64_t now,
-			    bool via_connector, struct tes_verdict *out)
+bool enfstate_decide_source(struct enfstate *st, const struct tes_addr *src, uint32_t tenant_id,
+			    int64_t now, bool via_connector, struct tes_verdict *out)
 {
 	const struct source_val *v;
-	const struct tes_server *s = NULL;
-	const struct tes_tenant *t = NULL;
+	const struct tes_policy *p;
+	struct tes_carried c[ENFSTATE_SOURCE_SERVERS];
+	unsigned idx[ENFSTATE_SOURCE_SERVERS], n = 0;
 
 	rcu_read_lock();
 	v = source_in(st, src);
-	if (v != NULL) {
-		s = server_in(st, v->tenant_id, v->fqdn);
-		t = tenant_in(st, v->tenant_id);
+	p = policy_in(st);
+	if (v != NULL && now < v->shared_until) {
+		/* More servers behind it than listed: read every message. */
+		memset(out, 0, sizeof(*out));
+		out->reason = TES_REASON_SHARED_SOURCE;
+		out->until = v->shared_until;
+		rcu_read_unlock();
+		return true;
 	}
-	tes_decide(s, t, policy_in(st), now, src, NULL, via_connector, out);
+	if (v != NULL)
+		n = carried_in(st, v, tenant_id, c, idx);
+	tes_decide_carried(c, n, p, now, src, via_connector, out);
+	if (n && tes_verdict_full_block(out) && p->probe_interval_min) {
+		int64_t next = now + (int64_t)p->probe_interval_min * 60;
+
+		/* One transaction per server and source per interval goes on
+		 * to its headers; the claim is one compare-and-swap, so two
+		 * workers never both take it. */
+		for (unsigned i = 0; i < n; i++) {
+			struct source_ent *e = (struct source_ent *)&v->ent[idx[i]];
+			int64_t claimed = __atomic_load_n(&e->probe_next, __ATOMIC_RELAXED);
+			int64_t due = tes_probe_due_at(p, e->seen);
+
+			if (!tes_carried_recent(c[i].seen, p, now) || now < due || now < claimed)
+				continue;
+			if (__atomic_compare_exchange_n(&e->probe_next, &claimed, next, false,
+							__ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+				uint8_t stage = out->stage;
+
+				__atomic_fetch_add(&st->probes, 1, __ATOMIC_RELAXED);
+				memset(out, 0, sizeof(*out));
+				out->reason = TES_REASON_PROBE;
+				out->stage = stage;
+				out->until = now;
+				break;
+			}
+		}
+	}
 	rcu_read_unlock();
 	return v != NULL;
+}
+
+enum enfstate_sighting enfstate_sighting_kind(struct enfstate *st, uint32_t tenant_id,
+					      const char *fqdn)
+{
+	const struct tes_tenant *t;
+	enum enfstate_sighting k = ENFSTATE_SIGHTING_KNOWN;
+
+	rcu_read_lock();
+	if (server_in(st, tenant_id, fqdn) == NULL) {
+		k = ENFSTATE_SIGHTING_NEW;
+		if (__atomic_load_n(&st->any_capped, __ATOMIC_RELAXED)) {
+			t = tenant_in(st, tenant_id);
+			if (t != NULL && t->at_server_cap)
+				k = ENFSTATE_SIGHTING_CAPPED;
+		}
+	}
+	rcu_read_unlock();
+	return k;
+}
+
+enum tes_scope enfstate_scope(struct enfstate *st)
+{
+	enum tes_scope s;
+
+	rcu_read_lock();
+	s = policy_in(st)->scope;
+	rcu_read_unlock();
+	return s;
+}
+
+size_t enfstate_index_errors(const struct enfstate *st)
+{
+	return count_get(&st->index_errors);
 }
 
 /* ---- anyone ---- */
@@ -788,6 +1240,7 @@ void enfstate_stats(const struct enfstate *st, struct enfstate_stats *out)
 	out->tenants = count_get(&st->t[T_TENANTS].count);
 	out->policy_gen = __atomic_load_n(&st->policy_gen, __ATOMIC_RELAXED);
 	out->catalog_gen = __atomic_load_n(&st->catalog_gen, __ATOMIC_RELAXED);
+	out->probes = __atomic_load_n(&st->probes, __ATOMIC_RELAXED);
 }
 
 /* Tenants are few (one per customer behind this gateway), so matching a

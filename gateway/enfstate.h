@@ -7,15 +7,23 @@
  * - servers:  (tenant id, server FQDN) -> struct tes_server.  FQDNs compare
  *             ASCII-case-insensitively; the stored copy keeps the case the
  *             writer gave;
- * - sources:  source address -> the (tenant, server) most recently seen from
- *             it and a "drop" flag, for connect time and MAIL FROM;
+ * - sources:  source address -> the servers it carried (up to
+ *             ENFSTATE_SOURCE_SERVERS, compliant ones too), each with when
+ *             it last carried it and its probe claim, for connect time and
+ *             MAIL FROM.  The writer keeps it from the servers it puts (each
+ *             server lists its sources); see docs/enforcement.md, "Shared
+ *             sources";
  * - tenants:  tenant id -> struct tes_tenant;
  * - the policy (struct tes_policy) and the build catalog (struct catalog *):
  *   immutable snapshots swapped whole by pointer.
  * Every entry is an immutable node: the writer publishes a changed entry as a
  * new node (cds_lfht_add_replace) and frees the old one only after a grace
  * period (call_rcu), so a reader sees either the old value or the new one,
- * never a mix.  The three tables are cds_lfht hash tables that resize
+ * never a mix.  One field is the exception: a source's per-server probe
+ * claim, which readers take with a compare-and-swap on the node they found
+ * and the writer carries over into the node that replaces it (a claim made
+ * on the old node in that moment may be lost: the next probe comes early on
+ * this gateway, never late).  The three tables are cds_lfht hash tables that resize
  * themselves; keys are hashed with SipHash-1-3 under a random 128-bit key
  * drawn from getrandom() when the state is created, because senders choose
  * both their addresses and the names in their headers.
@@ -79,13 +87,29 @@
 
 struct enfstate;
 
+/* Servers a source lists at most.  One more evicts the least recently seen,
+ * and the source then counts as shared (nothing refused early) for as long
+ * as that one would still count (carried_days). */
+#define ENFSTATE_SOURCE_SERVERS 16
+
 /* What the gateway knows about a source address. */
 struct enfstate_source {
 	uint32_t tenant_id;
-	char fqdn[TES_FQDN_MAX]; /* the server most recently seen from it */
-	/* Set by the control thread when the policy says drop and that
-	 * server is blocked all hour: refuse the connection before any SMTP. */
+	char fqdn[TES_FQDN_MAX]; /* the server it carried most recently */
+	/* Pinned by enfstate_source_put (tests, benchmarks): drop at connect
+	 * time whatever the servers say.  The writer's own index never sets
+	 * it; enfstate_source_drop decides from the servers. */
 	bool drop;
+	unsigned nservers;    /* servers it lists */
+	int64_t shared_until; /* counts as shared by unlisted servers until then */
+};
+
+/* One server a source lists. */
+struct enfstate_carried {
+	uint32_t tenant_id;
+	char fqdn[TES_FQDN_MAX];
+	int64_t seen;       /* when the source last carried it; 0: unknown */
+	int64_t probe_next; /* this gateway's next probe of it from there */
 };
 
 /* A catalog classification, copied out of the snapshot it came from. */
@@ -107,6 +131,7 @@ struct enfstate_stats {
 	size_t tenants;
 	uint64_t policy_gen;  /* policies published, the initial one included */
 	uint64_t catalog_gen; /* catalogs published (a NULL catalog counts) */
+	uint64_t probes;      /* probes claimed at MAIL FROM (a full block let through) */
 };
 
 /* ---- lifetime ---- */
@@ -134,12 +159,17 @@ void enfstate_thread_online(void);
  * which case nothing changed.  The del functions return true when there was
  * an entry to delete. */
 
-/* Key: s->tenant_id and s->fqdn (1..255 octets). */
+/* Key: s->tenant_id and s->fqdn (1..255 octets).  Also updates the
+ * source index: each of s->sources lists the server with its
+ * s->source_seen time; sources the previous value had and s has not, and
+ * every source on del, stop listing it. */
 int enfstate_server_put(struct enfstate *st, const struct tes_server *s);
 bool enfstate_server_del(struct enfstate *st, uint32_t tenant_id, const char *fqdn);
 
-/* Key: src (IPv4 or IPv6).  v->fqdn may be "" for a source not yet tied to
- * a server (a drop-listed address, say). */
+/* Set src's node directly to one server (v->tenant_id, v->fqdn; none when
+ * v->fqdn is "") with an unknown seen time and v->drop pinned: for tests
+ * and benchmarks, which exercise the table without servers.  A later
+ * server put that lists src rebuilds the node from this one. */
 int enfstate_source_put(struct enfstate *st, const struct tes_addr *src,
 			const struct enfstate_source *v);
 bool enfstate_source_del(struct enfstate *st, const struct tes_addr *src);
@@ -177,8 +207,16 @@ bool enfstate_lookup_tenant(struct enfstate *st, uint32_t tenant_id, struct tes_
 bool enfstate_tenant_for_source(struct enfstate *st, const struct tes_addr *src,
 				const char *cert_name, uint32_t *tenant_id);
 
-/* The connect-time check: the source's drop flag (false when unknown). */
-bool enfstate_source_drop(struct enfstate *st, const struct tes_addr *src);
+/* The servers src lists (at most max), copied out; how many. */
+unsigned enfstate_source_servers(struct enfstate *st, const struct tes_addr *src,
+				 struct enfstate_carried *out, unsigned max);
+
+/* The connect-time check at now: true when the source fronts servers that
+ * would all be dropped (tes_decide_carried says DROP, which needs the
+ * policy's full_block = drop) and no probe of any of them is due from it,
+ * or when enfstate_source_put pinned it.  False when unknown.  With
+ * full_block = reply it is the one lookup it always was. */
+bool enfstate_source_drop(struct enfstate *st, const struct tes_addr *src, int64_t now);
 
 void enfstate_policy(struct enfstate *st, struct tes_policy *out);
 
@@ -196,16 +234,40 @@ void enfstate_decide(struct enfstate *st, uint32_t tenant_id, const char *fqdn,
 		     const struct tes_addr *src, const struct tes_detection *d, int64_t now,
 		     bool via_connector, struct tes_verdict *out);
 
-/* At MAIL FROM, before any header: the source's most recent server, its
- * tenant and the policy, then tes_decide with no detection.  False (and an
- * ACCEPT for an unknown server in *out) when the source is unknown. */
-bool enfstate_decide_source(struct enfstate *st, const struct tes_addr *src, int64_t now,
-			    bool via_connector, struct tes_verdict *out);
+/* At MAIL FROM, before any header: tes_decide_carried over the servers of
+ * tenant_id (the tenant the connection came in for) the source lists.  A
+ * source listed as shared (more servers than it can list) is ACCEPT,
+ * SHARED_SOURCE.  When the result is a full block and a probe of one of
+ * those servers is due from this source, the probe is claimed (one
+ * compare-and-swap: one transaction per server, source and probe_interval
+ * on this gateway) and the result is ACCEPT, reason PROBE, with the stage:
+ * the message is read to its headers and decided for the server they name.
+ * False (and an ACCEPT for an unknown server in *out) when the source is
+ * unknown. */
+bool enfstate_decide_source(struct enfstate *st, const struct tes_addr *src, uint32_t tenant_id,
+			    int64_t now, bool via_connector, struct tes_verdict *out);
+
+/* What a sighting of (tenant_id, fqdn) would be to tescontrol: a server on
+ * record, a new one, or a new one of a tenant tescontrol says is at its cap
+ * (it would not be tracked: not worth sending). */
+enum enfstate_sighting {
+	ENFSTATE_SIGHTING_KNOWN,
+	ENFSTATE_SIGHTING_NEW,
+	ENFSTATE_SIGHTING_CAPPED,
+};
+enum enfstate_sighting enfstate_sighting_kind(struct enfstate *st, uint32_t tenant_id,
+					      const char *fqdn);
+
+/* The policy's scope (cheaper than copying the policy). */
+enum tes_scope enfstate_scope(struct enfstate *st);
 
 /* ---- anyone ---- */
 
 /* Sizes as the writer last left them (relaxed reads: exact once the writer
  * is idle, a moment stale otherwise). */
 void enfstate_stats(const struct enfstate *st, struct enfstate_stats *out);
+
+/* Source nodes the writer could not publish (no memory): the index lags. */
+size_t enfstate_index_errors(const struct enfstate *st);
 
 #endif

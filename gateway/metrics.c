@@ -242,7 +242,29 @@ static void render_control(struct prom_buf *b, const struct gw_metrics_src *s)
 		"Exchange sightings dropped because a worker's queue to tescontrol was full",
 		cs.sightings_dropped);
 
+	counter(b, "tes_sightings_untrusted_total",
+		"Exchange sightings in mail over no connector under scope connectors: counted, not"
+		" sent to tescontrol",
+		cs.sightings_untrusted);
+	counter(b, "tes_sightings_untrusted_dropped_total",
+		"Of the sightings dropped, those of mail over no connector (scope all): their queue"
+		" is separate, so a flood of them crowds out no connector's",
+		cs.sightings_untrusted_dropped);
+	counter(b, "tes_sightings_limited_total",
+		"Exchange sightings of servers not on record over a tenant's budget per worker and"
+		" second (a tenant flooding new names takes only its share of the queue to"
+		" tescontrol)",
+		cs.sightings_limited);
+	counter(b, "tes_sightings_capped_total",
+		"Exchange sightings of servers not on record of a tenant at its server cap:"
+		" counted, not sent to tescontrol",
+		cs.sightings_capped);
+
 	enfstate_stats(s->st, &es);
+	counter(b, "tes_probes_total",
+		"Transactions let through a full block to their headers as a probe (one per"
+		" server, source and probe_interval)",
+		es.probes);
 	n = "tes_enforcement_table_entries";
 	prom_family(b, n, "gauge", "Entries in the enforcement state tables workers decide from");
 	prom_sample(b, n, "table", "servers", es.servers);

@@ -3,6 +3,26 @@
 
 #include "gateway/sightcoal.h"
 
+bool sightring_fold(struct sightring *r, const struct ctl_sighting *s)
+{
+	uint32_t head = r->head;
+	uint32_t add = s->count ? s->count : 1;
+
+	if (head != 0) {
+		uint32_t i = (head - 1) % SIGHTRING_SIZE;
+		uint32_t c = __atomic_load_n(&r->count[i], __ATOMIC_RELAXED);
+
+		if (c != 0 && sightcoal_same_key(&r->slot[i], s)) {
+			while (c != 0 && c <= UINT32_MAX - add) {
+				if (__atomic_compare_exchange_n(&r->count[i], &c, c + add, true,
+								__ATOMIC_RELAXED, __ATOMIC_RELAXED))
+					return true;
+			}
+		}
+	}
+	return false;
+}
+
 bool sightring_push(struct sightring *r, const struct ctl_sighting *s)
 {
 	uint32_t head = r->head;

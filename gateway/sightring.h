@@ -31,6 +31,9 @@ struct sightring {
 	_Alignas(64) uint32_t head; /* written by the producer */
 	_Alignas(64) uint32_t tail; /* written by the consumer */
 	uint64_t dropped;           /* written by the producer */
+	uint64_t untrusted;         /* written by the producer: counted, not queued */
+	uint64_t capped;            /* written by the producer: counted, not queued */
+	uint64_t limited;           /* written by the producer: over a tenant's budget */
 	uint32_t count[SIGHTRING_SIZE];
 	struct ctl_sighting slot[SIGHTRING_SIZE];
 };
@@ -39,9 +42,45 @@ struct sightring {
  * the ring is full of others (counted in dropped).  Never blocks. */
 bool sightring_push(struct sightring *r, const struct ctl_sighting *s);
 
+/* Only the folding part of sightring_push: true when s was added to the
+ * newest waiting slot (same key); false when it would take a slot. */
+bool sightring_fold(struct sightring *r, const struct ctl_sighting *s);
+
 /* Take the oldest; out->count is how many messages it stands for (>= 1). */
 bool sightring_pop(struct sightring *r, struct ctl_sighting *out);
 
 uint64_t sightring_dropped(const struct sightring *r);
+
+/* A sighting the producer chose not to queue (ctlclient_sighting): counted
+ * on the ring so the count costs the worker no shared cache line. */
+static inline void sightring_count_untrusted(struct sightring *r)
+{
+	__atomic_store_n(&r->untrusted, r->untrusted + 1, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t sightring_untrusted(const struct sightring *r)
+{
+	return __atomic_load_n(&r->untrusted, __ATOMIC_RELAXED);
+}
+
+static inline void sightring_count_capped(struct sightring *r)
+{
+	__atomic_store_n(&r->capped, r->capped + 1, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t sightring_capped(const struct sightring *r)
+{
+	return __atomic_load_n(&r->capped, __ATOMIC_RELAXED);
+}
+
+static inline void sightring_count_limited(struct sightring *r)
+{
+	__atomic_store_n(&r->limited, r->limited + 1, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t sightring_limited(const struct sightring *r)
+{
+	return __atomic_load_n(&r->limited, __ATOMIC_RELAXED);
+}
 
 #endif

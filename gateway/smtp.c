@@ -616,7 +616,6 @@ static enum smtp_status finish_message(struct smtp_session *s)
 	stage_flush(s);
 	if (!s->hdr_done)
 		headers_complete(s, false);
-	s->transactions++;
 
 	if (s->bare_eol)
 		smtp_reply_set(&r, 550, "5.6.0",
@@ -1019,6 +1018,10 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	s->env.size_param = size;
 
 	struct smtp_reply r = { 0 };
+	/* Every transaction counts toward max_messages however it ends (250,
+	 * a refusal, RSET, QUIT): a client cycling MAIL ... RSET gets no more
+	 * rounds per connection than one that delivers. */
+	s->transactions++;
 	if (s->hooks->on_mail)
 		s->hooks->on_mail(s->ctx, &s->env, &r);
 	if (r.code >= 400) {

@@ -39,7 +39,7 @@
 struct smtp_limits {
 	uint64_t max_message_size; /* SIZE, octets of content */
 	unsigned max_recipients;   /* per message: 452 4.5.3 beyond it */
-	unsigned max_messages;     /* per connection: 421 beyond it */
+	unsigned max_messages;     /* transactions per connection (however they end): 421 beyond */
 	unsigned max_errors;       /* protocol errors before 421 and close */
 	uint32_t max_header_bytes; /* header section kept for on_headers */
 };

@@ -484,6 +484,7 @@ static const char *const report_fields[] = {
 	"next_stage_start",
 	"status",
 	"stage",
+	"last_seen",
 };
 
 static void field_text(const json_t *s, const char *key, char *buf, size_t len)
@@ -511,13 +512,14 @@ static int run_report(int argc, char **argv)
 	struct cmdopt o[] = {
 		{ "--format", true, fmt_v, 0, 1, false },
 		{ "--tenant", true, tenant_v, 0, 1, false },
+		{ "--all", false, NULL, 0, 0, false },
 	};
 	char *pos[64];
 	const char *format = g_opts.json ? "json" : "table";
 	json_t *args = json_object(), *rep, *srv, *servers;
 	size_t i;
 
-	if (split_args(argc, argv, o, 2, pos) > 0)
+	if (split_args(argc, argv, o, 3, pos) > 0)
 		usage_error("report takes no positional arguments");
 	if (fmt_v[0])
 		format = fmt_v[0];
@@ -527,6 +529,8 @@ static int run_report(int argc, char **argv)
 		json_object_set_new(
 			args, "tenant",
 			json_integer(parse_num(tenant_v[0], 0, UINT32_MAX, "--tenant")));
+	if (o[2].seen)
+		json_object_set_new(args, "all", json_true());
 	rep = fetch_report(args);
 	servers = json_object_get(rep, "servers");
 	if (strcmp(format, "json") == 0) {
@@ -547,25 +551,26 @@ static int run_report(int argc, char **argv)
 			}
 		}
 	} else {
-		struct table t = { .ncols = 11 };
+		struct table t = { .ncols = 12 };
 		static const char *const head[] = {
 			"TENANT",     "SERVER",      "BUILD",         "FAMILY",
 			"FIRST SEEN", "RECOMMENDED", "THROTTLE FROM", "BLOCK FROM",
-			"NEXT STAGE", "NEXT START",  "STATUS",
+			"NEXT STAGE", "NEXT START",  "STATUS",        "LAST SEEN",
 		};
 
 		table_add(&t, head);
 		json_array_foreach(servers, i, srv)
 		{
 			char tenant[32], first[16], thr[16], blk[16], next[48], nstart[16],
-				rec[512];
-			const char *cells[11];
+				rec[512], last[16];
+			const char *cells[12];
 
 			snprintf(tenant, sizeof(tenant), "%lld", num(srv, "tenant"));
 			day_of(srv, "first_detected", first, sizeof(first));
 			day_of(srv, "throttle_enabled", thr, sizeof(thr));
 			day_of(srv, "blocking_enabled", blk, sizeof(blk));
 			day_of(srv, "next_stage_start", nstart, sizeof(nstart));
+			day_of(srv, "last_seen", last, sizeof(last));
 			if (json_is_integer(json_object_get(srv, "next_stage")))
 				snprintf(next, sizeof(next), "%lld: %lld/%lld min/h",
 					 num(srv, "next_stage"),
@@ -585,6 +590,7 @@ static int run_report(int argc, char **argv)
 			cells[8] = next;
 			cells[9] = nstart;
 			cells[10] = str(srv, "status");
+			cells[11] = last;
 			table_add(&t, cells);
 		}
 		table_print(&t);
@@ -1369,12 +1375,15 @@ static int run_xdp_detach(int argc, char **argv)
 }
 
 static const struct command commands[] = {
-	{ "report", "report [--format table|json|csv] [--tenant ID]",
+	{ "report", "report [--format table|json|csv] [--tenant ID] [--all]",
 	  "The out-of-date servers report: server FQDN, build, product family, first detected,\n"
 	  "recommended builds, throttle-enabled and blocking-enabled dates, the next stage's\n"
-	  "throttle and block rates and start, and the status (Reporting, Throttling, Blocking,\n"
-	  "Paused, Resolved).  --format json (the default with --json) prints every field with\n"
-	  "ISO 8601 times and Unix seconds (*_unix); csv prints one row per server.\n",
+	  "throttle and block rates and start, the status (Reporting, Throttling, Blocking,\n"
+	  "Paused, Resolved, Stale: not seen for stale_after days, not enforced) and when the\n"
+	  "server was last seen.  --all adds the servers compliant since first seen (status\n"
+	  "Compliant), tracked for the shared-source decision.  --format json (the default with\n"
+	  "--json) prints every field with ISO 8601 times and Unix seconds (*_unix); csv prints\n"
+	  "one row per server.\n",
 	  0, 64, true, run_report },
 	{ "server show", "server show TENANT FQDN",
 	  "Everything tescontrol knows of one server: build, status, stage clock, dates,\n"

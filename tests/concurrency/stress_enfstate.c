@@ -142,6 +142,17 @@ static struct tes_addr stable_addr(unsigned i)
 	return a;
 }
 
+/* The sources servers list: the writer's source index keeps their nodes
+ * (enfstate_server_put), apart from the sources put directly above. */
+static struct tes_addr server_addr(unsigned i)
+{
+	struct tes_addr a;
+	uint8_t b[4] = { 198, 18, 200 + (uint8_t)(i % 50), (uint8_t)(i >> 3) };
+
+	tes_addr_v4(&a, b);
+	return a;
+}
+
 static struct tes_addr volatile_addr(unsigned i)
 {
 	struct tes_addr a;
@@ -174,7 +185,7 @@ static void server_value(struct tes_server *s, uint32_t tenant, const char *fqdn
 	s->pause_base = (int64_t)mix32(gen, idx);
 	s->nsources = (uint8_t)(gen % (TES_SERVER_SOURCES_MAX + 1));
 	for (k = 0; k < s->nsources; k++)
-		s->sources[k] = stable_addr((unsigned)(gen + k));
+		s->sources[k] = server_addr((unsigned)(gen + k));
 	s->last_seen = 0;
 	s->last_seen = (int64_t)(fnv1a(s, sizeof(*s)) >> 1);
 }
@@ -355,7 +366,7 @@ static void reader_op(struct reader *r)
 		a = volatile_addr(idx);
 		if (enfstate_lookup_source(st, &a, &v) && !source_ok(&v, NSTABLE + idx))
 			failf("reader %u: volatile source %u torn", r->id, idx);
-		(void)enfstate_source_drop(st, &a);
+		(void)enfstate_source_drop(st, &a, 1700000000);
 	} else if (op < 83) {
 		uint32_t id = (uint32_t)(x % NTENANTS) + 1;
 
@@ -393,7 +404,15 @@ static void reader_op(struct reader *r)
 				1700000000 + (int64_t)x % 9999999, (x >> 40) & 1, &verdict);
 		if (verdict.action > TES_DROP || strlen(verdict.text) >= sizeof(verdict.text))
 			failf("reader %u: verdict garbage", r->id);
-		(void)enfstate_decide_source(st, &a, 1700000000, false, &verdict);
+		(void)enfstate_decide_source(st, &a, 0, 1700000000, false, &verdict);
+		/* a source the writer's index keeps: the probe claim races
+		 * with the writer's rebuild of the node */
+		a = server_addr((unsigned)x);
+		(void)enfstate_decide_source(st, &a, stable_tenant(idx), 1700000000, false,
+					     &verdict);
+		if (verdict.action > TES_DROP)
+			failf("reader %u: source verdict garbage", r->id);
+		(void)enfstate_source_drop(st, &a, 1700000000);
 	}
 }
 
@@ -658,12 +677,47 @@ static void final_check(struct writer *w)
 			failf("final: volatile source %u: found=%d, expected %d", i, found,
 			      w->vol_source[i]);
 	}
+	/* The source index: every server a source node lists is live and
+	 * still has that source (nothing dangles after the deletes, replaces
+	 * and resyncs), and every live server's source lists it unless the
+	 * node overflowed. */
+	size_t index_nodes = 0;
+
+	for (unsigned third = 200; third < 250; third++) {
+		for (unsigned fourth = 0; fourth < 256; fourth++) {
+			uint8_t b[4] = { 198, 18, (uint8_t)third, (uint8_t)fourth };
+			struct enfstate_carried c[ENFSTATE_SOURCE_SERVERS];
+			struct tes_addr a;
+			unsigned n;
+
+			tes_addr_v4(&a, b);
+			if (!enfstate_lookup_source(st, &a, &v))
+				continue;
+			index_nodes++;
+			n = enfstate_source_servers(st, &a, c, ENFSTATE_SOURCE_SERVERS);
+			for (unsigned k = 0; k < n; k++) {
+				bool listed = false;
+
+				if (!enfstate_lookup_server(st, c[k].tenant_id, c[k].fqdn, &s)) {
+					failf("final: source 198.18.%u.%u lists %s, not on record",
+					      third, fourth, c[k].fqdn);
+					continue;
+				}
+				for (unsigned j = 0; j < s.nsources; j++)
+					listed = listed || tes_addr_equal(&s.sources[j], &a);
+				if (!listed)
+					failf("final: source 198.18.%u.%u lists %s, which no longer"
+					      " has it",
+					      third, fourth, c[k].fqdn);
+			}
+		}
+	}
 	enfstate_stats(st, &stats);
 	if (stats.servers != NSTABLE + w->nvol_servers ||
-	    stats.sources != NSTABLE + w->nvol_sources || stats.tenants != NTENANTS)
+	    stats.sources != NSTABLE + w->nvol_sources + index_nodes || stats.tenants != NTENANTS)
 		failf("final: sizes %zu/%zu/%zu, expected %zu/%zu/%u", stats.servers, stats.sources,
-		      stats.tenants, NSTABLE + w->nvol_servers, NSTABLE + w->nvol_sources,
-		      NTENANTS);
+		      stats.tenants, NSTABLE + w->nvol_servers,
+		      NSTABLE + w->nvol_sources + index_nodes, NTENANTS);
 	if (stats.policy_gen != 2 + w->policies || stats.catalog_gen != 1 + w->catalogs)
 		failf("final: policy_gen %" PRIu64 " catalog_gen %" PRIu64, stats.policy_gen,
 		      stats.catalog_gen);

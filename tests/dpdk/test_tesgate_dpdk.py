@@ -15,8 +15,9 @@ in turn, each on its own tap and /24 from 198.18.10.0/24..198.18.19.0/24:
   workers  2 workers (net_tap with 2 queue pairs): 50 sessions at once,
            every message byte-identical.
   drop     tescontrol (test clock, full_block = drop) puts the client's
-           address in drop state: its SYN gets no SYN-ACK, the early-drop
-           counter rises (only when TESCONTROL and TESCTL are given).
+           address in drop state: after the probe a full block lets through
+           (issue 13), its SYN gets no SYN-ACK, the early-drop counter rises
+           (only when TESCONTROL and TESCTL are given).
 
 Needs root and free hugepages: exits 77 otherwise.  Every wait is bounded;
 the interfaces and processes made here are removed whatever happens.
@@ -504,6 +505,22 @@ def scenario_drop(prog):
         gen = tc.generation()
         wait_for(lambda: gw.metrics().get("tes_control_generation") == gen, 20,
                  "tesgate to apply tescontrol's state")
+
+        def probed():
+            # issue 13: while a probe is due (an hour after the server's last
+            # message was read) the source is let in and one transaction read
+            # to its headers: the 550 comes at the end of the data
+            try:
+                with smtplib.SMTP(gw.ip, PORT, timeout=IO_TIMEOUT) as p:
+                    p.ehlo("ex16-02.contoso.local")
+                    p.sendmail("grace.okafor@contoso.com", ["ian.hughes@example.net"], msg)
+            except smtplib.SMTPDataError as e:
+                return e.smtp_code == 550
+            except (smtplib.SMTPException, OSError):
+                return False
+            return False
+
+        wait_for(probed, 20, "the probe's 550 at the end of the data")
 
         def dropped():
             try:

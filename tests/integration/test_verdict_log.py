@@ -57,9 +57,16 @@ class VerdictLog(unittest.TestCase):
 
     def setUp(self):
         os.environ["TES_ALLOW_TEST_CLOCK"] = "1"
-        self.tc = ch.Tescontrol(test_clock=T0, conf={"metrics_listen": ""}).start()
-        self.gws = []
         self.tmp = tempfile.mkdtemp(prefix="tesgate-vl-")
+        # No probe at the full block: the first stage-8 message would be read
+        # to its headers (a probe; tests/integration/test_probe.py), and
+        # these tests count the MAIL FROM refusals' lines.
+        policy = os.path.join(self.tmp, "policy.conf")
+        with open(policy, "w") as f:
+            f.write("[enforcement]\nprobe_interval = 0\n")
+        self.tc = ch.Tescontrol(test_clock=T0, conf={"metrics_listen": "",
+                                                     "policy_file": policy}).start()
+        self.gws = []
         self.tc.ctl("tenant", "add", TENANT, "Contoso", "--connector", "127.0.0.0/8")
 
     def tearDown(self):

@@ -264,6 +264,21 @@ class World:
         p = self.sh("ip", "netns", "exec", self.ns_srv, sys.executable, "-c", METRICS, "9464")
         return p.stdout
 
+    def gw_synced(self):
+        """Wait until tesgate (its /metrics on the default port, inside the
+        server namespace) has applied tescontrol's state generation."""
+        gen = self.tc.generation()
+        deadline = time.monotonic() + SYNC_WAIT
+        while True:
+            p = self.sh("ip", "netns", "exec", self.ns_srv, sys.executable, "-c", METRICS, "9465")
+            m = re.search(r"^tes_control_generation (\d+)", p.stdout, re.M)
+            if m and int(m.group(1)) == gen:
+                return
+            if time.monotonic() > deadline:
+                raise Failure("tesgate stayed at generation %s, tescontrol is at %d" %
+                              (m.group(1) if m else "?", gen))
+            time.sleep(0.05)
+
     # --- the scenario -----------------------------------------------------------
 
     def scenario(self):
@@ -282,7 +297,15 @@ class World:
         check(EXCH not in self.entries(), "stage 1: not in the drop list")
 
         self.tc.advance(91 * DAY)
-        self.check_entry(EXCH, True, "91 days on")
+        # issue 13: a probe is due (the server's last message was read 91
+        # days ago), so the address stays off the list until one
+        # transaction was let through to its headers (550 at the end of the
+        # data); then it is listed
+        self.check_entry(EXCH, False, "a probe is due")
+        self.gw_synced()
+        rc = self.client(EXCH, smtp=True)
+        check(rc == 3, "the probe is read to its headers and refused with 550 (rc %d)" % rc)
+        self.check_entry(EXCH, True, "91 days on, after the probe")
         e = self.entries()[EXCH]
         check(e["reason"] == "enforcement" and e["sync"], "its entry is sync-owned: %s" % e)
         self.settle()

@@ -615,6 +615,81 @@ static void test_policy_and_catalog_messages(void **state)
 	free(pol);
 }
 
+/* Issue 13: the optional members a first-release peer ignores. */
+static void test_issue13_members(void **state)
+{
+	struct tes_server s, back;
+	struct tes_tenant t, tb;
+	struct tes_policy p, q;
+	struct ctl_error err;
+	json_t *j, *m;
+	const char *full = "[ageing]\nstale_after = 10\nforget_after = 20\n";
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	s.tenant_id = 7;
+	snprintf(s.fqdn, sizeof(s.fqdn), "EX1.bear.local");
+	assert_true(ex_build_from_str("15.1.2507.35", &s.build));
+	s.family = EX_FAMILY_2016;
+	s.first_detected = 1704067200;
+	s.last_seen = 1704070000;
+	s.nsources = 2;
+	assert_true(tes_addr_parse("198.51.100.7", &s.sources[0]));
+	assert_true(tes_addr_parse("2001:db8::7", &s.sources[1]));
+	s.source_seen[0] = 1704069000;
+	s.source_seen[1] = 1704070000;
+	s.stale_seconds = 86400;
+	j = ctl_server_to_json(&s);
+	assert_int_equal(ctl_server_from_json(j, &back, &err), 0);
+	assert_memory_equal(&s, &back, sizeof(s));
+	/* without them (a first-release tescontrol): unknown seen times, no
+	 * stale time */
+	json_object_del(j, "source_seen");
+	json_object_del(j, "stale_seconds");
+	assert_int_equal(ctl_server_from_json(j, &back, &err), 0);
+	assert_int_equal(back.source_seen[0], 0);
+	assert_int_equal(back.stale_seconds, 0);
+	/* one time per source, times only */
+	json_object_set_new(j, "source_seen", json_pack("[i]", 5));
+	assert_int_equal(ctl_server_from_json(j, &back, &err), -1);
+	assert_non_null(strstr(err.msg, "source_seen"));
+	json_object_set_new(j, "source_seen", json_pack("[i, s]", 5, "x"));
+	assert_int_equal(ctl_server_from_json(j, &back, &err), -1);
+	json_object_set_new(j, "source_seen", json_pack("[i, i]", 5, -1));
+	assert_int_equal(ctl_server_from_json(j, &back, &err), -1);
+	json_object_del(j, "source_seen");
+	json_object_set_new(j, "stale_seconds", json_integer(-5));
+	assert_int_equal(ctl_server_from_json(j, &back, &err), -1);
+	json_decref(j);
+
+	memset(&t, 0, sizeof(t));
+	t.id = 3;
+	snprintf(t.name, sizeof(t.name), "Owl");
+	j = ctl_tenant_to_json(&t);
+	assert_null(json_object_get(j, "at_server_cap"));
+	json_decref(j);
+	t.at_server_cap = true;
+	m = ctl_tenant_msg(&t);
+	assert_int_equal(ctl_tenant_msg_from_json(m, &tb, &err), 0);
+	assert_true(tb.at_server_cap);
+	json_decref(m);
+
+	/* policy: "text" holds what a first-release gateway parses, the
+	 * whole file goes in "full_text" */
+	m = ctl_policy_msg(full, "p.conf", "v");
+	assert_non_null(json_object_get(m, "full_text"));
+	assert_null(strstr(json_string_value(json_object_get(m, "text")), "ageing"));
+	assert_int_equal(ctl_policy_from_json(m, &p, &err), 0);
+	assert_int_equal(p.stale_after_days, 10);
+	assert_int_equal(p.forget_after_days, 20);
+	json_object_del(m, "full_text");
+	assert_int_equal(ctl_policy_from_json(m, &q, &err), 0);
+	tes_policy_default(&p);
+	assert_true(tes_policy_equal(&p, &q));
+	json_decref(m);
+	assert_string_equal(ctl_change_name(TES_CHANGE_TRACKED), "tracked");
+}
+
 static void test_admin_messages(void **state)
 {
 	json_t *req = admin_request(ADMIN_REPORT, json_pack("{s:i}", "tenant", 7)), *args, *res;
@@ -662,6 +737,7 @@ int main(void)
 		cmocka_unit_test(test_generation),
 		cmocka_unit_test(test_policy_and_catalog_messages),
 		cmocka_unit_test(test_admin_messages),
+		cmocka_unit_test(test_issue13_members),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

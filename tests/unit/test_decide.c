@@ -48,6 +48,10 @@ static void fx_init(struct fx *f, int64_t first)
 {
 	memset(f, 0, sizeof(*f));
 	tes_policy_default(&f->pol);
+	/* The timeline tests walk a server seen once, at first detection:
+	 * without ageing.  Ageing (Stale, forgotten) has tests of its own. */
+	f->pol.stale_after_days = 0;
+	f->pol.forget_after_days = 0;
 	f->ten.id = 7;
 	snprintf(f->ten.name, sizeof(f->ten.name), "contoso");
 	assert_int_equal(tes_connector_parse("198.51.100.0/24", NULL, &f->ten.connectors[0]), 0);
@@ -63,8 +67,8 @@ static void fx_init(struct fx *f, int64_t first)
 	f->ok.cls = TES_BUILD_COMPLIANT;
 	f->ok.family = EX_FAMILY_2016;
 	assert_true(ex_build_from_str("15.1.2507.39", &f->ok.build));
-	assert_int_equal(tes_server_observe(NULL, 7, "Exch1.bear.local", &f->ten, &f->vuln, &f->in4,
-					    first, &f->srv),
+	assert_int_equal(tes_server_observe(NULL, 7, "Exch1.bear.local", &f->ten, &f->pol, &f->vuln,
+					    &f->in4, first, &f->srv),
 			 TES_CHANGE_FIRST);
 }
 
@@ -367,35 +371,58 @@ static void test_first_detection(void **state)
 	assert_int_equal(v.action, TES_ACCEPT);
 	assert_int_equal(v.reason, TES_REASON_NOT_EXCHANGE);
 
-	/* A compliant server never seen before is not tracked. */
+	/* A compliant server never seen before is tracked without a clock: the
+	 * sources it uses matter to a shared source's decision. */
 	memset(&s, 0xee, sizeof(s));
 	assert_int_equal(
-		tes_server_observe(NULL, 7, "ok.bear.local", &f.ten, &f.ok, &f.in4, T0, &s),
-		TES_CHANGE_NONE);
-	assert_int_equal(s.tenant_id, 0xeeeeeeee);
-	assert_int_equal(tes_server_observe(NULL, 7, "x", &f.ten, NULL, &f.in4, T0, &s),
+		tes_server_observe(NULL, 7, "ok.bear.local", &f.ten, &f.pol, &f.ok, &f.in4, T0, &s),
+		TES_CHANGE_TRACKED);
+	assert_int_equal(s.tenant_id, 7);
+	assert_true(s.resolved);
+	assert_true(tes_server_compliant_only(&s));
+	assert_int_equal(s.first_detected, 0);
+	assert_int_equal(s.resolved_at, T0);
+	assert_int_equal(s.last_seen, T0);
+	assert_int_equal(s.nsources, 1);
+	assert_int_equal(s.source_seen[0], T0);
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + DAY), TES_STATUS_COMPLIANT);
+	assert_int_equal(tes_server_stage(&s, &f.ten, &f.pol, T0 + 200 * DAY), 1);
+	tes_decide(&s, &f.ten, &f.pol, T0 + DAY, &f.in4, NULL, false, &v);
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_COMPLIANT);
+	assert_int_equal(tes_server_next_change(&s, &f.ten, &f.pol, T0 + DAY), INT64_MAX);
+	/* Out of date later: its first detection, a clock from then. */
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4, T0 + 5 * DAY, &s),
+		TES_CHANGE_FIRST);
+	assert_int_equal(s.first_detected, T0 + 5 * DAY);
+	assert_false(s.resolved);
+	memset(&s, 0xee, sizeof(s));
+	assert_int_equal(tes_server_observe(NULL, 7, "x", &f.ten, &f.pol, NULL, &f.in4, T0, &s),
 			 TES_CHANGE_NONE);
-	assert_int_equal(tes_server_observe(NULL, 7, "", &f.ten, &f.vuln, &f.in4, T0, &s),
+	assert_int_equal(tes_server_observe(NULL, 7, "", &f.ten, &f.pol, &f.vuln, &f.in4, T0, &s),
 			 TES_CHANGE_INVALID);
 	char longname[300];
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
-	assert_int_equal(tes_server_observe(NULL, 7, longname, &f.ten, &f.vuln, &f.in4, T0, &s),
-			 TES_CHANGE_INVALID);
+	assert_int_equal(
+		tes_server_observe(NULL, 7, longname, &f.ten, &f.pol, &f.vuln, &f.in4, T0, &s),
+		TES_CHANGE_INVALID);
 
 	/* Seen again with another vulnerable build: the clock keeps running. */
 	struct tes_detection other = f.vuln;
 	assert_true(ex_build_from_str("15.1.2507.6", &other.build));
-	assert_int_equal(
-		tes_server_observe(&f.srv, 0, NULL, &f.ten, &other, &f.in6, T0 + 40 * DAY, &s),
-		TES_CHANGE_SEEN);
+	assert_int_equal(tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.pol, &other, &f.in6,
+					    T0 + 40 * DAY, &s),
+			 TES_CHANGE_SEEN);
 	assert_int_equal(s.first_detected, T0);
 	assert_int_equal(s.last_seen, T0 + 40 * DAY);
 	assert_int_equal(ex_build_cmp(&s.build, &other.build), 0);
 	assert_int_equal(s.nsources, 2);
 	/* An older sighting arriving late does not move last_seen back. */
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &other, &f.in6, T0 + 39 * DAY, &s),
-			 TES_CHANGE_SEEN);
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &other, &f.in6, T0 + 39 * DAY, &s),
+		TES_CHANGE_SEEN);
 	assert_int_equal(s.last_seen, T0 + 40 * DAY);
 	/* Detection at MAIL FROM uses the stored state. */
 	tes_decide(&s, &f.ten, &f.pol, T0 + 40 * DAY + 60, &f.in4, NULL, false, &v);
@@ -414,11 +441,13 @@ static void test_sources_bounded(void **state)
 	for (int i = 1; i <= 6; i++) {
 		snprintf(a, sizeof(a), "2001:db8:100::%d", i);
 		struct tes_addr src = addr(a);
-		assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.vuln, &src, T0 + i, &s),
-				 TES_CHANGE_SEEN);
+		assert_int_equal(
+			tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &src, T0 + i, &s),
+			TES_CHANGE_SEEN);
 		/* The same address again is not added twice. */
-		assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.vuln, &src, T0 + i, &s),
-				 TES_CHANGE_SEEN);
+		assert_int_equal(
+			tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &src, T0 + i, &s),
+			TES_CHANGE_SEEN);
 	}
 	assert_int_equal(s.nsources, TES_SERVER_SOURCES_MAX);
 	/* The newest four remain, oldest first. */
@@ -430,7 +459,7 @@ static void test_sources_bounded(void **state)
 		assert_string_equal(a, want);
 	}
 	/* No source (a sighting reported without one) changes nothing. */
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.vuln, NULL, T0 + 9, &s),
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, NULL, T0 + 9, &s),
 			 TES_CHANGE_SEEN);
 	assert_int_equal(s.nsources, TES_SERVER_SOURCES_MAX);
 }
@@ -451,7 +480,7 @@ static void test_compliant_resets(void **state)
 	assert_int_equal(v.action, TES_ACCEPT);
 	assert_int_equal(v.reason, TES_REASON_COMPLIANT);
 	assert_int_equal(v.until, INT64_MAX);
-	assert_int_equal(tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.ok, &f.in4, t, &s),
+	assert_int_equal(tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.pol, &f.ok, &f.in4, t, &s),
 			 TES_CHANGE_RESOLVED);
 	assert_true(s.resolved);
 	assert_int_equal(s.resolved_at, t);
@@ -470,8 +499,9 @@ static void test_compliant_resets(void **state)
 	assert_int_equal(r.stage, 5);
 	assert_int_equal(r.throttle_enabled, T0 + 30 * DAY);
 	/* Compliant again: just seen. */
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.ok, &f.in4, t + DAY, &s),
-			 TES_CHANGE_SEEN);
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.ok, &f.in4, t + DAY, &s),
+		TES_CHANGE_SEEN);
 	assert_int_equal(s.resolved_at, t);
 }
 
@@ -484,13 +514,15 @@ static void test_redetection_new_clock(void **state)
 
 	(void)state;
 	fx_init(&f, T0);
-	assert_int_equal(tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.ok, &f.in4, resolved, &s),
-			 TES_CHANGE_RESOLVED);
+	assert_int_equal(
+		tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.pol, &f.ok, &f.in4, resolved, &s),
+		TES_CHANGE_RESOLVED);
 	/* A vulnerable sighting older than the resolution arrives late: it
 	 * is stale and must not restart anything. */
 	struct tes_server keep = s;
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.vuln, &f.in4, resolved - 5, &s),
-			 TES_CHANGE_NONE);
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4, resolved - 5, &s),
+		TES_CHANGE_NONE);
 	assert_memory_equal(&s, &keep, sizeof(s));
 
 	/* Vulnerable again: the decision treats it as a first detection... */
@@ -499,8 +531,9 @@ static void test_redetection_new_clock(void **state)
 	assert_int_equal(v.reason, TES_REASON_REPORT_ONLY);
 	assert_int_equal(v.stage, 1);
 	/* ...and the transition starts a new clock. */
-	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.vuln, &f.in4, again, &s),
-			 TES_CHANGE_REDETECTED);
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4, again, &s),
+		TES_CHANGE_REDETECTED);
 	assert_false(s.resolved);
 	assert_int_equal(s.resolved_at, 0);
 	assert_int_equal(s.first_detected, again);
@@ -536,7 +569,7 @@ static void test_pause_stops_clock(void **state)
 	assert_int_equal(v.reason, TES_REASON_PAUSED);
 	assert_int_equal(v.stage, 1);
 	assert_int_equal(v.until, T0 + 35 * DAY);
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, T0 + 30 * DAY), 25 * DAY);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, T0 + 30 * DAY), 25 * DAY);
 	assert_int_equal(tes_server_paused_seconds(&f.srv, &f.ten, T0 + 30 * DAY), 5 * DAY);
 	assert_int_equal(tes_server_status(&f.srv, &f.ten, &f.pol, T0 + 30 * DAY),
 			 TES_STATUS_PAUSED);
@@ -550,7 +583,7 @@ static void test_pause_stops_clock(void **state)
 	assert_int_equal(r.throttle_enabled, T0 + 40 * DAY);
 	assert_int_equal(r.blocking_enabled, T0 + 70 * DAY);
 	/* Resumed at day 35 where it stopped: stage 2 at day 40, not 30. */
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, T0 + 35 * DAY), 25 * DAY);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, T0 + 35 * DAY), 25 * DAY);
 	assert_int_equal(tes_server_status(&f.srv, &f.ten, &f.pol, T0 + 35 * DAY),
 			 TES_STATUS_REPORTING);
 	assert_int_equal(tes_server_next_change(&f.srv, &f.ten, &f.pol, T0 + 35 * DAY),
@@ -565,8 +598,8 @@ static void test_pause_stops_clock(void **state)
 			 TES_PAUSE_OK);
 	assert_int_equal(left, 75);
 	assert_int_equal(f.ten.pause.paused_before, 10 * DAY);
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, T0 + 52 * DAY), 40 * DAY);
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, T0 + 60 * DAY), 45 * DAY);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, T0 + 52 * DAY), 40 * DAY);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, T0 + 60 * DAY), 45 * DAY);
 	assert_int_equal(decide(&f, T0 + 65 * DAY - 1, &f.in4).stage, 3);
 	expect_reply((v = decide(&f, T0 + 65 * DAY, &f.in4), &v), TES_THROTTLE, 20, T0 + 65 * DAY,
 		     "second pause");
@@ -595,19 +628,19 @@ static void test_pause_before_detection(void **state)
 	assert_int_equal(tes_pause_add(&f.ten.pause, &f.pol, T0, 10, &f.ten.pause, NULL),
 			 TES_PAUSE_OK);
 	/* First detected two days into the pause: its clock starts at the end. */
-	assert_int_equal(tes_server_observe(NULL, 7, "ex2.bear.local", &f.ten, &f.vuln, &f.in4,
-					    T0 + 2 * DAY, &s),
+	assert_int_equal(tes_server_observe(NULL, 7, "ex2.bear.local", &f.ten, &f.pol, &f.vuln,
+					    &f.in4, T0 + 2 * DAY, &s),
 			 TES_CHANGE_FIRST);
-	assert_int_equal(tes_server_elapsed(&s, &f.ten, T0 + 10 * DAY), 0);
-	assert_int_equal(tes_server_elapsed(&s, &f.ten, T0 + 11 * DAY), DAY);
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, T0 + 10 * DAY), 0);
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, T0 + 11 * DAY), DAY);
 	tes_server_report(&s, &f.ten, &f.pol, T0 + 3 * DAY, &r);
 	assert_int_equal(r.throttle_enabled, T0 + 40 * DAY);
 	assert_int_equal(r.blocking_enabled, T0 + 70 * DAY);
 	/* A pause that ended before first detection does not count. */
-	assert_int_equal(tes_server_observe(NULL, 7, "ex3.bear.local", &f.ten, &f.vuln, &f.in4,
-					    T0 + 20 * DAY, &s),
+	assert_int_equal(tes_server_observe(NULL, 7, "ex3.bear.local", &f.ten, &f.pol, &f.vuln,
+					    &f.in4, T0 + 20 * DAY, &s),
 			 TES_CHANGE_FIRST);
-	assert_int_equal(tes_server_elapsed(&s, &f.ten, T0 + 50 * DAY), 30 * DAY);
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, T0 + 50 * DAY), 30 * DAY);
 	assert_int_equal(tes_server_stage(&s, &f.ten, &f.pol, T0 + 50 * DAY), 2);
 	/* Without the tenant there is no pause to subtract. */
 	assert_int_equal(tes_server_paused_seconds(&f.srv, NULL, T0 + 50 * DAY), 0);
@@ -632,8 +665,8 @@ static void test_pause_extend_and_resume(void **state)
 	/* Resume early at day 15: the clock runs again from 10 days. */
 	assert_true(tes_pause_resume(&p, T0 + 15 * DAY, &f.ten.pause));
 	assert_false(tes_pause_active(&f.ten.pause, T0 + 15 * DAY));
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, T0 + 15 * DAY), 10 * DAY);
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, T0 + 35 * DAY), 30 * DAY);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, T0 + 15 * DAY), 10 * DAY);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, T0 + 35 * DAY), 30 * DAY);
 	assert_int_equal(tes_server_stage(&f.srv, &f.ten, &f.pol, T0 + 35 * DAY), 2);
 	/* Granted days stay used. */
 	assert_int_equal(tes_pause_days_left(&f.ten.pause, &f.pol, T0 + 16 * DAY, NULL), 65);
@@ -1093,19 +1126,319 @@ static void test_extreme_inputs(void **state)
 	v = decide(&f, T0, &f.in4);
 	assert_int_equal(v.action, TES_ACCEPT);
 	tes_server_report(&f.srv, &f.ten, &f.pol, INT64_MAX, &r);
-	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, INT64_MIN), 0);
+	assert_int_equal(tes_server_elapsed(&f.srv, &f.ten, &f.pol, INT64_MIN), 0);
 	tes_server_next_change(&f.srv, &f.ten, &f.pol, INT64_MIN);
 	f.ten.nconnectors = 1000;
 	assert_int_equal(tes_tenant_match_connector(&f.ten, &f.out4, NULL), -1);
 	f.srv.nsources = 200;
 	struct tes_server s;
-	assert_int_equal(tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.vuln, &f.out4, T0, &s),
-			 TES_CHANGE_SEEN);
+	assert_int_equal(
+		tes_server_observe(&f.srv, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.out4, T0, &s),
+		TES_CHANGE_SEEN);
 	assert_int_equal(s.nsources, TES_SERVER_SOURCES_MAX);
 	struct tes_pause p = { 0 };
 	unsigned left;
 	assert_int_equal(tes_pause_add(&p, &f.pol, INT64_MAX, 90, &p, &left), TES_PAUSE_OK);
 	assert_int_equal(p.end, TES_TIME_MAX);
+}
+
+/* ---- issue 13: ageing ---- */
+
+/* Stale after stale_after days without a sighting: not enforced, its clock
+ * stopped; seen again, the clock resumes where it stood; forgotten after
+ * forget_after days.  Stale from day 35 (stage 2), back on day 200. */
+static void test_ageing_stale_and_resume(void **state)
+{
+	struct fx f;
+	struct tes_server s;
+	struct tes_verdict v;
+	struct tes_report r;
+	int64_t back = T0 + 200 * DAY;
+
+	(void)state;
+	fx_init(&f, T0);
+	f.pol.stale_after_days = 35;
+	f.pol.forget_after_days = 365;
+	s = f.srv;
+	assert_int_equal(tes_server_stale_at(&s, &f.pol), T0 + 35 * DAY);
+	assert_int_equal(tes_server_forget_at(&s, &f.pol), T0 + 365 * DAY);
+	/* One second before: still enforced, and the next change is the
+	 * moment it becomes Stale (before stage 3 on day 40). */
+	assert_false(tes_server_stale(&s, &f.pol, T0 + 35 * DAY - 1));
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + 35 * DAY - 1),
+			 TES_STATUS_THROTTLING);
+	assert_int_equal(tes_server_next_change(&s, &f.ten, &f.pol, T0 + 31 * DAY), T0 + 35 * DAY);
+	tes_decide(&s, &f.ten, &f.pol, T0 + 34 * DAY + 2 * MIN, &f.in4, NULL, false, &v);
+	expect_reply(&v, TES_THROTTLE, 5, T0 + 34 * DAY, "day 34");
+	assert_int_equal(v.until, T0 + 34 * DAY + 5 * MIN);
+	/* Stale: reported, not enforced at MAIL FROM, nothing scheduled. */
+	assert_true(tes_server_stale(&s, &f.pol, T0 + 35 * DAY));
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + 35 * DAY), TES_STATUS_STALE);
+	assert_string_equal(tes_status_name(TES_STATUS_STALE), "Stale");
+	assert_int_equal(tes_server_next_change(&s, &f.ten, &f.pol, T0 + 35 * DAY), INT64_MAX);
+	tes_decide(&s, &f.ten, &f.pol, T0 + 100 * DAY + 2 * MIN, &f.in4, NULL, false, &v);
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_STALE);
+	assert_string_equal(tes_reason_name(v.reason), "stale");
+	/* The clock stands at day 35: stage 2, for ever while Stale. */
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, back), 35 * DAY);
+	assert_int_equal(tes_server_stale_seconds(&s, &f.ten, &f.pol, back), 165 * DAY);
+	assert_int_equal(tes_server_stage(&s, &f.ten, &f.pol, back), 2);
+	tes_server_report(&s, &f.ten, &f.pol, back, &r);
+	assert_string_equal(r.status_text, "Stale");
+	assert_true(r.has_stale_at);
+	assert_int_equal(r.stale_at, T0 + 35 * DAY);
+	assert_true(r.has_forget_at);
+	assert_int_equal(r.forget_at, T0 + 365 * DAY);
+	assert_true(r.has_throttle_date);
+	assert_int_equal(r.throttle_enabled, T0 + 30 * DAY); /* passed: known */
+	assert_false(r.has_block_date);                      /* to come: unknown */
+	assert_false(r.has_next);
+	assert_int_equal(r.stale_seconds, 165 * DAY);
+
+	/* Its next message (minute 2 of the hour) is decided on the clock as
+	 * it stood: stage 2, throttled for 5 minutes. */
+	tes_decide(&s, &f.ten, &f.pol, back + 2 * MIN, &f.in4, &f.vuln, false, &v);
+	expect_reply(&v, TES_THROTTLE, 5, back, "back on day 200");
+	assert_int_equal(v.stage, 2);
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4, back, &s),
+			 TES_CHANGE_SEEN);
+	assert_int_equal(s.first_detected, T0);
+	assert_int_equal(s.stale_seconds, 165 * DAY);
+	assert_int_equal(s.last_seen, back);
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, back), TES_STATUS_THROTTLING);
+	/* Stage 3 five days later, stage 5 (blocking) 25 days later. */
+	assert_int_equal(tes_server_next_change(&s, &f.ten, &f.pol, back), back + 5 * DAY);
+	assert_int_equal(tes_server_stage(&s, &f.ten, &f.pol, back + 5 * DAY), 3);
+	tes_server_report(&s, &f.ten, &f.pol, back, &r);
+	assert_true(r.has_next);
+	assert_int_equal(r.next_stage, 3);
+	assert_int_equal(r.next_stage_start, back + 5 * DAY);
+	assert_true(r.has_block_date);
+	assert_int_equal(r.blocking_enabled, back + 25 * DAY);
+	assert_int_equal(r.throttle_enabled, T0 + 30 * DAY);
+	/* A second stale period adds up: quiet from day 200, Stale from 235,
+	 * back on day 300: the clock stands at 35 + 35 = 70 days. */
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, T0 + 300 * DAY), 70 * DAY);
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4,
+					    T0 + 300 * DAY, &s),
+			 TES_CHANGE_SEEN);
+	assert_int_equal(s.stale_seconds, (165 + 65) * DAY);
+	assert_int_equal(tes_server_stage(&s, &f.ten, &f.pol, T0 + 300 * DAY), 6);
+	/* A new clock (resolved, then out of date again) starts with none. */
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.ok, &f.in4, T0 + 301 * DAY, &s),
+		TES_CHANGE_RESOLVED);
+	/* resolved servers are never Stale */
+	assert_false(tes_server_stale(&s, &f.pol, T0 + 600 * DAY));
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + 600 * DAY),
+			 TES_STATUS_RESOLVED);
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4,
+					    T0 + 302 * DAY, &s),
+			 TES_CHANGE_REDETECTED);
+	assert_int_equal(s.stale_seconds, 0);
+}
+
+/* A pause during a stale period is not counted twice. */
+static void test_ageing_with_pause(void **state)
+{
+	struct fx f;
+	struct tes_server s;
+
+	(void)state;
+	fx_init(&f, T0);
+	f.pol.stale_after_days = 35;
+	f.pol.forget_after_days = 0; /* never */
+	f.ten.pause.start = T0 + 50 * DAY;
+	f.ten.pause.end = T0 + 60 * DAY;
+	s = f.srv;
+	assert_int_equal(tes_server_forget_at(&s, &f.pol), INT64_MAX);
+	assert_int_equal(tes_server_paused_seconds(&s, &f.ten, T0 + 200 * DAY), 10 * DAY);
+	assert_int_equal(tes_server_stale_seconds(&s, &f.ten, &f.pol, T0 + 200 * DAY), 155 * DAY);
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, T0 + 200 * DAY), 35 * DAY);
+	assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4,
+					    T0 + 200 * DAY, &s),
+			 TES_CHANGE_SEEN);
+	assert_int_equal(s.stale_seconds, 155 * DAY);
+	assert_int_equal(tes_server_elapsed(&s, &f.ten, &f.pol, T0 + 201 * DAY), 36 * DAY);
+	/* Stale takes precedence over Paused in the status. */
+	s.last_seen = T0;
+	s.stale_seconds = 0;
+	assert_int_equal(tes_server_status(&s, &f.ten, &f.pol, T0 + 55 * DAY), TES_STATUS_STALE);
+	/* ageing off: never Stale */
+	f.pol.stale_after_days = 0;
+	assert_false(tes_server_stale(&s, &f.pol, T0 + 3000 * DAY));
+	assert_int_equal(tes_server_stale_at(&s, &f.pol), INT64_MAX);
+}
+
+/* A source's seen times: updated per source, the least recently seen
+ * dropped when a fifth appears. */
+static void test_source_seen(void **state)
+{
+	struct fx f;
+	struct tes_server s;
+	char a[64];
+
+	(void)state;
+	fx_init(&f, T0);
+	s = f.srv;
+	assert_int_equal(s.source_seen[0], T0);
+	for (int i = 1; i <= 3; i++) {
+		snprintf(a, sizeof(a), "2001:db8:100::%d", i);
+		struct tes_addr src = addr(a);
+
+		assert_int_equal(tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &src,
+						    T0 + i * DAY, &s),
+				 TES_CHANGE_SEEN);
+	}
+	/* in4 again, later: now the most recent; ::1 is the least recent. */
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4, T0 + 10 * DAY, &s),
+		TES_CHANGE_SEEN);
+	assert_int_equal(s.source_seen[0], T0 + 10 * DAY);
+	/* an older sighting does not move it back */
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &f.in4, T0 + 5 * DAY, &s),
+		TES_CHANGE_SEEN);
+	assert_int_equal(s.source_seen[0], T0 + 10 * DAY);
+	struct tes_addr fifth = addr("2001:db8:100::5");
+
+	assert_int_equal(
+		tes_server_observe(&s, 0, NULL, &f.ten, &f.pol, &f.vuln, &fifth, T0 + 11 * DAY, &s),
+		TES_CHANGE_SEEN);
+	assert_int_equal(s.nsources, TES_SERVER_SOURCES_MAX);
+	for (int i = 0; i < TES_SERVER_SOURCES_MAX; i++) {
+		tes_addr_format(&s.sources[i], a, sizeof(a));
+		assert_string_not_equal(a, "2001:db8:100::1");
+	}
+	assert_true(tes_addr_equal(&s.sources[0], &f.in4));
+	assert_true(tes_addr_equal(&s.sources[3], &fifth));
+	assert_int_equal(s.source_seen[3], T0 + 11 * DAY);
+}
+
+/* ---- issue 13: shared sources ---- */
+
+static void carried(struct tes_carried *c, const struct tes_server *s, const struct fx *f,
+		    int64_t seen)
+{
+	c->s = s;
+	c->t = &f->ten;
+	c->seen = seen;
+}
+
+static void test_decide_carried(void **state)
+{
+	struct fx f, g;
+	struct tes_server ok, thr;
+	struct tes_carried c[4];
+	struct tes_verdict v, one;
+	/* day 95, minute 2: the first server is at stage 8 */
+	int64_t now = T0 + 95 * DAY + 2 * MIN;
+
+	(void)state;
+	fx_init(&f, T0);
+	fx_init(&g, T0 + 50 * DAY); /* stage 3 on day 95: throttled 10 min */
+	thr = g.srv;
+	assert_int_equal(tes_server_observe(NULL, 7, "ok.bear.local", &f.ten, &f.pol, &f.ok, &f.in4,
+					    T0 + 94 * DAY, &ok),
+			 TES_CHANGE_TRACKED);
+
+	/* One server: its own verdict. */
+	carried(&c[0], &f.srv, &f, T0 + 95 * DAY);
+	tes_decide_carried(c, 1, &f.pol, now, &f.in4, false, &v);
+	tes_decide(&f.srv, &f.ten, &f.pol, now, &f.in4, NULL, false, &one);
+	expect_reply(&v, TES_BLOCK, 60, now, "one blocked");
+	assert_int_equal(v.stage, 8);
+	assert_true(tes_verdict_full_block(&v));
+	/* stage 8 never ends; the source stops counting it after carried_days */
+	assert_int_equal(one.until, INT64_MAX);
+	assert_int_equal(v.until, T0 + 95 * DAY + (int64_t)f.pol.carried_days * DAY);
+
+	/* With a compliant one behind the same address: read the headers. */
+	carried(&c[1], &ok, &f, T0 + 94 * DAY);
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	expect_reply(&v, TES_ACCEPT, 0, now, "blocked + compliant");
+	assert_int_equal(v.reason, TES_REASON_SHARED_SOURCE);
+	assert_string_equal(tes_reason_name(v.reason), "shared-source");
+	assert_false(tes_verdict_full_block(&v));
+	/* ... until the compliant one stops counting (carried_days). */
+	assert_int_equal(v.until, T0 + 94 * DAY + (int64_t)f.pol.carried_days * DAY);
+	c[1].seen = now - (int64_t)f.pol.carried_days * DAY;
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	expect_reply(&v, TES_BLOCK, 60, now, "compliant one too old");
+	/* unknown seen time (0): always counts */
+	c[1].seen = 0;
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.reason, TES_REASON_SHARED_SOURCE);
+	/* a server not on record counts as one that answers */
+	carried(&c[1], NULL, &f, T0 + 94 * DAY);
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_ACCEPT);
+
+	/* Blocked and throttled: refusals of different kinds, so read. */
+	carried(&c[1], &thr, &g, T0 + 94 * DAY);
+	tes_decide(&thr, &g.ten, &g.pol, now, &f.in4, NULL, false, &one);
+	expect_reply(&one, TES_THROTTLE, 10, now, "stage 3");
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_SHARED_SOURCE);
+
+	/* Two blocked of different stages: the most lenient speaks. */
+	struct fx h;
+
+	fx_init(&h, T0 + 20 * DAY); /* day 75: stage 6, blocked 10 min */
+	carried(&c[1], &h.srv, &h, T0 + 94 * DAY);
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	expect_reply(&v, TES_BLOCK, 10, now, "stage 8 + stage 6");
+	assert_int_equal(v.stage, 6);
+	assert_false(tes_verdict_full_block(&v));
+	/* minute 12: stage 6's window is over, so it answers: read */
+	tes_decide_carried(c, 2, &f.pol, now + 10 * MIN, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_SHARED_SOURCE);
+
+	/* full_block = drop: DROP only when every one drops. */
+	f.pol.full_block = TES_FULL_BLOCK_DROP;
+	tes_decide_carried(c, 1, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_DROP);
+	struct fx k;
+
+	fx_init(&k, T0 + 1 * DAY); /* day 94: stage 8 as well */
+	carried(&c[1], &k.srv, &k, T0 + 94 * DAY);
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_DROP);
+	carried(&c[1], &h.srv, &h, T0 + 94 * DAY);
+	tes_decide_carried(c, 2, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_BLOCK);
+	assert_int_equal(v.minutes, 10);
+
+	/* Nothing recent: an unknown source. */
+	c[0].seen = now - 200 * DAY;
+	tes_decide_carried(c, 1, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_UNKNOWN_SERVER);
+	tes_decide_carried(c, 0, &f.pol, now, &f.in4, false, &v);
+	assert_int_equal(v.reason, TES_REASON_UNKNOWN_SERVER);
+	assert_int_equal(v.until, INT64_MAX);
+}
+
+static void test_probe_due(void **state)
+{
+	struct tes_policy p;
+
+	(void)state;
+	tes_policy_default(&p);
+	assert_int_equal(tes_probe_due_at(&p, T0), T0 + 3600);
+	p.probe_interval_min = 15;
+	assert_int_equal(tes_probe_due_at(&p, T0), T0 + 900);
+	p.probe_interval_min = 0;
+	assert_int_equal(tes_probe_due_at(&p, T0), INT64_MAX);
+	assert_string_equal(tes_reason_name(TES_REASON_PROBE), "probe");
+	/* recent: up to carried_days after, exclusive; 0 always */
+	tes_policy_default(&p);
+	assert_true(tes_carried_recent(T0, &p, T0 + 120 * DAY - 1));
+	assert_false(tes_carried_recent(T0, &p, T0 + 120 * DAY));
+	assert_true(tes_carried_recent(0, &p, T0 + 9000 * DAY));
 }
 
 int main(void)
@@ -1131,6 +1464,11 @@ int main(void)
 		cmocka_unit_test(test_report),
 		cmocka_unit_test(test_custom_stage_table),
 		cmocka_unit_test(test_extreme_inputs),
+		cmocka_unit_test(test_ageing_stale_and_resume),
+		cmocka_unit_test(test_ageing_with_pause),
+		cmocka_unit_test(test_source_seen),
+		cmocka_unit_test(test_decide_carried),
+		cmocka_unit_test(test_probe_due),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

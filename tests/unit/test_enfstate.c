@@ -190,8 +190,8 @@ static struct tes_server server(uint32_t tenant, const char *fqdn, uint32_t buil
 	s.family = EX_FAMILY_2016;
 	s.first_detected = T0;
 	s.last_seen = T0 + build3;
-	s.nsources = 1;
-	s.sources[0] = addr("198.51.100.25");
+	/* No sources: the table tests count servers alone; the source index
+	 * has tests of its own. */
 	return s;
 }
 
@@ -353,7 +353,7 @@ static void test_sources(void **state)
 	(void)state;
 	snprintf(v.fqdn, sizeof(v.fqdn), "Exch1.bear.local");
 	assert_false(enfstate_lookup_source(st, &a4, &got));
-	assert_false(enfstate_source_drop(st, &a4));
+	assert_false(enfstate_source_drop(st, &a4, T0));
 
 	assert_int_equal(enfstate_source_put(st, &a4, &v), 0);
 	v.tenant_id = 9;
@@ -367,7 +367,7 @@ static void test_sources(void **state)
 	assert_int_equal(got.tenant_id, 7);
 	assert_false(got.drop);
 	assert_string_equal(got.fqdn, "Exch1.bear.local");
-	assert_false(enfstate_source_drop(st, &a4));
+	assert_false(enfstate_source_drop(st, &a4, T0));
 	/* What a dual-stack socket reports for an IPv4 peer is the same key. */
 	assert_int_equal(mapped.family, TES_ADDR_V4);
 	assert_true(enfstate_lookup_source(st, &mapped, &got));
@@ -377,7 +377,7 @@ static void test_sources(void **state)
 	assert_int_equal(got.tenant_id, 9);
 	assert_true(got.drop);
 	assert_string_equal(got.fqdn, "exch6.example");
-	assert_true(enfstate_source_drop(st, &a6));
+	assert_true(enfstate_source_drop(st, &a6, T0));
 	assert_false(enfstate_lookup_source(st, &other4, &got));
 	assert_false(enfstate_lookup_source(st, &other6, &got));
 
@@ -396,7 +396,7 @@ static void test_sources(void **state)
 	struct enfstate_source flip = { .tenant_id = 9, .drop = false };
 
 	assert_int_equal(enfstate_source_put(st, &a6, &flip), 1);
-	assert_false(enfstate_source_drop(st, &a6));
+	assert_false(enfstate_source_drop(st, &a6, T0));
 	assert_true(enfstate_lookup_source(st, &a6, &got));
 	assert_string_equal(got.fqdn, "");
 	expect_counts(st, 0, 2, 0);
@@ -604,8 +604,8 @@ static void dfx_init(struct dfx *f)
 	f->ok.cls = TES_BUILD_COMPLIANT;
 	f->ok.family = EX_FAMILY_2016;
 	assert_true(ex_build_from_str("15.1.2507.39", &f->ok.build));
-	assert_int_equal(tes_server_observe(NULL, 7, "Exch1.Bear.local", &f->ten, &f->vuln, &f->in4,
-					    T0, &f->srv),
+	assert_int_equal(tes_server_observe(NULL, 7, "Exch1.Bear.local", &f->ten, &f->pol, &f->vuln,
+					    &f->in4, T0, &f->srv),
 			 TES_CHANGE_FIRST);
 }
 
@@ -693,6 +693,9 @@ static void test_decide_matches(void **state)
 	/* Fully blocked with drop: DROP, and the verdict's reply agrees. */
 	struct tes_verdict v;
 
+	/* (seen lately: a server silent since day 0 would be Stale by now) */
+	f.srv.last_seen = T0 + 110 * DAY;
+	assert_int_equal(enfstate_server_put(st, &f.srv), 1);
 	enfstate_decide(st, 7, "exch1.bear.local", &f.out4, NULL, T0 + 115 * DAY, false, &v);
 	assert_int_equal(v.action, TES_DROP);
 	enfstate_free(st);
@@ -701,38 +704,257 @@ static void test_decide_matches(void **state)
 static void test_decide_source(void **state)
 {
 	struct enfstate *st = new_state();
-	struct enfstate_source v = { .tenant_id = 7, .drop = true };
 	struct tes_verdict want, got;
 	struct dfx f;
+	/* Its last message from in4 was read ten minutes ago: no probe is
+	 * due for another fifty. */
 	int64_t now = T0 + 100 * DAY + 600;
 
 	(void)state;
 	dfx_init(&f);
-	snprintf(v.fqdn, sizeof(v.fqdn), "EXCH1.Bear.Local");
+	f.srv.last_seen = f.srv.source_seen[0] = T0 + 100 * DAY;
 	assert_int_equal(enfstate_server_put(st, &f.srv), 0);
 	assert_int_equal(enfstate_tenant_put(st, &f.ten), 0);
-	assert_int_equal(enfstate_source_put(st, &f.in4, &v), 0);
+	/* The server put listed it on its source. */
+	expect_counts(st, 1, 1, 1);
 
 	memset(&want, 0, sizeof(want));
 	memset(&got, 0, sizeof(got));
 	tes_decide(&f.srv, &f.ten, &f.pol, now, &f.in4, NULL, false, &want);
-	assert_true(enfstate_decide_source(st, &f.in4, now, false, &got));
-	assert_memory_equal(&want, &got, sizeof(want));
-	assert_int_equal(got.action, TES_BLOCK);
+	assert_true(enfstate_decide_source(st, &f.in4, 7, now, false, &got));
+	assert_int_equal(want.action, TES_BLOCK);
+	assert_int_equal(got.action, want.action);
+	assert_int_equal(got.code, want.code);
+	assert_string_equal(got.text, want.text);
+	assert_int_equal(got.stage, 8);
+	/* Another tenant's connection from the same address: that tenant's
+	 * servers are the ones its headers will be decided on, and it has
+	 * none here. */
+	assert_true(enfstate_decide_source(st, &f.in4, 8, now, false, &got));
+	assert_int_equal(got.action, TES_ACCEPT);
+	assert_int_equal(got.reason, TES_REASON_UNKNOWN_SERVER);
 
 	/* Unknown source: false, and the unknown-server ACCEPT. */
 	memset(&want, 0, sizeof(want));
 	memset(&got, 0, sizeof(got));
 	tes_decide(NULL, NULL, &f.pol, now, &f.out4, NULL, false, &want);
-	assert_false(enfstate_decide_source(st, &f.out4, now, false, &got));
-	assert_memory_equal(&want, &got, sizeof(want));
-	assert_int_equal(got.action, TES_ACCEPT);
-
-	/* A source whose server is gone: known source, no server state. */
-	assert_true(enfstate_server_del(st, 7, "exch1.bear.local"));
-	assert_true(enfstate_decide_source(st, &f.in4, now, false, &got));
+	assert_false(enfstate_decide_source(st, &f.out4, 7, now, false, &got));
 	assert_int_equal(got.action, TES_ACCEPT);
 	assert_int_equal(got.reason, TES_REASON_UNKNOWN_SERVER);
+
+	/* The server is deleted: its source lists nothing and goes. */
+	assert_true(enfstate_server_del(st, 7, "exch1.bear.local"));
+	expect_counts(st, 0, 0, 1);
+	assert_false(enfstate_decide_source(st, &f.in4, 7, now, false, &got));
+	assert_int_equal(got.action, TES_ACCEPT);
+	enfstate_free(st);
+}
+
+/* Two servers behind one address, one compliant: refused at MAIL FROM only
+ * while every server the address carried recently is refused alike. */
+static void test_shared_source(void **state)
+{
+	struct enfstate *st = new_state();
+	struct enfstate_carried c[ENFSTATE_SOURCE_SERVERS];
+	struct enfstate_source sv;
+	struct tes_server ok;
+	struct tes_verdict v;
+	struct dfx f;
+	int64_t now = T0 + 100 * DAY + 600; /* hh:10: stage 8 blocks all hour */
+
+	(void)state;
+	dfx_init(&f);
+	f.srv.last_seen = f.srv.source_seen[0] = T0 + 100 * DAY;
+	assert_int_equal(enfstate_tenant_put(st, &f.ten), 0);
+	assert_int_equal(enfstate_server_put(st, &f.srv), 0);
+	assert_true(enfstate_decide_source(st, &f.in4, 7, now, false, &v));
+	assert_int_equal(v.action, TES_BLOCK);
+
+	/* A compliant server seen from the same address 50 days ago. */
+	assert_int_equal(tes_server_observe(NULL, 7, "ex2.bear.local", &f.ten, &f.pol, &f.ok,
+					    &f.in4, T0 + 50 * DAY, &ok),
+			 TES_CHANGE_TRACKED);
+	assert_int_equal(enfstate_server_put(st, &ok), 0);
+	assert_int_equal(enfstate_source_servers(st, &f.in4, c, ENFSTATE_SOURCE_SERVERS), 2);
+	assert_true(enfstate_lookup_source(st, &f.in4, &sv));
+	assert_int_equal(sv.nservers, 2);
+	assert_string_equal(sv.fqdn, "Exch1.Bear.local"); /* the most recently carried */
+	assert_true(enfstate_decide_source(st, &f.in4, 7, now, false, &v));
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_SHARED_SOURCE);
+	/* Once the compliant one has not come from there for carried_days,
+	 * only the blocked one counts again. */
+	int64_t gone = T0 + 50 * DAY + (int64_t)f.pol.carried_days * DAY;
+
+	f.srv.last_seen = f.srv.source_seen[0] = gone - 1; /* no probe due */
+	assert_int_equal(enfstate_server_put(st, &f.srv), 1);
+	assert_true(enfstate_decide_source(st, &f.in4, 7, gone - 1, false, &v));
+	assert_int_equal(v.reason, TES_REASON_SHARED_SOURCE);
+	assert_true(enfstate_decide_source(st, &f.in4, 7, gone, false, &v));
+	assert_int_equal(v.action, TES_BLOCK);
+
+	/* The compliant server moves away: the source lists it no more. */
+	ok.sources[0] = f.out4;
+	assert_int_equal(enfstate_server_put(st, &ok), 1);
+	assert_int_equal(enfstate_source_servers(st, &f.in4, c, ENFSTATE_SOURCE_SERVERS), 1);
+	assert_int_equal(enfstate_source_servers(st, &f.out4, c, ENFSTATE_SOURCE_SERVERS), 1);
+	assert_string_equal(c[0].fqdn, "ex2.bear.local");
+	assert_int_equal(c[0].seen, T0 + 50 * DAY);
+	assert_true(enfstate_decide_source(st, &f.in4, 7, gone, false, &v));
+	assert_int_equal(v.action, TES_BLOCK);
+	expect_counts(st, 2, 2, 1);
+	enfstate_free(st);
+}
+
+/* More servers than a source lists: the least recently seen goes, and the
+ * source counts as shared for as long as it would have counted. */
+static void test_source_overflow(void **state)
+{
+	struct enfstate *st = new_state();
+	struct enfstate_carried c[ENFSTATE_SOURCE_SERVERS];
+	struct enfstate_source sv;
+	struct tes_verdict v;
+	struct dfx f;
+	int64_t now = T0 + 100 * DAY + 600;
+
+	(void)state;
+	dfx_init(&f);
+	assert_int_equal(enfstate_tenant_put(st, &f.ten), 0);
+	for (unsigned i = 0; i <= ENFSTATE_SOURCE_SERVERS; i++) {
+		struct tes_server s = f.srv;
+
+		snprintf(s.fqdn, sizeof(s.fqdn), "ex%u.bear.local", i);
+		/* ex0 is the least recently seen */
+		s.last_seen = s.source_seen[0] = T0 + 90 * DAY + i;
+		assert_int_equal(enfstate_server_put(st, &s), 0);
+	}
+	assert_int_equal(enfstate_source_servers(st, &f.in4, c, ENFSTATE_SOURCE_SERVERS),
+			 ENFSTATE_SOURCE_SERVERS);
+	for (unsigned i = 0; i < ENFSTATE_SOURCE_SERVERS; i++)
+		assert_string_not_equal(c[i].fqdn, "ex0.bear.local");
+	assert_true(enfstate_lookup_source(st, &f.in4, &sv));
+	assert_int_equal(sv.shared_until, T0 + 90 * DAY + (int64_t)f.pol.carried_days * DAY);
+	/* All of them blocked, but one not listed could be anything. */
+	assert_true(enfstate_decide_source(st, &f.in4, 7, now, false, &v));
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_SHARED_SOURCE);
+	assert_true(enfstate_decide_source(st, &f.in4, 7, sv.shared_until + 1, false, &v));
+	assert_int_equal(v.action, TES_ACCEPT); /* the others are too old by then */
+	enfstate_free(st);
+}
+
+/* full_block = drop: the connect-time drop, and the probe it leaves room
+ * for; the probe claim at MAIL FROM, once per interval. */
+static void test_probe_and_drop(void **state)
+{
+	struct enfstate *st = new_state();
+	struct enfstate_carried c[2];
+	struct tes_policy pol;
+	struct tes_verdict v;
+	struct enfstate_stats es;
+	struct dfx f;
+	int64_t seen = T0 + 99 * DAY, now;
+
+	(void)state;
+	dfx_init(&f);
+	f.pol.full_block = TES_FULL_BLOCK_DROP;
+	pol = f.pol;
+	assert_int_equal(enfstate_policy_set(st, &pol), 0);
+	f.srv.last_seen = f.srv.source_seen[0] = seen;
+	assert_int_equal(enfstate_tenant_put(st, &f.ten), 0);
+	assert_int_equal(enfstate_server_put(st, &f.srv), 0);
+
+	/* Within the hour after its last message was read: dropped. */
+	now = seen + 3599;
+	assert_true(enfstate_source_drop(st, &f.in4, now));
+	assert_true(enfstate_decide_source(st, &f.in4, 7, now, false, &v));
+	assert_int_equal(v.action, TES_DROP);
+	assert_false(enfstate_source_drop(st, &f.out4, now));
+
+	/* An hour on, a probe is due: the connection is let in, and the first
+	 * MAIL FROM claims it; the next one is refused again. */
+	now = seen + 3600;
+	assert_false(enfstate_source_drop(st, &f.in4, now));
+	assert_true(enfstate_decide_source(st, &f.in4, 7, now, false, &v));
+	assert_int_equal(v.action, TES_ACCEPT);
+	assert_int_equal(v.reason, TES_REASON_PROBE);
+	assert_int_equal(v.stage, 8);
+	assert_true(enfstate_decide_source(st, &f.in4, 7, now + 1, false, &v));
+	assert_int_equal(v.action, TES_DROP);
+	assert_true(enfstate_source_drop(st, &f.in4, now + 1));
+	assert_int_equal(enfstate_source_servers(st, &f.in4, c, 2), 1);
+	assert_int_equal(c[0].probe_next, now + 3600);
+	enfstate_stats(st, &es);
+	assert_int_equal(es.probes, 1);
+
+	/* The claim survives the writer replacing the node (a push of the
+	 * same server with a newer seen time of another source). */
+	f.srv.nsources = 2;
+	f.srv.sources[1] = f.out4;
+	f.srv.source_seen[1] = now;
+	assert_int_equal(enfstate_server_put(st, &f.srv), 1);
+	assert_int_equal(enfstate_source_servers(st, &f.in4, c, 2), 1);
+	assert_int_equal(c[0].probe_next, now + 3600);
+	assert_true(enfstate_source_drop(st, &f.in4, now + 2));
+
+	/* The probe's message was read and tescontrol says so: seen moves,
+	 * the next probe is an interval after it. */
+	f.srv.source_seen[0] = now + 10;
+	assert_int_equal(enfstate_server_put(st, &f.srv), 1);
+	assert_true(enfstate_source_drop(st, &f.in4, now + 3609));
+	assert_false(enfstate_source_drop(st, &f.in4, now + 3610));
+
+	/* No probe in the policy: a full block stays shut. */
+	pol.probe_interval_min = 0;
+	assert_int_equal(enfstate_policy_set(st, &pol), 0);
+	assert_true(enfstate_source_drop(st, &f.in4, now + 7200));
+	assert_true(enfstate_decide_source(st, &f.in4, 7, now + 7200, false, &v));
+	assert_int_equal(v.action, TES_DROP);
+
+	/* With reply, the connect-time check never drops. */
+	pol = f.pol;
+	pol.full_block = TES_FULL_BLOCK_REPLY;
+	assert_int_equal(enfstate_policy_set(st, &pol), 0);
+	assert_false(enfstate_source_drop(st, &f.in4, now + 2));
+	assert_true(enfstate_decide_source(st, &f.in4, 7, now + 2, false, &v));
+	assert_int_equal(v.action, TES_BLOCK);
+	enfstate_free(st);
+}
+
+/* A full sync: a server that does not come back leaves its sources' lists,
+ * one that does keeps its source node (and its probe claim). */
+static void test_sync_index(void **state)
+{
+	struct enfstate *st = new_state();
+	struct enfstate_carried c[4];
+	struct tes_server a, b;
+	struct tes_verdict v;
+	struct dfx f;
+	int64_t now;
+
+	(void)state;
+	dfx_init(&f);
+	f.srv.last_seen = f.srv.source_seen[0] = T0 + 99 * DAY;
+	a = f.srv;
+	b = f.srv;
+	snprintf(b.fqdn, sizeof(b.fqdn), "b.bear.local");
+	assert_int_equal(enfstate_tenant_put(st, &f.ten), 0);
+	assert_int_equal(enfstate_server_put(st, &a), 0);
+	assert_int_equal(enfstate_server_put(st, &b), 0);
+	now = T0 + 99 * DAY + 3600;
+	assert_true(enfstate_decide_source(st, &f.in4, 7, now, false, &v));
+	assert_int_equal(v.reason, TES_REASON_PROBE);
+
+	enfstate_sync_begin(st);
+	assert_int_equal(enfstate_tenant_put(st, &f.ten), 1);
+	assert_int_equal(enfstate_server_put(st, &a), 1); /* unchanged */
+	assert_int_equal(enfstate_sync_end(st), 1);       /* b */
+	expect_counts(st, 1, 1, 1);
+	assert_int_equal(enfstate_source_servers(st, &f.in4, c, 4), 1);
+	assert_string_equal(c[0].fqdn, "Exch1.Bear.local");
+	/* b's or a's claim, whichever was taken, only a's entry is left: a
+	 * probe for it is either claimed or due. */
+	assert_true(c[0].probe_next == 0 || c[0].probe_next == now + 3600);
 	enfstate_free(st);
 }
 
@@ -779,7 +1001,7 @@ static void test_sync(void **state)
 	assert_int_equal(got.build.v[3], 99);
 	assert_false(enfstate_lookup_server(st, 2, "c.example", &got));
 	assert_true(enfstate_lookup_server(st, 1, "d.example", &got));
-	assert_false(enfstate_source_drop(st, &s1));
+	assert_false(enfstate_source_drop(st, &s1, T0));
 	assert_false(enfstate_lookup_tenant(st, 2, &tg));
 	assert_true(enfstate_lookup_tenant(st, 1, &tg));
 
@@ -862,6 +1084,10 @@ int main(void)
 		cmocka_unit_test(test_catalog_swap),
 		cmocka_unit_test(test_decide_matches),
 		cmocka_unit_test(test_decide_source),
+		cmocka_unit_test(test_shared_source),
+		cmocka_unit_test(test_source_overflow),
+		cmocka_unit_test(test_probe_and_drop),
+		cmocka_unit_test(test_sync_index),
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_free_full),
 		cmocka_unit_test(test_free_after_resize),

@@ -397,6 +397,94 @@ static void test_validate_in_memory(void **state)
 	assert_non_null(strstr(err.msg, "blank"));
 }
 
+/* Issue 13: ageing, shared sources, the probe and the caps. */
+static void test_issue13_keys(void **state)
+{
+	struct tes_policy p, q;
+	struct tes_policy_error err;
+	char buf[8192];
+	int n;
+
+	(void)state;
+	tes_policy_default(&p);
+	/* The documented defaults (docs/enforcement.md). */
+	assert_int_equal(p.stale_after_days, 120);
+	assert_int_equal(p.forget_after_days, 365);
+	assert_int_equal(p.carried_days, 120);
+	assert_int_equal(p.probe_interval_min, 60);
+	assert_int_equal(p.servers_per_tenant, 10000);
+	assert_int_equal(p.untrusted_servers, 10000);
+	assert_int_equal(p.untrusted_per_prefix, 32);
+	assert_int_equal(p.untrusted_prefix_v4, 24);
+	assert_int_equal(p.untrusted_prefix_v6, 48);
+
+	assert_int_equal(parse_str("[enforcement]\nprobe_interval = 15\n"
+				   "[ageing]\nstale_after = 0\nforget_after = 30\n"
+				   "[sources]\ncarried_days = 7\n"
+				   "[limits]\nservers_per_tenant = 5\nuntrusted_servers = 0\n"
+				   "untrusted_per_prefix = 2\nuntrusted_prefix_v4 = 32\n"
+				   "untrusted_prefix_v6 = 64\n",
+				   &p, &err),
+			 0);
+	assert_int_equal(p.probe_interval_min, 15);
+	assert_int_equal(p.stale_after_days, 0);
+	assert_int_equal(p.forget_after_days, 30);
+	assert_int_equal(p.carried_days, 7);
+	assert_int_equal(p.servers_per_tenant, 5);
+	assert_int_equal(p.untrusted_servers, 0);
+	assert_int_equal(p.untrusted_per_prefix, 2);
+	assert_int_equal(p.untrusted_prefix_v4, 32);
+	assert_int_equal(p.untrusted_prefix_v6, 64);
+	/* Round trip through the formatter. */
+	n = tes_policy_format(&p, buf, sizeof(buf));
+	assert_true(n > 0 && (size_t)n < sizeof(buf));
+	assert_int_equal(parse_str(buf, &q, &err), 0);
+	assert_true(tes_policy_equal(&p, &q));
+	assert_false(tes_policy_equal(&p, &(struct tes_policy){ 0 }));
+	/* The compat text keeps only what the first release knows, and parses
+	 * to the same policy except the new keys' defaults. */
+	n = tes_policy_format_compat(&p, buf, sizeof(buf));
+	assert_true(n > 0 && (size_t)n < sizeof(buf));
+	assert_null(strstr(buf, "ageing"));
+	assert_null(strstr(buf, "probe_interval"));
+	assert_null(strstr(buf, "limits"));
+	assert_int_equal(parse_str(buf, &q, &err), 0);
+	tes_policy_default(&p);
+	assert_true(tes_policy_equal(&p, &q));
+
+	/* Bad input names the file, the line and the key. */
+	expect_error("[ageing]\nstale_after = 30\nforget_after = 30\n", TES_PERR_ORDER, 3,
+		     "ageing.forget_after", "longer than stale_after");
+	expect_error("[ageing]\nstale_after = 400\n", TES_PERR_ORDER, 2, "ageing.stale_after",
+		     "forget_after (365 days) must be longer than stale_after (400 days)");
+	expect_error("[ageing]\nstale_after = 3651\n", TES_PERR_RANGE, 2, "ageing.stale_after",
+		     "outside 0..3650");
+	expect_error("[ageing]\nstale_after = soon\n", TES_PERR_VALUE, 2, "ageing.stale_after",
+		     "not a number");
+	expect_error("[sources]\ncarried_days = 0\n", TES_PERR_RANGE, 2, "sources.carried_days",
+		     "outside 1..3650");
+	expect_error("[enforcement]\nprobe_interval = 1441\n", TES_PERR_RANGE, 2,
+		     "enforcement.probe_interval", "outside 0..1440");
+	expect_error("[limits]\nservers_per_tenant = 0\n", TES_PERR_RANGE, 2,
+		     "limits.servers_per_tenant", NULL);
+	expect_error("[limits]\nuntrusted_prefix_v4 = 33\n", TES_PERR_RANGE, 2,
+		     "limits.untrusted_prefix_v4", "outside 8..32");
+	expect_error("\n[limits]\nuntrusted_prefix_v6 = 200\n", TES_PERR_RANGE, 3,
+		     "limits.untrusted_prefix_v6", NULL);
+	expect_error("[limits]\nburst = 3\n", TES_PERR_KEY, 2, "", "unknown key 'burst'");
+	expect_error("[ageing]\nstale_after = 1\nstale_after = 2\n", TES_PERR_DUPLICATE, 3,
+		     "ageing.stale_after", "already set on line 2");
+	/* The in-memory check applies the same rules. */
+	tes_policy_default(&p);
+	p.forget_after_days = p.stale_after_days;
+	assert_int_equal(tes_policy_validate(&p, &err), -1);
+	assert_int_equal(err.code, TES_PERR_ORDER);
+	tes_policy_default(&p);
+	p.carried_days = 0;
+	assert_int_equal(tes_policy_validate(&p, &err), -1);
+	assert_string_equal(err.key, "sources.carried_days");
+}
+
 static void test_reply_expand(void **state)
 {
 	char buf[16];
@@ -429,6 +517,7 @@ int main(void)
 		cmocka_unit_test(test_errors_io),
 		cmocka_unit_test(test_validate_in_memory),
 		cmocka_unit_test(test_reply_expand),
+		cmocka_unit_test(test_issue13_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

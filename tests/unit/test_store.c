@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* The SQLite store: create, reopen, migrate (a v2 step over v1 data),
+/* The SQLite store: create, reopen, migrate (v1 data to this build's v2,
+ * and a v3 step on top),
  * refusing newer or foreign databases, transactions, and the durability of
  * a first detection across kill -9 right after the commit returns. */
 #include <setjmp.h>
@@ -70,6 +71,9 @@ static void make_server(struct store_server *v, uint32_t tenant, const char *fqd
 	v->s.nsources = 2;
 	assert_true(tes_addr_parse("192.0.2.1", &v->s.sources[0]));
 	assert_true(tes_addr_parse("2001:db8::2", &v->s.sources[1]));
+	v->s.source_seen[0] = first + 3;
+	v->s.source_seen[1] = first + 10;
+	v->s.stale_seconds = 86400;
 	v->stage_logged = 3;
 	v->status_logged = TES_STATUS_THROTTLING;
 }
@@ -113,8 +117,8 @@ static void test_create_and_reopen(void **state)
 	struct store_doc d, back;
 	struct collected c;
 
-	assert_int_equal(store_schema_version(st), 1);
-	assert_int_equal(store_sqlite_latest_version(), 1);
+	assert_int_equal(store_schema_version(st), 2);
+	assert_int_equal(store_sqlite_latest_version(), 2);
 	load_all(st, &c);
 	assert_int_equal(c.nservers + c.ntenants, 0);
 
@@ -203,7 +207,7 @@ static void test_wal_mode(void **state)
 	assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q, NULL),
 			 SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 1);
+	assert_int_equal(sqlite3_column_int(q, 0), 2);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
 	store_close(st);
@@ -235,86 +239,107 @@ static void test_transactions(void **state)
 	store_close(st);
 }
 
-/* A v2 that a later tescontrol might ship: a new column with a default. */
-static const char v2_sql[] = "ALTER TABLE servers ADD COLUMN note TEXT NOT NULL DEFAULT 'v1';"
+/* A v3 that a later tescontrol might ship: a new column with a default. */
+static const char v3_sql[] = "ALTER TABLE servers ADD COLUMN note TEXT NOT NULL DEFAULT 'v2';"
 			     "CREATE TABLE events (at INTEGER NOT NULL, what TEXT NOT NULL);";
+
+/* A database as the first release left it: its schema, version 1, a server
+ * with two sources. */
+static void make_v1_database(const char *path)
+{
+	size_t n;
+	const struct store_migration *m = store_sqlite_migrations(&n);
+	sqlite3 *db;
+
+	assert_true(n >= 2);
+	assert_int_equal(m[0].version, 1);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, m[0].sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_exec(
+			db,
+			"CREATE TABLE schema_version (version INTEGER NOT NULL);"
+			"INSERT INTO schema_version VALUES (1);"
+			"INSERT INTO servers VALUES (1, 'old.local', 'Old.local', '15.1.2507.35',"
+			" '2016', 0, 1704067200, 1704500000, 0, 0, 2, 'Throttling');"
+			"INSERT INTO server_sources VALUES (1, 'old.local', 0, '192.0.2.1');"
+			"INSERT INTO server_sources VALUES (1, 'old.local', 1, '2001:db8::2');",
+			NULL, NULL, NULL),
+		SQLITE_OK);
+	sqlite3_close(db);
+}
 
 static void test_migration(void **state)
 {
 	struct fixture *f = *state;
-	struct tes_store *st = open_ok(f->path);
-	struct store_migration steps[2];
+	struct tes_store *st;
+	struct store_migration steps[3];
+	const struct store_migration *mine;
 	struct store_server v;
 	struct collected c;
 	char err[512];
 	sqlite3 *db;
 	sqlite3_stmt *q;
+	size_t n;
 
-	make_server(&v, 1, "old.local", 1704067200);
-	assert_int_equal(store_put_server(st, &v), 0);
-	store_close(st);
-
-	/* This build's own steps, plus a v2 on top. */
-	st = store_sqlite_open(f->path, err, sizeof(err));
-	assert_non_null(st);
-	store_close(st);
-	{
-		/* Fetch v1's SQL through a fresh database's schema. */
-		char path2[160];
-
-		snprintf(path2, sizeof(path2), "%s/v1.db", f->dir);
-		st = open_ok(path2);
-		store_close(st);
-		assert_int_equal(sqlite3_open(path2, &db), SQLITE_OK);
-	}
-	{
-		static char v1_sql[8192];
-		size_t used = 0;
-
-		assert_int_equal(sqlite3_prepare_v2(db,
-						    "SELECT sql FROM sqlite_master WHERE type ="
-						    " 'table' AND name != 'schema_version'"
-						    " ORDER BY rowid",
-						    -1, &q, NULL),
-				 SQLITE_OK);
-		while (sqlite3_step(q) == SQLITE_ROW)
-			used += (size_t)snprintf(v1_sql + used, sizeof(v1_sql) - used, "%s;",
-						 (const char *)sqlite3_column_text(q, 0));
-		sqlite3_finalize(q);
-		sqlite3_close(db);
-		steps[0].version = 1;
-		steps[0].sql = v1_sql;
-	}
-	steps[1].version = 2;
-	steps[1].sql = v2_sql;
-	st = store_sqlite_open_with(f->path, steps, 2, err, sizeof(err));
-	if (!st)
-		fail_msg("migrating to v2: %s", err);
+	/* v1 data under this build: migrated to v2, the sources' seen times
+	 * taken from their server's last_seen, no stale time. */
+	make_v1_database(f->path);
+	st = open_ok(f->path);
 	assert_int_equal(store_schema_version(st), 2);
-	/* v1 data intact, and the v1 code path still reads and writes it. */
 	load_all(st, &c);
 	assert_int_equal(c.nservers, 1);
+	assert_string_equal(c.servers[0].s.fqdn, "Old.local");
 	assert_int_equal(c.servers[0].s.first_detected, 1704067200);
+	assert_int_equal(c.servers[0].s.nsources, 2);
+	assert_int_equal(c.servers[0].s.source_seen[0], 1704500000);
+	assert_int_equal(c.servers[0].s.source_seen[1], 1704500000);
+	assert_int_equal(c.servers[0].s.stale_seconds, 0);
+	assert_int_equal(c.servers[0].status_logged, TES_STATUS_THROTTLING);
+	/* v2's new members are written and read back. */
 	make_server(&v, 1, "new.local", 5);
+	assert_int_equal(store_put_server(st, &v), 0);
+	load_all(st, &c);
+	assert_int_equal(c.nservers, 2);
+	assert_int_equal(c.servers[0].s.source_seen[0], 8);
+	assert_int_equal(c.servers[0].s.source_seen[1], 15);
+	assert_int_equal(c.servers[0].s.stale_seconds, 86400);
+	store_close(st);
+
+	/* A v3 on top of this build's steps. */
+	mine = store_sqlite_migrations(&n);
+	assert_int_equal(n, 2);
+	steps[0] = mine[0];
+	steps[1] = mine[1];
+	steps[2].version = 3;
+	steps[2].sql = v3_sql;
+	st = store_sqlite_open_with(f->path, steps, 3, err, sizeof(err));
+	if (!st)
+		fail_msg("migrating to v3: %s", err);
+	assert_int_equal(store_schema_version(st), 3);
+	/* v2 data intact, and the v2 code path still reads and writes it. */
+	load_all(st, &c);
+	assert_int_equal(c.nservers, 2);
+	make_server(&v, 1, "newer.local", 9);
 	assert_int_equal(store_put_server(st, &v), 0);
 	store_close(st);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM servers WHERE note = 'v1'",
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM servers WHERE note = 'v2'",
 					    -1, &q, NULL),
 			 SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 2);
+	assert_int_equal(sqlite3_column_int(q, 0), 3);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
 
-	/* This build knows only v1: it refuses the v2 database untouched. */
+	/* This build knows only v2: it refuses the v3 database untouched. */
 	st = store_sqlite_open(f->path, err, sizeof(err));
 	assert_null(st);
-	assert_non_null(strstr(err, "schema version 2 is newer than this tescontrol knows (1)"));
-	/* Reopening with v2 is a no-op migration. */
-	st = store_sqlite_open_with(f->path, steps, 2, err, sizeof(err));
+	assert_non_null(strstr(err, "schema version 3 is newer than this tescontrol knows (2)"));
+	/* Reopening with v3 is a no-op migration. */
+	st = store_sqlite_open_with(f->path, steps, 3, err, sizeof(err));
 	assert_non_null(st);
-	assert_int_equal(store_schema_version(st), 2);
+	assert_int_equal(store_schema_version(st), 3);
 	store_close(st);
 }
 
@@ -322,19 +347,21 @@ static void test_failed_migration_changes_nothing(void **state)
 {
 	struct fixture *f = *state;
 	struct tes_store *st = open_ok(f->path);
-	struct store_migration steps[2];
+	struct store_migration steps[3];
 	char err[512];
-	static const char v1_dummy[] = "";
+	static const char already[] = "";
 
 	store_close(st);
 	steps[0].version = 1;
-	steps[0].sql = v1_dummy; /* already applied: not run again */
+	steps[0].sql = already; /* already applied: not run again */
 	steps[1].version = 2;
-	steps[1].sql = "ALTER TABLE servers ADD COLUMN x INTEGER; THIS IS NOT SQL;";
-	assert_null(store_sqlite_open_with(f->path, steps, 2, err, sizeof(err)));
+	steps[1].sql = already;
+	steps[2].version = 3;
+	steps[2].sql = "ALTER TABLE servers ADD COLUMN x INTEGER; THIS IS NOT SQL;";
+	assert_null(store_sqlite_open_with(f->path, steps, 3, err, sizeof(err)));
 	assert_non_null(strstr(err, "migrating the schema"));
 	st = open_ok(f->path);
-	assert_int_equal(store_schema_version(st), 1);
+	assert_int_equal(store_schema_version(st), 2);
 	{
 		struct store_server v;
 
