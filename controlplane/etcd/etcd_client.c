@@ -231,6 +231,10 @@ void etcd_curl_common(CURL *e, const struct etcd_conf *c)
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	/* The gateway speaks HTTP/1.1 on plain ports; keeping TLS ports on it
+	 * too gives one behaviour, and OpenSSL's own message when a TLS peer
+	 * refuses (HTTP/2 would hide it behind a later send error). */
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	/* etcd's gateway answers identity-encoded; no decompression bombs. */
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
 	if (c->ca_file)
@@ -568,15 +572,20 @@ static enum verdict classify(struct etcd_client *c, const struct call *k, const 
 	}
 	struct etcd_rpc_error e;
 	if (!etcd_parse_error(root, &e)) {
-		if (a->http == 200) {
+		/* Every etcd answer has a header (a stream message wraps it in
+		 * result): JSON without one comes from something else. */
+		if (a->http == 200 && (json_is_object(json_object_get(root, "header")) ||
+				       json_is_object(json_object_get(root, "result")))) {
 			*resp = root;
 			c->kind = ETCD_OK;
 			c->grpc_code = 0;
 			return V_OK;
 		}
 		json_decref(root);
-		snprintf(why, whylen, "not an etcd answer (HTTP %ld without an etcd error)",
-			 a->http);
+		char ex[160];
+		body_excerpt(&c->body, ex, sizeof(ex));
+		snprintf(why, whylen, "not an etcd answer (HTTP %ld, JSON without a header: %s)",
+			 a->http, ex);
 		if (write && a->http != 404 && a->http != 405) {
 			fail(c, ETCD_ERR_UNKNOWN_OUTCOME, 0, err, errlen,
 			     "etcd %s at %s: %s: it may or may not have been applied", k->what, ep,

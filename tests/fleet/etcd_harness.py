@@ -495,6 +495,45 @@ class TcpProxy:
         self.cut()
 
 
+class NotEtcd:
+    """An HTTP server on a loopback port that answers every request with a
+    fixed status and body: an endpoint that is not etcd."""
+
+    def __init__(self, status=200, body=b"hello, this is not etcd\n",
+                 content_type="text/plain"):
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                if n:
+                    self.rfile.read(n)
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def _main(argv):
     import argparse
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
