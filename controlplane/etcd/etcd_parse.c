@@ -863,8 +863,17 @@ static long stream_scan(struct etcd_stream *s)
 			break;
 		case '}':
 		case ']':
-			if (--s->depth == 0)
+			if (--s->depth == 0) {
+				/* Inner mismatches are the JSON parser's to
+				 * find; the outer one would cut the stream in
+				 * the wrong place. */
+				if (c != '}') {
+					snprintf(s->err, sizeof(s->err),
+						 "a JSON object closed by ']'");
+					return -1;
+				}
 				return (long)s->scan;
+			}
 			break;
 		default:
 			break;
