@@ -22,9 +22,9 @@ prefix APP_PREFIX) are created and authentication is enabled, with etcdctl.
 
 Command line (for bench scripts):
     etcd_harness.py run [--members N] [--keep] -- COMMAND ARGS...
-starts a cluster, runs COMMAND with TES_ETCD_ENDPOINTS=URL,URL,... and
-TES_ETCD_MEMBERS=PID,PID,... in its environment, stops the cluster and exits
-with COMMAND's status.
+starts a cluster, runs COMMAND with TES_ETCD_ENDPOINTS=URL,URL,...,
+TES_ETCD_MEMBERS=PID,PID,... and TES_ETCD_LEADER=INDEX (into those lists) in
+its environment, stops the cluster and exits with COMMAND's status.
 """
 import json
 import os
@@ -534,6 +534,84 @@ class NotEtcd:
         self.server.server_close()
 
 
+class ScriptedEtcd:
+    """A loopback HTTP/1.1 server playing a scripted etcd: the n-th request
+    gets the n-th entry of scripts, a list of JSON objects (or bytes) sent
+    as chunks of a chunked answer; then the answer ends, except the last
+    entry's, which is held open until close().  Every request is recorded
+    as (request line, headers, decoded JSON body)."""
+
+    def __init__(self, scripts):
+        self.scripts = scripts
+        self.requests = []
+        self.lock = threading.Lock()
+        self.held = []
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(65536)
+            if not d:
+                c.close()
+                return
+            data += d
+        head, body = data.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in
+                   (h.split(":", 1) for h in lines[1:] if ":" in h)}
+        n = int(headers.get("content-length", "0"))
+        while len(body) < n:
+            d = c.recv(65536)
+            if not d:
+                break
+            body += d
+        with self.lock:
+            idx = len(self.requests)
+            self.requests.append((lines[0], headers, json.loads(body or b"null")))
+        if idx >= len(self.scripts):
+            c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+            c.close()
+            return
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        for item in self.scripts[idx]:
+            chunk = item if isinstance(item, bytes) else json.dumps(item).encode() + b"\n"
+            c.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        if idx == len(self.scripts) - 1:
+            with self.lock:
+                self.held.append(c)
+            return
+        c.sendall(b"0\r\n\r\n")
+        c.close()
+
+    def close(self):
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.lsock.close()
+        with self.lock:
+            for c in self.held:
+                c.close()
+
+
 def _main(argv):
     import argparse
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -550,7 +628,8 @@ def _main(argv):
     try:
         c.start()
         env = dict(os.environ, TES_ETCD_ENDPOINTS=",".join(c.endpoints),
-                   TES_ETCD_MEMBERS=",".join(str(m.pid) for m in c.members))
+                   TES_ETCD_MEMBERS=",".join(str(m.pid) for m in c.members),
+                   TES_ETCD_LEADER=str(c.leader()))
         return subprocess.call(cmd, env=env)
     finally:
         if a.keep:

@@ -5,12 +5,14 @@ into a black hole), and HTTP servers that are not etcd (garbage, 404, JSON
 of another kind).  Every error names the call, the key and the endpoints;
 reads move on to the next endpoint, writes only when they certainly were not
 applied; nothing hangs (each wait here is bounded)."""
+import base64
 import os
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from etcd_harness import EtcdCluster, NotEtcd, TcpProxy, free_ports, have_etcd  # noqa: E402
+from etcd_harness import (EtcdCluster, NotEtcd, ScriptedEtcd, TcpProxy,  # noqa: E402
+                          free_ports, have_etcd)
 from etcd_tool import Tool  # noqa: E402
 
 
@@ -134,6 +136,53 @@ class Misbehaving(unittest.TestCase):
         self.assertIn("no answer within 500 ms", u["message"])
         u = w.watch_update("w")
         self.assertEqual((u["kind"], u["endpoint"]), ("created", real))
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+class ScriptedMember(unittest.TestCase):
+    """A member that resends what the watch already has, and what the
+    watch asks for when it resumes."""
+
+    def test_resume_and_duplicates(self):
+        def created(rev):
+            return {"result": {"header": {"revision": str(rev)}, "created": True}}
+
+        def events(*revs):
+            return {"result": {"header": {"revision": str(revs[-1])}, "events": [
+                {"kv": {"key": b64(f"/s/{r}"), "mod_revision": str(r), "value": b64(f"v{r}")}}
+                for r in revs]}}
+
+        def progress(rev):
+            return {"result": {"header": {"revision": str(rev)}}}
+        srv = ScriptedEtcd([
+            [created(6), events(5, 6)],
+            [created(7), events(5, 6, 7), progress(9)],
+            [created(9)],
+        ])
+        self.addCleanup(srv.close)
+        t = Tool([srv.url])
+        self.addCleanup(t.close)
+        t.ok("watch", watch="w", key="/s/", prefix=True, start_revision=5)
+        seen = []
+        while len(seen) < 7:
+            u = t.watch_update("w")
+            seen.append((u["kind"], [e["mod_revision"] for e in u.get("events", [])]
+                         or u["revision"]))
+        self.assertEqual(seen, [("created", 6), ("events", [5, 6]), ("disconnected", 0),
+                                ("created", 7), ("events", [7]), ("progress", 9),
+                                ("disconnected", 0)])
+        self.assertEqual(t.watch_update("w")["kind"], "created")
+        info = t.ok("watch_info", watch="w")
+        self.assertEqual((info["duplicates"], info["next_revision"]), (2, 10))
+        asked = [r[2]["create_request"] for r in srv.requests]
+        self.assertEqual([a.get("start_revision") for a in asked], ["5", "7", "10"])
+        self.assertEqual({(a["key"], a["range_end"]) for a in asked}, {(b64("/s/"), b64("/s0"))})
+        self.assertTrue(all(r[0] == "POST /v3/watch HTTP/1.1" for r in srv.requests))
+        self.assertTrue(all(r[1].get("grpc-metadata-hasleader") == "true"
+                            for r in srv.requests))
 
 
 if __name__ == "__main__":
