@@ -632,6 +632,19 @@ static enum verdict classify(struct etcd_client *c, const struct call *k, const 
 	return V_FAIL;
 }
 
+/* Authenticates on behalf of call k: a failure names k's call and key
+ * before the authentication's own message. */
+static int auth_for(struct etcd_client *c, const struct call *k, char *err, size_t errlen)
+{
+	char inner[1200];
+	if (authenticate(c, inner, sizeof(inner)) == 0)
+		return 0;
+	/* "etcd authenticate ..." becomes "etcd put key 'k': authenticate ...". */
+	etcd_errf(err, errlen, "etcd %s: %s", k->what,
+		  strncmp(inner, "etcd ", 5) == 0 ? inner + 5 : inner);
+	return -1;
+}
+
 /* Sends req (consumed) to the endpoints in turn, starting with the current
  * one; *resp gets the answer.  The endpoint that answered stays current. */
 static int call(struct etcd_client *c, const struct call *k, json_t *req, json_t **resp, char *err,
@@ -643,7 +656,7 @@ static int call(struct etcd_client *c, const struct call *k, json_t *req, json_t
 	if (!body)
 		return fail(c, ETCD_ERR_USAGE, 0, err, errlen, "etcd %s: out of memory", k->what);
 	size_t blen = strlen(body);
-	if (k->with_token && c->conf.username && !c->token && authenticate(c, err, errlen) != 0) {
+	if (k->with_token && c->conf.username && !c->token && auth_for(c, k, err, errlen) != 0) {
 		free(body);
 		return -1;
 	}
@@ -678,7 +691,7 @@ static int call(struct etcd_client *c, const struct call *k, json_t *req, json_t
 			 * auth store moved on: once more with a new token. */
 			reauthed = true;
 			drop_token(c);
-			if (authenticate(c, err, errlen) != 0)
+			if (auth_for(c, k, err, errlen) != 0)
 				break;
 			continue;
 		}

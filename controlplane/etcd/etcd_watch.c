@@ -496,7 +496,10 @@ static void auth_done(struct etcd_watch *w, CURLcode cc)
 retry:
 	json_decref(root);
 	end_transfer(w);
-	deliver(w, ETCD_WATCH_DISCONNECTED, 0, why);
+	char msg[700];
+	snprintf(msg, sizeof(msg), "etcd %s at %s: %s; resuming from revision %lld", w->what,
+		 w->conf.endpoints[w->ep], why, (long long)w->next_rev);
+	deliver(w, ETCD_WATCH_DISCONNECTED, 0, msg);
 	schedule(w, true);
 }
 
