@@ -38,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 
 ETCD = os.environ.get("TES_ETCD", "etcd")

@@ -100,8 +100,8 @@ class Tool:
         return r
 
     def watch_update(self, name, kinds=None, timeout=WAIT):
-        """The next update of watch name (of one of kinds, skipping others
-        only if skip is allowed by the caller's kinds=None)."""
+        """The next update of watch name; with kinds, the next one of those
+        kinds (updates of other kinds before it are dropped)."""
         q = self._watch_queue(name)
         deadline = time.monotonic() + timeout
         while True:
