@@ -20,13 +20,15 @@ PACKAGES=(
 	# libraries (pkg-config names in meson.build)
 	libdpdk-dev dpdk liburcu-dev libjemalloc-dev libbpf-dev bpftool
 	libssl-dev openssl libsqlite3-dev sqlite3 libjansson-dev
-	libmicrohttpd-dev libcmocka-dev
+	libmicrohttpd-dev libcmocka-dev libcurl4-openssl-dev
 	# clang: BPF programs, libFuzzer and sanitizer runtimes; format check
 	clang-14 libclang-rt-14-dev llvm-14 clang-format
 	# real peers and tools used by tests and demos (postfix: smtp-sink,
 	# smtp-source and temporary Postfix instances the tests start; the
 	# system instance is never configured or run, see below)
 	python3 swaks iproute2 ca-certificates postfix testssl.sh prometheus strace
+	# the fleet store's peer: tests start their own etcd clusters
+	etcd-server etcd-client
 	# swaks --tls (quickstart suggests it): a Recommends, which
 	# --no-install-recommends leaves out
 	libnet-ssleay-perl
@@ -226,6 +228,17 @@ if dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q 'ok installed';
 	fi
 	if [ -x /etc/init.d/prometheus ]; then
 		/etc/init.d/prometheus stop >/dev/null 2>&1 || true
+	fi
+fi
+
+# etcd: the tests start their own members (temporary data directories and
+# ports); the system member must not run or hold port 2379.
+if dpkg-query -W -f='${Status}' etcd-server 2>/dev/null | grep -q 'ok installed'; then
+	if command -v systemctl >/dev/null 2>&1; then
+		systemctl disable --now etcd >/dev/null 2>&1 || true
+	fi
+	if [ -x /etc/init.d/etcd ]; then
+		/etc/init.d/etcd stop >/dev/null 2>&1 || true
 	fi
 fi
 
