@@ -103,6 +103,8 @@ def main():
             "xdp_pin_root": os.path.join(bpffs, "tesgate"), "xdp_ports": "2525, 587",
             # its thread is made after the drop and inherits the kept set
             "metrics_listen": "127.0.0.1:0"})
+        # the state directory inside must be reachable by the user it becomes
+        os.chmod(tc.dir, 0o755)
         tc.start()
         log = tc.log_text()
         check("privileges: now user nobody" in log, "tescontrol became nobody")
