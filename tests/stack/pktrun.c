@@ -1961,7 +1961,8 @@ static int run_script(const char *path, bool verbose, const char *corpus_dir)
 		 * config lines are known. */
 		uint8_t conf =
 			(uint8_t)((r->cfg.rx_csum_offload ? 1 : 0) |
-				  (r->cfg.tx_csum_offload ? 2 : 0) | (r->backlog == 1 ? 32 : 0));
+				  (r->cfg.tx_csum_offload ? 2 : 0) | (r->backlog == 1 ? 32 : 0) |
+				  (r->cfg.syn_rcvd_max == 1 ? 64 : 0));
 		fseek(r->corpus, 0, SEEK_SET);
 		fputc(conf, r->corpus);
 		fclose(r->corpus);
