@@ -276,6 +276,17 @@ int stack_neigh_add(struct stack *st, const struct stack_addr *addr, const uint8
 	return 0;
 }
 
+int stack_neigh_lookup(struct stack *st, const struct stack_addr *addr, uint8_t mac[6])
+{
+	if (addr->family != STACK_AF_INET)
+		return -1;
+	struct neigh *n = neigh_find(st, addr);
+	if (!n || (n->state != NEIGH_VALID && n->state != NEIGH_STATIC))
+		return -1;
+	memcpy(mac, n->mac, 6);
+	return 0;
+}
+
 static bool on_link(const struct stack *st, const struct stack_addr *dst)
 {
 	for (unsigned i = 0; i < st->cfg.naddrs; i++) {

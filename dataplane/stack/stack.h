@@ -260,6 +260,11 @@ struct tcp_conn *stack_connect(struct stack *st, const struct stack_addr *laddr,
  * pinned as well: see docs/tcp-stack.md, "Hostile network". */
 int stack_neigh_add(struct stack *st, const struct stack_addr *addr, const uint8_t mac[6]);
 
+/* The MAC the neighbour cache holds for addr (learned or static): 0, or
+ * -1 when it has none (unknown, or its resolution is still pending).
+ * Changes nothing. */
+int stack_neigh_lookup(struct stack *st, const struct stack_addr *addr, uint8_t mac[6]);
+
 /* The connection with this tuple (TIME_WAIT included), or NULL.  For
  * tests and diagnostics. */
 struct tcp_conn *stack_lookup(struct stack *st, const struct stack_tuple *t);
