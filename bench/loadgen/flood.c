@@ -126,18 +126,20 @@ void lg_flood_poll(struct lg_flood *f, struct stack *st, struct dp_worker *w, ui
 		f->t0 = now;
 	}
 	uint64_t due = (uint64_t)((double)(now - f->t0) * f->rate / 1e9);
-	uint64_t owed = due - f->sent - f->behind;
-	if (due < f->sent + f->behind)
+	uint64_t done = f->sent + f->behind + f->nobuf;
+	if (due <= done)
 		return;
+	uint64_t owed = due - done;
 	if (owed > FLOOD_CATCHUP) {
 		f->behind += owed - FLOOD_CATCHUP;
 		owed = FLOOD_CATCHUP;
 	}
-	while (owed-- > 0) {
+	for (; owed > 0; owed--) {
 		if (!flood_one(f, w)) {
-			/* an empty pool: the SMTP sessions come first */
-			f->nobuf++;
-			f->behind++;
+			/* an empty pool: the SMTP sessions come first, and
+			 * what is owed now is not sent */
+			f->nobuf += owed;
+			return;
 		}
 	}
 }
