@@ -21,8 +21,10 @@
  * Memory: everything is allocated in stack_create() (through cfg->alloc, so
  * the DPDK layer can place it on the right NUMA node); nothing is allocated
  * or freed afterwards.  stack_mem() reports the accounted use against the
- * budget; a SYN that would take the stack over its budget is refused before
- * any pool runs dry.  See docs/tcp-stack.md for the cost of a connection.
+ * budget; a SYN that would take the stack over its budget gets a SYN cookie
+ * instead of state, before any pool runs dry.  See docs/tcp-stack.md for the
+ * cost of a connection and for what the stack does against a hostile
+ * network (SYN floods, blind injection, ARP poisoning).
  *
  * Callbacks (struct stack_app) run synchronously inside stack_input(),
  * stack_timers() and stack_flush().  From a callback the application may call
