@@ -824,6 +824,8 @@ const char *stack_check(struct stack *st)
 		return "buffer reservations";
 	if (syn_rcvd != st->syn_rcvd)
 		return "half-open count";
+	if (st->syn_rcvd > st->syn_rcvd_max)
+		return "half-open connections over syn_rcvd_max";
 	for (int s = 0; s < TCP_NSTATES; s++)
 		if (by_state[s] != st->stats.conns_by_state[s])
 			return "counts by state disagree";
