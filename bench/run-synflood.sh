@@ -188,7 +188,7 @@ run_case() # case-number flood-rate (0: none); runs in a subshell
 	# a fresh client address per case: the last case's connections are in
 	# the server's TIME_WAIT (docs/loadgen.md)
 	local cmd=("$LOADGEN" --server "$GW_IP:$DPORT" --addr "198.18.34.$((10 + n_case))/24"
-		--eal "--no-pci --in-memory -m 256 -l 1 --file-prefix=benchsflg$$-$n_case --vdev=net_memif0,role=client,socket=$MEMIF,socket-abstract=no"
+		--eal "--no-pci --in-memory -m 256 -l 1 --file-prefix=benchsflg$$-$n_case --vdev=net_memif0,role=client,socket=$MEMIF,socket-abstract=no,rsize=12"
 		--sessions "$sessions" --messages-per-conn "$mpc" --size "$size" --duration "$duration"
 		--json --quiet --timeout 10 "${extra[@]}")
 	[ "$n_case" = 1 ] && echo "tes-loadgen (CPU 1 by -l 1): ${cmd[*]} [--flood-rate R]" >&2
