@@ -160,6 +160,8 @@ def run(prog):
               f"{ok} transactions, {ok - at_poison} after the poisoning began")
         check(sink.messages == ok, f"the sink received each ({sink.messages})")
         check(sent >= 40, f"{sent} poisoning frames sent")
+        ignored = summary["client_tcp"].get("arp_ignored", 0)
+        check(ignored > 0, f"the stack ignored {ignored} ARP frames (arp_ignored)")
     finally:
         stop.set()
         if lg is not None and lg.poll() is None:
