@@ -120,6 +120,8 @@ cleanup()
 		cp -r "$work"/. "$keep"/ 2>/dev/null || true
 	fi
 	rm -rf "$work"
+	# the EALs leave their runtime directories behind, empty
+	rmdir /var/run/dpdk/benchsf$$ /var/run/dpdk/benchsflg$$-* 2>/dev/null || true
 }
 trap cleanup EXIT
 

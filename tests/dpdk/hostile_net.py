@@ -328,6 +328,10 @@ control_socket =
                 pass
         if iface_exists(self.iface):
             ip("link", "del", "dev", self.iface, check=False)
+        try:  # the EAL leaves its runtime directory behind, empty
+            os.rmdir(os.path.join("/var/run/dpdk", self.prefix))
+        except OSError:
+            pass
         if self.log:
             self.log.seek(0)
             sys.stdout.write(f"--- tesgate output ({self.iface}) ---\n" + self.log.read()[-4000:])
