@@ -328,10 +328,10 @@ control_socket =
                 pass
         if iface_exists(self.iface):
             ip("link", "del", "dev", self.iface, check=False)
-        try:  # the EAL leaves its runtime directory behind, empty
-            os.rmdir(os.path.join("/var/run/dpdk", self.prefix))
-        except OSError:
-            pass
+        if self.proc is None or self.proc.poll() is not None:
+            # the EAL leaves its runtime files (--file-prefix, for the
+            # telemetry socket) behind
+            shutil.rmtree(os.path.join("/var/run/dpdk", self.prefix), ignore_errors=True)
         if self.log:
             self.log.seek(0)
             sys.stdout.write(f"--- tesgate output ({self.iface}) ---\n" + self.log.read()[-4000:])
