@@ -101,6 +101,10 @@ struct lg_opts {
 	uint32_t gateway;
 	const char *mail_from, *rcpt, *helo, *header_file;
 	bool allow[600]; /* reply codes that do not count as failures */
+	/* flood mode: spoofed SYNs per second (0: none) from flood_src/plen */
+	double flood_rate;
+	uint32_t flood_src;
+	uint8_t flood_plen;
 };
 
 struct lg_sess;
@@ -139,6 +143,32 @@ struct lg {
 };
 
 extern const struct stack_app lg_app;
+
+/* ---- flood mode (flood.c) ---- */
+
+struct dp_worker;
+
+struct lg_flood {
+	double rate;       /* SYNs per second */
+	uint32_t src_base; /* the source range, host order */
+	uint32_t src_n;    /* its size, a power of two (0: 2^32) */
+	uint32_t dst;      /* the server */
+	uint16_t dport;
+	uint8_t dmac[6], smac[6];
+	bool started;    /* the server's MAC is known */
+	uint64_t t0;     /* ns, when it started */
+	uint64_t sent;   /* SYNs handed to the port */
+	uint64_t nobuf;  /* not sent: no mbuf */
+	uint64_t behind; /* not sent: the poll came too late to catch up */
+	uint64_t rng;
+};
+
+void lg_flood_init(struct lg_flood *f, const struct lg_opts *o, uint64_t seed);
+/* Once per poll loop iteration, on the worker lcore: sends the SYNs due
+ * by now (the first ones when the stack has resolved the server). */
+void lg_flood_poll(struct lg_flood *f, struct stack *st, struct dp_worker *w, uint64_t now);
+/* Distinct source addresses used so far. */
+uint64_t lg_flood_sources(const struct lg_flood *f);
 
 int lg_sessions_init(struct lg *lg);
 void lg_sessions_free(struct lg *lg);

@@ -64,6 +64,14 @@ static const char usage_text[] =
 	"                           its next transaction as soon as the last one ended\n"
 	"  --starttls               STARTTLS after EHLO, then EHLO again (OpenSSL, TLS 1.2+,\n"
 	"                           no certificate verification, no session resumption)\n"
+	"Flood (alongside the sessions, same port and lcore):\n"
+	"  --flood-rate R           also send R spoofed SYNs/s to the server's port, from\n"
+	"                           --flood-src, starting once the server's MAC is known;\n"
+	"                           the server's answers go to addresses that are not ours\n"
+	"                           and are dropped.  Counted in the summary (\"flood\")\n"
+	"  --flood-src A.B.C.D/LEN  the spoofed sources, walked in a scattered order, every\n"
+	"                           address once per pass (default 198.19.0.0/16); must hold\n"
+	"                           neither --addr nor --server\n"
 	"Message:\n"
 	"  --mail-from ADDR         envelope sender and From: (default loadgen@example.org)\n"
 	"  --rcpt ADDR              envelope recipient and To: (default sink@example.net)\n"
@@ -265,6 +273,7 @@ static double proc_cpu(int pid)
 struct run {
 	struct lg lg;
 	struct dp_worker w;
+	struct lg_flood flood;
 	bool started;
 	uint64_t t_stop;      /* when stopping began */
 	uint64_t t_end;       /* when the run ended */
@@ -333,6 +342,8 @@ static void on_poll(void *arg, uint64_t now)
 		}
 	}
 	lg_sessions_poll(lg);
+	if (!lg->stopping)
+		lg_flood_poll(&r->flood, lg->st, &r->w, now);
 	if (lg->stopping && lg->live && now - r->t_stop >= (uint64_t)(lg->o.timeout * 1e9))
 		lg_sessions_abort_all(lg);
 	if (!lg->o.quiet && now >= r->next_report) {
@@ -442,8 +453,18 @@ static void summary(struct run *r, FILE *text, FILE *json)
 	const struct stack_stats *ss = stack_stats(lg->st);
 	fprintf(text,
 		"  client tcp     retransmits %" PRIu64 " (SYN %" PRIu64 ", timeouts %" PRIu64
-		"), no mbuf %" PRIu64 ", resets in %" PRIu64 "\n",
-		ss->retransmits, ss->syn_retransmits, ss->rto_expired, ss->tx_nobuf, ss->rst_rx);
+		"), no mbuf %" PRIu64 ", resets in %" PRIu64 ", ARP ignored %" PRIu64 "\n",
+		ss->retransmits, ss->syn_retransmits, ss->rto_expired, ss->tx_nobuf, ss->rst_rx,
+		ss->arp_ignored);
+	const struct lg_flood *fl = &r->flood;
+	double fsecs = fl->started && r->t_end > fl->t0 ? (double)(r->t_end - fl->t0) / 1e9 : 0;
+	if (fl->rate > 0)
+		fprintf(text,
+			"  flood          target %.0f SYN/s: sent %" PRIu64
+			" (%.0f/s) from %" PRIu64 " addresses, no mbuf %" PRIu64 ", behind %" PRIu64
+			", answers dropped %" PRIu64 "\n",
+			fl->rate, fl->sent, fsecs > 0 ? (double)fl->sent / fsecs : 0.0,
+			lg_flood_sources(fl), fl->nobuf, fl->behind, ss->ip_not_ours);
 	if (lg->fatal)
 		fprintf(text, "  gave up: %s\n", lg->fatal_why ? lg->fatal_why : "?");
 	if (!json)
@@ -464,7 +485,9 @@ static void summary(struct run *r, FILE *text, FILE *json)
 		"\"message_bytes\": %" PRIu64 ", \"rate_missed\": %" PRIu64 ", \"errors\": {%s}, "
 		"\"client_tcp\": {\"retransmits\": %" PRIu64 ", \"syn_retransmits\": %" PRIu64
 		", \"rto_expired\": %" PRIu64 ", \"tx_nobuf\": %" PRIu64 ", \"rst_rx\": %" PRIu64
-		"}, "
+		", \"arp_ignored\": %" PRIu64 "}, "
+		"\"flood\": {\"rate_target\": %.1f, \"sent\": %" PRIu64 ", \"per_s\": %.1f, "
+		"\"sources\": %" PRIu64 ", \"nobuf\": %" PRIu64 ", \"behind\": %" PRIu64 "}, "
 		"\"server_cpu_s\": %.3f, \"gave_up\": %s, \"failed\": %s}\n",
 		lg->o.sessions, lg->o.mpc, lg->o.size, lg->o.starttls ? "true" : "false",
 		lg->o.rate, secs, s->txn_ok, s->txn_failed, s->txn_allowed, s->txn_started, tps,
@@ -473,8 +496,9 @@ static void summary(struct run *r, FILE *text, FILE *json)
 		r->w.stats.rx_pkts, r->w.stats.tx_pkts, (double)r->w.stats.rx_pkts / secs,
 		(double)r->w.stats.tx_pkts / secs, r->w.stats.tx_drops, s->msg_bytes,
 		s->rate_missed, codes, ss->retransmits, ss->syn_retransmits, ss->rto_expired,
-		ss->tx_nobuf, ss->rst_rx, scpu, lg->fatal ? "true" : "false",
-		run_failed(lg) ? "true" : "false");
+		ss->tx_nobuf, ss->rst_rx, ss->arp_ignored, fl->rate, fl->sent,
+		fsecs > 0 ? (double)fl->sent / fsecs : 0.0, lg_flood_sources(fl), fl->nobuf,
+		fl->behind, scpu, lg->fatal ? "true" : "false", run_failed(lg) ? "true" : "false");
 }
 
 static int wait_link(uint16_t port)
@@ -528,6 +552,8 @@ int main(int argc, char **argv)
 		O_QUIET,
 		O_TRACE,
 		O_SPID,
+		O_FLOOD_RATE,
+		O_FLOOD_SRC,
 		O_HELP,
 	};
 	static const struct option opts[] = {
@@ -552,6 +578,8 @@ int main(int argc, char **argv)
 		{ "quiet", no_argument, NULL, O_QUIET },
 		{ "trace", no_argument, NULL, O_TRACE },
 		{ "server-pid", required_argument, NULL, O_SPID },
+		{ "flood-rate", required_argument, NULL, O_FLOOD_RATE },
+		{ "flood-src", required_argument, NULL, O_FLOOD_SRC },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -659,6 +687,19 @@ int main(int argc, char **argv)
 		case O_TRACE:
 			o->trace = true;
 			break;
+		case O_FLOOD_RATE:
+			if (parse_pos_double(optarg, &o->flood_rate) != 0 || o->flood_rate > 1e7)
+				return usage_error(
+					"--flood-rate '%s' is not a positive number up to "
+					"10000000",
+					optarg);
+			break;
+		case O_FLOOD_SRC:
+			if (parse_prefix(optarg, &o->flood_src, &o->flood_plen) != 0 ||
+			    o->flood_plen < 8)
+				return usage_error(
+					"--flood-src '%s' is not A.B.C.D/LEN (LEN 8..32)", optarg);
+			break;
 		case O_HELP:
 			fputs(usage_text, stdout);
 			return 0;
@@ -701,6 +742,16 @@ int main(int argc, char **argv)
 	if ((o->addr & mask) != (o->server & mask) || o->addr == o->server) {
 		lg_msg_free(&lg->msg);
 		return usage_error("%s", "--server must be on the --addr prefix (and not --addr)");
+	}
+	if (o->flood_plen == 0) {
+		o->flood_src = 198u << 24 | 19u << 16; /* 198.19.0.0/16 */
+		o->flood_plen = 16;
+	}
+	uint32_t fmask = o->flood_plen == 32 ? 0xffffffffu : ~(0xffffffffu >> o->flood_plen);
+	if ((o->addr & fmask) == (o->flood_src & fmask) ||
+	    (o->server & fmask) == (o->flood_src & fmask)) {
+		lg_msg_free(&lg->msg);
+		return usage_error("%s", "--flood-src must hold neither --addr nor --server");
 	}
 
 	/* The EAL arguments: argv[0] then the words of --eal. */
@@ -809,6 +860,7 @@ int main(int argc, char **argv)
 		goto out_ssl;
 	}
 	lg->st = r.w.st;
+	lg_flood_init(&r.flood, o, (uint64_t)r.w.tsc0 ^ 0x5deece66dull);
 	if (lg_sessions_init(lg) != 0) {
 		fprintf(stderr, "tes-loadgen: out of memory for %u sessions\n", o->sessions);
 		goto out_stack;

@@ -97,13 +97,18 @@ static void eth_fill(struct stack *st, uint8_t *f, const uint8_t dmac[6], uint16
 	put16(f + 12, type);
 }
 
-static void ip4_fill(struct stack *st, uint8_t *ip, const uint8_t *src, const uint8_t *dst,
-		     uint8_t proto, uint32_t payload, bool offload)
+static void ip4_fill(uint8_t *ip, const uint8_t *src, const uint8_t *dst, uint8_t proto,
+		     uint32_t payload, bool offload)
 {
 	ip[0] = 0x45;
 	ip[1] = 0;
 	put16(ip + 2, (uint16_t)(IP_HLEN + payload));
-	put16(ip + 4, st->ip_id++);
+	/* Every datagram we send is atomic (DF, no fragments: RFC 6864), so
+	 * its ID identifies nothing and is 0.  A counter here, one per stack,
+	 * would tell anyone who sees two of our packets how many we sent in
+	 * between to everyone else: the side channel of blind in-window
+	 * attacks (CVE-2016-5696 and the IP ID attacks before it). */
+	put16(ip + 4, 0);
 	put16(ip + 6, 0x4000); /* DF: the MSS keeps segments within the MTU */
 	ip[8] = 64;
 	ip[9] = proto;
@@ -128,7 +133,7 @@ void net_tcp_send(struct stack *st, void *pkt, uint8_t *f, const struct stack_tu
 {
 	uint8_t *ip = f + ETH_HLEN, *tcp = ip + IP_HLEN;
 	eth_fill(st, f, dmac, ETH_P_IPV4);
-	ip4_fill(st, ip, t->laddr.a, t->raddr.a, 6, tcp_len, st->cfg.tx_csum_offload);
+	ip4_fill(ip, t->laddr.a, t->raddr.a, 6, tcp_len, st->cfg.tx_csum_offload);
 	put16(tcp + 16, 0);
 	uint32_t ps = pseudo_sum4(t->laddr.a, t->raddr.a, 6, tcp_len);
 	if (st->cfg.tx_csum_offload) {
@@ -227,30 +232,18 @@ void neigh_forget_waiter(struct tcp_conn *c)
 		dl_del(&c->arp_node);
 }
 
-static void neigh_learn(struct stack *st, const struct stack_addr *a, const uint8_t *mac,
-			bool create)
+/* An address resolves (an answer to our request) or a static entry is
+ * set: the MAC is stored and the connections waiting for it send their
+ * SYN. */
+static void neigh_set_mac(struct stack *st, struct neigh *n, const uint8_t *mac, uint8_t state)
 {
-	struct neigh *n = neigh_find(st, a);
-	if (!n) {
-		if (!create)
-			return;
-		n = neigh_slot(st, a);
-		if (!n)
-			return;
-		memset(n, 0, offsetof(struct neigh, waiters));
-		dl_init(&n->waiters);
-		n->addr = *a;
-		st->stats.neigh_added++;
-	} else if (n->state == NEIGH_STATIC) {
-		return;
-	}
 	if (n->state == NEIGH_INCOMPLETE)
 		st->neigh_incomplete--;
 	memcpy(n->mac, mac, 6);
-	n->state = NEIGH_VALID;
+	n->state = state;
 	n->updated = st->now;
 	n->probes = 0;
-	/* Connections that waited for this address send their SYN now. */
+	n->pending = false;
 	while (!dl_empty(&n->waiters)) {
 		struct tcp_conn *c = dl_entry(n->waiters.next, struct tcp_conn, arp_node);
 		dl_del(&c->arp_node);
@@ -260,15 +253,37 @@ static void neigh_learn(struct stack *st, const struct stack_addr *a, const uint
 	}
 }
 
+static struct neigh *neigh_new(struct stack *st, const struct stack_addr *a)
+{
+	struct neigh *n = neigh_slot(st, a);
+	if (!n)
+		return NULL;
+	memset(n, 0, offsetof(struct neigh, waiters));
+	dl_init(&n->waiters);
+	n->addr = *a;
+	st->stats.neigh_added++;
+	return n;
+}
+
 int stack_neigh_add(struct stack *st, const struct stack_addr *addr, const uint8_t mac[6])
 {
 	if (addr->family != STACK_AF_INET)
 		return -1;
-	neigh_learn(st, addr, mac, true);
 	struct neigh *n = neigh_find(st, addr);
-	if (!n)
+	if (!n && !(n = neigh_new(st, addr)))
 		return -1;
-	n->state = NEIGH_STATIC;
+	neigh_set_mac(st, n, mac, NEIGH_STATIC);
+	return 0;
+}
+
+int stack_neigh_lookup(struct stack *st, const struct stack_addr *addr, uint8_t mac[6])
+{
+	if (addr->family != STACK_AF_INET)
+		return -1;
+	struct neigh *n = neigh_find(st, addr);
+	if (!n || (n->state != NEIGH_VALID && n->state != NEIGH_STATIC))
+		return -1;
+	memcpy(mac, n->mac, 6);
 	return 0;
 }
 
@@ -293,12 +308,25 @@ int neigh_resolve(struct stack *st, const struct stack_addr *src, const struct s
 	if (!on_link(st, dst) && st->cfg.gateway.family == STACK_AF_INET)
 		hop = &st->cfg.gateway;
 	struct neigh *n = neigh_find(st, hop);
+	if (n && n->state == NEIGH_VALID && st->now - n->updated > st->cfg.neigh_ttl &&
+	    st->now - n->asked >= st->cfg.neigh_retry && n->probes >= NEIGH_PROBES) {
+		/* The pinned MAC stopped answering its confirmations: the host
+		 * is gone or has a new NIC.  Only now is the address asked
+		 * for afresh, by broadcast. */
+		st->stats.neigh_unresolved++;
+		neigh_free_entry(st, n);
+		n = NULL;
+	}
 	if (n && n->state != NEIGH_INCOMPLETE) {
 		memcpy(mac, n->mac, 6);
 		if (n->state == NEIGH_VALID && st->now - n->updated > st->cfg.neigh_ttl &&
 		    st->now - n->asked >= st->cfg.neigh_retry) {
-			/* Stale: keep using it while asking again. */
+			/* Stale: keep using it while asking the same MAC to
+			 * confirm (unicast, as RFC 1122 2.3.2.1 suggests).  The
+			 * answer may confirm the entry, never change it. */
 			n->asked = st->now;
+			n->probes++;
+			n->pending = true;
 			arp_send(st, 1, n->mac, src->a, n->mac, hop->a);
 			st->stats.arp_requests_tx++;
 		}
@@ -306,15 +334,13 @@ int neigh_resolve(struct stack *st, const struct stack_addr *src, const struct s
 	}
 	if (!n) {
 		if (st->neigh_incomplete >= st->cfg.neigh_incomplete_max ||
-		    !(n = neigh_slot(st, hop))) {
+		    !(n = neigh_new(st, hop))) {
 			st->stats.neigh_incomplete_full++;
 			return -1;
 		}
-		memset(n, 0, offsetof(struct neigh, waiters));
-		dl_init(&n->waiters);
-		n->addr = *hop;
 		n->state = NEIGH_INCOMPLETE;
 		n->asked = st->now;
+		n->pending = true;
 		st->neigh_incomplete++;
 		arp_send(st, 1, bcast_mac, src->a, (const uint8_t[6]){ 0 }, hop->a);
 		st->stats.arp_requests_tx++;
@@ -349,6 +375,19 @@ void neigh_timers(struct stack *st)
 	}
 }
 
+/* What ARP may change, against a host on the same segment that sends
+ * what it likes (gratuitous announcements, unsolicited replies, requests
+ * naming someone else's address as their sender):
+ * - requests for our addresses are answered to the asker's MAC from the
+ *   request itself, and teach the cache nothing;
+ * - a reply is learned only while a request of ours for that address is
+ *   unanswered, and only the first one;
+ * - a learned entry is pinned: later replies may confirm it (same MAC),
+ *   never move it; it is asked for afresh only after it stopped answering
+ *   (neigh_resolve), and static entries (stack_neigh_add) never change.
+ * So a poisoner has to win the race against the real host's answer to a
+ * request it saw, once per entry, not at any moment it chooses.  Inbound
+ * connections do not use the cache at all (the SYN's source MAC). */
 static void arp_input(struct stack *st, const uint8_t *smac_eth, const uint8_t *a, uint32_t len)
 {
 	st->stats.arp_rx++;
@@ -364,24 +403,38 @@ static void arp_input(struct stack *st, const uint8_t *smac_eth, const uint8_t *
 		st->stats.arp_bad++;
 		return;
 	}
-	struct stack_addr sender;
-	stack_addr_ipv4(&sender, get32(spa));
 	const struct stack_addr *mine = local_addr_match(st, tpa);
-	bool probe = get32(spa) == 0;
-	if (!probe && !local_addr_match(st, spa)) {
-		/* RFC 826: update what we know; add only what talks to us, so
-		 * gratuitous announcements cannot fill the cache. */
-		neigh_learn(st, &sender, sha, mine != NULL);
-	}
-	if (!mine)
-		return;
 	if (op == 1) {
+		if (!mine) {
+			/* for someone else, or an announcement */
+			st->stats.arp_ignored++;
+			return;
+		}
 		st->stats.arp_requests_rx++;
 		arp_send(st, 2, sha, mine->a, sha, spa);
 		st->stats.arp_replies_tx++;
-	} else {
-		st->stats.arp_replies_rx++;
+		return;
 	}
+	if (mine)
+		st->stats.arp_replies_rx++;
+	struct stack_addr sender;
+	stack_addr_ipv4(&sender, get32(spa));
+	struct neigh *n = mine && get32(spa) != 0 ? neigh_find(st, &sender) : NULL;
+	if (!n || !n->pending) {
+		st->stats.arp_ignored++;
+		return;
+	}
+	if (n->state == NEIGH_INCOMPLETE) {
+		neigh_set_mac(st, n, sha, NEIGH_VALID);
+		return;
+	}
+	if (n->state == NEIGH_VALID && memcmp(n->mac, sha, 6) == 0) {
+		n->updated = st->now;
+		n->probes = 0;
+		n->pending = false;
+		return;
+	}
+	st->stats.arp_ignored++;
 }
 
 /* --- IPv4 and ICMP --- */
@@ -421,10 +474,9 @@ static void icmp_input(struct stack *st, const uint8_t *smac, const uint8_t *ip,
 	(void)hlen;
 	eth_fill(st, f, smac, ETH_P_IPV4);
 	uint8_t *oip = f + ETH_HLEN, *oicmp = oip + IP_HLEN;
-	ip4_fill(st, oip, ip + 16, ip + 12, 1, len, false);
-	put16(oip + 6, 0);
-	put16(oip + 10, 0);
-	put16(oip + 10, csum_fold(csum_add(0, oip, IP_HLEN)));
+	/* DF and ID 0 as for TCP: the reply is no larger than the request,
+	 * which came in one frame. */
+	ip4_fill(oip, ip + 16, ip + 12, 1, len, false);
 	memcpy(oicmp, icmp, len);
 	oicmp[0] = 0;
 	put16(oicmp + 2, 0);

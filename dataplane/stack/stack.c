@@ -161,7 +161,8 @@ void stack_config_defaults(struct stack_config *cfg)
 	cfg->max_retries = 15;
 	cfg->syn_retries = 6;
 	cfg->synack_retries = 5;
-	cfg->challenge_ack_limit = 1000;
+	cfg->synack_retries_pressure = 2;
+	cfg->challenge_ack_limit = 2;
 	cfg->rcv_wscale = 0xff;
 	cfg->neigh_size = 64;
 	cfg->neigh_incomplete_max = 16;
@@ -267,6 +268,12 @@ struct stack *stack_create(const struct stack_config *cfg_in, const struct stack
 		*err = "retries out of 1..30";
 		return NULL;
 	}
+	if (cfg.synack_retries_pressure > cfg.synack_retries)
+		cfg.synack_retries_pressure = cfg.synack_retries;
+	if (cfg.syn_rcvd_max == 0)
+		cfg.syn_rcvd_max = cfg.max_conns / 16 ? cfg.max_conns / 16 : 1;
+	if (cfg.syn_rcvd_max > cfg.max_conns)
+		cfg.syn_rcvd_max = cfg.max_conns;
 	if (cfg.neigh_size < 4)
 		cfg.neigh_size = 4;
 	if (cfg.neigh_incomplete_max == 0)
@@ -327,6 +334,7 @@ struct stack *stack_create(const struct stack_config *cfg_in, const struct stack
 			 (uint64_t)st->buf_bytes * cfg.max_bufs;
 	st->mem_budget = cfg.mem_budget && cfg.mem_budget < pools ? cfg.mem_budget : pools;
 	st->port_seq = (uint32_t)skhash13(&st->hkey, "ports", 5);
+	st->syn_rcvd_max = cfg.syn_rcvd_max;
 	return st;
 }
 
@@ -362,26 +370,46 @@ void stack_mem(const struct stack *st, struct stack_mem *m)
 
 /* --- Pools and accounting --- */
 
-/* Half-open connections hold no buffers yet but will need a pair when
- * they complete; count them as reserved so that completion never fails. */
-static uint32_t bufs_reserved(const struct stack *st)
+/* A buffer pair and the budget for it, beyond what active opens have
+ * reserved. */
+static bool buf_available(const struct stack *st, uint64_t extra)
 {
-	return (uint32_t)(st->stats.conns_by_state[TCP_SYN_RCVD] +
-			  st->stats.conns_by_state[TCP_SYN_SENT]);
+	if (st->bufs_used + st->bufs_reserved + 1 > st->cfg.max_bufs)
+		return false;
+	uint64_t committed = st->mem_used + (uint64_t)st->bufs_reserved * st->buf_bytes;
+	return committed + extra + st->buf_bytes <= st->mem_budget;
 }
 
+/* Room for one more connection that will need a buffer pair: a slot (or
+ * a TIME_WAIT to recycle) and a pair.  Nothing is set aside by asking:
+ * a passive half-open connection takes a slot only, and its pair comes at
+ * establishment, so a flood of spoofed SYNs cannot tie up buffers (it is
+ * bounded by syn_rcvd_max besides). */
 bool mem_can_admit(const struct stack *st)
 {
-	uint64_t conn_cost = sizeof(struct tcp_conn);
 	bool slot = st->conn_free != NULL || !dl_empty(&st->tw_list);
 	if (!slot)
 		return false;
-	if (st->bufs_used + bufs_reserved(st) + 1 > st->cfg.max_bufs)
-		return false;
-	uint64_t committed = st->mem_used + (uint64_t)bufs_reserved(st) * st->buf_bytes;
-	if (!st->conn_free)
-		conn_cost = 0; /* a TIME_WAIT slot will be recycled */
-	return committed + conn_cost + st->buf_bytes <= st->mem_budget;
+	/* a TIME_WAIT slot recycled costs nothing more */
+	return buf_available(st, st->conn_free ? sizeof(struct tcp_conn) : 0);
+}
+
+/* An active open is the application's own choice and bounded by it: its
+ * pair is set aside at stack_connect, so the SYN-ACK never finds none. */
+void conn_reserve_bufs(struct stack *st, struct tcp_conn *c)
+{
+	if (c->flags & CF_BUF_RESERVED)
+		return;
+	c->flags |= CF_BUF_RESERVED;
+	st->bufs_reserved++;
+}
+
+static void conn_unreserve_bufs(struct stack *st, struct tcp_conn *c)
+{
+	if (!(c->flags & CF_BUF_RESERVED))
+		return;
+	c->flags &= ~CF_BUF_RESERVED;
+	st->bufs_reserved--;
 }
 
 static void slot_free(struct stack *st, struct tcp_conn *c)
@@ -434,7 +462,10 @@ bool conn_attach_bufs(struct stack *st, struct tcp_conn *c)
 {
 	if (c->buf_idx != UINT32_MAX)
 		return true;
-	if (st->buf_free_n == 0 || st->mem_used + st->buf_bytes > st->mem_budget)
+	/* A reservation is spent here; without one, what the reservations
+	 * hold is not available. */
+	conn_unreserve_bufs(st, c);
+	if (!buf_available(st, 0))
 		return false;
 	uint32_t idx = st->buf_free[--st->buf_free_n];
 	uint8_t *base = st->bufmem + (size_t)idx * st->buf_bytes;
@@ -462,10 +493,14 @@ void conn_set_state(struct stack *st, struct tcp_conn *c, enum tcp_state s)
 {
 	if (c->state == s)
 		return;
-	if (c->state == TCP_SYN_RCVD && c->l)
+	if (c->state == TCP_SYN_RCVD && c->l) {
 		c->l->syn_count--;
-	if (s == TCP_SYN_RCVD && c->l)
+		st->syn_rcvd--;
+	}
+	if (s == TCP_SYN_RCVD && c->l) {
 		c->l->syn_count++;
+		st->syn_rcvd++;
+	}
 	st->stats.conns_by_state[c->state]--;
 	st->stats.conns_by_state[s]++;
 	c->state = s;
@@ -537,6 +572,7 @@ void conn_release(struct stack *st, struct tcp_conn *c)
 		return;
 	conn_hash_del(st, c);
 	conn_set_state(st, c, TCP_CLOSED);
+	conn_unreserve_bufs(st, c);
 	neigh_forget_waiter(c);
 	if (dl_linked(&c->tm_node))
 		dl_del(&c->tm_node);
@@ -722,7 +758,7 @@ void stack_input(struct stack *st, const uint8_t *frame, uint32_t len, uint64_t 
 const char *stack_check(struct stack *st)
 {
 	uint64_t by_state[TCP_NSTATES] = { 0 };
-	uint32_t used = 0, with_bufs = 0, nfree = 0;
+	uint32_t used = 0, with_bufs = 0, nfree = 0, reserved = 0, syn_rcvd = 0;
 	/* Diagnostics may allocate: this is never on the packet path. */
 	uint8_t *is_free = calloc(st->cfg.max_conns, 1);
 	if (!is_free)
@@ -747,6 +783,10 @@ const char *stack_check(struct stack *st)
 		by_state[c->state]++;
 		if (c->buf_idx != UINT32_MAX)
 			with_bufs++;
+		if (c->flags & CF_BUF_RESERVED)
+			reserved++;
+		if (c->state == TCP_SYN_RCVD && c->l)
+			syn_rcvd++;
 		if (c->flags & CF_DEAD)
 			bad = "dead connection not reaped";
 		else if (c->state == TCP_CLOSED)
@@ -755,6 +795,11 @@ const char *stack_check(struct stack *st)
 			bad = "live connection not in the table";
 		else if (c->state == TCP_TIME_WAIT && c->buf_idx != UINT32_MAX)
 			bad = "TIME_WAIT holding buffers";
+		else if (c->state == TCP_SYN_RCVD && !(c->flags & CF_ACTIVE) &&
+			 (c->buf_idx != UINT32_MAX || (c->flags & CF_BUF_RESERVED)))
+			bad = "passive half-open connection holding or reserving buffers";
+		else if ((c->flags & CF_BUF_RESERVED) && c->buf_idx != UINT32_MAX)
+			bad = "buffers both held and reserved";
 		else if (c->state >= TCP_ESTABLISHED && c->state != TCP_TIME_WAIT &&
 			 c->buf_idx == UINT32_MAX)
 			bad = "synchronized connection without buffers";
@@ -775,6 +820,12 @@ const char *stack_check(struct stack *st)
 		return "conns_used disagrees with the pool";
 	if (with_bufs != st->bufs_used || st->bufs_used + st->buf_free_n != st->cfg.max_bufs)
 		return "buffer pool accounting";
+	if (reserved != st->bufs_reserved || st->bufs_used + reserved > st->cfg.max_bufs)
+		return "buffer reservations";
+	if (syn_rcvd != st->syn_rcvd)
+		return "half-open count";
+	if (st->syn_rcvd > st->syn_rcvd_max)
+		return "half-open connections over syn_rcvd_max";
 	for (int s = 0; s < TCP_NSTATES; s++)
 		if (by_state[s] != st->stats.conns_by_state[s])
 			return "counts by state disagree";

@@ -21,8 +21,10 @@
  * Memory: everything is allocated in stack_create() (through cfg->alloc, so
  * the DPDK layer can place it on the right NUMA node); nothing is allocated
  * or freed afterwards.  stack_mem() reports the accounted use against the
- * budget; a SYN that would take the stack over its budget is refused before
- * any pool runs dry.  See docs/tcp-stack.md for the cost of a connection.
+ * budget; a SYN that would take the stack over its budget gets a SYN cookie
+ * instead of state, before any pool runs dry.  See docs/tcp-stack.md for the
+ * cost of a connection and for what the stack does against a hostile
+ * network (SYN floods, blind injection, ARP poisoning).
  *
  * Callbacks (struct stack_app) run synchronously inside stack_input(),
  * stack_timers() and stack_flush().  From a callback the application may call
@@ -160,6 +162,10 @@ struct stack_config {
 	uint32_t ooo_max;     /* out-of-order bytes held per connection (0: rcvbuf) */
 	uint64_t mem_budget;  /* accounted bytes; 0: everything preallocated */
 	uint16_t backlog_max; /* cap on a listener's SYN queue */
+	/* Passive half-open (SYN-RCVD) connections in the whole stack; past
+	 * it SYNs are answered with cookies.  0: max_conns / 16 (at least 1),
+	 * so a flood of spoofed SYNs holds at most 1/16 of the slots. */
+	uint32_t syn_rcvd_max;
 
 	/* TCP timing, nanoseconds. */
 	uint64_t rto_min, rto_max, rto_initial;
@@ -170,8 +176,15 @@ struct stack_config {
 	unsigned max_retries; /* data/FIN retransmissions before reset */
 	unsigned syn_retries; /* SYN of an active open */
 	unsigned synack_retries;
-	uint32_t challenge_ack_limit; /* per second, per stack */
-	uint8_t rcv_wscale;           /* window scale offered; 0xff: derive from rcvbuf */
+	/* SYN-ACK retransmissions of a half-open connection while SYN-RCVD
+	 * holds at least half of syn_rcvd_max (pressure): a spoofed SYN then
+	 * draws at most this + 1 SYN-ACKs, and its slot frees sooner. */
+	unsigned synack_retries_pressure;
+	/* Challenge ACKs (RFC 5961) per connection per second.  Per
+	 * connection on purpose: a budget shared by the stack is a counter an
+	 * off-path attacker can read (CVE-2016-5696). */
+	uint32_t challenge_ack_limit;
+	uint8_t rcv_wscale; /* window scale offered; 0xff: derive from rcvbuf */
 
 	/* Neighbour cache. */
 	unsigned neigh_size;           /* entries, rounded to a power of two */
@@ -199,8 +212,10 @@ struct stack_config {
 
 /* Defaults: mtu 1500, 1024 connections, 16 KB buffers, RTO 200 ms..60 s
  * (initial 1 s), delayed ACK 40 ms, MSL 30 s, idle 300 s, cookie period
- * 64 s, 15 retries, challenge ACKs 1000/s, 64 neighbours.  Addresses, MAC
- * and keys are left zero: the caller fills them. */
+ * 64 s, 15 retries, 5 SYN-ACK retries (2 under pressure), half-open
+ * connections up to max_conns / 16, 2 challenge ACKs per connection per
+ * second, 64 neighbours.  Addresses, MAC and keys are left zero: the caller
+ * fills them. */
 void stack_config_defaults(struct stack_config *cfg);
 
 /* NULL when the configuration is invalid or allocation fails; *err then
@@ -226,8 +241,9 @@ void stack_timers(struct stack *st, uint64_t now);
 void stack_flush(struct stack *st, uint64_t now);
 
 /* Listen on port of addr (family NONE: every local address).  backlog
- * bounds the SYN queue; beyond it SYN cookies answer.  NULL when the table
- * of listeners is full or the port is taken. */
+ * bounds the SYN queue (and cfg.syn_rcvd_max the whole stack's); beyond
+ * either, and when no slot is free, SYN cookies answer.  NULL when the
+ * table of listeners is full or the port is taken. */
 struct stack_listener *stack_listen(struct stack *st, const struct stack_addr *addr, uint16_t port,
 				    unsigned backlog, void *lctx);
 /* New SYNs are answered with RST; half-open ones are reset as they arrive. */
@@ -240,8 +256,16 @@ struct tcp_conn *stack_connect(struct stack *st, const struct stack_addr *laddr,
 			       const struct stack_addr *raddr, uint16_t rport, void *ctx,
 			       uint64_t now);
 
-/* A static neighbour entry (the caller already knows the MAC). */
+/* A static neighbour entry (the caller already knows the MAC), e.g. a
+ * configured next hop.  Nothing received changes it.  Entries the stack
+ * learns itself come only from replies to its own ARP requests and are
+ * pinned as well: see docs/tcp-stack.md, "Hostile network". */
 int stack_neigh_add(struct stack *st, const struct stack_addr *addr, const uint8_t mac[6]);
+
+/* The MAC the neighbour cache holds for addr (learned or static): 0, or
+ * -1 when it has none (unknown, or its resolution is still pending).
+ * Changes nothing. */
+int stack_neigh_lookup(struct stack *st, const struct stack_addr *addr, uint8_t mac[6]);
 
 /* The connection with this tuple (TIME_WAIT included), or NULL.  For
  * tests and diagnostics. */

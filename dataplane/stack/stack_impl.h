@@ -129,6 +129,8 @@ enum {
 	CF_FIRST_PARTIAL = 1u << 15, /* a partial ACK was seen in this recovery */
 	CF_WRITABLE = 1u << 16,      /* writable event due */
 	CF_NOTIFY = 1u << 17,        /* closed event due when reaped */
+	CF_BUF_RESERVED = 1u << 18,  /* an active open holds a buffer pair's reservation */
+	CF_SYN_PRESSURE = 1u << 19,  /* half-open, made under pressure: fewer SYN-ACK retries */
 };
 
 struct stack_listener {
@@ -149,6 +151,7 @@ struct tcp_conn {
 	uint8_t peer_mac[6];
 	uint8_t nooo;
 	uint8_t close_why; /* with CF_NOTIFY */
+	uint8_t chack_n;   /* challenge ACKs sent in the window starting at chack_at */
 	uint16_t mss;      /* what we send per segment */
 	uint32_t flags;
 
@@ -173,6 +176,7 @@ struct tcp_conn {
 	uint64_t tm_at;             /* on the wheel for this time */
 	uint64_t fifo_at;           /* idle: last enqueue; TIME_WAIT: expiry */
 	uint64_t last_rx, last_tx;
+	uint64_t chack_at; /* start of this connection's challenge-ACK second */
 
 	struct dl tm_node;   /* timer wheel slot */
 	struct dl fifo_node; /* idle or TIME_WAIT list */
@@ -191,6 +195,7 @@ struct neigh {
 	uint8_t mac[6];
 	uint8_t state; /* NEIGH_FREE, _INCOMPLETE, _VALID, _STATIC */
 	uint8_t probes;
+	bool pending; /* a request of ours is unanswered: a reply may be learned */
 	uint64_t updated, asked;
 	struct dl waiters; /* tcp_conn.arp_node */
 };
@@ -209,7 +214,6 @@ struct stack {
 	struct skhash_key hkey, ikey;
 
 	uint64_t now;
-	uint16_t ip_id;
 	uint16_t adv_mss;
 	uint32_t frame_room;
 
@@ -220,6 +224,7 @@ struct stack {
 	uint8_t *bufmem;
 	uint32_t *buf_free;
 	uint32_t buf_free_n, bufs_used;
+	uint32_t bufs_reserved; /* CF_BUF_RESERVED connections */
 	uint32_t buf_bytes;
 	uint64_t mem_used, mem_budget, mem_prealloc;
 
@@ -227,6 +232,8 @@ struct stack {
 	uint32_t table_mask;
 
 	struct stack_listener listeners[STACK_MAX_LISTENERS];
+	uint32_t syn_rcvd; /* passive SYN-RCVD connections, all listeners */
+	uint32_t syn_rcvd_max;
 
 	struct neigh *neigh;
 	uint32_t neigh_mask, neigh_incomplete;
@@ -237,10 +244,6 @@ struct stack {
 	struct dl idle_list, tw_list;
 	struct dl pending; /* conns with output to try */
 	struct dl dead;    /* conns to reap */
-
-	/* Challenge ACK token bucket (RFC 5961 7). */
-	uint64_t chack_window;
-	uint32_t chack_count;
 
 	uint32_t port_seq;
 };
@@ -259,6 +262,7 @@ void reap_dead(struct stack *st);
 /* For a released connection nobody else can hold (no event due). */
 void conn_free_now(struct stack *st, struct tcp_conn *c);
 bool mem_can_admit(const struct stack *st);
+void conn_reserve_bufs(struct stack *st, struct tcp_conn *c);
 const struct stack_addr *local_addr_match(const struct stack *st, const uint8_t ip4[4]);
 
 /* net.c */
@@ -287,7 +291,7 @@ void tcp_send_rst_conn(struct stack *st, struct tcp_conn *c);
 void tcp_send_rst_reply(struct stack *st, const uint8_t *smac, const struct stack_tuple *t,
 			uint32_t seq, uint32_t ack, bool with_ack);
 void tcp_send_synack_cookie(struct stack *st, const uint8_t *smac, const struct stack_tuple *t,
-			    uint32_t irs, uint32_t iss, uint16_t mss, int peer_ws);
+			    uint32_t irs, uint32_t iss);
 void tcp_challenge_ack(struct stack *st, struct tcp_conn *c);
 void tcp_timer_fire(struct stack *st, struct tcp_conn *c);
 void tcp_rto_arm(struct stack *st, struct tcp_conn *c);
@@ -301,11 +305,10 @@ uint32_t tcp_iss(struct stack *st, const struct stack_tuple *t);
 void tcp_notify_closed(struct stack *st, struct tcp_conn *c, enum tcp_close_reason why);
 void tcp_drop(struct stack *st, struct tcp_conn *c, enum tcp_close_reason why, bool send_rst);
 void tcp_enter_time_wait(struct stack *st, struct tcp_conn *c);
-uint32_t cookie_make(struct stack *st, const struct stack_tuple *t, uint32_t irs, unsigned mssidx,
-		     unsigned ws, uint64_t now);
+uint32_t cookie_make(struct stack *st, const struct stack_tuple *t, uint32_t irs, uint16_t peer_mss,
+		     uint64_t now);
 bool cookie_check(struct stack *st, const struct stack_tuple *t, uint32_t irs, uint32_t cookie,
-		  uint16_t *mss, int *ws, uint64_t now);
-unsigned cookie_mss_index(uint16_t mss);
+		  uint16_t *mss, uint64_t now);
 void tcp_deliver_events(struct stack *st, struct tcp_conn *c);
 
 #endif

@@ -56,11 +56,11 @@
 	X(rst_ignored) /* out of window or in the wrong state */                 \
 	X(syn_rx)                                                                \
 	X(synack_tx)                                                             \
-	X(syn_queue_full)                                                        \
+	X(syn_queue_full) /* listener backlog or syn_rcvd_max reached: cookie */ \
 	X(syn_cookies_sent)                                                      \
 	X(syn_cookies_validated)                                                 \
 	X(syn_cookies_failed)                                                    \
-	X(syn_refused_mem)      /* over budget: SYN dropped */                   \
+	X(syn_refused_mem)      /* no memory at the handshake's ACK: RST */      \
 	X(syn_refused_listener) /* listener closed */                            \
 	X(syn_dropped)          /* other SYNs dropped (bad flags, duplicate) */  \
 	X(early_drops)                                                           \
@@ -93,9 +93,12 @@
 	X(idle_timeouts)                                                         \
 	X(time_wait_expired)                                                     \
 	X(time_wait_recycled)                                                    \
-	X(time_wait_reopened) /* a new SYN took over a TIME_WAIT */              \
-	X(aborts)             /* tcp_abort */                                    \
-	X(resets)             /* connections reset by the peer */
+	X(time_wait_reopened)    /* a new SYN took over a TIME_WAIT */           \
+	X(aborts)                /* tcp_abort */                                 \
+	X(resets)                /* connections reset by the peer */             \
+	X(syn_cookies_nomem)     /* cookie because no slot or budget was free */ \
+	X(synack_pressure_drops) /* half-open given up early under pressure */   \
+	X(arp_ignored)           /* ARP replies and announcements not learned */
 
 struct stack_stats {
 #define STACK_STAT_FIELD(name) uint64_t name;

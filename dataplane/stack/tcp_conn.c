@@ -7,78 +7,94 @@
 
 /* --- SYN cookies ---
  *
- * The ISN of a cookie SYN-ACK carries what the connection needs later:
- *   bits 31..10  22 bits of a keyed hash of (tuple, peer ISN, period,
- *                MSS index, window scale)
- *   bits  9..7   the period counter, modulo 8
- *   bits  6..3   the peer's window scale (15: none offered)
- *   bits  2..0   an index into the MSS table
- * The period counter is the virtual clock divided by cookie_period, and it
- * goes into the hash, which amounts to a secret that rotates every period:
- * a cookie is good for the period it was made in and the next one.
- * Without timestamps nothing else can be kept (no SACK-permitted here).
+ * The ISN of a cookie SYN-ACK is all the state there is:
+ *   bits 31..3  29 bits of SipHash-2-4, under the stack's secret ISN key,
+ *               over the 4-tuple, the peer's ISN, the period counter and
+ *               the MSS index
+ *   bit  2      the period counter, modulo 2
+ *   bits 1..0   an index into the MSS table
+ * The period counter is the clock divided by cookie_period; being hashed,
+ * it amounts to a secret that rotates every period, and a cookie is good in
+ * the period it was made in and the next one.  Its low bit says which, so
+ * an ACK costs one hash to check, not two.
+ *
+ * Forging: an off-path sender who cannot see our SYN-ACK has to guess the
+ * 29 bits, 1 in 2^29 per ACK it sends (it chooses the period bit and the
+ * MSS index, which only select the hash that must match); about 2.7e8
+ * ACKs for an even chance.  The hash needs no more bits: SipHash is a PRF,
+ * so answers to its own SYNs teach the attacker nothing about other
+ * tuples.  No window scale, SACK or timestamp is offered in a cookie
+ * SYN-ACK (nothing would remember them), as Linux does for peers without
+ * timestamps; the connection runs with unscaled windows.  Why not a wider
+ * MAC in the timestamp option: a forger simply sends no timestamp, so the
+ * floor would stay what the ISN holds (docs/tcp-stack.md, "Hostile
+ * network").
  */
 
-static const uint16_t cookie_mss_tab[8] = { 536, 1200, 1360, 1400, 1440, 1452, 1460, 8960 };
+#define COOKIE_MAC_BITS 29
+#define COOKIE_MAC_MASK ((1u << COOKIE_MAC_BITS) - 1)
 
-unsigned cookie_mss_index(uint16_t mss)
+/* What peers send most (RFC 879's default, tunnels, PPPoE, Ethernet),
+ * rounded down: a cookie connection never sends more than the peer said. */
+static const uint16_t cookie_mss_tab[4] = { 536, 1300, 1440, 1460 };
+
+static unsigned cookie_mss_index(uint16_t mss)
 {
 	unsigned i = 0;
-	for (unsigned k = 0; k < 8; k++)
+	for (unsigned k = 0; k < 4; k++)
 		if (cookie_mss_tab[k] <= mss)
 			i = k;
 	return i;
 }
 
-struct cookie_in {
-	struct stack_tuple t;
-	uint32_t irs;
-	uint32_t period;
-	uint8_t mssidx, ws;
-	uint8_t pad[2];
-};
-
-static uint32_t cookie_hash(struct stack *st, const struct stack_tuple *t, uint32_t irs,
-			    uint64_t period, unsigned mssidx, unsigned ws)
+static uint32_t cookie_mac(struct stack *st, const struct stack_tuple *t, uint32_t irs,
+			   uint64_t period, unsigned mssidx)
 {
-	struct cookie_in in;
-	memset(&in, 0, sizeof(in));
-	in.t = *t;
-	in.irs = irs;
-	in.period = (uint32_t)period;
-	in.mssidx = (uint8_t)mssidx;
-	in.ws = (uint8_t)ws;
-	return (uint32_t)skhash24(&st->ikey, &in, sizeof(in)) & 0x3fffffu;
+	/* Every field at a fixed offset, and the length tells the families
+	 * apart, so no two inputs share an encoding.  IPv4 hashes 25 octets
+	 * (four SipHash blocks) instead of 53: this runs for every SYN of a
+	 * flood. */
+	uint8_t in[53];
+	size_t n = 0, alen = t->raddr.family == STACK_AF_INET ? 4 : 16;
+	memcpy(in, t->laddr.a, alen);
+	memcpy(in + alen, t->raddr.a, alen);
+	n = 2 * alen;
+	put16(in + n, t->lport);
+	put16(in + n + 2, t->rport);
+	put32(in + n + 4, irs);
+	put32(in + n + 8, (uint32_t)(period >> 32));
+	put32(in + n + 12, (uint32_t)period);
+	in[n + 16] = (uint8_t)mssidx;
+	n += 17;
+	if (alen != 4)
+		in[n++] = t->raddr.family;
+	return (uint32_t)skhash24(&st->ikey, in, n) & COOKIE_MAC_MASK;
 }
 
-uint32_t cookie_make(struct stack *st, const struct stack_tuple *t, uint32_t irs, unsigned mssidx,
-		     unsigned ws, uint64_t now)
+uint32_t cookie_make(struct stack *st, const struct stack_tuple *t, uint32_t irs, uint16_t peer_mss,
+		     uint64_t now)
 {
 	uint64_t period = now / st->cfg.cookie_period;
-	return cookie_hash(st, t, irs, period, mssidx, ws) << 10 | (uint32_t)(period & 7) << 7 |
-	       (uint32_t)(ws & 15) << 3 | (mssidx & 7);
+	unsigned idx = cookie_mss_index(peer_mss);
+	return cookie_mac(st, t, irs, period, idx) << 3 | (uint32_t)(period & 1) << 2 | idx;
 }
 
 bool cookie_check(struct stack *st, const struct stack_tuple *t, uint32_t irs, uint32_t cookie,
-		  uint16_t *mss, int *ws, uint64_t now)
+		  uint16_t *mss, uint64_t now)
 {
 	uint64_t cur = now / st->cfg.cookie_period;
-	unsigned tlow = (cookie >> 7) & 7, w = (cookie >> 3) & 15, idx = cookie & 7;
-	for (int back = 0; back < 2; back++) {
-		if ((uint64_t)back > cur)
-			break;
-		uint64_t period = cur - (uint64_t)back;
-		if ((period & 7) != tlow)
-			continue;
-		if (cookie_hash(st, t, irs, period, idx, w) != cookie >> 10)
-			continue;
-		if (w != 15 && w > 14)
+	unsigned idx = cookie & 3;
+	/* The period bit names the current period or the one before it. */
+	uint64_t period = cur;
+	if (((cookie >> 2) & 1) != (cur & 1)) {
+		if (cur == 0)
 			return false;
-		*mss = cookie_mss_tab[idx];
-		*ws = w == 15 ? -1 : (int)w;
-		return true;
+		period = cur - 1;
 	}
-	return false;
+	if (cookie_mac(st, t, irs, period, idx) != cookie >> 3)
+		return false;
+	*mss = cookie_mss_tab[idx];
+	return true;
 }
 
 /* --- Ending connections --- */
@@ -228,6 +244,7 @@ struct tcp_conn *stack_connect(struct stack *st, const struct stack_addr *laddr,
 	c->rcv_wscale = st->cfg.rcv_wscale;
 	c->mss = 536; /* until the SYN-ACK says */
 	c->rto_us = (uint32_t)(st->cfg.rto_initial / 1000);
+	conn_reserve_bufs(st, c);
 	conn_set_state(st, c, TCP_SYN_SENT);
 	conn_hash_add(st, c);
 	st->stats.connects++;

@@ -71,8 +71,9 @@ static uint16_t effective_mss(const struct stack *st, int peer_mss)
 static bool establish(struct stack *st, struct tcp_conn *c)
 {
 	if (!conn_attach_bufs(st, c)) {
-		/* Cannot happen while half-open connections are reserved
-		 * for; kept as a guard. */
+		/* Passive half-open connections hold no reservation (active
+		 * opens do, so for them this cannot happen): with every pair
+		 * in use, the handshake's ACK is answered with RST. */
 		st->stats.syn_refused_mem++;
 		tcp_drop(st, c, TCP_CLOSE_RESET, true);
 		return false;
@@ -112,26 +113,33 @@ static bool conn_input(struct stack *st, struct tcp_conn *c, const struct seg *s
 
 /* --- Listen path --- */
 
+static void send_cookie(struct stack *st, struct stack_listener *l, const uint8_t *smac,
+			const struct stack_tuple *t, const struct seg *s)
+{
+	uint32_t iss = cookie_make(st, t, s->seq, (uint16_t)(s->mss < 0 ? 536 : s->mss), st->now);
+	l->last_cookie = st->now + 1;
+	st->stats.syn_cookies_sent++;
+	tcp_send_synack_cookie(st, smac, t, s->seq, iss);
+}
+
 static void listen_syn(struct stack *st, struct stack_listener *l, const uint8_t *smac,
 		       const struct stack_tuple *t, const struct seg *s)
 {
-	if (l->syn_count >= l->backlog) {
+	/* The half-open cap comes before memory: whatever the table holds,
+	 * spoofed SYNs never take more than syn_rcvd_max slots, and beyond
+	 * it cost one SYN-ACK each and no state. */
+	if (l->syn_count >= l->backlog || st->syn_rcvd >= st->syn_rcvd_max) {
 		st->stats.syn_queue_full++;
-		unsigned idx = cookie_mss_index((uint16_t)(s->mss < 0 ? 536 : s->mss));
-		unsigned ws = s->ws < 0 ? 15 : (unsigned)min_u32((uint32_t)s->ws, 14);
-		uint32_t iss = cookie_make(st, t, s->seq, idx, ws, st->now);
-		l->last_cookie = st->now + 1;
-		st->stats.syn_cookies_sent++;
-		tcp_send_synack_cookie(st, smac, t, s->seq, iss, st->adv_mss, s->ws < 0 ? -1 : 0);
+		send_cookie(st, l, smac, t, s);
 		return;
 	}
-	if (!mem_can_admit(st)) {
-		st->stats.syn_refused_mem++;
-		return;
-	}
-	struct tcp_conn *c = conn_alloc(st);
+	struct tcp_conn *c = mem_can_admit(st) ? conn_alloc(st) : NULL;
 	if (!c) {
-		st->stats.syn_refused_mem++;
+		/* No slot, or the connection could not get buffers: a cookie
+		 * costs nothing now, and its ACK is admitted if room has come
+		 * by then. */
+		st->stats.syn_cookies_nomem++;
+		send_cookie(st, l, smac, t, s);
 		return;
 	}
 	c->t = *t;
@@ -156,6 +164,8 @@ static void listen_syn(struct stack *st, struct stack_listener *l, const uint8_t
 	c->snd_wl2 = c->iss;
 	c->rto_us = (uint32_t)(st->cfg.rto_initial / 1000);
 	conn_set_state(st, c, TCP_SYN_RCVD);
+	if (2 * st->syn_rcvd >= st->syn_rcvd_max)
+		c->flags |= CF_SYN_PRESSURE;
 	conn_hash_add(st, c);
 	tcp_send_syn(st, c, false);
 	tcp_rto_arm(st, c);
@@ -165,12 +175,11 @@ static void listen_cookie_ack(struct stack *st, struct stack_listener *l, const 
 			      const struct stack_tuple *t, const struct seg *s)
 {
 	uint16_t mss;
-	int ws;
 	if (st->io.early_drop && st->io.early_drop(st->io_ctx, &t->raddr)) {
 		st->stats.early_drops++;
 		return;
 	}
-	if (!cookie_check(st, t, s->seq - 1, s->ack - 1, &mss, &ws, st->now)) {
+	if (!cookie_check(st, t, s->seq - 1, s->ack - 1, &mss, st->now)) {
 		st->stats.syn_cookies_failed++;
 		tcp_send_rst_reply(st, smac, t, s->ack, 0, false);
 		return;
@@ -181,13 +190,13 @@ static void listen_cookie_ack(struct stack *st, struct stack_listener *l, const 
 		tcp_send_rst_reply(st, smac, t, s->ack, 0, false);
 		return;
 	}
-	if (!mem_can_admit(st)) {
-		st->stats.syn_refused_mem++;
-		return;
-	}
-	struct tcp_conn *c = conn_alloc(st);
+	struct tcp_conn *c = mem_can_admit(st) ? conn_alloc(st) : NULL;
 	if (!c) {
+		/* The peer believes it is connected; an RST tells it now rather
+		 * than after its own timeout (SMTP clients wait for the banner
+		 * and send nothing that would be retried). */
 		st->stats.syn_refused_mem++;
+		tcp_send_rst_reply(st, smac, t, s->ack, 0, false);
 		return;
 	}
 	c->t = *t;
@@ -199,12 +208,8 @@ static void listen_cookie_ack(struct stack *st, struct stack_listener *l, const 
 	c->snd_una = c->snd_nxt = c->snd_max = s->ack;
 	c->snd_buf_seq = s->ack;
 	c->mss = effective_mss(st, mss);
-	if (ws >= 0) {
-		c->flags |= CF_WSCALE;
-		c->snd_wscale = (uint8_t)ws;
-		c->rcv_wscale = st->cfg.rcv_wscale;
-	}
-	c->snd_wnd = s->wnd << c->snd_wscale;
+	/* The cookie SYN-ACK offered no window scale: none on either side. */
+	c->snd_wnd = s->wnd;
 	c->max_sndwnd = c->snd_wnd;
 	c->snd_wl1 = s->seq;
 	c->snd_wl2 = s->ack;

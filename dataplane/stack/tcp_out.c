@@ -187,17 +187,23 @@ void tcp_send_ack(struct stack *st, struct tcp_conn *c)
 
 void tcp_challenge_ack(struct stack *st, struct tcp_conn *c)
 {
-	/* RFC 5961 7: a stack-wide budget per second, so a flood of
-	 * spoofed segments cannot turn us into an ACK reflector. */
-	if (st->now - st->chack_window >= NS_PER_S || st->chack_window == 0) {
-		st->chack_window = st->now ? st->now : 1;
-		st->chack_count = 0;
+	/* RFC 5961 7 asks for a limit; it is per connection, never per
+	 * stack.  A budget the whole stack shares is a counter an off-path
+	 * attacker reads from its own connection's challenge ACKs: spend it
+	 * with spoofed segments to a guessed tuple, count what is left, and
+	 * the tuple's existence and then its sequence numbers leak
+	 * (CVE-2016-5696).  Reflection stays bounded: a spoofed segment
+	 * reaches only the real peer of an existing connection, at most
+	 * challenge_ack_limit times a second per connection. */
+	if (c->chack_at == 0 || st->now - c->chack_at >= NS_PER_S) {
+		c->chack_at = st->now ? st->now : 1;
+		c->chack_n = 0;
 	}
-	if (st->chack_count >= st->cfg.challenge_ack_limit) {
+	if (c->chack_n >= st->cfg.challenge_ack_limit) {
 		st->stats.challenge_acks_limited++;
 		return;
 	}
-	st->chack_count++;
+	c->chack_n++;
 	st->stats.challenge_acks++;
 	tcp_send_ack(st, c);
 }
@@ -251,15 +257,16 @@ void tcp_send_rst_reply(struct stack *st, const uint8_t *smac, const struct stac
 	net_tcp_send(st, pkt, frame, t, smac, 20);
 }
 
+/* MSS only: window scale (like SACK and timestamps) would have to be
+ * remembered, and a cookie remembers nothing else. */
 void tcp_send_synack_cookie(struct stack *st, const uint8_t *smac, const struct stack_tuple *t,
-			    uint32_t irs, uint32_t iss, uint16_t mss, int peer_ws)
+			    uint32_t irs, uint32_t iss)
 {
 	void *pkt;
 	uint8_t *frame;
 	uint8_t *th = net_tcp_begin(st, &pkt, &frame);
 	if (!th)
 		return;
-	(void)mss;
 	uint32_t hlen = 24;
 	put16(th, t->lport);
 	put16(th + 2, t->rport);
@@ -272,13 +279,6 @@ void tcp_send_synack_cookie(struct stack *st, const uint8_t *smac, const struct 
 	o[0] = 2;
 	o[1] = 4;
 	put16(o + 2, st->adv_mss);
-	if (peer_ws >= 0) {
-		o[4] = 1;
-		o[5] = 3;
-		o[6] = 3;
-		o[7] = st->cfg.rcv_wscale;
-		hlen += 4;
-	}
 	th[12] = (uint8_t)((hlen / 4) << 4);
 	st->stats.synack_tx++;
 	net_tcp_send(st, pkt, frame, t, smac, hlen);
@@ -453,8 +453,23 @@ static void rto_fire(struct stack *st, struct tcp_conn *c)
 	if (c->state == TCP_SYN_SENT || c->state == TCP_SYN_RCVD) {
 		unsigned limit =
 			c->state == TCP_SYN_SENT ? st->cfg.syn_retries : st->cfg.synack_retries;
+		bool cut = false;
+		if (c->state == TCP_SYN_RCVD && c->l &&
+		    ((c->flags & CF_SYN_PRESSURE) || 2 * st->syn_rcvd >= st->syn_rcvd_max) &&
+		    limit > st->cfg.synack_retries_pressure) {
+			/* Under pressure (half the half-open cap in use, now or
+			 * when the SYN came) an unanswered SYN-ACK is given
+			 * fewer tries, as Linux does past half its SYN queue:
+			 * a spoofed SYN then costs a third party fewer
+			 * SYN-ACKs and its slot comes back sooner, and a real
+			 * peer that lost one still gets a few. */
+			limit = st->cfg.synack_retries_pressure;
+			cut = true;
+		}
 		if (c->retries >= limit) {
 			st->stats.retries_exhausted++;
+			if (cut)
+				st->stats.synack_pressure_drops++;
 			if (c->state == TCP_SYN_SENT)
 				st->stats.connects_failed++;
 			tcp_drop(st, c, TCP_CLOSE_TIMEOUT, false);

@@ -15,8 +15,9 @@
  * --dump-corpus), which share this harness's keys, addresses and ports.
  *
  * Checked after every record: stack_check() (pools, table, counts by state,
- * accounting) and memory within the budget; every frame the stack sends is
- * well formed with valid checksums.  ASan/LSan catch the rest.
+ * accounting, half-open connections holding no buffers) and memory within
+ * the budget; every frame the stack sends is well formed with valid
+ * checksums, DF and IP ID 0.  ASan/LSan catch the rest.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -82,6 +83,9 @@ static void fz_send(void *ctx, void *pkt, uint32_t len, const struct stack_txinf
 	const uint8_t *ip = f + 14;
 	uint32_t hl = (ip[0] & 15u) * 4, tot = g16(ip + 2);
 	if (ip[0] >> 4 != 4 || hl != 20 || tot + 14 > len)
+		abort();
+	/* Atomic datagrams only: DF, ID 0 (no per-stack counter to read). */
+	if (g16(ip + 4) != 0 || g16(ip + 6) != 0x4000)
 		abort();
 	if (ip[9] == 6) {
 		if (ti->l4_csum_offload)
@@ -317,6 +321,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.idle = 30ULL * 1000000000ULL;
 	cfg.cookie_period = 1000000000ULL;
 	cfg.challenge_ack_limit = 50;
+	/* The packet runner's half-open cap (64 slots / 16), or one: cookies
+	 * from the second SYN on. */
+	cfg.syn_rcvd_max = (conf & 64) ? 1 : 4;
 	cfg.max_retries = 4;
 	/* The packet runner's keys: the ISNs in the seeds' ACKs then match. */
 	for (int i = 0; i < 16; i++) {

@@ -484,6 +484,8 @@ static int set_config(const char *key, const char *val)
 	NUM("neigh_incomplete_max", neigh_incomplete_max)
 	NUM("neigh_size", neigh_size)
 	NUM("backlog_max", backlog_max)
+	NUM("syn_rcvd_max", syn_rcvd_max)
+	NUM("synack_retries_pressure", synack_retries_pressure)
 	DUR("rto_min", rto_min)
 	DUR("rto_max", rto_max)
 	DUR("rto_initial", rto_initial)
@@ -871,9 +873,9 @@ struct mutations {
 	uint32_t iplen;
 	int ihl, ver, ttl, proto, doff;
 	uint32_t fragoff, ipopts, trunc, pad;
-	bool src_set, dst_set, dmac_set;
+	bool src_set, dst_set, dmac_set, smac_set;
 	uint32_t src, dst;
-	uint8_t dmac[6];
+	uint8_t dmac[6], smac[6];
 	int ethtype;
 };
 
@@ -929,6 +931,8 @@ static int parse_mutations(const char *s, struct mutations *m)
 			m->dst_set = true;
 		else if (strcmp(k, "dmac") == 0 && parse_mac(v, m->dmac) == 0)
 			m->dmac_set = true;
+		else if (strcmp(k, "smac") == 0 && parse_mac(v, m->smac) == 0)
+			m->smac_set = true;
 		else if (strcmp(k, "ethtype") == 0 && num)
 			m->ethtype = (int)x;
 		else
@@ -1001,7 +1005,7 @@ static uint32_t build_ip(uint8_t *f, uint8_t proto, uint32_t l4len, const struct
 {
 	struct flow *fl = &R->flows[R->cur];
 	memcpy(f, m->dmac_set ? m->dmac : our_mac, 6);
-	memcpy(f + 6, peer_mac_default, 6);
+	memcpy(f + 6, m->smac_set ? m->smac : peer_mac_default, 6);
 	wr16(f + 12, m->ethtype >= 0 ? (uint16_t)m->ethtype : 0x0800);
 	uint8_t *ip = f + 14;
 	uint32_t hl = 20 + m->ipopts;
@@ -1236,6 +1240,19 @@ static void check_time(const struct outpkt *o)
 	}
 }
 
+/* Every datagram the stack sends is atomic: DF set, ID 0 (a per-stack
+ * counter would be a side channel).  Checked on every frame of every
+ * script. */
+static bool ip_id_df_ok(const uint8_t *ip, const char *got)
+{
+	if (rd16(ip + 4) != 0 || rd16(ip + 6) != 0x4000) {
+		fail("IP ID %u, flags/offset %#x on %s: want ID 0 with DF", rd16(ip + 4),
+		     rd16(ip + 6), got);
+		return false;
+	}
+	return true;
+}
+
 static void line_outbound_tcp(const struct line *L)
 {
 	struct flow *fl = &R->flows[R->cur];
@@ -1255,7 +1272,14 @@ static void line_outbound_tcp(const struct line *L)
 		fail("expected a TCP segment, got %s", got);
 		return;
 	}
-	if (memcmp(f, peer_mac_default, 6) != 0 || memcmp(f + 6, our_mac, 6) != 0) {
+	uint8_t dmac[6];
+	memcpy(dmac, peer_mac_default, 6);
+	const char *dm = kv(L, 3, "dmac");
+	if (dm && parse_mac(dm, dmac)) {
+		fail("bad dmac %s", dm);
+		return;
+	}
+	if (memcmp(f, dmac, 6) != 0 || memcmp(f + 6, our_mac, 6) != 0) {
 		fail("wrong MAC addresses on %s", got);
 		return;
 	}
@@ -1266,6 +1290,8 @@ static void line_outbound_tcp(const struct line *L)
 		fail("bad IPv4 header on %s", got);
 		return;
 	}
+	if (!ip_id_df_ok(ip, got))
+		return;
 	const uint8_t *th = ip + hl;
 	uint32_t tcplen = tot - hl;
 	if (o->ti.ip_csum_offload) {
@@ -1374,14 +1400,26 @@ static void line_outbound_arp(const struct line *L)
 		return;
 	}
 	if (req) {
+		/* "unicast": a confirmation of a known entry, to its MAC */
 		static const uint8_t b[6] = { 255, 255, 255, 255, 255, 255 };
-		if (memcmp(f, b, 6) != 0 || rd32(a + 24) != ipx || rd32(a + 14) != R->laddr) {
-			fail("got %s, want a broadcast request for the target", got);
+		bool uni = L->ntok >= 5 && strcmp(L->tok[4], "unicast") == 0;
+		if (memcmp(f, uni ? peer_mac_default : b, 6) != 0 || rd32(a + 24) != ipx ||
+		    rd32(a + 14) != R->laddr) {
+			fail("got %s, want a %s request for the target", got,
+			     uni ? "unicast" : "broadcast");
 			return;
 		}
 	} else {
-		if (rd32(a + 14) != ipx || memcmp(f, peer_mac_default, 6) != 0 ||
-		    memcmp(a + 18, peer_mac_default, 6) != 0 || rd32(a + 24) != fl->raddr) {
+		/* to the asker's MAC: the peer's, or "mac MAC" */
+		uint8_t tmac[6];
+		memcpy(tmac, peer_mac_default, 6);
+		const char *m = kv(L, 4, "mac");
+		if (m && parse_mac(m, tmac)) {
+			fail("bad mac %s", m);
+			return;
+		}
+		if (rd32(a + 14) != ipx || memcmp(f, tmac, 6) != 0 ||
+		    memcmp(a + 18, tmac, 6) != 0 || rd32(a + 24) != fl->raddr) {
 			fail("got %s, want reply from %s to the peer", got, L->tok[3]);
 			return;
 		}
@@ -1408,6 +1446,8 @@ static void line_outbound_icmp(const struct line *L)
 		fail("bad checksum on %s", got);
 		return;
 	}
+	if (!ip_id_df_ok(ip, got))
+		return;
 	if (ic[0] != 0 || len != R->echo_len || memcmp(ic + 4, R->echo_payload + 4, len - 4) != 0 ||
 	    rd32(ip + 12) != R->laddr || rd32(ip + 16) != R->flows[R->cur].raddr) {
 		fail("got %s, want the echo reply to what was sent", got);
@@ -1768,13 +1808,31 @@ static void exec_line(char *text)
 		uint32_t raddr = R->flows[0].raddr;
 		uint64_t lport = R->def_lport;
 		if (M.ntok < 2 || parse_u64(M.tok[1], &rport) ||
-		    (M.ntok >= 3 && strcmp(M.tok[2], "lport") != 0 && parse_ip(M.tok[2], &raddr))) {
-			fail("flow RPORT [IP] [lport N]");
+		    (M.ntok >= 3 && strcmp(M.tok[2], "lport") != 0 &&
+		     strcmp(M.tok[2], "isn-of") != 0 && parse_ip(M.tok[2], &raddr))) {
+			fail("flow RPORT [IP] [lport N] [isn-of RPORT]");
 			return;
 		}
 		const char *lp = kv(&M, 2, "lport");
 		if (lp)
 			parse_u64(lp, &lport);
+		/* isn-of: our ISN as learned on another flow (of the default
+		 * peer), so that one flow's cookie can be replayed on another */
+		const char *io = kv(&M, 2, "isn-of");
+		uint64_t iport = 0;
+		int isrc = -1;
+		if (io && parse_u64(io, &iport) == 0) {
+			for (int k = 0; k < MAX_FLOWS; k++) {
+				struct flow *f = &R->flows[k];
+				if (f->used && f->rport == iport && f->raddr == R->flows[0].raddr &&
+				    f->isn_known)
+					isrc = k;
+			}
+		}
+		if (io && isrc < 0) {
+			fail("isn-of %s: no flow with a known ISN", io);
+			return;
+		}
 		int found = -1;
 		for (int k = 0; k < MAX_FLOWS; k++) {
 			struct flow *f = &R->flows[k];
@@ -1794,6 +1852,10 @@ static void exec_line(char *text)
 			R->flows[found].rport = (uint16_t)rport;
 			R->flows[found].lport = (uint16_t)lport;
 			R->flows[found].raddr = raddr;
+		}
+		if (isrc >= 0) {
+			R->flows[found].isn_known = true;
+			R->flows[found].our_isn = R->flows[isrc].our_isn;
 		}
 		R->cur = found;
 		return;
@@ -1899,7 +1961,8 @@ static int run_script(const char *path, bool verbose, const char *corpus_dir)
 		 * config lines are known. */
 		uint8_t conf =
 			(uint8_t)((r->cfg.rx_csum_offload ? 1 : 0) |
-				  (r->cfg.tx_csum_offload ? 2 : 0) | (r->backlog == 1 ? 32 : 0));
+				  (r->cfg.tx_csum_offload ? 2 : 0) | (r->backlog == 1 ? 32 : 0) |
+				  (r->cfg.syn_rcvd_max == 1 ? 64 : 0));
 		fseek(r->corpus, 0, SEEK_SET);
 		fputc(conf, r->corpus);
 		fclose(r->corpus);
