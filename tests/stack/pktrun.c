@@ -717,6 +717,27 @@ static const char *kv(const struct line *L, int from, const char *key)
 	return NULL;
 }
 
+/* An expectation line names only keys its type checks, each with a value:
+ * a typo must fail the script, not silently drop the check. */
+static bool kv_known(const struct line *L, int from, const char *const *keys, const char *what)
+{
+	for (int i = from; i < L->ntok; i += 2) {
+		bool ok = false;
+
+		for (const char *const *k = keys; *k; k++)
+			ok = ok || strcmp(L->tok[i], *k) == 0;
+		if (!ok) {
+			fail("%s line: unknown key %s", what, L->tok[i]);
+			return false;
+		}
+		if (i + 1 >= L->ntok) {
+			fail("%s line: %s needs a value", what, L->tok[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
 static int parse_flags(const char *s, uint8_t *out)
 {
 	uint8_t f = 0;
@@ -1262,6 +1283,9 @@ static void line_outbound_tcp(const struct line *L)
 		fail("bad outbound segment line");
 		return;
 	}
+	static const char *const keys[] = { "ack", "win", "dmac", NULL };
+	if (!kv_known(L, 3, keys, "outbound segment"))
+		return;
 	struct outpkt *o = next_out("a TCP segment");
 	if (!o)
 		return;
@@ -1384,6 +1408,10 @@ static void line_outbound_arp(const struct line *L)
 		fail("bad IP");
 		return;
 	}
+	static const char *const keys[] = { "mac", NULL };
+	bool unicast = L->ntok >= 5 && strcmp(L->tok[4], "unicast") == 0;
+	if (!kv_known(L, unicast ? 5 : 4, keys, "outbound arp"))
+		return;
 	struct outpkt *o = next_out("an ARP frame");
 	if (!o)
 		return;
@@ -1429,6 +1457,9 @@ static void line_outbound_arp(const struct line *L)
 
 static void line_outbound_icmp(const struct line *L)
 {
+	static const char *const none[] = { NULL };
+	if (!kv_known(L, 3, none, "outbound icmp"))
+		return;
 	struct outpkt *o = next_out("an ICMP echo reply");
 	if (!o)
 		return;
@@ -1453,7 +1484,6 @@ static void line_outbound_icmp(const struct line *L)
 		fail("got %s, want the echo reply to what was sent", got);
 		return;
 	}
-	(void)L;
 	check_time(o);
 }
 
