@@ -336,9 +336,10 @@ class Shutdown(GatewayTest):
                b"RCPT TO:<c@example.net>\r\nDATA\r\n")
         self.assertEqual([c.reply()[0] for _ in range(4)], [250, 250, 250, 354])
         c.send(b"Subject: in flight\r\n\r\nfirst half\r\n")
-        time.sleep(0.2)
         self.gw.signal(signal.SIGTERM)
-        time.sleep(0.3)
+        # it has begun to shut down, and waits for the message in flight
+        self.assertTrue(self.gw.wait_for(lambda: "shutting down" in self.gw.log_text()),
+                        self.gw.log_text())
         self.assertIsNone(self.gw.proc.poll(), "exited with a message in flight")
         c.send(b"second half\r\n.\r\n")
         self.assertEqual(c.reply()[0], 250)
