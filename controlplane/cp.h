@@ -24,7 +24,7 @@
 #include "controlplane/log.h"
 #include "contract/promfmt.h"
 #include "controlplane/state.h"
-#include "controlplane/store.h"
+#include "controlplane/store/store.h"
 #include "enforce/catalog.h"
 #include "enforce/policy.h"
 

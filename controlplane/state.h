@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "controlplane/store.h"
+#include "controlplane/store/store.h"
 
 #define CP_NO_SLOT UINT32_MAX
 

@@ -16,8 +16,8 @@
  * event loop); it has no internal locking.  Different stores are
  * independent.
  */
-#ifndef TES_CONTROLPLANE_STORE_H
-#define TES_CONTROLPLANE_STORE_H
+#ifndef TES_CONTROLPLANE_STORE_STORE_H
+#define TES_CONTROLPLANE_STORE_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
