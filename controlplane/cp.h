@@ -23,7 +23,7 @@
 #include "controlplane/config.h"
 #include "controlplane/log.h"
 #include "contract/promfmt.h"
-#include "controlplane/state.h"
+#include "controlplane/state/tables.h"
 #include "controlplane/store/store.h"
 #include "enforce/catalog.h"
 #include "enforce/policy.h"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-#include "controlplane/state.h"
+#include "controlplane/state/tables.h"
 
 #include <ctype.h>
 #include <stdio.h>

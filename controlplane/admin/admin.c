@@ -1371,7 +1371,7 @@ static json_t *xdp_iface(struct cp *cp, const char *ifname)
 	return found;
 }
 
-/* The xdp.* commands are xdpsync.c's; the ones that change something get
+/* The xdp.* commands are notify/xdp.c's; the ones that change something get
  * their line here, with the entry or interface before and after. */
 static int cmd_xdp(struct cp *cp, const char *cmd, const json_t *args, json_t **result, char *err,
 		   size_t len)
