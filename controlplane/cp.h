@@ -42,7 +42,7 @@ struct cp_outq {
 	size_t head, len, cap; /* pending octets are buf[head .. head+len) */
 };
 
-struct gw_conn;
+struct cp_gateway;
 struct admin_conn;
 
 enum cp_sighting_class { CP_SIGHT_VULNERABLE, CP_SIGHT_COMPLIANT, CP_SIGHT_IGNORED, CP_SIGHT_N };
@@ -100,7 +100,7 @@ struct cp {
 	bool admin_gid_set, gateway_gid_set;
 	int lock_fd;
 
-	struct gw_conn *gws;
+	struct cp_gateway *gws;
 	unsigned ngws;
 	unsigned next_conn_id;
 	struct admin_conn *admins;

@@ -27,9 +27,11 @@
 /* Fairness: frames handled per wake-up before others get a turn. */
 #define GW_READS_PER_EVENT 16
 
-struct gw_conn {
+/* One connected tesgate.  Not gateway/'s struct gw_conn (an SMTP session
+ * inside tesgate): a type's name means one thing in the tree. */
+struct cp_gateway {
 	struct cp_watch w;
-	struct gw_conn *next;
+	struct cp_gateway *next;
 	unsigned id;
 	struct ctl_decoder dec;
 	struct cp_outq out;
@@ -46,14 +48,14 @@ struct gw_conn {
 	int64_t counters_at;
 };
 
-static struct gw_conn *gw_of(struct cp_watch *w)
+static struct cp_gateway *gw_of(struct cp_watch *w)
 {
 	/* w is the first member: the watch is the connection. */
-	_Static_assert(offsetof(struct gw_conn, w) == 0, "w must come first");
-	return (struct gw_conn *)w;
+	_Static_assert(offsetof(struct cp_gateway, w) == 0, "w must come first");
+	return (struct cp_gateway *)w;
 }
 
-static const char *gw_name(const struct gw_conn *g, char *buf, size_t len)
+static const char *gw_name(const struct cp_gateway *g, char *buf, size_t len)
 {
 	if (g->hello)
 		snprintf(buf, len, "gateway #%u \"%s\" (pid %d)", g->id, g->info.gateway,
@@ -63,7 +65,7 @@ static const char *gw_name(const struct gw_conn *g, char *buf, size_t len)
 	return buf;
 }
 
-static void gw_close(struct cp *cp, struct gw_conn *g)
+static void gw_close(struct cp *cp, struct cp_gateway *g)
 {
 	if (g->dead)
 		return;
@@ -76,7 +78,7 @@ static void gw_close(struct cp *cp, struct gw_conn *g)
 
 /* Drop a peer that broke the protocol: one log line, a best-effort error
  * frame so its own log says why, and the connection closed. */
-static void gw_reject(struct cp *cp, struct gw_conn *g, const char *why)
+static void gw_reject(struct cp *cp, struct cp_gateway *g, const char *why)
 {
 	struct ctl_error err;
 	char name[128];
@@ -98,7 +100,7 @@ static void gw_reject(struct cp *cp, struct gw_conn *g, const char *why)
 	gw_close(cp, g);
 }
 
-static void set_events(struct cp *cp, struct gw_conn *g)
+static void set_events(struct cp *cp, struct cp_gateway *g)
 {
 	uint32_t ev = EPOLLIN | (g->out.len || g->syncing ? EPOLLOUT : 0);
 
@@ -108,7 +110,7 @@ static void set_events(struct cp *cp, struct gw_conn *g)
 	}
 }
 
-static void fill_sync(struct cp *cp, struct gw_conn *g)
+static void fill_sync(struct cp *cp, struct cp_gateway *g)
 {
 	int64_t now = cp_now(cp);
 
@@ -141,7 +143,7 @@ static void fill_sync(struct cp *cp, struct gw_conn *g)
 
 /* Write what we can; drop the gateway on a write error or when it has
  * stopped reading. */
-static void gw_pump(struct cp *cp, struct gw_conn *g)
+static void gw_pump(struct cp *cp, struct cp_gateway *g)
 {
 	char name[128];
 
@@ -167,7 +169,7 @@ static void gw_pump(struct cp *cp, struct gw_conn *g)
 	set_events(cp, g);
 }
 
-static void start_sync(struct cp *cp, struct gw_conn *g)
+static void start_sync(struct cp *cp, struct cp_gateway *g)
 {
 	int64_t now = cp_now(cp);
 
@@ -184,7 +186,7 @@ static void start_sync(struct cp *cp, struct gw_conn *g)
 	fill_sync(cp, g);
 }
 
-static void handle_sighting(struct cp *cp, struct gw_conn *g, const json_t *m)
+static void handle_sighting(struct cp *cp, struct cp_gateway *g, const json_t *m)
 {
 	struct ctl_sighting s;
 	struct ctl_error err;
@@ -209,7 +211,7 @@ static void handle_sighting(struct cp *cp, struct gw_conn *g, const json_t *m)
 	cp_outq_push(&g->out, ctl_ack_msg(s.seq, true, ctl_change_name(change), NULL));
 }
 
-static void handle_msg(struct cp *cp, struct gw_conn *g, json_t *m)
+static void handle_msg(struct cp *cp, struct cp_gateway *g, json_t *m)
 {
 	const char *type = ctl_msg_type(m);
 	struct ctl_error err;
@@ -259,7 +261,7 @@ static void handle_msg(struct cp *cp, struct gw_conn *g, json_t *m)
 
 static void on_gw(struct cp *cp, struct cp_watch *w, uint32_t events)
 {
-	struct gw_conn *g = gw_of(w);
+	struct cp_gateway *g = gw_of(w);
 	char name[128];
 	uint8_t buf[65536];
 
@@ -324,7 +326,7 @@ static void on_accept(struct cp *cp, struct cp_watch *w, uint32_t events)
 	(void)events;
 	for (int i = 0; i < 64; i++) {
 		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct gw_conn *g;
+		struct cp_gateway *g;
 		char why[256];
 		struct ucred cred;
 
@@ -368,10 +370,10 @@ static void on_accept(struct cp *cp, struct cp_watch *w, uint32_t events)
 
 void gw_reap(struct cp *cp)
 {
-	struct gw_conn **pp = &cp->gws;
+	struct cp_gateway **pp = &cp->gws;
 
 	while (*pp) {
-		struct gw_conn *g = *pp;
+		struct cp_gateway *g = *pp;
 
 		if (!g->dead) {
 			pp = &g->next;
@@ -407,7 +409,7 @@ int gw_init(struct cp *cp)
 
 void gw_shutdown(struct cp *cp)
 {
-	for (struct gw_conn *g = cp->gws; g; g = g->next) {
+	for (struct cp_gateway *g = cp->gws; g; g = g->next) {
 		/* What is queued (acks, updates) still goes out if it can. */
 		cp_outq_flush(&g->out, g->w.fd);
 		gw_close(cp, g);
@@ -435,7 +437,7 @@ void gw_broadcast(struct cp *cp, json_t *msg)
 		return;
 	}
 	json_decref(msg);
-	for (struct gw_conn *g = cp->gws; g; g = g->next) {
+	for (struct cp_gateway *g = cp->gws; g; g = g->next) {
 		if (g->dead || !g->hello)
 			continue;
 		if (cp_outq_push_raw(&g->out, frame, n)) {
@@ -491,7 +493,7 @@ json_t *gw_status_json(struct cp *cp)
 {
 	json_t *arr = json_array();
 
-	for (struct gw_conn *g = cp->gws; g; g = g->next) {
+	for (struct cp_gateway *g = cp->gws; g; g = g->next) {
 		json_t *o;
 
 		if (g->dead)
