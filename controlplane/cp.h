@@ -77,7 +77,7 @@ struct cp_metrics;
 struct cp {
 	struct cp_config cfg;
 	struct tes_store *store;
-	struct cp_state st;
+	struct cp_tables st;
 
 	/* What is in force: the parsed values and the texts they came from
 	 * (the texts are what gateways receive). */

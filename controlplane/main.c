@@ -385,7 +385,7 @@ int main(int argc, char **argv)
 		return 2;
 	cp_info("tescontrol %s starting (pid %d, control protocol %d)", TES_VERSION, (int)getpid(),
 		CTL_PROTO_VERSION);
-	if (cp_state_init(&cp->st)) {
+	if (cp_tables_init(&cp->st)) {
 		cp_err("out of memory");
 		return 1;
 	}
@@ -441,7 +441,7 @@ out:
 	store_doc_free(&cp->builds);
 	store_doc_free(&cp->compliance);
 	store_doc_free(&cp->policy_doc);
-	cp_state_free(&cp->st);
+	cp_tables_free(&cp->st);
 	if (cp->epfd >= 0)
 		close(cp->epfd);
 	if (cp->timer.fd >= 0)

@@ -273,7 +273,7 @@ static json_t *server_state_json(struct cp *cp, const struct cp_server *c)
 
 static int cmp_slots(const void *a, const void *b, void *ctx)
 {
-	const struct cp_state *st = ctx;
+	const struct cp_tables *st = ctx;
 	const struct tes_server *x = &st->srv[*(const uint32_t *)a].v.s;
 	const struct tes_server *y = &st->srv[*(const uint32_t *)b].v.s;
 

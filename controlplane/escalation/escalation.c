@@ -203,7 +203,7 @@ static void on_timer(struct cp *cp, struct cp_watch *w, uint32_t events)
 
 int cp_flush_dirty(struct cp *cp)
 {
-	struct cp_state *st = &cp->st;
+	struct cp_tables *st = &cp->st;
 	size_t n = 0;
 
 	if (!st->ndirty && !st->npending_del)

@@ -461,7 +461,7 @@ static void untrusted_make_room(struct cp *cp, const struct tes_addr *src)
 	}
 }
 
-static void pending_cancel(struct cp_state *st, uint32_t tenant_id, const char *fqdn)
+static void pending_cancel(struct cp_tables *st, uint32_t tenant_id, const char *fqdn)
 {
 	for (size_t i = 0; i < st->npending_del;) {
 		if (st->pending_del[i].tenant_id == tenant_id &&
