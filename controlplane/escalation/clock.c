@@ -1,42 +1,32 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The daemon's notion of now.  In production it is the wall clock.  With
- * --test-clock (accepted only when TES_ALLOW_TEST_CLOCK=1 is in the
- * environment) it is a value that stands still until an admin "clock"
- * command moves it, so a test walks the 90-day timeline in seconds and
- * every step is deterministic.
+ * The test clock's moves (controlplane/clock.h): a test walks the 90-day
+ * timeline in seconds, and every step runs what fell due, as the timer
+ * would have.
  */
-#include "controlplane/cp.h"
+#include "controlplane/escalation/escalation.h"
 
 #include <stdio.h>
-#include <time.h>
 
-int64_t cp_now(const struct cp *cp)
-{
-	struct timespec ts;
+#include "controlplane/log.h"
 
-	if (cp->test_clock)
-		return cp->test_now;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec;
-}
-
-json_t *cp_clock_json(const struct cp *cp)
+json_t *esc_clock_json(const struct cp_esc *e)
 {
 	char iso[40];
-	int64_t now = cp_now(cp);
+	int64_t now = cp_clock_now(e->clock);
 
-	tes_time_format(now, cp->policy.utc_offset_min, iso, sizeof(iso));
+	tes_time_format(now, e->st->policy.utc_offset_min, iso, sizeof(iso));
 	return json_pack("{s:I, s:s, s:b}", "now", (json_int_t)now, "now_iso", iso, "test_clock",
-			 cp->test_clock);
+			 e->clock->test);
 }
 
-int cp_clock_move(struct cp *cp, bool advance, int64_t seconds, char *msg, size_t len)
+int esc_clock_move(struct cp_esc *e, bool advance, int64_t seconds, char *msg, size_t len)
 {
-	int64_t old = cp->test_now, target;
+	int64_t old = e->clock->test_now, target;
+	struct cp_note n = { .kind = CP_NOTE_CLOCK, .slot = CP_NO_SLOT };
 	char iso[40];
 
-	if (!cp->test_clock) {
+	if (!e->clock->test) {
 		snprintf(msg, len,
 			 "the clock is the system clock; only a tescontrol started with"
 			 " --test-clock (and TES_ALLOW_TEST_CLOCK=1) can move it");
@@ -56,19 +46,20 @@ int cp_clock_move(struct cp *cp, bool advance, int64_t seconds, char *msg, size_
 		}
 		target = seconds;
 	}
-	cp->test_now = target;
-	tes_time_format(target, cp->policy.utc_offset_min, iso, sizeof(iso));
+	e->clock->test_now = target;
+	tes_time_format(target, e->st->policy.utc_offset_min, iso, sizeof(iso));
 	cp_warn("test clock: now %s (%lld, %+lld s)", iso, (long long)target,
 		(long long)(target - old));
 	/* Gateways that follow the test clock hear of the move before the
 	 * stage changes it causes. */
-	gw_broadcast(cp, ctl_clock_msg(target, true));
+	n.now = target;
+	cp_state_emit(e->st, &n);
 	if (target < old) {
 		/* Backwards: queued changes are no longer the next ones. */
-		cp_sched_clear(&cp->st);
-		esc_evaluate_all(cp, "test clock set back");
+		cp_sched_clear(&e->st->tab);
+		esc_evaluate_all(e, "test clock set back");
 	} else {
-		esc_run_due(cp, "test clock moved");
+		esc_run_due(e, "test clock moved");
 	}
 	return 0;
 }

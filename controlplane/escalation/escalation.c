@@ -1,15 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Escalation: the stage clock of every server runs in the model
- * (enforce/decide.h); nothing needs to change for a stage to start.  What
- * tescontrol adds is the announcement: when a server's stage or status
- * changes, at the time it falls due, the change is logged and the server is
- * pushed to the gateways.  One timerfd (CLOCK_REALTIME, absolute) fires at
- * the earliest next change of all servers.  A change that fell due while
- * tescontrol was down is found at start-up by comparing each server with
- * the stage and status it last announced.
+ * Escalation: what falls due when, and its announcement (escalation.h).
  */
-#include "controlplane/cp.h"
+#include "controlplane/escalation/escalation.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -19,53 +12,56 @@
 #include <time.h>
 #include <unistd.h>
 
-static void fmt_time(const struct cp *cp, int64_t t, char *buf, size_t len)
+#include "controlplane/log.h"
+
+static void fmt_time(const struct cp_esc *e, int64_t t, char *buf, size_t len)
 {
-	tes_time_format(t, cp->policy.utc_offset_min, buf, len);
+	tes_time_format(t, e->st->policy.utc_offset_min, buf, len);
 }
 
-static void log_stage(struct cp *cp, const struct tes_server *s, unsigned from, unsigned to,
-		      int64_t due, int64_t now, const char *why)
+static void log_stage(const struct cp_esc *e, const struct tes_server *s, unsigned from,
+		      unsigned to, int64_t due, int64_t now, const char *why)
 {
-	const struct tes_stage *st = &cp->policy.stage[to - 1];
+	const struct tes_stage *stg = &e->st->policy.stage[to - 1];
 	char when[40], late[96] = "";
 
-	fmt_time(cp, due, when, sizeof(when));
+	fmt_time(e, due, when, sizeof(when));
 	if (now - due > 1)
 		snprintf(late, sizeof(late), ", applied %lld s late%s%s%s", (long long)(now - due),
 			 why ? " (" : "", why ? why : "", why ? ")" : "");
 	cp_info("stage change: tenant %u server %s: stage %u -> %u (%u min/h throttled, %u min/h"
 		" blocked), due %s%s",
-		s->tenant_id, s->fqdn, from, to, st->throttle_min, st->block_min, when, late);
+		s->tenant_id, s->fqdn, from, to, stg->throttle_min, stg->block_min, when, late);
 }
 
 /* Log every stage the server went through since the one it last announced,
  * each with the time it fell due, walking the model's change times. */
-static void log_changes(struct cp *cp, const struct cp_server *c, unsigned stage,
+static void log_changes(const struct cp_esc *e, const struct cp_server *c, unsigned stage,
 			enum tes_status status, int64_t now, const char *why)
 {
+	const struct tes_policy *pol = &e->st->policy;
 	const struct tes_server *s = &c->v.s;
-	const struct tes_tenant *t = cp_server_tenant(cp, s);
+	const struct tes_tenant *t = cp_state_server_tenant(e->st, s);
 	unsigned prev = c->v.stage_logged;
 
 	if (status != TES_STATUS_RESOLVED && stage > prev) {
 		int64_t at = s->first_detected;
 
 		for (int i = 0; i < 4 * TES_STAGE_COUNT && prev < stage; i++) {
-			int64_t due = tes_server_next_change(s, t, &cp->policy, at);
+			int64_t due = tes_server_next_change(s, t, pol, at);
 			unsigned k;
 
 			if (due == INT64_MAX || due > now || due <= at)
 				break;
-			k = tes_server_stage(s, t, &cp->policy, due);
+			k = tes_server_stage(s, t, pol, due);
 			if (k > prev) {
-				log_stage(cp, s, prev, k, due, now, why);
+				log_stage(e, s, prev, k, due, now, why);
 				prev = k;
 			}
 			at = due;
 		}
 		if (prev != stage) /* the walk could not place it: say when it was seen */
-			log_stage(cp, s, prev, stage, now, now, why);
+			log_stage(e, s, prev, stage, now, now, why);
 	} else if (stage != prev) {
 		cp_info("stage change: tenant %u server %s: stage %u -> %u (%s)", s->tenant_id,
 			s->fqdn, prev, stage, why ? why : "policy");
@@ -76,95 +72,168 @@ static void log_changes(struct cp *cp, const struct cp_server *c, unsigned stage
 			why ? " (" : "", why ? why : "", why ? ")" : "");
 }
 
-void esc_evaluate(struct cp *cp, uint32_t slot, int64_t now, const char *why)
+/* Past forget_after: the server goes (state notifies). */
+static void age_out(struct cp_esc *e, uint32_t slot, const struct cp_server *c)
 {
-	struct cp_server *c = cp_server_at(&cp->st, slot);
-	const struct tes_tenant *t;
+	char when[40];
+
+	fmt_time(e, c->v.s.last_seen, when, sizeof(when));
+	if (c->v.s.tenant_id != 0)
+		cp_info("forgotten: tenant %u server %s, not seen since %s (forget_after %u days)",
+			c->v.s.tenant_id, c->v.s.fqdn, when, e->st->policy.forget_after_days);
+	e->counts.forgotten++;
+	cp_state_forget(e->st, slot, "forgotten");
+}
+
+/* The stage or status differs from what was announced: log, count and
+ * announce it. */
+static void announce(struct cp_esc *e, uint32_t slot, struct cp_server *c, unsigned stage,
+		     enum tes_status status, int64_t now, const char *why)
+{
+	struct cp_note n = {
+		.kind = CP_NOTE_SERVER,
+		.now = now,
+		.slot = slot,
+		.server = &c->v.s,
+		.stage = stage,
+		.status = status,
+		.event = stage != c->v.stage_logged ? "stage_change" : "status_change",
+	};
+
+	log_changes(e, c, stage, status, now, why);
+	if (stage != c->v.stage_logged && stage <= TES_STAGE_COUNT)
+		e->counts.stage_entered[stage]++;
+	if (status != c->v.status_logged && (unsigned)status < TES_STATUS_COUNT)
+		e->counts.status_entered[status]++;
+	n.fields =
+		json_pack("{s:i, s:s, s:s*}", "from_stage", (int)c->v.stage_logged, "from_status",
+			  tes_status_name((enum tes_status)c->v.status_logged), "reason", why);
+	c->v.stage_logged = (uint8_t)stage;
+	c->v.status_logged = (uint8_t)status;
+	e->counts.stage_changes++;
+	/* What was announced is bookkeeping, not a first detection: the
+	 * periodic flush writes it; a crash before then only repeats the log
+	 * line at start-up. */
+	cp_server_mark_dirty(&e->st->tab, slot);
+	cp_state_emit(e->st, &n);
+	json_decref(n.fields);
+}
+
+void esc_evaluate(struct cp_esc *e, uint32_t slot, int64_t now, const char *why)
+{
+	struct cp_state *st = e->st;
+	struct cp_server *c = cp_server_at(&st->tab, slot);
+	struct cp_note looked = {
+		.kind = CP_NOTE_SERVER_EVALUATED,
+		.now = now,
+		.slot = slot,
+		.why = why,
+	};
 	enum tes_status status;
 	unsigned stage;
-	int64_t next;
 
-	cp_xdp_request(cp);
+	if (c) {
+		looked.server = &c->v.s;
+		looked.stage = c->v.stage_logged;
+		looked.status = (enum tes_status)c->v.status_logged;
+	}
+	cp_state_emit(st, &looked);
 	if (!c)
 		return;
-	if (now >= tes_server_forget_at(&c->v.s, &cp->policy)) {
-		char when[40];
-
-		fmt_time(cp, c->v.s.last_seen, when, sizeof(when));
-		if (c->v.s.tenant_id != 0)
-			cp_info("forgotten: tenant %u server %s, not seen since %s (forget_after %u"
-				" days)",
-				c->v.s.tenant_id, c->v.s.fqdn, when, cp->policy.forget_after_days);
-		cp->counts.forgotten++;
-		cp_server_forget(cp, slot, "forgotten");
+	if (now >= tes_server_forget_at(&c->v.s, &st->policy)) {
+		age_out(e, slot, c);
 		return;
 	}
-	t = cp_server_tenant(cp, &c->v.s);
-	stage = tes_server_stage(&c->v.s, t, &cp->policy, now);
-	status = tes_server_status(&c->v.s, t, &cp->policy, now);
-	if (stage != c->v.stage_logged || status != c->v.status_logged) {
-		log_changes(cp, c, stage, status, now, why);
-		if (stage != c->v.stage_logged && stage <= TES_STAGE_COUNT)
-			cp->counts.stage_entered[stage]++;
-		if (status != c->v.status_logged && (unsigned)status < TES_STATUS_COUNT)
-			cp->counts.status_entered[status]++;
-		cp_evlog_server(cp, stage != c->v.stage_logged ? "stage_change" : "status_change",
-				&c->v.s, stage, status,
-				json_pack("{s:i, s:s, s:s*}", "from_stage", (int)c->v.stage_logged,
-					  "from_status",
-					  tes_status_name((enum tes_status)c->v.status_logged),
-					  "reason", why));
-		c->v.stage_logged = (uint8_t)stage;
-		c->v.status_logged = (uint8_t)status;
-		cp->counts.stage_changes++;
-		/* What was announced is bookkeeping, not a first detection:
-		 * the periodic flush writes it; a crash before then only
-		 * repeats the log line at start-up. */
-		cp_server_mark_dirty(&cp->st, slot);
-		gw_push_server(cp, slot, now);
-	}
-	next = cp_server_next_event(cp, &c->v.s, now);
-	cp_sched_set(&cp->st, slot, next);
+	cp_state_server_view(st, &c->v.s, now, &stage, &status);
+	if (stage != c->v.stage_logged || status != c->v.status_logged)
+		announce(e, slot, c, stage, status, now, why);
+	cp_sched_set(&st->tab, slot, cp_state_next_event(st, &c->v.s, now));
 }
 
-void esc_run_due(struct cp *cp, const char *why)
+/* Compliance rules carry dates: when one passes (or always, with force:
+ * start-up, a clock set back), the state re-classifies; the next date is
+ * due then. */
+static void catalog_dates(struct cp_esc *e, bool force, const char *why)
 {
-	int64_t now = cp_now(cp);
+	int64_t now = cp_clock_now(e->clock);
+
+	if (!force && e->catalog_due > now)
+		return;
+	if (cp_state_catalog_dates(e->st, now, why)) {
+		e->catalog_due = now + 10;
+		return;
+	}
+	e->catalog_due = catalog_next_change(e->st->catalog, now);
+}
+
+void esc_run_due(struct cp_esc *e, const char *why)
+{
+	int64_t now = cp_clock_now(e->clock);
 	uint32_t slot;
 
-	cp_catalog_boundaries(cp, false, why); /* a compliance rule's date */
-	while ((slot = cp_sched_pop_due(&cp->st, now)) != CP_NO_SLOT) {
-		cp->counts.escalations_due++;
-		esc_evaluate(cp, slot, now, why);
+	catalog_dates(e, false, why);
+	while ((slot = cp_sched_pop_due(&e->st->tab, now)) != CP_NO_SLOT) {
+		e->counts.escalations_due++;
+		esc_evaluate(e, slot, now, why);
 	}
-	esc_arm(cp);
+	esc_arm(e);
 }
 
-void esc_evaluate_all(struct cp *cp, const char *why)
+void esc_evaluate_all(struct cp_esc *e, const char *why)
 {
-	int64_t now = cp_now(cp);
+	int64_t now = cp_clock_now(e->clock);
 
-	cp_catalog_boundaries(cp, true, why); /* dates passed meanwhile */
-	cp_sched_clear(&cp->st);
-	for (uint32_t i = 0; i < cp->st.nslots; i++)
-		esc_evaluate(cp, i, now, why);
-	esc_arm(cp);
+	catalog_dates(e, true, why); /* dates passed meanwhile */
+	cp_sched_clear(&e->st->tab);
+	for (uint32_t i = 0; i < e->st->tab.nslots; i++)
+		esc_evaluate(e, i, now, why);
+	esc_arm(e);
 }
 
-void esc_evaluate_tenant(struct cp *cp, uint32_t tenant_id, const char *why)
+void esc_evaluate_tenant(struct cp_esc *e, uint32_t tenant_id, const char *why)
 {
-	int64_t now = cp_now(cp);
+	int64_t now = cp_clock_now(e->clock);
 
-	for (uint32_t i = 0; i < cp->st.nslots; i++) {
-		struct cp_server *c = cp_server_at(&cp->st, i);
+	for (uint32_t i = 0; i < e->st->tab.nslots; i++) {
+		struct cp_server *c = cp_server_at(&e->st->tab, i);
 
 		if (c && c->v.s.tenant_id == tenant_id)
-			esc_evaluate(cp, i, now, why);
+			esc_evaluate(e, i, now, why);
 	}
-	esc_arm(cp);
+	esc_arm(e);
 }
 
-void esc_arm(struct cp *cp)
+void esc_catalog_loaded(struct cp_esc *e)
+{
+	e->catalog_due = catalog_next_change(e->st->catalog, cp_clock_now(e->clock));
+	esc_arm(e);
+}
+
+void esc_on_note(void *ctx, const struct cp_note *n)
+{
+	struct cp_esc *e = ctx;
+	struct cp_server *c;
+
+	switch (n->kind) {
+	case CP_NOTE_SERVER:
+		if (!n->reschedule)
+			return;
+		c = cp_server_at(&e->st->tab, n->slot);
+		if (c)
+			cp_sched_set(&e->st->tab, n->slot,
+				     cp_state_next_event(e->st, &c->v.s, n->now));
+		esc_arm(e);
+		return;
+	case CP_NOTE_SERVER_RESUMED:
+		esc_evaluate(e, n->slot, n->now, n->why);
+		esc_arm(e);
+		return;
+	default:
+		return;
+	}
+}
+
+void esc_arm(struct cp_esc *e)
 {
 	struct itimerspec its;
 	int64_t due;
@@ -172,115 +241,61 @@ void esc_arm(struct cp *cp)
 	memset(&its, 0, sizeof(its));
 	/* The test clock only moves by command, and the command runs what
 	 * fell due itself: the real-time timer stays disarmed. */
-	due = cp->test_clock ? INT64_MAX : cp_sched_peek(&cp->st);
-	if (!cp->test_clock && cp->catalog_due < due)
-		due = cp->catalog_due;
+	due = e->clock->test ? INT64_MAX : cp_sched_peek(&e->st->tab);
+	if (!e->clock->test && e->catalog_due < due)
+		due = e->catalog_due;
 	if (due != INT64_MAX)
 		its.it_value.tv_sec = (time_t)(due > 0 ? due : 1);
-	if (due != INT64_MAX && due != cp->armed_due)
-		cp->counts.timer_armed++;
-	cp->armed_due = due;
+	if (due != INT64_MAX && due != e->armed_due)
+		e->counts.timer_armed++;
+	e->armed_due = due;
 	/* CANCEL_ON_SET: a wall-clock step (NTP, an operator) wakes us so
 	 * that changes now due are not missed until the old deadline. */
-	if (timerfd_settime(cp->timer.fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL))
+	if (timerfd_settime(e->timer.fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL))
 		cp_err("arming the escalation timer: %s", strerror(errno));
 }
 
-static void on_timer(struct cp *cp, struct cp_watch *w, uint32_t events)
+static void on_timer(struct cp_watch *w, uint32_t events)
 {
+	struct cp_esc *e = cp_container_of(w, struct cp_esc, timer);
 	uint64_t n;
 
 	(void)events;
-	cp->armed_due = INT64_MAX;
+	e->armed_due = INT64_MAX;
 	if (read(w->fd, &n, sizeof(n)) < 0 && errno == ECANCELED) {
 		cp_info("the system clock was set: re-evaluating every server");
-		esc_evaluate_all(cp, "system clock set");
+		esc_evaluate_all(e, "system clock set");
 		return;
 	}
-	cp->counts.timer_fired++;
-	esc_run_due(cp, NULL);
+	e->counts.timer_fired++;
+	esc_run_due(e, NULL);
 }
 
-int cp_flush_dirty(struct cp *cp)
+int esc_init(struct cp_esc *e, struct cp_state *st, struct cp_clock *clock, struct cp_loop *loop)
 {
-	struct cp_tables *st = &cp->st;
-	size_t n = 0;
-
-	if (!st->ndirty && !st->npending_del)
-		return 0;
-	if (store_begin(cp->store))
-		goto fail;
-	/* Deletions first: a server forgotten and seen again since the last
-	 * flush is deleted and written anew. */
-	for (size_t i = 0; i < st->npending_del; i++) {
-		if (store_delete_server(cp->store, st->pending_del[i].tenant_id,
-					st->pending_del[i].fqdn))
-			goto fail;
-	}
-	for (size_t i = 0; i < st->ndirty; i++) {
-		struct cp_server *c = cp_server_at(st, st->dirty[i]);
-
-		if (!c || !c->dirty)
-			continue;
-		if (store_put_server(cp->store, &c->v))
-			goto fail;
-		n++;
-	}
-	if (store_commit(cp->store))
-		goto fail;
-	for (size_t i = 0; i < st->ndirty; i++) {
-		struct cp_server *c = cp_server_at(st, st->dirty[i]);
-
-		if (c && c->dirty) {
-			c->dirty = false;
-			c->stored = true;
-		}
-	}
-	cp_debug("flushed %zu servers, deleted %zu", n, st->npending_del);
-	st->ndirty = 0;
-	st->npending_del = 0;
-	return 0;
-fail:
-	store_rollback(cp->store);
-	cp->counts.store_errors++;
-	cp_err("writing last-seen times and sources of %zu servers, %zu deletions: %s (will"
-	       " retry)",
-	       st->ndirty, st->npending_del, store_errmsg(cp->store));
-	return -1;
-}
-
-static void on_flush(struct cp *cp, struct cp_watch *w, uint32_t events)
-{
-	uint64_t n;
-
-	(void)events;
-	if (read(w->fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-		cp_debug("flush timer: %s", strerror(errno));
-	cp_flush_dirty(cp);
-	/* Resets, deletions and policy loads change who is at a cap too: the
-	 * gateways hear of it within flush_seconds. */
-	cp_tenant_caps_check(cp);
-}
-
-int esc_init(struct cp *cp)
-{
-	struct itimerspec its;
-
-	cp->timer.fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
-	cp->timer.fn = on_timer;
-	cp->flush.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	cp->flush.fn = on_flush;
-	if (cp->timer.fd < 0 || cp->flush.fd < 0) {
+	memset(e, 0, sizeof(*e));
+	e->st = st;
+	e->clock = clock;
+	e->loop = loop;
+	e->armed_due = INT64_MAX;
+	e->timer.fn = on_timer;
+	e->timer.fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (e->timer.fd < 0) {
 		cp_err("timerfd_create: %s", strerror(errno));
 		return -1;
 	}
-	memset(&its, 0, sizeof(its));
-	its.it_value.tv_sec = cp->cfg.flush_seconds;
-	its.it_interval.tv_sec = cp->cfg.flush_seconds;
-	if (timerfd_settime(cp->flush.fd, 0, &its, NULL) || cp_watch_add(cp, &cp->timer, EPOLLIN) ||
-	    cp_watch_add(cp, &cp->flush, EPOLLIN)) {
-		cp_err("setting up timers: %s", strerror(errno));
+	if (cp_watch_add(loop, &e->timer, EPOLLIN)) {
+		cp_err("setting up the escalation timer: %s", strerror(errno));
 		return -1;
 	}
 	return 0;
+}
+
+void esc_fini(struct cp_esc *e)
+{
+	if (e->timer.fd >= 0) {
+		cp_watch_del(e->loop, &e->timer);
+		close(e->timer.fd);
+	}
+	e->timer.fd = -1;
 }

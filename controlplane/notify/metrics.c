@@ -1,12 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The Prometheus endpoint.  The event loop renders the whole exposition
- * text once a second and swaps it in under a mutex it only ever try-locks,
- * so a slow or stuck scrape can delay a publication by a tick but never
- * stall enforcement.  libmicrohttpd's own thread answers GET /metrics with
- * a copy of the latest text; it reads nothing else of tescontrol's.
+ * The Prometheus endpoint (metrics.h).
  */
-#include "controlplane/cp.h"
+#include "controlplane/notify/metrics.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -20,7 +16,13 @@
 
 #include <microhttpd.h>
 
+#include "controlplane/log.h"
+
 struct cp_metrics {
+	struct cp_loop *loop;
+	struct cp_metrics_sources src;
+	struct prom_hist commit;
+	struct cp_watch tick;
 	struct MHD_Daemon *d;
 	pthread_mutex_t mu;
 	char *text; /* under mu: what a scrape returns */
@@ -34,11 +36,12 @@ static const double commit_bounds[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 
 					0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5 };
 #define NCOMMIT (sizeof(commit_bounds) / sizeof(commit_bounds[0]))
 
-void cp_metrics_commit(void *ctx, double seconds)
+/* The store's commit observer (struct tes_store.on_commit). */
+static void observe_commit(void *ctx, double seconds)
 {
-	struct cp *cp = ctx;
+	struct cp_metrics *m = ctx;
 
-	prom_hist_observe(&cp->counts.commit, commit_bounds, NCOMMIT, seconds);
+	prom_hist_observe(&m->commit, commit_bounds, NCOMMIT, seconds);
 }
 
 /* Status label values: lower case, as Prometheus labels usually are. */
@@ -60,11 +63,11 @@ static int gw_sample_cmp(const void *a, const void *b)
 	return c ? c : strcmp(x->gateway, y->gateway);
 }
 
-static void render_gateways(struct cp *cp, struct prom_buf *b)
+static void render_gateways(const struct cp_gateways *gw, struct prom_buf *b)
 {
 	struct gw_sample *v = NULL;
 	size_t n = 0, cap = 0;
-	json_t *gws = gw_status_json(cp);
+	json_t *gws = cp_gateways_status(gw);
 	size_t i;
 	json_t *g;
 
@@ -120,22 +123,26 @@ out:
 	json_decref(gws);
 }
 
-static void render(struct cp *cp, struct prom_buf *b)
+void cp_metrics_render(const struct cp_metrics_sources *src, struct prom_buf *b)
 {
-	const struct cp_counts *k = &cp->counts;
+	const struct cp_state *sta = src->st;
+	const struct cp_state_counts *k = &sta->counts;
+	const struct esc_counts *ke = &src->esc->counts;
+	static const struct prom_hist no_commits;
+	const struct prom_hist *commit = src->commit ? src->commit : &no_commits;
 	uint64_t by[TES_STATUS_COUNT] = { 0 };
-	int64_t now = cp_now(cp);
+	int64_t now = cp_state_now(sta);
 	unsigned ngw = 0;
 	char num[24];
 
-	for (uint32_t i = 0; i < cp->st.nslots; i++) {
-		const struct cp_server *c = cp_server_at(&cp->st, i);
+	for (uint32_t i = 0; i < sta->tab.nslots; i++) {
+		const struct cp_server *c = &sta->tab.srv[i];
 		enum tes_status st;
 		unsigned stage;
 
-		if (!c)
+		if (!c->live)
 			continue;
-		cp_server_view(cp, &c->v.s, now, &stage, &st);
+		cp_state_server_view(sta, &c->v.s, now, &stage, &st);
 		if ((unsigned)st < TES_STATUS_COUNT)
 			by[st]++;
 	}
@@ -147,13 +154,13 @@ static void render(struct cp *cp, struct prom_buf *b)
 		    "Servers announced as having reached an enforcement stage");
 	for (unsigned s = 1; s <= TES_STAGE_COUNT; s++) {
 		snprintf(num, sizeof(num), "%u", s);
-		prom_sample(b, "tes_stage_changes_total", "stage", num, k->stage_entered[s]);
+		prom_sample(b, "tes_stage_changes_total", "stage", num, ke->stage_entered[s]);
 	}
 	prom_family(b, "tes_status_changes_total", "counter",
 		    "Servers announced as having entered a status");
 	for (int s = 0; s < TES_STATUS_COUNT; s++)
 		prom_sample(b, "tes_status_changes_total", "status", status_label[s],
-			    k->status_entered[s]);
+			    ke->status_entered[s]);
 
 	prom_family(b, "tes_sightings_total", "counter",
 		    "Sightings received from gateways, by tescontrol's classification");
@@ -185,17 +192,17 @@ static void render(struct cp *cp, struct prom_buf *b)
 
 	prom_family(b, "tes_escalation_timer_armed_total", "counter",
 		    "Times the escalation timer was set to a new deadline");
-	prom_sample(b, "tes_escalation_timer_armed_total", NULL, NULL, k->timer_armed);
+	prom_sample(b, "tes_escalation_timer_armed_total", NULL, NULL, ke->timer_armed);
 	prom_family(b, "tes_escalation_timer_fired_total", "counter",
 		    "Expiries of the escalation timer");
-	prom_sample(b, "tes_escalation_timer_fired_total", NULL, NULL, k->timer_fired);
+	prom_sample(b, "tes_escalation_timer_fired_total", NULL, NULL, ke->timer_fired);
 	prom_family(b, "tes_escalations_due_total", "counter",
 		    "Servers re-evaluated because their next change fell due");
-	prom_sample(b, "tes_escalations_due_total", NULL, NULL, k->escalations_due);
+	prom_sample(b, "tes_escalations_due_total", NULL, NULL, ke->escalations_due);
 
 	prom_family(b, "tes_store_commit_duration_seconds", "histogram",
 		    "Time to commit a transaction to the SQLite store");
-	prom_hist_write(b, "tes_store_commit_duration_seconds", commit_bounds, NCOMMIT, &k->commit);
+	prom_hist_write(b, "tes_store_commit_duration_seconds", commit_bounds, NCOMMIT, commit);
 	prom_family(b, "tes_store_errors_total", "counter", "Failed writes to the store");
 	prom_sample(b, "tes_store_errors_total", NULL, NULL, k->store_errors);
 
@@ -204,14 +211,14 @@ static void render(struct cp *cp, struct prom_buf *b)
 	prom_family(b, "tes_pause_quota_seconds", "gauge",
 		    "Pause time each tenant may be granted per calendar year (whole days)");
 	prom_sample(b, "tes_pause_quota_seconds", NULL, NULL,
-		    (uint64_t)cp->policy.pause_quota_days * 86400u);
+		    (uint64_t)sta->policy.pause_quota_days * 86400u);
 	prom_family(b, "tes_tenant_pause_quota_used_seconds", "gauge",
 		    "Pause time granted to the tenant in the current calendar year (whole days)");
-	for (size_t i = 0; i < cp->st.ntenants; i++) {
-		const struct tes_tenant *t = &cp->st.tenants[i];
+	for (size_t i = 0; i < sta->tab.ntenants; i++) {
+		const struct tes_tenant *t = &sta->tab.tenants[i];
 		int year;
 
-		tes_pause_days_left(&t->pause, &cp->policy, now, &year);
+		tes_pause_days_left(&t->pause, &sta->policy, now, &year);
 		prom_printf(b, "tes_tenant_pause_quota_used_seconds{tenant=\"%u\",tenant_name=\"",
 			    t->id);
 		prom_label_value(b, t->name);
@@ -220,21 +227,21 @@ static void render(struct cp *cp, struct prom_buf *b)
 				    86400ull);
 	}
 	prom_family(b, "tes_tenants", "gauge", "Tenants configured");
-	prom_sample(b, "tes_tenants", NULL, NULL, cp->st.ntenants);
+	prom_sample(b, "tes_tenants", NULL, NULL, sta->tab.ntenants);
 
 	/* Issue 13: what untrusted input can make tescontrol keep. */
 	prom_family(b, "tes_tenant_servers", "gauge",
 		    "Servers on record for the tenant (compliant ones included)");
-	for (size_t i = 0; i < cp->st.ntenants; i++) {
-		const struct tes_tenant *t = &cp->st.tenants[i];
+	for (size_t i = 0; i < sta->tab.ntenants; i++) {
+		const struct tes_tenant *t = &sta->tab.tenants[i];
 
 		prom_printf(b, "tes_tenant_servers{tenant=\"%u\",tenant_name=\"", t->id);
 		prom_label_value(b, t->name);
-		prom_printf(b, "\"} %u\n", cp_tenant_servers(&cp->st, t->id));
+		prom_printf(b, "\"} %u\n", cp_tenant_servers(&sta->tab, t->id));
 	}
 	prom_family(b, "tes_tenant_server_cap", "gauge",
 		    "Servers a tenant may have on record (limits.servers_per_tenant)");
-	prom_sample(b, "tes_tenant_server_cap", NULL, NULL, cp->policy.servers_per_tenant);
+	prom_sample(b, "tes_tenant_server_cap", NULL, NULL, sta->policy.servers_per_tenant);
 	prom_family(b, "tes_servers_not_tracked_total", "counter",
 		    "Sightings of new servers not tracked because their tenant was at its cap"
 		    " (or, for mail over no connector, untrusted_servers is 0)");
@@ -245,7 +252,7 @@ static void render(struct cp *cp, struct prom_buf *b)
 	prom_sample(b, "tes_sightings_untrusted_ignored_total", NULL, NULL, k->untrusted_ignored);
 	prom_family(b, "tes_untrusted_servers", "gauge",
 		    "Servers seen in mail over no connector on record (scope all; bounded)");
-	prom_sample(b, "tes_untrusted_servers", NULL, NULL, cp->st.nuntrusted);
+	prom_sample(b, "tes_untrusted_servers", NULL, NULL, sta->tab.nuntrusted);
 	prom_family(b, "tes_untrusted_evictions_total", "counter",
 		    "Servers of mail over no connector forgotten at a cap (least recently seen)");
 	prom_sample(b, "tes_untrusted_evictions_total", NULL, NULL, k->untrusted_evicted);
@@ -254,10 +261,10 @@ static void render(struct cp *cp, struct prom_buf *b)
 	prom_sample(b, "tes_servers_tracked_total", NULL, NULL, k->tracked);
 	prom_family(b, "tes_servers_forgotten_total", "counter",
 		    "Servers forgotten after forget_after days without a sighting");
-	prom_sample(b, "tes_servers_forgotten_total", NULL, NULL, k->forgotten);
+	prom_sample(b, "tes_servers_forgotten_total", NULL, NULL, ke->forgotten);
 
 	{
-		json_t *gws = gw_status_json(cp);
+		json_t *gws = cp_gateways_status(src->gws);
 		size_t i;
 		json_t *o;
 
@@ -276,29 +283,28 @@ static void render(struct cp *cp, struct prom_buf *b)
 
 	prom_family(b, "tes_start_time_seconds", "gauge",
 		    "When tescontrol started, seconds since the epoch (its clock)");
-	prom_sample(b, "tes_start_time_seconds", NULL, NULL, (uint64_t)cp->started_at);
+	prom_sample(b, "tes_start_time_seconds", NULL, NULL, (uint64_t)sta->started_at);
 	prom_family(b, "tes_state_generation", "gauge",
 		    "The state generation of tescontrol's last broadcast to gateways (each"
 		    " gateway's tes_control_generation catches up to it)");
-	prom_sample(b, "tes_state_generation", NULL, NULL, cp->gen);
+	prom_sample(b, "tes_state_generation", NULL, NULL, src->gws->gen);
 	prom_family(b, "tes_build_info", "gauge", "tescontrol's version; always 1");
 	prom_printf(b, "tes_build_info{version=\"");
 	prom_label_value(b, TES_VERSION);
-	prom_printf(b, "\",test_clock=\"%s\"} 1\n", cp->test_clock ? "true" : "false");
+	prom_printf(b, "\",test_clock=\"%s\"} 1\n", sta->clock->test ? "true" : "false");
 
-	render_gateways(cp, b);
-	cp_xdp_metrics(cp, b);
+	render_gateways(src->gws, b);
+	cp_xdp_metrics(src->xdp, b);
 }
 
-void cp_metrics_publish(struct cp *cp)
+void cp_metrics_publish(struct cp_metrics *m)
 {
-	struct cp_metrics *m = cp->metrics;
 	char *old;
 
 	if (!m)
 		return;
 	prom_buf_free(&m->pending);
-	render(cp, &m->pending);
+	cp_metrics_render(&m->src, &m->pending);
 	if (m->pending.failed) {
 		cp_warn("metrics: out of memory rendering; keeping the previous values");
 		prom_buf_free(&m->pending);
@@ -367,14 +373,14 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
 	return rc;
 }
 
-static void on_tick(struct cp *cp, struct cp_watch *w, uint32_t events)
+static void on_tick(struct cp_watch *w, uint32_t events)
 {
 	uint64_t n;
 
 	(void)events;
 	if (read(w->fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		cp_debug("metrics timer: %s", strerror(errno));
-	cp_metrics_publish(cp);
+	cp_metrics_publish(cp_container_of(w, struct cp_metrics, tick));
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -387,9 +393,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	cp_warn("metrics server: %s", buf);
 }
 
-int cp_metrics_start(struct cp *cp)
+int cp_metrics_start(struct cp_metrics **out, const char *listen, struct cp_loop *loop,
+		     const struct cp_metrics_sources *src, struct tes_store *store)
 {
-	const char *listen = cp->cfg.metrics_listen;
 	struct addrinfo hints, *ai = NULL;
 	char host[128];
 	const char *colon, *port;
@@ -398,8 +404,7 @@ int cp_metrics_start(struct cp *cp)
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 	int rc;
 
-	cp->store->on_commit = cp_metrics_commit;
-	cp->store->on_commit_ctx = cp;
+	*out = NULL;
 	if (!listen[0]) {
 		cp_info("metrics: off (metrics_listen is empty)");
 		return 0;
@@ -432,8 +437,15 @@ int cp_metrics_start(struct cp *cp)
 		return -1;
 	}
 	pthread_mutex_init(&m->mu, NULL);
-	cp->metrics = m;
-	cp_metrics_publish(cp); /* a scrape right after start sees values */
+	m->loop = loop;
+	m->src = *src;
+	m->src.commit = &m->commit;
+	m->tick.fd = -1;
+	m->tick.fn = on_tick;
+	store->on_commit = observe_commit;
+	store->on_commit_ctx = m;
+	*out = m;
+	cp_metrics_publish(m); /* a scrape right after start sees values */
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	/* The logger first, or libmicrohttpd warns on its own stderr. */
@@ -448,16 +460,16 @@ int cp_metrics_start(struct cp *cp)
 		cp_err("metrics_listen %s: cannot listen (address in use or not local?);"
 		       " running without metrics",
 		       listen);
-		cp_metrics_stop(cp);
+		cp_metrics_stop(m, store);
+		*out = NULL;
 		return 0;
 	}
-	cp->metrics_tick.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	cp->metrics_tick.fn = on_tick;
+	m->tick.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	memset(&its, 0, sizeof(its));
 	its.it_value.tv_sec = 1;
 	its.it_interval.tv_sec = 1;
-	if (cp->metrics_tick.fd < 0 || timerfd_settime(cp->metrics_tick.fd, 0, &its, NULL) ||
-	    cp_watch_add(cp, &cp->metrics_tick, EPOLLIN)) {
+	if (m->tick.fd < 0 || timerfd_settime(m->tick.fd, 0, &its, NULL) ||
+	    cp_watch_add(loop, &m->tick, EPOLLIN)) {
 		cp_err("metrics timer: %s", strerror(errno));
 		return -1;
 	}
@@ -465,21 +477,20 @@ int cp_metrics_start(struct cp *cp)
 	return 0;
 }
 
-void cp_metrics_stop(struct cp *cp)
+void cp_metrics_stop(struct cp_metrics *m, struct tes_store *store)
 {
-	struct cp_metrics *m = cp->metrics;
-
-	if (cp->metrics_tick.fd >= 0) {
-		close(cp->metrics_tick.fd);
-		cp->metrics_tick.fd = -1;
-	}
 	if (!m)
 		return;
+	if (store && store->on_commit_ctx == m) {
+		store->on_commit = NULL;
+		store->on_commit_ctx = NULL;
+	}
+	if (m->tick.fd >= 0)
+		close(m->tick.fd);
 	if (m->d)
 		MHD_stop_daemon(m->d);
 	pthread_mutex_destroy(&m->mu);
 	free(m->text);
 	prom_buf_free(&m->pending);
 	free(m);
-	cp->metrics = NULL;
 }

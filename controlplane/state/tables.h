@@ -40,7 +40,7 @@ struct cp_server {
 	bool stored; /* the store has a row for it (some are written lazily) */
 	/* What the gateways were last sent of last_seen and the sources' seen
 	 * times: an update that only moves those is sent once it moved far
-	 * enough (state/state.c). */
+	 * enough (state/sighting.c). */
 	int64_t pushed_last_seen;
 	int64_t pushed_source_seen[TES_SERVER_SOURCES_MAX];
 	/* Tenant 0 only: least recently seen order, all and per prefix. */
