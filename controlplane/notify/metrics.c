@@ -30,25 +30,6 @@ struct cp_metrics {
 	struct prom_buf pending; /* rendered but not yet swapped in */
 };
 
-/* SQLite commits on a local disk take from tens of microseconds (no fsync
- * needed) to tens of milliseconds (fsync on a busy disk). */
-static const double commit_bounds[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-					0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5 };
-#define NCOMMIT (sizeof(commit_bounds) / sizeof(commit_bounds[0]))
-
-/* The store's commit observer (struct tes_store.on_commit). */
-static void observe_commit(void *ctx, double seconds)
-{
-	struct cp_metrics *m = ctx;
-
-	prom_hist_observe(&m->commit, commit_bounds, NCOMMIT, seconds);
-}
-
-/* Status label values: lower case, as Prometheus labels usually are. */
-static const char *const status_label[TES_STATUS_COUNT] = {
-	"reporting", "throttling", "blocking", "resolved", "paused", "stale", "compliant",
-};
-
 struct gw_sample {
 	char name[128];
 	const char *gateway;
@@ -123,178 +104,325 @@ out:
 	json_decref(gws);
 }
 
-void cp_metrics_render(const struct cp_metrics_sources *src, struct prom_buf *b)
+/* ---- the families ----
+ * What every family is rendered from: the sources and what one render
+ * computes once (now, the servers by status, the gateways that said
+ * hello). */
+struct view {
+	const struct cp_metrics_sources *src;
+	const struct cp_state *st;
+	int64_t now;
+	uint64_t by_status[TES_STATUS_COUNT];
+	unsigned gateways;
+};
+
+/* Status label values: lower case, as Prometheus labels usually are. */
+static const char *const status_label[TES_STATUS_COUNT] = {
+	"reporting", "throttling", "blocking", "resolved", "paused", "stale", "compliant",
+};
+
+enum value_kind {
+	STATE_COUNT, /* a member of struct cp_state_counts */
+	ESC_COUNT,   /* a member of struct esc_counts */
+	GETTER,      /* value() */
+	SAMPLES,     /* samples() writes them, with their labels */
+};
+
+/* One family: HELP and TYPE, then its samples, in table order. */
+struct family {
+	const char *name;
+	const char *type;
+	const char *help;
+	enum value_kind kind;
+	size_t off;
+	uint64_t (*value)(const struct view *v);
+	void (*samples)(const struct view *v, struct prom_buf *b, const char *name);
+};
+
+#define STATE_COUNTER(n, h, m)                                                \
+	{                                                                     \
+		.name = n, .type = "counter", .help = h, .kind = STATE_COUNT, \
+		.off = offsetof(struct cp_state_counts, m)                    \
+	}
+#define ESC_COUNTER(n, h, m)                                                \
+	{                                                                   \
+		.name = n, .type = "counter", .help = h, .kind = ESC_COUNT, \
+		.off = offsetof(struct esc_counts, m)                       \
+	}
+#define GAUGE(n, h, fn)                                                            \
+	{                                                                          \
+		.name = n, .type = "gauge", .help = h, .kind = GETTER, .value = fn \
+	}
+#define LABELLED(n, t, h, fn)                                                   \
+	{                                                                       \
+		.name = n, .type = t, .help = h, .kind = SAMPLES, .samples = fn \
+	}
+
+static void servers_by_status(const struct view *v, struct prom_buf *b, const char *name)
 {
-	const struct cp_state *sta = src->st;
-	const struct cp_state_counts *k = &sta->counts;
-	const struct esc_counts *ke = &src->esc->counts;
-	static const struct prom_hist no_commits;
-	const struct prom_hist *commit = src->commit ? src->commit : &no_commits;
-	uint64_t by[TES_STATUS_COUNT] = { 0 };
-	int64_t now = cp_state_now(sta);
-	unsigned ngw = 0;
+	for (int s = 0; s < TES_STATUS_COUNT; s++)
+		prom_sample(b, name, "status", status_label[s], v->by_status[s]);
+}
+
+static void stages_entered(const struct view *v, struct prom_buf *b, const char *name)
+{
 	char num[24];
 
-	for (uint32_t i = 0; i < sta->tab.nslots; i++) {
-		const struct cp_server *c = &sta->tab.srv[i];
-		enum tes_status st;
-		unsigned stage;
-
-		if (!c->live)
-			continue;
-		cp_state_server_view(sta, &c->v.s, now, &stage, &st);
-		if ((unsigned)st < TES_STATUS_COUNT)
-			by[st]++;
-	}
-	prom_family(b, "tes_servers", "gauge", "Known on-premises Exchange servers by status");
-	for (int s = 0; s < TES_STATUS_COUNT; s++)
-		prom_sample(b, "tes_servers", "status", status_label[s], by[s]);
-
-	prom_family(b, "tes_stage_changes_total", "counter",
-		    "Servers announced as having reached an enforcement stage");
 	for (unsigned s = 1; s <= TES_STAGE_COUNT; s++) {
 		snprintf(num, sizeof(num), "%u", s);
-		prom_sample(b, "tes_stage_changes_total", "stage", num, ke->stage_entered[s]);
+		prom_sample(b, name, "stage", num, v->src->esc->counts.stage_entered[s]);
 	}
-	prom_family(b, "tes_status_changes_total", "counter",
-		    "Servers announced as having entered a status");
+}
+
+static void statuses_entered(const struct view *v, struct prom_buf *b, const char *name)
+{
 	for (int s = 0; s < TES_STATUS_COUNT; s++)
-		prom_sample(b, "tes_status_changes_total", "status", status_label[s],
-			    ke->status_entered[s]);
+		prom_sample(b, name, "status", status_label[s],
+			    v->src->esc->counts.status_entered[s]);
+}
 
-	prom_family(b, "tes_sightings_total", "counter",
-		    "Sightings received from gateways, by tescontrol's classification");
-	prom_sample(b, "tes_sightings_total", "class", "vulnerable",
-		    k->sightings_by_class[CP_SIGHT_VULNERABLE]);
-	prom_sample(b, "tes_sightings_total", "class", "compliant",
-		    k->sightings_by_class[CP_SIGHT_COMPLIANT]);
-	prom_sample(b, "tes_sightings_total", "class", "ignored",
-		    k->sightings_by_class[CP_SIGHT_IGNORED]);
-	prom_family(b, "tes_sightings_refused_total", "counter",
-		    "Sightings refused (unknown tenant, invalid name, store failure)");
-	prom_sample(b, "tes_sightings_refused_total", NULL, NULL, k->sightings_refused);
+static void sightings_by_class(const struct view *v, struct prom_buf *b, const char *name)
+{
+	const uint64_t *k = v->st->counts.sightings_by_class;
 
-	prom_family(b, "tes_first_detections_total", "counter",
-		    "Servers detected out of date for the first time");
-	prom_sample(b, "tes_first_detections_total", NULL, NULL, k->first);
-	prom_family(b, "tes_redetections_total", "counter",
-		    "Resolved servers seen out of date again");
-	prom_sample(b, "tes_redetections_total", NULL, NULL, k->redetected);
-	prom_family(b, "tes_resolutions_total", "counter",
-		    "Out-of-date servers seen running a compliant build");
-	prom_sample(b, "tes_resolutions_total", NULL, NULL, k->resolved);
-	prom_family(b, "tes_server_resets_total", "counter", "Servers reset by an operator");
-	prom_sample(b, "tes_server_resets_total", NULL, NULL, k->resets);
-	prom_family(b, "tes_pauses_total", "counter", "Tenant pauses granted or extended");
-	prom_sample(b, "tes_pauses_total", NULL, NULL, k->pauses);
-	prom_family(b, "tes_pause_resumes_total", "counter", "Tenant pauses ended by an operator");
-	prom_sample(b, "tes_pause_resumes_total", NULL, NULL, k->resumes);
+	prom_sample(b, name, "class", "vulnerable", k[CP_SIGHT_VULNERABLE]);
+	prom_sample(b, name, "class", "compliant", k[CP_SIGHT_COMPLIANT]);
+	prom_sample(b, name, "class", "ignored", k[CP_SIGHT_IGNORED]);
+}
 
-	prom_family(b, "tes_escalation_timer_armed_total", "counter",
-		    "Times the escalation timer was set to a new deadline");
-	prom_sample(b, "tes_escalation_timer_armed_total", NULL, NULL, ke->timer_armed);
-	prom_family(b, "tes_escalation_timer_fired_total", "counter",
-		    "Expiries of the escalation timer");
-	prom_sample(b, "tes_escalation_timer_fired_total", NULL, NULL, ke->timer_fired);
-	prom_family(b, "tes_escalations_due_total", "counter",
-		    "Servers re-evaluated because their next change fell due");
-	prom_sample(b, "tes_escalations_due_total", NULL, NULL, ke->escalations_due);
+/* SQLite commits on a local disk take from tens of microseconds (no fsync
+ * needed) to tens of milliseconds (fsync on a busy disk). */
+static const double commit_bounds[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+					0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5 };
+#define NCOMMIT (sizeof(commit_bounds) / sizeof(commit_bounds[0]))
 
-	prom_family(b, "tes_store_commit_duration_seconds", "histogram",
-		    "Time to commit a transaction to the SQLite store");
-	prom_hist_write(b, "tes_store_commit_duration_seconds", commit_bounds, NCOMMIT, commit);
-	prom_family(b, "tes_store_errors_total", "counter", "Failed writes to the store");
-	prom_sample(b, "tes_store_errors_total", NULL, NULL, k->store_errors);
+static void commit_latency(const struct view *v, struct prom_buf *b, const char *name)
+{
+	static const struct prom_hist none;
 
-	/* Seconds, not days: Prometheus wants base units (promtool says so);
-	 * a pause day is 86400 s of the tenant's quota. */
-	prom_family(b, "tes_pause_quota_seconds", "gauge",
-		    "Pause time each tenant may be granted per calendar year (whole days)");
-	prom_sample(b, "tes_pause_quota_seconds", NULL, NULL,
-		    (uint64_t)sta->policy.pause_quota_days * 86400u);
-	prom_family(b, "tes_tenant_pause_quota_used_seconds", "gauge",
-		    "Pause time granted to the tenant in the current calendar year (whole days)");
-	for (size_t i = 0; i < sta->tab.ntenants; i++) {
-		const struct tes_tenant *t = &sta->tab.tenants[i];
+	prom_hist_write(b, name, commit_bounds, NCOMMIT, v->src->commit ? v->src->commit : &none);
+}
+
+/* name{tenant="ID",tenant_name="NAME"} */
+static void tenant_sample_head(struct prom_buf *b, const char *name, const struct tes_tenant *t)
+{
+	prom_printf(b, "%s{tenant=\"%u\",tenant_name=\"", name, t->id);
+	prom_label_value(b, t->name);
+}
+
+static void pause_quota_used(const struct view *v, struct prom_buf *b, const char *name)
+{
+	for (size_t i = 0; i < v->st->tab.ntenants; i++) {
+		const struct tes_tenant *t = &v->st->tab.tenants[i];
 		int year;
 
-		tes_pause_days_left(&t->pause, &sta->policy, now, &year);
-		prom_printf(b, "tes_tenant_pause_quota_used_seconds{tenant=\"%u\",tenant_name=\"",
-			    t->id);
-		prom_label_value(b, t->name);
+		tes_pause_days_left(&t->pause, &v->st->policy, v->now, &year);
+		tenant_sample_head(b, name, t);
 		prom_printf(b, "\"} %llu\n",
 			    (unsigned long long)(t->pause.year == year ? t->pause.days_used : 0) *
 				    86400ull);
 	}
-	prom_family(b, "tes_tenants", "gauge", "Tenants configured");
-	prom_sample(b, "tes_tenants", NULL, NULL, sta->tab.ntenants);
+}
 
-	/* Issue 13: what untrusted input can make tescontrol keep. */
-	prom_family(b, "tes_tenant_servers", "gauge",
-		    "Servers on record for the tenant (compliant ones included)");
-	for (size_t i = 0; i < sta->tab.ntenants; i++) {
-		const struct tes_tenant *t = &sta->tab.tenants[i];
+static void tenant_servers(const struct view *v, struct prom_buf *b, const char *name)
+{
+	for (size_t i = 0; i < v->st->tab.ntenants; i++) {
+		const struct tes_tenant *t = &v->st->tab.tenants[i];
 
-		prom_printf(b, "tes_tenant_servers{tenant=\"%u\",tenant_name=\"", t->id);
-		prom_label_value(b, t->name);
-		prom_printf(b, "\"} %u\n", cp_tenant_servers(&sta->tab, t->id));
+		tenant_sample_head(b, name, t);
+		prom_printf(b, "\"} %u\n", cp_tenant_servers(&v->st->tab, t->id));
 	}
-	prom_family(b, "tes_tenant_server_cap", "gauge",
-		    "Servers a tenant may have on record (limits.servers_per_tenant)");
-	prom_sample(b, "tes_tenant_server_cap", NULL, NULL, sta->policy.servers_per_tenant);
-	prom_family(b, "tes_servers_not_tracked_total", "counter",
-		    "Sightings of new servers not tracked because their tenant was at its cap"
-		    " (or, for mail over no connector, untrusted_servers is 0)");
-	prom_sample(b, "tes_servers_not_tracked_total", NULL, NULL, k->not_tracked);
-	prom_family(b, "tes_sightings_untrusted_ignored_total", "counter",
-		    "Sightings in mail over no connector, counted and dropped under scope"
-		    " connectors");
-	prom_sample(b, "tes_sightings_untrusted_ignored_total", NULL, NULL, k->untrusted_ignored);
-	prom_family(b, "tes_untrusted_servers", "gauge",
-		    "Servers seen in mail over no connector on record (scope all; bounded)");
-	prom_sample(b, "tes_untrusted_servers", NULL, NULL, sta->tab.nuntrusted);
-	prom_family(b, "tes_untrusted_evictions_total", "counter",
-		    "Servers of mail over no connector forgotten at a cap (least recently seen)");
-	prom_sample(b, "tes_untrusted_evictions_total", NULL, NULL, k->untrusted_evicted);
-	prom_family(b, "tes_servers_tracked_total", "counter",
-		    "Servers first seen with a compliant build (tracked without a clock)");
-	prom_sample(b, "tes_servers_tracked_total", NULL, NULL, k->tracked);
-	prom_family(b, "tes_servers_forgotten_total", "counter",
-		    "Servers forgotten after forget_after days without a sighting");
-	prom_sample(b, "tes_servers_forgotten_total", NULL, NULL, ke->forgotten);
+}
 
-	{
-		json_t *gws = cp_gateways_status(src->gws);
-		size_t i;
-		json_t *o;
-
-		json_array_foreach(gws, i, o)
-		{
-			const char *name = json_string_value(json_object_get(o, "gateway"));
-
-			if (name && name[0])
-				ngw++;
-		}
-		json_decref(gws);
-	}
-	prom_family(b, "tes_gateways_connected", "gauge",
-		    "Gateways connected to tescontrol that have said hello");
-	prom_sample(b, "tes_gateways_connected", NULL, NULL, ngw);
-
-	prom_family(b, "tes_start_time_seconds", "gauge",
-		    "When tescontrol started, seconds since the epoch (its clock)");
-	prom_sample(b, "tes_start_time_seconds", NULL, NULL, (uint64_t)sta->started_at);
-	prom_family(b, "tes_state_generation", "gauge",
-		    "The state generation of tescontrol's last broadcast to gateways (each"
-		    " gateway's tes_control_generation catches up to it)");
-	prom_sample(b, "tes_state_generation", NULL, NULL, src->gws->gen);
-	prom_family(b, "tes_build_info", "gauge", "tescontrol's version; always 1");
-	prom_printf(b, "tes_build_info{version=\"");
+static void build_info(const struct view *v, struct prom_buf *b, const char *name)
+{
+	prom_printf(b, "%s{version=\"", name);
 	prom_label_value(b, TES_VERSION);
-	prom_printf(b, "\",test_clock=\"%s\"} 1\n", sta->clock->test ? "true" : "false");
+	prom_printf(b, "\",test_clock=\"%s\"} 1\n", v->st->clock->test ? "true" : "false");
+}
 
+/* Seconds, not days: Prometheus wants base units (promtool says so); a
+ * pause day is 86400 s of the tenant's quota. */
+static uint64_t pause_quota(const struct view *v)
+{
+	return (uint64_t)v->st->policy.pause_quota_days * 86400u;
+}
+
+static uint64_t tenants(const struct view *v)
+{
+	return v->st->tab.ntenants;
+}
+
+static uint64_t server_cap(const struct view *v)
+{
+	return v->st->policy.servers_per_tenant;
+}
+
+static uint64_t untrusted_servers(const struct view *v)
+{
+	return v->st->tab.nuntrusted;
+}
+
+static uint64_t gateways_connected(const struct view *v)
+{
+	return v->gateways;
+}
+
+static uint64_t start_time(const struct view *v)
+{
+	return (uint64_t)v->st->started_at;
+}
+
+static uint64_t generation(const struct view *v)
+{
+	return v->src->gws->gen;
+}
+
+static const struct family families[] = {
+	LABELLED("tes_servers", "gauge", "Known on-premises Exchange servers by status",
+		 servers_by_status),
+	LABELLED("tes_stage_changes_total", "counter",
+		 "Servers announced as having reached an enforcement stage", stages_entered),
+	LABELLED("tes_status_changes_total", "counter",
+		 "Servers announced as having entered a status", statuses_entered),
+	LABELLED("tes_sightings_total", "counter",
+		 "Sightings received from gateways, by tescontrol's classification",
+		 sightings_by_class),
+	STATE_COUNTER("tes_sightings_refused_total",
+		      "Sightings refused (unknown tenant, invalid name, store failure)",
+		      sightings_refused),
+	STATE_COUNTER("tes_first_detections_total",
+		      "Servers detected out of date for the first time", first),
+	STATE_COUNTER("tes_redetections_total", "Resolved servers seen out of date again",
+		      redetected),
+	STATE_COUNTER("tes_resolutions_total", "Out-of-date servers seen running a compliant build",
+		      resolved),
+	STATE_COUNTER("tes_server_resets_total", "Servers reset by an operator", resets),
+	STATE_COUNTER("tes_pauses_total", "Tenant pauses granted or extended", pauses),
+	STATE_COUNTER("tes_pause_resumes_total", "Tenant pauses ended by an operator", resumes),
+	ESC_COUNTER("tes_escalation_timer_armed_total",
+		    "Times the escalation timer was set to a new deadline", timer_armed),
+	ESC_COUNTER("tes_escalation_timer_fired_total", "Expiries of the escalation timer",
+		    timer_fired),
+	ESC_COUNTER("tes_escalations_due_total",
+		    "Servers re-evaluated because their next change fell due", escalations_due),
+	LABELLED("tes_store_commit_duration_seconds", "histogram",
+		 "Time to commit a transaction to the SQLite store", commit_latency),
+	STATE_COUNTER("tes_store_errors_total", "Failed writes to the store", store_errors),
+	GAUGE("tes_pause_quota_seconds",
+	      "Pause time each tenant may be granted per calendar year (whole days)", pause_quota),
+	LABELLED("tes_tenant_pause_quota_used_seconds", "gauge",
+		 "Pause time granted to the tenant in the current calendar year (whole days)",
+		 pause_quota_used),
+	GAUGE("tes_tenants", "Tenants configured", tenants),
+	/* Issue 13: what untrusted input can make tescontrol keep. */
+	LABELLED("tes_tenant_servers", "gauge",
+		 "Servers on record for the tenant (compliant ones included)", tenant_servers),
+	GAUGE("tes_tenant_server_cap",
+	      "Servers a tenant may have on record (limits.servers_per_tenant)", server_cap),
+	STATE_COUNTER("tes_servers_not_tracked_total",
+		      "Sightings of new servers not tracked because their tenant was at its cap"
+		      " (or, for mail over no connector, untrusted_servers is 0)",
+		      not_tracked),
+	STATE_COUNTER("tes_sightings_untrusted_ignored_total",
+		      "Sightings in mail over no connector, counted and dropped under scope"
+		      " connectors",
+		      untrusted_ignored),
+	GAUGE("tes_untrusted_servers",
+	      "Servers seen in mail over no connector on record (scope all; bounded)",
+	      untrusted_servers),
+	STATE_COUNTER("tes_untrusted_evictions_total",
+		      "Servers of mail over no connector forgotten at a cap (least recently seen)",
+		      untrusted_evicted),
+	STATE_COUNTER("tes_servers_tracked_total",
+		      "Servers first seen with a compliant build (tracked without a clock)",
+		      tracked),
+	ESC_COUNTER("tes_servers_forgotten_total",
+		    "Servers forgotten after forget_after days without a sighting", forgotten),
+	GAUGE("tes_gateways_connected", "Gateways connected to tescontrol that have said hello",
+	      gateways_connected),
+	GAUGE("tes_start_time_seconds",
+	      "When tescontrol started, seconds since the epoch (its clock)", start_time),
+	GAUGE("tes_state_generation",
+	      "The state generation of tescontrol's last broadcast to gateways (each"
+	      " gateway's tes_control_generation catches up to it)",
+	      generation),
+	LABELLED("tes_build_info", "gauge", "tescontrol's version; always 1", build_info),
+};
+
+/* What one render computes once for several families. */
+static void view_of(const struct cp_metrics_sources *src, struct view *v)
+{
+	const struct cp_state *st = src->st;
+	json_t *gws = cp_gateways_status(src->gws);
+	size_t i;
+	json_t *o;
+
+	memset(v, 0, sizeof(*v));
+	v->src = src;
+	v->st = st;
+	v->now = cp_state_now(st);
+	for (uint32_t k = 0; k < st->tab.nslots; k++) {
+		const struct cp_server *c = &st->tab.srv[k];
+		enum tes_status status;
+		unsigned stage;
+
+		if (!c->live)
+			continue;
+		cp_state_server_view(st, &c->v.s, v->now, &stage, &status);
+		if ((unsigned)status < TES_STATUS_COUNT)
+			v->by_status[status]++;
+	}
+	json_array_foreach(gws, i, o)
+	{
+		const char *name = json_string_value(json_object_get(o, "gateway"));
+
+		if (name && name[0])
+			v->gateways++;
+	}
+	json_decref(gws);
+}
+
+void cp_metrics_render(const struct cp_metrics_sources *src, struct prom_buf *b)
+{
+	struct view v;
+
+	view_of(src, &v);
+	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+		const struct family *f = &families[i];
+
+		prom_family(b, f->name, f->type, f->help);
+		switch (f->kind) {
+		case STATE_COUNT:
+			prom_sample(b, f->name, NULL, NULL,
+				    *(const uint64_t *)(const void *)((const char *)&v.st->counts +
+								      f->off));
+			break;
+		case ESC_COUNT:
+			prom_sample(
+				b, f->name, NULL, NULL,
+				*(const uint64_t *)(const void *)((const char *)&src->esc->counts +
+								  f->off));
+			break;
+		case GETTER:
+			prom_sample(b, f->name, NULL, NULL, f->value(&v));
+			break;
+		case SAMPLES:
+			f->samples(&v, b, f->name);
+			break;
+		}
+	}
+	/* Families whose names come from the gateways and the XDP sink. */
 	render_gateways(src->gws, b);
 	cp_xdp_metrics(src->xdp, b);
+}
+
+/* The store's commit observer (struct tes_store.on_commit). */
+static void observe_commit(void *ctx, double seconds)
+{
+	struct cp_metrics *m = ctx;
+
+	prom_hist_observe(&m->commit, commit_bounds, NCOMMIT, seconds);
 }
 
 void cp_metrics_publish(struct cp_metrics *m)
