@@ -1,5 +1,5 @@
 #!/bin/bash
-# bench/run-etcd.sh: what the etcd client (controlplane/etcd, libtesetcd)
+# bench/run-etcd.sh: what the etcd client (controlplane/store/etcd, libtesetcd)
 # costs against a real 3-member etcd cluster on this machine's loopback, for
 # docs/benchmarks.md ("etcd client") and the fleet's write budget.  Prints the
 # machine and every command.

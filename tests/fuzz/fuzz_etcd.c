@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * libFuzzer target for what libtesetcd reads from the network
- * (controlplane/etcd/etcd_parse.c): the input is taken as one answer and
+ * (controlplane/store/etcd/etcd_parse.c): the input is taken as one answer and
  * given to every answer parser (each must cope with another call's answer),
  * and as a watch stream, cut into chunks of 1 octet, of a size the input
  * picks, and whole, with every object it yields parsed as a watch message.

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * controlplane/etcd without a server: base64 and the strict numbers, prefix
+ * controlplane/store/etcd without a server: base64 and the strict numbers, prefix
  * ends, every answer parser on answers captured from etcd 3.4 and on broken
  * ones, the watch-stream splitter however the bytes are cut, and the
  * configuration checks.  The calls against real clusters are in

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
-#include "controlplane/store.h"
+#include "controlplane/store/sqlite.h"
 
 struct fixture {
 	char dir[64];

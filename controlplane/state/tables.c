@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-#include "controlplane/state.h"
+#include "controlplane/state/tables.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -20,7 +20,7 @@ void cp_fqdn_key(const char *fqdn, char *buf)
 	buf[i] = '\0';
 }
 
-static uint64_t hash_of(const struct cp_state *st, uint32_t tenant_id, const char *fqdn)
+static uint64_t hash_of(const struct cp_tables *st, uint32_t tenant_id, const char *fqdn)
 {
 	uint8_t buf[4 + TES_FQDN_MAX];
 	size_t n;
@@ -37,7 +37,7 @@ static uint64_t hash_of(const struct cp_state *st, uint32_t tenant_id, const cha
 
 /* ---- set-up ---- */
 
-int cp_state_init(struct cp_state *st)
+int cp_tables_init(struct cp_tables *st)
 {
 	memset(st, 0, sizeof(*st));
 	if (getrandom(st->seed, sizeof(st->seed), 0) != sizeof(st->seed)) {
@@ -60,7 +60,7 @@ int cp_state_init(struct cp_state *st)
 	return 0;
 }
 
-void cp_state_free(struct cp_state *st)
+void cp_tables_free(struct cp_tables *st)
 {
 	free(st->srv);
 	free(st->freelist);
@@ -96,7 +96,7 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem)
 
 /* ---- tenants: a sorted array (there are few, and they change rarely) ---- */
 
-static size_t tenant_pos(const struct cp_state *st, uint32_t id)
+static size_t tenant_pos(const struct cp_tables *st, uint32_t id)
 {
 	size_t lo = 0, hi = st->ntenants;
 
@@ -111,14 +111,14 @@ static size_t tenant_pos(const struct cp_state *st, uint32_t id)
 	return lo;
 }
 
-struct tes_tenant *cp_tenant_find(struct cp_state *st, uint32_t id)
+struct tes_tenant *cp_tenant_find(struct cp_tables *st, uint32_t id)
 {
 	size_t i = tenant_pos(st, id);
 
 	return i < st->ntenants && st->tenants[i].id == id ? &st->tenants[i] : NULL;
 }
 
-int cp_tenant_put(struct cp_state *st, const struct tes_tenant *t)
+int cp_tenant_put(struct cp_tables *st, const struct tes_tenant *t)
 {
 	size_t i = tenant_pos(st, t->id);
 
@@ -134,7 +134,7 @@ int cp_tenant_put(struct cp_state *st, const struct tes_tenant *t)
 	return 0;
 }
 
-void cp_tenant_delete(struct cp_state *st, uint32_t id)
+void cp_tenant_delete(struct cp_tables *st, uint32_t id)
 {
 	size_t i = tenant_pos(st, id);
 
@@ -147,7 +147,7 @@ void cp_tenant_delete(struct cp_state *st, uint32_t id)
 
 /* ---- servers per tenant ---- */
 
-static struct cp_tenant_count *tcount_slot(struct cp_state *st, uint32_t id, bool add)
+static struct cp_tenant_count *tcount_slot(struct cp_tables *st, uint32_t id, bool add)
 {
 	uint32_t mask, i;
 
@@ -185,16 +185,16 @@ static struct cp_tenant_count *tcount_slot(struct cp_state *st, uint32_t id, boo
 	return &st->tcounts[i];
 }
 
-uint32_t cp_tenant_servers(const struct cp_state *st, uint32_t tenant_id)
+uint32_t cp_tenant_servers(const struct cp_tables *st, uint32_t tenant_id)
 {
-	struct cp_tenant_count *c = tcount_slot((struct cp_state *)st, tenant_id, false);
+	struct cp_tenant_count *c = tcount_slot((struct cp_tables *)st, tenant_id, false);
 
 	return c ? c->n : 0;
 }
 
 /* ---- tenant 0: prefixes and least-recently-seen lists ---- */
 
-static struct tes_addr prefix_of(const struct cp_state *st, const struct tes_addr *src)
+static struct tes_addr prefix_of(const struct cp_tables *st, const struct tes_addr *src)
 {
 	struct tes_addr net;
 	unsigned bits;
@@ -211,14 +211,14 @@ static struct tes_addr prefix_of(const struct cp_state *st, const struct tes_add
 	return net;
 }
 
-static uint32_t prefix_bucket(const struct cp_state *st, const struct tes_addr *net)
+static uint32_t prefix_bucket(const struct cp_tables *st, const struct tes_addr *net)
 {
 	const struct siphash_key key = { st->seed[1], st->seed[0] };
 
 	return (uint32_t)(siphash24(&key, net, sizeof(*net)) & (st->nprefix_buckets - 1));
 }
 
-static uint32_t prefix_find(const struct cp_state *st, const struct tes_addr *net)
+static uint32_t prefix_find(const struct cp_tables *st, const struct tes_addr *net)
 {
 	for (uint32_t i = st->prefix_buckets[prefix_bucket(st, net)]; i != CP_NO_SLOT;
 	     i = st->prefixes[i].hnext) {
@@ -228,7 +228,7 @@ static uint32_t prefix_find(const struct cp_state *st, const struct tes_addr *ne
 	return CP_NO_SLOT;
 }
 
-static uint32_t prefix_get(struct cp_state *st, const struct tes_addr *net)
+static uint32_t prefix_get(struct cp_tables *st, const struct tes_addr *net)
 {
 	uint32_t i = prefix_find(st, net), b;
 
@@ -255,7 +255,7 @@ static uint32_t prefix_get(struct cp_state *st, const struct tes_addr *net)
 	return i;
 }
 
-static void prefix_put(struct cp_state *st, uint32_t i)
+static void prefix_put(struct cp_tables *st, uint32_t i)
 {
 	struct cp_prefix *p = &st->prefixes[i];
 	uint32_t *pp;
@@ -283,7 +283,7 @@ static void prefix_put(struct cp_state *st, uint32_t i)
 	}
 }
 
-static void lru_unlink(struct cp_state *st, uint32_t slot)
+static void lru_unlink(struct cp_tables *st, uint32_t slot)
 {
 	struct cp_server *c = &st->srv[slot];
 	struct cp_prefix *p = &st->prefixes[c->prefix];
@@ -307,7 +307,7 @@ static void lru_unlink(struct cp_state *st, uint32_t slot)
 	c->lru_prev = c->lru_next = c->plru_prev = c->plru_next = CP_NO_SLOT;
 }
 
-static void lru_push_head(struct cp_state *st, uint32_t slot)
+static void lru_push_head(struct cp_tables *st, uint32_t slot)
 {
 	struct cp_server *c = &st->srv[slot];
 	struct cp_prefix *p = &st->prefixes[c->prefix];
@@ -330,7 +330,7 @@ static void lru_push_head(struct cp_state *st, uint32_t slot)
 
 /* A new tenant-0 server joins its prefix as the most recently seen; false
  * without memory for a new prefix (then it is not in the lists). */
-static bool untrusted_link(struct cp_state *st, uint32_t slot)
+static bool untrusted_link(struct cp_tables *st, uint32_t slot)
 {
 	struct cp_server *c = &st->srv[slot];
 	struct tes_addr net = prefix_of(st, c->v.s.nsources ? &c->v.s.sources[0] : NULL);
@@ -345,7 +345,7 @@ static bool untrusted_link(struct cp_state *st, uint32_t slot)
 	return true;
 }
 
-static void untrusted_unlink(struct cp_state *st, uint32_t slot)
+static void untrusted_unlink(struct cp_tables *st, uint32_t slot)
 {
 	struct cp_server *c = &st->srv[slot];
 	uint32_t p = c->prefix;
@@ -359,13 +359,13 @@ static void untrusted_unlink(struct cp_state *st, uint32_t slot)
 	c->prefix = CP_NO_SLOT;
 }
 
-void cp_untrusted_prefixes(struct cp_state *st, unsigned v4, unsigned v6)
+void cp_untrusted_prefixes(struct cp_tables *st, unsigned v4, unsigned v6)
 {
 	st->prefix_v4 = (uint8_t)(v4 <= 32 ? v4 : 32);
 	st->prefix_v6 = (uint8_t)(v6 <= 128 ? v6 : 128);
 }
 
-void cp_untrusted_touch(struct cp_state *st, uint32_t slot)
+void cp_untrusted_touch(struct cp_tables *st, uint32_t slot)
 {
 	struct cp_server *c = cp_server_at(st, slot);
 
@@ -375,14 +375,14 @@ void cp_untrusted_touch(struct cp_state *st, uint32_t slot)
 	lru_push_head(st, slot);
 }
 
-uint32_t cp_untrusted_oldest(const struct cp_state *st, uint32_t *count)
+uint32_t cp_untrusted_oldest(const struct cp_tables *st, uint32_t *count)
 {
 	if (count)
 		*count = st->nuntrusted;
 	return st->lru_tail;
 }
 
-uint32_t cp_untrusted_oldest_in(const struct cp_state *st, const struct tes_addr *src,
+uint32_t cp_untrusted_oldest_in(const struct cp_tables *st, const struct tes_addr *src,
 				uint32_t *count)
 {
 	struct tes_addr net = prefix_of(st, src);
@@ -395,14 +395,14 @@ uint32_t cp_untrusted_oldest_in(const struct cp_state *st, const struct tes_addr
 
 static int cmp_seen(const void *a, const void *b, void *ctx)
 {
-	const struct cp_state *st = ctx;
+	const struct cp_tables *st = ctx;
 	int64_t x = st->srv[*(const uint32_t *)a].v.s.last_seen;
 	int64_t y = st->srv[*(const uint32_t *)b].v.s.last_seen;
 
 	return x < y ? -1 : x > y;
 }
 
-void cp_untrusted_rebuild(struct cp_state *st)
+void cp_untrusted_rebuild(struct cp_tables *st)
 {
 	uint32_t *slots = malloc(((size_t)st->nuntrusted + 1) * sizeof(*slots));
 	uint32_t n = 0;
@@ -421,7 +421,7 @@ void cp_untrusted_rebuild(struct cp_state *st)
 	free(slots);
 }
 
-int cp_pending_delete(struct cp_state *st, uint32_t tenant_id, const char *fqdn)
+int cp_pending_delete(struct cp_tables *st, uint32_t tenant_id, const char *fqdn)
 {
 	struct cp_pending_delete *d;
 
@@ -436,7 +436,7 @@ int cp_pending_delete(struct cp_state *st, uint32_t tenant_id, const char *fqdn)
 
 /* ---- servers ---- */
 
-uint32_t cp_server_find(struct cp_state *st, uint32_t tenant_id, const char *fqdn)
+uint32_t cp_server_find(struct cp_tables *st, uint32_t tenant_id, const char *fqdn)
 {
 	uint32_t b = (uint32_t)(hash_of(st, tenant_id, fqdn) & (st->nbuckets - 1));
 
@@ -449,7 +449,7 @@ uint32_t cp_server_find(struct cp_state *st, uint32_t tenant_id, const char *fqd
 	return CP_NO_SLOT;
 }
 
-static void link_slot(struct cp_state *st, uint32_t slot)
+static void link_slot(struct cp_tables *st, uint32_t slot)
 {
 	const struct tes_server *s = &st->srv[slot].v.s;
 	uint32_t b = (uint32_t)(hash_of(st, s->tenant_id, s->fqdn) & (st->nbuckets - 1));
@@ -458,7 +458,7 @@ static void link_slot(struct cp_state *st, uint32_t slot)
 	st->buckets[b] = slot;
 }
 
-static int rehash(struct cp_state *st, uint32_t nbuckets)
+static int rehash(struct cp_tables *st, uint32_t nbuckets)
 {
 	uint32_t *nb = malloc((size_t)nbuckets * sizeof(*nb));
 
@@ -475,7 +475,7 @@ static int rehash(struct cp_state *st, uint32_t nbuckets)
 	return 0;
 }
 
-uint32_t cp_server_add(struct cp_state *st, const struct store_server *v)
+uint32_t cp_server_add(struct cp_tables *st, const struct store_server *v)
 {
 	struct cp_tenant_count *tc = tcount_slot(st, v->s.tenant_id, true);
 	uint32_t slot;
@@ -512,7 +512,7 @@ uint32_t cp_server_add(struct cp_state *st, const struct store_server *v)
 	return slot;
 }
 
-void cp_server_delete(struct cp_state *st, uint32_t slot)
+void cp_server_delete(struct cp_tables *st, uint32_t slot)
 {
 	struct cp_server *c = cp_server_at(st, slot);
 	uint32_t b, *pp;
@@ -543,7 +543,7 @@ void cp_server_delete(struct cp_state *st, uint32_t slot)
 		st->freelist[st->nfree++] = slot;
 }
 
-void cp_server_mark_dirty(struct cp_state *st, uint32_t slot)
+void cp_server_mark_dirty(struct cp_tables *st, uint32_t slot)
 {
 	struct cp_server *c = cp_server_at(st, slot);
 
@@ -559,13 +559,13 @@ void cp_server_mark_dirty(struct cp_state *st, uint32_t slot)
  * An entry is current only while its slot is live and still has that due
  * time; anything else is skipped when it reaches the top. */
 
-static bool current(const struct cp_state *st, const struct cp_heap_entry *e)
+static bool current(const struct cp_tables *st, const struct cp_heap_entry *e)
 {
 	return e->slot < st->nslots && st->srv[e->slot].live &&
 	       st->srv[e->slot].next_change == e->due;
 }
 
-static void sift_up(struct cp_state *st, size_t i)
+static void sift_up(struct cp_tables *st, size_t i)
 {
 	struct cp_heap_entry e = st->heap[i];
 
@@ -580,7 +580,7 @@ static void sift_up(struct cp_state *st, size_t i)
 	st->heap[i] = e;
 }
 
-static void sift_down(struct cp_state *st, size_t i)
+static void sift_down(struct cp_tables *st, size_t i)
 {
 	struct cp_heap_entry e = st->heap[i];
 
@@ -599,7 +599,7 @@ static void sift_down(struct cp_state *st, size_t i)
 	st->heap[i] = e;
 }
 
-static void heap_pop(struct cp_state *st)
+static void heap_pop(struct cp_tables *st)
 {
 	st->heap[0] = st->heap[--st->nheap];
 	if (st->nheap)
@@ -608,7 +608,7 @@ static void heap_pop(struct cp_state *st)
 
 /* Drop stale entries when they outnumber the live ones, so the heap stays
  * proportional to the servers however often they are rescheduled. */
-static void compact(struct cp_state *st)
+static void compact(struct cp_tables *st)
 {
 	size_t n = 0;
 
@@ -621,7 +621,7 @@ static void compact(struct cp_state *st)
 		sift_down(st, i);
 }
 
-void cp_sched_set(struct cp_state *st, uint32_t slot, int64_t due)
+void cp_sched_set(struct cp_tables *st, uint32_t slot, int64_t due)
 {
 	struct cp_server *c = cp_server_at(st, slot);
 
@@ -643,14 +643,14 @@ void cp_sched_set(struct cp_state *st, uint32_t slot, int64_t due)
 	sift_up(st, st->nheap++);
 }
 
-int64_t cp_sched_peek(struct cp_state *st)
+int64_t cp_sched_peek(struct cp_tables *st)
 {
 	while (st->nheap && !current(st, &st->heap[0]))
 		heap_pop(st);
 	return st->nheap ? st->heap[0].due : INT64_MAX;
 }
 
-uint32_t cp_sched_pop_due(struct cp_state *st, int64_t now)
+uint32_t cp_sched_pop_due(struct cp_tables *st, int64_t now)
 {
 	uint32_t slot;
 
@@ -662,7 +662,7 @@ uint32_t cp_sched_pop_due(struct cp_state *st, int64_t now)
 	return slot;
 }
 
-void cp_sched_clear(struct cp_state *st)
+void cp_sched_clear(struct cp_tables *st)
 {
 	st->nheap = 0;
 	for (uint32_t i = 0; i < st->nslots; i++)

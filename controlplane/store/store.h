@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * tescontrol's durable state, behind a small interface: SQLite is the
- * embedded default (store_sqlite.c); a fleet store on etcd can implement the
- * same operations later without touching the callers.
+ * embedded default (sqlite.h); a fleet store on etcd implements the same
+ * operations (a struct store_ops and an open function of its own, beside
+ * sqlite.c) without touching the callers: the state room (state/) uses
+ * nothing but this header, and only main.c names an implementation.
  *
  * Contract every implementation keeps:
  * - a call that returns 0 has made its change durable (it survives kill -9
@@ -16,8 +18,8 @@
  * event loop); it has no internal locking.  Different stores are
  * independent.
  */
-#ifndef TES_CONTROLPLANE_STORE_H
-#define TES_CONTROLPLANE_STORE_H
+#ifndef TES_CONTROLPLANE_STORE_STORE_H
+#define TES_CONTROLPLANE_STORE_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -84,27 +86,6 @@ struct tes_store {
 	void (*on_commit)(void *ctx, double seconds);
 	void *on_commit_ctx;
 };
-
-/* Open (creating and migrating as needed) the SQLite store at path.  NULL
- * with *errbuf filled on failure; a database written by a newer tescontrol
- * (a schema version this one does not know) is refused, not touched. */
-struct tes_store *store_sqlite_open(const char *path, char *errbuf, size_t errlen);
-
-/* The schema version this build creates and migrates to. */
-int store_sqlite_latest_version(void);
-
-/* One schema step: the SQL that takes version - 1 to version.  The list
- * store_sqlite_open uses is in store_sqlite.c; this entry point exists so
- * that tests can prove an upgrade (v1 data under a v2 step) works before a
- * real v2 ships.  Steps must be in increasing version order from 1. */
-struct store_migration {
-	int version;
-	const char *sql;
-};
-struct tes_store *store_sqlite_open_with(const char *path, const struct store_migration *steps,
-					 size_t nsteps, char *errbuf, size_t errlen);
-/* This build's steps (for tests that build an older database). */
-const struct store_migration *store_sqlite_migrations(size_t *n);
 
 static inline const char *store_errmsg(const struct tes_store *st)
 {

@@ -1,15 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The gateway socket: any number of tesgate processes connect, say hello,
- * receive a full state (sync-begin ... sync-end) and then incremental
- * updates; they send sightings and counters.  A gateway that sends anything
- * malformed is logged once and disconnected; nobody else notices.
+ * The gateway socket (gateways.h).
  *
  * A full sync of many servers is produced as the socket drains (a cursor
  * over the server slots), so one slow gateway never makes tescontrol build
  * its whole state in memory at once.
  */
-#include "controlplane/cp.h"
+#include "controlplane/notify/gateways.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -19,6 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "controlplane/log.h"
+
 /* How much to queue ahead while producing a sync. */
 #define SYNC_LOW_WATER (256u * 1024u)
 /* A gateway that lets this much pile up is not reading: drop it (it
@@ -27,9 +26,12 @@
 /* Fairness: frames handled per wake-up before others get a turn. */
 #define GW_READS_PER_EVENT 16
 
-struct gw_conn {
+/* One connected tesgate.  Not gateway/'s struct gw_conn (an SMTP session
+ * inside tesgate): a type's name means one thing in the tree. */
+struct cp_gateway {
 	struct cp_watch w;
-	struct gw_conn *next;
+	struct cp_gateways *all;
+	struct cp_gateway *next;
 	unsigned id;
 	struct ctl_decoder dec;
 	struct cp_outq out;
@@ -46,14 +48,14 @@ struct gw_conn {
 	int64_t counters_at;
 };
 
-static struct gw_conn *gw_of(struct cp_watch *w)
+static struct cp_gateway *gw_of(struct cp_watch *w)
 {
 	/* w is the first member: the watch is the connection. */
-	_Static_assert(offsetof(struct gw_conn, w) == 0, "w must come first");
-	return (struct gw_conn *)w;
+	_Static_assert(offsetof(struct cp_gateway, w) == 0, "w must come first");
+	return (struct cp_gateway *)w;
 }
 
-static const char *gw_name(const struct gw_conn *g, char *buf, size_t len)
+static const char *gw_name(const struct cp_gateway *g, char *buf, size_t len)
 {
 	if (g->hello)
 		snprintf(buf, len, "gateway #%u \"%s\" (pid %d)", g->id, g->info.gateway,
@@ -63,20 +65,20 @@ static const char *gw_name(const struct gw_conn *g, char *buf, size_t len)
 	return buf;
 }
 
-static void gw_close(struct cp *cp, struct gw_conn *g)
+static void gw_close(struct cp_gateway *g)
 {
 	if (g->dead)
 		return;
-	cp_watch_del(cp, &g->w);
+	cp_watch_del(g->all->loop, &g->w);
 	close(g->w.fd);
 	g->w.fd = -1;
 	g->dead = true;
-	cp->ngws--;
+	g->all->n--;
 }
 
 /* Drop a peer that broke the protocol: one log line, a best-effort error
  * frame so its own log says why, and the connection closed. */
-static void gw_reject(struct cp *cp, struct gw_conn *g, const char *why)
+static void gw_reject(struct cp_gateway *g, const char *why)
 {
 	struct ctl_error err;
 	char name[128];
@@ -95,45 +97,46 @@ static void gw_reject(struct cp *cp, struct gw_conn *g, const char *why)
 		}
 		json_decref(m);
 	}
-	gw_close(cp, g);
+	gw_close(g);
 }
 
-static void set_events(struct cp *cp, struct gw_conn *g)
+static void set_events(struct cp_gateway *g)
 {
 	uint32_t ev = EPOLLIN | (g->out.len || g->syncing ? EPOLLOUT : 0);
 
 	if (ev != g->events && !g->dead) {
 		g->events = ev;
-		cp_watch_mod(cp, &g->w, ev);
+		cp_watch_mod(g->all->loop, &g->w, ev);
 	}
 }
 
-static void fill_sync(struct cp *cp, struct gw_conn *g)
+static void fill_sync(struct cp_gateway *g)
 {
-	int64_t now = cp_now(cp);
+	const struct cp_state *st = g->all->st;
+	int64_t now = cp_state_now(st);
 
 	while (g->syncing && g->out.len < SYNC_LOW_WATER) {
-		struct cp_server *c;
+		const struct cp_server *c;
 
-		while (g->cursor < cp->st.nslots && !cp->st.srv[g->cursor].live)
+		while (g->cursor < st->tab.nslots && !st->tab.srv[g->cursor].live)
 			g->cursor++;
-		if (g->cursor >= cp->st.nslots) {
+		if (g->cursor >= st->tab.nslots) {
 			char name[128];
 			json_t *end = ctl_sync_end_to_json();
 
 			if (end)
-				ctl_msg_set_gen(end, cp->gen);
+				ctl_msg_set_gen(end, g->all->gen);
 			cp_outq_push(&g->out, end);
 			g->syncing = false;
 			cp_info("%s: full state sent", gw_name(g, name, sizeof(name)));
 			break;
 		}
-		c = &cp->st.srv[g->cursor++];
+		c = &st->tab.srv[g->cursor++];
 		{
 			unsigned stage;
 			enum tes_status status;
 
-			cp_server_view(cp, &c->v.s, now, &stage, &status);
+			cp_state_server_view(st, &c->v.s, now, &stage, &status);
 			cp_outq_push(&g->out, ctl_server_msg(&c->v.s, stage, status, now));
 		}
 	}
@@ -141,7 +144,7 @@ static void fill_sync(struct cp *cp, struct gw_conn *g)
 
 /* Write what we can; drop the gateway on a write error or when it has
  * stopped reading. */
-static void gw_pump(struct cp *cp, struct gw_conn *g)
+static void gw_pump(struct cp_gateway *g)
 {
 	char name[128];
 
@@ -151,40 +154,49 @@ static void gw_pump(struct cp *cp, struct gw_conn *g)
 		if (rc < 0) {
 			cp_info("%s: write failed (%s); disconnecting it",
 				gw_name(g, name, sizeof(name)), strerror(errno));
-			gw_close(cp, g);
+			gw_close(g);
 			return;
 		}
 		if (rc == 0 || !g->syncing)
 			break;
-		fill_sync(cp, g);
+		fill_sync(g);
 	}
 	if (g->out.len > GW_OUTQ_MAX) {
 		cp_warn("%s: %zu octets queued and not read; disconnecting it",
 			gw_name(g, name, sizeof(name)), g->out.len);
-		gw_close(cp, g);
+		gw_close(g);
 		return;
 	}
-	set_events(cp, g);
+	set_events(g);
 }
 
-static void start_sync(struct cp *cp, struct gw_conn *g)
+static json_t *policy_msg(const struct cp_state *st)
 {
-	int64_t now = cp_now(cp);
+	return ctl_policy_msg(st->policy_doc.text, st->policy_doc.name, st->policy_doc.version);
+}
 
-	cp_outq_push(&g->out,
-		     ctl_sync_begin_to_json(now, cp->test_clock, cp->st.ntenants, cp->st.nlive));
-	cp_outq_push(&g->out, ctl_policy_msg(cp->policy_doc.text, cp->policy_doc.name,
-					     cp->policy_doc.version));
-	cp_outq_push(&g->out, ctl_catalog_msg(cp->builds.text, cp->builds.name, cp->compliance.text,
-					      cp->compliance.name, catalog_version(cp->catalog)));
-	for (size_t i = 0; i < cp->st.ntenants; i++)
-		cp_outq_push(&g->out, ctl_tenant_msg(&cp->st.tenants[i]));
+static json_t *catalog_msg(const struct cp_state *st)
+{
+	return ctl_catalog_msg(st->builds.text, st->builds.name, st->compliance.text,
+			       st->compliance.name, catalog_version(st->catalog));
+}
+
+static void start_sync(struct cp_gateway *g)
+{
+	const struct cp_state *st = g->all->st;
+
+	cp_outq_push(&g->out, ctl_sync_begin_to_json(cp_state_now(st), st->clock->test,
+						     st->tab.ntenants, st->tab.nlive));
+	cp_outq_push(&g->out, policy_msg(st));
+	cp_outq_push(&g->out, catalog_msg(st));
+	for (size_t i = 0; i < st->tab.ntenants; i++)
+		cp_outq_push(&g->out, ctl_tenant_msg(&st->tab.tenants[i]));
 	g->syncing = true;
 	g->cursor = 0;
-	fill_sync(cp, g);
+	fill_sync(g);
 }
 
-static void handle_sighting(struct cp *cp, struct gw_conn *g, const json_t *m)
+static void handle_sighting(struct cp_gateway *g, const json_t *m)
 {
 	struct ctl_sighting s;
 	struct ctl_error err;
@@ -195,12 +207,11 @@ static void handle_sighting(struct cp *cp, struct gw_conn *g, const json_t *m)
 		char why[300];
 
 		snprintf(why, sizeof(why), "bad sighting: %s", err.msg);
-		gw_reject(cp, g, why);
+		gw_reject(g, why);
 		return;
 	}
 	g->sightings += s.count ? s.count : 1;
-	if (cp_apply_sighting(cp, &s, &change, msg, sizeof(msg))) {
-		cp->counts.sightings_refused++;
+	if (cp_state_apply_sighting(g->all->st, &s, &change, msg, sizeof(msg))) {
 		cp_info("%s: sighting of %s refused: %s", gw_name(g, name, sizeof(name)), s.fqdn,
 			msg);
 		cp_outq_push(&g->out, ctl_ack_msg(s.seq, false, ctl_change_name(change), msg));
@@ -209,64 +220,64 @@ static void handle_sighting(struct cp *cp, struct gw_conn *g, const json_t *m)
 	cp_outq_push(&g->out, ctl_ack_msg(s.seq, true, ctl_change_name(change), NULL));
 }
 
-static void handle_msg(struct cp *cp, struct gw_conn *g, json_t *m)
+static void handle_msg(struct cp_gateway *g, json_t *m)
 {
 	const char *type = ctl_msg_type(m);
 	struct ctl_error err;
 	char why[300], name[128];
 
 	if (!type) {
-		gw_reject(cp, g, "frame without a \"type\"");
+		gw_reject(g, "frame without a \"type\"");
 		return;
 	}
 	if (!g->hello) {
 		if (strcmp(type, CTL_T_HELLO) != 0) {
 			snprintf(why, sizeof(why), "expected hello first, got \"%.40s\"", type);
-			gw_reject(cp, g, why);
+			gw_reject(g, why);
 			return;
 		}
 		if (ctl_hello_from_json(m, &g->info, &err)) {
 			snprintf(why, sizeof(why), "bad hello: %s", err.msg);
-			gw_reject(cp, g, why);
+			gw_reject(g, why);
 			return;
 		}
 		g->hello = true;
 		cp_info("%s: hello, version %s (uid %u); sending the full state",
 			gw_name(g, name, sizeof(name)), g->info.version, (unsigned)g->cred.uid);
-		start_sync(cp, g);
+		start_sync(g);
 		return;
 	}
 	if (strcmp(type, CTL_T_SIGHTING) == 0) {
-		handle_sighting(cp, g, m);
+		handle_sighting(g, m);
 	} else if (strcmp(type, CTL_T_COUNTERS) == 0) {
 		json_t *c;
 
 		if (ctl_counters_from_json(m, &c, &err)) {
 			snprintf(why, sizeof(why), "bad counters: %s", err.msg);
-			gw_reject(cp, g, why);
+			gw_reject(g, why);
 			return;
 		}
 		json_decref(g->counters);
 		g->counters = c;
-		g->counters_at = cp_now(cp);
+		g->counters_at = cp_state_now(g->all->st);
 	} else if (strcmp(type, CTL_T_HELLO) == 0) {
-		gw_reject(cp, g, "a second hello");
+		gw_reject(g, "a second hello");
 	} else {
 		snprintf(why, sizeof(why), "unknown message type \"%.40s\"", type);
-		gw_reject(cp, g, why);
+		gw_reject(g, why);
 	}
 }
 
-static void on_gw(struct cp *cp, struct cp_watch *w, uint32_t events)
+static void on_gw(struct cp_watch *w, uint32_t events)
 {
-	struct gw_conn *g = gw_of(w);
+	struct cp_gateway *g = gw_of(w);
 	char name[128];
 	uint8_t buf[65536];
 
 	if (g->dead)
 		return;
 	if (events & EPOLLOUT)
-		gw_pump(cp, g);
+		gw_pump(g);
 	if (g->dead || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return;
 	for (int r = 0; r < GW_READS_PER_EVENT && !g->dead; r++) {
@@ -280,15 +291,15 @@ static void on_gw(struct cp *cp, struct cp_watch *w, uint32_t events)
 				break;
 			cp_info("%s: read failed (%s); disconnecting it",
 				gw_name(g, name, sizeof(name)), strerror(errno));
-			gw_close(cp, g);
+			gw_close(g);
 			return;
 		}
 		if (n == 0) {
 			if (ctl_decoder_eof(&g->dec) == CTL_ERROR) {
-				gw_reject(cp, g, g->dec.err.msg);
+				gw_reject(g, g->dec.err.msg);
 			} else {
 				cp_info("%s: disconnected", gw_name(g, name, sizeof(name)));
-				gw_close(cp, g);
+				gw_close(g);
 			}
 			return;
 		}
@@ -299,32 +310,33 @@ static void on_gw(struct cp *cp, struct cp_watch *w, uint32_t events)
 
 			off += took;
 			while (!g->dead && (rc = ctl_decoder_next(&g->dec, &m)) == CTL_FRAME) {
-				handle_msg(cp, g, m);
+				handle_msg(g, m);
 				json_decref(m);
 			}
 			if (g->dead)
 				return;
 			if (rc == CTL_ERROR) {
-				gw_reject(cp, g, g->dec.err.msg);
+				gw_reject(g, g->dec.err.msg);
 				return;
 			}
 			if (took == 0 && off < (size_t)n) {
-				gw_reject(cp, g,
-					  g->dec.failed ? g->dec.err.msg : "decoder stalled");
+				gw_reject(g, g->dec.failed ? g->dec.err.msg : "decoder stalled");
 				return;
 			}
 		}
 	}
 	if (!g->dead)
-		gw_pump(cp, g);
+		gw_pump(g);
 }
 
-static void on_accept(struct cp *cp, struct cp_watch *w, uint32_t events)
+static void on_accept(struct cp_watch *w, uint32_t events)
 {
+	struct cp_gateways *all = cp_container_of(w, struct cp_gateways, listen);
+
 	(void)events;
 	for (int i = 0; i < 64; i++) {
 		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct gw_conn *g;
+		struct cp_gateway *g;
 		char why[256];
 		struct ucred cred;
 
@@ -333,8 +345,7 @@ static void on_accept(struct cp *cp, struct cp_watch *w, uint32_t events)
 				cp_warn("gateway socket: accept: %s", strerror(errno));
 			return;
 		}
-		if (cp_peer_check(fd, cp->gateway_gid_set, cp->gateway_gid, &cred, why,
-				  sizeof(why))) {
+		if (cp_peer_check(fd, all->with_group, all->gid, &cred, why, sizeof(why))) {
 			cp_warn("gateway socket: refused a connection: %s", why);
 			close(fd);
 			continue;
@@ -347,31 +358,32 @@ static void on_accept(struct cp *cp, struct cp_watch *w, uint32_t events)
 		}
 		g->w.fd = fd;
 		g->w.fn = on_gw;
-		g->id = ++cp->next_conn_id;
+		g->all = all;
+		g->id = ++all->loop->next_conn_id;
 		g->cred = cred;
-		g->connected_at = cp_now(cp);
+		g->connected_at = cp_state_now(all->st);
 		g->events = EPOLLIN;
 		ctl_decoder_init(&g->dec, CTL_FRAME_MAX);
-		if (cp_watch_add(cp, &g->w, EPOLLIN)) {
+		if (cp_watch_add(all->loop, &g->w, EPOLLIN)) {
 			cp_err("gateway socket: epoll: %s", strerror(errno));
 			close(fd);
 			free(g);
 			continue;
 		}
-		g->next = cp->gws;
-		cp->gws = g;
-		cp->ngws++;
+		g->next = all->list;
+		all->list = g;
+		all->n++;
 		cp_debug("gateway #%u connected (pid %d, uid %u)", g->id, (int)cred.pid,
 			 (unsigned)cred.uid);
 	}
 }
 
-void gw_reap(struct cp *cp)
+void cp_gateways_reap(struct cp_gateways *all)
 {
-	struct gw_conn **pp = &cp->gws;
+	struct cp_gateway **pp = &all->list;
 
 	while (*pp) {
-		struct gw_conn *g = *pp;
+		struct cp_gateway *g = *pp;
 
 		if (!g->dead) {
 			pp = &g->next;
@@ -385,42 +397,55 @@ void gw_reap(struct cp *cp)
 	}
 }
 
-int gw_init(struct cp *cp)
+void cp_gateways_init(struct cp_gateways *all, struct cp_loop *loop, struct cp_state *st,
+		      uint64_t gen0)
+{
+	memset(all, 0, sizeof(*all));
+	all->loop = loop;
+	all->st = st;
+	all->listen.fd = -1;
+	all->listen.fn = on_accept;
+	all->gen = gen0;
+}
+
+int cp_gateways_listen(struct cp_gateways *all, const char *path, bool with_group, gid_t gid)
 {
 	char err[512];
-	int fd = cp_listen_unix(cp->cfg.gateway_socket, cp->gateway_gid_set, cp->gateway_gid, err,
-				sizeof(err));
+	int fd = cp_listen_unix(path, with_group, gid, err, sizeof(err));
 
 	if (fd < 0) {
 		cp_err("gateway socket: %s", err);
 		return -1;
 	}
-	cp->gw_listen.fd = fd;
-	cp->gw_listen.fn = on_accept;
-	if (cp_watch_add(cp, &cp->gw_listen, EPOLLIN)) {
+	all->path = path;
+	all->with_group = with_group;
+	all->gid = gid;
+	all->listen.fd = fd;
+	if (cp_watch_add(all->loop, &all->listen, EPOLLIN)) {
 		cp_err("gateway socket: epoll: %s", strerror(errno));
 		return -1;
 	}
-	cp_info("gateway socket %s", cp->cfg.gateway_socket);
+	cp_info("gateway socket %s", path);
 	return 0;
 }
 
-void gw_shutdown(struct cp *cp)
+void cp_gateways_stop(struct cp_gateways *all)
 {
-	for (struct gw_conn *g = cp->gws; g; g = g->next) {
+	for (struct cp_gateway *g = all->list; g; g = g->next) {
 		/* What is queued (acks, updates) still goes out if it can. */
 		cp_outq_flush(&g->out, g->w.fd);
-		gw_close(cp, g);
+		gw_close(g);
 	}
-	gw_reap(cp);
-	if (cp->gw_listen.fd >= 0) {
-		close(cp->gw_listen.fd);
-		unlink(cp->cfg.gateway_socket);
-		cp->gw_listen.fd = -1;
+	cp_gateways_reap(all);
+	if (all->listen.fd >= 0) {
+		close(all->listen.fd);
+		unlink(all->path);
+		all->listen.fd = -1;
 	}
 }
 
-void gw_broadcast(struct cp *cp, json_t *msg)
+/* Queue msg to every gateway that said hello (consumes the reference). */
+static void broadcast(struct cp_gateways *all, json_t *msg)
 {
 	struct ctl_error err;
 	uint8_t *frame;
@@ -428,14 +453,14 @@ void gw_broadcast(struct cp *cp, json_t *msg)
 
 	if (!msg)
 		return;
-	ctl_msg_set_gen(msg, ++cp->gen);
+	ctl_msg_set_gen(msg, ++all->gen);
 	if (ctl_frame_encode(msg, &frame, &n, &err)) {
 		cp_err("cannot send an update to the gateways: %s", err.msg);
 		json_decref(msg);
 		return;
 	}
 	json_decref(msg);
-	for (struct gw_conn *g = cp->gws; g; g = g->next) {
+	for (struct cp_gateway *g = all->list; g; g = g->next) {
 		if (g->dead || !g->hello)
 			continue;
 		if (cp_outq_push_raw(&g->out, frame, n)) {
@@ -443,55 +468,61 @@ void gw_broadcast(struct cp *cp, json_t *msg)
 
 			cp_err("%s: out of memory queueing an update; disconnecting it",
 			       gw_name(g, name, sizeof(name)));
-			gw_close(cp, g);
+			gw_close(g);
 			continue;
 		}
-		gw_pump(cp, g);
+		gw_pump(g);
 	}
 	free(frame);
 }
 
-void gw_push_server(struct cp *cp, uint32_t slot, int64_t now)
+void cp_gateways_on_note(void *ctx, const struct cp_note *n)
 {
-	struct cp_server *c = cp_server_at(&cp->st, slot);
+	struct cp_gateways *all = ctx;
+	const struct cp_state *st = all->st;
 	unsigned stage;
 	enum tes_status status;
 
-	if (!c)
+	switch (n->kind) {
+	case CP_NOTE_SERVER:
+		/* Nobody to tell is no new generation: one that connects
+		 * later gets the current values in its sync. */
+		if (!all->list)
+			return;
+		cp_state_server_view(st, n->server, n->now, &stage, &status);
+		broadcast(all, ctl_server_msg(n->server, stage, status, n->now));
 		return;
-	/* What every gateway now has (one that syncs later gets the current
-	 * values anyway). */
-	c->pushed_last_seen = c->v.s.last_seen;
-	memcpy(c->pushed_source_seen, c->v.s.source_seen, sizeof(c->pushed_source_seen));
-	if (!cp->gws)
+	case CP_NOTE_SERVER_GONE:
+		broadcast(all, ctl_delete_server_msg(n->server->tenant_id, n->server->fqdn));
 		return;
-	cp_server_view(cp, &c->v.s, now, &stage, &status);
-	gw_broadcast(cp, ctl_server_msg(&c->v.s, stage, status, now));
+	case CP_NOTE_TENANT:
+		if (all->list)
+			broadcast(all, ctl_tenant_msg(n->tenant));
+		return;
+	case CP_NOTE_TENANT_GONE:
+		broadcast(all, ctl_delete_tenant_msg(n->tenant->id));
+		return;
+	case CP_NOTE_POLICY:
+		broadcast(all, policy_msg(st));
+		return;
+	case CP_NOTE_CATALOG:
+		broadcast(all, catalog_msg(st));
+		return;
+	case CP_NOTE_CLOCK:
+		broadcast(all, ctl_clock_msg(n->now, true));
+		return;
+	case CP_NOTE_SERVER_EVALUATED:
+	case CP_NOTE_SERVER_RESUMED:
+	case CP_NOTE_EVENT:
+		return;
+	}
 }
 
-void gw_push_tenant(struct cp *cp, const struct tes_tenant *t)
-{
-	if (cp->gws)
-		gw_broadcast(cp, ctl_tenant_msg(t));
-}
-
-void gw_push_policy(struct cp *cp)
-{
-	gw_broadcast(cp, ctl_policy_msg(cp->policy_doc.text, cp->policy_doc.name,
-					cp->policy_doc.version));
-}
-
-void gw_push_catalog(struct cp *cp)
-{
-	gw_broadcast(cp, ctl_catalog_msg(cp->builds.text, cp->builds.name, cp->compliance.text,
-					 cp->compliance.name, catalog_version(cp->catalog)));
-}
-
-json_t *gw_status_json(struct cp *cp)
+json_t *cp_gateways_status(const struct cp_gateways *all)
 {
 	json_t *arr = json_array();
 
-	for (struct gw_conn *g = cp->gws; g; g = g->next) {
+	for (const struct cp_gateway *g = all->list; g; g = g->next) {
 		json_t *o;
 
 		if (g->dead)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-#include "controlplane/cp.h"
+#include "controlplane/loop.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +10,43 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "contract/ctlproto.h"
+#include "controlplane/log.h"
+
+int cp_loop_init(struct cp_loop *l)
+{
+	l->stop = false;
+	l->next_conn_id = 0;
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	return l->epfd < 0 ? -1 : 0;
+}
+
+void cp_loop_fini(struct cp_loop *l)
+{
+	if (l->epfd >= 0)
+		close(l->epfd);
+	l->epfd = -1;
+}
+
+int cp_loop_round(struct cp_loop *l)
+{
+	struct epoll_event ev[64];
+	int n = epoll_wait(l->epfd, ev, 64, -1);
+
+	if (n < 0) {
+		if (errno == EINTR)
+			return 0;
+		cp_err("epoll_wait: %s", strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		struct cp_watch *w = ev[i].data.ptr;
+
+		w->fn(w, ev[i].events);
+	}
+	return 0;
+}
 
 int cp_outq_push(struct cp_outq *q, json_t *msg)
 {
@@ -186,22 +223,22 @@ int cp_peer_check(int fd, bool with_group, gid_t gid, struct ucred *cred, char *
 	return -1;
 }
 
-int cp_watch_add(struct cp *cp, struct cp_watch *w, uint32_t events)
+int cp_watch_add(struct cp_loop *l, struct cp_watch *w, uint32_t events)
 {
 	struct epoll_event ev = { .events = events, .data.ptr = w };
 
-	return epoll_ctl(cp->epfd, EPOLL_CTL_ADD, w->fd, &ev);
+	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, w->fd, &ev);
 }
 
-int cp_watch_mod(struct cp *cp, struct cp_watch *w, uint32_t events)
+int cp_watch_mod(struct cp_loop *l, struct cp_watch *w, uint32_t events)
 {
 	struct epoll_event ev = { .events = events, .data.ptr = w };
 
-	return epoll_ctl(cp->epfd, EPOLL_CTL_MOD, w->fd, &ev);
+	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, w->fd, &ev);
 }
 
-void cp_watch_del(struct cp *cp, struct cp_watch *w)
+void cp_watch_del(struct cp_loop *l, struct cp_watch *w)
 {
 	if (w->fd >= 0)
-		epoll_ctl(cp->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
 }

@@ -1,10 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * tescontrol as the owner of the XDP drop list (docs/xdp.md): it loads the
- * program, attaches it to the configured interfaces and keeps the exact
- * maps equal to the sources of the servers that tes_decide() would drop
- * now.  Operators add their own deny entries through the admin protocol;
- * the sync never removes those.
+ * The XDP drop list's sink (xdp.h): the maps follow cp_xdp_select.
  *
  * Ownership is told by the entry: reason BLOCKED and a cookie with
  * XDP_SYNC_BIT set belong to the sync.  Every sync pass writes its own
@@ -16,7 +12,7 @@
  * Without the XDP build (TES_HAVE_XDP undefined) only the admin commands
  * exist, and they say so.
  */
-#include "controlplane/cp.h"
+#include "controlplane/notify/xdp.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -28,6 +24,7 @@
 #include <unistd.h>
 
 #include "contract/adminproto.h"
+#include "controlplane/log.h"
 
 #ifdef TES_HAVE_XDP
 #include <arpa/inet.h>
@@ -49,12 +46,17 @@ struct xdp_iface {
 #define XDP_MAX_PORTS 64
 
 struct cp_xdp {
+	struct cp_loop *loop;
+	struct cp_state *st;
+	struct cp_watch tick; /* the one-second mark-and-sweep */
+	bool pending;         /* state changed since the last sync */
 	struct tes_xdp *x;
 	uint16_t ports[XDP_MAX_PORTS]; /* xdp_ports, as written to the map */
 	unsigned nports;
 	struct xdp_iface ifs[XDP_MAX_IFACES];
 	unsigned nifs;
 	uint32_t gen;
+	char mode[16]; /* xdp_mode, as configured */
 	uint64_t syncs, sync_errors, added, removed, expired;
 	char load_error[512];
 };
@@ -81,76 +83,6 @@ static void to_xdp_addr(const struct tes_addr *a, struct tes_xdp_addr *out)
 		out->family = AF_INET6;
 		out->prefixlen = 128;
 		memcpy(out->addr, a->a, 16);
-	}
-}
-
-/* ---- which sources to drop ----
- * A source is dropped only when it fronts blocked servers alone: every
- * server it carried within carried_days (tes_carried_recent) would be
- * dropped there now (tes_decide says DROP), and no probe of any of them is
- * due from it (tes_probe_due_at: an hour, by default, after the last
- * message of that server from there was read to its headers).  While a
- * probe is due the source is left out, so that the gateway's own
- * connect-time check, which lets one probe through per server and source,
- * sees the connection; the probe's sighting puts it back within a second.
- * One server on the source that answers (compliant, in an open minute,
- * paused, Stale) keeps the whole source off the list. */
-
-struct src_verdict {
-	struct tes_addr a;
-	bool used;
-	bool drop;
-};
-
-struct src_table {
-	struct src_verdict *v;
-	size_t cap; /* a power of two */
-};
-
-static struct src_verdict *src_slot(struct src_table *t, const struct tes_addr *a)
-{
-	uint64_t h = UINT64_C(0xcbf29ce484222325);
-	size_t i;
-
-	h = (h ^ a->family) * UINT64_C(0x100000001b3);
-	for (unsigned k = 0; k < 16; k++)
-		h = (h ^ a->a[k]) * UINT64_C(0x100000001b3);
-	for (i = (size_t)h & (t->cap - 1); t->v[i].used; i = (i + 1) & (t->cap - 1)) {
-		if (tes_addr_equal(&t->v[i].a, a))
-			return &t->v[i];
-	}
-	return &t->v[i];
-}
-
-/* One server's recent sources: each stays droppable only while this
- * server, too, would be dropped there. */
-static void judge_server(struct cp *cp, struct src_table *tab, const struct tes_server *srv,
-			 int64_t now)
-{
-	const struct tes_tenant *t = cp_server_tenant(cp, srv);
-
-	for (unsigned i = 0; i < srv->nsources && i < TES_SERVER_SOURCES_MAX; i++) {
-		struct tes_verdict v;
-		struct src_verdict *e;
-		bool drop;
-
-		if (srv->sources[i].family == TES_ADDR_NONE ||
-		    !tes_carried_recent(srv->source_seen[i], &cp->policy, now))
-			continue;
-		/* via_connector false: a source dropped at the IP layer loses
-		 * all its mail, so only what an address connector (or the
-		 * scope) already covers is dropped here. */
-		tes_decide(srv, t, &cp->policy, now, &srv->sources[i], NULL, false, &v);
-		drop = v.action == TES_DROP &&
-		       now < tes_probe_due_at(&cp->policy, srv->source_seen[i]);
-		e = src_slot(tab, &srv->sources[i]);
-		if (!e->used) {
-			e->used = true;
-			e->a = srv->sources[i];
-			e->drop = drop;
-		} else {
-			e->drop = e->drop && drop;
-		}
 	}
 }
 
@@ -203,52 +135,29 @@ static int collect_stale(const struct tes_xdp_rule *r, void *arg)
 	return 0;
 }
 
-static void xdp_sync(struct cp *cp)
+static void xdp_sync(struct cp_xdp *s)
 {
-	struct cp_xdp *s = cp->xdp;
-	int64_t now = cp_now(cp);
 	struct sweep w = { .s = s };
+	struct tes_addr *drop;
 	char err[256];
-	long rc;
+	long rc, n;
 
-	if (!s || !s->x)
+	if (!s->x)
 		return;
-	cp->xdp_pending = false;
+	s->pending = false;
 	s->syncs++;
 	next_gen(s);
-	if (cp->policy.full_block == TES_FULL_BLOCK_DROP) {
-		struct src_table tab = { NULL, 64 };
-		size_t pairs = 0;
-
-		for (uint32_t slot = 0; slot < cp->st.nslots; slot++) {
-			struct cp_server *c = cp_server_at(&cp->st, slot);
-
-			if (c)
-				pairs += c->v.s.nsources;
-		}
-		while (tab.cap < 2 * pairs + 1)
-			tab.cap *= 2;
-		tab.v = calloc(tab.cap, sizeof(*tab.v));
-		if (!tab.v) {
-			/* Without the table nothing is known to be droppable:
-			 * the sweep below empties the sync's part of the map,
-			 * which only lets traffic through. */
-			s->sync_errors++;
-			cp_warn("xdp sync: out of memory judging sources");
-		} else {
-			for (uint32_t slot = 0; slot < cp->st.nslots; slot++) {
-				struct cp_server *c = cp_server_at(&cp->st, slot);
-
-				if (c)
-					judge_server(cp, &tab, &c->v.s, now);
-			}
-			for (size_t i = 0; i < tab.cap; i++) {
-				if (tab.v[i].used && tab.v[i].drop)
-					sync_source(s, &tab.v[i].a);
-			}
-			free(tab.v);
-		}
+	n = cp_xdp_select(s->st, cp_state_now(s->st), &drop);
+	if (n < 0) {
+		/* Without the selection nothing is known to be droppable: the
+		 * sweep below empties the sync's part of the map, which only
+		 * lets traffic through. */
+		s->sync_errors++;
+		cp_warn("xdp sync: out of memory judging sources");
 	}
+	for (long i = 0; i < n; i++)
+		sync_source(s, &drop[i]);
+	free(drop);
 	/* Collected first, deleted after: deleting while walking a hash map
 	 * can restart the walk. */
 	rc = tes_xdp_list(s->x, collect_stale, &w, err, sizeof(err));
@@ -264,43 +173,56 @@ static void xdp_sync(struct cp *cp)
 	free(w.del);
 }
 
-static void xdp_tick(struct cp *cp, struct cp_watch *w, uint32_t events)
+static void xdp_tick(struct cp_watch *w, uint32_t events)
 {
+	struct cp_xdp *s = cp_container_of(w, struct cp_xdp, tick);
 	uint64_t n;
 	ssize_t r = read(w->fd, &n, sizeof(n));
 	long e;
 
 	(void)r;
 	(void)events;
-	xdp_sync(cp);
-	e = tes_xdp_expire(cp->xdp->x, 0, NULL, 0);
+	xdp_sync(s);
+	e = tes_xdp_expire(s->x, 0, NULL, 0);
 	if (e > 0)
-		cp->xdp->expired += (uint64_t)e;
+		s->expired += (uint64_t)e;
 }
 
-void cp_xdp_request(struct cp *cp)
+void cp_xdp_on_note(void *ctx, const struct cp_note *n)
 {
-	cp->xdp_pending = true;
+	struct cp_xdp *s = ctx;
+
+	switch (n->kind) {
+	case CP_NOTE_SERVER:
+	case CP_NOTE_SERVER_GONE:
+	case CP_NOTE_SERVER_EVALUATED:
+	case CP_NOTE_TENANT:
+	case CP_NOTE_TENANT_GONE:
+		s->pending = true;
+		return;
+	default:
+		return;
+	}
 }
 
-bool cp_xdp_running(const struct cp *cp)
+bool cp_xdp_running(const struct cp_xdp *s)
 {
-	return cp->xdp && cp->xdp->x;
+	return s && s->x;
 }
 
-int cp_xdp_probe_maps(struct cp *cp)
+int cp_xdp_probe_maps(struct cp_xdp *s)
 {
 	struct tes_xdp_counter cnt[TES_XDP_CNT_COUNT];
 
-	if (!cp_xdp_running(cp))
+	if (!cp_xdp_running(s))
 		return -ENOENT;
-	return tes_xdp_counters(cp->xdp->x, cnt, NULL, 0);
+	return tes_xdp_counters(s->x, cnt, NULL, 0);
 }
 
-void cp_xdp_sync_pending(struct cp *cp)
+void cp_xdp_sync_pending(struct cp_xdp *s)
 {
-	if (cp->xdp_pending && cp->xdp)
-		xdp_sync(cp);
+	if (s && s->pending)
+		xdp_sync(s);
 }
 
 static enum tes_xdp_mode want_mode(const char *m)
@@ -312,33 +234,37 @@ static enum tes_xdp_mode want_mode(const char *m)
 	return TES_XDP_MODE_AUTO;
 }
 
-int cp_xdp_start(struct cp *cp)
+int cp_xdp_start(struct cp_xdp **out, const struct cp_xdp_config *c, struct cp_loop *loop,
+		 struct cp_state *st)
 {
-	const struct cp_config *c = &cp->cfg;
-	struct tes_xdp_opts o = { .pin_root = c->xdp_pin_root };
+	struct tes_xdp_opts o = { .pin_root = c->pin_root };
 	struct cp_xdp *s;
 	struct itimerspec its = { { 1, 0 }, { 1, 0 } };
 	const char *p;
 	int rc;
 
-	cp->xdp_tick.fd = -1;
-	if (!c->xdp_interfaces[0])
+	*out = NULL;
+	if (!c->interfaces[0])
 		return 0;
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		cp_err("xdp: out of memory");
 		return -1;
 	}
-	cp->xdp = s;
+	*out = s;
+	s->loop = loop;
+	s->st = st;
+	s->tick.fd = -1;
+	snprintf(s->mode, sizeof(s->mode), "%s", c->mode);
 	s->gen = (uint32_t)time(NULL);
-	rc = tes_xdp_ports_parse(c->xdp_ports, s->ports, XDP_MAX_PORTS, s->load_error,
+	rc = tes_xdp_ports_parse(c->ports, s->ports, XDP_MAX_PORTS, s->load_error,
 				 sizeof(s->load_error));
 	if (rc < 0) {
 		cp_err("xdp_ports: %s", s->load_error);
 		return -1;
 	}
 	s->nports = (unsigned)rc;
-	for (p = c->xdp_interfaces; *p && s->nifs < XDP_MAX_IFACES;) {
+	for (p = c->interfaces; *p && s->nifs < XDP_MAX_IFACES;) {
 		size_t n = strcspn(p, ","), b = 0, e = n;
 
 		while (b < e && (p[b] == ' ' || p[b] == '\t'))
@@ -355,8 +281,8 @@ int cp_xdp_start(struct cp *cp)
 		s->x = NULL;
 		cp_err("xdp: cannot load the early-drop program (%s): %s%s", strerror(-rc),
 		       s->load_error,
-		       c->xdp_required ? "" : "; running without XDP (xdp_required = no)");
-		return c->xdp_required ? -1 : 0;
+		       c->required ? "" : "; running without XDP (xdp_required = no)");
+		return c->required ? -1 : 0;
 	}
 	cp_info("xdp: program loaded, maps %s in %s",
 		tes_xdp_maps_reused(s->x) ? "reused" : "created", tes_xdp_pin_dir(s->x));
@@ -366,20 +292,19 @@ int cp_xdp_start(struct cp *cp)
 		cp_err("xdp: cannot set the protected ports: %s", s->load_error);
 		tes_xdp_close(s->x);
 		s->x = NULL;
-		return c->xdp_required ? -1 : 0;
+		return c->required ? -1 : 0;
 	}
-	cp_info("xdp: listed sources are dropped on TCP ports %s only", c->xdp_ports);
+	cp_info("xdp: listed sources are dropped on TCP ports %s only", c->ports);
 	for (unsigned i = 0; i < s->nifs; i++) {
 		struct xdp_iface *f = &s->ifs[i];
 		struct tes_xdp_attach_info info;
 
-		rc = tes_xdp_attach(s->x, f->name, want_mode(c->xdp_mode), &info, f->error,
+		rc = tes_xdp_attach(s->x, f->name, want_mode(c->mode), &info, f->error,
 				    sizeof(f->error));
 		if (rc) {
 			cp_err("xdp: cannot attach to %s (%s): %s%s", f->name, strerror(-rc),
-			       f->error,
-			       c->xdp_required ? "" : "; that interface runs without XDP");
-			if (c->xdp_required)
+			       f->error, c->required ? "" : "; that interface runs without XDP");
+			if (c->required)
 				return -1;
 			continue;
 		}
@@ -395,32 +320,30 @@ int cp_xdp_start(struct cp *cp)
 			cp_info("xdp: attached to %s in %s mode%s", f->name,
 				tes_xdp_mode_name(info.mode), info.replaced ? " (replaced)" : "");
 	}
-	cp->xdp_tick.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	cp->xdp_tick.fn = xdp_tick;
-	if (cp->xdp_tick.fd < 0 || timerfd_settime(cp->xdp_tick.fd, 0, &its, NULL) ||
-	    cp_watch_add(cp, &cp->xdp_tick, EPOLLIN)) {
+	s->tick.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	s->tick.fn = xdp_tick;
+	if (s->tick.fd < 0 || timerfd_settime(s->tick.fd, 0, &its, NULL) ||
+	    cp_watch_add(loop, &s->tick, EPOLLIN)) {
 		cp_err("xdp: sync timer: %s", strerror(errno));
 		return -1;
 	}
-	xdp_sync(cp);
+	xdp_sync(s);
 	return 0;
 }
 
-void cp_xdp_stop(struct cp *cp)
+void cp_xdp_stop(struct cp_xdp *s)
 {
-	if (cp->xdp_tick.fd >= 0) {
-		cp_watch_del(cp, &cp->xdp_tick);
-		close(cp->xdp_tick.fd);
-		cp->xdp_tick.fd = -1;
+	if (!s)
+		return;
+	if (s->tick.fd >= 0) {
+		cp_watch_del(s->loop, &s->tick);
+		close(s->tick.fd);
 	}
-	if (cp->xdp) {
-		/* Attachments and pins stay: drops remain in force while
-		 * tescontrol restarts. */
-		if (cp->xdp->x)
-			tes_xdp_close(cp->xdp->x);
-		free(cp->xdp);
-		cp->xdp = NULL;
-	}
+	/* Attachments and pins stay: drops remain in force while tescontrol
+	 * restarts. */
+	if (s->x)
+		tes_xdp_close(s->x);
+	free(s);
 }
 
 static const char *reason_name(enum tes_xdp_reason r)
@@ -437,14 +360,14 @@ static const char *reason_name(enum tes_xdp_reason r)
 	}
 }
 
-static int need_xdp(struct cp *cp, char *err, size_t len)
+static int need_xdp(const struct cp_xdp *s, char *err, size_t len)
 {
-	if (!cp->xdp) {
+	if (!s) {
 		snprintf(err, len, "XDP is not configured (xdp_interfaces is empty)");
 		return -1;
 	}
-	if (!cp->xdp->x) {
-		snprintf(err, len, "XDP is not running: %s", cp->xdp->load_error);
+	if (!s->x) {
+		snprintf(err, len, "XDP is not running: %s", s->load_error);
 		return -1;
 	}
 	return 0;
@@ -481,9 +404,8 @@ static int count_one(const struct tes_xdp_rule *r, void *arg)
 	return 0;
 }
 
-static json_t *status_json(struct cp *cp)
+static json_t *status_json(struct cp_xdp *s)
 {
-	struct cp_xdp *s = cp->xdp;
 	struct tes_xdp_counter cnt[TES_XDP_CNT_COUNT];
 	uint64_t by[TES_XDP_REASON_COUNT] = { 0 };
 	json_t *o = json_object(), *ifs = json_array(), *ent = json_object(), *c = json_object();
@@ -511,7 +433,7 @@ static json_t *status_json(struct cp *cp)
 						      (json_int_t)cnt[i].bytes));
 	}
 	json_object_set_new(o, "interfaces", ifs);
-	json_object_set_new(o, "configured_mode", json_string(cp->cfg.xdp_mode));
+	json_object_set_new(o, "configured_mode", json_string(s->mode));
 	{
 		/* what the map holds, not what was configured */
 		uint16_t p[XDP_MAX_PORTS];
@@ -545,7 +467,7 @@ static int parse_addr(const json_t *args, struct tes_xdp_addr *a, char *err, siz
 	return 0;
 }
 
-int cp_xdp_cmd(struct cp *cp, const char *op, const json_t *args, json_t **result, char *err,
+int cp_xdp_cmd(struct cp_xdp *s, const char *op, const json_t *args, json_t **result, char *err,
 	       size_t len)
 {
 	struct tes_xdp_addr a;
@@ -562,31 +484,31 @@ int cp_xdp_cmd(struct cp *cp, const char *op, const json_t *args, json_t **resul
 		/* Works without a loaded program too: detaching is how an
 		 * operator recovers from an earlier run.  Our own program is
 		 * recognised by its fd, which needs no CAP_SYS_ADMIN. */
-		rc = tes_xdp_detach_own(cp->xdp ? cp->xdp->x : NULL, ifname, why, sizeof(why));
+		rc = tes_xdp_detach_own(s ? s->x : NULL, ifname, why, sizeof(why));
 		if (rc) {
 			snprintf(err, len, "detach %s: %s", ifname, why);
 			return -1;
 		}
-		if (cp->xdp) {
-			for (unsigned i = 0; i < cp->xdp->nifs; i++)
-				if (strcmp(cp->xdp->ifs[i].name, ifname) == 0) {
-					cp->xdp->ifs[i].attached = false;
-					cp->xdp->ifs[i].fell_back = false;
+		if (s) {
+			for (unsigned i = 0; i < s->nifs; i++)
+				if (strcmp(s->ifs[i].name, ifname) == 0) {
+					s->ifs[i].attached = false;
+					s->ifs[i].fell_back = false;
 				}
 		}
 		cp_info("xdp: detached from %s by an operator", ifname);
 		*result = json_pack("{s:s}", "detached", ifname);
 		return 0;
 	}
-	if (need_xdp(cp, err, len))
+	if (need_xdp(s, err, len))
 		return -1;
 	if (strcmp(op, "status") == 0) {
-		*result = status_json(cp);
+		*result = status_json(s);
 		return 0;
 	}
 	if (strcmp(op, "list") == 0) {
 		json_t *arr = json_array();
-		long n = tes_xdp_list(cp->xdp->x, list_one, arr, why, sizeof(why));
+		long n = tes_xdp_list(s->x, list_one, arr, why, sizeof(why));
 
 		if (n < 0) {
 			json_decref(arr);
@@ -611,7 +533,7 @@ int cp_xdp_cmd(struct cp *cp, const char *op, const json_t *args, json_t **resul
 			}
 			exp = tes_xdp_expiry_in((uint64_t)json_integer_value(ttl));
 		}
-		rc = tes_xdp_add(cp->xdp->x, &a, TES_XDP_ORIGIN_ADMIN, exp, 0, why, sizeof(why));
+		rc = tes_xdp_add(s->x, &a, TES_XDP_ORIGIN_ADMIN, exp, 0, why, sizeof(why));
 		if (rc) {
 			snprintf(err, len, "deny: %s", why);
 			return -1;
@@ -624,14 +546,13 @@ int cp_xdp_cmd(struct cp *cp, const char *op, const json_t *args, json_t **resul
 	if (strcmp(op, "allow") == 0) {
 		struct tes_xdp_rule r;
 
-		if (tes_xdp_get(cp->xdp->x, &a, &r, NULL, 0) ||
-		    r.reason == TES_XDP_REASON_BLOCKED) {
+		if (tes_xdp_get(s->x, &a, &r, NULL, 0) || r.reason == TES_XDP_REASON_BLOCKED) {
 			/* Enforcement entries follow the state: an operator
 			 * lifts them with a pause or a reset, not here. */
 			snprintf(err, len, "allow: no operator deny entry for that address");
 			return -1;
 		}
-		rc = tes_xdp_del(cp->xdp->x, &a, why, sizeof(why));
+		rc = tes_xdp_del(s->x, &a, why, sizeof(why));
 		if (rc) {
 			snprintf(err, len, "allow: %s", why);
 			return -1;
@@ -639,7 +560,7 @@ int cp_xdp_cmd(struct cp *cp, const char *op, const json_t *args, json_t **resul
 		tes_xdp_addr_format(&a, why, sizeof(why));
 		cp_info("xdp: operator allow %s", why);
 		/* The address may be a blocked server's source too. */
-		cp_xdp_request(cp);
+		s->pending = true;
 		*result = json_pack("{s:s}", "allowed", why);
 		return 0;
 	}
@@ -647,9 +568,8 @@ int cp_xdp_cmd(struct cp *cp, const char *op, const json_t *args, json_t **resul
 	return -1;
 }
 
-void cp_xdp_metrics(struct cp *cp, struct prom_buf *b)
+void cp_xdp_metrics(struct cp_xdp *s, struct prom_buf *b)
 {
-	struct cp_xdp *s = cp->xdp;
 	struct tes_xdp_counter cnt[TES_XDP_CNT_COUNT];
 	static const char *const pass_label[] = { "ipv4",     "ipv6",      "not_ip",
 						  "fragment", "malformed", "other" };
@@ -681,47 +601,51 @@ void cp_xdp_metrics(struct cp *cp, struct prom_buf *b)
 
 #else /* !TES_HAVE_XDP */
 
-int cp_xdp_start(struct cp *cp)
+int cp_xdp_start(struct cp_xdp **out, const struct cp_xdp_config *c, struct cp_loop *loop,
+		 struct cp_state *st)
 {
-	cp->xdp_tick.fd = -1;
-	if (!cp->cfg.xdp_interfaces[0])
+	(void)loop;
+	(void)st;
+	*out = NULL;
+	if (!c->interfaces[0])
 		return 0;
 	cp_err("xdp: xdp_interfaces is set but this tescontrol was built without XDP (-Dxdp)%s",
-	       cp->cfg.xdp_required ? "" : "; running without XDP");
-	return cp->cfg.xdp_required ? -1 : 0;
+	       c->required ? "" : "; running without XDP");
+	return c->required ? -1 : 0;
 }
 
-void cp_xdp_stop(struct cp *cp)
+void cp_xdp_stop(struct cp_xdp *x)
 {
-	(void)cp;
+	(void)x;
 }
 
-void cp_xdp_request(struct cp *cp)
+void cp_xdp_on_note(void *ctx, const struct cp_note *n)
 {
-	(void)cp;
+	(void)ctx;
+	(void)n;
 }
 
-bool cp_xdp_running(const struct cp *cp)
+bool cp_xdp_running(const struct cp_xdp *x)
 {
-	(void)cp;
+	(void)x;
 	return false;
 }
 
-int cp_xdp_probe_maps(struct cp *cp)
+int cp_xdp_probe_maps(struct cp_xdp *x)
 {
-	(void)cp;
+	(void)x;
 	return -ENOENT;
 }
 
-void cp_xdp_sync_pending(struct cp *cp)
+void cp_xdp_sync_pending(struct cp_xdp *x)
 {
-	(void)cp;
+	(void)x;
 }
 
-int cp_xdp_cmd(struct cp *cp, const char *op, const json_t *args, json_t **result, char *err,
+int cp_xdp_cmd(struct cp_xdp *x, const char *op, const json_t *args, json_t **result, char *err,
 	       size_t len)
 {
-	(void)cp;
+	(void)x;
 	(void)op;
 	(void)args;
 	(void)result;
@@ -729,9 +653,9 @@ int cp_xdp_cmd(struct cp *cp, const char *op, const json_t *args, json_t **resul
 	return -1;
 }
 
-void cp_xdp_metrics(struct cp *cp, struct prom_buf *b)
+void cp_xdp_metrics(struct cp_xdp *x, struct prom_buf *b)
 {
-	(void)cp;
+	(void)x;
 	(void)b;
 }
 

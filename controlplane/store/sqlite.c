@@ -6,7 +6,7 @@
  * returns, so a first detection acknowledged after a commit survives kill -9
  * and power loss.
  */
-#include "controlplane/store.h"
+#include "controlplane/store/sqlite.h"
 
 #include <ctype.h>
 #include <stdarg.h>

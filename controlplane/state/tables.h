@@ -18,16 +18,16 @@
  * can be evicted in O(1) when a cap is reached.  Servers of every tenant
  * are counted per tenant for the per-tenant cap.
  *
- * Threads: one thread (tescontrol's event loop) owns a struct cp_state.
+ * Threads: one thread (tescontrol's event loop) owns a struct cp_tables.
  */
-#ifndef TES_CONTROLPLANE_STATE_H
-#define TES_CONTROLPLANE_STATE_H
+#ifndef TES_CONTROLPLANE_STATE_TABLES_H
+#define TES_CONTROLPLANE_STATE_TABLES_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "controlplane/store.h"
+#include "controlplane/store/store.h"
 
 #define CP_NO_SLOT UINT32_MAX
 
@@ -40,7 +40,7 @@ struct cp_server {
 	bool stored; /* the store has a row for it (some are written lazily) */
 	/* What the gateways were last sent of last_seen and the sources' seen
 	 * times: an update that only moves those is sent once it moved far
-	 * enough (core.c). */
+	 * enough (state/sighting.c). */
 	int64_t pushed_last_seen;
 	int64_t pushed_source_seen[TES_SERVER_SOURCES_MAX];
 	/* Tenant 0 only: least recently seen order, all and per prefix. */
@@ -70,7 +70,7 @@ struct cp_heap_entry {
 	uint32_t slot;
 };
 
-struct cp_state {
+struct cp_tables {
 	struct cp_server *srv;
 	uint32_t nslots, capslots;
 	uint32_t *freelist;
@@ -114,58 +114,58 @@ struct cp_pending_delete {
 	char fqdn[TES_FQDN_MAX];
 };
 
-int cp_state_init(struct cp_state *st);
-void cp_state_free(struct cp_state *st);
+int cp_tables_init(struct cp_tables *st);
+void cp_tables_free(struct cp_tables *st);
 
 /* ---- tenants ---- */
-struct tes_tenant *cp_tenant_find(struct cp_state *st, uint32_t id);
+struct tes_tenant *cp_tenant_find(struct cp_tables *st, uint32_t id);
 /* Insert or replace (by id).  0 or -1 (no memory). */
-int cp_tenant_put(struct cp_state *st, const struct tes_tenant *t);
-void cp_tenant_delete(struct cp_state *st, uint32_t id);
+int cp_tenant_put(struct cp_tables *st, const struct tes_tenant *t);
+void cp_tenant_delete(struct cp_tables *st, uint32_t id);
 
 /* ---- servers ---- */
-uint32_t cp_server_find(struct cp_state *st, uint32_t tenant_id, const char *fqdn);
+uint32_t cp_server_find(struct cp_tables *st, uint32_t tenant_id, const char *fqdn);
 /* Add a server not present yet; its slot, or CP_NO_SLOT (no memory).  It
  * may move every server: pointers from cp_server_at are stale after it. */
-uint32_t cp_server_add(struct cp_state *st, const struct store_server *v);
-void cp_server_delete(struct cp_state *st, uint32_t slot);
-static inline struct cp_server *cp_server_at(struct cp_state *st, uint32_t slot)
+uint32_t cp_server_add(struct cp_tables *st, const struct store_server *v);
+void cp_server_delete(struct cp_tables *st, uint32_t slot);
+static inline struct cp_server *cp_server_at(struct cp_tables *st, uint32_t slot)
 {
 	return slot < st->nslots && st->srv[slot].live ? &st->srv[slot] : NULL;
 }
-void cp_server_mark_dirty(struct cp_state *st, uint32_t slot);
+void cp_server_mark_dirty(struct cp_tables *st, uint32_t slot);
 
 /* Servers of a tenant on record (tenant 0 included). */
-uint32_t cp_tenant_servers(const struct cp_state *st, uint32_t tenant_id);
+uint32_t cp_tenant_servers(const struct cp_tables *st, uint32_t tenant_id);
 
 /* ---- tenant 0's bounded table ---- */
 /* The prefix lengths servers are grouped by (from the policy); takes
  * effect for servers added afterwards. */
-void cp_untrusted_prefixes(struct cp_state *st, unsigned v4, unsigned v6);
+void cp_untrusted_prefixes(struct cp_tables *st, unsigned v4, unsigned v6);
 /* A tenant-0 server was seen: it becomes the most recently seen. */
-void cp_untrusted_touch(struct cp_state *st, uint32_t slot);
+void cp_untrusted_touch(struct cp_tables *st, uint32_t slot);
 /* The least recently seen tenant-0 server overall, or of the prefix a
  * server first seen from src would join; CP_NO_SLOT if none.  count
  * (optional) gets how many there are. */
-uint32_t cp_untrusted_oldest(const struct cp_state *st, uint32_t *count);
-uint32_t cp_untrusted_oldest_in(const struct cp_state *st, const struct tes_addr *src,
+uint32_t cp_untrusted_oldest(const struct cp_tables *st, uint32_t *count);
+uint32_t cp_untrusted_oldest_in(const struct cp_tables *st, const struct tes_addr *src,
 				uint32_t *count);
 /* Re-link every tenant-0 server in last-seen order (after loading). */
-void cp_untrusted_rebuild(struct cp_state *st);
+void cp_untrusted_rebuild(struct cp_tables *st);
 
 /* Queue the store row of (tenant, fqdn) for deletion at the next flush.
  * 0 or -1 (no memory). */
-int cp_pending_delete(struct cp_state *st, uint32_t tenant_id, const char *fqdn);
+int cp_pending_delete(struct cp_tables *st, uint32_t tenant_id, const char *fqdn);
 
 /* ---- escalation queue ---- */
 /* Record the server's next change and queue it (INT64_MAX: none). */
-void cp_sched_set(struct cp_state *st, uint32_t slot, int64_t due);
+void cp_sched_set(struct cp_tables *st, uint32_t slot, int64_t due);
 /* The earliest live due time, or INT64_MAX. */
-int64_t cp_sched_peek(struct cp_state *st);
+int64_t cp_sched_peek(struct cp_tables *st);
 /* Take the earliest entry due at or before now: its slot, or CP_NO_SLOT. */
-uint32_t cp_sched_pop_due(struct cp_state *st, int64_t now);
+uint32_t cp_sched_pop_due(struct cp_tables *st, int64_t now);
 /* Forget every entry (before rescheduling all servers). */
-void cp_sched_clear(struct cp_state *st);
+void cp_sched_clear(struct cp_tables *st);
 
 /* Lower-case copy for keys (buf holds TES_FQDN_MAX). */
 void cp_fqdn_key(const char *fqdn, char *buf);
