@@ -907,7 +907,8 @@ static bool parse_policy(struct catalog *c, const char *text, size_t len, const 
 	if (rc < 0)
 		return false;
 
-	qsort(c->rules, c->nrules, sizeof(*c->rules), cmp_rule);
+	if (c->nrules) /* qsort of a NULL array is undefined, even of 0 rows */
+		qsort(c->rules, c->nrules, sizeof(*c->rules), cmp_rule);
 	c->ruled = calloc(c->nrules + 1, sizeof(*c->ruled));
 	if (c->ruled == NULL) {
 		set_error(err, file, 0, "out of memory");
