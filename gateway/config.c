@@ -12,7 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "gateway/tls.h"
+#include "gateway/session/tls.h"
 
 #ifndef TES_DATADIR
 #define TES_DATADIR "/usr/local/share/tesgate"

@@ -18,9 +18,9 @@
 #include <sys/socket.h>
 
 #include "dataplane/kio.h"
-#include "gateway/exdetect.h"
-#include "gateway/log.h"
-#include "gateway/smtp.h"
+#include "gateway/session/exdetect.h"
+#include "gateway/observe/log.h"
+#include "gateway/session/smtp.h"
 
 #define CONFIG_DEFAULT_FILE "/etc/tesgate/tesgate.conf"
 
@@ -39,7 +39,7 @@ struct tes_config {
 	unsigned shutdown_grace;
 	unsigned max_connections;
 	unsigned max_connections_per_source;
-	/* slow clients (gateway/conn.c): octets per second a client must send,
+	/* slow clients (gateway/conn/conn.c): octets per second a client must send,
 	 * on average over each window of min_data_rate_window seconds; 0: off */
 	unsigned min_data_rate;
 	unsigned min_data_rate_window;
@@ -55,7 +55,7 @@ struct tes_config {
 	 * files): below it new messages get 452 4.3.1 */
 	uint64_t spool_min_free;
 
-	/* delivery = smtp (gateway/relay.h) */
+	/* delivery = smtp (gateway/delivery/relay.h) */
 	char relay_host[256];
 	unsigned relay_port;
 	char relay_socket[108]; /* sun_path */
@@ -81,11 +81,11 @@ struct tes_config {
 	bool follow_test_clock;
 	/* "ADDRESS:PORT" of the Prometheus endpoint, or empty: none */
 	char metrics_listen[64];
-	/* One JSON line per throttle, block or drop verdict (gateway/verdictlog.h):
+	/* One JSON line per throttle, block or drop verdict (gateway/observe/verdictlog.h):
 	 * an absolute path, "stdout" or "-", or empty: off */
 	char verdict_log[PATH_MAX];
 
-	/* STARTTLS (gateway/tls.h): both paths empty means no TLS */
+	/* STARTTLS (gateway/session/tls.h): both paths empty means no TLS */
 	char tls_cert[PATH_MAX];
 	char tls_key[PATH_MAX];
 	bool tls_request_client_cert;
@@ -93,7 +93,7 @@ struct tes_config {
 	unsigned tls_ticket_lifetime; /* seconds; 0: no session tickets */
 
 	/* io = dpdk: the SMTP engine on the userspace stack over a DPDK port
-	 * (gateway/dpconn.h) instead of kernel sockets */
+	 * (gateway/conn/dpconn.h) instead of kernel sockets */
 	bool io_dpdk;
 	char dpdk_args[256]; /* EAL arguments, split on spaces */
 	char dpdk_addr[24];  /* the stack's IPv4 address, A.B.C.D/len */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * tesgate: the gateway process, on kernel sockets (kio) or on the userspace
- * TCP stack over a DPDK port (io = dpdk, gateway/dpconn.c).
+ * TCP stack over a DPDK port (io = dpdk, gateway/conn/dpconn.c).
  *
  * The main thread parses the configuration, loads the catalog, starts the
  * delivery threads and the kio workers, and then only waits for signals
@@ -24,18 +24,18 @@
 
 #include "dataplane/kio.h"
 #include "enforce/catalog.h"
-#include "gateway/backends.h"
+#include "gateway/delivery/backends.h"
 #include "gateway/config.h"
-#include "gateway/conn.h"
-#include "gateway/dpconn.h"
-#include "gateway/dptelemetry.h"
-#include "gateway/ctlclient.h"
-#include "gateway/enfstate.h"
-#include "gateway/log.h"
-#include "gateway/metrics.h"
-#include "gateway/spool.h"
-#include "gateway/tls.h"
-#include "gateway/verdictlog.h"
+#include "gateway/conn/conn.h"
+#include "gateway/conn/dpconn.h"
+#include "gateway/observe/dptelemetry.h"
+#include "gateway/state/ctlclient.h"
+#include "gateway/state/enfstate.h"
+#include "gateway/observe/log.h"
+#include "gateway/observe/metrics.h"
+#include "gateway/delivery/spool.h"
+#include "gateway/session/tls.h"
+#include "gateway/observe/verdictlog.h"
 #include "privdrop/privdrop.h"
 
 #ifndef TES_VERSION

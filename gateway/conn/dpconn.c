@@ -1,0 +1,883 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include "gateway/conn/dpconn.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_pause.h>
+
+#include "dataplane/dpdk/impair.h"
+#include "dataplane/dpdk/port.h"
+#include "dataplane/dpdk/worker.h"
+#include "dataplane/srclimit.h"
+#include "dataplane/stack/stack.h"
+#include "enforce/build.h"
+#include "enforce/decide.h"
+#include "gateway/conn/conn.h"
+#include "gateway/observe/log.h"
+#include "gateway/conn/nosyscall.h"
+
+/* Iterations between RCU quiescent states: often enough that the control
+ * thread's synchronize_rcu never waits long, rare enough to cost nothing. */
+#define QS_EVERY 64
+/* Deadlines are checked by a scan of the worker's connections this often:
+ * a 421 a tenth of a second late costs nothing, a per-iteration check would
+ * cost every packet. */
+#define SCAN_NS 100000000ull
+#define EAL_MAX_ARGS 64
+#define MS 1000000ull
+
+#define STAT_ADD(w, field) __atomic_store_n(&(w)->st.field, (w)->st.field + 1, __ATOMIC_RELAXED)
+
+struct dpw;
+
+struct dconn {
+	struct dpw *w;
+	struct tcp_conn *tc; /* NULL once the stack has let it go */
+	struct gw_conn *gc;  /* NULL once gw_conn_closed was called */
+	bool paused;
+	bool closing;   /* the transport was asked to close: no more input */
+	bool fin_sent;  /* tcp_close called */
+	bool in_resume; /* on the worker's resume list */
+	bool counted;   /* in the global count */
+	bool src_counted;
+	uint8_t srckey[16];
+	uint64_t idle_at, session_at, linger_at;
+	struct dconn *prev, *next; /* every connection of the worker */
+	struct dconn *rnext;       /* the resume list */
+};
+
+/* One worker: its own queue pair, stack and connections.  Only its own
+ * thread touches anything here but the atomics. */
+struct dpw {
+	struct dp_worker w; /* the stack's io_ctx: early_drop finds us from it */
+	struct dpgw *d;
+	unsigned index;
+	unsigned lcore;
+	struct stack_listener *lst;
+	/* Verdicts pushed by delivery threads (a Treiber stack of kio_post
+	 * nodes: one CAS per push, one exchange per loop to take them all). */
+	struct kio_post *_Atomic posts;
+	struct dconn *conns;
+	struct dconn *resume;
+	unsigned nconns;
+	uint64_t now, next_scan, deadline;
+	unsigned iter, stop_gen;
+	bool stopping;
+	atomic_bool stop_loop;
+	atomic_bool exited;
+	struct kio_stats st;  /* relaxed stores here, relaxed loads anywhere */
+	struct stack_mem mem; /* snapshot for other threads */
+	char pad[64];
+};
+
+struct dpgw {
+	struct dpgw_params p;
+	char refuse_global[KIO_LINE_MAX];
+	char refuse_source[KIO_LINE_MAX];
+	struct stack_io io;
+	struct dp_port port;
+	struct dp_steer *steer; /* more than one worker: flows to their owner */
+	struct dpw *w;
+	unsigned nworkers;
+	char *eal_buf;
+	char *eal_argv[EAL_MAX_ARGS + 1];
+	atomic_uint nconns;
+	atomic_bool stop_req;
+	atomic_uint stop_gen;
+	atomic_uint grace_ms;
+	struct srclimit *src; /* connections per source, all workers */
+	bool launched;
+	bool impaired;
+};
+
+/* ---- connections ---- */
+
+static void idle_touch(struct dconn *dc)
+{
+	if (!dc->closing)
+		dc->idle_at = dc->w->now + (uint64_t)dc->w->d->p.idle_timeout_ms * MS;
+}
+
+/* The end of a connection on our side: conn.c is told (if it still has the
+ * session), the limits are released, the struct goes. */
+static void conn_free(struct dconn *dc, enum kio_close_reason why)
+{
+	struct dpw *w = dc->w;
+	struct dpgw *d = w->d;
+	switch (why) {
+	case KIO_CLOSE_PEER:
+		STAT_ADD(w, closed_peer);
+		break;
+	case KIO_CLOSE_ERROR:
+		STAT_ADD(w, closed_error);
+		break;
+	case KIO_CLOSE_LINGER:
+		STAT_ADD(w, linger_expired);
+		break;
+	case KIO_CLOSE_SHUTDOWN:
+		STAT_ADD(w, shutdown_forced);
+		break;
+	default:
+		break;
+	}
+	if (dc->gc) {
+		struct gw_conn *gc = dc->gc;
+		dc->gc = NULL;
+		gw_conn_closed(gc, why);
+	}
+	if (dc->in_resume) {
+		struct dconn **pp = &w->resume;
+		while (*pp != dc)
+			pp = &(*pp)->rnext;
+		*pp = dc->rnext;
+	}
+	if (dc->prev)
+		dc->prev->next = dc->next;
+	else
+		w->conns = dc->next;
+	if (dc->next)
+		dc->next->prev = dc->prev;
+	w->nconns--;
+	if (dc->src_counted)
+		srclimit_release(d->src, dc->srckey);
+	if (dc->counted)
+		atomic_fetch_sub(&d->nconns, 1);
+	free(dc);
+}
+
+static void send_fin(struct dconn *dc)
+{
+	if (dc->fin_sent || !dc->tc)
+		return;
+	dc->fin_sent = true;
+	tcp_close(dc->tc);
+}
+
+/* The client closed its side (all its input read): as kio, the session
+ * ends; what is queued still goes out before our FIN. */
+static void peer_eof(struct dconn *dc)
+{
+	if (dc->gc) {
+		struct gw_conn *gc = dc->gc;
+		dc->gc = NULL;
+		STAT_ADD(dc->w, closed_peer);
+		gw_conn_closed(gc, KIO_CLOSE_PEER);
+	}
+	dc->closing = true;
+	dc->linger_at = dc->w->now + (uint64_t)dc->w->d->p.linger_ms * MS;
+	send_fin(dc);
+}
+
+/* Offer the input in the stack's receive buffer until the session stops
+ * taking it.  Never from inside a conn.c call. */
+static void offer(struct dconn *dc)
+{
+	for (unsigned round = 0; round < 64; round++) {
+		if (!dc->tc || !dc->gc || dc->paused || dc->closing)
+			return;
+		const uint8_t *p1, *p2;
+		size_t n1, n2;
+		tcp_peek(dc->tc, &p1, &n1, &p2, &n2);
+		if (n1 == 0) {
+			if (tcp_eof(dc->tc))
+				peer_eof(dc);
+			return;
+		}
+		size_t used = gw_conn_data(dc->gc, p1, n1);
+		if (!dc->tc)
+			return;
+		if (used > n1)
+			used = n1;
+		if (used > 0) {
+			tcp_consume(dc->tc, used);
+			__atomic_store_n(&dc->w->st.bytes_in, dc->w->st.bytes_in + used,
+					 __ATOMIC_RELAXED);
+			idle_touch(dc);
+		}
+		if (used < n1)
+			return; /* paused, or the session took what it can for now */
+	}
+}
+
+/* ---- the transport conn.c sees ---- */
+
+static size_t t_write(void *tc, const void *p, size_t n)
+{
+	struct dconn *dc = tc;
+	if (!dc->tc || dc->fin_sent || n == 0)
+		return 0;
+	long took = tcp_send(dc->tc, p, n);
+	if (took <= 0)
+		return 0;
+	__atomic_store_n(&dc->w->st.bytes_out, dc->w->st.bytes_out + (uint64_t)took,
+			 __ATOMIC_RELAXED);
+	return (size_t)took;
+}
+
+static void t_pause(void *tc)
+{
+	struct dconn *dc = tc;
+	dc->paused = true;
+}
+
+/* Deferred: the input is offered on the worker's next loop iteration, so
+ * conn.c is never re-entered from inside its own call. */
+static void t_resume(void *tc)
+{
+	struct dconn *dc = tc;
+	if (!dc->paused)
+		return;
+	dc->paused = false;
+	if (dc->closing)
+		return;
+	idle_touch(dc);
+	if (!dc->in_resume) {
+		dc->in_resume = true;
+		dc->rnext = dc->w->resume;
+		dc->w->resume = dc;
+	}
+}
+
+static void t_close(void *tc)
+{
+	struct dconn *dc = tc;
+	if (dc->closing)
+		return;
+	dc->closing = true;
+	dc->linger_at = dc->w->now + (uint64_t)dc->w->d->p.linger_ms * MS;
+	/* A session still waiting for its verdict (a timeout, a shutdown)
+	 * gets it written within the linger time: the FIN waits for it. */
+	if (!dc->gc || !gw_conn_waiting(dc->gc))
+		send_fin(dc);
+}
+
+static void t_post(void *tw, struct kio_post *p)
+{
+	struct dpw *w = tw;
+	struct kio_post *head = atomic_load_explicit(&w->posts, memory_order_relaxed);
+	do
+		__atomic_store_n(&p->next, head, __ATOMIC_RELAXED);
+	while (!atomic_compare_exchange_weak_explicit(&w->posts, &head, p, memory_order_release,
+						      memory_order_relaxed));
+}
+
+static const struct gw_transport dp_transport = {
+	.write = t_write,
+	.pause = t_pause,
+	.resume = t_resume,
+	.close = t_close,
+	.post = t_post,
+};
+
+/* ---- stack callbacks (inside stack_input/stack_timers on the worker) ---- */
+
+static void refuse(struct dconn *dc, const char *line)
+{
+	if (line && *line)
+		tcp_send(dc->tc, line, strlen(line));
+	dc->closing = true;
+	dc->linger_at = dc->w->now + (uint64_t)dc->w->d->p.linger_ms * MS;
+	send_fin(dc);
+}
+
+static int a_accept(void *lctx, struct stack_listener *l, struct tcp_conn *c)
+{
+	struct dpw *w = lctx;
+	struct dpgw *d = w->d;
+	(void)l;
+	if (w->stopping)
+		return -1;
+	struct dconn *dc = calloc(1, sizeof(*dc));
+	if (!dc)
+		return -1;
+	dc->w = w;
+	dc->tc = c;
+	tcp_set_ctx(c, dc);
+	dc->next = w->conns;
+	if (w->conns)
+		w->conns->prev = dc;
+	w->conns = dc;
+	w->nconns++;
+	dc->session_at = w->now + (uint64_t)d->p.session_timeout_ms * MS;
+	dc->idle_at = w->now + (uint64_t)d->p.idle_timeout_ms * MS;
+
+	const struct stack_tuple *t = tcp_tuple(c);
+	struct sockaddr_storage peer;
+	memset(&peer, 0, sizeof(peer));
+	struct sockaddr_in *sin = (struct sockaddr_in *)&peer;
+	sin->sin_family = AF_INET;
+	memcpy(&sin->sin_addr, t->raddr.a, 4);
+	sin->sin_port = htons(t->rport);
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	memcpy(dc->srckey, v4mapped, 12);
+	memcpy(dc->srckey + 12, t->raddr.a, 4);
+
+	dc->counted = true;
+	if (atomic_fetch_add(&d->nconns, 1) >= d->p.max_conns) {
+		STAT_ADD(w, refused_global);
+		refuse(dc, d->refuse_global);
+		return 0;
+	}
+	if (d->p.max_conns_source) {
+		if (!srclimit_acquire(d->src, dc->srckey)) {
+			STAT_ADD(w, refused_source);
+			refuse(dc, d->refuse_source);
+			return 0;
+		}
+		dc->src_counted = true;
+	}
+	STAT_ADD(w, accepted);
+	const char *why = NULL;
+	struct gw_conn *gc = gw_conn_open(d->p.g, &dp_transport, dc, w, w->index, &peer, &why);
+	if (!gc) {
+		STAT_ADD(w, refused_app);
+		refuse(dc, why);
+		return 0;
+	}
+	dc->gc = gc;
+	return 0;
+}
+
+static void a_readable(void *ctx, struct tcp_conn *c)
+{
+	struct dconn *dc = ctx;
+	(void)c;
+	offer(dc);
+}
+
+static void a_writable(void *ctx, struct tcp_conn *c)
+{
+	struct dconn *dc = ctx;
+	(void)c;
+	if (!dc->gc || dc->closing)
+		return;
+	idle_touch(dc);
+	gw_conn_writable(dc->gc);
+}
+
+static void a_closed(void *ctx, struct tcp_conn *c, enum tcp_close_reason why)
+{
+	struct dconn *dc = ctx;
+	(void)c;
+	dc->tc = NULL;
+	enum kio_close_reason r;
+	switch (why) {
+	case TCP_CLOSE_NORMAL:
+		r = dc->closing ? KIO_CLOSE_LOCAL : KIO_CLOSE_PEER;
+		break;
+	case TCP_CLOSE_IDLE:
+		r = KIO_CLOSE_IDLE;
+		break;
+	default:
+		r = KIO_CLOSE_ERROR;
+		break;
+	}
+	conn_free(dc, r);
+}
+
+/* A SYN to the listener: a "drop" source gets nothing, not even a SYN-ACK,
+ * and costs no state. */
+static bool early_drop(void *ctx, const struct stack_addr *src)
+{
+	struct dpw *w = container_of(ctx, struct dpw, w);
+	struct tes_addr a;
+	if (src->family != STACK_AF_INET)
+		return false;
+	tes_addr_v4(&a, src->a);
+	if (!gw_source_drop(w->d->p.g, &a))
+		return false;
+	gw_count_early_drop(w->d->p.g, w->index);
+	return true;
+}
+
+/* ---- the worker's own polling, once per loop iteration ---- */
+
+static void run_posts(struct dpw *w)
+{
+	struct kio_post *p = atomic_exchange_explicit(&w->posts, NULL, memory_order_acquire);
+	/* Pushed newest first: reverse, so verdicts run in arrival order. */
+	struct kio_post *rev = NULL;
+	while (p) {
+		struct kio_post *next = __atomic_load_n(&p->next, __ATOMIC_RELAXED);
+		p->next = rev;
+		rev = p;
+		p = next;
+	}
+	while (rev) {
+		struct kio_post *next = rev->next;
+		rev->fn(rev);
+		rev = next;
+	}
+}
+
+static void run_resumes(struct dpw *w)
+{
+	/* Bounded: a connection resumed while offering goes on the new list. */
+	struct dconn *dc = w->resume;
+	w->resume = NULL;
+	while (dc) {
+		struct dconn *next = dc->rnext;
+		dc->in_resume = false;
+		dc->rnext = NULL;
+		offer(dc);
+		dc = next;
+	}
+}
+
+static void scan(struct dpw *w)
+{
+	for (struct dconn *dc = w->conns, *next; dc; dc = next) {
+		next = dc->next; /* only dc itself may go */
+		if (dc->closing) {
+			if (!dc->fin_sent && (!dc->gc || !gw_conn_waiting(dc->gc)))
+				send_fin(dc);
+			if (w->now >= dc->linger_at) {
+				if (dc->tc)
+					tcp_abort(dc->tc);
+				dc->tc = NULL;
+				conn_free(dc, KIO_CLOSE_LINGER);
+			}
+			continue;
+		}
+		if (!dc->gc)
+			continue;
+		if (w->now >= dc->session_at) {
+			STAT_ADD(w, timeouts_session);
+			gw_conn_timeout(dc->gc, KIO_TIMEOUT_SESSION);
+			t_close(dc);
+		} else if (w->now >= dc->idle_at) {
+			STAT_ADD(w, timeouts_idle);
+			gw_conn_timeout(dc->gc, KIO_TIMEOUT_IDLE);
+			t_close(dc);
+		}
+	}
+	struct stack_mem m;
+	stack_mem(w->w.st, &m);
+	const uint64_t *src = (const uint64_t *)(const void *)&m;
+	uint64_t *dst = (uint64_t *)(void *)&w->mem;
+	_Static_assert(sizeof(m) % sizeof(uint64_t) == 0, "stack_mem is 64-bit words");
+	for (size_t i = 0; i < sizeof(m) / sizeof(uint64_t); i++)
+		__atomic_store_n(&dst[i], src[i], __ATOMIC_RELAXED);
+}
+
+static void begin_shutdown(struct dpw *w)
+{
+	w->stopping = true;
+	if (w->lst)
+		stack_unlisten(w->w.st, w->lst);
+	w->lst = NULL;
+	for (struct dconn *dc = w->conns, *next; dc; dc = next) {
+		next = dc->next;
+		if (dc->gc && !dc->closing)
+			gw_conn_shutdown(dc->gc);
+	}
+}
+
+static void on_poll(void *arg, uint64_t now)
+{
+	struct dpw *w = arg;
+	struct dpgw *d = w->d;
+	w->now = now;
+	if (atomic_load_explicit(&w->posts, memory_order_relaxed))
+		run_posts(w);
+	if (w->resume)
+		run_resumes(w);
+	if (++w->iter % QS_EVERY == 0)
+		gw_worker_quiescent(d->p.g);
+	unsigned gen = atomic_load_explicit(&d->stop_gen, memory_order_acquire);
+	if (gen != w->stop_gen) {
+		uint64_t dl = now + (uint64_t)atomic_load(&d->grace_ms) * MS;
+		if (!w->stopping) {
+			w->deadline = dl;
+			begin_shutdown(w);
+		} else if (dl < w->deadline) {
+			w->deadline = dl;
+		}
+		w->stop_gen = gen;
+	}
+	if (now >= w->next_scan) {
+		scan(w);
+		w->next_scan = now + SCAN_NS;
+	}
+	if (w->stopping) {
+		if (w->nconns == 0) {
+			atomic_store(&w->stop_loop, true);
+		} else if (now >= w->deadline) {
+			while (w->conns) {
+				struct dconn *dc = w->conns;
+				if (dc->tc)
+					tcp_abort(dc->tc);
+				dc->tc = NULL;
+				conn_free(dc, KIO_CLOSE_SHUTDOWN);
+			}
+			atomic_store(&w->stop_loop, true);
+		}
+	}
+}
+
+static int worker_main(void *arg)
+{
+	struct dpw *w = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "tes-dp-%u", w->index);
+	pthread_setname_np(pthread_self(), name); /* for ps, perf and the tests */
+	log_thread_async(true);                   /* a log line must not be a write(2) here */
+	char err[160];
+	if (nosyscall_worker_arena(err, sizeof(err)) != 0)
+		log_msg(LOG_WARN, "worker %u: %s: its allocations may make system calls", w->index,
+			err);
+	gw_worker_start(w->d->p.g);
+	w->now = dp_worker_now(&w->w);
+	w->next_scan = w->now + SCAN_NS;
+	dp_worker_run(&w->w, &w->stop_loop);
+	dp_worker_drain(&w->w);
+	gw_worker_stop(w->d->p.g);
+	atomic_store(&w->exited, true);
+	return 0;
+}
+
+/* ---- start and stop ---- */
+
+static int split_args(struct dpgw *d)
+{
+	d->eal_buf = strdup(d->p.eal_args);
+	if (!d->eal_buf)
+		return -1;
+	int n = 0;
+	d->eal_argv[n++] = (char *)"tesgate";
+	for (char *save = NULL, *t = strtok_r(d->eal_buf, " ", &save); t;
+	     t = strtok_r(NULL, " ", &save)) {
+		if (n >= EAL_MAX_ARGS) {
+			fprintf(stderr, "tesgate: dpdk_args: more than %d arguments\n",
+				EAL_MAX_ARGS - 1);
+			return -1;
+		}
+		d->eal_argv[n++] = t;
+	}
+	d->eal_argv[n] = NULL;
+	return n;
+}
+
+static int parse_addr(const char *s, uint32_t *addr, uint8_t *plen)
+{
+	char buf[24];
+	snprintf(buf, sizeof(buf), "%s", s);
+	char *slash = strchr(buf, '/');
+	*plen = 24;
+	if (slash) {
+		*slash = '\0';
+		*plen = (uint8_t)atoi(slash + 1);
+	}
+	struct in_addr a;
+	if (inet_pton(AF_INET, buf, &a) != 1 || *plen < 1 || *plen > 32)
+		return -1;
+	*addr = ntohl(a.s_addr);
+	return 0;
+}
+
+static void free_all(struct dpgw *d)
+{
+	srclimit_free(d->src);
+	free(d->w);
+	free(d->eal_buf);
+	free(d);
+}
+
+struct dpgw *dpgw_start(const struct dpgw_params *p)
+{
+	static const struct stack_app app = {
+		.accept = a_accept,
+		.readable = a_readable,
+		.writable = a_writable,
+		.closed = a_closed,
+	};
+	uint32_t addr;
+	uint8_t plen;
+	if (parse_addr(p->addr, &addr, &plen) != 0) {
+		fprintf(stderr, "tesgate: dpdk_addr '%s' is not A.B.C.D/len\n", p->addr);
+		return NULL;
+	}
+	if (p->workers < 1 || p->workers > DP_MAX_QUEUES) {
+		fprintf(stderr, "tesgate: io = dpdk runs 1..%d workers, not %u\n", DP_MAX_QUEUES,
+			p->workers);
+		return NULL;
+	}
+	struct dp_impair_conf imp;
+	bool impair = p->impair && p->impair[0];
+	if (impair) {
+		char err[160];
+		if (dp_impair_parse(p->impair, &imp, err, sizeof(err)) != 0) {
+			fprintf(stderr, "tesgate: dpdk_impair: %s\n", err);
+			return NULL;
+		}
+	}
+	struct dpgw *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->p = *p;
+	d->impaired = impair;
+	d->nworkers = p->workers;
+	snprintf(d->refuse_global, sizeof(d->refuse_global), "%s",
+		 p->refuse_global ? p->refuse_global : "");
+	snprintf(d->refuse_source, sizeof(d->refuse_source), "%s",
+		 p->refuse_source ? p->refuse_source : "");
+	d->src = p->max_conns_source ? srclimit_new(p->max_conns, p->max_conns_source) : NULL;
+	d->w = calloc(p->workers, sizeof(*d->w));
+	if ((p->max_conns_source && !d->src) || !d->w) {
+		free_all(d);
+		return NULL;
+	}
+	d->io = dp_worker_io;
+	d->io.early_drop = early_drop;
+
+	int argc = split_args(d);
+	if (argc < 0 || dp_eal_init(argc, d->eal_argv) != 0) {
+		free_all(d);
+		return NULL;
+	}
+	/* The main lcore does not poll (it waits for signals, as on the
+	 * kernel path): each worker needs an lcore of its own. */
+	if (rte_lcore_count() < p->workers + 1) {
+		fprintf(stderr,
+			"tesgate: workers = %u with io = dpdk needs %u lcores in dpdk_args "
+			"(the main lcore and one per worker, e.g. -l 0-%u); the EAL has %u\n",
+			p->workers, p->workers + 1, p->workers, rte_lcore_count());
+		goto fail_eal;
+	}
+	uint16_t pid = 0;
+	bool have = false;
+	RTE_ETH_FOREACH_DEV (pid) {
+		have = true;
+		break;
+	}
+	if (!have) {
+		fprintf(stderr, "tesgate: no DPDK port (give one in dpdk_args, --vdev)\n");
+		goto fail_eal;
+	}
+	struct dp_port_conf pc = { .port_id = pid, .nb_queues = (uint16_t)p->workers };
+	if (dp_port_setup(&d->port, &pc) != 0)
+		goto fail_eal;
+	for (unsigned q = 0; impair && q < p->workers; q++) {
+		if (dp_impair_attach(&d->port, (uint16_t)q, &imp) != 0)
+			goto fail_port;
+		log_msg(LOG_WARN, "dpdk_impair on queue %u: %s (for tests only)", q, p->impair);
+	}
+	if (p->workers > 1) {
+		/* A segment that arrives on another worker's queue (RSS and
+		 * the tap's queue choice do not know our stacks) is passed to
+		 * the worker owning its 4-tuple. */
+		d->steer = dp_steer_create(&d->port, p->workers);
+		if (!d->steer)
+			goto fail_port;
+	}
+	uint8_t hash_key[16], isn_key[16];
+	if (getrandom(hash_key, sizeof(hash_key), 0) != sizeof(hash_key) ||
+	    getrandom(isn_key, sizeof(isn_key), 0) != sizeof(isn_key)) {
+		fprintf(stderr, "tesgate: getrandom failed\n");
+		goto fail_port;
+	}
+	unsigned lcore = rte_get_next_lcore(-1, 1, 0);
+	unsigned made = 0;
+	for (; made < p->workers; made++) {
+		struct dpw *w = &d->w[made];
+		w->d = d;
+		w->index = made;
+		w->lcore = lcore;
+		lcore = rte_get_next_lcore(lcore, 1, 0);
+		dp_worker_init(&w->w, &d->port, (uint16_t)made);
+		if (d->steer)
+			dp_worker_set_steer(&w->w, d->steer, made);
+		struct stack_config cfg;
+		stack_config_defaults(&cfg);
+		dp_worker_stack_config(&w->w, &cfg);
+		cfg.naddrs = 1;
+		stack_addr_ipv4(&cfg.addrs[0].addr, addr);
+		cfg.addrs[0].prefix_len = plen;
+		cfg.max_conns = p->max_conns ? p->max_conns : 1;
+		cfg.rcvbuf = 65536;
+		cfg.sndbuf = 65536;
+		memcpy(cfg.hash_key, hash_key, sizeof(hash_key));
+		memcpy(cfg.isn_key, isn_key, sizeof(isn_key));
+		const char *err = NULL;
+		w->w.st = stack_create(&cfg, &d->io, &w->w, &app, &err);
+		if (!w->w.st) {
+			fprintf(stderr, "tesgate: stack_create: %s\n", err ? err : "?");
+			goto fail_stacks;
+		}
+		w->lst = stack_listen(w->w.st, NULL, p->port, 1024, w);
+		if (!w->lst) {
+			fprintf(stderr, "tesgate: cannot listen on port %u of the stack\n",
+				p->port);
+			stack_destroy(w->w.st);
+			goto fail_stacks;
+		}
+		w->w.poll = on_poll;
+		w->w.poll_arg = w;
+	}
+	return d;
+fail_stacks:
+	while (made-- > 0)
+		stack_destroy(d->w[made].w.st);
+fail_port:
+	if (d->steer)
+		dp_steer_free(d->steer);
+	dp_port_close(&d->port);
+fail_eal:
+	dp_eal_cleanup();
+	free_all(d);
+	return NULL;
+}
+
+int dpgw_launch(struct dpgw *d)
+{
+	for (unsigned i = 0; i < d->nworkers; i++) {
+		int rc = rte_eal_remote_launch(worker_main, &d->w[i], d->w[i].lcore);
+		if (rc != 0) {
+			fprintf(stderr, "tesgate: cannot start worker %u on lcore %u: %s\n", i,
+				d->w[i].lcore, strerror(-rc));
+			/* the ones started stop at once */
+			atomic_store(&d->grace_ms, 0);
+			atomic_store(&d->stop_req, true);
+			atomic_fetch_add(&d->stop_gen, 1);
+			for (unsigned j = i; j < d->nworkers; j++)
+				atomic_store(&d->w[j].exited, true);
+			d->launched = true;
+			return -1;
+		}
+	}
+	d->launched = true;
+	return 0;
+}
+
+void dpgw_stop(struct dpgw *d, unsigned grace_ms)
+{
+	unsigned old = atomic_load(&d->grace_ms);
+	if (atomic_load(&d->stop_req) && grace_ms >= old)
+		return;
+	atomic_store(&d->grace_ms, grace_ms);
+	atomic_store(&d->stop_req, true);
+	atomic_fetch_add_explicit(&d->stop_gen, 1, memory_order_release);
+}
+
+bool dpgw_wait(struct dpgw *d, unsigned timeout_ms)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		bool all = true;
+		for (unsigned i = 0; i < d->nworkers && all; i++)
+			all = atomic_load(&d->w[i].exited);
+		if (all || !d->launched)
+			return true;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		uint64_t ms = (uint64_t)(t.tv_sec - t0.tv_sec) * 1000 +
+			      (uint64_t)((t.tv_nsec - t0.tv_nsec) / 1000000);
+		if (ms >= timeout_ms)
+			return false;
+		struct timespec nap = { 0, 5 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+	}
+}
+
+void dpgw_destroy(struct dpgw *d)
+{
+	if (d->launched)
+		rte_eal_mp_wait_lcore();
+	for (unsigned i = 0; i < d->nworkers; i++) {
+		struct dpw *w = &d->w[i];
+		/* Verdicts that found the worker gone: their sessions were all
+		 * closed, so each is an orphan conn.c frees. */
+		run_posts(w);
+		while (w->conns) { /* never launched */
+			struct dconn *dc = w->conns;
+			dc->tc = NULL;
+			conn_free(dc, KIO_CLOSE_SHUTDOWN);
+		}
+		dp_worker_log_stats(&w->w, stderr);
+		if (d->impaired)
+			dp_impair_log_stats(&d->port, (uint16_t)i, stderr);
+	}
+	dp_port_log_stats(&d->port, stderr);
+	for (unsigned i = 0; i < d->nworkers; i++)
+		stack_destroy(d->w[i].w.st);
+	if (d->steer)
+		dp_steer_free(d->steer);
+	dp_port_close(&d->port);
+	dp_eal_cleanup();
+	free_all(d);
+}
+
+/* ---- statistics, any thread ---- */
+
+void dpgw_conn_stats(const struct dpgw *d, struct kio_stats *out)
+{
+	_Static_assert(sizeof(struct kio_stats) % sizeof(uint64_t) == 0, "kio_stats is words");
+	uint64_t *o = (uint64_t *)(void *)out;
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < d->nworkers; i++) {
+		const uint64_t *s = (const uint64_t *)(const void *)&d->w[i].st;
+		for (size_t j = 0; j < sizeof(*out) / sizeof(uint64_t); j++)
+			o[j] += __atomic_load_n(&s[j], __ATOMIC_RELAXED);
+	}
+	out->open = atomic_load_explicit(&((struct dpgw *)d)->nconns, memory_order_relaxed);
+}
+
+unsigned dpgw_workers(const struct dpgw *d)
+{
+	return d->nworkers;
+}
+
+const struct dp_port *dpgw_port(const struct dpgw *d)
+{
+	return &d->port;
+}
+
+static void copy_words(void *dst, const void *src, size_t len)
+{
+	uint64_t *o = dst;
+	const uint64_t *s = src;
+	for (size_t i = 0; i < len / sizeof(uint64_t); i++)
+		o[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
+}
+
+void dpgw_stack_stats(const struct dpgw *d, unsigned worker, struct stack_stats *out)
+{
+	_Static_assert(sizeof(struct stack_stats) % sizeof(uint64_t) == 0, "stack_stats words");
+	if (worker >= d->nworkers) {
+		memset(out, 0, sizeof(*out));
+		return;
+	}
+	copy_words(out, stack_stats(d->w[worker].w.st), sizeof(*out));
+}
+
+void dpgw_stack_mem(const struct dpgw *d, unsigned worker, struct stack_mem *out)
+{
+	if (worker >= d->nworkers) {
+		memset(out, 0, sizeof(*out));
+		return;
+	}
+	copy_words(out, &d->w[worker].mem, sizeof(*out));
+}
+
+void dpgw_worker_stats(const struct dpgw *d, unsigned worker, struct dp_worker_stats *out)
+{
+	_Static_assert(sizeof(struct dp_worker_stats) % sizeof(uint64_t) == 0, "words");
+	if (worker >= d->nworkers) {
+		memset(out, 0, sizeof(*out));
+		return;
+	}
+	copy_words(out, &d->w[worker].w.stats, sizeof(*out));
+}

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include "gateway/delivery/backends.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "gateway/delivery/discard.h"
+#include "gateway/observe/log.h"
+#include "gateway/delivery/smtpc.h"
+
+static struct relay *open_relay(const struct tes_config *cfg, struct backends *b)
+{
+	char tmp[PATH_MAX + 8], err[1024], why[512];
+	snprintf(tmp, sizeof(tmp), "%s/tmp", cfg->spool_dir);
+	struct relay_config rc = {
+		.host = cfg->relay_host,
+		.port = cfg->relay_port,
+		.socket_path = cfg->relay_socket,
+		.helo_name = cfg->relay_helo_name[0] ? cfg->relay_helo_name : cfg->hostname,
+		.tmp_dir = tmp,
+		.threads = cfg->relay_threads,
+		.max_connections = cfg->relay_max_connections,
+		.max_queue = cfg->relay_max_queue,
+		.connect_timeout_ms = cfg->relay_connect_timeout * 1000u,
+		.command_timeout_ms = cfg->relay_command_timeout * 1000u,
+		.data_timeout_ms = cfg->relay_data_timeout * 1000u,
+		.idle_timeout_ms = cfg->relay_idle_timeout * 1000u,
+		.memory_per_message = cfg->relay_memory_per_message,
+		.memory_total = cfg->relay_memory_total,
+	};
+	struct relay *rl = relay_open(&rc, err, sizeof(err));
+	if (!rl) {
+		fprintf(stderr, "tesgate: %s\n", err);
+		return NULL;
+	}
+	if (cfg->relay_socket[0])
+		snprintf(b->where, sizeof(b->where), "to unix:%s", cfg->relay_socket);
+	else
+		snprintf(b->where, sizeof(b->where), "to %s:%u", cfg->relay_host, cfg->relay_port);
+	/* SMTPUTF8 is offered only when the backend takes it: otherwise it
+	 * would bounce what the gateway accepted. */
+	unsigned ext;
+	uint64_t size_max;
+	if (relay_probe(rl, &ext, &size_max, why, sizeof(why))) {
+		b->smtputf8 = (ext & SMTPC_EXT_SMTPUTF8) != 0;
+		log_msg(LOG_INFO, "relay: backend %s offers%s%s%s%s%s; SMTPUTF8 %s to clients",
+			b->where + 3, ext & SMTPC_EXT_PIPELINING ? " PIPELINING" : "",
+			ext & SMTPC_EXT_CHUNKING ? " CHUNKING" : "",
+			ext & SMTPC_EXT_8BITMIME ? " 8BITMIME" : "",
+			ext & SMTPC_EXT_SMTPUTF8 ? " SMTPUTF8" : "",
+			ext & SMTPC_EXT_SIZE ? " SIZE" : "",
+			b->smtputf8 ? "offered" : "not offered");
+		if ((ext & SMTPC_EXT_SIZE) && size_max && size_max < cfg->limits.max_message_size)
+			log_msg(LOG_WARN,
+				"relay: the backend takes at most %llu octets, max_message_size is "
+				"%llu: larger messages will get 554 5.3.4 after their content",
+				(unsigned long long)size_max,
+				(unsigned long long)cfg->limits.max_message_size);
+	} else {
+		b->smtputf8 = false;
+		log_msg(LOG_WARN,
+			"relay: backend not reachable at start (%s); messages get 451 until it is, "
+			"and SMTPUTF8 is not offered until a restart finds it",
+			why);
+	}
+	return rl;
+}
+
+int backends_open(const struct tes_config *cfg, struct backends *b, struct delivery_backend *be)
+{
+	char err[1024];
+	memset(b, 0, sizeof(*b));
+	if (strcmp(cfg->delivery, "smtp") == 0) {
+		b->rl = open_relay(cfg, b);
+		if (!b->rl)
+			return -1;
+		relay_backend(b->rl, be);
+		return 0;
+	}
+	if (strcmp(cfg->delivery, "discard") == 0) {
+		for (int i = 0; i < 3; i++)
+			log_msg(LOG_WARN, "DISCARD BACKEND: every message gets 250 and is THROWN "
+					  "AWAY. For benchmarks only; never on real mail.");
+		discard_backend(be);
+		b->smtputf8 = true;
+		snprintf(b->where, sizeof(b->where), "(nothing is kept)");
+		return 0;
+	}
+	b->sp = spool_open(cfg->spool_dir, cfg->delivery_threads, cfg->workers, err, sizeof(err));
+	if (!b->sp) {
+		fprintf(stderr, "tesgate: %s\n", err);
+		return -1;
+	}
+	/* DPDK workers make no system calls, so nobody may wake the spool */
+	spool_set_polling(b->sp, cfg->io_dpdk);
+	spool_backend(b->sp, be);
+	b->smtputf8 = true;
+	snprintf(b->where, sizeof(b->where), "%s", cfg->spool_dir);
+	return 0;
+}
+
+void backends_stop(struct backends *b)
+{
+	if (b->sp)
+		spool_stop(b->sp);
+	if (b->rl)
+		relay_stop(b->rl);
+}
+
+void backends_close(struct backends *b)
+{
+	spool_close(b->sp);
+	relay_close(b->rl);
+}
+
+void backends_stats(const struct backends *b, struct spool_stats *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (b->sp)
+		spool_stats(b->sp, ss);
+	if (b->rl) {
+		struct relay_stats rs;
+		relay_stats(b->rl, &rs);
+		log_msg(LOG_INFO,
+			"stats relay relayed=%llu temp_fail=%llu perm_fail=%llu queue_full=%llu "
+			"aborted=%llu spilled=%llu retried=%llu connections=%llu bytes=%llu",
+			(unsigned long long)rs.relayed, (unsigned long long)rs.temp_fail,
+			(unsigned long long)rs.perm_fail, (unsigned long long)rs.queue_full,
+			(unsigned long long)rs.aborted, (unsigned long long)rs.spilled,
+			(unsigned long long)rs.retried, (unsigned long long)rs.connections,
+			(unsigned long long)rs.bytes);
+	}
+	if (!b->sp && !b->rl) {
+		struct discard_stats ds;
+		discard_stats(&ds);
+		log_msg(LOG_WARN, "stats DISCARD BACKEND threw away %llu messages (%llu octets)",
+			(unsigned long long)ds.discarded, (unsigned long long)ds.bytes);
+	}
+}
