@@ -93,7 +93,7 @@ struct tes_config {
 	unsigned tls_ticket_lifetime; /* seconds; 0: no session tickets */
 
 	/* io = dpdk: the SMTP engine on the userspace stack over a DPDK port
-	 * (gateway/conn/dpconn.h) instead of kernel sockets */
+	 * (gateway/conn/dpdk.h) instead of kernel sockets */
 	bool io_dpdk;
 	char dpdk_args[256]; /* EAL arguments, split on spaces */
 	char dpdk_addr[24];  /* the stack's IPv4 address, A.B.C.D/len */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * tesgate: the gateway process, on kernel sockets (kio) or on the userspace
- * TCP stack over a DPDK port (io = dpdk, gateway/conn/dpconn.c).
+ * TCP stack over a DPDK port (io = dpdk, gateway/conn/dpdk.c).
  *
  * The main thread parses the configuration, loads the catalog, starts the
  * delivery threads and the kio workers, and then only waits for signals
@@ -22,12 +22,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dataplane/kio.h"
 #include "enforce/catalog.h"
 #include "gateway/delivery/backends.h"
 #include "gateway/config.h"
 #include "gateway/conn/conn.h"
-#include "gateway/conn/dpconn.h"
+#include "gateway/conn/dpdk.h"
+#include "gateway/conn/kernel.h"
 #include "gateway/observe/dptelemetry.h"
 #include "gateway/state/ctlclient.h"
 #include "gateway/state/enfstate.h"
@@ -86,7 +86,7 @@ static uint64_t sum_versions(const uint64_t *v)
 	return n;
 }
 
-static void log_stats(const struct kio_stats *ks, const struct gw_stats *gs,
+static void log_stats(const struct gw_io_stats *ks, const struct gw_stats *gs,
 		      const struct spool_stats *ss)
 {
 	log_msg(LOG_INFO,
@@ -398,57 +398,16 @@ static int settle_privileges(const struct tes_config *cfg, const struct backends
 	return report_privileges(false);
 }
 
-/* The connection front end under the gateway: kio's kernel sockets, or the
- * userspace stack on a DPDK port (io = dpdk).  Everything else (the session
- * layer, control client, metrics, signals, shutdown order) is shared. */
-struct front {
-	struct kio *k;
-	struct dpgw *d;
-};
-
-static void front_stats(const void *arg, struct kio_stats *ks)
+/* The transport under the gateway (gateway/conn/transport.h): kernel
+ * sockets (kernel.c) or the userspace stack on a DPDK port (dpdk.c, io =
+ * dpdk).  Everything else (the session layer, control client, metrics,
+ * signals, shutdown order) is shared.  NULL ops: none made yet. */
+static void io_destroy(struct gw_io *io)
 {
-	const struct front *f = arg;
-	if (f->k)
-		kio_stats(f->k, ks);
-	else
-		dpgw_conn_stats(f->d, ks);
-}
-
-static int front_start(struct front *f)
-{
-	if (f->k) {
-		int e = kio_start(f->k);
-		if (e)
-			fprintf(stderr, "tesgate: cannot start workers: %s\n", strerror(e));
-		return e ? -1 : 0;
-	}
-	return dpgw_launch(f->d);
-}
-
-static void front_stop(struct front *f, unsigned grace_ms)
-{
-	if (f->k)
-		kio_stop(f->k, grace_ms);
-	else
-		dpgw_stop(f->d, grace_ms);
-}
-
-static bool front_wait(struct front *f, unsigned ms)
-{
-	return f->k ? kio_wait(f->k, ms) : dpgw_wait(f->d, ms);
-}
-
-/* After front_wait said yes and the backend stopped: runs the verdicts for
- * sessions already gone. */
-static void front_destroy(struct front *f)
-{
-	if (f->k)
-		kio_destroy(f->k);
-	else if (f->d)
-		dpgw_destroy(f->d);
-	f->k = NULL;
-	f->d = NULL;
+	if (io->ops)
+		io->ops->destroy(io->t);
+	io->ops = NULL;
+	io->t = NULL;
 }
 
 int main(int argc, char **argv)
@@ -587,25 +546,20 @@ int main(int argc, char **argv)
 	/* Kernel sockets: bound first, while this is the only thread, so that
 	 * a capability needed only to bind (port 25 without root) is dropped
 	 * from the one thread there is. */
-	struct front fe = { NULL, NULL };
+	struct gw_io io = { NULL, NULL };
 	bool early_drop = false;
 	if (!cfg.io_dpdk) {
-		struct kio_ops ops;
-		gw_kio_ops(&ops);
-		struct kio_config kc = {
+		struct gw_kernel_params kp = {
 			.listen = cfg.listen,
 			.workers = cfg.workers,
 			.cpus = cfg.ncpus ? cfg.cpus : NULL,
-			.backlog = 1024,
 			.idle_timeout_ms = cfg.idle_timeout * 1000u,
 			.session_timeout_ms = cfg.session_timeout * 1000u,
 			.linger_ms = LINGER_MS,
 			.max_conns = cfg.max_connections,
 			.max_conns_source = cfg.max_connections_per_source,
-			.log = log_msg,
 		};
-		fe.k = kio_create(&kc, &ops, NULL, err, sizeof(err));
-		if (!fe.k) {
+		if (gw_kernel_bind(&kp, &io, err, sizeof(err)) != 0) {
 			fprintf(stderr, "tesgate: %s\n", err);
 			catalog_free(cat);
 			tls_server_ctx_free(tls);
@@ -614,7 +568,7 @@ int main(int argc, char **argv)
 		if (geteuid() != 0) {
 			if (priv_drop(&pu, 0, err, sizeof(err)) != 0) {
 				fprintf(stderr, "tesgate: dropping capabilities: %s\n", err);
-				kio_destroy(fe.k);
+				io_destroy(&io);
 				catalog_free(cat);
 				tls_server_ctx_free(tls);
 				return 1;
@@ -629,7 +583,7 @@ int main(int argc, char **argv)
 	struct delivery_backend backend;
 	memset(&backend, 0, sizeof(backend));
 	if (backends_open(&cfg, &bk, &backend) != 0) {
-		front_destroy(&fe);
+		io_destroy(&io);
 		catalog_free(cat);
 		tls_server_ctx_free(tls);
 		return 1;
@@ -639,7 +593,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tesgate: %s\n", err);
 		backends_stop(&bk);
 		backends_close(&bk);
-		front_destroy(&fe);
+		io_destroy(&io);
 		catalog_free(cat);
 		tls_server_ctx_free(tls);
 		return 1;
@@ -651,6 +605,7 @@ int main(int argc, char **argv)
 	struct verdictlog *vl = NULL;
 	struct gw *g = NULL;
 	struct ctlclient *cc = NULL;
+	struct dpgw *dpg = NULL; /* io = dpdk: the transport, for its own exports */
 	char where[80];
 
 	/* The enforcement state: filled here with the local catalog and policy,
@@ -721,16 +676,15 @@ int main(int argc, char **argv)
 			.refuse_source = gw_refuse_source(g),
 			.impair = cfg.dpdk_impair,
 		};
-		fe.d = dpgw_start(&dp);
-		if (!fe.d)
+		dpg = dpgw_start(&dp);
+		if (!dpg)
 			goto fail;
+		dpgw_io(dpg, &io);
 		snprintf(where, sizeof(where), "%s port %u (io dpdk)", cfg.dpdk_addr,
 			 cfg.dpdk_port);
 	} else {
-		struct sockaddr_storage bound;
-		kio_set_app(fe.k, g, gw_refuse_global(g), gw_refuse_source(g));
-		kio_local_addr(fe.k, &bound);
-		kio_format_addr(&bound, where, sizeof(where), true);
+		gw_kernel_attach(&io, g);
+		gw_kernel_where(&io, where, sizeof(where));
 	}
 	if (cfg.control_socket[0]) {
 		struct ctlclient_params cp = {
@@ -755,9 +709,9 @@ int main(int argc, char **argv)
 	 * taken a connection yet. */
 	if (settle_privileges(&cfg, &bk, &pu, early_drop) != 0)
 		goto fail;
-	if (front_start(&fe) != 0) {
-		front_stop(&fe, 0);
-		front_wait(&fe, 5000);
+	if (io.ops->start(io.t) != 0) {
+		io.ops->stop(io.t, 0);
+		io.ops->wait(io.t, 5000);
 		goto fail;
 	}
 	log_msg(LOG_INFO,
@@ -768,19 +722,17 @@ int main(int argc, char **argv)
 		tls_server_ctx_tick(tls, mono_s()); /* starts the ticket-key clock */
 	struct gw_metrics_src msrc = {
 		.g = g,
-		.k = fe.k,
-		.dp = fe.d,
-		.conn_stats = fe.k ? NULL : front_stats,
-		.conn_stats_arg = &fe,
+		.io = &io,
+		.dp = dpg,
 		.bk = &bk,
 		.cc = cc,
 		.st = st,
 		.vl = vl,
 	};
 	struct gw_metrics *met = gw_metrics_start(cfg.metrics_listen, &msrc);
-	if (fe.d) {
+	if (dpg) {
 		/* DPDK's telemetry socket gets tesgate's commands too */
-		struct dptel_src ts = { .d = fe.d, .g = g, .st = st, .cc = cc };
+		struct dptel_src ts = { .d = dpg, .g = g, .st = st, .cc = cc };
 		dptel_start(&ts);
 	}
 
@@ -796,29 +748,29 @@ int main(int argc, char **argv)
 			if (!stopping) {
 				log_msg(LOG_INFO, "%s: shutting down (grace %u s)",
 					sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_grace);
-				front_stop(&fe, cfg.shutdown_grace * 1000u);
+				io.ops->stop(io.t, cfg.shutdown_grace * 1000u);
 				stopping = true;
 			} else {
 				log_msg(LOG_WARN, "second signal: closing every connection now");
-				front_stop(&fe, 0);
+				io.ops->stop(io.t, 0);
 			}
 		}
 		if (tls && tls_server_ctx_tick(tls, mono_s()))
 			log_msg(LOG_INFO, "tls session-ticket key rotated");
-		if (stopping && front_wait(&fe, 0))
+		if (stopping && io.ops->wait(io.t, 0))
 			break;
 	}
 
 	gw_metrics_stop(met); /* before anything it reads is freed */
-	if (fe.d)
+	if (dpg)
 		dptel_stop();
-	struct kio_stats ks;
+	struct gw_io_stats ks;
 	struct gw_stats gs;
 	struct spool_stats ss;
-	front_stats(&fe, &ks);
+	io.ops->stats(io.t, &ks);
 	backends_stop(&bk);
-	front_destroy(&fe); /* after backends_stop: runs verdicts for sessions already gone */
-	log_async_stop();   /* the workers' last lines, and those verdicts' */
+	io_destroy(&io);  /* after backends_stop: runs verdicts for sessions already gone */
+	log_async_stop(); /* the workers' last lines, and those verdicts' */
 	/* The workers are gone: the rest of the verdict lines, then the file. */
 	verdictlog_close(vl);
 	ctlclient_stop(cc);
@@ -835,7 +787,7 @@ int main(int argc, char **argv)
 
 fail:
 	backends_stop(&bk);
-	front_destroy(&fe); /* after backends_stop, as above */
+	io_destroy(&io); /* after backends_stop, as above */
 	log_async_stop();
 	ctlclient_stop(cc);
 	gw_free(g);

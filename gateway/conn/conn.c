@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "enforce/text.h"
 #include "gateway/state/ctlclient.h"
 #include "gateway/state/enfstate.h"
 #include "gateway/observe/log.h"
@@ -54,7 +55,7 @@ struct gw_conn {
 	bool close_after_flush;
 	char peer[INET6_ADDRSTRLEN + 8];     /* "192.0.2.1:25", logs and envelope */
 	char peer_lit[INET6_ADDRSTRLEN + 8]; /* "192.0.2.1", "IPv6:2001:db8::1": the engine */
-	struct kio_post post;
+	struct gw_post post;
 	struct smtp_reply verdict;
 	struct timespec submitted; /* for the delivery latency histogram */
 	struct smtp_stats counted; /* the session's counters already in gw_stats */
@@ -860,7 +861,7 @@ static bool too_slow(struct gw_conn *gc)
 	return true;
 }
 
-static void verdict_arrived(struct kio_post *p)
+static void verdict_arrived(struct gw_post *p)
 {
 	struct gw_conn *gc = container_of(p, struct gw_conn, post);
 	struct gw *g = gc->g;
@@ -903,6 +904,45 @@ static void verdict_arrived(struct kio_post *p)
 	settle(gc);
 }
 
+/* The client's address as the logs show it ("192.0.2.1:25",
+ * "[2001:db8::1]:25") and as the engine's address literal, whose brackets
+ * it adds itself (RFC 5321 4.1.3: "192.0.2.1", "IPv6:2001:db8::1"); an
+ * IPv4-mapped address is IPv4 (tes_addr_v6 made it so).  By hand, not
+ * printf: once per connection, on the worker. */
+static void peer_text(struct gw_conn *gc, const struct sockaddr_storage *peer)
+{
+	char addr[INET6_ADDRSTRLEN] = "unknown";
+	unsigned port = 0;
+	size_t n;
+
+	if (peer->ss_family == AF_INET)
+		port = ntohs(((const struct sockaddr_in *)(const void *)peer)->sin_port);
+	else if (peer->ss_family == AF_INET6)
+		port = ntohs(((const struct sockaddr_in6 *)(const void *)peer)->sin6_port);
+	if (gc->src.family == TES_ADDR_V4) {
+		n = 0;
+		for (int i = 0; i < 4; i++) {
+			if (i)
+				n = tes_str_append(addr, sizeof(addr), n, ".");
+			n = tes_str_append_u64(addr, sizeof(addr), n, gc->src.a[i]);
+		}
+	} else if (gc->src.family == TES_ADDR_V6) {
+		inet_ntop(AF_INET6, gc->src.a, addr, sizeof(addr));
+	}
+	if (gc->src.family == TES_ADDR_NONE) {
+		tes_str_copy(gc->peer, sizeof(gc->peer), addr);
+		tes_str_copy(gc->peer_lit, sizeof(gc->peer_lit), addr);
+		return;
+	}
+	bool v6 = gc->src.family == TES_ADDR_V6;
+	n = tes_str_copy(gc->peer, sizeof(gc->peer), v6 ? "[" : "");
+	n = tes_str_append(gc->peer, sizeof(gc->peer), n, addr);
+	n = tes_str_append(gc->peer, sizeof(gc->peer), n, v6 ? "]:" : ":");
+	tes_str_append_u64(gc->peer, sizeof(gc->peer), n, port);
+	n = tes_str_copy(gc->peer_lit, sizeof(gc->peer_lit), v6 ? "IPv6:" : "");
+	tes_str_append(gc->peer_lit, sizeof(gc->peer_lit), n, addr);
+}
+
 struct gw_conn *gw_conn_open(struct gw *g, const struct gw_transport *tp, void *tc, void *tw,
 			     unsigned worker, const struct sockaddr_storage *peer,
 			     const char **refuse)
@@ -938,18 +978,7 @@ struct gw_conn *gw_conn_open(struct gw *g, const struct gw_transport *tp, void *
 		gc->via_connector =
 			enfstate_tenant_for_source(g->p.st, &gc->src, NULL, &gc->tenant);
 	}
-	kio_format_addr(peer, gc->peer, sizeof(gc->peer), true);
-	char addr[INET6_ADDRSTRLEN + 1];
-	kio_format_addr(peer, addr, sizeof(addr), false);
-	/* the engine adds the brackets of the address literal (RFC 5321 4.1.3) */
-	{
-		size_t pre = strchr(addr, ':') ? 5 : 0, n = strlen(addr);
-		if (pre + n >= sizeof(gc->peer_lit))
-			n = sizeof(gc->peer_lit) - 1 - pre;
-		memcpy(gc->peer_lit, "IPv6:", pre);
-		memcpy(gc->peer_lit + pre, addr, n);
-		gc->peer_lit[pre + n] = '\0';
-	}
+	peer_text(gc, peer);
 	gc->s = smtp_session_new(g->p.smtp, &g->hooks, gc, gc->peer_lit);
 	if (!gc->s) {
 		free(gc);
@@ -1011,8 +1040,8 @@ static size_t conn_data(struct gw_conn *gc, const uint8_t *p, size_t n)
 			/* RFC 3207 4.2: whatever the client pipelined behind
 			 * STARTTLS was sent before it could know TLS would start
 			 * (the command-injection attack).  The engine dropped the
-			 * rest of this buffer; returning n drops everything kio
-			 * holds too.  The 220 goes out in plaintext first. */
+			 * rest of this buffer; returning n drops everything the
+			 * transport holds too.  The 220 goes out in plaintext first. */
 			if (!gc->g->p.tls) {
 				/* not offered, so the engine cannot get here */
 				gc->close_after_flush = true;
@@ -1050,11 +1079,11 @@ void gw_conn_writable(struct gw_conn *gc)
 		settle(gc);
 }
 
-void gw_conn_timeout(struct gw_conn *gc, enum kio_timeout which)
+void gw_conn_timeout(struct gw_conn *gc, enum gw_timeout which)
 {
-	const char *line = which == KIO_TIMEOUT_IDLE ? gc->g->idle_line : gc->g->session_line;
+	const char *line = which == GW_TIMEOUT_IDLE ? gc->g->idle_line : gc->g->session_line;
 	log_msg(LOG_DEBUG, "timeout peer=%s %s", gc->peer,
-		which == KIO_TIMEOUT_IDLE ? "idle" : "session");
+		which == GW_TIMEOUT_IDLE ? "idle" : "session");
 	/* A session waiting for its verdict gets the verdict instead, if it
 	 * comes within the linger time. */
 	if (gc->waiting)
@@ -1077,13 +1106,13 @@ void gw_conn_shutdown(struct gw_conn *gc)
 	}
 }
 
-void gw_conn_closed(struct gw_conn *gc, enum kio_close_reason why)
+void gw_conn_closed(struct gw_conn *gc, enum gw_close_reason why)
 {
 	log_msg(LOG_DEBUG, "close peer=%s reason=%d", gc->peer, (int)why);
 	account_smtp(gc);
 	gc->tc = NULL;
 	if (gc->tls) {
-		if (why == KIO_CLOSE_PEER && !gc->tls_dead) {
+		if (why == GW_CLOSE_PEER && !gc->tls_dead) {
 			/* Let the TLS layer see the end, so a half-done handshake
 			 * is counted as "eof" rather than "abandoned" and a peer
 			 * that left without close_notify as unclean_eof.  What is
@@ -1126,6 +1155,18 @@ void gw_worker_quiescent(struct gw *g)
 		enfstate_quiescent();
 }
 
+void gw_worker_offline(struct gw *g)
+{
+	if (g->p.st)
+		enfstate_thread_offline();
+}
+
+void gw_worker_online(struct gw *g)
+{
+	if (g->p.st)
+		enfstate_thread_online();
+}
+
 void gw_worker_stop(struct gw *g)
 {
 	if (g->p.st)
@@ -1140,128 +1181,6 @@ void gw_count_early_drop(struct gw *g, unsigned worker)
 bool gw_source_drop(struct gw *g, const struct tes_addr *src)
 {
 	return g->p.st && enfstate_source_drop(g->p.st, src, ctlclient_now(g->p.cc));
-}
-
-/* ---- kio as the transport ---- */
-
-static size_t kt_write(void *tc, const void *p, size_t n)
-{
-	return kio_write(tc, p, n);
-}
-
-static void kt_pause(void *tc)
-{
-	kio_pause(tc);
-}
-
-static void kt_resume(void *tc)
-{
-	kio_resume(tc);
-}
-
-static void kt_close(void *tc)
-{
-	kio_close(tc);
-}
-
-static void kt_post(void *tw, struct kio_post *p)
-{
-	kio_post(tw, p);
-}
-
-static const struct gw_transport kio_transport = {
-	.write = kt_write,
-	.pause = kt_pause,
-	.resume = kt_resume,
-	.close = kt_close,
-	.post = kt_post,
-};
-
-static void *k_open(void *app, struct kio_conn *kc, const struct sockaddr_storage *peer,
-		    const char **refuse)
-{
-	struct kio_worker *kw = kio_conn_worker(kc);
-	return gw_conn_open(app, &kio_transport, kc, kw, kio_worker_index(kw), peer, refuse);
-}
-
-static size_t k_data(void *ctx, struct kio_conn *kc, const uint8_t *p, size_t n)
-{
-	(void)kc;
-	return gw_conn_data(ctx, p, n);
-}
-
-static void k_writable(void *ctx, struct kio_conn *kc)
-{
-	(void)kc;
-	gw_conn_writable(ctx);
-}
-
-static void k_timeout(void *ctx, struct kio_conn *kc, enum kio_timeout which)
-{
-	(void)kc;
-	gw_conn_timeout(ctx, which);
-}
-
-static void k_shutdown(void *ctx, struct kio_conn *kc)
-{
-	(void)kc;
-	gw_conn_shutdown(ctx);
-}
-
-static void k_close(void *ctx, struct kio_conn *kc, enum kio_close_reason why)
-{
-	(void)kc;
-	gw_conn_closed(ctx, why);
-}
-
-static bool k_holding(void *ctx, struct kio_conn *kc)
-{
-	(void)kc;
-	return gw_conn_waiting(ctx);
-}
-
-static void k_worker_start(void *app, unsigned worker)
-{
-	(void)worker;
-	gw_worker_start(app);
-}
-
-static void k_before_wait(void *app, unsigned worker)
-{
-	struct gw *g = app;
-	(void)worker;
-	if (g->p.st)
-		enfstate_thread_offline();
-}
-
-static void k_after_wait(void *app, unsigned worker)
-{
-	struct gw *g = app;
-	(void)worker;
-	if (g->p.st)
-		enfstate_thread_online();
-}
-
-static void k_worker_stop(void *app, unsigned worker)
-{
-	(void)worker;
-	gw_worker_stop(app);
-}
-
-void gw_kio_ops(struct kio_ops *ops)
-{
-	memset(ops, 0, sizeof(*ops));
-	ops->on_open = k_open;
-	ops->on_data = k_data;
-	ops->on_writable = k_writable;
-	ops->on_timeout = k_timeout;
-	ops->on_shutdown = k_shutdown;
-	ops->on_close = k_close;
-	ops->holding = k_holding;
-	ops->on_worker_start = k_worker_start;
-	ops->before_wait = k_before_wait;
-	ops->after_wait = k_after_wait;
-	ops->on_worker_stop = k_worker_stop;
 }
 
 void gw_set_control(struct gw *g, struct ctlclient *cc)

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The glue between a transport connection (kio's kernel sockets, or the
- * userspace TCP stack through gateway/conn/dpconn.c) and an SMTP session: bytes both ways with back-pressure, the
- * engine's hooks (Exchange detection at end of headers, the delivery
- * backend for content), and the seams where enforcement verdicts go.
+ * The glue between a transport connection and an SMTP session: bytes both
+ * ways with back-pressure, the engine's hooks (Exchange detection at end of
+ * headers, the delivery backend for content), and the seams where
+ * enforcement verdicts go.  It runs over the transport seam of
+ * gateway/conn/transport.h and knows no transport: kernel.c (kio) and
+ * dpdk.c (the userspace stack) are the two beside it.
  *
  * Back-pressure: reading stops while the engine cannot take input (its
  * output is full, or it waits for a delivery verdict) and resumes when that
@@ -16,15 +18,9 @@
  * from the engine).  The same back-pressure holds through it: the TLS
  * layer's bounded queues fill, and reading stops.
  *
- * Transports: struct gw_transport is all this file knows of the connection
- * under a session (write, pause, resume, close, and posting a verdict back
- * to the owning worker).  gw_kio_ops() makes kio one transport; dpconn.c
- * makes the DPDK stack another.  A transport delivers the gw_conn_* events
- * below with the same meaning kio's ops have (dataplane/kio.h): input until
- * paused, nothing after close, a timeout's line then the close, and
- * gw_conn_closed last.  The transport ops may be called from inside every
- * gw_conn_* call, so resume must not re-enter gw_conn_data synchronously
- * (kio and dpconn.c both offer the input again from their loop).
+ * The transport ops may be called from inside every gw_conn_* call, so
+ * resume must not re-enter gw_conn_data synchronously (both transports
+ * offer the input again from their loop).
  *
  * Threading: gw_new/gw_free/gw_set_control on the main thread before the
  * workers start; gw_stats on any thread.  Every gw_conn_* call runs on the
@@ -40,9 +36,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "dataplane/kio.h"
 #include "enforce/catalog.h"
 #include "enforce/build.h"
+#include "gateway/conn/transport.h"
 #include "gateway/delivery/delivery.h"
 #include "gateway/session/exdetect.h"
 #include "gateway/session/smtp.h"
@@ -117,22 +113,6 @@ struct gw_stats {
 	uint64_t no_space;    /* 452 4.3.1: the delivery backend's storage floor */
 };
 
-/* The transport under a session; tc is the transport's connection, tw its
- * worker.  All on the owning worker except post. */
-struct gw_transport {
-	/* Queue output; how much was taken (less: writable follows). */
-	size_t (*write)(void *tc, const void *p, size_t n);
-	void (*pause)(void *tc);
-	/* Input again, beginning with what was left unconsumed; offered later
-	 * from the transport's loop, never from inside this call. */
-	void (*resume)(void *tc);
-	/* Close once the output is sent; no input after this. */
-	void (*close)(void *tc);
-	/* Any thread (a delivery thread): make p->fn(p) run on worker tw soon.
-	 * p belongs to the session and stays valid until then. */
-	void (*post)(void *tw, struct kio_post *p);
-};
-
 struct gw_conn;
 
 /* A connection was accepted: the session (its greeting is written at once),
@@ -147,24 +127,27 @@ size_t gw_conn_data(struct gw_conn *gc, const uint8_t *p, size_t n);
 void gw_conn_writable(struct gw_conn *gc);
 /* A deadline passed: the session says its 421 (if it can); the transport
  * then closes after the output, bounded by a linger time. */
-void gw_conn_timeout(struct gw_conn *gc, enum kio_timeout which);
+void gw_conn_timeout(struct gw_conn *gc, enum gw_timeout which);
 /* A graceful shutdown began. */
 void gw_conn_shutdown(struct gw_conn *gc);
 /* The transport is gone; tc is not used again.  gc is freed here, or when
- * an outstanding verdict arrives.  why: KIO_CLOSE_PEER when the client
+ * an outstanding verdict arrives.  why: GW_CLOSE_PEER when the client
  * closed (the TLS layer counts how), otherwise only logged. */
-void gw_conn_closed(struct gw_conn *gc, enum kio_close_reason why);
+void gw_conn_closed(struct gw_conn *gc, enum gw_close_reason why);
 
 /* A delivery verdict is outstanding: a transport asked to close holds its
  * FIN back (within its linger time) so the verdict's reply still goes out. */
 bool gw_conn_waiting(const struct gw_conn *gc);
 
-/* Worker life cycle for transports other than kio (gw_kio_ops does it for
- * kio): register as an RCU reader on the worker thread before the first
- * gw_conn_* call, report a quiescent state regularly, unregister at the
- * end. */
+/* Worker life cycle, on the worker's thread: register as an RCU reader
+ * before the first gw_conn_* call, report a quiescent state regularly (a
+ * polling worker), or go offline while it may sleep and online again (a
+ * worker that blocks in epoll_wait: its sleep is its quiescent state),
+ * unregister at the end. */
 void gw_worker_start(struct gw *g);
 void gw_worker_quiescent(struct gw *g);
+void gw_worker_offline(struct gw *g);
+void gw_worker_online(struct gw *g);
 void gw_worker_stop(struct gw *g);
 /* A "drop" source (the enforcement state says close it unanswered); any
  * registered RCU reader, online. */
@@ -179,9 +162,8 @@ void gw_free(struct gw *g);
  * after the gateway).  Before the workers start. */
 void gw_set_control(struct gw *g, struct ctlclient *cc);
 
-/* The kio side: ops whose app pointer is the struct gw, and the lines for
- * connections over the limits. */
-void gw_kio_ops(struct kio_ops *ops);
+/* The lines a transport writes to connections over its limits (CRLF
+ * terminated, at most GW_LINE_MAX). */
 const char *gw_refuse_global(const struct gw *g);
 const char *gw_refuse_source(const struct gw *g);
 

@@ -10,12 +10,11 @@
 #include <rte_telemetry.h>
 
 #include "dataplane/dpdk/worker.h"
-#include "dataplane/kio.h"
 #include "dataplane/stack/stack.h"
 #include "enforce/build.h"
 #include "gateway/conn/conn.h"
 #include "gateway/state/ctlclient.h"
-#include "gateway/conn/dpconn.h"
+#include "gateway/conn/dpdk.h"
 #include "gateway/state/enfstate.h"
 #include "gateway/observe/log.h"
 
@@ -95,7 +94,7 @@ static uint64_t sum_tls(const uint64_t *v)
 static int cmd_stats_src(const struct dptel_src *s, const char *params, struct rte_tel_data *d)
 {
 	struct gw_stats gs;
-	struct kio_stats ks;
+	struct gw_io_stats ks;
 	struct rte_tel_data *c;
 
 	(void)params;

@@ -15,14 +15,13 @@
 #include "contract/promfmt.h"
 #include "dataplane/dpdk/port.h"
 #include "dataplane/dpdk/worker.h"
-#include "dataplane/kio.h"
 #include "dataplane/stack/stack.h"
 #include "enforce/build.h"
 #include "gateway/delivery/backends.h"
 #include "gateway/config.h"
 #include "gateway/conn/conn.h"
 #include "gateway/state/ctlclient.h"
-#include "gateway/conn/dpconn.h"
+#include "gateway/conn/dpdk.h"
 #include "gateway/state/enfstate.h"
 #include "gateway/observe/log.h"
 #include "gateway/session/tls.h"
@@ -69,7 +68,7 @@ static void gauge(struct prom_buf *b, const char *name, const char *help, uint64
 	prom_sample(b, name, NULL, NULL, v);
 }
 
-static void render_connections(struct prom_buf *b, const struct kio_stats *ks,
+static void render_connections(struct prom_buf *b, const struct gw_io_stats *ks,
 			       const struct gw_stats *gs)
 {
 	const char *n;
@@ -502,15 +501,10 @@ static void render_verdictlog(struct prom_buf *b, const struct verdictlog *vl)
 
 static void render(struct prom_buf *b, const struct gw_metrics_src *s)
 {
-	struct kio_stats ks;
+	struct gw_io_stats ks;
 	struct gw_stats gs;
 
-	if (s->k)
-		kio_stats(s->k, &ks);
-	else if (s->conn_stats)
-		s->conn_stats(s->conn_stats_arg, &ks);
-	else
-		memset(&ks, 0, sizeof(ks));
+	s->io->ops->stats(s->io->t, &ks);
 	gw_stats(s->g, &gs);
 	prom_family(b, "tes_tesgate_build_info", "gauge", "Always 1; the version in a label");
 	prom_sample(b, "tes_tesgate_build_info", "version", TES_VERSION, 1);

@@ -15,10 +15,9 @@
 #define TES_GATEWAY_OBSERVE_METRICS_H
 
 struct gw;
-struct kio;
+struct gw_io;
 struct dpgw;
 struct verdictlog;
-struct kio_stats;
 struct backends;
 struct ctlclient;
 struct enfstate;
@@ -26,14 +25,11 @@ struct gw_metrics;
 
 struct gw_metrics_src {
 	const struct gw *g;
-	/* The transport: kio on kernel sockets, or (io = dpdk) the DPDK
-	 * gateway, which adds port, mempool, worker and stack metrics.  Exactly
-	 * one is set; dp between dpgw_start and dpgw_destroy. */
-	const struct kio *k;
+	/* The transport's connection counters; with io = dpdk also the DPDK
+	 * gateway (between dpgw_start and dpgw_destroy), which adds port,
+	 * mempool, worker and stack metrics. */
+	const struct gw_io *io;
 	const struct dpgw *dp;
-	/* With k NULL (io = dpdk): the same counters from another transport. */
-	void (*conn_stats)(const void *arg, struct kio_stats *out);
-	const void *conn_stats_arg;
 	const struct backends *bk;  /* its spool or relay, whichever is open */
 	const struct ctlclient *cc; /* NULL: no control plane */
 	const struct enfstate *st;

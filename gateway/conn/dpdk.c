@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-#include "gateway/conn/dpconn.h"
+#include "gateway/conn/dpdk.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -67,9 +67,9 @@ struct dpw {
 	unsigned index;
 	unsigned lcore;
 	struct stack_listener *lst;
-	/* Verdicts pushed by delivery threads (a Treiber stack of kio_post
+	/* Verdicts pushed by delivery threads (a Treiber stack of gw_post
 	 * nodes: one CAS per push, one exchange per loop to take them all). */
-	struct kio_post *_Atomic posts;
+	struct gw_post *_Atomic posts;
 	struct dconn *conns;
 	struct dconn *resume;
 	unsigned nconns;
@@ -78,15 +78,15 @@ struct dpw {
 	bool stopping;
 	atomic_bool stop_loop;
 	atomic_bool exited;
-	struct kio_stats st;  /* relaxed stores here, relaxed loads anywhere */
-	struct stack_mem mem; /* snapshot for other threads */
+	struct gw_io_stats st; /* relaxed stores here, relaxed loads anywhere */
+	struct stack_mem mem;  /* snapshot for other threads */
 	char pad[64];
 };
 
 struct dpgw {
 	struct dpgw_params p;
-	char refuse_global[KIO_LINE_MAX];
-	char refuse_source[KIO_LINE_MAX];
+	char refuse_global[GW_LINE_MAX];
+	char refuse_source[GW_LINE_MAX];
 	struct stack_io io;
 	struct dp_port port;
 	struct dp_steer *steer; /* more than one worker: flows to their owner */
@@ -113,21 +113,21 @@ static void idle_touch(struct dconn *dc)
 
 /* The end of a connection on our side: conn.c is told (if it still has the
  * session), the limits are released, the struct goes. */
-static void conn_free(struct dconn *dc, enum kio_close_reason why)
+static void conn_free(struct dconn *dc, enum gw_close_reason why)
 {
 	struct dpw *w = dc->w;
 	struct dpgw *d = w->d;
 	switch (why) {
-	case KIO_CLOSE_PEER:
+	case GW_CLOSE_PEER:
 		STAT_ADD(w, closed_peer);
 		break;
-	case KIO_CLOSE_ERROR:
+	case GW_CLOSE_ERROR:
 		STAT_ADD(w, closed_error);
 		break;
-	case KIO_CLOSE_LINGER:
+	case GW_CLOSE_LINGER:
 		STAT_ADD(w, linger_expired);
 		break;
-	case KIO_CLOSE_SHUTDOWN:
+	case GW_CLOSE_SHUTDOWN:
 		STAT_ADD(w, shutdown_forced);
 		break;
 	default:
@@ -174,7 +174,7 @@ static void peer_eof(struct dconn *dc)
 		struct gw_conn *gc = dc->gc;
 		dc->gc = NULL;
 		STAT_ADD(dc->w, closed_peer);
-		gw_conn_closed(gc, KIO_CLOSE_PEER);
+		gw_conn_closed(gc, GW_CLOSE_PEER);
 	}
 	dc->closing = true;
 	dc->linger_at = dc->w->now + (uint64_t)dc->w->d->p.linger_ms * MS;
@@ -264,12 +264,12 @@ static void t_close(void *tc)
 		send_fin(dc);
 }
 
-static void t_post(void *tw, struct kio_post *p)
+static void t_post(void *tw, struct gw_post *p)
 {
 	struct dpw *w = tw;
-	struct kio_post *head = atomic_load_explicit(&w->posts, memory_order_relaxed);
+	struct gw_post *head = atomic_load_explicit(&w->posts, memory_order_relaxed);
 	do
-		__atomic_store_n(&p->next, head, __ATOMIC_RELAXED);
+		__atomic_store_n(&p->link[0], head, __ATOMIC_RELAXED);
 	while (!atomic_compare_exchange_weak_explicit(&w->posts, &head, p, memory_order_release,
 						      memory_order_relaxed));
 }
@@ -373,16 +373,16 @@ static void a_closed(void *ctx, struct tcp_conn *c, enum tcp_close_reason why)
 	struct dconn *dc = ctx;
 	(void)c;
 	dc->tc = NULL;
-	enum kio_close_reason r;
+	enum gw_close_reason r;
 	switch (why) {
 	case TCP_CLOSE_NORMAL:
-		r = dc->closing ? KIO_CLOSE_LOCAL : KIO_CLOSE_PEER;
+		r = dc->closing ? GW_CLOSE_LOCAL : GW_CLOSE_PEER;
 		break;
 	case TCP_CLOSE_IDLE:
-		r = KIO_CLOSE_IDLE;
+		r = GW_CLOSE_IDLE;
 		break;
 	default:
-		r = KIO_CLOSE_ERROR;
+		r = GW_CLOSE_ERROR;
 		break;
 	}
 	conn_free(dc, r);
@@ -407,17 +407,18 @@ static bool early_drop(void *ctx, const struct stack_addr *src)
 
 static void run_posts(struct dpw *w)
 {
-	struct kio_post *p = atomic_exchange_explicit(&w->posts, NULL, memory_order_acquire);
+	/* A post's link[0] is the next one down the stack. */
+	struct gw_post *p = atomic_exchange_explicit(&w->posts, NULL, memory_order_acquire);
 	/* Pushed newest first: reverse, so verdicts run in arrival order. */
-	struct kio_post *rev = NULL;
+	struct gw_post *rev = NULL;
 	while (p) {
-		struct kio_post *next = __atomic_load_n(&p->next, __ATOMIC_RELAXED);
-		p->next = rev;
+		struct gw_post *next = __atomic_load_n(&p->link[0], __ATOMIC_RELAXED);
+		p->link[0] = rev;
 		rev = p;
 		p = next;
 	}
 	while (rev) {
-		struct kio_post *next = rev->next;
+		struct gw_post *next = rev->link[0];
 		rev->fn(rev);
 		rev = next;
 	}
@@ -448,7 +449,7 @@ static void scan(struct dpw *w)
 				if (dc->tc)
 					tcp_abort(dc->tc);
 				dc->tc = NULL;
-				conn_free(dc, KIO_CLOSE_LINGER);
+				conn_free(dc, GW_CLOSE_LINGER);
 			}
 			continue;
 		}
@@ -456,11 +457,11 @@ static void scan(struct dpw *w)
 			continue;
 		if (w->now >= dc->session_at) {
 			STAT_ADD(w, timeouts_session);
-			gw_conn_timeout(dc->gc, KIO_TIMEOUT_SESSION);
+			gw_conn_timeout(dc->gc, GW_TIMEOUT_SESSION);
 			t_close(dc);
 		} else if (w->now >= dc->idle_at) {
 			STAT_ADD(w, timeouts_idle);
-			gw_conn_timeout(dc->gc, KIO_TIMEOUT_IDLE);
+			gw_conn_timeout(dc->gc, GW_TIMEOUT_IDLE);
 			t_close(dc);
 		}
 	}
@@ -521,7 +522,7 @@ static void on_poll(void *arg, uint64_t now)
 				if (dc->tc)
 					tcp_abort(dc->tc);
 				dc->tc = NULL;
-				conn_free(dc, KIO_CLOSE_SHUTDOWN);
+				conn_free(dc, GW_CLOSE_SHUTDOWN);
 			}
 			atomic_store(&w->stop_loop, true);
 		}
@@ -804,7 +805,7 @@ void dpgw_destroy(struct dpgw *d)
 		while (w->conns) { /* never launched */
 			struct dconn *dc = w->conns;
 			dc->tc = NULL;
-			conn_free(dc, KIO_CLOSE_SHUTDOWN);
+			conn_free(dc, GW_CLOSE_SHUTDOWN);
 		}
 		dp_worker_log_stats(&w->w, stderr);
 		if (d->impaired)
@@ -822,9 +823,9 @@ void dpgw_destroy(struct dpgw *d)
 
 /* ---- statistics, any thread ---- */
 
-void dpgw_conn_stats(const struct dpgw *d, struct kio_stats *out)
+void dpgw_conn_stats(const struct dpgw *d, struct gw_io_stats *out)
 {
-	_Static_assert(sizeof(struct kio_stats) % sizeof(uint64_t) == 0, "kio_stats is words");
+	_Static_assert(sizeof(struct gw_io_stats) % sizeof(uint64_t) == 0, "gw_io_stats is words");
 	uint64_t *o = (uint64_t *)(void *)out;
 	memset(out, 0, sizeof(*out));
 	for (unsigned i = 0; i < d->nworkers; i++) {
@@ -880,4 +881,45 @@ void dpgw_worker_stats(const struct dpgw *d, unsigned worker, struct dp_worker_s
 		return;
 	}
 	copy_words(out, &d->w[worker].w.stats, sizeof(*out));
+}
+
+/* ---- the seam's whole-transport side ---- */
+
+static int io_start(void *t)
+{
+	return dpgw_launch(t);
+}
+
+static void io_stop(void *t, unsigned grace_ms)
+{
+	dpgw_stop(t, grace_ms);
+}
+
+static bool io_wait(void *t, unsigned timeout_ms)
+{
+	return dpgw_wait(t, timeout_ms);
+}
+
+static void io_destroy(void *t)
+{
+	dpgw_destroy(t);
+}
+
+static void io_stats(const void *t, struct gw_io_stats *out)
+{
+	dpgw_conn_stats(t, out);
+}
+
+static const struct gw_io_ops dpdk_io_ops = {
+	.start = io_start,
+	.stop = io_stop,
+	.wait = io_wait,
+	.destroy = io_destroy,
+	.stats = io_stats,
+};
+
+void dpgw_io(struct dpgw *d, struct gw_io *out)
+{
+	out->ops = &dpdk_io_ops;
+	out->t = d;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * tesgate on DPDK (io = dpdk): the userspace TCP stack (dataplane/stack)
- * over one DPDK port as a transport for gateway/conn/conn.c, so this path runs
+ * over one DPDK port, adapted to the transport seam
+ * (gateway/conn/transport.h) beside kernel.c, so this path runs
  * the same gateway as the kernel-socket path: the same SMTP engine,
  * STARTTLS, enforcement, delivery, counters and 421 lines.  This file does
  * what kio does for kernel sockets: connection limits (global and per
@@ -24,13 +25,13 @@
  * as an RCU reader of the enforcement state and reports a quiescent state
  * every few loop iterations.
  */
-#ifndef TES_GATEWAY_CONN_DPCONN_H
-#define TES_GATEWAY_CONN_DPCONN_H
+#ifndef TES_GATEWAY_CONN_DPDK_H
+#define TES_GATEWAY_CONN_DPDK_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "dataplane/kio.h"
+#include "gateway/conn/transport.h"
 
 struct gw;
 struct dpgw;
@@ -70,9 +71,13 @@ bool dpgw_wait(struct dpgw *d, unsigned timeout_ms);
  * everything, closes the port, cleans up the EAL. */
 void dpgw_destroy(struct dpgw *d);
 
-/* Any thread.  The same counters kio_stats gives for kernel sockets
+/* The same as struct gw_io: start is dpgw_launch, stop dpgw_stop, wait
+ * dpgw_wait, destroy dpgw_destroy, stats dpgw_conn_stats. */
+void dpgw_io(struct dpgw *d, struct gw_io *out);
+
+/* Any thread.  The same counters kernel.c gives for kernel sockets
  * (accepted, refused, timeouts, ...; bytes are the stack's). */
-void dpgw_conn_stats(const struct dpgw *d, struct kio_stats *out);
+void dpgw_conn_stats(const struct dpgw *d, struct gw_io_stats *out);
 
 unsigned dpgw_workers(const struct dpgw *d);
 const struct dp_port *dpgw_port(const struct dpgw *d);

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The kernel-socket transport: kio (dataplane/kio.h) adapted to the
+ * transport seam (gateway/conn/transport.h).  kio's epoll workers, one
+ * SO_REUSEPORT socket each, run the sessions of conn.c; its limits, idle,
+ * session and linger deadlines and graceful shutdown are the transport's.
+ *
+ * Binding comes first and apart from the gateway (gw_kernel_bind), so that
+ * tesgate binds while it is the only thread and may still drop a
+ * capability needed only to bind; the gateway that sessions run in is
+ * attached later (gw_kernel_attach), before the workers start.
+ *
+ * Threading: main thread only; what it makes is driven through struct
+ * gw_io (transport.h).
+ */
+#ifndef TES_GATEWAY_CONN_KERNEL_H
+#define TES_GATEWAY_CONN_KERNEL_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "gateway/conn/transport.h"
+
+struct gw;
+
+struct gw_kernel_params {
+	struct sockaddr_storage listen; /* AF_INET or AF_INET6; port 0 picks one */
+	unsigned workers;
+	const int *cpus; /* NULL, or workers CPU numbers to pin to */
+	unsigned idle_timeout_ms, session_timeout_ms, linger_ms;
+	unsigned max_conns;        /* all workers together */
+	unsigned max_conns_source; /* per IPv4 address or IPv6 /64; 0: no limit */
+};
+
+/* Bind the listening sockets; no thread yet.  0 with *io filled, or -1
+ * with err set. */
+int gw_kernel_bind(const struct gw_kernel_params *p, struct gw_io *io, char *err, size_t errlen);
+/* The gateway the sessions run in, and its refusal lines.  Before start. */
+void gw_kernel_attach(struct gw_io *io, struct gw *g);
+/* The address bound ("127.0.0.1:2525", port 0 resolved), for the log. */
+void gw_kernel_where(const struct gw_io *io, char *buf, size_t len);
+
+#endif
