@@ -31,8 +31,10 @@
 #include "gateway/observe/dptelemetry.h"
 #include "gateway/state/ctlclient.h"
 #include "gateway/state/enfstate.h"
+#include "gateway/state/export.h"
 #include "gateway/observe/log.h"
 #include "gateway/observe/metrics.h"
+#include "gateway/observe/registry.h"
 #include "gateway/delivery/spool.h"
 #include "gateway/session/tls.h"
 #include "gateway/observe/verdictlog.h"
@@ -78,35 +80,40 @@ static void usage(FILE *f)
 		   "See docs/configuration.md for every setting.\n");
 }
 
-static uint64_t sum_versions(const uint64_t *v)
-{
-	uint64_t n = 0;
-	for (int i = 0; i < TLS_V_COUNT; i++)
-		n += v[i];
-	return n;
-}
+/* The stop line: the figures an operator compares run to run, from the
+ * registry (a group that is not there, the spool's with another backend,
+ * counts 0). */
+static const struct obs_item stop_line[] = {
+	{ "connections", "conn", "connections_accepted" },
+	{ "refused_global", "conn", "connections_refused_global" },
+	{ "refused_source", "conn", "connections_refused_source" },
+	{ "timeouts_idle", "conn", "timeouts_idle" },
+	{ "timeouts_session", "conn", "timeouts_session" },
+	{ "shutdown_forced", "conn", "shutdown_forced" },
+	{ "bytes_in", "conn", "bytes_in" },
+	{ "bytes_out", "conn", "bytes_out" },
+	{ "sessions", "conn", "sessions" },
+	{ "accepted", "conn", "messages_accepted" },
+	{ "refused", "conn", "messages_refused" },
+	{ "exchange", "conn", "exchange_seen" },
+	{ "not_exchange", "conn", "not_exchange" },
+	{ "stored", "spool", "stored" },
+	{ "spool_failed", "spool", "failed" },
+	{ "starttls", "conn", "tls_starts" },
+	{ "tls_full", "conn", "tls_handshakes_full" },
+	{ "tls_resumed", "conn", "tls_handshakes_resumed" },
+	{ "tls_failed", "conn", "tls_handshakes_failed" },
+	{ "slow_closed", "conn", "slow_closed" },
+	{ "no_space", "conn", "no_space" },
+};
 
-static void log_stats(const struct gw_io_stats *ks, const struct gw_stats *gs,
-		      const struct spool_stats *ss)
+static void log_stats(const struct obs_registry *reg)
 {
-	log_msg(LOG_INFO,
-		"stats connections=%llu refused_global=%llu refused_source=%llu "
-		"timeouts_idle=%llu timeouts_session=%llu shutdown_forced=%llu "
-		"bytes_in=%llu bytes_out=%llu sessions=%llu accepted=%llu refused=%llu "
-		"exchange=%llu not_exchange=%llu stored=%llu spool_failed=%llu starttls=%llu "
-		"tls_full=%llu tls_resumed=%llu tls_failed=%llu slow_closed=%llu no_space=%llu",
-		(unsigned long long)ks->accepted, (unsigned long long)ks->refused_global,
-		(unsigned long long)ks->refused_source, (unsigned long long)ks->timeouts_idle,
-		(unsigned long long)ks->timeouts_session, (unsigned long long)ks->shutdown_forced,
-		(unsigned long long)ks->bytes_in, (unsigned long long)ks->bytes_out,
-		(unsigned long long)gs->sessions, (unsigned long long)gs->messages_accepted,
-		(unsigned long long)gs->messages_refused, (unsigned long long)gs->exchange_seen,
-		(unsigned long long)gs->not_exchange, (unsigned long long)ss->stored,
-		(unsigned long long)ss->failed, (unsigned long long)gs->tls_starts,
-		(unsigned long long)sum_versions(gs->tls.full),
-		(unsigned long long)sum_versions(gs->tls.resumed),
-		(unsigned long long)sum_versions(gs->tls.failed),
-		(unsigned long long)gs->slow_closed, (unsigned long long)gs->no_space);
+	char line[1024];
+
+	obs_line(reg, "stats", stop_line, sizeof(stop_line) / sizeof(stop_line[0]), line,
+		 sizeof(line));
+	log_msg(LOG_INFO, "%s", line);
 }
 
 /* The certificate and key are loaded at start-up, so a bad pair stops the
@@ -234,30 +241,35 @@ static int load_policy(const struct tes_config *cfg, struct tes_policy *pol)
 	return 0;
 }
 
-/* Counters the control client reports to tescontrol. */
+/* Counters the control client reports to tescontrol (arg: the registry). */
 static void report_counters(void *arg, json_t *c)
 {
-	static const char *const actions[] = { "accept", "throttle", "block", "drop" };
-	struct gw_stats gs;
-	char name[64];
+	static const struct {
+		const char *json, *key;
+	} counters[] = {
+		{ "sessions", "sessions" },
+		{ "messages_accepted", "messages_accepted" },
+		{ "messages_refused", "messages_refused" },
+		{ "exchange_seen", "exchange_seen" },
+		{ "early_drops", "early_drops" },
+		{ "tls_handshakes_full", "tls_handshakes_full" },
+		{ "tls_handshakes_resumed", "tls_handshakes_resumed" },
+		{ "tls_handshakes_failed", "tls_handshakes_failed" },
+		{ "verdict_mail_accept", "mail_verdicts/accept" },
+		{ "verdict_headers_accept", "header_verdicts/accept" },
+		{ "verdict_mail_throttle", "mail_verdicts/throttle" },
+		{ "verdict_headers_throttle", "header_verdicts/throttle" },
+		{ "verdict_mail_block", "mail_verdicts/block" },
+		{ "verdict_headers_block", "header_verdicts/block" },
+		{ "verdict_mail_drop", "mail_verdicts/drop" },
+		{ "verdict_headers_drop", "header_verdicts/drop" },
+	};
 
-	gw_stats(arg, &gs);
-	json_object_set_new(c, "sessions", json_integer((json_int_t)gs.sessions));
-	json_object_set_new(c, "messages_accepted", json_integer((json_int_t)gs.messages_accepted));
-	json_object_set_new(c, "messages_refused", json_integer((json_int_t)gs.messages_refused));
-	json_object_set_new(c, "exchange_seen", json_integer((json_int_t)gs.exchange_seen));
-	json_object_set_new(c, "early_drops", json_integer((json_int_t)gs.early_drops));
-	json_object_set_new(c, "tls_handshakes_full",
-			    json_integer((json_int_t)sum_versions(gs.tls.full)));
-	json_object_set_new(c, "tls_handshakes_resumed",
-			    json_integer((json_int_t)sum_versions(gs.tls.resumed)));
-	json_object_set_new(c, "tls_handshakes_failed",
-			    json_integer((json_int_t)sum_versions(gs.tls.failed)));
-	for (int a = 0; a < 4; a++) {
-		snprintf(name, sizeof(name), "verdict_mail_%s", actions[a]);
-		json_object_set_new(c, name, json_integer((json_int_t)gs.mail_verdicts[a]));
-		snprintf(name, sizeof(name), "verdict_headers_%s", actions[a]);
-		json_object_set_new(c, name, json_integer((json_int_t)gs.header_verdicts[a]));
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+		uint64_t v = 0;
+
+		obs_value(arg, "conn", counters[i].key, &v);
+		json_object_set_new(c, counters[i].json, json_integer((json_int_t)v));
 	}
 }
 
@@ -396,6 +408,46 @@ static int settle_privileges(const struct tes_config *cfg, const struct backends
 	}
 	check_access(cfg);
 	return report_privileges(false);
+}
+
+/* The transport's counters after it is gone: the stop line's. */
+static void frozen_stats(const void *t, struct gw_io_stats *out)
+{
+	*out = *(const struct gw_io_stats *)t;
+}
+
+static const struct gw_io_ops frozen_io = { .stats = frozen_stats };
+
+/* tes_tesgate_build_info: always 1, the version in a label. */
+static bool build_read(const void *arg, unsigned i, void *snap)
+{
+	static const uint64_t one = 1;
+
+	(void)arg;
+	(void)i;
+	memcpy(snap, &one, sizeof(one));
+	return true;
+}
+
+static int register_build(struct obs_registry *reg)
+{
+	static const char *const version[] = { TES_VERSION };
+	static const struct obs_row rows[] = {
+		{ .name = "tes_tesgate_build_info",
+		  .help = "Always 1; the version in a label",
+		  .type = OBS_GAUGE,
+		  .l2 = "version",
+		  .names = version },
+	};
+	struct obs_group g = {
+		.name = "build",
+		.rows = rows,
+		.nrows = 1,
+		.size = sizeof(uint64_t),
+		.read = build_read,
+	};
+
+	return obs_add(reg, &g);
 }
 
 /* The transport under the gateway (gateway/conn/transport.h): kernel
@@ -606,7 +658,15 @@ int main(int argc, char **argv)
 	struct gw *g = NULL;
 	struct ctlclient *cc = NULL;
 	struct dpgw *dpg = NULL; /* io = dpdk: the transport, for its own exports */
+	struct obs_registry *reg = NULL;
+	struct gw_io_stats io_final; /* the transport's counters once it is gone */
 	char where[80];
+
+	reg = obs_new();
+	if (!reg) {
+		fprintf(stderr, "tesgate: out of memory\n");
+		goto fail;
+	}
 
 	/* The enforcement state: filled here with the local catalog and policy,
 	 * then by the control thread (its only writer from now on) with what
@@ -657,6 +717,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tesgate: out of memory\n");
 		goto fail;
 	}
+	/* The exports, in the order /metrics shows them. */
+	if (register_build(reg) != 0 || gw_export(g, &io, reg) != 0 ||
+	    backends_export(&bk, reg) != 0) {
+		fprintf(stderr, "tesgate: out of memory\n");
+		goto fail;
+	}
 	if (cfg.io_dpdk) {
 		/* The EAL makes its threads here, with the signals blocked: only
 		 * the main thread (the main lcore, which does not poll) takes
@@ -694,7 +760,7 @@ int main(int argc, char **argv)
 			.workers = cfg.workers,
 			.follow_test_clock = cfg.follow_test_clock,
 			.counters = report_counters,
-			.counters_arg = g,
+			.counters_arg = reg,
 		};
 		cc = ctlclient_start(&cp);
 		if (!cc) {
@@ -720,21 +786,14 @@ int main(int argc, char **argv)
 		tls ? "on" : "off");
 	if (tls)
 		tls_server_ctx_tick(tls, mono_s()); /* starts the ticket-key clock */
-	struct gw_metrics_src msrc = {
-		.g = g,
-		.io = &io,
-		.dp = dpg,
-		.bk = &bk,
-		.cc = cc,
-		.st = st,
-		.vl = vl,
-	};
-	struct gw_metrics *met = gw_metrics_start(cfg.metrics_listen, &msrc);
-	if (dpg) {
-		/* DPDK's telemetry socket gets tesgate's commands too */
-		struct dptel_src ts = { .d = dpg, .g = g, .st = st, .cc = cc };
-		dptel_start(&ts);
+	if (ctlclient_export(cc, reg) != 0 || enfstate_export(st, reg) != 0 ||
+	    (dpg && dpgw_export(dpg, reg) != 0) || (vl && verdictlog_export(vl, reg) != 0)) {
+		fprintf(stderr, "tesgate: cannot register the counters\n");
+		goto fail_started;
 	}
+	struct gw_metrics *met = gw_metrics_start(cfg.metrics_listen, reg);
+	if (dpg)
+		dptel_start(reg); /* DPDK's telemetry socket gets tesgate's commands too */
 
 	bool stopping = false;
 	for (;;) {
@@ -764,27 +823,31 @@ int main(int argc, char **argv)
 	gw_metrics_stop(met); /* before anything it reads is freed */
 	if (dpg)
 		dptel_stop();
-	struct gw_io_stats ks;
-	struct gw_stats gs;
-	struct spool_stats ss;
-	io.ops->stats(io.t, &ks);
+	/* The workers are gone, so their counters are final: kept for the stop
+	 * line, which is written after the verdicts still to come. */
+	io.ops->stats(io.t, &io_final);
 	backends_stop(&bk);
-	io_destroy(&io);  /* after backends_stop: runs verdicts for sessions already gone */
+	io_destroy(&io); /* after backends_stop: runs verdicts for sessions already gone */
+	io.ops = &frozen_io;
+	io.t = &io_final;
 	log_async_stop(); /* the workers' last lines, and those verdicts' */
 	/* The workers are gone: the rest of the verdict lines, then the file. */
 	verdictlog_close(vl);
 	ctlclient_stop(cc);
-	gw_stats(g, &gs);
-	backends_stats(&bk, &ss);
-	log_stats(&ks, &gs, &ss);
+	backends_log_stats(&bk, reg);
+	log_stats(reg);
 	gw_free(g);
 	backends_close(&bk);
 	state_free(st);
+	obs_free(reg);
 	catalog_free(cat);
 	tls_server_ctx_free(tls); /* every tls_conn went with its connection */
 	log_msg(LOG_INFO, "stopped");
 	return 0;
 
+fail_started:
+	io.ops->stop(io.t, 0);
+	io.ops->wait(io.t, 5000);
 fail:
 	backends_stop(&bk);
 	io_destroy(&io); /* after backends_stop, as above */
@@ -794,6 +857,7 @@ fail:
 	verdictlog_close(vl);
 	backends_close(&bk);
 	state_free(st);
+	obs_free(reg);
 	catalog_free(cat);
 	tls_server_ctx_free(tls);
 	return 1;

@@ -15,6 +15,7 @@
 #include "gateway/state/ctlclient.h"
 #include "gateway/state/enfstate.h"
 #include "gateway/observe/log.h"
+#include "gateway/observe/registry.h"
 #include "gateway/observe/verdictlog.h"
 
 #define LINE_MAX_GW 160
@@ -38,6 +39,7 @@ struct gw {
 	char busy_line[LINE_MAX_GW];
 	char slow_line[LINE_MAX_GW];
 	struct gw_worker *w;
+	const struct gw_io *io; /* the transport's counters, for the exports */
 };
 
 struct gw_conn {
@@ -1251,4 +1253,223 @@ void gw_stats(const struct gw *g, struct gw_stats *out)
 		for (size_t j = 0; j < n; j++)
 			o[j] += __atomic_load_n(&w[j], __ATOMIC_RELAXED);
 	}
+}
+
+/* ---- exports (gateway/observe/registry.h) ----
+ * The connection, SMTP and TLS counters: the transport's and the
+ * sessions', one group, so /metrics keeps its families in the order
+ * operators know (tes_connections_early_dropped_total, a session counter,
+ * among the transport's). */
+
+struct conn_snap {
+	struct gw_io_stats io;
+	struct gw_stats gs;
+};
+
+static bool export_read(const void *arg, unsigned i, void *snap)
+{
+	const struct gw *g = arg;
+	struct conn_snap *cs = snap;
+
+	(void)i;
+	if (g->io && g->io->ops)
+		g->io->ops->stats(g->io->t, &cs->io);
+	gw_stats(g, &cs->gs);
+	return true;
+}
+
+static const char *family_name(unsigned i)
+{
+	return ex_family_name((enum ex_family)i);
+}
+
+static const char *fail_reason_name(unsigned i)
+{
+	return tls_fail_reason_name((enum tls_fail_reason)i);
+}
+
+#define IO(f) offsetof(struct conn_snap, io.f)
+#define GS(f) offsetof(struct conn_snap, gs.f)
+#define W sizeof(uint64_t)
+
+static const char *const reasons[] = { "global", "source" };
+static const char *const kinds[] = { "idle", "session" };
+static const char *const classes[] = { "2xx", "3xx", "4xx", "5xx" };
+static const char *const outcomes[] = { "accepted", "refused" };
+static const char *const actions[] = { "accept", "throttle", "block", "drop" };
+static const char *const results[] = { "full", "resumed", "failed" };
+
+static const struct obs_hist latency_hist = {
+	.bounds = gw_latency_bounds,
+	.nbounds = GW_LATENCY_BOUNDS,
+	.sum_off = GS(latency_sum_us),
+	.sum_div = 1e6,
+};
+
+static const struct obs_row conn_rows[] = {
+	/* connections: the transport's */
+	{ .name = "tes_connections_accepted_total",
+	  .help = "Connections accepted within the connection limits",
+	  .key = "connections_accepted",
+	  .off = IO(accepted) },
+	{ .name = "tes_connections_refused_total",
+	  .help = "Connections refused at accept: over max_connections (global), over "
+		  "max_connections_per_source (source), or by the gateway (app: early drops, "
+		  "shutdown)",
+	  .key = "connections_refused_",
+	  .off = IO(refused_global),
+	  .l2 = "reason",
+	  .n = 2,
+	  .names = reasons,
+	  .stride = W },
+	{ .name = "tes_connections_refused_total",
+	  .off = IO(refused_app),
+	  .l2 = "reason",
+	  .names = (const char *const[]){ "app" } },
+	{ .name = "tes_connections_early_dropped_total",
+	  .help = "Connections from sources in drop, closed without a greeting",
+	  .key = "early_drops",
+	  .off = GS(early_drops) },
+	{ .name = "tes_connection_timeouts_total",
+	  .help = "Connections closed by a timeout",
+	  .key = "timeouts_",
+	  .off = IO(timeouts_idle),
+	  .l2 = "kind",
+	  .n = 2,
+	  .names = kinds,
+	  .stride = W },
+	{ .name = "tes_connections_open",
+	  .help = "Connections open now",
+	  .type = OBS_GAUGE,
+	  .key = "connections_open",
+	  .off = IO(open) },
+	{ .name = "tes_received_bytes_total",
+	  .help = "Octets read from SMTP clients (TLS included)",
+	  .key = "bytes_in",
+	  .off = IO(bytes_in) },
+	{ .name = "tes_sent_bytes_total",
+	  .help = "Octets written to SMTP clients (TLS included; not the refusal lines of "
+		  "connections refused at accept)",
+	  .key = "bytes_out",
+	  .off = IO(bytes_out) },
+	{ .name = "tes_io_wakeups_total",
+	  .help = "Times a kernel-socket worker woke from epoll_wait (0 with io = dpdk, whose "
+		  "workers poll)",
+	  .off = IO(wakeups) },
+	/* SMTP: the sessions' */
+	{ .name = "tes_smtp_sessions_total",
+	  .help = "SMTP sessions begun (greeting sent)",
+	  .key = "sessions",
+	  .off = GS(sessions) },
+	{ .name = "tes_smtp_commands_total",
+	  .help = "SMTP command lines read from clients",
+	  .key = "smtp_commands",
+	  .off = GS(smtp_commands) },
+	{ .name = "tes_smtp_replies_total",
+	  .help = "SMTP replies sent to clients, by code class",
+	  .key = "smtp_replies",
+	  .flags = OBS_NEST,
+	  .off = GS(smtp_replies[2]),
+	  .l2 = "class",
+	  .n = 4,
+	  .names = classes,
+	  .stride = W },
+	{ .name = "tes_messages_total",
+	  .help = "Messages whose content was received, by the client's final reply "
+		  "(accepted: the backend said 250; refused: 4xx or 5xx)",
+	  .key = "messages_",
+	  .off = GS(messages_accepted),
+	  .l2 = "outcome",
+	  .n = 2,
+	  .names = outcomes,
+	  .stride = W },
+	{ .name = "tes_delivery_duration_seconds",
+	  .help = "Time from the end of a message's content to the delivery backend's verdict",
+	  .type = OBS_HISTOGRAM,
+	  .off = GS(latency),
+	  .hist = &latency_hist },
+	{ .name = "tes_verdicts_orphaned_total",
+	  .help = "Delivery verdicts that arrived after their client had gone",
+	  .key = "orphaned",
+	  .off = GS(orphaned) },
+	{ .name = "tes_enforcement_verdicts_total",
+	  .help = "Enforcement verdicts by decision point (mail: MAIL FROM from a known "
+		  "source; headers: end of the headers of an Exchange message) and action",
+	  .key = "mail_verdicts",
+	  .flags = OBS_NEST,
+	  .off = GS(mail_verdicts),
+	  .l1 = "at",
+	  .v1 = "mail",
+	  .l2 = "action",
+	  .n = 4,
+	  .names = actions,
+	  .stride = W },
+	{ .name = "tes_enforcement_verdicts_total",
+	  .key = "header_verdicts",
+	  .flags = OBS_NEST,
+	  .off = GS(header_verdicts),
+	  .l1 = "at",
+	  .v1 = "headers",
+	  .l2 = "action",
+	  .n = 4,
+	  .names = actions,
+	  .stride = W },
+	{ .name = "tes_exchange_messages_total",
+	  .help = "Messages with an Exchange hop in their Received headers, by product family "
+		  "(none: a build no family is known for)",
+	  .off = GS(family),
+	  .l2 = "family",
+	  .n = EX_FAMILY_COUNT,
+	  .name_of = family_name,
+	  .stride = W },
+	{ .name = "tes_non_exchange_messages_total",
+	  .help = "Header sections scanned that had no Exchange hop",
+	  .key = "not_exchange",
+	  .off = GS(not_exchange) },
+	/* TLS */
+	{ .name = "tes_starttls_total",
+	  .help = "STARTTLS commands accepted",
+	  .key = "tls_starts",
+	  .off = GS(tls_starts) },
+	{ .name = "tes_tls_handshakes_total",
+	  .help = "TLS handshakes by result",
+	  .key = "tls_handshakes_",
+	  .off = GS(tls.full),
+	  .sum = TLS_V_COUNT,
+	  .l2 = "result",
+	  .n = 3,
+	  .names = results,
+	  .stride = TLS_V_COUNT * W },
+	{ .name = "tes_tls_handshake_failures_total",
+	  .help = "Failed TLS handshakes by reason",
+	  .off = GS(tls.fail_reason),
+	  .l2 = "reason",
+	  .n = TLS_FAIL_COUNT,
+	  .name_of = fail_reason_name,
+	  .stride = W },
+	/* not on /metrics: the telemetry's and the stop line's */
+	{ .key = "exchange_seen", .off = GS(exchange_seen) },
+	{ .key = "sightings_dropped", .off = GS(sightings_dropped) },
+	{ .key = "shutdown_forced", .flags = OBS_HIDDEN, .off = IO(shutdown_forced) },
+	{ .key = "slow_closed", .flags = OBS_HIDDEN, .off = GS(slow_closed) },
+	{ .key = "no_space", .flags = OBS_HIDDEN, .off = GS(no_space) },
+};
+
+#undef IO
+#undef GS
+#undef W
+
+int gw_export(struct gw *g, const struct gw_io *io, struct obs_registry *r)
+{
+	struct obs_group grp = {
+		.name = "conn",
+		.rows = conn_rows,
+		.nrows = sizeof(conn_rows) / sizeof(conn_rows[0]),
+		.size = sizeof(struct conn_snap),
+		.read = export_read,
+		.arg = g,
+	};
+
+	g->io = io;
+	return obs_add(r, &grp);
 }

@@ -170,4 +170,11 @@ const char *gw_refuse_source(const struct gw *g);
 /* Summed over the workers; any thread. */
 void gw_stats(const struct gw *g, struct gw_stats *out);
 
+/* Registers group "conn" (gateway/observe/registry.h): the transport's
+ * connection counters (io's) and the sessions' SMTP, enforcement and TLS
+ * counters.  io must outlive the registry's readers (main may swap its
+ * ops for a frozen copy once the transport is gone).  0, or -1. */
+struct obs_registry;
+int gw_export(struct gw *g, const struct gw_io *io, struct obs_registry *r);
+
 #endif

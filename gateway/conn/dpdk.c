@@ -16,6 +16,7 @@
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
+#include <rte_mempool.h>
 #include <rte_pause.h>
 
 #include "dataplane/dpdk/impair.h"
@@ -27,6 +28,7 @@
 #include "enforce/decide.h"
 #include "gateway/conn/conn.h"
 #include "gateway/observe/log.h"
+#include "gateway/observe/registry.h"
 #include "gateway/conn/nosyscall.h"
 
 /* Iterations between RCU quiescent states: often enough that the control
@@ -101,6 +103,9 @@ struct dpgw {
 	struct srclimit *src; /* connections per source, all workers */
 	bool launched;
 	bool impaired;
+	/* the port's distinct mempools, for the exports */
+	const struct rte_mempool *pools[DP_MAX_SOCKETS];
+	unsigned npools;
 };
 
 /* ---- connections ---- */
@@ -922,4 +927,304 @@ void dpgw_io(struct dpgw *d, struct gw_io *out)
 {
 	out->ops = &dpdk_io_ops;
 	out->t = d;
+}
+
+/* ---- exports (gateway/observe/registry.h) ----
+ * The port (rte_eth_stats, read the way DPDK's own telemetry thread reads
+ * it while the workers poll), its mempools, and per worker the poll loop's,
+ * the stack's and the stack's memory counters, all with relaxed loads. */
+
+static bool port_read(const void *arg, unsigned i, void *snap)
+{
+	const struct dpgw *d = arg;
+
+	(void)i;
+	return rte_eth_stats_get(d->port.port_id, snap) == 0;
+}
+
+static void port_name(const void *arg, unsigned i, char *buf, size_t len)
+{
+	const struct dpgw *d = arg;
+
+	(void)i;
+	snprintf(buf, len, "%u", d->port.port_id);
+}
+
+static unsigned one(const void *arg)
+{
+	(void)arg;
+	return 1;
+}
+
+#define PF(m, f, h)                                                             \
+	{                                                                       \
+		.name = m, .help = h, .off = offsetof(struct rte_eth_stats, f), \
+	}
+
+static const struct obs_row port_rows[] = {
+	PF("tes_dpdk_port_received_packets_total", ipackets,
+	   "Packets the port received (rte_eth_stats ipackets)"),
+	PF("tes_dpdk_port_sent_packets_total", opackets,
+	   "Packets the port sent (rte_eth_stats opackets)"),
+	PF("tes_dpdk_port_received_bytes_total", ibytes, "Octets the port received"),
+	PF("tes_dpdk_port_sent_bytes_total", obytes, "Octets the port sent"),
+	PF("tes_dpdk_port_missed_packets_total", imissed,
+	   "Packets the port dropped because the receive queues were full (imissed)"),
+	PF("tes_dpdk_port_receive_errors_total", ierrors, "Erroneous packets received"),
+	PF("tes_dpdk_port_send_errors_total", oerrors, "Packets the port failed to send"),
+	PF("tes_dpdk_port_receive_no_mbuf_total", rx_nombuf,
+	   "Receive buffer allocation failures (the mempool was empty)"),
+};
+
+#undef PF
+
+struct pool_snap {
+	uint64_t avail, in_use;
+};
+
+static unsigned pools_count(const void *arg)
+{
+	const struct dpgw *d = arg;
+
+	return d->npools;
+}
+
+static bool pool_read(const void *arg, unsigned i, void *snap)
+{
+	const struct dpgw *d = arg;
+	struct pool_snap *s = snap;
+
+	s->avail = rte_mempool_avail_count(d->pools[i]);
+	s->in_use = rte_mempool_in_use_count(d->pools[i]);
+	return true;
+}
+
+static void pool_name(const void *arg, unsigned i, char *buf, size_t len)
+{
+	const struct dpgw *d = arg;
+
+	snprintf(buf, len, "%s", d->pools[i]->name);
+}
+
+static const struct obs_row pool_rows[] = {
+	{ .name = "tes_dpdk_mempool_available_mbufs",
+	  .help = "Packet buffers free in the mempool (per-lcore caches included)",
+	  .type = OBS_GAUGE,
+	  .off = offsetof(struct pool_snap, avail) },
+	{ .name = "tes_dpdk_mempool_in_use_mbufs",
+	  .help = "Packet buffers of the mempool in use",
+	  .type = OBS_GAUGE,
+	  .off = offsetof(struct pool_snap, in_use) },
+};
+
+/* One worker: its loop's counters, its stack's, and its stack's memory
+ * (the snapshot the worker takes every scan) as words. */
+struct worker_snap {
+	struct dp_worker_stats ws;
+	struct stack_stats ss;
+	uint64_t mem_used, mem_budget, mem_preallocated, mem_conns_used, mem_bufs_used;
+};
+
+static unsigned workers_count(const void *arg)
+{
+	return dpgw_workers(arg);
+}
+
+static bool worker_read(const void *arg, unsigned i, void *snap)
+{
+	const struct dpgw *d = arg;
+	struct worker_snap *s = snap;
+	struct stack_mem m;
+
+	dpgw_worker_stats(d, i, &s->ws);
+	dpgw_stack_stats(d, i, &s->ss);
+	dpgw_stack_mem(d, i, &m);
+	s->mem_used = m.used;
+	s->mem_budget = m.budget;
+	s->mem_preallocated = m.preallocated;
+	s->mem_conns_used = m.conns_used;
+	s->mem_bufs_used = m.bufs_used;
+	return true;
+}
+
+static const char *state_name(unsigned i)
+{
+	return tcp_state_name((enum tcp_state)i);
+}
+
+#define WS(f) offsetof(struct worker_snap, ws.f)
+#define SS(f) offsetof(struct worker_snap, ss.f)
+#define WF(m, f, k, h)                                        \
+	{                                                     \
+		.name = m, .help = h, .key = k, .off = WS(f), \
+	}
+/* Stack counters exported per worker: the ones an operator watches for
+ * loss, floods and abuse.  The rest are on the telemetry socket
+ * (/tesgate/stack, the "stack" group below). */
+#define SF(m, f, k, h)                                        \
+	{                                                     \
+		.name = m, .help = h, .key = k, .off = SS(f), \
+	}
+
+static const struct obs_row worker_rows[] = {
+	WF("tes_dpdk_worker_received_packets_total", rx_pkts, "rx_pkts",
+	   "Packets the worker took from its receive queue"),
+	WF("tes_dpdk_worker_sent_packets_total", tx_pkts, "tx_pkts",
+	   "Packets the worker put on its transmit queue"),
+	WF("tes_dpdk_worker_send_dropped_packets_total", tx_drops, "tx_drops",
+	   "Packets the transmit queue would not take after retries"),
+	WF("tes_dpdk_worker_checksum_bad_packets_total", rx_csum_bad, "rx_csum_bad",
+	   "Packets the NIC marked with a bad checksum"),
+	WF("tes_dpdk_worker_poll_loops_total", loops, "loops", "Iterations of the poll loop"),
+	WF("tes_dpdk_worker_steered_out_packets_total", steered_out, "steered_out",
+	   "Packets received by this worker and handed to the worker owning their flow"),
+	WF("tes_dpdk_worker_steered_in_packets_total", steered_in, "steered_in",
+	   "Packets taken from this worker's steering ring (other workers received them)"),
+	WF("tes_dpdk_worker_steer_dropped_packets_total", steer_drops, "steer_drops",
+	   "Packets dropped because the owning worker's steering ring was full"),
+	WF("tes_dpdk_worker_arp_shared_total", arp_shared, "arp_shared",
+	   "Copies of ARP replies passed to the other workers"),
+	/* seconds, as Prometheus wants time */
+	{ .name = "tes_dpdk_worker_busy_seconds_total",
+	  .help = "Time in poll loop iterations that received or sent packets (the rest is "
+		  "spent polling empty queues)",
+	  .off = WS(busy_ns),
+	  .div = 1e9 },
+	SF("tes_stack_received_frames_total", rx_frames, NULL, "Frames the stack received"),
+	SF("tes_stack_sent_frames_total", tx_frames, NULL, "Frames the stack sent"),
+	SF("tes_stack_connections_accepted_total", accepts, "accepts",
+	   "TCP connections accepted by the stack's listener"),
+	SF("tes_stack_connections_established_total", established, "established",
+	   "TCP connections that reached ESTABLISHED"),
+	SF("tes_stack_retransmits_total", retransmits, NULL,
+	   "TCP segments sent again (data, FIN, SYN; fast retransmits included)"),
+	SF("tes_stack_rto_expirations_total", rto_expired, NULL, "TCP retransmission timeouts"),
+	SF("tes_stack_syn_cookies_sent_total", syn_cookies_sent, NULL,
+	   "SYN-ACKs with a SYN cookie, sent when the SYN queue was full"),
+	SF("tes_stack_syn_cookies_validated_total", syn_cookies_validated, NULL,
+	   "ACKs that carried a valid SYN cookie (a connection made from it)"),
+	SF("tes_stack_syn_cookies_failed_total", syn_cookies_failed, NULL,
+	   "ACKs whose SYN cookie did not validate"),
+	SF("tes_stack_checksum_errors_total", checksum_errors, NULL,
+	   "Packets dropped for a bad IPv4, ICMP or TCP checksum"),
+	SF("tes_stack_out_of_order_segments_total", ooo_segments, NULL,
+	   "TCP segments received out of order and kept"),
+	SF("tes_stack_out_of_order_dropped_total", ooo_dropped, NULL,
+	   "Out-of-order TCP segments dropped (over the per-connection cap)"),
+	SF("tes_stack_early_drops_total", early_drops, NULL,
+	   "SYNs from sources in drop, discarded before any state existed"),
+	SF("tes_stack_syn_queue_full_total", syn_queue_full, NULL,
+	   "SYNs that found the SYN queue full"),
+	SF("tes_stack_resets_received_total", rst_rx, NULL, "TCP resets received"),
+	SF("tes_stack_resets_sent_total", rst_tx, NULL, "TCP resets sent"),
+	SF("tes_stack_idle_timeouts_total", idle_timeouts, NULL,
+	   "TCP connections closed by the stack's idle timeout"),
+	{ .name = "tes_stack_connections",
+	  .help = "TCP connections of the stack by state",
+	  .type = OBS_GAUGE,
+	  .off = SS(conns_by_state),
+	  .l2 = "state",
+	  .n = TCP_NSTATES,
+	  .name_of = state_name,
+	  .stride = sizeof(uint64_t) },
+	{ .name = "tes_stack_memory_used_bytes",
+	  .help = "Memory the stack has accounted to connections and buffers",
+	  .type = OBS_GAUGE,
+	  .key = "mem_used_bytes",
+	  .off = offsetof(struct worker_snap, mem_used) },
+	{ .name = "tes_stack_memory_budget_bytes",
+	  .help = "The stack's memory budget; beyond it new connections are refused",
+	  .type = OBS_GAUGE,
+	  .off = offsetof(struct worker_snap, mem_budget) },
+	/* /tesgate/workers only */
+	{ .key = "rx_copied", .off = WS(rx_copied) },
+	{ .key = "busy_ns", .off = WS(busy_ns) },
+	{ .key = "conns_used", .off = offsetof(struct worker_snap, mem_conns_used) },
+};
+
+/* /tesgate/stack: every counter of stack_stats.h under its own name (and
+ * the connections by state as state_<NAME>), and the memory. */
+static const char *stack_name(unsigned i)
+{
+	return stack_stat_name(i);
+}
+
+static const struct obs_row stack_rows[] = {
+	{ .key = "",
+	  .off = offsetof(struct worker_snap, ss),
+	  .n = sizeof(struct stack_stats) / sizeof(uint64_t),
+	  .name_of = stack_name,
+	  .stride = sizeof(uint64_t) },
+	{ .key = "mem_used_bytes", .off = offsetof(struct worker_snap, mem_used) },
+	{ .key = "mem_budget_bytes", .off = offsetof(struct worker_snap, mem_budget) },
+	{ .key = "mem_preallocated_bytes", .off = offsetof(struct worker_snap, mem_preallocated) },
+	{ .key = "mem_conns_used", .off = offsetof(struct worker_snap, mem_conns_used) },
+	{ .key = "mem_bufs_used", .off = offsetof(struct worker_snap, mem_bufs_used) },
+};
+
+#undef WS
+#undef SS
+#undef WF
+#undef SF
+
+int dpgw_export(struct dpgw *d, struct obs_registry *r)
+{
+	const size_t nstack = sizeof(struct stack_stats) / sizeof(uint64_t);
+	struct obs_group port = {
+		.name = "dpdk_port",
+		.rows = port_rows,
+		.nrows = sizeof(port_rows) / sizeof(port_rows[0]),
+		.size = sizeof(struct rte_eth_stats),
+		.read = port_read,
+		.arg = d,
+		.inst_label = "port",
+		.count = one,
+		.inst_name = port_name,
+	};
+	struct obs_group pools = {
+		.name = "dpdk_mempools",
+		.rows = pool_rows,
+		.nrows = sizeof(pool_rows) / sizeof(pool_rows[0]),
+		.size = sizeof(struct pool_snap),
+		.read = pool_read,
+		.arg = d,
+		.inst_label = "pool",
+		.count = pools_count,
+		.inst_name = pool_name,
+	};
+	struct obs_group workers = {
+		.name = "dpdk_workers",
+		.rows = worker_rows,
+		.nrows = sizeof(worker_rows) / sizeof(worker_rows[0]),
+		.size = sizeof(struct worker_snap),
+		.read = worker_read,
+		.arg = d,
+		.inst_label = "worker",
+		.count = workers_count,
+	};
+	struct obs_group stack = workers;
+
+	/* the stack's names must cover its struct, word for word */
+	if (!stack_stat_name(nstack - 1) || stack_stat_name(nstack)) {
+		log_msg(LOG_ERROR,
+			"dpdk exports: stack_stat_name does not match struct stack_stats");
+		return -1;
+	}
+	stack.name = "stack";
+	stack.rows = stack_rows;
+	stack.nrows = sizeof(stack_rows) / sizeof(stack_rows[0]);
+	d->npools = 0;
+	for (int s = 0; s < DP_MAX_SOCKETS; s++) {
+		const struct rte_mempool *mp = d->port.pool[s];
+		bool dup = false;
+
+		for (unsigned i = 0; i < d->npools; i++)
+			dup |= d->pools[i] == mp;
+		if (mp && !dup)
+			d->pools[d->npools++] = mp;
+	}
+	if (obs_add(r, &port) != 0 || obs_add(r, &pools) != 0 || obs_add(r, &workers) != 0 ||
+	    obs_add(r, &stack) != 0)
+		return -1;
+	return 0;
 }

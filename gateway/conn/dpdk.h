@@ -79,6 +79,14 @@ void dpgw_io(struct dpgw *d, struct gw_io *out);
  * (accepted, refused, timeouts, ...; bytes are the stack's). */
 void dpgw_conn_stats(const struct dpgw *d, struct gw_io_stats *out);
 
+/* Registers the DPDK path's counters (gateway/observe/registry.h): groups
+ * "dpdk_port" (tes_dpdk_port_*), "dpdk_mempools" (tes_dpdk_mempool_*),
+ * "dpdk_workers" (tes_dpdk_worker_* and the stack's tes_stack_* per worker;
+ * /tesgate/workers) and "stack" (every stack counter by its stack_stats.h
+ * name; /tesgate/stack).  After dpgw_start; 0, or -1. */
+struct obs_registry;
+int dpgw_export(struct dpgw *d, struct obs_registry *r);
+
 unsigned dpgw_workers(const struct dpgw *d);
 const struct dp_port *dpgw_port(const struct dpgw *d);
 /* Any thread; counters read with relaxed atomic loads (a few packets old

@@ -6,6 +6,7 @@
 
 #include "gateway/delivery/discard.h"
 #include "gateway/observe/log.h"
+#include "gateway/observe/registry.h"
 #include "gateway/delivery/smtpc.h"
 
 static struct relay *open_relay(const struct tes_config *cfg, struct backends *b)
@@ -113,22 +114,30 @@ void backends_close(struct backends *b)
 	relay_close(b->rl);
 }
 
-void backends_stats(const struct backends *b, struct spool_stats *ss)
+int backends_export(const struct backends *b, struct obs_registry *r)
 {
-	memset(ss, 0, sizeof(*ss));
 	if (b->sp)
-		spool_stats(b->sp, ss);
+		return spool_export(b->sp, r);
+	if (b->rl)
+		return relay_export(b->rl, r);
+	return 0;
+}
+
+void backends_log_stats(const struct backends *b, const struct obs_registry *r)
+{
+	static const struct obs_item relay_line[] = {
+		{ "relayed", "relay", "relayed" },     { "temp_fail", "relay", "temp_fail" },
+		{ "perm_fail", "relay", "perm_fail" }, { "queue_full", "relay", "queue_full" },
+		{ "aborted", "relay", "aborted" },     { "spilled", "relay", "spilled" },
+		{ "retried", "relay", "retried" },     { "connections", "relay", "connections" },
+		{ "bytes", "relay", "bytes" },
+	};
+	char line[512];
+
 	if (b->rl) {
-		struct relay_stats rs;
-		relay_stats(b->rl, &rs);
-		log_msg(LOG_INFO,
-			"stats relay relayed=%llu temp_fail=%llu perm_fail=%llu queue_full=%llu "
-			"aborted=%llu spilled=%llu retried=%llu connections=%llu bytes=%llu",
-			(unsigned long long)rs.relayed, (unsigned long long)rs.temp_fail,
-			(unsigned long long)rs.perm_fail, (unsigned long long)rs.queue_full,
-			(unsigned long long)rs.aborted, (unsigned long long)rs.spilled,
-			(unsigned long long)rs.retried, (unsigned long long)rs.connections,
-			(unsigned long long)rs.bytes);
+		obs_line(r, "stats relay", relay_line, sizeof(relay_line) / sizeof(relay_line[0]),
+			 line, sizeof(line));
+		log_msg(LOG_INFO, "%s", line);
 	}
 	if (!b->sp && !b->rl) {
 		struct discard_stats ds;

@@ -32,8 +32,12 @@ int backends_open(const struct tes_config *cfg, struct backends *b, struct deliv
 void backends_stop(struct backends *b);
 void backends_close(struct backends *b);
 
-/* The spool's counters into ss (zero for other backends); the others' are
- * logged here. */
-void backends_stats(const struct backends *b, struct spool_stats *ss);
+/* Registers the open backend's counters: group "spool" or "relay"
+ * (nothing for discard).  0, or -1. */
+struct obs_registry;
+int backends_export(const struct backends *b, struct obs_registry *r);
+/* At the end: the relay's stop line ("stats relay ..."), or the discard
+ * backend's count of what it threw away. */
+void backends_log_stats(const struct backends *b, const struct obs_registry *r);
 
 #endif

@@ -25,8 +25,9 @@
 #include <unistd.h>
 
 #include "gateway/delivery/diskfloor.h"
-#include "gateway/observe/log.h"
 #include "gateway/delivery/smtpc.h"
+#include "gateway/observe/log.h"
+#include "gateway/observe/registry.h"
 
 #define STAGE_SIZE 65536       /* content staged before a write to the spill file */
 #define FIRST_ALLOC 16384      /* first in-memory buffer; doubles up to the bound */
@@ -1298,4 +1299,60 @@ void relay_stats(const struct relay *r, struct relay_stats *out)
 	LOAD(connections);
 	LOAD(bytes);
 #undef LOAD
+}
+
+/* ---- exports (gateway/observe/registry.h) ---- */
+
+static bool export_read(const void *arg, unsigned i, void *snap)
+{
+	(void)i;
+	relay_stats(arg, snap);
+	return true;
+}
+
+#define RS(f) offsetof(struct relay_stats, f)
+
+static const struct obs_row relay_rows[] = {
+	{ .name = "tes_deliveries_total",
+	  .help = "Delivery outcomes by backend",
+	  .key = "",
+	  .off = RS(relayed),
+	  .l1 = "backend",
+	  .v1 = "smtp",
+	  .l2 = "outcome",
+	  .n = 5,
+	  .names = (const char *const[]){ "relayed", "temp_fail", "perm_fail", "queue_full",
+					  "aborted" },
+	  .stride = sizeof(uint64_t) },
+	{ .name = "tes_delivered_bytes_total",
+	  .help = "Message content octets delivered by backend",
+	  .key = "bytes",
+	  .off = RS(bytes),
+	  .l1 = "backend",
+	  .v1 = "smtp" },
+	{ .name = "tes_relay_connections_total",
+	  .help = "Connections opened to the backend MTA",
+	  .key = "connections",
+	  .off = RS(connections) },
+	{ .name = "tes_relay_retries_total",
+	  .help = "Messages tried again after a stale backend connection",
+	  .key = "retried",
+	  .off = RS(retried) },
+	{ .key = "spilled", .off = RS(spilled) },
+};
+
+#undef RS
+
+int relay_export(const struct relay *rl, struct obs_registry *r)
+{
+	struct obs_group g = {
+		.name = "relay",
+		.rows = relay_rows,
+		.nrows = sizeof(relay_rows) / sizeof(relay_rows[0]),
+		.size = sizeof(struct relay_stats),
+		.read = export_read,
+		.arg = rl,
+	};
+
+	return obs_add(r, &g);
 }

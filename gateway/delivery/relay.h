@@ -98,4 +98,10 @@ void relay_close(struct relay *r);
 
 void relay_stats(const struct relay *r, struct relay_stats *out);
 
+/* Registers group "relay" (gateway/observe/registry.h): the outcomes,
+ * octets, connections and retries on /metrics; every field of struct
+ * relay_stats by its name.  0, or -1. */
+struct obs_registry;
+int relay_export(const struct relay *rl, struct obs_registry *r);
+
 #endif

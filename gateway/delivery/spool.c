@@ -16,10 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dataplane/kio.h"
 #include "gateway/delivery/diskfloor.h"
-#include "gateway/observe/log.h"
 #include "gateway/delivery/opool.h"
+#include "gateway/observe/log.h"
+#include "gateway/observe/registry.h"
 
 /* Content is gathered in blocks of this size.  A message that fits in one
  * costs the worker no system call at all (the delivery thread creates its
@@ -100,10 +100,10 @@ struct spool {
 	pthread_cond_t cond;
 	_Atomic uint64_t inflight; /* block bytes handed over, not yet written */
 	uint64_t inflight_max;
-	struct diskfloor *df;              /* NULL: no free-space floor */
-	uint64_t counter[KIO_MAX_WORKERS]; /* each touched by its worker only */
+	struct diskfloor *df;                /* NULL: no free-space floor */
+	uint64_t counter[SPOOL_MAX_WORKERS]; /* each touched by its worker only */
 	unsigned npools;
-	struct opool blocks[KIO_MAX_WORKERS], msgs[KIO_MAX_WORKERS], envs[KIO_MAX_WORKERS];
+	struct opool blocks[SPOOL_MAX_WORKERS], msgs[SPOOL_MAX_WORKERS], envs[SPOOL_MAX_WORKERS];
 	struct spool_stats st; /* atomics */
 };
 
@@ -245,7 +245,7 @@ static struct delivery_msg *sp_open(void *be, unsigned worker)
 	/* gettimeofday is a vDSO call; the pid was read at open */
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
-	unsigned w = worker < KIO_MAX_WORKERS ? worker : KIO_MAX_WORKERS - 1;
+	unsigned w = worker < SPOOL_MAX_WORKERS ? worker : SPOOL_MAX_WORKERS - 1;
 	snprintf(m->id, sizeof(m->id), "%lld.%06ld.P%dW%uC%llu", (long long)tv.tv_sec,
 		 (long)tv.tv_usec, sp->pid, w, (unsigned long long)++sp->counter[w]);
 	return m;
@@ -668,7 +668,7 @@ static unsigned clean_tmp(struct spool *sp)
 struct spool *spool_open(const char *dir, unsigned nthreads, unsigned nworkers, char *err,
 			 size_t errlen)
 {
-	if (nworkers > KIO_MAX_WORKERS || nthreads == 0) {
+	if (nworkers > SPOOL_MAX_WORKERS || nthreads == 0) {
 		snprintf(err, errlen, "spool: bad thread counts");
 		return NULL;
 	}
@@ -853,4 +853,52 @@ void spool_stats(const struct spool *sp, struct spool_stats *out)
 	out->bytes = __atomic_load_n(&sp->st.bytes, __ATOMIC_RELAXED);
 	out->over_budget = __atomic_load_n(&sp->st.over_budget, __ATOMIC_RELAXED);
 	out->no_space = __atomic_load_n(&sp->st.no_space, __ATOMIC_RELAXED);
+}
+
+/* ---- exports (gateway/observe/registry.h) ---- */
+
+static bool export_read(const void *arg, unsigned i, void *snap)
+{
+	(void)i;
+	spool_stats(arg, snap);
+	return true;
+}
+
+#define SS(f) offsetof(struct spool_stats, f)
+
+static const struct obs_row spool_rows[] = {
+	{ .name = "tes_deliveries_total",
+	  .help = "Delivery outcomes by backend",
+	  .key = "",
+	  .off = SS(stored),
+	  .l1 = "backend",
+	  .v1 = "spool",
+	  .l2 = "outcome",
+	  .n = 3,
+	  .names = (const char *const[]){ "stored", "failed", "aborted" },
+	  .stride = sizeof(uint64_t) },
+	{ .name = "tes_delivered_bytes_total",
+	  .help = "Message content octets delivered by backend",
+	  .key = "bytes",
+	  .off = SS(bytes),
+	  .l1 = "backend",
+	  .v1 = "spool" },
+	{ .key = "over_budget", .off = SS(over_budget) },
+	{ .key = "no_space", .off = SS(no_space) },
+};
+
+#undef SS
+
+int spool_export(const struct spool *sp, struct obs_registry *r)
+{
+	struct obs_group g = {
+		.name = "spool",
+		.rows = spool_rows,
+		.nrows = sizeof(spool_rows) / sizeof(spool_rows[0]),
+		.size = sizeof(struct spool_stats),
+		.read = export_read,
+		.arg = sp,
+	};
+
+	return obs_add(r, &g);
 }

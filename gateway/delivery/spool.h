@@ -44,6 +44,10 @@
 #include "gateway/delivery/delivery.h"
 
 struct spool;
+struct obs_registry;
+
+/* Workers that may open messages at most (ids carry the worker number). */
+#define SPOOL_MAX_WORKERS 64
 
 struct spool_stats {
 	uint64_t stored;      /* messages made visible in new/ */
@@ -89,5 +93,10 @@ void spool_stop(struct spool *sp);
 void spool_close(struct spool *sp);
 
 void spool_stats(const struct spool *sp, struct spool_stats *out);
+
+/* Registers group "spool" (gateway/observe/registry.h): the outcomes and
+ * octets on /metrics; every field of struct spool_stats by its name.  0,
+ * or -1. */
+int spool_export(const struct spool *sp, struct obs_registry *r);
 
 #endif

@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * tesgate's commands on DPDK's telemetry socket (io = dpdk), beside the
- * ones DPDK registers itself (/ethdev/..., /mempool/..., /eal/...):
+ * ones DPDK registers itself (/ethdev/..., /mempool/..., /eal/...), each
+ * rendered from groups of the counters registry (registry.h) by their
+ * rows' keys:
  *
- *   /tesgate/stats          the gateway's counters (gw_stats) and the
+ *   /tesgate/stats          group "conn": the gateway's counters and the
  *                           connection counters of the stack transport
- *   /tesgate/stack[,N]      TCP/IP stack counters, summed over the workers,
- *                           or of worker N; with connections by state and
- *                           the stack's memory
- *   /tesgate/workers        per worker: poll-loop and packet counters
- *   /tesgate/enforcement    the RCU enforcement tables' sizes and
- *                           generations, and the control plane's state
+ *   /tesgate/stack[,N]      group "stack": TCP/IP stack counters, summed
+ *                           over the workers, or of worker N; with
+ *                           connections by state and the stack's memory
+ *   /tesgate/workers        group "dpdk_workers", per worker: poll-loop
+ *                           and packet counters
+ *   /tesgate/enforcement    groups "enfstate" and "control": the RCU
+ *                           enforcement tables' sizes and generations, and
+ *                           the control plane's state
  *
  * Query with `dpdk-telemetry.py -f PREFIX` (Debian package dpdk-dev) or
  * any client of the v2 socket, RUNTIME_DIR/dpdk_telemetry.v2.  The socket
@@ -21,29 +25,19 @@
  * way the Prometheus endpoint does (relaxed loads), so a query never slows
  * a worker.
  *
- * Threading: dptel_start and dptel_stop on the main thread, after
- * dpgw_start and before dpgw_destroy; dptel_stop waits for a command in
- * progress, and later commands answer that tesgate is stopping (DPDK has no
- * way to unregister a command).
+ * Threading: dptel_start and dptel_stop on the main thread, after the EAL
+ * is up and before it goes; dptel_stop waits for a command in progress,
+ * and later commands answer that tesgate is stopping (DPDK has no way to
+ * unregister a command).
  */
 #ifndef TES_GATEWAY_OBSERVE_DPTELEMETRY_H
 #define TES_GATEWAY_OBSERVE_DPTELEMETRY_H
 
-struct dpgw;
-struct gw;
-struct enfstate;
-struct ctlclient;
-
-struct dptel_src {
-	const struct dpgw *d;
-	const struct gw *g;
-	const struct enfstate *st;  /* NULL: none */
-	const struct ctlclient *cc; /* NULL: no control plane */
-};
+struct obs_registry;
 
 /* 0, or -1 (logged) when a command could not be registered; tesgate runs
  * on without them. */
-int dptel_start(const struct dptel_src *src);
+int dptel_start(const struct obs_registry *reg);
 void dptel_stop(void);
 
 #endif

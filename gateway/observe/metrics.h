@@ -1,45 +1,34 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * tesgate's Prometheus endpoint (GET /metrics, text format 0.0.4; the
- * metrics are listed in docs/telemetry.md).
+ * metrics are listed in docs/telemetry.md), rendered from the counters
+ * registry (registry.h): every registered group in the order it was
+ * registered, each row a family or a series of one.
  *
- * libmicrohttpd's own thread renders each scrape straight from the
- * counters: every source is per-worker or per-thread counters read with
+ * libmicrohttpd's own thread renders each scrape straight from the parts'
+ * counters: every group reads per-worker or per-thread counters with
  * relaxed loads, so a scrape takes no lock a worker could wait on, and a
  * slow scraper costs the workers nothing.
  *
- * Threading: gw_metrics_start and gw_metrics_stop on the main thread; every
- * source in struct gw_metrics_src must outlive gw_metrics_stop.
+ * Threading: gw_metrics_start and gw_metrics_stop on the main thread; the
+ * registry and what its groups read must outlive gw_metrics_stop.
+ * gw_metrics_render on any thread.
  */
 #ifndef TES_GATEWAY_OBSERVE_METRICS_H
 #define TES_GATEWAY_OBSERVE_METRICS_H
 
-struct gw;
-struct gw_io;
-struct dpgw;
-struct verdictlog;
-struct backends;
-struct ctlclient;
-struct enfstate;
 struct gw_metrics;
-
-struct gw_metrics_src {
-	const struct gw *g;
-	/* The transport's connection counters; with io = dpdk also the DPDK
-	 * gateway (between dpgw_start and dpgw_destroy), which adds port,
-	 * mempool, worker and stack metrics. */
-	const struct gw_io *io;
-	const struct dpgw *dp;
-	const struct backends *bk;  /* its spool or relay, whichever is open */
-	const struct ctlclient *cc; /* NULL: no control plane */
-	const struct enfstate *st;
-	const struct verdictlog *vl; /* NULL: verdict_log is off */
-};
+struct obs_registry;
+struct prom_buf;
 
 /* listen: "ADDRESS:PORT" (config_parse_listen syntax), or empty for none.
  * NULL when there is no endpoint: off, or it could not listen (logged as an
  * error; the gateway runs on without metrics). */
-struct gw_metrics *gw_metrics_start(const char *listen, const struct gw_metrics_src *src);
+struct gw_metrics *gw_metrics_start(const char *listen, const struct obs_registry *reg);
 void gw_metrics_stop(struct gw_metrics *m);
+
+/* The text of a scrape (b zeroed by the caller; b->failed when out of
+ * memory). */
+void gw_metrics_render(const struct obs_registry *reg, struct prom_buf *b);
 
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "gateway/observe/log.h"
+#include "gateway/observe/registry.h"
 
 /* Records per worker ring: a burst of verdicts from one worker larger than
  * this within one writer pass (a few ms) is dropped and counted. */
@@ -339,4 +340,47 @@ void verdictlog_close(struct verdictlog *vl)
 		close(vl->fd);
 	free(vl->rings);
 	free(vl);
+}
+
+/* ---- exports (registry.h) ---- */
+
+static bool export_read(const void *arg, unsigned i, void *snap)
+{
+	(void)i;
+	verdictlog_stats(arg, snap);
+	return true;
+}
+
+#define VS(f) offsetof(struct verdictlog_stats, f)
+
+static const struct obs_row verdictlog_rows[] = {
+	{ .name = "tes_verdict_log_lines_total",
+	  .help = "Lines written to verdict_log",
+	  .key = "lines",
+	  .off = VS(lines) },
+	{ .name = "tes_verdict_log_dropped_total",
+	  .help = "Verdict records dropped because a worker's queue to the log writer was full",
+	  .key = "dropped",
+	  .off = VS(dropped) },
+	{ .name = "tes_verdict_log_write_errors_total",
+	  .help = "Verdict lines lost to a failed write to verdict_log",
+	  .key = "write_errors",
+	  .off = VS(write_errors) },
+	{ .key = "reopens", .off = VS(reopens) },
+};
+
+#undef VS
+
+int verdictlog_export(const struct verdictlog *vl, struct obs_registry *r)
+{
+	struct obs_group g = {
+		.name = "verdictlog",
+		.rows = verdictlog_rows,
+		.nrows = sizeof(verdictlog_rows) / sizeof(verdictlog_rows[0]),
+		.size = sizeof(struct verdictlog_stats),
+		.read = export_read,
+		.arg = vl,
+	};
+
+	return obs_add(r, &g);
 }

@@ -67,6 +67,9 @@ struct verdictlog_stats {
 	uint64_t reopens;      /* successful reopens */
 };
 void verdictlog_stats(const struct verdictlog *vl, struct verdictlog_stats *out);
+/* Registers group "verdictlog" (registry.h).  0, or -1. */
+struct obs_registry;
+int verdictlog_export(const struct verdictlog *vl, struct obs_registry *r);
 
 /* Writes what the rings still hold, stops the thread, closes the file.
  * The workers must have stopped. */
