@@ -843,12 +843,12 @@ static void rate_restart(struct gw_conn *gc)
 static bool too_slow(struct gw_conn *gc)
 {
 	struct gw *g = gc->g;
-	if (!g->p.min_data_rate || gc->waiting || gc_closing(gc) || gc->tls_dead)
+	if (!g->p.set.min_data_rate || gc->waiting || gc_closing(gc) || gc->tls_dead)
 		return false;
 	uint64_t now = coarse_ms(), el = now - gc->rate_start;
-	if (el < g->p.rate_window_ms)
+	if (el < (uint64_t)g->p.set.min_data_rate_window * 1000u)
 		return false;
-	if (gc->rate_bytes * 1000u >= (uint64_t)g->p.min_data_rate * el) {
+	if (gc->rate_bytes * 1000u >= (uint64_t)g->p.set.min_data_rate * el) {
 		gc->rate_start = now;
 		gc->rate_bytes = 0;
 		return false;
@@ -856,7 +856,7 @@ static bool too_slow(struct gw_conn *gc)
 	STAT_ADD(g, gc->worker, slow_closed);
 	log_msg(LOG_INFO, "slow peer=%s: %llu octets in %llu ms, below min_data_rate %u/s: closing",
 		gc->peer, (unsigned long long)gc->rate_bytes, (unsigned long long)el,
-		g->p.min_data_rate);
+		g->p.set.min_data_rate);
 	say_goodbye(gc, g->slow_line);
 	gc->close_after_flush = true;
 	t_close(gc);

@@ -54,6 +54,17 @@ struct tes_addr;
 extern const double gw_latency_bounds[GW_LATENCY_BOUNDS];
 struct ctlclient;
 
+/* The session glue's settings (docs/configuration.md). */
+struct gw_settings {
+	/* Slow clients: a client must send min_data_rate octets a second on
+	 * average over each window of min_data_rate_window seconds (time
+	 * waiting for a delivery verdict starts a new window); 0: no minimum.
+	 * Checked when input arrives or output drains, so a client that sends
+	 * nothing at all is left to the idle timeout. */
+	unsigned min_data_rate;
+	unsigned min_data_rate_window;
+};
+
 struct gw_params {
 	const struct smtp_config *smtp;
 	const struct exdetect_config *exdetect;
@@ -75,13 +86,7 @@ struct gw_params {
 	 * from the worker (gateway/observe/verdictlog.h); NULL: off.  One ring per
 	 * worker, so made with at least workers rings. */
 	struct verdictlog *verdicts;
-	/* Slow clients: a client must send min_data_rate octets a second on
-	 * average over each window of rate_window_ms (time waiting for a
-	 * delivery verdict starts a new window); 0: no minimum.  Checked when
-	 * input arrives or output drains, so a client that sends nothing at
-	 * all is left to the idle timeout. */
-	unsigned min_data_rate;
-	unsigned rate_window_ms;
+	struct gw_settings set;
 };
 
 struct gw_stats {

@@ -103,6 +103,10 @@ struct dpgw {
 	struct srclimit *src; /* connections per source, all workers */
 	bool launched;
 	bool impaired;
+	struct dp_impair_conf imp;
+	uint32_t addr; /* the stack's address and prefix (host order) */
+	uint8_t plen;
+	unsigned idle_ms, session_ms;
 	/* the port's distinct mempools, for the exports */
 	const struct rte_mempool *pools[DP_MAX_SOCKETS];
 	unsigned npools;
@@ -113,7 +117,7 @@ struct dpgw {
 static void idle_touch(struct dconn *dc)
 {
 	if (!dc->closing)
-		dc->idle_at = dc->w->now + (uint64_t)dc->w->d->p.idle_timeout_ms * MS;
+		dc->idle_at = dc->w->now + (uint64_t)dc->w->d->idle_ms * MS;
 }
 
 /* The end of a connection on our side: conn.c is told (if it still has the
@@ -316,8 +320,8 @@ static int a_accept(void *lctx, struct stack_listener *l, struct tcp_conn *c)
 		w->conns->prev = dc;
 	w->conns = dc;
 	w->nconns++;
-	dc->session_at = w->now + (uint64_t)d->p.session_timeout_ms * MS;
-	dc->idle_at = w->now + (uint64_t)d->p.idle_timeout_ms * MS;
+	dc->session_at = w->now + (uint64_t)d->session_ms * MS;
+	dc->idle_at = w->now + (uint64_t)d->idle_ms * MS;
 
 	const struct stack_tuple *t = tcp_tuple(c);
 	struct sockaddr_storage peer;
@@ -331,12 +335,12 @@ static int a_accept(void *lctx, struct stack_listener *l, struct tcp_conn *c)
 	memcpy(dc->srckey + 12, t->raddr.a, 4);
 
 	dc->counted = true;
-	if (atomic_fetch_add(&d->nconns, 1) >= d->p.max_conns) {
+	if (atomic_fetch_add(&d->nconns, 1) >= d->p.io->max_connections) {
 		STAT_ADD(w, refused_global);
 		refuse(dc, d->refuse_global);
 		return 0;
 	}
-	if (d->p.max_conns_source) {
+	if (d->p.io->max_connections_per_source) {
 		if (!srclimit_acquire(d->src, dc->srckey)) {
 			STAT_ADD(w, refused_source);
 			refuse(dc, d->refuse_source);
@@ -559,7 +563,7 @@ static int worker_main(void *arg)
 
 static int split_args(struct dpgw *d)
 {
-	d->eal_buf = strdup(d->p.eal_args);
+	d->eal_buf = strdup(d->p.set->args);
 	if (!d->eal_buf)
 		return -1;
 	int n = 0;
@@ -602,67 +606,86 @@ static void free_all(struct dpgw *d)
 	free(d);
 }
 
-struct dpgw *dpgw_start(const struct dpgw_params *p)
+/* Start-up, one step a function; each undoes nothing of the others (the
+ * ladder in dpgw_start does), and says on stderr why it failed. */
+
+/* The settings checked and the memory that does not need the EAL. */
+static struct dpgw *dpgw_new(const struct dpgw_params *p)
 {
-	static const struct stack_app app = {
-		.accept = a_accept,
-		.readable = a_readable,
-		.writable = a_writable,
-		.closed = a_closed,
-	};
+	const struct gw_io_settings *io = p->io;
+	struct dp_impair_conf imp;
 	uint32_t addr;
 	uint8_t plen;
-	if (parse_addr(p->addr, &addr, &plen) != 0) {
-		fprintf(stderr, "tesgate: dpdk_addr '%s' is not A.B.C.D/len\n", p->addr);
+	struct dpgw *d;
+
+	if (parse_addr(p->set->addr, &addr, &plen) != 0) {
+		fprintf(stderr, "tesgate: dpdk_addr '%s' is not A.B.C.D/len\n", p->set->addr);
 		return NULL;
 	}
-	if (p->workers < 1 || p->workers > DP_MAX_QUEUES) {
+	if (io->workers < 1 || io->workers > DP_MAX_QUEUES) {
 		fprintf(stderr, "tesgate: io = dpdk runs 1..%d workers, not %u\n", DP_MAX_QUEUES,
-			p->workers);
+			io->workers);
 		return NULL;
 	}
-	struct dp_impair_conf imp;
-	bool impair = p->impair && p->impair[0];
-	if (impair) {
+	if (p->set->impair[0]) {
 		char err[160];
-		if (dp_impair_parse(p->impair, &imp, err, sizeof(err)) != 0) {
+		if (dp_impair_parse(p->set->impair, &imp, err, sizeof(err)) != 0) {
 			fprintf(stderr, "tesgate: dpdk_impair: %s\n", err);
 			return NULL;
 		}
 	}
-	struct dpgw *d = calloc(1, sizeof(*d));
+	d = calloc(1, sizeof(*d));
 	if (!d)
 		return NULL;
 	d->p = *p;
-	d->impaired = impair;
-	d->nworkers = p->workers;
+	d->addr = addr;
+	d->plen = plen;
+	d->impaired = p->set->impair[0] != '\0';
+	if (d->impaired)
+		d->imp = imp;
+	d->nworkers = io->workers;
+	d->idle_ms = io->idle_timeout * 1000u;
+	d->session_ms = io->session_timeout * 1000u;
 	snprintf(d->refuse_global, sizeof(d->refuse_global), "%s",
 		 p->refuse_global ? p->refuse_global : "");
 	snprintf(d->refuse_source, sizeof(d->refuse_source), "%s",
 		 p->refuse_source ? p->refuse_source : "");
-	d->src = p->max_conns_source ? srclimit_new(p->max_conns, p->max_conns_source) : NULL;
-	d->w = calloc(p->workers, sizeof(*d->w));
-	if ((p->max_conns_source && !d->src) || !d->w) {
+	d->src = io->max_connections_per_source
+			 ? srclimit_new(io->max_connections, io->max_connections_per_source)
+			 : NULL;
+	d->w = calloc(io->workers, sizeof(*d->w));
+	if ((io->max_connections_per_source && !d->src) || !d->w) {
 		free_all(d);
 		return NULL;
 	}
 	d->io = dp_worker_io;
 	d->io.early_drop = early_drop;
+	return d;
+}
 
+/* The EAL, with an lcore for every worker besides the main one. */
+static int eal_up(struct dpgw *d)
+{
 	int argc = split_args(d);
-	if (argc < 0 || dp_eal_init(argc, d->eal_argv) != 0) {
-		free_all(d);
-		return NULL;
-	}
+	if (argc < 0 || dp_eal_init(argc, d->eal_argv) != 0)
+		return -1;
 	/* The main lcore does not poll (it waits for signals, as on the
 	 * kernel path): each worker needs an lcore of its own. */
-	if (rte_lcore_count() < p->workers + 1) {
+	if (rte_lcore_count() < d->nworkers + 1) {
 		fprintf(stderr,
 			"tesgate: workers = %u with io = dpdk needs %u lcores in dpdk_args "
 			"(the main lcore and one per worker, e.g. -l 0-%u); the EAL has %u\n",
-			p->workers, p->workers + 1, p->workers, rte_lcore_count());
-		goto fail_eal;
+			d->nworkers, d->nworkers + 1, d->nworkers, rte_lcore_count());
+		dp_eal_cleanup();
+		return -1;
 	}
+	return 0;
+}
+
+/* The first port, a queue pair per worker, the impairment (tests) and, with
+ * more than one worker, the steering between them. */
+static int port_up(struct dpgw *d)
+{
 	uint16_t pid = 0;
 	bool have = false;
 	RTE_ETH_FOREACH_DEV (pid) {
@@ -671,78 +694,124 @@ struct dpgw *dpgw_start(const struct dpgw_params *p)
 	}
 	if (!have) {
 		fprintf(stderr, "tesgate: no DPDK port (give one in dpdk_args, --vdev)\n");
-		goto fail_eal;
+		return -1;
 	}
-	struct dp_port_conf pc = { .port_id = pid, .nb_queues = (uint16_t)p->workers };
+	struct dp_port_conf pc = { .port_id = pid, .nb_queues = (uint16_t)d->nworkers };
 	if (dp_port_setup(&d->port, &pc) != 0)
-		goto fail_eal;
-	for (unsigned q = 0; impair && q < p->workers; q++) {
-		if (dp_impair_attach(&d->port, (uint16_t)q, &imp) != 0)
-			goto fail_port;
-		log_msg(LOG_WARN, "dpdk_impair on queue %u: %s (for tests only)", q, p->impair);
+		return -1;
+	for (unsigned q = 0; d->impaired && q < d->nworkers; q++) {
+		if (dp_impair_attach(&d->port, (uint16_t)q, &d->imp) != 0)
+			goto fail;
+		log_msg(LOG_WARN, "dpdk_impair on queue %u: %s (for tests only)", q,
+			d->p.set->impair);
 	}
-	if (p->workers > 1) {
+	if (d->nworkers > 1) {
 		/* A segment that arrives on another worker's queue (RSS and
 		 * the tap's queue choice do not know our stacks) is passed to
 		 * the worker owning its 4-tuple. */
-		d->steer = dp_steer_create(&d->port, p->workers);
+		d->steer = dp_steer_create(&d->port, d->nworkers);
 		if (!d->steer)
-			goto fail_port;
+			goto fail;
 	}
+	return 0;
+fail:
+	dp_port_close(&d->port);
+	return -1;
+}
+
+static void port_down(struct dpgw *d)
+{
+	if (d->steer)
+		dp_steer_free(d->steer);
+	dp_port_close(&d->port);
+}
+
+/* Worker i: its lcore, its queue, its stack and its listener. */
+static int worker_up(struct dpgw *d, unsigned i, unsigned lcore, const uint8_t hash_key[16],
+		     const uint8_t isn_key[16])
+{
+	static const struct stack_app app = {
+		.accept = a_accept,
+		.readable = a_readable,
+		.writable = a_writable,
+		.closed = a_closed,
+	};
+	struct dpw *w = &d->w[i];
+	struct stack_config cfg;
+	const char *err = NULL;
+
+	w->d = d;
+	w->index = i;
+	w->lcore = lcore;
+	dp_worker_init(&w->w, &d->port, (uint16_t)i);
+	if (d->steer)
+		dp_worker_set_steer(&w->w, d->steer, i);
+	stack_config_defaults(&cfg);
+	dp_worker_stack_config(&w->w, &cfg);
+	cfg.naddrs = 1;
+	stack_addr_ipv4(&cfg.addrs[0].addr, d->addr);
+	cfg.addrs[0].prefix_len = d->plen;
+	cfg.max_conns = d->p.io->max_connections ? d->p.io->max_connections : 1;
+	cfg.rcvbuf = 65536;
+	cfg.sndbuf = 65536;
+	memcpy(cfg.hash_key, hash_key, 16);
+	memcpy(cfg.isn_key, isn_key, 16);
+	w->w.st = stack_create(&cfg, &d->io, &w->w, &app, &err);
+	if (!w->w.st) {
+		fprintf(stderr, "tesgate: stack_create: %s\n", err ? err : "?");
+		return -1;
+	}
+	w->lst = stack_listen(w->w.st, NULL, (uint16_t)d->p.set->port, 1024, w);
+	if (!w->lst) {
+		fprintf(stderr, "tesgate: cannot listen on port %u of the stack\n", d->p.set->port);
+		stack_destroy(w->w.st);
+		return -1;
+	}
+	w->w.poll = on_poll;
+	w->w.poll_arg = w;
+	return 0;
+}
+
+/* Every worker's stack, with keys they share (so a flow hashes alike on
+ * each). */
+static int stacks_up(struct dpgw *d)
+{
 	uint8_t hash_key[16], isn_key[16];
 	if (getrandom(hash_key, sizeof(hash_key), 0) != sizeof(hash_key) ||
 	    getrandom(isn_key, sizeof(isn_key), 0) != sizeof(isn_key)) {
 		fprintf(stderr, "tesgate: getrandom failed\n");
-		goto fail_port;
+		return -1;
 	}
 	unsigned lcore = rte_get_next_lcore(-1, 1, 0);
-	unsigned made = 0;
-	for (; made < p->workers; made++) {
-		struct dpw *w = &d->w[made];
-		w->d = d;
-		w->index = made;
-		w->lcore = lcore;
+	for (unsigned made = 0; made < d->nworkers; made++) {
+		if (worker_up(d, made, lcore, hash_key, isn_key) != 0) {
+			while (made-- > 0)
+				stack_destroy(d->w[made].w.st);
+			return -1;
+		}
 		lcore = rte_get_next_lcore(lcore, 1, 0);
-		dp_worker_init(&w->w, &d->port, (uint16_t)made);
-		if (d->steer)
-			dp_worker_set_steer(&w->w, d->steer, made);
-		struct stack_config cfg;
-		stack_config_defaults(&cfg);
-		dp_worker_stack_config(&w->w, &cfg);
-		cfg.naddrs = 1;
-		stack_addr_ipv4(&cfg.addrs[0].addr, addr);
-		cfg.addrs[0].prefix_len = plen;
-		cfg.max_conns = p->max_conns ? p->max_conns : 1;
-		cfg.rcvbuf = 65536;
-		cfg.sndbuf = 65536;
-		memcpy(cfg.hash_key, hash_key, sizeof(hash_key));
-		memcpy(cfg.isn_key, isn_key, sizeof(isn_key));
-		const char *err = NULL;
-		w->w.st = stack_create(&cfg, &d->io, &w->w, &app, &err);
-		if (!w->w.st) {
-			fprintf(stderr, "tesgate: stack_create: %s\n", err ? err : "?");
-			goto fail_stacks;
-		}
-		w->lst = stack_listen(w->w.st, NULL, p->port, 1024, w);
-		if (!w->lst) {
-			fprintf(stderr, "tesgate: cannot listen on port %u of the stack\n",
-				p->port);
-			stack_destroy(w->w.st);
-			goto fail_stacks;
-		}
-		w->w.poll = on_poll;
-		w->w.poll_arg = w;
 	}
+	return 0;
+}
+
+struct dpgw *dpgw_start(const struct dpgw_params *p)
+{
+	struct dpgw *d = dpgw_new(p);
+
+	if (!d)
+		return NULL;
+	if (eal_up(d) != 0)
+		goto fail_alloc;
+	if (port_up(d) != 0)
+		goto fail_eal;
+	if (stacks_up(d) != 0)
+		goto fail_port;
 	return d;
-fail_stacks:
-	while (made-- > 0)
-		stack_destroy(d->w[made].w.st);
 fail_port:
-	if (d->steer)
-		dp_steer_free(d->steer);
-	dp_port_close(&d->port);
+	port_down(d);
 fail_eal:
 	dp_eal_cleanup();
+fail_alloc:
 	free_all(d);
 	return NULL;
 }

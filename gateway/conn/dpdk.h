@@ -40,19 +40,24 @@ struct stack_stats;
 struct stack_mem;
 struct dp_worker_stats;
 
-struct dpgw_params {
-	struct gw *g;         /* made with workers = this many workers */
-	const char *eal_args; /* split on spaces */
-	const char *addr;     /* A.B.C.D or A.B.C.D/len */
-	uint16_t port;
-	unsigned workers;
-	unsigned max_conns;        /* all workers together */
-	unsigned max_conns_source; /* per IPv4 address; 0: no limit */
-	unsigned idle_timeout_ms, session_timeout_ms, linger_ms;
-	const char *refuse_global, *refuse_source; /* CRLF-terminated */
+/* The DPDK path's own settings (io = dpdk; docs/configuration.md). */
+struct dpgw_settings {
+	char args[256]; /* EAL arguments, split on spaces */
+	char addr[24];  /* the stack's IPv4 address, A.B.C.D or A.B.C.D/len */
+	unsigned port;  /* TCP port to accept SMTP on */
 	/* FOR TESTS ONLY: packet impairment on every queue, in
-	 * dataplane/dpdk/impair.h syntax; NULL or "": off */
-	const char *impair;
+	 * dataplane/dpdk/impair.h syntax; "": off */
+	char impair[128];
+};
+
+struct dpgw_params {
+	struct gw *g; /* made with workers = io->workers */
+	const struct dpgw_settings *set;
+	/* workers, limits (the per-source one per IPv4 address) and timeouts;
+	 * listen and cpus are the kernel path's */
+	const struct gw_io_settings *io;
+	unsigned linger_ms;
+	const char *refuse_global, *refuse_source; /* CRLF-terminated */
 };
 
 /* EAL, port (one queue pair per worker), stacks, listeners.  Starts no

@@ -215,18 +215,19 @@ static const struct gw_io_ops kernel_io_ops = {
 	.stats = io_stats,
 };
 
-int gw_kernel_bind(const struct gw_kernel_params *p, struct gw_io *io, char *err, size_t errlen)
+int gw_kernel_bind(const struct gw_io_settings *s, unsigned linger_ms, struct gw_io *io, char *err,
+		   size_t errlen)
 {
 	struct kio_config kc = {
-		.listen = p->listen,
-		.workers = p->workers,
-		.cpus = p->cpus,
+		.listen = s->listen,
+		.workers = s->workers,
+		.cpus = s->ncpus ? s->cpus : NULL,
 		.backlog = 1024,
-		.idle_timeout_ms = p->idle_timeout_ms,
-		.session_timeout_ms = p->session_timeout_ms,
-		.linger_ms = p->linger_ms,
-		.max_conns = p->max_conns,
-		.max_conns_source = p->max_conns_source,
+		.idle_timeout_ms = s->idle_timeout * 1000u,
+		.session_timeout_ms = s->session_timeout * 1000u,
+		.linger_ms = linger_ms,
+		.max_conns = s->max_connections,
+		.max_conns_source = s->max_connections_per_source,
 		.log = log_msg,
 	};
 	struct kio *k = kio_create(&kc, &kio_gw_ops, NULL, err, errlen);

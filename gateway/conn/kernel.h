@@ -17,24 +17,16 @@
 #define TES_GATEWAY_CONN_KERNEL_H
 
 #include <stddef.h>
-#include <sys/socket.h>
 
 #include "gateway/conn/transport.h"
 
 struct gw;
 
-struct gw_kernel_params {
-	struct sockaddr_storage listen; /* AF_INET or AF_INET6; port 0 picks one */
-	unsigned workers;
-	const int *cpus; /* NULL, or workers CPU numbers to pin to */
-	unsigned idle_timeout_ms, session_timeout_ms, linger_ms;
-	unsigned max_conns;        /* all workers together */
-	unsigned max_conns_source; /* per IPv4 address or IPv6 /64; 0: no limit */
-};
-
-/* Bind the listening sockets; no thread yet.  0 with *io filled, or -1
- * with err set. */
-int gw_kernel_bind(const struct gw_kernel_params *p, struct gw_io *io, char *err, size_t errlen);
+/* Bind the listening sockets of s->workers workers on s->listen; no
+ * thread yet.  linger_ms: how long the last output of a closing connection
+ * may take.  0 with *io filled, or -1 with err set. */
+int gw_kernel_bind(const struct gw_io_settings *s, unsigned linger_ms, struct gw_io *io, char *err,
+		   size_t errlen);
 /* The gateway the sessions run in, and its refusal lines.  Before start. */
 void gw_kernel_attach(struct gw_io *io, struct gw *g);
 /* The address bound ("127.0.0.1:2525", port 0 resolved), for the log. */

@@ -28,11 +28,25 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* Workers a transport runs at most (kio's KIO_MAX_WORKERS, checked there). */
 #define GW_MAX_WORKERS 64
 /* A refusal line a transport writes for the gateway, CRLF included. */
 #define GW_LINE_MAX 256
+
+/* The settings both transports take (docs/configuration.md); config.c
+ * parses the configuration into them. */
+struct gw_io_settings {
+	struct sockaddr_storage listen; /* io = kernel: AF_INET or AF_INET6; port 0 picks one */
+	unsigned workers;
+	unsigned ncpus;
+	int cpus[GW_MAX_WORKERS]; /* io = kernel: ncpus (= workers) CPUs to pin to */
+	unsigned idle_timeout;    /* seconds without progress either way */
+	unsigned session_timeout; /* seconds a connection may last */
+	unsigned max_connections; /* all workers together */
+	unsigned max_connections_per_source;
+};
 
 /* Why a connection ended.  The numbers are in the debug log's close line. */
 enum gw_close_reason {

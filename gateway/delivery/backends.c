@@ -9,35 +9,37 @@
 #include "gateway/observe/registry.h"
 #include "gateway/delivery/smtpc.h"
 
-static struct relay *open_relay(const struct tes_config *cfg, struct backends *b)
+static struct relay *open_relay(const struct delivery_settings *s, const struct backends_env *env,
+				struct backends *b)
 {
+	const struct relay_settings *rs = &s->relay;
 	char tmp[PATH_MAX + 8], err[1024], why[512];
-	snprintf(tmp, sizeof(tmp), "%s/tmp", cfg->spool_dir);
+	snprintf(tmp, sizeof(tmp), "%s/tmp", s->spool_dir);
 	struct relay_config rc = {
-		.host = cfg->relay_host,
-		.port = cfg->relay_port,
-		.socket_path = cfg->relay_socket,
-		.helo_name = cfg->relay_helo_name[0] ? cfg->relay_helo_name : cfg->hostname,
+		.host = rs->host,
+		.port = rs->port,
+		.socket_path = rs->socket,
+		.helo_name = rs->helo_name[0] ? rs->helo_name : env->hostname,
 		.tmp_dir = tmp,
-		.threads = cfg->relay_threads,
-		.max_connections = cfg->relay_max_connections,
-		.max_queue = cfg->relay_max_queue,
-		.connect_timeout_ms = cfg->relay_connect_timeout * 1000u,
-		.command_timeout_ms = cfg->relay_command_timeout * 1000u,
-		.data_timeout_ms = cfg->relay_data_timeout * 1000u,
-		.idle_timeout_ms = cfg->relay_idle_timeout * 1000u,
-		.memory_per_message = cfg->relay_memory_per_message,
-		.memory_total = cfg->relay_memory_total,
+		.threads = rs->threads,
+		.max_connections = rs->max_connections,
+		.max_queue = rs->max_queue,
+		.connect_timeout_ms = rs->connect_timeout * 1000u,
+		.command_timeout_ms = rs->command_timeout * 1000u,
+		.data_timeout_ms = rs->data_timeout * 1000u,
+		.idle_timeout_ms = rs->idle_timeout * 1000u,
+		.memory_per_message = rs->memory_per_message,
+		.memory_total = rs->memory_total,
 	};
 	struct relay *rl = relay_open(&rc, err, sizeof(err));
 	if (!rl) {
 		fprintf(stderr, "tesgate: %s\n", err);
 		return NULL;
 	}
-	if (cfg->relay_socket[0])
-		snprintf(b->where, sizeof(b->where), "to unix:%s", cfg->relay_socket);
+	if (rs->socket[0])
+		snprintf(b->where, sizeof(b->where), "to unix:%s", rs->socket);
 	else
-		snprintf(b->where, sizeof(b->where), "to %s:%u", cfg->relay_host, cfg->relay_port);
+		snprintf(b->where, sizeof(b->where), "to %s:%u", rs->host, rs->port);
 	/* SMTPUTF8 is offered only when the backend takes it: otherwise it
 	 * would bounce what the gateway accepted. */
 	unsigned ext;
@@ -51,12 +53,12 @@ static struct relay *open_relay(const struct tes_config *cfg, struct backends *b
 			ext & SMTPC_EXT_SMTPUTF8 ? " SMTPUTF8" : "",
 			ext & SMTPC_EXT_SIZE ? " SIZE" : "",
 			b->smtputf8 ? "offered" : "not offered");
-		if ((ext & SMTPC_EXT_SIZE) && size_max && size_max < cfg->limits.max_message_size)
+		if ((ext & SMTPC_EXT_SIZE) && size_max && size_max < env->max_message_size)
 			log_msg(LOG_WARN,
 				"relay: the backend takes at most %llu octets, max_message_size is "
 				"%llu: larger messages will get 554 5.3.4 after their content",
 				(unsigned long long)size_max,
-				(unsigned long long)cfg->limits.max_message_size);
+				(unsigned long long)env->max_message_size);
 	} else {
 		b->smtputf8 = false;
 		log_msg(LOG_WARN,
@@ -67,18 +69,19 @@ static struct relay *open_relay(const struct tes_config *cfg, struct backends *b
 	return rl;
 }
 
-int backends_open(const struct tes_config *cfg, struct backends *b, struct delivery_backend *be)
+static int open_backend(const struct delivery_settings *s, const struct backends_env *env,
+			struct backends *b, struct delivery_backend *be)
 {
 	char err[1024];
 	memset(b, 0, sizeof(*b));
-	if (strcmp(cfg->delivery, "smtp") == 0) {
-		b->rl = open_relay(cfg, b);
+	if (strcmp(s->backend, "smtp") == 0) {
+		b->rl = open_relay(s, env, b);
 		if (!b->rl)
 			return -1;
 		relay_backend(b->rl, be);
 		return 0;
 	}
-	if (strcmp(cfg->delivery, "discard") == 0) {
+	if (strcmp(s->backend, "discard") == 0) {
 		for (int i = 0; i < 3; i++)
 			log_msg(LOG_WARN, "DISCARD BACKEND: every message gets 250 and is THROWN "
 					  "AWAY. For benchmarks only; never on real mail.");
@@ -87,16 +90,33 @@ int backends_open(const struct tes_config *cfg, struct backends *b, struct deliv
 		snprintf(b->where, sizeof(b->where), "(nothing is kept)");
 		return 0;
 	}
-	b->sp = spool_open(cfg->spool_dir, cfg->delivery_threads, cfg->workers, err, sizeof(err));
+	b->sp = spool_open(s->spool_dir, s->threads, env->workers, err, sizeof(err));
 	if (!b->sp) {
 		fprintf(stderr, "tesgate: %s\n", err);
 		return -1;
 	}
 	/* DPDK workers make no system calls, so nobody may wake the spool */
-	spool_set_polling(b->sp, cfg->io_dpdk);
+	spool_set_polling(b->sp, env->polling);
 	spool_backend(b->sp, be);
 	b->smtputf8 = true;
-	snprintf(b->where, sizeof(b->where), "%s", cfg->spool_dir);
+	snprintf(b->where, sizeof(b->where), "%s", s->spool_dir);
+	return 0;
+}
+
+int backends_open(const struct delivery_settings *s, const struct backends_env *env,
+		  struct backends *b, struct delivery_backend *be)
+{
+	char err[1024];
+
+	if (open_backend(s, env, b, be) != 0)
+		return -1;
+	if ((b->sp && spool_set_min_free(b->sp, s->spool_min_free, err, sizeof(err)) != 0) ||
+	    (b->rl && relay_set_min_free(b->rl, s->spool_min_free, err, sizeof(err)) != 0)) {
+		fprintf(stderr, "tesgate: %s\n", err);
+		backends_stop(b);
+		backends_close(b);
+		return -1;
+	}
 	return 0;
 }
 

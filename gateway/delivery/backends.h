@@ -13,10 +13,31 @@
 #include <limits.h>
 #include <stdbool.h>
 
-#include "gateway/config.h"
 #include "gateway/delivery/delivery.h"
 #include "gateway/delivery/relay.h"
 #include "gateway/delivery/spool.h"
+
+/* Delivery's settings (docs/configuration.md); config.c parses the
+ * configuration into them. */
+struct delivery_settings {
+	char backend[16]; /* "spool", "smtp" or "discard" */
+	char spool_dir[PATH_MAX];
+	unsigned threads; /* the spool's delivery threads */
+	/* free space kept on spool_dir's file system (spool and relay spill
+	 * files): below it new messages get 452 4.3.1 */
+	uint64_t spool_min_free;
+	/* delivery = discard needs this too: it loses every message */
+	bool i_understand_discard_loses_mail;
+	struct relay_settings relay; /* delivery = smtp */
+};
+
+/* What the backends need of the rest of the gateway. */
+struct backends_env {
+	const char *hostname;      /* the relay's HELO name unless relay.helo_name */
+	unsigned workers;          /* that will open messages */
+	bool polling;              /* io = dpdk: nobody may wake the spool's threads */
+	uint64_t max_message_size; /* warned about when the relay takes less */
+};
 
 struct backends {
 	struct spool *sp;          /* delivery = spool */
@@ -25,8 +46,10 @@ struct backends {
 	char where[PATH_MAX + 16]; /* for the start-up log line */
 };
 
-/* 0, or -1 after saying why on stderr. */
-int backends_open(const struct tes_config *cfg, struct backends *b, struct delivery_backend *be);
+/* Open the backend s->backend names, with its free-space floor.  0, or -1
+ * after saying why on stderr (nothing is left open). */
+int backends_open(const struct delivery_settings *s, const struct backends_env *env,
+		  struct backends *b, struct delivery_backend *be);
 
 /* Finish what was submitted; after the workers stopped. */
 void backends_stop(struct backends *b);

@@ -41,6 +41,21 @@
 
 struct relay;
 
+/* The smtp backend's settings (delivery = smtp; docs/configuration.md),
+ * times in seconds; config.c parses the configuration into them. */
+struct relay_settings {
+	char host[256]; /* a host name or an IP address, or "" */
+	unsigned port;
+	char socket[108];    /* a unix socket instead of host and port; "": none */
+	char helo_name[256]; /* "": the gateway's host name */
+	unsigned threads;
+	unsigned max_connections; /* per thread */
+	unsigned max_queue;       /* per thread */
+	unsigned connect_timeout, command_timeout, data_timeout, idle_timeout;
+	uint64_t memory_per_message;
+	uint64_t memory_total;
+};
+
 struct relay_config {
 	const char *host; /* name or address, resolved once at relay_open */
 	unsigned port;

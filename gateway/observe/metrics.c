@@ -11,7 +11,6 @@
 #include <microhttpd.h>
 
 #include "contract/promfmt.h"
-#include "gateway/config.h"
 #include "gateway/observe/log.h"
 #include "gateway/observe/registry.h"
 
@@ -187,19 +186,16 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_msg(LOG_WARN, "metrics server: %s", buf);
 }
 
-struct gw_metrics *gw_metrics_start(const char *listen, const struct obs_registry *reg)
+struct gw_metrics *gw_metrics_start(const struct metrics_settings *s,
+				    const struct obs_registry *reg)
 {
-	struct sockaddr_storage ss;
+	const char *listen = s->listen;
+	struct sockaddr_storage ss = s->addr;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 	struct gw_metrics *m;
 
 	if (!listen[0]) {
 		log_msg(LOG_INFO, "metrics: off (metrics_listen is empty)");
-		return NULL;
-	}
-	if (!config_parse_listen(listen, &ss)) { /* config_set checked it already */
-		log_msg(LOG_ERROR, "metrics_listen %s: not ADDRESS:PORT; running without metrics",
-			listen);
 		return NULL;
 	}
 	m = calloc(1, sizeof(*m));

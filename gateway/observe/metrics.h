@@ -17,14 +17,23 @@
 #ifndef TES_GATEWAY_OBSERVE_METRICS_H
 #define TES_GATEWAY_OBSERVE_METRICS_H
 
+#include <sys/socket.h>
+
 struct gw_metrics;
 struct obs_registry;
 struct prom_buf;
 
-/* listen: "ADDRESS:PORT" (config_parse_listen syntax), or empty for none.
- * NULL when there is no endpoint: off, or it could not listen (logged as an
- * error; the gateway runs on without metrics). */
-struct gw_metrics *gw_metrics_start(const char *listen, const struct obs_registry *reg);
+/* The endpoint's settings (docs/configuration.md); config.c parses the
+ * configuration into them. */
+struct metrics_settings {
+	char listen[64];              /* "ADDRESS:PORT" as configured, or "": off */
+	struct sockaddr_storage addr; /* listen, parsed */
+};
+
+/* NULL when there is no endpoint: off, or it could not listen (logged as an
+ * error; the gateway runs on without metrics).  s is not kept. */
+struct gw_metrics *gw_metrics_start(const struct metrics_settings *s,
+				    const struct obs_registry *reg);
 void gw_metrics_stop(struct gw_metrics *m);
 
 /* The text of a scrape (b zeroed by the caller; b->failed when out of

@@ -18,6 +18,7 @@
 #ifndef TES_GATEWAY_OBSERVE_VERDICTLOG_H
 #define TES_GATEWAY_OBSERVE_VERDICTLOG_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -25,6 +26,13 @@
 #include "enforce/decide.h"
 
 struct verdictlog;
+
+/* The verdict log's settings (docs/configuration.md); config.c parses the
+ * configuration into them. */
+struct verdictlog_settings {
+	/* an absolute path (reopened on SIGHUP), "stdout" or "-", or "": off */
+	char path[PATH_MAX];
+};
 
 enum vlog_at {
 	VLOG_AT_CONNECT = 0, /* a "drop" source closed before the greeting */

@@ -113,6 +113,14 @@ void smtp_config_defaults(struct smtp_config *cfg)
 	cfg->limits.max_header_bytes = 65536;
 }
 
+void smtp_config_set(struct smtp_config *cfg, const char *hostname, const struct smtp_settings *s)
+{
+	smtp_config_defaults(cfg);
+	cfg->hostname = hostname;
+	cfg->banner = s->banner;
+	cfg->limits = s->limits;
+}
+
 void smtp_reply_set(struct smtp_reply *r, int code, const char *enh, const char *text)
 {
 	r->code = code;

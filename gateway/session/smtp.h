@@ -55,6 +55,19 @@ struct smtp_config {
 /* Defaults an operator gets when the configuration is silent. */
 void smtp_config_defaults(struct smtp_config *cfg);
 
+/* The engine's settings (docs/configuration.md); config.c parses the
+ * configuration into them. */
+struct smtp_settings {
+	char banner[256]; /* text after the host name in the greeting */
+	struct smtp_limits limits;
+};
+
+/* The engine's view of s, with hostname for the greeting and EHLO; its
+ * strings point into s and hostname, which must outlive it.  starttls and
+ * smtputf8 stay off: the caller knows whether TLS and the backend allow
+ * them. */
+void smtp_config_set(struct smtp_config *cfg, const char *hostname, const struct smtp_settings *s);
+
 /* A reply a hook or the delivery side gives.  code 0 means "no opinion". */
 struct smtp_reply {
 	int code;                       /* 250, 450, 550, ... */

@@ -612,6 +612,21 @@ fail:
 	return NULL;
 }
 
+bool tls_settings_config(const struct tls_settings *s, struct tls_server_config *out)
+{
+	tls_server_config_defaults(out);
+	if (!s->cert[0] || !s->key[0])
+		return false;
+	out->cert_file = s->cert;
+	out->key_file = s->key;
+	out->request_client_cert = s->request_client_cert || s->client_ca[0];
+	out->client_ca_file = s->client_ca[0] ? s->client_ca : NULL;
+	out->tickets = s->ticket_lifetime > 0;
+	if (out->tickets)
+		out->ticket_rotate_s = s->ticket_lifetime;
+	return true;
+}
+
 void tls_server_config_defaults(struct tls_server_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));

@@ -56,6 +56,7 @@
 #ifndef TES_GATEWAY_SESSION_TLS_H
 #define TES_GATEWAY_SESSION_TLS_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -144,6 +145,20 @@ struct tls_server_config {
 
 /* tickets on, rotation TLS_TICKET_ROTATE_DEFAULT, no client certificate request. */
 void tls_server_config_defaults(struct tls_server_config *cfg);
+
+/* STARTTLS's settings (docs/configuration.md); config.c parses the
+ * configuration into them.  cert and key both empty: no TLS. */
+struct tls_settings {
+	char cert[PATH_MAX];
+	char key[PATH_MAX];
+	bool request_client_cert;
+	char client_ca[PATH_MAX]; /* CAs for client certificates; "": none */
+	unsigned ticket_lifetime; /* seconds; 0: no session tickets */
+};
+
+/* The server's configuration from s: false (and out unused) when TLS is
+ * not configured.  Its strings point into s. */
+bool tls_settings_config(const struct tls_settings *s, struct tls_server_config *out);
 
 struct tls_server_ctx;
 

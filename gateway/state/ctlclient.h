@@ -30,6 +30,15 @@ struct ctlclient;
 /* Counters the gateway reports to tescontrol every few seconds. */
 typedef void (*ctlclient_counters_fn)(void *arg, json_t *counters);
 
+/* The control client's settings (docs/configuration.md); config.c parses
+ * the configuration into them. */
+struct ctlclient_settings {
+	char socket[108];    /* tescontrol's gateway socket; "": no control plane */
+	char gateway_id[64]; /* "": the gateway's host name */
+	/* FOR TESTS ONLY: decide at tescontrol's test clock */
+	bool follow_test_clock;
+};
+
 struct ctlclient_params {
 	const char *socket_path; /* tescontrol's gateway socket */
 	const char *gateway_id;  /* for its logs and `tesctl status` */

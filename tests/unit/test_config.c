@@ -55,21 +55,21 @@ static void test_defaults(void **state)
 
 	config_defaults(&c);
 	assert_true(config_check(&c, err, sizeof(err)));
-	assert_int_equal(c.workers, 1);
-	assert_int_equal(c.limits.max_message_size, 36700160);
-	assert_int_equal(c.limits.max_recipients, 100);
-	assert_int_equal(c.limits.max_messages, 100);
-	assert_int_equal(c.limits.max_errors, 10);
-	assert_int_equal(c.idle_timeout, 300);
-	assert_string_equal(c.delivery, "spool");
-	assert_string_equal(c.spool_dir, "/var/lib/tesgate/spool");
-	assert_int_equal(c.listen.ss_family, AF_INET);
-	const struct sockaddr_in *in = (const void *)&c.listen;
+	assert_int_equal(c.io.workers, 1);
+	assert_int_equal(c.smtp.limits.max_message_size, 36700160);
+	assert_int_equal(c.smtp.limits.max_recipients, 100);
+	assert_int_equal(c.smtp.limits.max_messages, 100);
+	assert_int_equal(c.smtp.limits.max_errors, 10);
+	assert_int_equal(c.io.idle_timeout, 300);
+	assert_string_equal(c.delivery.backend, "spool");
+	assert_string_equal(c.delivery.spool_dir, "/var/lib/tesgate/spool");
+	assert_int_equal(c.io.listen.ss_family, AF_INET);
+	const struct sockaddr_in *in = (const void *)&c.io.listen;
 	assert_int_equal(ntohs(in->sin_port), 2525);
 	assert_int_equal(ntohl(in->sin_addr.s_addr), 0x7f000001);
 	assert_true(c.hostname[0] != '\0');
 
-	config_smtp(&c, &sc);
+	smtp_config_set(&sc, c.hostname, &c.smtp);
 	assert_string_equal(sc.hostname, c.hostname);
 	assert_string_equal(sc.banner, "ESMTP tesgate");
 	assert_int_equal(sc.limits.max_recipients, 100);
@@ -89,11 +89,11 @@ static void test_file_overrides(void **state)
 				 "own_hop_skip = *.gw.example.net, edge.example.net\n",
 				 &c),
 			    "");
-	assert_int_equal(c.listen.ss_family, AF_INET6);
+	assert_int_equal(c.io.listen.ss_family, AF_INET6);
 	assert_string_equal(c.hostname, "mx1.example.net");
-	assert_string_equal(c.banner, "ESMTP ready");
-	assert_int_equal(c.limits.max_recipients, 7);
-	assert_int_equal(c.idle_timeout, 20);
+	assert_string_equal(c.smtp.banner, "ESMTP ready");
+	assert_int_equal(c.smtp.limits.max_recipients, 7);
+	assert_int_equal(c.io.idle_timeout, 20);
 	assert_int_equal(c.exdetect.nskip, 2);
 }
 
