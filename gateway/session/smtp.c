@@ -7,6 +7,7 @@
  */
 #include "gateway/session/smtp.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,27 @@ struct smtp_session {
 	uint8_t stage[STAGE_BUF];
 	uint8_t out[SMTP_OUT_BUF];
 };
+
+/* Every phase change goes through here.  From each phase, the phases it
+ * may go to (a bit each): reading commands may lead anywhere; content goes
+ * back to commands or waits for its verdict; a verdict, STARTTLS and a BDAT
+ * chunk end in commands; anything may close, and closed is final. */
+#define PH_BIT(p) (1u << (p))
+static const unsigned ph_next[] = {
+	[PH_CMD] = PH_BIT(PH_CMD) | PH_BIT(PH_DATA) | PH_BIT(PH_BDAT) | PH_BIT(PH_WAIT) |
+		   PH_BIT(PH_TLS) | PH_BIT(PH_CLOSED),
+	[PH_DATA] = PH_BIT(PH_CMD) | PH_BIT(PH_WAIT) | PH_BIT(PH_CLOSED),
+	[PH_BDAT] = PH_BIT(PH_CMD) | PH_BIT(PH_CLOSED),
+	[PH_WAIT] = PH_BIT(PH_CMD) | PH_BIT(PH_CLOSED),
+	[PH_TLS] = PH_BIT(PH_CMD) | PH_BIT(PH_CLOSED),
+	[PH_CLOSED] = PH_BIT(PH_CLOSED),
+};
+
+static void enter(struct smtp_session *s, enum phase ph)
+{
+	assert(ph_next[s->phase] & PH_BIT(ph));
+	s->phase = ph;
+}
 
 void smtp_config_defaults(struct smtp_config *cfg)
 {
@@ -211,7 +233,7 @@ static void close_with(struct smtp_session *s, const char *enh, const char *text
 {
 	reply_line(s, 421, false, enh, text);
 	s->stats.replies[4]++;
-	s->phase = PH_CLOSED;
+	enter(s, PH_CLOSED);
 }
 
 static void reply(struct smtp_session *s, int code, const char *enh, const char *fmt, ...)
@@ -291,7 +313,7 @@ struct smtp_session *smtp_session_new(const struct smtp_config *cfg, const struc
 	s->hooks = hooks ? hooks : &no_hooks;
 	s->ctx = ctx;
 	tes_str_copy(s->peer, sizeof(s->peer), peer ? peer : "unknown");
-	s->phase = PH_CMD;
+	enter(s, PH_CMD);
 	return s;
 }
 
@@ -605,7 +627,7 @@ static size_t scan_content(struct smtp_session *s, const uint8_t *in, size_t len
 static void after_message(struct smtp_session *s)
 {
 	reset_transaction(s, false);
-	s->phase = PH_CMD;
+	enter(s, PH_CMD);
 	if (s->shutdown_pending)
 		close_with(s, "4.3.2", "Service shutting down, closing connection");
 }
@@ -653,7 +675,7 @@ static enum smtp_status finish_message(struct smtp_session *s)
 		return SMTP_OK;
 	}
 	if (s->hooks->on_message(s->ctx, &s->env, &r) == SMTP_PENDING && r.code == 0) {
-		s->phase = PH_WAIT;
+		enter(s, PH_WAIT);
 		return SMTP_WAIT;
 	}
 	if (r.code == 0)
@@ -944,6 +966,7 @@ static void cmd_mail(struct smtp_session *s, const char *args)
 	const struct smtp_limits *lim = &s->cfg->limits;
 	char path[SMTP_PATH_MAX + 1];
 
+	args = skip_sp(args);
 	if (!s->helo_done) {
 		reply(s, 503, "5.5.1", "Send HELO/EHLO first");
 		return;
@@ -1045,6 +1068,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *args)
 {
 	char path[SMTP_PATH_MAX + 1];
 
+	args = skip_sp(args);
 	if (!s->in_mail) {
 		reply(s, 503, "5.5.1", "Need MAIL before RCPT");
 		return;
@@ -1120,7 +1144,7 @@ static void cmd_data(struct smtp_session *s, const char *args)
 		reply(s, 554, "5.5.1", "No valid recipients");
 		return;
 	}
-	s->phase = PH_DATA;
+	enter(s, PH_DATA);
 	s->dstate = D_BOL;
 	reply_line(s, 354, false, NULL, "Start mail input; end with <CRLF>.<CRLF>");
 	s->stats.replies[3]++;
@@ -1150,7 +1174,7 @@ static void cmd_bdat(struct smtp_session *s, const char *args)
 
 	/* From here on the chunk is always read, even when the command is
 	 * refused: otherwise its octets would be taken as commands. */
-	s->phase = PH_BDAT;
+	enter(s, PH_BDAT);
 	s->bdat_left = size;
 	s->bdat_size = size;
 	s->bdat_last = last;
@@ -1201,7 +1225,7 @@ static void cmd_starttls(struct smtp_session *s, const char *args)
 		return;
 	}
 	reply(s, 220, "2.0.0", "Ready to start TLS");
-	s->phase = PH_TLS;
+	enter(s, PH_TLS);
 }
 
 void smtp_tls_started(struct smtp_session *s)
@@ -1215,13 +1239,105 @@ void smtp_tls_started(struct smtp_session *s)
 	s->env.esmtp = false;
 	s->tls_active = true;
 	s->env.tls = true;
-	s->phase = PH_CMD;
+	enter(s, PH_CMD);
 }
 
-static bool verb_is(const char *line, size_t vlen, const char *verb)
+static void cmd_ehlo(struct smtp_session *s, const char *args)
 {
-	return strlen(verb) == vlen && strncasecmp(line, verb, vlen) == 0;
+	cmd_helo(s, args, true);
 }
+
+static void cmd_helo_only(struct smtp_session *s, const char *args)
+{
+	cmd_helo(s, args, false);
+}
+
+static void cmd_rset(struct smtp_session *s, const char *args)
+{
+	if (*skip_sp(args)) {
+		reply(s, 501, "5.5.4", "RSET takes no arguments");
+		return;
+	}
+	reset_transaction(s, true);
+	reply(s, 250, "2.0.0", "Reset OK");
+}
+
+static void cmd_noop(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	reply(s, 250, "2.0.0", "OK");
+}
+
+static void cmd_quit(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	reset_transaction(s, true);
+	reply(s, 221, "2.0.0", "Bye");
+	enter(s, PH_CLOSED);
+}
+
+static void cmd_vrfy(struct smtp_session *s, const char *args)
+{
+	if (!*skip_sp(args))
+		reply(s, 501, "5.5.4", "Syntax: VRFY address");
+	else
+		reply(s, 252, "2.5.0", "Cannot VRFY user, but will accept message");
+}
+
+static void cmd_help(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	reply(s, 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP%s",
+	      s->cfg->starttls ? " STARTTLS" : "");
+}
+
+static void cmd_not_implemented(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	reply(s, 502, "5.5.1", "Command not implemented");
+}
+
+/* An HTTP client or proxy abuse: no point in a dialogue. */
+static void cmd_http(struct smtp_session *s, const char *args)
+{
+	(void)args;
+	close_with(s, "4.7.0", "This is an SMTP server, closing");
+}
+
+/* The verbs, most frequent first (the search is a walk): each handler gets
+ * what follows the verb, from its space on. */
+static const struct verb {
+	const char *name;
+	size_t len;
+	void (*fn)(struct smtp_session *s, const char *args);
+} verbs[] = {
+#define VERB(n, f)                  \
+	{                           \
+		n, sizeof(n) - 1, f \
+	}
+	VERB("EHLO", cmd_ehlo),
+	VERB("HELO", cmd_helo_only),
+	VERB("MAIL", cmd_mail),
+	VERB("RCPT", cmd_rcpt),
+	VERB("DATA", cmd_data),
+	VERB("BDAT", cmd_bdat),
+	VERB("RSET", cmd_rset),
+	VERB("NOOP", cmd_noop),
+	VERB("QUIT", cmd_quit),
+	VERB("VRFY", cmd_vrfy),
+	VERB("HELP", cmd_help),
+	VERB("STARTTLS", cmd_starttls),
+	VERB("EXPN", cmd_not_implemented),
+	VERB("TURN", cmd_not_implemented),
+	VERB("ETRN", cmd_not_implemented),
+	VERB("AUTH", cmd_not_implemented),
+	VERB("GET", cmd_http),
+	VERB("POST", cmd_http),
+	VERB("CONNECT", cmd_http),
+	VERB("HEAD", cmd_http),
+	VERB("PUT", cmd_http),
+#undef VERB
+};
 
 static void command(struct smtp_session *s, char *line, size_t len)
 {
@@ -1232,54 +1348,14 @@ static void command(struct smtp_session *s, char *line, size_t len)
 	}
 	line[len] = '\0';
 	size_t vlen = strcspn(line, " ");
-	const char *args = line + vlen;
 
-	if (verb_is(line, vlen, "EHLO"))
-		cmd_helo(s, args, true);
-	else if (verb_is(line, vlen, "HELO"))
-		cmd_helo(s, args, false);
-	else if (verb_is(line, vlen, "MAIL"))
-		cmd_mail(s, skip_sp(args));
-	else if (verb_is(line, vlen, "RCPT"))
-		cmd_rcpt(s, skip_sp(args));
-	else if (verb_is(line, vlen, "DATA"))
-		cmd_data(s, args);
-	else if (verb_is(line, vlen, "BDAT"))
-		cmd_bdat(s, args);
-	else if (verb_is(line, vlen, "RSET")) {
-		if (*skip_sp(args)) {
-			reply(s, 501, "5.5.4", "RSET takes no arguments");
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		if (verbs[i].len == vlen && strncasecmp(line, verbs[i].name, vlen) == 0) {
+			verbs[i].fn(s, line + vlen);
 			return;
 		}
-		reset_transaction(s, true);
-		reply(s, 250, "2.0.0", "Reset OK");
-	} else if (verb_is(line, vlen, "NOOP"))
-		reply(s, 250, "2.0.0", "OK");
-	else if (verb_is(line, vlen, "QUIT")) {
-		reset_transaction(s, true);
-		reply(s, 221, "2.0.0", "Bye");
-		s->phase = PH_CLOSED;
-	} else if (verb_is(line, vlen, "VRFY")) {
-		if (!*skip_sp(args))
-			reply(s, 501, "5.5.4", "Syntax: VRFY address");
-		else
-			reply(s, 252, "2.5.0", "Cannot VRFY user, but will accept message");
-	} else if (verb_is(line, vlen, "HELP"))
-		reply(s, 214, "2.0.0",
-		      "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP%s",
-		      s->cfg->starttls ? " STARTTLS" : "");
-	else if (verb_is(line, vlen, "STARTTLS"))
-		cmd_starttls(s, args);
-	else if (verb_is(line, vlen, "EXPN") || verb_is(line, vlen, "TURN") ||
-		 verb_is(line, vlen, "ETRN") || verb_is(line, vlen, "AUTH"))
-		reply(s, 502, "5.5.1", "Command not implemented");
-	else if (verb_is(line, vlen, "GET") || verb_is(line, vlen, "POST") ||
-		 verb_is(line, vlen, "CONNECT") || verb_is(line, vlen, "HEAD") ||
-		 verb_is(line, vlen, "PUT"))
-		/* an HTTP client or proxy abuse: no point in a dialogue */
-		close_with(s, "4.7.0", "This is an SMTP server, closing");
-	else
-		reply(s, 500, "5.5.2", "Command unrecognized");
+	}
+	reply(s, 500, "5.5.2", "Command unrecognized");
 }
 
 /* ---- input ------------------------------------------------------------- */
@@ -1316,7 +1392,7 @@ static enum smtp_status feed_bdat(struct smtp_session *s, const uint8_t *in, siz
 	if (s->bdat_left > 0)
 		return SMTP_OK;
 
-	s->phase = PH_CMD;
+	enter(s, PH_CMD);
 	if (s->bdat_discard) {
 		/* a refused chunk ends the transaction (RFC 3030 2.) */
 		if (s->in_mail)
@@ -1428,7 +1504,7 @@ void smtp_abort(struct smtp_session *s)
 	if (s->phase == PH_WAIT)
 		return; /* the delivery side still holds the message */
 	reset_transaction(s, true);
-	s->phase = PH_CLOSED;
+	enter(s, PH_CLOSED);
 }
 
 const struct smtp_stats *smtp_stats(const struct smtp_session *s)
