@@ -498,9 +498,22 @@ struct gate {
 	char where[80];
 };
 
-/* The command line and the configuration.  -1: go on; otherwise the exit
- * status (help, version, a bad option or setting). */
-static int configure(struct gate *gt, int argc, char **argv)
+/* Options that set a configuration key: one row each, applied after the
+ * file so the command line wins. */
+static const struct {
+	int opt;
+	const char *key, *flag;
+} overrides[] = {
+	{ 'l', "listen", "--listen" },   { 's', "spool_dir", "--spool" },
+	{ 'w', "workers", "--workers" }, { 'T', "tls_cert", "--tls-cert" },
+	{ 'K', "tls_key", "--tls-key" }, { 'S', "control_socket", "--control" },
+	{ 'u', "user", "--user" },
+};
+enum { NOVER = sizeof(overrides) / sizeof(overrides[0]) };
+
+/* The command line: over[i] is overrides[i]'s value, or NULL.  -1: go on;
+ * otherwise the exit status (help, version, a bad option). */
+static int parse_options(struct gate *gt, int argc, char **argv, const char **over)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -517,21 +530,6 @@ static int configure(struct gate *gt, int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	/* Options that set a configuration key: one row each, applied after
-	 * the file so the command line wins. */
-	static const struct {
-		int opt;
-		const char *key, *flag;
-	} overrides[] = {
-		{ 'l', "listen", "--listen" },   { 's', "spool_dir", "--spool" },
-		{ 'w', "workers", "--workers" }, { 'T', "tls_cert", "--tls-cert" },
-		{ 'K', "tls_key", "--tls-key" }, { 'S', "control_socket", "--control" },
-		{ 'u', "user", "--user" },
-	};
-	enum { NOVER = sizeof(overrides) / sizeof(overrides[0]) };
-	const char *over[NOVER] = { NULL };
-	struct tes_config *cfg = &gt->cfg;
-	char err[1024];
 	int o;
 
 	while ((o = getopt_long(argc, argv, "c:l:s:w:u:hV", opts, NULL)) != -1) {
@@ -569,6 +567,21 @@ static int configure(struct gate *gt, int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	return -1;
+}
+
+/* The configuration: defaults, the file, the command line's overrides, the
+ * checks across keys, and the user to become.  -1: go on; otherwise the
+ * exit status. */
+static int configure(struct gate *gt, int argc, char **argv)
+{
+	const char *over[NOVER] = { NULL };
+	struct tes_config *cfg = &gt->cfg;
+	char err[1024];
+	int rc = parse_options(gt, argc, argv, over);
+
+	if (rc >= 0)
+		return rc;
 	config_defaults(cfg);
 	if (gt->conf_path && !config_load(cfg, gt->conf_path, err, sizeof(err))) {
 		fprintf(stderr, "tesgate: %s\n", err);
