@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Unit tests for gateway/enfstate.c and gateway/siphash.c: SipHash against
+ * Unit tests for gateway/state/enfstate.c and gateway/siphash.c: SipHash against
  * published vectors, each table's put/replace/delete/lookup, snapshot swaps
  * of policy and catalog (run under ASan for leaks and use after free),
  * resynchronisation, and enfstate_decide against tes_decide on the same
@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gateway/enfstate.h"
+#include "gateway/state/enfstate.h"
 #include "enforce/siphash.h"
 
 #define DAY INT64_C(86400)
