@@ -6,7 +6,7 @@
  * the admin protocol.  One thread, one epoll set.  See docs/tescontrol.8.md.
  */
 #include "controlplane/cp.h"
-#include "privdrop/privdrop.h"
+#include "base/privdrop.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -36,7 +36,7 @@
 #include "gateway/spool.h"
 #include "gateway/tls.h"
 #include "gateway/verdictlog.h"
-#include "privdrop/privdrop.h"
+#include "base/privdrop.h"
 
 #ifndef TES_VERSION
 #define TES_VERSION "unknown"

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "gateway/enfstate.h"
-#include "enforce/siphash.h"
+#include "base/siphash.h"
 
 #define DAY INT64_C(86400)
 #define T0 INT64_C(1709251200) /* 2024-03-01T00:00:00Z */

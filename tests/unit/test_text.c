@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "enforce/text.h"
+#include "base/text.h"
 
 static void digits(void **state)
 {
