@@ -184,9 +184,10 @@ static struct neigh *neigh_set(struct stack *st, const struct stack_addr *a)
 {
 	uint32_t nsets = (st->neigh_mask + 1) / NEIGH_WAYS;
 	/* IPv4: its 4 octets, one SipHash block instead of three */
-	uint32_t set = (uint32_t)(a->family == STACK_AF_INET ? skhash13(&st->hkey, a->a, 4)
-							     : skhash13(&st->hkey, a, sizeof(*a))) &
-		       (nsets - 1);
+	uint32_t set =
+		(uint32_t)(a->family == STACK_AF_INET ? siphash13(&st->hkey, a->a, 4)
+						      : siphash13(&st->hkey, a, sizeof(*a))) &
+		(nsets - 1);
 	return &st->neigh[set * NEIGH_WAYS];
 }
 

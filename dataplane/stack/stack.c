@@ -289,8 +289,8 @@ struct stack *stack_create(const struct stack_config *cfg_in, const struct stack
 	st->io_ctx = io_ctx;
 	if (app)
 		st->app = *app;
-	skhash_key_init(&st->hkey, cfg.hash_key);
-	skhash_key_init(&st->ikey, cfg.isn_key);
+	siphash_key_from_bytes(&st->hkey, cfg.hash_key);
+	siphash_key_from_bytes(&st->ikey, cfg.isn_key);
 	st->adv_mss = (uint16_t)(cfg.mtu - 40);
 	st->frame_room = cfg.mtu + 14u;
 	st->buf_bytes = cfg.rcvbuf + cfg.sndbuf;
@@ -333,7 +333,7 @@ struct stack *stack_create(const struct stack_config *cfg_in, const struct stack
 	uint64_t pools = sizeof(struct tcp_conn) * (uint64_t)cfg.max_conns +
 			 (uint64_t)st->buf_bytes * cfg.max_bufs;
 	st->mem_budget = cfg.mem_budget && cfg.mem_budget < pools ? cfg.mem_budget : pools;
-	st->port_seq = (uint32_t)skhash13(&st->hkey, "ports", 5);
+	st->port_seq = (uint32_t)siphash13(&st->hkey, "ports", 5);
 	st->syn_rcvd_max = cfg.syn_rcvd_max;
 	return st;
 }
@@ -524,9 +524,9 @@ static uint32_t tuple_bucket(const struct stack *st, const struct stack_tuple *t
 		memcpy(k + 4, t->raddr.a, 4);
 		memcpy(k + 8, &t->lport, 2);
 		memcpy(k + 10, &t->rport, 2);
-		return (uint32_t)skhash13(&st->hkey, k, sizeof(k)) & st->table_mask;
+		return (uint32_t)siphash13(&st->hkey, k, sizeof(k)) & st->table_mask;
 	}
-	return (uint32_t)skhash13(&st->hkey, t, sizeof(*t)) & st->table_mask;
+	return (uint32_t)siphash13(&st->hkey, t, sizeof(*t)) & st->table_mask;
 }
 
 void conn_hash_add(struct stack *st, struct tcp_conn *c)

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "dataplane/stack/skhash.h"
+#include "base/siphash.h"
 #include "dataplane/stack/stack.h"
 
 #define NS_PER_MS 1000000ULL
@@ -211,7 +211,7 @@ struct stack {
 	void *io_ctx;
 	struct stack_app app;
 	struct stack_stats stats;
-	struct skhash_key hkey, ikey;
+	struct siphash_key hkey, ikey;
 
 	uint64_t now;
 	uint16_t adv_mss;

@@ -68,7 +68,7 @@ static uint32_t cookie_mac(struct stack *st, const struct stack_tuple *t, uint32
 	n += 17;
 	if (alen != 4)
 		in[n++] = t->raddr.family;
-	return (uint32_t)skhash24(&st->ikey, in, n) & COOKIE_MAC_MASK;
+	return (uint32_t)siphash24(&st->ikey, in, n) & COOKIE_MAC_MASK;
 }
 
 uint32_t cookie_make(struct stack *st, const struct stack_tuple *t, uint32_t irs, uint16_t peer_mss,

@@ -46,7 +46,7 @@ uint32_t tcp_initial_window(const struct tcp_conn *c)
 /* RFC 6528: a keyed hash of the tuple plus a 4 us clock. */
 uint32_t tcp_iss(struct stack *st, const struct stack_tuple *t)
 {
-	return (uint32_t)skhash24(&st->ikey, t, sizeof(*t)) + (uint32_t)(st->now / 4000);
+	return (uint32_t)siphash24(&st->ikey, t, sizeof(*t)) + (uint32_t)(st->now / 4000);
 }
 
 /* --- RTT and RTO (RFC 6298) --- */
