@@ -70,7 +70,7 @@ static uint16_t effective_mss(const struct stack *st, int peer_mss)
  * application refused it, or the listener closed). */
 static bool establish(struct stack *st, struct tcp_conn *c)
 {
-	if (!conn_attach_bufs(st, c)) {
+	if (!stack_conn_attach_bufs(st, c)) {
 		/* Passive half-open connections hold no reservation (active
 		 * opens do, so for them this cannot happen): with every pair
 		 * in use, the handshake's ACK is answered with RST. */
@@ -78,13 +78,13 @@ static bool establish(struct stack *st, struct tcp_conn *c)
 		tcp_drop(st, c, TCP_CLOSE_RESET, true);
 		return false;
 	}
-	conn_set_state(st, c, TCP_ESTABLISHED);
+	stack_conn_set_state(st, c, TCP_ESTABLISHED);
 	c->cwnd = tcp_initial_window(c);
 	c->ssthresh = 1u << 30;
 	c->recover = c->snd_una;
 	c->retries = 0;
 	st->stats.established++;
-	idle_touch(st, c);
+	stack_idle_touch(st, c);
 	if (c->flags & CF_ACTIVE) {
 		if (st->app.connected)
 			st->app.connected(c->ctx, c);
@@ -116,7 +116,8 @@ static bool conn_input(struct stack *st, struct tcp_conn *c, const struct seg *s
 static void send_cookie(struct stack *st, struct stack_listener *l, const uint8_t *smac,
 			const struct stack_tuple *t, const struct seg *s)
 {
-	uint32_t iss = cookie_make(st, t, s->seq, (uint16_t)(s->mss < 0 ? 536 : s->mss), st->now);
+	uint32_t iss =
+		tcp_cookie_make(st, t, s->seq, (uint16_t)(s->mss < 0 ? 536 : s->mss), st->now);
 	l->last_cookie = st->now + 1;
 	st->stats.syn_cookies_sent++;
 	tcp_send_synack_cookie(st, smac, t, s->seq, iss);
@@ -133,7 +134,7 @@ static void listen_syn(struct stack *st, struct stack_listener *l, const uint8_t
 		send_cookie(st, l, smac, t, s);
 		return;
 	}
-	struct tcp_conn *c = mem_can_admit(st) ? conn_alloc(st) : NULL;
+	struct tcp_conn *c = stack_mem_can_admit(st) ? stack_conn_alloc(st) : NULL;
 	if (!c) {
 		/* No slot, or the connection could not get buffers: a cookie
 		 * costs nothing now, and its ACK is admitted if room has come
@@ -163,10 +164,10 @@ static void listen_syn(struct stack *st, struct stack_listener *l, const uint8_t
 	c->snd_wl1 = s->seq;
 	c->snd_wl2 = c->iss;
 	c->rto_us = (uint32_t)(st->cfg.rto_initial / 1000);
-	conn_set_state(st, c, TCP_SYN_RCVD);
+	stack_conn_set_state(st, c, TCP_SYN_RCVD);
 	if (2 * st->syn_rcvd >= st->syn_rcvd_max)
 		c->flags |= CF_SYN_PRESSURE;
-	conn_hash_add(st, c);
+	stack_conn_hash_add(st, c);
 	tcp_send_syn(st, c, false);
 	tcp_rto_arm(st, c);
 }
@@ -179,7 +180,7 @@ static void listen_cookie_ack(struct stack *st, struct stack_listener *l, const 
 		st->stats.early_drops++;
 		return;
 	}
-	if (!cookie_check(st, t, s->seq - 1, s->ack - 1, &mss, st->now)) {
+	if (!tcp_cookie_check(st, t, s->seq - 1, s->ack - 1, &mss, st->now)) {
 		st->stats.syn_cookies_failed++;
 		tcp_send_rst_reply(st, smac, t, s->ack, 0, false);
 		return;
@@ -190,7 +191,7 @@ static void listen_cookie_ack(struct stack *st, struct stack_listener *l, const 
 		tcp_send_rst_reply(st, smac, t, s->ack, 0, false);
 		return;
 	}
-	struct tcp_conn *c = mem_can_admit(st) ? conn_alloc(st) : NULL;
+	struct tcp_conn *c = stack_mem_can_admit(st) ? stack_conn_alloc(st) : NULL;
 	if (!c) {
 		/* The peer believes it is connected; an RST tells it now rather
 		 * than after its own timeout (SMTP clients wait for the banner
@@ -215,7 +216,7 @@ static void listen_cookie_ack(struct stack *st, struct stack_listener *l, const 
 	c->snd_wl2 = s->ack;
 	c->rcv_adv = c->rcv_nxt + min_u32(st->cfg.rcvbuf, 65535);
 	c->rto_us = (uint32_t)(st->cfg.rto_initial / 1000);
-	conn_hash_add(st, c);
+	stack_conn_hash_add(st, c);
 	if (establish(st, c))
 		conn_input(st, c, s); /* its data, FIN */
 }
@@ -312,7 +313,7 @@ static void syn_sent_input(struct stack *st, struct tcp_conn *c, const struct se
 	if (!(s->flags & TH_ACK)) {
 		/* Simultaneous open. */
 		c->snd_wl2 = c->iss;
-		conn_set_state(st, c, TCP_SYN_RCVD);
+		stack_conn_set_state(st, c, TCP_SYN_RCVD);
 		tcp_send_syn(st, c, false);
 		tcp_rto_arm(st, c);
 		return;
@@ -325,7 +326,7 @@ static void syn_sent_input(struct stack *st, struct tcp_conn *c, const struct se
 	c->flags |= CF_ACK_NOW;
 	if (!establish(st, c))
 		return;
-	mark_pending(st, c);
+	stack_mark_pending(st, c);
 }
 
 /* --- Receiving data --- */
@@ -408,7 +409,7 @@ static void data_in(struct stack *st, struct tcp_conn *c, uint32_t seq, const ui
 {
 	if (seq == c->rcv_nxt) {
 		if (len) {
-			uint32_t n = ring_write_at(&c->rb, c->rb.len, p, len);
+			uint32_t n = stack_ring_write_at(&c->rb, c->rb.len, p, len);
 			c->rb.len += n;
 			c->rcv_nxt += n;
 			st->stats.data_rx_bytes += n;
@@ -421,7 +422,7 @@ static void data_in(struct stack *st, struct tcp_conn *c, uint32_t seq, const ui
 				c->flags |= CF_ACK_NOW;
 			else if (!c->delack_at) {
 				c->delack_at = st->now + st->cfg.delack;
-				timer_update(st, c);
+				stack_timer_update(st, c);
 			}
 		}
 		if (fin) {
@@ -448,7 +449,7 @@ static void data_in(struct stack *st, struct tcp_conn *c, uint32_t seq, const ui
 		st->stats.ooo_dropped++;
 		return;
 	}
-	ring_write_at(&c->rb, c->rb.len + (seq - c->rcv_nxt), p, len);
+	stack_ring_write_at(&c->rb, c->rb.len + (seq - c->rcv_nxt), p, len);
 	if (fin && !(c->flags & CF_OOO_FIN)) {
 		c->flags |= CF_OOO_FIN;
 		c->ooo_fin_seq = seq + len;
@@ -468,7 +469,7 @@ void tcp_enter_time_wait(struct stack *st, struct tcp_conn *c)
 	tcp_notify_closed(st, c, TCP_CLOSE_NORMAL);
 	if (c->flags & CF_DEAD)
 		return;
-	conn_set_state(st, c, TCP_TIME_WAIT);
+	stack_conn_set_state(st, c, TCP_TIME_WAIT);
 	c->nooo = 0;
 	c->ooo_bytes = 0;
 	if (dl_linked(&c->fifo_node))
@@ -494,14 +495,14 @@ static void fin_in(struct stack *st, struct tcp_conn *c)
 	switch (c->state) {
 	case TCP_SYN_RCVD:
 	case TCP_ESTABLISHED:
-		conn_set_state(st, c, TCP_CLOSE_WAIT);
+		stack_conn_set_state(st, c, TCP_CLOSE_WAIT);
 		break;
 	case TCP_FIN_WAIT_1:
 		if (fin_acked(c)) {
 			tcp_send_ack(st, c);
 			tcp_enter_time_wait(st, c);
 		} else {
-			conn_set_state(st, c, TCP_CLOSING);
+			stack_conn_set_state(st, c, TCP_CLOSING);
 		}
 		break;
 	case TCP_FIN_WAIT_2:
@@ -520,7 +521,7 @@ static void new_ack(struct stack *st, struct tcp_conn *c, const struct seg *s)
 	uint32_t acked = s->ack - c->snd_una;
 	if (SEQ_GT(s->ack, c->snd_buf_seq)) {
 		uint32_t n = min_u32(s->ack - c->snd_buf_seq, c->sb.len);
-		ring_drop(&c->sb, n);
+		stack_ring_drop(&c->sb, n);
 		c->snd_buf_seq += n;
 	}
 	c->snd_una = s->ack;
@@ -577,7 +578,7 @@ static void new_ack(struct stack *st, struct tcp_conn *c, const struct seg *s)
 	}
 	if ((c->flags & CF_WANT_WRITE) && c->sb.len < c->sb.cap)
 		c->flags |= CF_WRITABLE;
-	mark_pending(st, c);
+	stack_mark_pending(st, c);
 }
 
 static void dup_ack(struct stack *st, struct tcp_conn *c, const struct seg *s)
@@ -588,7 +589,7 @@ static void dup_ack(struct stack *st, struct tcp_conn *c, const struct seg *s)
 	if (c->flags & CF_RECOVERY) {
 		/* Each further duplicate means a segment left the network. */
 		c->cwnd += c->mss;
-		mark_pending(st, c);
+		stack_mark_pending(st, c);
 		return;
 	}
 	if (c->dupacks != 3)
@@ -605,7 +606,7 @@ static void dup_ack(struct stack *st, struct tcp_conn *c, const struct seg *s)
 	st->stats.fast_retransmits++;
 	tcp_retransmit_head(st, c);
 	c->cwnd = c->ssthresh + 3u * c->mss;
-	mark_pending(st, c);
+	stack_mark_pending(st, c);
 }
 
 static void window_update(struct stack *st, struct tcp_conn *c, const struct seg *s)
@@ -625,7 +626,7 @@ static void window_update(struct stack *st, struct tcp_conn *c, const struct seg
 			c->persist_shift = 0;
 			tcp_rto_stop(st, c);
 		}
-		mark_pending(st, c);
+		stack_mark_pending(st, c);
 	}
 }
 
@@ -635,7 +636,7 @@ static void reset_in(struct stack *st, struct tcp_conn *c)
 {
 	if (c->state == TCP_SYN_RCVD && !(c->flags & CF_ACTIVE)) {
 		/* Back to LISTEN: the half-open entry just goes. */
-		conn_release(st, c);
+		stack_conn_release(st, c);
 		return;
 	}
 	if (c->state == TCP_SYN_RCVD)
@@ -674,8 +675,8 @@ static bool conn_input(struct stack *st, struct tcp_conn *c, const struct seg *s
 		/* A new incarnation whose ISN is beyond the old one cannot be
 		 * confused with it (RFC 9293 3.6.1). */
 		st->stats.time_wait_reopened++;
-		conn_release(st, c);
-		conn_free_now(st, c); /* its slot serves the new SYN */
+		stack_conn_release(st, c);
+		stack_conn_free_now(st, c); /* its slot serves the new SYN */
 		return true;
 	}
 	if (c->state == TCP_SYN_RCVD && (f & (TH_SYN | TH_ACK | TH_RST)) == TH_SYN) {
@@ -686,7 +687,7 @@ static bool conn_input(struct stack *st, struct tcp_conn *c, const struct seg *s
 			c->flags &= ~CF_RTT_TIMING;
 		} else if (!(c->flags & CF_ACTIVE)) {
 			st->stats.syn_dropped++;
-			conn_release(st, c);
+			stack_conn_release(st, c);
 		}
 		return false;
 	}
@@ -721,7 +722,7 @@ static bool conn_input(struct stack *st, struct tcp_conn *c, const struct seg *s
 			tcp_challenge_ack(st, c); /* RFC 5961 3.2 */
 		return false;
 	}
-	idle_touch(st, c);
+	stack_idle_touch(st, c);
 
 	/* Trim to the window: what precedes rcv_nxt was seen already, what
 	 * passes the right edge was not offered room. */
@@ -793,7 +794,7 @@ static bool conn_input(struct stack *st, struct tcp_conn *c, const struct seg *s
 		if (fin_acked(c)) {
 			switch (c->state) {
 			case TCP_FIN_WAIT_1:
-				conn_set_state(st, c, TCP_FIN_WAIT_2);
+				stack_conn_set_state(st, c, TCP_FIN_WAIT_2);
 				break;
 			case TCP_CLOSING:
 				tcp_enter_time_wait(st, c);
@@ -833,7 +834,7 @@ static bool conn_input(struct stack *st, struct tcp_conn *c, const struct seg *s
 	if (c->flags & (CF_ACK_NOW))
 		tcp_output(st, c);
 	else
-		mark_pending(st, c);
+		stack_mark_pending(st, c);
 	return false;
 }
 
@@ -870,7 +871,7 @@ void tcp_input(struct stack *st, const uint8_t *smac, const struct stack_addr *s
 		parse_options(&s, p + 20, doff - 20);
 	if (s.flags & TH_RST)
 		st->stats.rst_rx++;
-	struct tcp_conn *c = conn_lookup(st, &t);
+	struct tcp_conn *c = stack_conn_lookup(st, &t);
 	if (c && !conn_input(st, c, &s))
 		return;
 	no_conn(st, smac, &t, &s);
