@@ -907,7 +907,10 @@ static bool parse_policy(struct catalog *c, const char *text, size_t len, const 
 	if (rc < 0)
 		return false;
 
-	qsort(c->rules, c->nrules, sizeof(*c->rules), cmp_rule);
+	/* A policy without rules leaves c->rules NULL, which qsort may not
+	 * be given even for no elements. */
+	if (c->nrules)
+		qsort(c->rules, c->nrules, sizeof(*c->rules), cmp_rule);
 	c->ruled = calloc(c->nrules + 1, sizeof(*c->ruled));
 	if (c->ruled == NULL) {
 		set_error(err, file, 0, "out of memory");
