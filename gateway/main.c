@@ -38,7 +38,7 @@
 #include "gateway/delivery/spool.h"
 #include "gateway/session/tls.h"
 #include "gateway/observe/verdictlog.h"
-#include "privdrop/privdrop.h"
+#include "base/privdrop.h"
 
 #ifndef TES_VERSION
 #define TES_VERSION "unknown"

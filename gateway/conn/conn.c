@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "enforce/text.h"
+#include "base/text.h"
 #include "gateway/state/ctlclient.h"
 #include "gateway/state/enfstate.h"
 #include "gateway/observe/log.h"

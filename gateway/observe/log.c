@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include "gateway/observe/log.h"
 
-#include "enforce/text.h"
+#include "base/text.h"
 
 #include <pthread.h>
 #include <stdarg.h>

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enforce/text.h"
+#include "base/text.h"
 
 struct obs_registry {
 	struct obs_group g[OBS_MAX_GROUPS];

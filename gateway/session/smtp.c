@@ -14,7 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "enforce/text.h"
+#include "base/text.h"
 
 /* The largest reply a single command can produce (the EHLO list).  The
  * engine only starts a command when this much output space is free, so a

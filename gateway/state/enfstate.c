@@ -30,8 +30,8 @@
 #include <string.h>
 
 #include "gateway/state/enfstate.h"
-#include "enforce/siphash.h"
-#include "enforce/text.h"
+#include "base/siphash.h"
+#include "base/text.h"
 
 /* ---- ThreadSanitizer ----
  * liburcu is not instrumented, so TSan sees neither the publication of a

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enforce/siphash.h"
+#include "base/siphash.h"
 
 #define WAYS 4
 

@@ -24,8 +24,8 @@
  * any other thread exists); priv_lookup, priv_state and the formatters
  * anywhere.
  */
-#ifndef TES_PRIVDROP_PRIVDROP_H
-#define TES_PRIVDROP_PRIVDROP_H
+#ifndef TES_BASE_PRIVDROP_H
+#define TES_BASE_PRIVDROP_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "enforce/siphash.h"
+#include "base/siphash.h"
 
 static inline uint64_t rotl(uint64_t x, unsigned b)
 {

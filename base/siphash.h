@@ -13,8 +13,8 @@
  *
  * Pure functions over values: any thread, no state.
  */
-#ifndef TES_ENFORCE_SIPHASH_H
-#define TES_ENFORCE_SIPHASH_H
+#ifndef TES_BASE_SIPHASH_H
+#define TES_BASE_SIPHASH_H
 
 #include <stddef.h>
 #include <stdint.h>

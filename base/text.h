@@ -7,8 +7,8 @@
  * Every function keeps snprintf's promise: dst is always terminated and
  * cut, never overrun.  Pure functions over their arguments: any thread.
  */
-#ifndef TES_ENFORCE_TEXT_H
-#define TES_ENFORCE_TEXT_H
+#ifndef TES_BASE_TEXT_H
+#define TES_BASE_TEXT_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-#include "privdrop/privdrop.h"
+#include "base/privdrop.h"
 
 #include <dirent.h>
 #include <errno.h>
