@@ -51,6 +51,7 @@ class ClientCertConnector(unittest.TestCase):
             "control_socket": self.tc.gw_sock,
             "follow_test_clock": "yes",
             "gateway_id": "gw-cert",
+            "metrics_listen": "127.0.0.1:0",
             "tls_cert": self.certs.path("server.crt"),
             "tls_key": self.certs.path("server.key"),
             "tls_client_ca": self.certs.path("ca.crt"),
@@ -99,15 +100,10 @@ class ClientCertConnector(unittest.TestCase):
         return "250"
 
     def expect(self, want, what, **kw):
-        """Send until the answer is want (the day-91 state reaches the
-        gateway asynchronously), bounded; the last answer must be it."""
-        deadline = time.monotonic() + PROPAGATION
-        while True:
-            got = self.send(**kw)
-            if got == want or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        self.assertEqual(got, want, what)
+        """Once the gateway has applied everything tescontrol has said (its
+        state generation), the first answer must be want."""
+        self.gw.wait_generation(self.tc.generation())
+        self.assertEqual(self.send(**kw), want, what)
 
     def sclient(self, cert):
         """openssl s_client: a whole message; BLOCK when refused with it (at
