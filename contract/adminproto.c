@@ -10,15 +10,17 @@ json_t *admin_request(const char *cmd, json_t *args)
 			 args ? args : json_object());
 }
 
-int admin_request_parse(const json_t *req, const char **cmd, json_t **args, struct ctl_error *err)
+int admin_request_parse(const json_t *req, const char **cmd, json_t **args, char *err,
+			size_t errlen)
 {
 	json_t *a;
 
-	if (ctl_get_str(req, "cmd", cmd, err))
+	if (ctl_get_str(req, "cmd", cmd, err, errlen))
 		return -1;
 	a = json_object_get(req, "args");
 	if (a && !json_is_object(a)) {
-		snprintf(err->msg, sizeof(err->msg), "\"args\" must be an object");
+		if (err)
+			snprintf(err, errlen, "\"args\" must be an object");
 		return -1;
 	}
 	*args = a;
@@ -43,14 +45,15 @@ json_t *admin_response_error(const char *fmt, ...)
 }
 
 int admin_response_parse(const json_t *resp, bool *ok, json_t **result, const char **error,
-			 struct ctl_error *err)
+			 char *err, size_t errlen)
 {
 	json_t *o = json_object_get(resp, "ok");
 
 	*result = NULL;
 	*error = NULL;
 	if (!json_is_boolean(o)) {
-		snprintf(err->msg, sizeof(err->msg), "response has no \"ok\"");
+		if (err)
+			snprintf(err, errlen, "response has no \"ok\"");
 		return -1;
 	}
 	*ok = json_is_true(o);
@@ -60,7 +63,8 @@ int admin_response_parse(const json_t *resp, bool *ok, json_t **result, const ch
 	}
 	*error = json_string_value(json_object_get(resp, "error"));
 	if (!*error) {
-		snprintf(err->msg, sizeof(err->msg), "error response without an \"error\" text");
+		if (err)
+			snprintf(err, errlen, "error response without an \"error\" text");
 		return -1;
 	}
 	return 0;

@@ -64,7 +64,8 @@ json_t *admin_request(const char *cmd, json_t *args);
 
 /* Split a decoded request.  *cmd and *args point into req (args is {} when
  * absent).  -1 with err when "cmd" is missing or "args" is not an object. */
-int admin_request_parse(const json_t *req, const char **cmd, json_t **args, struct ctl_error *err);
+int admin_request_parse(const json_t *req, const char **cmd, json_t **args, char *err,
+			size_t errlen);
 
 /* Responses; ok takes the reference to result (NULL: null). */
 json_t *admin_response_ok(json_t *result);
@@ -73,6 +74,6 @@ json_t *admin_response_error(const char *fmt, ...) __attribute__((format(printf,
 /* Split a decoded response: *ok, and *result (borrowed) or *error. -1 with
  * err when it is neither shape. */
 int admin_response_parse(const json_t *resp, bool *ok, json_t **result, const char **error,
-			 struct ctl_error *err);
+			 char *err, size_t errlen);
 
 #endif

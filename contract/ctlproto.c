@@ -11,17 +11,17 @@
  * that once received a catalog should not pin a megabyte for its lifetime. */
 #define DECODER_KEEP (64u * 1024u)
 
-static void seterr(struct ctl_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
-static void seterr(struct ctl_error *err, const char *fmt, ...)
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (!err)
+	if (!err || !errlen)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
 }
 
@@ -60,7 +60,8 @@ static bool reserve(struct ctl_decoder *d, size_t want)
 	nb = realloc(d->buf, cap);
 	if (!nb) {
 		d->failed = true;
-		seterr(&d->err, "out of memory buffering a frame of %zu octets", want);
+		seterr(d->err, sizeof(d->err), "out of memory buffering a frame of %zu octets",
+		       want);
 		return false;
 	}
 	d->buf = nb;
@@ -76,7 +77,7 @@ static void fail(struct ctl_decoder *d, const char *fmt, ...)
 
 	d->failed = true;
 	va_start(ap, fmt);
-	vsnprintf(d->err.msg, sizeof(d->err.msg), fmt, ap);
+	vsnprintf(d->err, sizeof(d->err), fmt, ap);
 	va_end(ap);
 }
 
@@ -197,7 +198,7 @@ enum ctl_rc ctl_decoder_eof(struct ctl_decoder *d)
 	return CTL_ERROR;
 }
 
-int ctl_frame_encode(json_t *obj, uint8_t **out, size_t *out_len, struct ctl_error *err)
+int ctl_frame_encode(json_t *obj, uint8_t **out, size_t *out_len, char *err, size_t errlen)
 {
 	size_t n;
 	uint8_t *buf;
@@ -206,27 +207,27 @@ int ctl_frame_encode(json_t *obj, uint8_t **out, size_t *out_len, struct ctl_err
 	*out_len = 0;
 	if (!json_is_object(obj) ||
 	    json_object_set_new(obj, "v", json_integer(CTL_PROTO_VERSION))) {
-		seterr(err, "cannot encode: not a JSON object");
+		seterr(err, errlen, "cannot encode: not a JSON object");
 		return -1;
 	}
 	n = json_dumpb(obj, NULL, 0, JSON_COMPACT);
 	if (n == 0) {
-		seterr(err, "cannot encode the message as JSON");
+		seterr(err, errlen, "cannot encode the message as JSON");
 		return -1;
 	}
 	if (n > CTL_FRAME_MAX) {
-		seterr(err, "message of %zu octets exceeds the frame limit of %u", n,
+		seterr(err, errlen, "message of %zu octets exceeds the frame limit of %u", n,
 		       CTL_FRAME_MAX);
 		return -1;
 	}
 	buf = malloc(CTL_FRAME_HDR + n);
 	if (!buf) {
-		seterr(err, "out of memory encoding a frame");
+		seterr(err, errlen, "out of memory encoding a frame");
 		return -1;
 	}
 	if (json_dumpb(obj, (char *)buf + CTL_FRAME_HDR, n, JSON_COMPACT) != n) {
 		free(buf);
-		seterr(err, "message changed while being encoded");
+		seterr(err, errlen, "message changed while being encoded");
 		return -1;
 	}
 	buf[0] = (uint8_t)(n >> 24);
@@ -266,62 +267,65 @@ bool ctl_msg_gen(const json_t *msg, uint64_t *gen)
 
 /* ---- helpers ---- */
 
-int ctl_get_int(const json_t *obj, const char *key, int64_t lo, int64_t hi, int64_t *out,
-		struct ctl_error *err)
+int ctl_get_int(const json_t *obj, const char *key, int64_t lo, int64_t hi, int64_t *out, char *err,
+		size_t errlen)
 {
 	const json_t *v = json_object_get(obj, key);
 	json_int_t x;
 
 	if (!v) {
-		seterr(err, "missing \"%s\"", key);
+		seterr(err, errlen, "missing \"%s\"", key);
 		return -1;
 	}
 	if (!json_is_integer(v)) {
-		seterr(err, "\"%s\" must be an integer", key);
+		seterr(err, errlen, "\"%s\" must be an integer", key);
 		return -1;
 	}
 	x = json_integer_value(v);
 	if (x < lo || x > hi) {
-		seterr(err, "\"%s\" = %" JSON_INTEGER_FORMAT " is outside %" PRId64 "..%" PRId64,
-		       key, x, lo, hi);
+		seterr(err, errlen,
+		       "\"%s\" = %" JSON_INTEGER_FORMAT " is outside %" PRId64 "..%" PRId64, key, x,
+		       lo, hi);
 		return -1;
 	}
 	*out = x;
 	return 0;
 }
 
-int ctl_get_str(const json_t *obj, const char *key, const char **out, struct ctl_error *err)
+int ctl_get_str(const json_t *obj, const char *key, const char **out, char *err, size_t errlen)
 {
 	const json_t *v = json_object_get(obj, key);
 
 	if (!v) {
-		seterr(err, "missing \"%s\"", key);
+		seterr(err, errlen, "missing \"%s\"", key);
 		return -1;
 	}
 	if (!json_is_string(v)) {
-		seterr(err, "\"%s\" must be a string", key);
+		seterr(err, errlen, "\"%s\" must be a string", key);
 		return -1;
 	}
 	*out = json_string_value(v);
 	return 0;
 }
 
-int ctl_get_strbuf(const json_t *obj, const char *key, char *buf, size_t len, struct ctl_error *err)
+int ctl_get_strbuf(const json_t *obj, const char *key, char *buf, size_t len, char *err,
+		   size_t errlen)
 {
 	const json_t *v = json_object_get(obj, key);
 	size_t n;
 
 	if (!v) {
-		seterr(err, "missing \"%s\"", key);
+		seterr(err, errlen, "missing \"%s\"", key);
 		return -1;
 	}
 	if (!json_is_string(v)) {
-		seterr(err, "\"%s\" must be a string", key);
+		seterr(err, errlen, "\"%s\" must be a string", key);
 		return -1;
 	}
 	n = json_string_length(v);
 	if (n >= len || memchr(json_string_value(v), '\0', n)) {
-		seterr(err, "\"%s\" is longer than %zu octets or holds a NUL", key, len - 1);
+		seterr(err, errlen, "\"%s\" is longer than %zu octets or holds a NUL", key,
+		       len - 1);
 		return -1;
 	}
 	memcpy(buf, json_string_value(v), n);
@@ -329,32 +333,32 @@ int ctl_get_strbuf(const json_t *obj, const char *key, char *buf, size_t len, st
 	return 0;
 }
 
-static int get_bool(const json_t *obj, const char *key, bool *out, struct ctl_error *err)
+static int get_bool(const json_t *obj, const char *key, bool *out, char *err, size_t errlen)
 {
 	const json_t *v = json_object_get(obj, key);
 
 	if (!json_is_boolean(v)) {
-		seterr(err, v ? "\"%s\" must be true or false" : "missing \"%s\"", key);
+		seterr(err, errlen, v ? "\"%s\" must be true or false" : "missing \"%s\"", key);
 		return -1;
 	}
 	*out = json_is_true(v);
 	return 0;
 }
 
-static int get_time(const json_t *obj, const char *key, int64_t *out, struct ctl_error *err)
+static int get_time(const json_t *obj, const char *key, int64_t *out, char *err, size_t errlen)
 {
-	return ctl_get_int(obj, key, 0, TES_TIME_MAX, out, err);
+	return ctl_get_int(obj, key, 0, TES_TIME_MAX, out, err, errlen);
 }
 
 /* Prefix a nested error with where it happened. */
-static void wrap(struct ctl_error *err, const char *where)
+static void wrap(char *err, size_t errlen, const char *where)
 {
-	char tmp[sizeof(err->msg)];
+	char tmp[256];
 
-	if (!err)
+	if (!err || !errlen)
 		return;
-	snprintf(tmp, sizeof(tmp), "%s", err->msg);
-	seterr(err, "%s: %s", where, tmp);
+	snprintf(tmp, sizeof(tmp), "%s", err);
+	seterr(err, errlen, "%s: %s", where, tmp);
 }
 
 /* ---- connectors and tenants ---- */
@@ -380,21 +384,23 @@ json_t *ctl_connector_to_json(const struct tes_connector *c)
 	return j;
 }
 
-int ctl_connector_from_json(const json_t *j, struct tes_connector *out, struct ctl_error *err)
+int ctl_connector_from_json(const json_t *j, struct tes_connector *out, char *err, size_t errlen)
 {
 	const char *range;
 	char cert[TES_CERT_NAME_MAX] = "";
 
 	if (!json_is_object(j)) {
-		seterr(err, "a connector must be an object");
+		seterr(err, errlen, "a connector must be an object");
 		return -1;
 	}
-	if (ctl_get_str(j, "range", &range, err))
+	if (ctl_get_str(j, "range", &range, err, errlen))
 		return -1;
-	if (json_object_get(j, "cert") && ctl_get_strbuf(j, "cert", cert, sizeof(cert), err))
+	if (json_object_get(j, "cert") &&
+	    ctl_get_strbuf(j, "cert", cert, sizeof(cert), err, errlen))
 		return -1;
 	if (tes_connector_parse(range, cert, out)) {
-		seterr(err, "bad connector range \"%.80s\" (want ADDRESS/PREFIX without host bits)",
+		seterr(err, errlen,
+		       "bad connector range \"%.80s\" (want ADDRESS/PREFIX without host bits)",
 		       range);
 		return -1;
 	}
@@ -419,7 +425,7 @@ json_t *ctl_tenant_to_json(const struct tes_tenant *t)
 	return j;
 }
 
-int ctl_tenant_from_json(const json_t *j, struct tes_tenant *out, struct ctl_error *err)
+int ctl_tenant_from_json(const json_t *j, struct tes_tenant *out, char *err, size_t errlen)
 {
 	struct tes_tenant t;
 	const json_t *conns, *pz;
@@ -427,13 +433,13 @@ int ctl_tenant_from_json(const json_t *j, struct tes_tenant *out, struct ctl_err
 
 	memset(&t, 0, sizeof(t));
 	if (!json_is_object(j)) {
-		seterr(err, "a tenant must be an object");
+		seterr(err, errlen, "a tenant must be an object");
 		return -1;
 	}
-	if (ctl_get_int(j, "id", 1, UINT32_MAX, &x, err))
+	if (ctl_get_int(j, "id", 1, UINT32_MAX, &x, err, errlen))
 		return -1;
 	t.id = (uint32_t)x;
-	if (ctl_get_strbuf(j, "name", t.name, sizeof(t.name), err))
+	if (ctl_get_strbuf(j, "name", t.name, sizeof(t.name), err, errlen))
 		return -1;
 	t.at_server_cap = json_is_true(json_object_get(j, "at_server_cap"));
 	conns = json_object_get(j, "connectors");
@@ -442,14 +448,14 @@ int ctl_tenant_from_json(const json_t *j, struct tes_tenant *out, struct ctl_err
 		const json_t *c;
 
 		if (!json_is_array(conns) || json_array_size(conns) > TES_TENANT_CONNECTORS_MAX) {
-			seterr(err, "\"connectors\" must be an array of at most %d",
+			seterr(err, errlen, "\"connectors\" must be an array of at most %d",
 			       TES_TENANT_CONNECTORS_MAX);
 			return -1;
 		}
 		json_array_foreach(conns, i, c)
 		{
-			if (ctl_connector_from_json(c, &t.connectors[i], err)) {
-				wrap(err, "connector");
+			if (ctl_connector_from_json(c, &t.connectors[i], err, errlen)) {
+				wrap(err, errlen, "connector");
 				return -1;
 			}
 		}
@@ -458,22 +464,22 @@ int ctl_tenant_from_json(const json_t *j, struct tes_tenant *out, struct ctl_err
 	pz = json_object_get(j, "pause");
 	if (pz) {
 		if (!json_is_object(pz)) {
-			seterr(err, "\"pause\" must be an object");
+			seterr(err, errlen, "\"pause\" must be an object");
 			return -1;
 		}
-		if (get_time(pz, "start", &t.pause.start, err) ||
-		    get_time(pz, "end", &t.pause.end, err) ||
-		    get_time(pz, "paused_before", &t.pause.paused_before, err)) {
-			wrap(err, "pause");
+		if (get_time(pz, "start", &t.pause.start, err, errlen) ||
+		    get_time(pz, "end", &t.pause.end, err, errlen) ||
+		    get_time(pz, "paused_before", &t.pause.paused_before, err, errlen)) {
+			wrap(err, errlen, "pause");
 			return -1;
 		}
-		if (ctl_get_int(pz, "year", 0, UINT16_MAX, &x, err)) {
-			wrap(err, "pause");
+		if (ctl_get_int(pz, "year", 0, UINT16_MAX, &x, err, errlen)) {
+			wrap(err, errlen, "pause");
 			return -1;
 		}
 		t.pause.year = (uint16_t)x;
-		if (ctl_get_int(pz, "days_used", 0, UINT16_MAX, &x, err)) {
-			wrap(err, "pause");
+		if (ctl_get_int(pz, "days_used", 0, UINT16_MAX, &x, err, errlen)) {
+			wrap(err, errlen, "pause");
 			return -1;
 		}
 		t.pause.days_used = (uint16_t)x;
@@ -492,41 +498,43 @@ static json_t *build_json(const struct ex_build *b)
 	return json_string(buf);
 }
 
-static int get_build(const json_t *j, const char *key, struct ex_build *out, struct ctl_error *err)
+static int get_build(const json_t *j, const char *key, struct ex_build *out, char *err,
+		     size_t errlen)
 {
 	const char *s;
 
-	if (ctl_get_str(j, key, &s, err))
+	if (ctl_get_str(j, key, &s, err, errlen))
 		return -1;
 	if (!ex_build_from_str(s, out)) {
-		seterr(err, "\"%s\" = \"%.40s\" is not a build (four numbers)", key, s);
+		seterr(err, errlen, "\"%s\" = \"%.40s\" is not a build (four numbers)", key, s);
 		return -1;
 	}
 	return 0;
 }
 
-static int get_family(const json_t *j, const char *key, enum ex_family *out, struct ctl_error *err)
+static int get_family(const json_t *j, const char *key, enum ex_family *out, char *err,
+		      size_t errlen)
 {
 	const char *s;
 	enum ex_family f;
 
-	if (ctl_get_str(j, key, &s, err))
+	if (ctl_get_str(j, key, &s, err, errlen))
 		return -1;
 	f = ex_family_from_name(s);
 	if (f == EX_FAMILY_NONE && strcmp(s, ex_family_name(EX_FAMILY_NONE)) != 0) {
-		seterr(err, "\"%s\" = \"%.20s\" is not a product family", key, s);
+		seterr(err, errlen, "\"%s\" = \"%.20s\" is not a product family", key, s);
 		return -1;
 	}
 	*out = f;
 	return 0;
 }
 
-static int get_addr(const json_t *j, struct tes_addr *out, struct ctl_error *err)
+static int get_addr(const json_t *j, struct tes_addr *out, char *err, size_t errlen)
 {
 	const char *s = json_string_value(j);
 
 	if (!s || !tes_addr_parse(s, out)) {
-		seterr(err, "bad address \"%.60s\"", s ? s : "(not a string)");
+		seterr(err, errlen, "bad address \"%.60s\"", s ? s : "(not a string)");
 		return -1;
 	}
 	return 0;
@@ -567,18 +575,18 @@ json_t *ctl_server_to_json(const struct tes_server *s)
 	return j;
 }
 
-static int get_fqdn(const json_t *j, char *buf, struct ctl_error *err)
+static int get_fqdn(const json_t *j, char *buf, char *err, size_t errlen)
 {
-	if (ctl_get_strbuf(j, "fqdn", buf, TES_FQDN_MAX, err))
+	if (ctl_get_strbuf(j, "fqdn", buf, TES_FQDN_MAX, err, errlen))
 		return -1;
 	if (!buf[0]) {
-		seterr(err, "\"fqdn\" is empty");
+		seterr(err, errlen, "\"fqdn\" is empty");
 		return -1;
 	}
 	return 0;
 }
 
-int ctl_server_from_json(const json_t *j, struct tes_server *out, struct ctl_error *err)
+int ctl_server_from_json(const json_t *j, struct tes_server *out, char *err, size_t errlen)
 {
 	struct tes_server s;
 	const json_t *src, *a;
@@ -587,29 +595,30 @@ int ctl_server_from_json(const json_t *j, struct tes_server *out, struct ctl_err
 
 	memset(&s, 0, sizeof(s));
 	if (!json_is_object(j)) {
-		seterr(err, "a server must be an object");
+		seterr(err, errlen, "a server must be an object");
 		return -1;
 	}
-	if (ctl_get_int(j, "tenant", 0, UINT32_MAX, &x, err))
+	if (ctl_get_int(j, "tenant", 0, UINT32_MAX, &x, err, errlen))
 		return -1;
 	s.tenant_id = (uint32_t)x;
-	if (get_fqdn(j, s.fqdn, err) || get_build(j, "build", &s.build, err) ||
-	    get_family(j, "family", &s.family, err) || get_bool(j, "resolved", &s.resolved, err) ||
-	    get_time(j, "first_detected", &s.first_detected, err) ||
-	    get_time(j, "last_seen", &s.last_seen, err) ||
-	    get_time(j, "resolved_at", &s.resolved_at, err) ||
-	    ctl_get_int(j, "pause_base", 0, 2 * TES_TIME_MAX, &s.pause_base, err))
+	if (get_fqdn(j, s.fqdn, err, errlen) || get_build(j, "build", &s.build, err, errlen) ||
+	    get_family(j, "family", &s.family, err, errlen) ||
+	    get_bool(j, "resolved", &s.resolved, err, errlen) ||
+	    get_time(j, "first_detected", &s.first_detected, err, errlen) ||
+	    get_time(j, "last_seen", &s.last_seen, err, errlen) ||
+	    get_time(j, "resolved_at", &s.resolved_at, err, errlen) ||
+	    ctl_get_int(j, "pause_base", 0, 2 * TES_TIME_MAX, &s.pause_base, err, errlen))
 		return -1;
 	src = json_object_get(j, "sources");
 	if (src) {
 		if (!json_is_array(src) || json_array_size(src) > TES_SERVER_SOURCES_MAX) {
-			seterr(err, "\"sources\" must be an array of at most %d addresses",
+			seterr(err, errlen, "\"sources\" must be an array of at most %d addresses",
 			       TES_SERVER_SOURCES_MAX);
 			return -1;
 		}
 		json_array_foreach(src, i, a)
 		{
-			if (get_addr(a, &s.sources[i], err))
+			if (get_addr(a, &s.sources[i], err, errlen))
 				return -1;
 		}
 		s.nsources = (uint8_t)json_array_size(src);
@@ -617,21 +626,22 @@ int ctl_server_from_json(const json_t *j, struct tes_server *out, struct ctl_err
 	src = json_object_get(j, "source_seen");
 	if (src) {
 		if (!json_is_array(src) || json_array_size(src) != s.nsources) {
-			seterr(err, "\"source_seen\" must be an array with one time per source");
+			seterr(err, errlen,
+			       "\"source_seen\" must be an array with one time per source");
 			return -1;
 		}
 		json_array_foreach(src, i, a)
 		{
 			if (!json_is_integer(a) || json_integer_value(a) < 0 ||
 			    json_integer_value(a) > TES_TIME_MAX) {
-				seterr(err, "\"source_seen\"[%zu] is not a time", i);
+				seterr(err, errlen, "\"source_seen\"[%zu] is not a time", i);
 				return -1;
 			}
 			s.source_seen[i] = (int64_t)json_integer_value(a);
 		}
 	}
 	if (json_object_get(j, "stale_seconds") &&
-	    ctl_get_int(j, "stale_seconds", 0, TES_TIME_MAX, &s.stale_seconds, err))
+	    ctl_get_int(j, "stale_seconds", 0, TES_TIME_MAX, &s.stale_seconds, err, errlen))
 		return -1;
 	*out = s;
 	return 0;
@@ -648,13 +658,13 @@ json_t *ctl_hello_to_json(const struct ctl_hello *h)
 	return j;
 }
 
-int ctl_hello_from_json(const json_t *j, struct ctl_hello *out, struct ctl_error *err)
+int ctl_hello_from_json(const json_t *j, struct ctl_hello *out, char *err, size_t errlen)
 {
 	struct ctl_hello h;
 
 	memset(&h, 0, sizeof(h));
-	if (ctl_get_strbuf(j, "gateway", h.gateway, sizeof(h.gateway), err) ||
-	    ctl_get_strbuf(j, "version", h.version, sizeof(h.version), err))
+	if (ctl_get_strbuf(j, "gateway", h.gateway, sizeof(h.gateway), err, errlen) ||
+	    ctl_get_strbuf(j, "version", h.version, sizeof(h.version), err, errlen))
 		return -1;
 	*out = h;
 	return 0;
@@ -695,7 +705,7 @@ json_t *ctl_sighting_to_json(const struct ctl_sighting *s)
 	return j;
 }
 
-int ctl_sighting_from_json(const json_t *j, struct ctl_sighting *out, struct ctl_error *err)
+int ctl_sighting_from_json(const json_t *j, struct ctl_sighting *out, char *err, size_t errlen)
 {
 	struct ctl_sighting s;
 	const char *cls;
@@ -703,32 +713,34 @@ int ctl_sighting_from_json(const json_t *j, struct ctl_sighting *out, struct ctl
 
 	memset(&s, 0, sizeof(s));
 	if (json_object_get(j, "seq")) {
-		if (ctl_get_int(j, "seq", 0, INT64_MAX, &x, err))
+		if (ctl_get_int(j, "seq", 0, INT64_MAX, &x, err, errlen))
 			return -1;
 		s.seq = (uint64_t)x;
 	}
-	if (ctl_get_int(j, "tenant", 0, UINT32_MAX, &x, err))
+	if (ctl_get_int(j, "tenant", 0, UINT32_MAX, &x, err, errlen))
 		return -1;
 	s.tenant_id = (uint32_t)x;
-	if (get_fqdn(j, s.fqdn, err) || get_build(j, "build", &s.build, err) ||
-	    get_family(j, "family", &s.family, err) || ctl_get_str(j, "class", &cls, err))
+	if (get_fqdn(j, s.fqdn, err, errlen) || get_build(j, "build", &s.build, err, errlen) ||
+	    get_family(j, "family", &s.family, err, errlen) ||
+	    ctl_get_str(j, "class", &cls, err, errlen))
 		return -1;
 	if (strcmp(cls, "vulnerable") == 0) {
 		s.cls = TES_BUILD_VULNERABLE;
 	} else if (strcmp(cls, "compliant") == 0) {
 		s.cls = TES_BUILD_COMPLIANT;
 	} else {
-		seterr(err, "\"class\" = \"%.20s\" is neither \"vulnerable\" nor \"compliant\"",
-		       cls);
+		seterr(err, errlen,
+		       "\"class\" = \"%.20s\" is neither \"vulnerable\" nor \"compliant\"", cls);
 		return -1;
 	}
-	if (json_object_get(j, "source") && get_addr(json_object_get(j, "source"), &s.source, err))
+	if (json_object_get(j, "source") &&
+	    get_addr(json_object_get(j, "source"), &s.source, err, errlen))
 		return -1;
-	if (json_object_get(j, "time") && get_time(j, "time", &s.time, err))
+	if (json_object_get(j, "time") && get_time(j, "time", &s.time, err, errlen))
 		return -1;
 	s.count = 1;
 	if (json_object_get(j, "count")) {
-		if (ctl_get_int(j, "count", 1, UINT32_MAX, &x, err))
+		if (ctl_get_int(j, "count", 1, UINT32_MAX, &x, err, errlen))
 			return -1;
 		s.count = (uint32_t)x;
 	}
@@ -744,24 +756,24 @@ json_t *ctl_counters_to_json(json_t *counters)
 	return j;
 }
 
-int ctl_counters_from_json(const json_t *j, json_t **counters, struct ctl_error *err)
+int ctl_counters_from_json(const json_t *j, json_t **counters, char *err, size_t errlen)
 {
 	json_t *c = json_object_get(j, "counters");
 	const char *k;
 	json_t *v;
 
 	if (!json_is_object(c)) {
-		seterr(err, "\"counters\" must be an object");
+		seterr(err, errlen, "\"counters\" must be an object");
 		return -1;
 	}
 	if (json_object_size(c) > 256) {
-		seterr(err, "more than 256 counters");
+		seterr(err, errlen, "more than 256 counters");
 		return -1;
 	}
 	json_object_foreach(c, k, v)
 	{
 		if (!json_is_integer(v) || json_integer_value(v) < 0) {
-			seterr(err, "counter \"%.40s\" must be a non-negative integer", k);
+			seterr(err, errlen, "counter \"%.40s\" must be a non-negative integer", k);
 			return -1;
 		}
 	}
@@ -805,19 +817,19 @@ json_t *ctl_tenant_msg(const struct tes_tenant *t)
 	return j;
 }
 
-int ctl_server_msg_from_json(const json_t *msg, struct tes_server *out, struct ctl_error *err)
+int ctl_server_msg_from_json(const json_t *msg, struct tes_server *out, char *err, size_t errlen)
 {
-	if (ctl_server_from_json(json_object_get(msg, "server"), out, err)) {
-		wrap(err, "server");
+	if (ctl_server_from_json(json_object_get(msg, "server"), out, err, errlen)) {
+		wrap(err, errlen, "server");
 		return -1;
 	}
 	return 0;
 }
 
-int ctl_tenant_msg_from_json(const json_t *msg, struct tes_tenant *out, struct ctl_error *err)
+int ctl_tenant_msg_from_json(const json_t *msg, struct tes_tenant *out, char *err, size_t errlen)
 {
-	if (ctl_tenant_from_json(json_object_get(msg, "tenant"), out, err)) {
-		wrap(err, "tenant");
+	if (ctl_tenant_from_json(json_object_get(msg, "tenant"), out, err, errlen)) {
+		wrap(err, errlen, "tenant");
 		return -1;
 	}
 	return 0;
@@ -842,25 +854,26 @@ json_t *ctl_delete_tenant_msg(uint32_t tenant_id)
 	return j;
 }
 
-int ctl_delete_from_json(const json_t *j, struct ctl_delete *out, struct ctl_error *err)
+int ctl_delete_from_json(const json_t *j, struct ctl_delete *out, char *err, size_t errlen)
 {
 	struct ctl_delete d;
 	const char *what;
 	int64_t x;
 
 	memset(&d, 0, sizeof(d));
-	if (ctl_get_str(j, "what", &what, err))
+	if (ctl_get_str(j, "what", &what, err, errlen))
 		return -1;
 	if (strcmp(what, "server") == 0) {
 		d.server = true;
 	} else if (strcmp(what, "tenant") != 0) {
-		seterr(err, "\"what\" = \"%.20s\" is neither \"server\" nor \"tenant\"", what);
+		seterr(err, errlen, "\"what\" = \"%.20s\" is neither \"server\" nor \"tenant\"",
+		       what);
 		return -1;
 	}
-	if (ctl_get_int(j, "tenant", d.server ? 0 : 1, UINT32_MAX, &x, err))
+	if (ctl_get_int(j, "tenant", d.server ? 0 : 1, UINT32_MAX, &x, err, errlen))
 		return -1;
 	d.tenant_id = (uint32_t)x;
-	if (d.server && get_fqdn(j, d.fqdn, err))
+	if (d.server && get_fqdn(j, d.fqdn, err, errlen))
 		return -1;
 	*out = d;
 	return 0;
@@ -889,7 +902,7 @@ json_t *ctl_policy_msg(const char *text, const char *name, const char *version)
 	return j;
 }
 
-int ctl_policy_from_json(const json_t *j, struct tes_policy *out, struct ctl_error *err)
+int ctl_policy_from_json(const json_t *j, struct tes_policy *out, char *err, size_t errlen)
 {
 	struct tes_policy_error perr;
 	const json_t *text = json_object_get(j, "full_text");
@@ -899,13 +912,13 @@ int ctl_policy_from_json(const json_t *j, struct tes_policy *out, struct ctl_err
 	if (!text)
 		text = json_object_get(j, "text");
 	if (!json_is_string(text)) {
-		seterr(err, "missing policy \"text\"");
+		seterr(err, errlen, "missing policy \"text\"");
 		return -1;
 	}
 	if (tes_policy_parse(json_string_value(text), json_string_length(text),
 			     name ? name : "<policy>", out, &perr)) {
 		tes_policy_error_format(&perr, msg, sizeof(msg));
-		seterr(err, "%s", msg);
+		seterr(err, errlen, "%s", msg);
 		return -1;
 	}
 	return 0;
@@ -924,7 +937,7 @@ json_t *ctl_catalog_msg(const char *builds, const char *builds_name, const char 
 	return j;
 }
 
-struct catalog *ctl_catalog_from_json(const json_t *j, struct ctl_error *err)
+struct catalog *ctl_catalog_from_json(const json_t *j, char *err, size_t errlen)
 {
 	const json_t *b = json_object_get(j, "builds"), *c = json_object_get(j, "compliance");
 	const char *bn = json_string_value(json_object_get(j, "builds_name"));
@@ -933,14 +946,14 @@ struct catalog *ctl_catalog_from_json(const json_t *j, struct ctl_error *err)
 	struct catalog *cat;
 
 	if (!json_is_string(b) || !json_is_string(c)) {
-		seterr(err, "catalog needs \"builds\" and \"compliance\" texts");
+		seterr(err, errlen, "catalog needs \"builds\" and \"compliance\" texts");
 		return NULL;
 	}
 	cat = catalog_parse(json_string_value(b), json_string_length(b), bn ? bn : "<builds>",
 			    json_string_value(c), json_string_length(c), cn ? cn : "<compliance>",
 			    &cerr);
 	if (!cat)
-		seterr(err, "%s:%u: %s", cerr.file, cerr.line, cerr.msg);
+		seterr(err, errlen, "%s:%u: %s", cerr.file, cerr.line, cerr.msg);
 	return cat;
 }
 
@@ -953,26 +966,28 @@ json_t *ctl_clock_msg(int64_t now, bool test_clock)
 	return j;
 }
 
-int ctl_clock_from_json(const json_t *msg, int64_t *now, bool *test_clock, struct ctl_error *err)
+int ctl_clock_from_json(const json_t *msg, int64_t *now, bool *test_clock, char *err, size_t errlen)
 {
-	if (get_time(msg, "now", now, err) || get_bool(msg, "test_clock", test_clock, err))
+	if (get_time(msg, "now", now, err, errlen) ||
+	    get_bool(msg, "test_clock", test_clock, err, errlen))
 		return -1;
 	return 0;
 }
 
-int ctl_ack_from_json(const json_t *msg, struct ctl_ack *out, struct ctl_error *err)
+int ctl_ack_from_json(const json_t *msg, struct ctl_ack *out, char *err, size_t errlen)
 {
 	struct ctl_ack a;
 	int64_t x;
 
 	memset(&a, 0, sizeof(a));
-	if (ctl_get_int(msg, "seq", 0, INT64_MAX, &x, err) || get_bool(msg, "ok", &a.ok, err))
+	if (ctl_get_int(msg, "seq", 0, INT64_MAX, &x, err, errlen) ||
+	    get_bool(msg, "ok", &a.ok, err, errlen))
 		return -1;
 	a.seq = (uint64_t)x;
 	if (json_object_get(msg, "change") &&
-	    ctl_get_strbuf(msg, "change", a.change, sizeof(a.change), err))
+	    ctl_get_strbuf(msg, "change", a.change, sizeof(a.change), err, errlen))
 		return -1;
-	if (!a.ok && ctl_get_strbuf(msg, "error", a.error, sizeof(a.error), err))
+	if (!a.ok && ctl_get_strbuf(msg, "error", a.error, sizeof(a.error), err, errlen))
 		return -1;
 	*out = a;
 	return 0;

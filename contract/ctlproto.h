@@ -61,11 +61,12 @@
 #define CTL_T_ACK "ack"               /* ctl -> gw: a sighting was processed */
 #define CTL_T_ERROR "error"           /* either way, just before a disconnect */
 
-/* ---- errors ---- */
-
-struct ctl_error {
-	char msg[256];
-};
+/* ---- errors ----
+ * Every function below that can fail returns -1 (or NULL) and writes one
+ * line into its last two parameters, char *err and size_t errlen (err may
+ * be NULL with errlen 0): docs/development.md, "Errors".  CTL_ERR_MAX is
+ * enough for any of them. */
+#define CTL_ERR_MAX 256
 
 /* ---- framing ---- */
 
@@ -77,7 +78,7 @@ struct ctl_decoder {
 	size_t cap; /* allocated */
 	size_t max_frame;
 	bool failed; /* sticky: after an error the stream is unusable */
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 };
 
 enum ctl_rc {
@@ -106,7 +107,7 @@ enum ctl_rc ctl_decoder_eof(struct ctl_decoder *d);
 
 /* Add "v" to obj and serialise it as one frame into a malloc'd buffer.
  * Returns 0, or -1 with err (too large for CTL_FRAME_MAX, or no memory). */
-int ctl_frame_encode(json_t *obj, uint8_t **out, size_t *out_len, struct ctl_error *err);
+int ctl_frame_encode(json_t *obj, uint8_t **out, size_t *out_len, char *err, size_t errlen);
 
 /* "type" of a decoded frame, or NULL when absent or not a string. */
 const char *ctl_msg_type(const json_t *msg);
@@ -129,18 +130,18 @@ bool ctl_msg_gen(const json_t *msg, uint64_t *gen);
 /* Connectors as {"range": "198.51.100.0/24", "cert": "name"} ("cert"
  * omitted when empty). */
 json_t *ctl_connector_to_json(const struct tes_connector *c);
-int ctl_connector_from_json(const json_t *j, struct tes_connector *out, struct ctl_error *err);
+int ctl_connector_from_json(const json_t *j, struct tes_connector *out, char *err, size_t errlen);
 
 /* {"id","name","connectors":[...],"pause":{"start","end","paused_before",
  * "year","days_used"}}.  from_json fills all of *out or returns -1. */
 json_t *ctl_tenant_to_json(const struct tes_tenant *t);
-int ctl_tenant_from_json(const json_t *j, struct tes_tenant *out, struct ctl_error *err);
+int ctl_tenant_from_json(const json_t *j, struct tes_tenant *out, char *err, size_t errlen);
 
 /* {"tenant","fqdn","build","family","resolved","first_detected",
  * "last_seen","resolved_at","pause_base","sources":[...]}.  Times are
  * integer seconds since the Unix epoch (UTC). */
 json_t *ctl_server_to_json(const struct tes_server *s);
-int ctl_server_from_json(const json_t *j, struct tes_server *out, struct ctl_error *err);
+int ctl_server_from_json(const json_t *j, struct tes_server *out, char *err, size_t errlen);
 
 /* ---- messages ---- */
 
@@ -150,7 +151,7 @@ struct ctl_hello {
 	char version[32]; /* its software version */
 };
 json_t *ctl_hello_to_json(const struct ctl_hello *h);
-int ctl_hello_from_json(const json_t *j, struct ctl_hello *out, struct ctl_error *err);
+int ctl_hello_from_json(const json_t *j, struct ctl_hello *out, char *err, size_t errlen);
 
 /* sighting: one detection of an on-premises Exchange server.  tenant 0 is
  * "no tenant" (mail that came over none of the connectors, which only counts
@@ -172,7 +173,7 @@ struct ctl_sighting {
 	uint32_t count;
 };
 json_t *ctl_sighting_to_json(const struct ctl_sighting *s);
-int ctl_sighting_from_json(const json_t *j, struct ctl_sighting *out, struct ctl_error *err);
+int ctl_sighting_from_json(const json_t *j, struct ctl_sighting *out, char *err, size_t errlen);
 
 /* "vulnerable" / "compliant" (other classes have no sighting). */
 const char *ctl_class_name(enum tes_build_class c);
@@ -181,7 +182,7 @@ const char *ctl_class_name(enum tes_build_class c);
  * Counter names are the gateway's; tescontrol shows the latest set in
  * status.  Takes a reference to counters. */
 json_t *ctl_counters_to_json(json_t *counters);
-int ctl_counters_from_json(const json_t *j, json_t **counters, struct ctl_error *err);
+int ctl_counters_from_json(const json_t *j, json_t **counters, char *err, size_t errlen);
 
 /* sync-begin: a full state follows; replaces whatever the gateway had once
  * sync-end arrives.  now is tescontrol's clock, test_clock whether it is a
@@ -196,8 +197,8 @@ json_t *ctl_server_msg(const struct tes_server *s, unsigned stage, enum tes_stat
 		       int64_t at);
 json_t *ctl_tenant_msg(const struct tes_tenant *t);
 /* The receiving side of the two above: the value inside the message. */
-int ctl_server_msg_from_json(const json_t *msg, struct tes_server *out, struct ctl_error *err);
-int ctl_tenant_msg_from_json(const json_t *msg, struct tes_tenant *out, struct ctl_error *err);
+int ctl_server_msg_from_json(const json_t *msg, struct tes_server *out, char *err, size_t errlen);
+int ctl_tenant_msg_from_json(const json_t *msg, struct tes_tenant *out, char *err, size_t errlen);
 
 /* delete: {"what":"server","tenant":N,"fqdn":...} or {"what":"tenant","tenant":N}. */
 json_t *ctl_delete_server_msg(uint32_t tenant_id, const char *fqdn);
@@ -207,13 +208,13 @@ struct ctl_delete {
 	uint32_t tenant_id;
 	char fqdn[TES_FQDN_MAX];
 };
-int ctl_delete_from_json(const json_t *j, struct ctl_delete *out, struct ctl_error *err);
+int ctl_delete_from_json(const json_t *j, struct ctl_delete *out, char *err, size_t errlen);
 
 /* policy: {"version": "...", "name": "policy.conf", "text": "..."}.  The
  * text is the file format of enforce/policy.h, parsed on arrival with
  * tes_policy_parse; a policy that does not parse changes nothing. */
 json_t *ctl_policy_msg(const char *text, const char *name, const char *version);
-int ctl_policy_from_json(const json_t *j, struct tes_policy *out, struct ctl_error *err);
+int ctl_policy_from_json(const json_t *j, struct tes_policy *out, char *err, size_t errlen);
 
 /* catalog: the two files' text, {"version", "builds_name", "builds",
  * "compliance_name", "compliance"}: the receiver needs no access to
@@ -221,11 +222,12 @@ int ctl_policy_from_json(const json_t *j, struct tes_policy *out, struct ctl_err
  * from_json returns a new catalog (catalog_free it) or NULL with err. */
 json_t *ctl_catalog_msg(const char *builds, const char *builds_name, const char *compliance,
 			const char *compliance_name, const char *version);
-struct catalog *ctl_catalog_from_json(const json_t *j, struct ctl_error *err);
+struct catalog *ctl_catalog_from_json(const json_t *j, char *err, size_t errlen);
 
 json_t *ctl_clock_msg(int64_t now, bool test_clock);
 /* now and test_clock of a clock or sync-begin message. */
-int ctl_clock_from_json(const json_t *msg, int64_t *now, bool *test_clock, struct ctl_error *err);
+int ctl_clock_from_json(const json_t *msg, int64_t *now, bool *test_clock, char *err,
+			size_t errlen);
 
 /* ack of a sighting: {"seq": N, "ok": true, "change": "first"} or with
  * "ok": false and "error".  Sent after any first detection, re-detection or
@@ -237,7 +239,7 @@ struct ctl_ack {
 	char change[16];
 	char error[256]; /* "" when ok */
 };
-int ctl_ack_from_json(const json_t *msg, struct ctl_ack *out, struct ctl_error *err);
+int ctl_ack_from_json(const json_t *msg, struct ctl_ack *out, char *err, size_t errlen);
 
 json_t *ctl_error_msg(const char *message);
 
@@ -247,14 +249,14 @@ const char *ctl_change_name(enum tes_change c);
 /* ---- small helpers both sides use when reading messages ---- */
 
 /* Integer member in [lo, hi]; -1 with err naming key otherwise. */
-int ctl_get_int(const json_t *obj, const char *key, int64_t lo, int64_t hi, int64_t *out,
-		struct ctl_error *err);
+int ctl_get_int(const json_t *obj, const char *key, int64_t lo, int64_t hi, int64_t *out, char *err,
+		size_t errlen);
 /* String member; -1 with err if missing or not a string. */
-int ctl_get_str(const json_t *obj, const char *key, const char **out, struct ctl_error *err);
+int ctl_get_str(const json_t *obj, const char *key, const char **out, char *err, size_t errlen);
 /* Copy a string member into buf (NUL-terminated); -1 if missing, not a
  * string, longer than len - 1 octets or holding a NUL. */
-int ctl_get_strbuf(const json_t *obj, const char *key, char *buf, size_t len,
-		   struct ctl_error *err);
+int ctl_get_strbuf(const json_t *obj, const char *key, char *buf, size_t len, char *err,
+		   size_t errlen);
 
 /* "198.51.100.0/24" for a connector's range. */
 int ctl_connector_range_format(const struct tes_connector *c, char *buf, size_t len);

@@ -50,17 +50,17 @@ int cp_loop_round(struct cp_loop *l)
 
 int cp_outq_push(struct cp_outq *q, json_t *msg)
 {
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	uint8_t *frame;
 	size_t n;
 	int rc;
 
 	if (!msg)
 		return -1;
-	rc = ctl_frame_encode(msg, &frame, &n, &err);
+	rc = ctl_frame_encode(msg, &frame, &n, err, sizeof(err));
 	json_decref(msg);
 	if (rc) {
-		cp_err("cannot send a message: %s", err.msg);
+		cp_err("cannot send a message: %s", err);
 		return -1;
 	}
 	rc = cp_outq_push_raw(q, frame, n);

@@ -83,7 +83,7 @@ static void connect_daemon(void)
 static json_t *call(const char *cmd, json_t *args, json_t **resp)
 {
 	json_t *req = admin_request(cmd, args), *r = NULL, *result;
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	uint8_t *frame, buf[65536];
 	size_t n, off = 0;
 	const char *error;
@@ -91,8 +91,8 @@ static json_t *call(const char *cmd, json_t *args, json_t **resp)
 
 	if (g_fd < 0)
 		connect_daemon();
-	if (!req || ctl_frame_encode(req, &frame, &n, &err))
-		die(EXIT_FAILED, "cannot send %s: %s", cmd, req ? err.msg : "out of memory");
+	if (!req || ctl_frame_encode(req, &frame, &n, err, sizeof(err)))
+		die(EXIT_FAILED, "cannot send %s: %s", cmd, req ? err : "out of memory");
 	json_decref(req);
 	while (off < n) {
 		ssize_t w = send(g_fd, frame + off, n - off, MSG_NOSIGNAL);
@@ -112,7 +112,7 @@ static json_t *call(const char *cmd, json_t *args, json_t **resp)
 		if (rc == CTL_FRAME)
 			break;
 		if (rc == CTL_ERROR)
-			die(EXIT_UNREACHABLE, "bad response from tescontrol: %s", g_dec.err.msg);
+			die(EXIT_UNREACHABLE, "bad response from tescontrol: %s", g_dec.err);
 		got = recv(g_fd, buf, sizeof(buf), 0);
 		if (got < 0 && errno == EINTR)
 			continue;
@@ -131,8 +131,8 @@ static json_t *call(const char *cmd, json_t *args, json_t **resp)
 		if (used < (size_t)got)
 			die(EXIT_UNREACHABLE, "tescontrol sent more than one response");
 	}
-	if (admin_response_parse(r, &ok, &result, &error, &err))
-		die(EXIT_UNREACHABLE, "bad response from tescontrol: %s", err.msg);
+	if (admin_response_parse(r, &ok, &result, &error, err, sizeof(err)))
+		die(EXIT_UNREACHABLE, "bad response from tescontrol: %s", err);
 	if (!ok)
 		die(EXIT_FAILED, "%s", error);
 	*resp = r;

@@ -81,13 +81,13 @@ static void conn_close(struct cp_admin_conn *c)
 static void conn_reject(struct cp_admin_conn *c, const char *why)
 {
 	json_t *m = admin_response_error("bad request: %s", why);
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	uint8_t *frame;
 	size_t n;
 
 	cp_warn("admin #%u (pid %d, uid %u): bad input: %s; disconnecting it", c->id,
 		(int)c->cred.pid, (unsigned)c->cred.uid, why);
-	if (m && ctl_frame_encode(m, &frame, &n, &err) == 0) {
+	if (m && ctl_frame_encode(m, &frame, &n, err, sizeof(err)) == 0) {
 		ssize_t rc = send(c->w.fd, frame, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		(void)rc;
@@ -101,10 +101,10 @@ static void handle_request(struct cp_admin_conn *c, const json_t *req)
 {
 	const char *cmd;
 	json_t *args, *resp;
-	struct ctl_error cerr;
+	char cerr[CTL_ERR_MAX];
 
-	if (admin_request_parse(req, &cmd, &args, &cerr)) {
-		conn_reject(c, cerr.msg);
+	if (admin_request_parse(req, &cmd, &args, cerr, sizeof(cerr))) {
+		conn_reject(c, cerr);
 		return;
 	}
 	resp = cp_admin_run(c->admin, cmd, args, &c->cred);
@@ -162,7 +162,7 @@ static void conn_feed(struct cp_admin_conn *c, const uint8_t *buf, size_t n)
 		if (c->dead)
 			return;
 		if (rc == CTL_ERROR || (took == 0 && off < n)) {
-			conn_reject(c, c->dec.err.msg);
+			conn_reject(c, c->dec.err);
 			return;
 		}
 	}
@@ -191,7 +191,7 @@ static void on_conn(struct cp_watch *w, uint32_t events)
 		}
 		if (n == 0) {
 			if (ctl_decoder_eof(&c->dec) == CTL_ERROR)
-				conn_reject(c, c->dec.err.msg);
+				conn_reject(c, c->dec.err);
 			else
 				conn_close(c);
 			return;

@@ -33,7 +33,7 @@ static int name_arg(const json_t *args, struct tes_tenant *t, char *err, size_t 
 static int connectors_arg(const json_t *conns, struct tes_tenant *t, char *err, size_t len)
 {
 	struct tes_connector cs[TES_TENANT_CONNECTORS_MAX];
-	struct ctl_error cerr;
+	char cerr[CTL_ERR_MAX];
 	const json_t *c;
 	size_t i;
 
@@ -45,8 +45,8 @@ static int connectors_arg(const json_t *conns, struct tes_tenant *t, char *err, 
 	memset(cs, 0, sizeof(cs));
 	json_array_foreach(conns, i, c)
 	{
-		if (ctl_connector_from_json(c, &cs[i], &cerr)) {
-			snprintf(err, len, "connector %zu: %s", i + 1, cerr.msg);
+		if (ctl_connector_from_json(c, &cs[i], cerr, sizeof(cerr))) {
+			snprintf(err, len, "connector %zu: %s", i + 1, cerr);
 			return -1;
 		}
 	}

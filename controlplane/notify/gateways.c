@@ -80,7 +80,7 @@ static void gw_close(struct cp_gateway *g)
  * frame so its own log says why, and the connection closed. */
 static void gw_reject(struct cp_gateway *g, const char *why)
 {
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	char name[128];
 	uint8_t *frame;
 	size_t n;
@@ -89,7 +89,7 @@ static void gw_reject(struct cp_gateway *g, const char *why)
 	{
 		json_t *m = ctl_error_msg(why);
 
-		if (m && ctl_frame_encode(m, &frame, &n, &err) == 0) {
+		if (m && ctl_frame_encode(m, &frame, &n, err, sizeof(err)) == 0) {
 			ssize_t rc = send(g->w.fd, frame, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 			(void)rc;
@@ -199,14 +199,14 @@ static void start_sync(struct cp_gateway *g)
 static void handle_sighting(struct cp_gateway *g, const json_t *m)
 {
 	struct ctl_sighting s;
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	enum tes_change change;
 	char msg[256], name[128];
 
-	if (ctl_sighting_from_json(m, &s, &err)) {
+	if (ctl_sighting_from_json(m, &s, err, sizeof(err))) {
 		char why[300];
 
-		snprintf(why, sizeof(why), "bad sighting: %s", err.msg);
+		snprintf(why, sizeof(why), "bad sighting: %s", err);
 		gw_reject(g, why);
 		return;
 	}
@@ -223,7 +223,7 @@ static void handle_sighting(struct cp_gateway *g, const json_t *m)
 static void handle_msg(struct cp_gateway *g, json_t *m)
 {
 	const char *type = ctl_msg_type(m);
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	char why[300], name[128];
 
 	if (!type) {
@@ -236,8 +236,8 @@ static void handle_msg(struct cp_gateway *g, json_t *m)
 			gw_reject(g, why);
 			return;
 		}
-		if (ctl_hello_from_json(m, &g->info, &err)) {
-			snprintf(why, sizeof(why), "bad hello: %s", err.msg);
+		if (ctl_hello_from_json(m, &g->info, err, sizeof(err))) {
+			snprintf(why, sizeof(why), "bad hello: %s", err);
 			gw_reject(g, why);
 			return;
 		}
@@ -252,8 +252,8 @@ static void handle_msg(struct cp_gateway *g, json_t *m)
 	} else if (strcmp(type, CTL_T_COUNTERS) == 0) {
 		json_t *c;
 
-		if (ctl_counters_from_json(m, &c, &err)) {
-			snprintf(why, sizeof(why), "bad counters: %s", err.msg);
+		if (ctl_counters_from_json(m, &c, err, sizeof(err))) {
+			snprintf(why, sizeof(why), "bad counters: %s", err);
 			gw_reject(g, why);
 			return;
 		}
@@ -296,7 +296,7 @@ static void on_gw(struct cp_watch *w, uint32_t events)
 		}
 		if (n == 0) {
 			if (ctl_decoder_eof(&g->dec) == CTL_ERROR) {
-				gw_reject(g, g->dec.err.msg);
+				gw_reject(g, g->dec.err);
 			} else {
 				cp_info("%s: disconnected", gw_name(g, name, sizeof(name)));
 				gw_close(g);
@@ -316,11 +316,11 @@ static void on_gw(struct cp_watch *w, uint32_t events)
 			if (g->dead)
 				return;
 			if (rc == CTL_ERROR) {
-				gw_reject(g, g->dec.err.msg);
+				gw_reject(g, g->dec.err);
 				return;
 			}
 			if (took == 0 && off < (size_t)n) {
-				gw_reject(g, g->dec.failed ? g->dec.err.msg : "decoder stalled");
+				gw_reject(g, g->dec.failed ? g->dec.err : "decoder stalled");
 				return;
 			}
 		}
@@ -447,15 +447,15 @@ void cp_gateways_stop(struct cp_gateways *all)
 /* Queue msg to every gateway that said hello (consumes the reference). */
 static void broadcast(struct cp_gateways *all, json_t *msg)
 {
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	uint8_t *frame;
 	size_t n;
 
 	if (!msg)
 		return;
 	ctl_msg_set_gen(msg, ++all->gen);
-	if (ctl_frame_encode(msg, &frame, &n, &err)) {
-		cp_err("cannot send an update to the gateways: %s", err.msg);
+	if (ctl_frame_encode(msg, &frame, &n, err, sizeof(err))) {
+		cp_err("cannot send an update to the gateways: %s", err);
 		json_decref(msg);
 		return;
 	}

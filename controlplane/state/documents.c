@@ -201,13 +201,13 @@ static int fits_a_frame(const struct catalog *cat, const char *builds, const cha
 			const char *compliance, const char *cname, char *err, size_t len)
 {
 	json_t *probe = ctl_catalog_msg(builds, bname, compliance, cname, catalog_version(cat));
-	struct ctl_error e;
+	char e[CTL_ERR_MAX];
 	uint8_t *f;
 	size_t n;
 
-	if (ctl_frame_encode(probe, &f, &n, &e)) {
+	if (ctl_frame_encode(probe, &f, &n, e, sizeof(e))) {
 		json_decref(probe);
-		snprintf(err, len, "catalog too large for the control protocol: %s", e.msg);
+		snprintf(err, len, "catalog too large for the control protocol: %s", e);
 		return -1;
 	}
 	free(f);

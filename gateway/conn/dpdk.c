@@ -1169,7 +1169,8 @@ static const struct obs_row worker_rows[] = {
 	   "TCP segments sent again (data, FIN, SYN; fast retransmits included)"),
 	SF("tes_stack_rto_expirations_total", rto_expired, NULL, "TCP retransmission timeouts"),
 	SF("tes_stack_syn_cookies_sent_total", syn_cookies_sent, NULL,
-	   "SYN-ACKs with a SYN cookie (no half-open entry: the half-open cap or backlog reached, or no slot or memory)"),
+	   "SYN-ACKs with a SYN cookie (no half-open entry: the half-open cap or backlog reached, "
+	   "or no slot or memory)"),
 	SF("tes_stack_syn_cookies_validated_total", syn_cookies_validated, NULL,
 	   "ACKs that carried a valid SYN cookie (a connection made from it)"),
 	SF("tes_stack_syn_cookies_failed_total", syn_cookies_failed, NULL,
@@ -1183,7 +1184,8 @@ static const struct obs_row worker_rows[] = {
 	SF("tes_stack_early_drops_total", early_drops, NULL,
 	   "SYNs from sources in drop, discarded before any state existed"),
 	SF("tes_stack_syn_queue_full_total", syn_queue_full, NULL,
-	   "SYNs past the half-open cap (syn_rcvd_max) or the listener's backlog, answered with a cookie"),
+	   "SYNs past the half-open cap (syn_rcvd_max) or the listener's backlog, answered with a "
+	   "cookie"),
 	SF("tes_stack_resets_received_total", rst_rx, NULL, "TCP resets received"),
 	SF("tes_stack_resets_sent_total", rst_tx, NULL, "TCP resets sent"),
 	SF("tes_stack_idle_timeouts_total", idle_timeouts, NULL,

@@ -185,16 +185,16 @@ static void disconnect(struct ctlclient *cc, const char *why)
  * its bound: the connection is then hopelessly behind and is dropped. */
 static bool send_msg(struct ctlclient *cc, json_t *msg)
 {
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	uint8_t *frame;
 	size_t len;
 
 	if (!msg)
 		return false;
-	int rc = ctl_frame_encode(msg, &frame, &len, &err);
+	int rc = ctl_frame_encode(msg, &frame, &len, err, sizeof(err));
 	json_decref(msg);
 	if (rc != 0) {
-		log_msg(LOG_ERROR, "control: cannot encode a message: %s", err.msg);
+		log_msg(LOG_ERROR, "control: cannot encode a message: %s", err);
 		return true;
 	}
 	if (cc->out_len + len > OUT_MAX) {
@@ -276,11 +276,11 @@ static void apply_delete_server(struct ctlclient *cc, uint32_t tenant_id, const 
 
 static void apply_clock(struct ctlclient *cc, const json_t *msg)
 {
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	int64_t now;
 	bool test_clock;
 
-	if (ctl_clock_from_json(msg, &now, &test_clock, &err) != 0)
+	if (ctl_clock_from_json(msg, &now, &test_clock, err, sizeof(err)) != 0)
 		return;
 	if (!test_clock) {
 		__atomic_store_n(&cc->fixed_now, 0, __ATOMIC_RELAXED);
@@ -297,10 +297,10 @@ static void apply_clock(struct ctlclient *cc, const json_t *msg)
 	__atomic_store_n(&cc->fixed_now, now > 0 ? now : 1, __ATOMIC_RELAXED);
 }
 
-static void reject(struct ctlclient *cc, const char *type, const struct ctl_error *err)
+static void reject(struct ctlclient *cc, const char *type, const char *err)
 {
 	STAT_INC(cc, rejected);
-	log_msg(LOG_WARN, "control: ignoring a %s message from tescontrol: %s", type, err->msg);
+	log_msg(LOG_WARN, "control: ignoring a %s message from tescontrol: %s", type, err);
 }
 
 static void emit_sighting(void *arg, const struct ctl_sighting *s)
@@ -338,33 +338,33 @@ static void set_generation(struct ctlclient *cc, const json_t *msg)
 
 static void apply(struct ctlclient *cc, json_t *msg)
 {
-	struct ctl_error err = { { 0 } };
+	char err[CTL_ERR_MAX] = "";
 	const char *type = ctl_msg_type(msg);
 
 	if (!type) {
-		reject(cc, "typeless", &err);
+		reject(cc, "typeless", err);
 		return;
 	}
 	if (changes_state(type))
 		sightcoal_reset(cc->coal, mono_ms(), emit_sighting, cc);
 	if (!strcmp(type, CTL_T_SERVER)) {
 		struct tes_server s;
-		if (ctl_server_msg_from_json(msg, &s, &err) != 0) {
-			reject(cc, type, &err);
+		if (ctl_server_msg_from_json(msg, &s, err, sizeof(err)) != 0) {
+			reject(cc, type, err);
 			return;
 		}
 		apply_server(cc, &s);
 	} else if (!strcmp(type, CTL_T_TENANT)) {
 		struct tes_tenant t;
-		if (ctl_tenant_msg_from_json(msg, &t, &err) != 0) {
-			reject(cc, type, &err);
+		if (ctl_tenant_msg_from_json(msg, &t, err, sizeof(err)) != 0) {
+			reject(cc, type, err);
 			return;
 		}
 		enfstate_tenant_put(cc->p.st, &t);
 	} else if (!strcmp(type, CTL_T_DELETE)) {
 		struct ctl_delete d;
-		if (ctl_delete_from_json(msg, &d, &err) != 0) {
-			reject(cc, type, &err);
+		if (ctl_delete_from_json(msg, &d, err, sizeof(err)) != 0) {
+			reject(cc, type, err);
 			return;
 		}
 		if (d.server)
@@ -373,16 +373,16 @@ static void apply(struct ctlclient *cc, json_t *msg)
 			enfstate_tenant_del(cc->p.st, d.tenant_id);
 	} else if (!strcmp(type, CTL_T_POLICY)) {
 		struct tes_policy pol;
-		if (ctl_policy_from_json(msg, &pol, &err) != 0) {
-			reject(cc, type, &err);
+		if (ctl_policy_from_json(msg, &pol, err, sizeof(err)) != 0) {
+			reject(cc, type, err);
 			return;
 		}
 		enfstate_policy_set(cc->p.st, &pol);
 		log_msg(LOG_INFO, "control: policy updated");
 	} else if (!strcmp(type, CTL_T_CATALOG)) {
-		struct catalog *c = ctl_catalog_from_json(msg, &err);
+		struct catalog *c = ctl_catalog_from_json(msg, err, sizeof(err));
 		if (!c) {
-			reject(cc, type, &err);
+			reject(cc, type, err);
 			return;
 		}
 		log_msg(LOG_INFO, "control: catalog %s in force", catalog_version(c));
@@ -407,7 +407,7 @@ static void apply(struct ctlclient *cc, json_t *msg)
 		apply_clock(cc, msg);
 	} else if (!strcmp(type, CTL_T_ACK)) {
 		struct ctl_ack a;
-		if (ctl_ack_from_json(msg, &a, &err) == 0) {
+		if (ctl_ack_from_json(msg, &a, err, sizeof(err)) == 0) {
 			STAT_INC(cc, acks);
 			if (!a.ok)
 				log_msg(LOG_WARN, "control: sighting %llu refused: %s",
@@ -416,7 +416,7 @@ static void apply(struct ctlclient *cc, json_t *msg)
 		return;
 	} else if (!strcmp(type, CTL_T_ERROR)) {
 		const char *m = "";
-		ctl_get_str(msg, "message", &m, &err);
+		ctl_get_str(msg, "message", &m, err, sizeof(err));
 		log_msg(LOG_WARN, "control: tescontrol says: %.200s", m);
 		return;
 	} else {
@@ -456,8 +456,7 @@ static void read_in(struct ctlclient *cc)
 					break;
 				if (rc == CTL_ERROR) {
 					char why[300];
-					snprintf(why, sizeof(why), "bad frame: %s",
-						 cc->dec.err.msg);
+					snprintf(why, sizeof(why), "bad frame: %s", cc->dec.err);
 					disconnect(cc, why);
 					return;
 				}
@@ -465,7 +464,7 @@ static void read_in(struct ctlclient *cc)
 				json_decref(msg);
 			}
 			if (used == 0 && cc->dec.failed) {
-				disconnect(cc, cc->dec.err.msg);
+				disconnect(cc, cc->dec.err);
 				return;
 			}
 		}

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void decode_message(json_t *msg)
 {
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	const char *type = ctl_msg_type(msg);
 	union {
 		struct tes_server server;
@@ -32,20 +32,20 @@ static void decode_message(json_t *msg)
 	if (!type)
 		return;
 	/* every decoder on every message: a decoder must cope with the wrong type */
-	ctl_hello_from_json(msg, &u.hello, &err);
-	ctl_sighting_from_json(msg, &u.sighting, &err);
-	ctl_server_msg_from_json(msg, &u.server, &err);
-	ctl_tenant_msg_from_json(msg, &u.tenant, &err);
-	ctl_delete_from_json(msg, &u.del, &err);
-	ctl_ack_from_json(msg, &u.ack, &err);
-	ctl_clock_from_json(msg, &now, &test_clock, &err);
-	ctl_policy_from_json(msg, &u.policy, &err);
-	if (ctl_counters_from_json(msg, &counters, &err) == 0)
+	ctl_hello_from_json(msg, &u.hello, err, sizeof(err));
+	ctl_sighting_from_json(msg, &u.sighting, err, sizeof(err));
+	ctl_server_msg_from_json(msg, &u.server, err, sizeof(err));
+	ctl_tenant_msg_from_json(msg, &u.tenant, err, sizeof(err));
+	ctl_delete_from_json(msg, &u.del, err, sizeof(err));
+	ctl_ack_from_json(msg, &u.ack, err, sizeof(err));
+	ctl_clock_from_json(msg, &now, &test_clock, err, sizeof(err));
+	ctl_policy_from_json(msg, &u.policy, err, sizeof(err));
+	if (ctl_counters_from_json(msg, &counters, err, sizeof(err)) == 0)
 		json_decref(counters);
-	struct catalog *c = ctl_catalog_from_json(msg, &err);
+	struct catalog *c = ctl_catalog_from_json(msg, err, sizeof(err));
 	if (c)
 		catalog_free(c);
-	if (!memchr(err.msg, '\0', sizeof(err.msg)))
+	if (!memchr(err, '\0', sizeof(err)))
 		abort();
 }
 

@@ -32,9 +32,9 @@ static void send_frame(int fd, json_t *m)
 {
 	uint8_t *f;
 	size_t n;
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 
-	assert_int_equal(ctl_frame_encode(m, &f, &n, &err), 0);
+	assert_int_equal(ctl_frame_encode(m, &f, &n, err, sizeof(err)), 0);
 	assert_int_equal(write(fd, f, n), (ssize_t)n);
 	free(f);
 	json_decref(m);

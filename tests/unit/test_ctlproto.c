@@ -132,8 +132,8 @@ static void expect_error(const uint8_t *data, size_t len, size_t max, bool at_eo
 		rc = ctl_decoder_eof(&d);
 	}
 	assert_int_equal(rc, CTL_ERROR);
-	if (!strstr(d.err.msg, needle))
-		fail_msg("error \"%s\" lacks \"%s\"", d.err.msg, needle);
+	if (!strstr(d.err, needle))
+		fail_msg("error \"%s\" lacks \"%s\"", d.err, needle);
 	/* Sticky: the stream stays failed. */
 	assert_int_equal(ctl_decoder_feed(&d, "xx", 2), 0);
 	{
@@ -242,14 +242,14 @@ static void test_decoder_releases_big_buffers(void **state)
 static void test_encode(void **state)
 {
 	json_t *m = ctl_msg_new("hello"), *back;
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	struct ctl_decoder d;
 	uint8_t *f;
 	size_t n;
 	char *big;
 
 	(void)state;
-	assert_int_equal(ctl_frame_encode(m, &f, &n, &err), 0);
+	assert_int_equal(ctl_frame_encode(m, &f, &n, err, sizeof(err)), 0);
 	assert_int_equal(((size_t)f[0] << 24 | (size_t)f[1] << 16 | (size_t)f[2] << 8 | f[3]),
 			 n - 4);
 	assert_memory_equal(f + 4, "{\"v\":1,\"type\":\"hello\"}", n - 4);
@@ -265,9 +265,9 @@ static void test_encode(void **state)
 	memset(big, 'a', CTL_FRAME_MAX);
 	big[CTL_FRAME_MAX] = '\0';
 	json_object_set_new(m, "pad", json_string(big));
-	assert_int_equal(ctl_frame_encode(m, &f, &n, &err), -1);
+	assert_int_equal(ctl_frame_encode(m, &f, &n, err, sizeof(err)), -1);
 	assert_null(f);
-	assert_non_null(strstr(err.msg, "exceeds the frame limit"));
+	assert_non_null(strstr(err, "exceeds the frame limit"));
 	free(big);
 	json_decref(m);
 }
@@ -294,7 +294,7 @@ static void sample_server(struct tes_server *s)
 static void test_server_roundtrip(void **state)
 {
 	struct tes_server s, back;
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	json_t *j;
 
 	(void)state;
@@ -302,7 +302,7 @@ static void test_server_roundtrip(void **state)
 	j = ctl_server_to_json(&s);
 	assert_string_equal(json_string_value(json_object_get(j, "build")), "15.1.2507.35");
 	assert_string_equal(json_string_value(json_object_get(j, "family")), "2016");
-	assert_int_equal(ctl_server_from_json(j, &back, &err), 0);
+	assert_int_equal(ctl_server_from_json(j, &back, err, sizeof(err)), 0);
 	assert_memory_equal(&s, &back, sizeof(s));
 	json_decref(j);
 }
@@ -312,13 +312,13 @@ static void expect_server_error(const char *json, const char *needle)
 	json_error_t jerr;
 	json_t *j = json_loads(json, 0, &jerr);
 	struct tes_server s;
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 
 	assert_non_null(j);
 	memset(&s, 0x5a, sizeof(s));
-	assert_int_equal(ctl_server_from_json(j, &s, &err), -1);
-	if (!strstr(err.msg, needle))
-		fail_msg("error \"%s\" lacks \"%s\"", err.msg, needle);
+	assert_int_equal(ctl_server_from_json(j, &s, err, sizeof(err)), -1);
+	if (!strstr(err, needle))
+		fail_msg("error \"%s\" lacks \"%s\"", err, needle);
 	json_decref(j);
 }
 
@@ -372,7 +372,7 @@ static void test_server_rejects(void **state)
 static void test_tenant_roundtrip(void **state)
 {
 	struct tes_tenant t, back;
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	json_t *j;
 
 	(void)state;
@@ -388,7 +388,7 @@ static void test_tenant_roundtrip(void **state)
 	t.pause.year = 2024;
 	t.pause.days_used = 12;
 	j = ctl_tenant_to_json(&t);
-	assert_int_equal(ctl_tenant_from_json(j, &back, &err), 0);
+	assert_int_equal(ctl_tenant_from_json(j, &back, err, sizeof(err)), 0);
 	assert_memory_equal(&t, &back, sizeof(t));
 	assert_string_equal(json_string_value(json_object_get(
 				    json_array_get(json_object_get(j, "connectors"), 1), "range")),
@@ -397,11 +397,11 @@ static void test_tenant_roundtrip(void **state)
 
 	j = json_pack("{s:i, s:s, s:[{s:s}]}", "id", 1, "name", "x", "connectors", "range",
 		      "10.0.0.1/8");
-	assert_int_equal(ctl_tenant_from_json(j, &back, &err), -1);
-	assert_non_null(strstr(err.msg, "bad connector range"));
+	assert_int_equal(ctl_tenant_from_json(j, &back, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "bad connector range"));
 	json_decref(j);
 	j = json_pack("{s:i, s:s}", "id", 0, "name", "x");
-	assert_int_equal(ctl_tenant_from_json(j, &back, &err), -1);
+	assert_int_equal(ctl_tenant_from_json(j, &back, err, sizeof(err)), -1);
 	json_decref(j);
 }
 
@@ -409,7 +409,7 @@ static void test_tenant_roundtrip(void **state)
  * without one (or with a bad one) has none. */
 static void test_generation(void **state)
 {
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	struct ctl_decoder d;
 	uint8_t *frame;
 	size_t n;
@@ -419,7 +419,7 @@ static void test_generation(void **state)
 	(void)state;
 	assert_false(ctl_msg_gen(j, &gen));
 	ctl_msg_set_gen(j, UINT64_C(1796590975123456));
-	assert_int_equal(ctl_frame_encode(j, &frame, &n, &err), 0);
+	assert_int_equal(ctl_frame_encode(j, &frame, &n, err, sizeof(err)), 0);
 	ctl_decoder_init(&d, 0);
 	assert_int_equal(ctl_decoder_feed(&d, frame, n), n);
 	assert_int_equal(ctl_decoder_next(&d, &back), CTL_FRAME);
@@ -440,7 +440,7 @@ static void test_messages(void **state)
 	struct ctl_sighting s, sb;
 	struct ctl_hello h = { "gw-1", "0.1.0" }, hb;
 	struct ctl_delete del;
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	struct tes_server srv;
 	json_t *j, *c;
 
@@ -459,38 +459,38 @@ static void test_messages(void **state)
 	assert_string_equal(ctl_msg_type(j), CTL_T_SIGHTING);
 	assert_string_equal(json_string_value(json_object_get(j, "source")), "192.0.2.1");
 	assert_null(json_object_get(j, "count")); /* one message: none on the wire */
-	assert_int_equal(ctl_sighting_from_json(j, &sb, &err), 0);
+	assert_int_equal(ctl_sighting_from_json(j, &sb, err, sizeof(err)), 0);
 	assert_memory_equal(&s, &sb, sizeof(s));
 	json_decref(j);
 	/* a coalesced sighting carries its count */
 	s.count = 4000000000u;
 	j = ctl_sighting_to_json(&s);
 	assert_int_equal(json_integer_value(json_object_get(j, "count")), 4000000000);
-	assert_int_equal(ctl_sighting_from_json(j, &sb, &err), 0);
+	assert_int_equal(ctl_sighting_from_json(j, &sb, err, sizeof(err)), 0);
 	assert_int_equal(sb.count, 4000000000u);
 	json_object_set_new(j, "count", json_integer(0));
-	assert_int_equal(ctl_sighting_from_json(j, &sb, &err), -1);
-	assert_non_null(strstr(err.msg, "\"count\""));
+	assert_int_equal(ctl_sighting_from_json(j, &sb, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "\"count\""));
 	json_object_set_new(j, "count", json_integer(1ll << 32));
-	assert_int_equal(ctl_sighting_from_json(j, &sb, &err), -1);
+	assert_int_equal(ctl_sighting_from_json(j, &sb, err, sizeof(err)), -1);
 	json_object_set_new(j, "count", json_integer(1));
 	json_object_set_new(j, "class", json_string("dubious"));
-	assert_int_equal(ctl_sighting_from_json(j, &sb, &err), -1);
-	assert_non_null(strstr(err.msg, "\"class\""));
+	assert_int_equal(ctl_sighting_from_json(j, &sb, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "\"class\""));
 	json_decref(j);
 
 	j = ctl_hello_to_json(&h);
-	assert_int_equal(ctl_hello_from_json(j, &hb, &err), 0);
+	assert_int_equal(ctl_hello_from_json(j, &hb, err, sizeof(err)), 0);
 	assert_string_equal(hb.gateway, "gw-1");
 	json_decref(j);
 
 	j = ctl_delete_server_msg(3, "ex.local");
-	assert_int_equal(ctl_delete_from_json(j, &del, &err), 0);
+	assert_int_equal(ctl_delete_from_json(j, &del, err, sizeof(err)), 0);
 	assert_true(del.server);
 	assert_string_equal(del.fqdn, "ex.local");
 	json_decref(j);
 	j = ctl_delete_tenant_msg(9);
-	assert_int_equal(ctl_delete_from_json(j, &del, &err), 0);
+	assert_int_equal(ctl_delete_from_json(j, &del, err, sizeof(err)), 0);
 	assert_false(del.server);
 	assert_int_equal(del.tenant_id, 9);
 	json_decref(j);
@@ -498,24 +498,24 @@ static void test_messages(void **state)
 	c = json_pack("{s:i}", "accepted", 5);
 	j = ctl_counters_to_json(c);
 	json_decref(c);
-	assert_int_equal(ctl_counters_from_json(j, &c, &err), 0);
+	assert_int_equal(ctl_counters_from_json(j, &c, err, sizeof(err)), 0);
 	assert_int_equal(json_integer_value(json_object_get(c, "accepted")), 5);
 	json_decref(c);
 	json_object_set_new(json_object_get(j, "counters"), "bad", json_string("x"));
-	assert_int_equal(ctl_counters_from_json(j, &c, &err), -1);
+	assert_int_equal(ctl_counters_from_json(j, &c, err, sizeof(err)), -1);
 	json_decref(j);
 
 	sample_server(&srv);
 	j = ctl_server_msg(&srv, 3, TES_STATUS_THROTTLING, 99);
 	assert_string_equal(json_string_value(json_object_get(j, "status")), "Throttling");
-	assert_int_equal(ctl_server_msg_from_json(j, &srv, &err), 0);
+	assert_int_equal(ctl_server_msg_from_json(j, &srv, err, sizeof(err)), 0);
 	json_decref(j);
 
 	j = ctl_ack_msg(42, false, "none", "unknown tenant 3");
 	{
 		struct ctl_ack a;
 
-		assert_int_equal(ctl_ack_from_json(j, &a, &err), 0);
+		assert_int_equal(ctl_ack_from_json(j, &a, err, sizeof(err)), 0);
 		assert_false(a.ok);
 		assert_int_equal(a.seq, 42);
 		assert_string_equal(a.error, "unknown tenant 3");
@@ -526,7 +526,7 @@ static void test_messages(void **state)
 		int64_t now;
 		bool test;
 
-		assert_int_equal(ctl_clock_from_json(j, &now, &test, &err), 0);
+		assert_int_equal(ctl_clock_from_json(j, &now, &test, err, sizeof(err)), 0);
 		assert_int_equal(now, 1704067200);
 		assert_true(test);
 	}
@@ -538,12 +538,12 @@ static void test_messages(void **state)
 		t.id = 5;
 		snprintf(t.name, sizeof(t.name), "T");
 		j = ctl_tenant_msg(&t);
-		assert_int_equal(ctl_tenant_msg_from_json(j, &tb, &err), 0);
+		assert_int_equal(ctl_tenant_msg_from_json(j, &tb, err, sizeof(err)), 0);
 		assert_int_equal(tb.id, 5);
 		json_decref(j);
 		j = ctl_msg_new(CTL_T_TENANT);
-		assert_int_equal(ctl_tenant_msg_from_json(j, &tb, &err), -1);
-		assert_non_null(strstr(err.msg, "tenant:"));
+		assert_int_equal(ctl_tenant_msg_from_json(j, &tb, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "tenant:"));
 		json_decref(j);
 	}
 }
@@ -574,30 +574,30 @@ static void test_policy_and_catalog_messages(void **state)
 	char *builds = slurp("exchange-builds.csv"), *comp = slurp("compliance.conf");
 	char *pol = slurp("policy.conf");
 	struct tes_policy p, def;
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	struct catalog *cat;
 	json_t *j;
 
 	(void)state;
 	j = ctl_policy_msg(pol, "policy.conf", "v1");
-	assert_int_equal(ctl_policy_from_json(j, &p, &err), 0);
+	assert_int_equal(ctl_policy_from_json(j, &p, err, sizeof(err)), 0);
 	tes_policy_default(&def);
 	assert_true(tes_policy_equal(&p, &def));
 	json_decref(j);
 	j = ctl_policy_msg("[stages]\n2 = 30 70 0\n", "bad.conf", "v2");
-	assert_int_equal(ctl_policy_from_json(j, &p, &err), -1);
-	assert_non_null(strstr(err.msg, "bad.conf:2"));
+	assert_int_equal(ctl_policy_from_json(j, &p, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "bad.conf:2"));
 	json_decref(j);
 
 	j = ctl_catalog_msg(builds, "exchange-builds.csv", comp, "compliance.conf", "x");
-	cat = ctl_catalog_from_json(j, &err);
+	cat = ctl_catalog_from_json(j, err, sizeof(err));
 	assert_non_null(cat);
 	assert_true(catalog_size(cat) > 400);
 	catalog_free(cat);
 	json_decref(j);
 	j = ctl_catalog_msg(builds, "b.csv", "2016 CU99 from 1.2.3.4\n", "c.conf", "x");
-	assert_null(ctl_catalog_from_json(j, &err));
-	assert_non_null(strstr(err.msg, "c.conf:1"));
+	assert_null(ctl_catalog_from_json(j, err, sizeof(err)));
+	assert_non_null(strstr(err, "c.conf:1"));
 	json_decref(j);
 	/* The shipped catalog fits a frame with room to spare. */
 	{
@@ -605,7 +605,7 @@ static void test_policy_and_catalog_messages(void **state)
 		size_t n;
 
 		j = ctl_catalog_msg(builds, "exchange-builds.csv", comp, "compliance.conf", "x");
-		assert_int_equal(ctl_frame_encode(j, &f, &n, &err), 0);
+		assert_int_equal(ctl_frame_encode(j, &f, &n, err, sizeof(err)), 0);
 		assert_true(n < CTL_FRAME_MAX / 8);
 		free(f);
 		json_decref(j);
@@ -621,7 +621,7 @@ static void test_issue13_members(void **state)
 	struct tes_server s, back;
 	struct tes_tenant t, tb;
 	struct tes_policy p, q;
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	json_t *j, *m;
 	const char *full = "[ageing]\nstale_after = 10\nforget_after = 20\n";
 
@@ -640,26 +640,26 @@ static void test_issue13_members(void **state)
 	s.source_seen[1] = 1704070000;
 	s.stale_seconds = 86400;
 	j = ctl_server_to_json(&s);
-	assert_int_equal(ctl_server_from_json(j, &back, &err), 0);
+	assert_int_equal(ctl_server_from_json(j, &back, err, sizeof(err)), 0);
 	assert_memory_equal(&s, &back, sizeof(s));
 	/* without them (a first-release tescontrol): unknown seen times, no
 	 * stale time */
 	json_object_del(j, "source_seen");
 	json_object_del(j, "stale_seconds");
-	assert_int_equal(ctl_server_from_json(j, &back, &err), 0);
+	assert_int_equal(ctl_server_from_json(j, &back, err, sizeof(err)), 0);
 	assert_int_equal(back.source_seen[0], 0);
 	assert_int_equal(back.stale_seconds, 0);
 	/* one time per source, times only */
 	json_object_set_new(j, "source_seen", json_pack("[i]", 5));
-	assert_int_equal(ctl_server_from_json(j, &back, &err), -1);
-	assert_non_null(strstr(err.msg, "source_seen"));
+	assert_int_equal(ctl_server_from_json(j, &back, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "source_seen"));
 	json_object_set_new(j, "source_seen", json_pack("[i, s]", 5, "x"));
-	assert_int_equal(ctl_server_from_json(j, &back, &err), -1);
+	assert_int_equal(ctl_server_from_json(j, &back, err, sizeof(err)), -1);
 	json_object_set_new(j, "source_seen", json_pack("[i, i]", 5, -1));
-	assert_int_equal(ctl_server_from_json(j, &back, &err), -1);
+	assert_int_equal(ctl_server_from_json(j, &back, err, sizeof(err)), -1);
 	json_object_del(j, "source_seen");
 	json_object_set_new(j, "stale_seconds", json_integer(-5));
-	assert_int_equal(ctl_server_from_json(j, &back, &err), -1);
+	assert_int_equal(ctl_server_from_json(j, &back, err, sizeof(err)), -1);
 	json_decref(j);
 
 	memset(&t, 0, sizeof(t));
@@ -670,7 +670,7 @@ static void test_issue13_members(void **state)
 	json_decref(j);
 	t.at_server_cap = true;
 	m = ctl_tenant_msg(&t);
-	assert_int_equal(ctl_tenant_msg_from_json(m, &tb, &err), 0);
+	assert_int_equal(ctl_tenant_msg_from_json(m, &tb, err, sizeof(err)), 0);
 	assert_true(tb.at_server_cap);
 	json_decref(m);
 
@@ -679,11 +679,11 @@ static void test_issue13_members(void **state)
 	m = ctl_policy_msg(full, "p.conf", "v");
 	assert_non_null(json_object_get(m, "full_text"));
 	assert_null(strstr(json_string_value(json_object_get(m, "text")), "ageing"));
-	assert_int_equal(ctl_policy_from_json(m, &p, &err), 0);
+	assert_int_equal(ctl_policy_from_json(m, &p, err, sizeof(err)), 0);
 	assert_int_equal(p.stale_after_days, 10);
 	assert_int_equal(p.forget_after_days, 20);
 	json_object_del(m, "full_text");
-	assert_int_equal(ctl_policy_from_json(m, &q, &err), 0);
+	assert_int_equal(ctl_policy_from_json(m, &q, err, sizeof(err)), 0);
 	tes_policy_default(&p);
 	assert_true(tes_policy_equal(&p, &q));
 	json_decref(m);
@@ -693,31 +693,31 @@ static void test_issue13_members(void **state)
 static void test_admin_messages(void **state)
 {
 	json_t *req = admin_request(ADMIN_REPORT, json_pack("{s:i}", "tenant", 7)), *args, *res;
-	struct ctl_error err;
+	char err[CTL_ERR_MAX];
 	const char *cmd, *e;
 	bool ok;
 
 	(void)state;
-	assert_int_equal(admin_request_parse(req, &cmd, &args, &err), 0);
+	assert_int_equal(admin_request_parse(req, &cmd, &args, err, sizeof(err)), 0);
 	assert_string_equal(cmd, "report");
 	assert_int_equal(json_integer_value(json_object_get(args, "tenant")), 7);
 	json_decref(req);
 	req = json_pack("{s:i, s:s, s:i}", "v", 1, "cmd", "x", "args", 3);
-	assert_int_equal(admin_request_parse(req, &cmd, &args, &err), -1);
+	assert_int_equal(admin_request_parse(req, &cmd, &args, err, sizeof(err)), -1);
 	json_decref(req);
 
 	res = admin_response_error("quota %d", 5);
-	assert_int_equal(admin_response_parse(res, &ok, &args, &e, &err), 0);
+	assert_int_equal(admin_response_parse(res, &ok, &args, &e, err, sizeof(err)), 0);
 	assert_false(ok);
 	assert_string_equal(e, "quota 5");
 	json_decref(res);
 	res = admin_response_ok(json_integer(3));
-	assert_int_equal(admin_response_parse(res, &ok, &args, &e, &err), 0);
+	assert_int_equal(admin_response_parse(res, &ok, &args, &e, err, sizeof(err)), 0);
 	assert_true(ok);
 	assert_int_equal(json_integer_value(args), 3);
 	json_decref(res);
 	res = json_pack("{s:i}", "v", 1);
-	assert_int_equal(admin_response_parse(res, &ok, &args, &e, &err), -1);
+	assert_int_equal(admin_response_parse(res, &ok, &args, &e, err, sizeof(err)), -1);
 	json_decref(res);
 }
 
