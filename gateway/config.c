@@ -260,23 +260,23 @@ bool config_parse_listen(const char *s, struct sockaddr_storage *out)
 	return false;
 }
 
-static bool set_string(char *dst, size_t size, const char *v, char *err, size_t errlen)
+static int set_string(char *dst, size_t size, const char *v, char *err, size_t errlen)
 {
 	if (strlen(v) >= size) {
 		snprintf(err, errlen, "too long (at most %zu characters)", size - 1);
-		return false;
+		return -1;
 	}
 	memcpy(dst, v, strlen(v) + 1);
-	return true;
+	return 0;
 }
 
 /* ---- one parser per key type: v into the key's field (k->off in struct
  * tes_config, k->size octets), or false with err set ---- */
 
-typedef bool (*parse_fn)(const struct key *k, void *field, const char *v, char *err, size_t errlen);
+typedef int (*parse_fn)(const struct key *k, void *field, const char *v, char *err, size_t errlen);
 
 /* K_UINT, K_SIZE, K_SECS: a number in range, stored as the field's width. */
-static bool p_number(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_number(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	static const uint64_t size_mult[] = { 1024,       1024,       1ull << 20,
 					      1ull << 20, 1ull << 30, 1ull << 30 };
@@ -291,66 +291,66 @@ static bool p_number(const struct key *k, void *field, const char *v, char *err,
 			 k->type == K_UINT   ? "whole number"
 			 : k->type == K_SIZE ? "size (a number, optionally K, M or G)"
 					     : "duration (seconds, optionally s, m, h or d)");
-		return false;
+		return -1;
 	}
 	if (n < k->min || n > k->max) {
 		snprintf(err, errlen, "%llu is out of range %llu..%llu", (unsigned long long)n,
 			 (unsigned long long)k->min, (unsigned long long)k->max);
-		return false;
+		return -1;
 	}
 	if (k->size == sizeof(uint64_t))
 		*(uint64_t *)field = n;
 	else
 		*(uint32_t *)field = (uint32_t)n;
-	return true;
+	return 0;
 }
 
-static bool p_host(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_host(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	if (!valid_host(v)) {
 		snprintf(err, errlen, "'%s' is not a host name (letters, digits, '.', '-')", v);
-		return false;
+		return -1;
 	}
 	return set_string(field, k->size, v, err, errlen);
 }
 
-static bool p_text(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_text(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	for (const char *p = v; *p; p++) {
 		if (*p < 0x20 || *p > 0x7e) {
 			snprintf(err, errlen, "only printable ASCII is allowed");
-			return false;
+			return -1;
 		}
 	}
 	if (strlen(v) > 200) {
 		snprintf(err, errlen, "too long (at most 200 characters)");
-		return false;
+		return -1;
 	}
 	return set_string(field, k->size, v, err, errlen);
 }
 
-static bool p_path(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_path(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	if (k->type == K_PATH && !*v) {
 		snprintf(err, errlen, "a path is required");
-		return false;
+		return -1;
 	}
 	return set_string(field, k->size, v, err, errlen);
 }
 
-static bool p_listen(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_listen(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	(void)k;
 	if (!config_parse_listen(v, field)) {
 		snprintf(err, errlen, "'%s' is not ADDRESS:PORT (192.0.2.1:25 or [2001:db8::1]:25)",
 			 v);
-		return false;
+		return -1;
 	}
-	return true;
+	return 0;
 }
 
 /* metrics_listen: the text as given, and parsed. */
-static bool p_metrics(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_metrics(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	struct metrics_settings *m = field;
 	struct sockaddr_storage ss;
@@ -360,26 +360,26 @@ static bool p_metrics(const struct key *k, void *field, const char *v, char *err
 	if (*v && !config_parse_listen(v, &ss)) {
 		snprintf(err, errlen,
 			 "'%s' is not ADDRESS:PORT (127.0.0.1:9465 or [::1]:9465) or empty", v);
-		return false;
+		return -1;
 	}
-	if (!set_string(m->listen, sizeof(m->listen), v, err, errlen))
-		return false;
+	if (set_string(m->listen, sizeof(m->listen), v, err, errlen))
+		return -1;
 	m->addr = ss;
-	return true;
+	return 0;
 }
 
-static bool p_io(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_io(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	(void)k;
 	if (strcmp(v, "kernel") != 0 && strcmp(v, "dpdk") != 0) {
 		snprintf(err, errlen, "'%s' is not kernel or dpdk", v);
-		return false;
+		return -1;
 	}
 	*(bool *)field = strcmp(v, "dpdk") == 0;
-	return true;
+	return 0;
 }
 
-static bool p_v4prefix(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_v4prefix(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	char a[24];
 	struct in_addr ia;
@@ -391,53 +391,53 @@ static bool p_v4prefix(const struct key *k, void *field, const char *v, char *er
 	if (*v &&
 	    (strlen(v) >= sizeof(a) || inet_pton(AF_INET, a, &ia) != 1 || plen < 1 || plen > 32)) {
 		snprintf(err, errlen, "'%s' is not an IPv4 address (A.B.C.D/len) or empty", v);
-		return false;
+		return -1;
 	}
 	return set_string(field, k->size, v, err, errlen);
 }
 
-static bool p_level(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_level(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	(void)k;
 	if (!log_level_from_name(v, field)) {
 		snprintf(err, errlen, "'%s' is not one of error, warn, info, debug", v);
-		return false;
+		return -1;
 	}
-	return true;
+	return 0;
 }
 
-static bool p_delivery(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_delivery(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	if (strcmp(v, "spool") != 0 && strcmp(v, "smtp") != 0 && strcmp(v, "discard") != 0) {
 		snprintf(err, errlen, "'%s' is not a delivery backend (spool, smtp, discard)", v);
-		return false;
+		return -1;
 	}
 	return set_string(field, k->size, v, err, errlen);
 }
 
-static bool p_relayhost(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_relayhost(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	struct in6_addr a6;
 	if (*v && !valid_host(v) && inet_pton(AF_INET6, v, &a6) != 1) {
 		snprintf(err, errlen, "'%s' is not a host name or an IP address", v);
-		return false;
+		return -1;
 	}
 	return set_string(field, k->size, v, err, errlen);
 }
 
-static bool p_bool(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_bool(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	(void)k;
 	if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
 		snprintf(err, errlen, "'%s' is not yes or no", v);
-		return false;
+		return -1;
 	}
 	*(bool *)field = v[0] == 'y';
-	return true;
+	return 0;
 }
 
 /* cpus: into the transports' settings (cpus and ncpus). */
-static bool p_cpus(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_cpus(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	struct gw_io_settings *io = field;
 	unsigned cnt = 0;
@@ -448,17 +448,17 @@ static bool p_cpus(const struct key *k, void *field, const char *v, char *err, s
 		char *end;
 		if (!isdigit((unsigned char)*p)) {
 			snprintf(err, errlen, "'%s' is not a comma-separated list of CPUs", v);
-			return false;
+			return -1;
 		}
 		errno = 0;
 		unsigned long cpu = strtoul(p, &end, 10);
 		if (errno || cpu >= CPU_SETSIZE) {
 			snprintf(err, errlen, "CPU number out of range");
-			return false;
+			return -1;
 		}
 		if (cnt >= GW_MAX_WORKERS) {
 			snprintf(err, errlen, "more than %d CPUs", GW_MAX_WORKERS);
-			return false;
+			return -1;
 		}
 		io->cpus[cnt++] = (int)cpu;
 		p = end;
@@ -470,19 +470,19 @@ static bool p_cpus(const struct key *k, void *field, const char *v, char *err, s
 				p++;
 			if (!*p) {
 				snprintf(err, errlen, "trailing comma");
-				return false;
+				return -1;
 			}
 		} else if (*p) {
 			snprintf(err, errlen, "'%s' is not a comma-separated list of CPUs", v);
-			return false;
+			return -1;
 		}
 	}
 	io->ncpus = cnt;
-	return true;
+	return 0;
 }
 
 /* own_hop_skip: the whole exdetect_config, replaced. */
-static bool p_skip(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+static int p_skip(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	struct exdetect_config x;
 	const char *p = v;
@@ -499,18 +499,18 @@ static bool p_skip(const struct key *k, void *field, const char *v, char *err, s
 		if (len > EXDETECT_HOST_MAX) {
 			snprintf(err, errlen, "a pattern is longer than %d characters",
 				 EXDETECT_HOST_MAX);
-			return false;
+			return -1;
 		}
 		memcpy(pat, p, len);
 		pat[len] = '\0';
 		if (!exdetect_add_skip(&x, pat)) {
 			snprintf(err, errlen, "more than %d patterns", EXDETECT_MAX_SKIP);
-			return false;
+			return -1;
 		}
 		p += len;
 	}
 	*(struct exdetect_config *)field = x;
-	return true;
+	return 0;
 }
 
 static const parse_fn parsers[] = {
@@ -525,22 +525,21 @@ static const parse_fn parsers[] = {
 	[K_V4PREFIX] = p_v4prefix,
 };
 
-static bool apply(struct tes_config *c, const struct key *k, const char *v, char *err,
-		  size_t errlen)
+static int apply(struct tes_config *c, const struct key *k, const char *v, char *err, size_t errlen)
 {
 	if ((size_t)k->type >= sizeof(parsers) / sizeof(parsers[0]) || !parsers[k->type]) {
 		snprintf(err, errlen, "unknown key type");
-		return false;
+		return -1;
 	}
 	return parsers[k->type](k, (char *)c + k->off, v, err, errlen);
 }
 
-bool config_set(struct tes_config *c, const char *key, const char *value, char *err, size_t errlen)
+int config_set(struct tes_config *c, const char *key, const char *value, char *err, size_t errlen)
 {
 	const struct key *k = find_key(key);
 	if (!k) {
 		snprintf(err, errlen, "unknown key");
-		return false;
+		return -1;
 	}
 	return apply(c, k, value, err, errlen);
 }
@@ -550,7 +549,7 @@ void config_defaults(struct tes_config *c)
 	char err[256];
 	memset(c, 0, sizeof(*c));
 	for (size_t i = 0; i < NKEYS; i++) {
-		if (keys[i].def && !apply(c, &keys[i], keys[i].def, err, sizeof(err))) {
+		if (keys[i].def && apply(c, &keys[i], keys[i].def, err, sizeof(err))) {
 			/* A bad default is a bug in the table above, caught by any run. */
 			fprintf(stderr, "tesgate: bad default for %s: %s\n", keys[i].name, err);
 			abort();
@@ -574,12 +573,12 @@ static char *trim(char *s)
 	return s;
 }
 
-bool config_load(struct tes_config *c, const char *path, char *err, size_t errlen)
+int config_load(struct tes_config *c, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return false;
+		return -1;
 	}
 	unsigned seen[NKEYS] = { 0 }; /* line each key was set on */
 	char line[4096];
@@ -626,7 +625,7 @@ bool config_load(struct tes_config *c, const char *path, char *err, size_t errle
 		}
 		seen[ki] = lineno;
 		char why[256];
-		if (!apply(c, k, val, why, sizeof(why))) {
+		if (apply(c, k, val, why, sizeof(why))) {
 			snprintf(err, errlen, "%s:%u: %s: %s", path, lineno, key, why);
 			ok = false;
 		}
@@ -636,35 +635,35 @@ bool config_load(struct tes_config *c, const char *path, char *err, size_t errle
 		ok = false;
 	}
 	fclose(f);
-	return ok;
+	return ok ? 0 : -1;
 }
 
-bool config_check(const struct tes_config *c, char *err, size_t errlen)
+int config_check(const struct tes_config *c, char *err, size_t errlen)
 {
 	if (c->io.ncpus && c->io.ncpus != c->io.workers) {
 		snprintf(err, errlen, "cpus lists %u CPUs for %u workers", c->io.ncpus,
 			 c->io.workers);
-		return false;
+		return -1;
 	}
 	if (c->io_dpdk && (!c->dpdk.addr[0] || !c->dpdk.args[0])) {
 		snprintf(err, errlen, "io = dpdk needs dpdk_addr and dpdk_args");
-		return false;
+		return -1;
 	}
 	if (c->io.max_connections_per_source > c->io.max_connections) {
 		snprintf(err, errlen,
 			 "max_connections_per_source (%u) exceeds max_connections (%u)",
 			 c->io.max_connections_per_source, c->io.max_connections);
-		return false;
+		return -1;
 	}
 	if (c->smtp.limits.max_header_bytes > c->smtp.limits.max_message_size) {
 		snprintf(err, errlen, "max_header_bytes exceeds max_message_size");
-		return false;
+		return -1;
 	}
 	if (strcmp(c->delivery.backend, "smtp") == 0 &&
 	    !c->delivery.relay.host[0] == !c->delivery.relay.socket[0]) {
 		snprintf(err, errlen,
 			 "delivery = smtp needs relay_host or relay_socket (one of them)");
-		return false;
+		return -1;
 	}
 	/* A verdict must reach the client before its idle timeout closes it. */
 	if (strcmp(c->delivery.backend, "smtp") == 0 &&
@@ -673,12 +672,12 @@ bool config_check(const struct tes_config *c, char *err, size_t errlen)
 		snprintf(err, errlen,
 			 "relay_command_timeout and relay_data_timeout must be below "
 			 "idle_timeout");
-		return false;
+		return -1;
 	}
 	const char *vl = c->verdicts.path;
 	if (vl[0] && vl[0] != '/' && strcmp(vl, "stdout") != 0 && strcmp(vl, "-") != 0) {
 		snprintf(err, errlen, "verdict_log must be an absolute path, stdout or empty");
-		return false;
+		return -1;
 	}
 	if (c->control.follow_test_clock) {
 		const char *allow = getenv("TES_ALLOW_TEST_CLOCK");
@@ -686,7 +685,7 @@ bool config_check(const struct tes_config *c, char *err, size_t errlen)
 			snprintf(err, errlen,
 				 "follow_test_clock is for tests only and needs "
 				 "TES_ALLOW_TEST_CLOCK=1 in the environment");
-			return false;
+			return -1;
 		}
 	}
 	if (!c->tls.cert[0] != !c->tls.key[0]) {
@@ -694,22 +693,22 @@ bool config_check(const struct tes_config *c, char *err, size_t errlen)
 			 "%s is empty while %s is set: set both for STARTTLS, or neither",
 			 c->tls.cert[0] ? "tls_key" : "tls_cert",
 			 c->tls.cert[0] ? "tls_cert" : "tls_key");
-		return false;
+		return -1;
 	}
 	if (c->tls.client_ca[0] && !c->tls.cert[0]) {
 		snprintf(err, errlen,
 			 "tls_client_ca is set without tls_cert and tls_key: client "
 			 "certificates come with STARTTLS");
-		return false;
+		return -1;
 	}
 	if (strcmp(c->delivery.backend, "discard") == 0 &&
 	    !c->delivery.i_understand_discard_loses_mail) {
 		snprintf(err, errlen,
 			 "delivery = discard throws every message away (benchmarks "
 			 "only); it also needs i_understand_discard_loses_mail = yes");
-		return false;
+		return -1;
 	}
-	return true;
+	return 0;
 }
 
 static bool readable(const char *p)

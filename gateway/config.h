@@ -62,17 +62,17 @@ struct tes_config {
 /* The embedded defaults (host name from gethostname). */
 void config_defaults(struct tes_config *c);
 
-/* Read a file on top of what c holds.  false with err set to
+/* Read a file on top of what c holds.  0, or -1 with err set to
  * "FILE:LINE: KEY: what is wrong" on the first bad line; c is then partly
  * updated and must not be used. */
-bool config_load(struct tes_config *c, const char *path, char *err, size_t errlen);
+int config_load(struct tes_config *c, const char *path, char *err, size_t errlen);
 
-/* Set one key from text (the command line uses this too).  false with err
- * set to what is wrong with the value. */
-bool config_set(struct tes_config *c, const char *key, const char *value, char *err, size_t errlen);
+/* Set one key from text (the command line uses this too).  0, or -1 with
+ * err set to what is wrong with the value. */
+int config_set(struct tes_config *c, const char *key, const char *value, char *err, size_t errlen);
 
-/* Checks across keys, after everything is set. */
-bool config_check(const struct tes_config *c, char *err, size_t errlen);
+/* Checks across keys, after everything is set: 0, or -1 with err. */
+int config_check(const struct tes_config *c, char *err, size_t errlen);
 
 /* The catalog files to load: the configured ones, or the first pair found in
  * the installed data directory, then the source tree.  false when neither

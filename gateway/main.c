@@ -583,17 +583,17 @@ static int configure(struct gate *gt, int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	config_defaults(cfg);
-	if (gt->conf_path && !config_load(cfg, gt->conf_path, err, sizeof(err))) {
+	if (gt->conf_path && config_load(cfg, gt->conf_path, err, sizeof(err))) {
 		fprintf(stderr, "tesgate: %s\n", err);
 		return 1;
 	}
 	for (int i = 0; i < NOVER; i++) {
-		if (over[i] && !config_set(cfg, overrides[i].key, over[i], err, sizeof(err))) {
+		if (over[i] && config_set(cfg, overrides[i].key, over[i], err, sizeof(err))) {
 			fprintf(stderr, "tesgate: %s: %s\n", overrides[i].flag, err);
 			return 1;
 		}
 	}
-	if (!config_check(cfg, err, sizeof(err))) {
+	if (config_check(cfg, err, sizeof(err))) {
 		fprintf(stderr, "tesgate: %s%s%s\n", gt->conf_path ? gt->conf_path : "",
 			gt->conf_path ? ": " : "", err);
 		return 1;

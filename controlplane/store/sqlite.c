@@ -752,20 +752,20 @@ fail:
 }
 
 struct tes_store *store_sqlite_open_with(const char *path, const struct store_migration *steps,
-					 size_t nsteps, char *errbuf, size_t errlen)
+					 size_t nsteps, char *err, size_t errlen)
 {
 	struct sqlite_store *s = calloc(1, sizeof(*s));
 	int64_t x;
 
 	if (!s) {
-		snprintf(errbuf, errlen, "out of memory");
+		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	s->base.ops = &sqlite_ops;
 	if (sqlite3_open_v2(path, &s->db,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
-		snprintf(errbuf, errlen, "%s: %s", path,
+		snprintf(err, errlen, "%s: %s", path,
 			 s->db ? sqlite3_errmsg(s->db) : "cannot open");
 		sqlite3_close(s->db);
 		free(s);
@@ -813,7 +813,7 @@ struct tes_store *store_sqlite_open_with(const char *path, const struct store_mi
 	}
 	return &s->base;
 fail:
-	snprintf(errbuf, errlen, "%s: %s", path, s->base.err);
+	snprintf(err, errlen, "%s: %s", path, s->base.err);
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
@@ -821,9 +821,9 @@ fail:
 	return NULL;
 }
 
-struct tes_store *store_sqlite_open(const char *path, char *errbuf, size_t errlen)
+struct tes_store *store_sqlite_open(const char *path, char *err, size_t errlen)
 {
-	return store_sqlite_open_with(path, migrations, NMIGRATIONS, errbuf, errlen);
+	return store_sqlite_open_with(path, migrations, NMIGRATIONS, err, errlen);
 }
 
 int store_sqlite_latest_version(void)

@@ -13,9 +13,9 @@
 #include "controlplane/store/store.h"
 
 /* Open (creating and migrating as needed) the SQLite store at path.  NULL
- * with *errbuf filled on failure; a database written by a newer tescontrol
+ * with *err filled on failure; a database written by a newer tescontrol
  * (a schema version this one does not know) is refused, not touched. */
-struct tes_store *store_sqlite_open(const char *path, char *errbuf, size_t errlen);
+struct tes_store *store_sqlite_open(const char *path, char *err, size_t errlen);
 
 /* The schema version this build creates and migrates to. */
 int store_sqlite_latest_version(void);
@@ -29,7 +29,7 @@ struct store_migration {
 	const char *sql;
 };
 struct tes_store *store_sqlite_open_with(const char *path, const struct store_migration *steps,
-					 size_t nsteps, char *errbuf, size_t errlen);
+					 size_t nsteps, char *err, size_t errlen);
 /* This build's steps (for tests that build an older database). */
 const struct store_migration *store_sqlite_migrations(size_t *n);
 

@@ -980,20 +980,20 @@ static void *thread_main(void *arg)
 
 /* ---- set-up ---- */
 
-static bool resolve(struct relay *r, char *err, size_t errlen)
+static int resolve(struct relay *r, char *err, size_t errlen)
 {
 	if (r->socket_path[0]) {
 		struct sockaddr_un *sun = (struct sockaddr_un *)&r->addr;
 		if (strlen(r->socket_path) >= sizeof(sun->sun_path)) {
 			snprintf(err, errlen, "relay_socket: path too long");
-			return false;
+			return -1;
 		}
 		memset(&r->addr, 0, sizeof(r->addr));
 		sun->sun_family = AF_UNIX;
 		memcpy(sun->sun_path, r->socket_path, strlen(r->socket_path) + 1);
 		r->addrlen = (socklen_t)sizeof(*sun);
 		snprintf(r->where, sizeof(r->where), "unix:%s", r->socket_path);
-		return true;
+		return 0;
 	}
 	char port[16];
 	snprintf(port, sizeof(port), "%u", r->cfg.port);
@@ -1005,7 +1005,7 @@ static bool resolve(struct relay *r, char *err, size_t errlen)
 	if (e != 0 || !res) {
 		snprintf(err, errlen, "relay_host: cannot resolve '%s': %s", r->host,
 			 gai_strerror(e));
-		return false;
+		return -1;
 	}
 	memcpy(&r->addr, res->ai_addr, res->ai_addrlen);
 	r->addrlen = res->ai_addrlen;
@@ -1018,7 +1018,7 @@ static bool resolve(struct relay *r, char *err, size_t errlen)
 			  sizeof(addr));
 	snprintf(r->where, sizeof(r->where), strchr(addr, ':') ? "[%s]:%u" : "%s:%u", addr,
 		 r->cfg.port);
-	return true;
+	return 0;
 }
 
 static int make_dirs(const char *dir)
@@ -1063,7 +1063,7 @@ struct relay *relay_open(const struct relay_config *cfg, char *err, size_t errle
 	r->cfg.socket_path = r->socket_path;
 	r->cfg.helo_name = r->helo;
 	r->cfg.tmp_dir = r->tmp_dir;
-	if (!resolve(r, err, errlen))
+	if (resolve(r, err, errlen))
 		goto fail;
 	if (make_dirs(r->tmp_dir) != 0 ||
 	    (r->tmpfd = open(r->tmp_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
