@@ -23,6 +23,10 @@ STOP_TIMEOUT = 20.0
 IO_TIMEOUT = 15.0
 
 
+# What a sanitizer writes when it finds something (ASan, UBSan, LSan).
+SANITIZER_MARKS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+
 class Gateway:
     def __init__(self, binary, conf=None, preexec_fn=None):
         self.dir = tempfile.mkdtemp(prefix="tesgate-it-")
@@ -79,6 +83,21 @@ class Gateway:
         """SIGTERM and a bounded wait; returns the exit status."""
         self.signal(signal.SIGTERM)
         return self.wait()
+
+    def stop_clean(self, earlier_exit_ok=False):
+        """Stop it (when it still runs) and fail unless it exited 0 with no
+        sanitizer report in its log: what every test's tearDown asserts,
+        so that a crash or a leak at shutdown turns the test red.  With
+        earlier_exit_ok, a process that had already exited (a test that
+        made it exit on purpose) is judged by its log only."""
+        running = self.proc.poll() is None
+        rc = self.stop() if running else self.proc.returncode
+        log = self.log_text()
+        for bad in SANITIZER_MARKS:
+            if bad in log:
+                raise AssertionError(f"tesgate's log has {bad!r}:\n{log[-4000:]}")
+        if rc != 0 and (running or not earlier_exit_ok):
+            raise AssertionError(f"tesgate exited {rc}:\n{log[-4000:]}")
 
     def close(self):
         try:
