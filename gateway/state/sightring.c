@@ -11,7 +11,8 @@ bool sightring_fold(struct sightring *r, const struct ctl_sighting *s)
 	if (head != 0) {
 		uint32_t i = (head - 1) % SIGHTRING_SIZE;
 		uint32_t c = __atomic_load_n(&r->count[i], __ATOMIC_RELAXED);
-
+		/* slot[i] is this thread's own last write; the consumer only
+		 * reads it */
 		if (c != 0 && sightcoal_same_key(&r->slot[i], s)) {
 			while (c != 0 && c <= UINT32_MAX - add) {
 				if (__atomic_compare_exchange_n(&r->count[i], &c, c + add, true,
@@ -28,19 +29,8 @@ bool sightring_push(struct sightring *r, const struct ctl_sighting *s)
 	uint32_t head = r->head;
 	uint32_t add = s->count ? s->count : 1;
 
-	if (head != 0) {
-		uint32_t i = (head - 1) % SIGHTRING_SIZE;
-		uint32_t c = __atomic_load_n(&r->count[i], __ATOMIC_RELAXED);
-		/* slot[i] is this thread's own last write; the consumer only
-		 * reads it */
-		if (c != 0 && sightcoal_same_key(&r->slot[i], s)) {
-			while (c != 0 && c <= UINT32_MAX - add) {
-				if (__atomic_compare_exchange_n(&r->count[i], &c, c + add, true,
-								__ATOMIC_RELAXED, __ATOMIC_RELAXED))
-					return true;
-			}
-		}
-	}
+	if (sightring_fold(r, s))
+		return true;
 	uint32_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
 	if (head - tail >= SIGHTRING_SIZE) {
 		__atomic_store_n(&r->dropped, r->dropped + 1, __ATOMIC_RELAXED);
