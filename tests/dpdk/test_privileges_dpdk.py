@@ -38,23 +38,12 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tap_harness import hugepages_free, iface_exists, ip, skip, verdict, wait_for  # noqa: E402
 import test_tesgate_dpdk as td  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from proc_harness import proc_tasks  # noqa: E402
 
 IO_TIMEOUT = 60.0
 
 
-def proc_tasks(pid):
-    out = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
-        fields = {}
-        try:
-            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-                for line in f:
-                    k, _, v = line.partition(":")
-                    fields[k] = v.strip()
-        except FileNotFoundError:
-            continue
-        out[tid] = fields
-    return out
 
 
 def dropped(pid, uid, gid):

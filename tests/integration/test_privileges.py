@@ -40,6 +40,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ctl_harness as ch  # noqa: E402
 from gateway_harness import Gateway, run  # noqa: E402
+from proc_harness import proc_tasks  # noqa: E402
 from test_relay import FakeBackend, message  # noqa: E402
 
 WAIT = 20.0
@@ -54,20 +55,6 @@ def wait_for(pred, timeout=WAIT):
     return pred()
 
 
-def proc_tasks(pid):
-    """{tid: {field: value}} of every thread's /proc status."""
-    out = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
-        fields = {}
-        try:
-            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-                for line in f:
-                    k, _, v = line.partition(":")
-                    fields[k] = v.strip()
-        except FileNotFoundError:
-            continue
-        out[tid] = fields
-    return out
 
 
 def make_cert(d, name, group):

@@ -29,6 +29,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                 "integration"))
 import ctl_harness as ch  # noqa: E402
+from proc_harness import proc_tasks  # noqa: E402
 
 SKIP = 77
 CAP_NET_ADMIN = 1 << 12
@@ -46,19 +47,6 @@ def check(cond, what):
     print("ok:", what, flush=True)
 
 
-def tasks(pid):
-    out = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
-        f = {}
-        try:
-            with open("/proc/%d/task/%s/status" % (pid, tid)) as fh:
-                for line in fh:
-                    k, _, v = line.partition(":")
-                    f[k] = v.strip()
-        except FileNotFoundError:
-            continue
-        out[tid] = f
-    return out
 
 
 def main():
@@ -113,7 +101,7 @@ def main():
             keep |= CAP_BPF
         print("kept: %#x (%s)" % (keep, "CAP_NET_ADMIN" + (", CAP_BPF" if keep & CAP_BPF
                                                             else "")))
-        ts = tasks(tc.proc.pid)
+        ts = proc_tasks(tc.proc.pid)
         check(len(ts) >= 2, "%d threads (the metrics thread included)" % len(ts))
         for tid, f in ts.items():
             what = "thread %s (%s)" % (tid, f.get("Name"))
