@@ -17,7 +17,6 @@ wait; the share is counted, not timed.
 usage: test_slow_clients.py PATH-TO-TESGATE
 """
 import os
-import smtplib
 import socket
 import sys
 import threading
@@ -26,34 +25,16 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gateway_harness import Client, Gateway, run  # noqa: E402
+from test_abuse import AbuseBase  # noqa: E402
 
 WAIT = 20.0
 
 
-def legit_message(tag):
-    return (b"From: <legit@example.com>\r\nTo: <rcpt@example.net>\r\nSubject: " + tag +
-            b"\r\nMessage-ID: <" + tag + b"@example.com>\r\n\r\nHello.\r\n")
-
-
-class Base(unittest.TestCase):
-    binary = None
-
-    def tearDown(self):
-        gw = getattr(self, "gw", None)
-        if gw:
-            try:
-                gw.stop_clean()
-            finally:
-                gw.close()
+class Base(AbuseBase):
+    """The abuse tests' base (tearDown, legit()), with this file's wait."""
 
     def legit(self, tag, source=None):
-        kw = {"source_address": (source, 0)} if source else {}
-        with smtplib.SMTP("127.0.0.1", self.gw.port, timeout=WAIT, **kw) as s:
-            s.ehlo("legit.example.org")
-            self.assertEqual(s.sendmail("legit@example.com", ["rcpt@example.net"],
-                                        legit_message(tag)), {})
-        self.assertTrue(self.gw.wait_for(lambda: any(
-            b"<" + tag + b"@example.com>" in eml for _, eml, _ in self.gw.messages())))
+        super().legit(tag, source, timeout=WAIT)
 
 
 class ManySources(Base):
