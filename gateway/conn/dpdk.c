@@ -31,8 +31,9 @@
 #include "gateway/observe/registry.h"
 #include "gateway/conn/nosyscall.h"
 
-/* Iterations between RCU quiescent states: often enough that the control
- * thread's synchronize_rcu never waits long, rare enough to cost nothing. */
+/* Iterations between RCU quiescent states: often enough that what the
+ * control thread retires with call_rcu (replaced server records, policy and
+ * catalog snapshots) is freed soon after, rare enough to cost nothing. */
 #define QS_EVERY 64
 /* Deadlines are checked by a scan of the worker's connections this often:
  * a 421 a tenth of a second late costs nothing, a per-iteration check would
