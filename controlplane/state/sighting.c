@@ -140,6 +140,10 @@ static void apply_seen(struct cp_state *st, uint32_t slot, const struct tes_serv
 	bool announce = ex_build_cmp(&c->v.s.build, &ns->build) != 0 ||
 			!same_sources(&c->v.s, ns) || back || seen_moved(st, c, ns);
 
+	/* The fleet gets a new build or source with the next coalesced
+	 * write, not at once. */
+	if (ex_build_cmp(&c->v.s.build, &ns->build) != 0 || !same_sources(&c->v.s, ns))
+		c->fleet_dirty = true;
 	c->v.s = *ns;
 	cp_server_mark_dirty(&st->tab, slot);
 	if (ns->tenant_id == 0)
@@ -277,6 +281,89 @@ static void announce_change(struct cp_state *st, uint32_t slot, const struct ctl
 	json_decref(n.fields);
 }
 
+/* ---- the fleet (a shared store): the change is merged with what the
+ * other appliances wrote (fleet.c) ---- */
+
+static void event_of(const struct ctl_sighting *in, const struct tes_detection *d, int64_t when,
+		     struct store_event *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->tenant_id = in->tenant_id;
+	memcpy(e->fqdn, in->fqdn, sizeof(e->fqdn));
+	e->when = when;
+	e->build = d->build;
+	e->family = (uint8_t)d->family;
+	e->cls = (uint8_t)d->cls;
+	e->source = in->source;
+}
+
+/* A change the fleet must have at once (a first detection, re-detection,
+ * resolution, a compliant server first tracked, a stale period ended).
+ * Written (or journaled while cut off) before anyone hears of it; when
+ * the fleet already held what wins, that is adopted instead and the ack
+ * says "seen". */
+static int apply_change_fleet(struct cp_state *st, uint32_t slot, const struct ctl_sighting *in,
+			      enum tes_change *ch, const struct catalog_class *cls,
+			      const struct tes_detection *d, int64_t when, int64_t now,
+			      const struct tes_server *ns, char *msg, size_t len)
+{
+	struct cp_server *c = cp_server_at(&st->tab, slot);
+	struct store_event e;
+	struct store_server out;
+	char err[512];
+	int rc;
+
+	event_of(in, d, when, &e);
+	if (*ch == TES_CHANGE_SEEN && store_fleet_cut_off(st->store)) {
+		/* Only an ended stale period must reach the fleet; and in case
+		 * a resolution made elsewhere meanwhile makes this a
+		 * re-detection, one sighting per class per seen granularity
+		 * goes to the journal too. */
+		bool must = ns->stale_seconds != c->v.s.stale_seconds;
+
+		if ((cp_fleet_journal_wanted(st, slot, d->cls, when) || must) &&
+		    st->store->fleet->journal_add(st->store, &e) == 0)
+			st->counts.fleet_journaled++;
+		apply_seen(st, slot, ns, now);
+		return 0;
+	}
+	if (!c && in->tenant_id == 0)
+		untrusted_make_room(st, &in->source);
+	c = cp_server_at(&st->tab, slot);
+	rc = cp_fleet_write(st, c ? &c->v : NULL, &e, &out, err, sizeof(err));
+	if (rc < 0) {
+		cp_err("storing %s of %s: %s", ctl_change_name(*ch), in->fqdn, err);
+		snprintf(msg, len, "tescontrol could not store the change; send it again");
+		return -1;
+	}
+	if (rc == 0) {
+		/* The fleet had this already (or something that wins). */
+		if (out.s.fqdn[0])
+			cp_fleet_adopt(st, slot, &out, NULL, NULL);
+		if (*ch != TES_CHANGE_SEEN && c)
+			cp_debug("%s of %s: the fleet already holds it (first detected %lld)",
+				 ctl_change_name(*ch), in->fqdn, (long long)out.s.first_detected);
+		*ch = TES_CHANGE_SEEN;
+		return 0;
+	}
+	if (*ch == TES_CHANGE_SEEN) {
+		cp_fleet_adopt(st, slot, &out, NULL, NULL);
+		return 0;
+	}
+	/* Ours: in the fleet (or in the journal), with the date that won. */
+	if (*ch == TES_CHANGE_FIRST || *ch == TES_CHANGE_REDETECTED)
+		when = out.s.first_detected;
+	else if (*ch == TES_CHANGE_RESOLVED)
+		when = out.s.resolved_at;
+	slot = cp_fleet_keep(st, slot, &out);
+	if (slot == CP_NO_SLOT) {
+		snprintf(msg, len, "tescontrol is out of memory");
+		return -1;
+	}
+	announce_change(st, slot, in, *ch, cls, when, now);
+	return 0;
+}
+
 static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_change *change,
 		 char *msg, size_t len)
 {
@@ -338,6 +425,12 @@ static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_ch
 		snprintf(msg, len, "invalid server name");
 		return -1;
 	case TES_CHANGE_SEEN:
+		/* A stale period that ends changes the clock: the fleet hears
+		 * of it at once; seen times wait for the coalesced write. */
+		if (store_shared(st->store) &&
+		    (ns.stale_seconds != c->v.s.stale_seconds || store_fleet_cut_off(st->store)))
+			return apply_change_fleet(st, slot, in, change, &cls, &d, when, now, &ns,
+						  msg, len);
 		apply_seen(st, slot, &ns, now);
 		return 0;
 	case TES_CHANGE_FIRST:
@@ -346,6 +439,8 @@ static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_ch
 	case TES_CHANGE_TRACKED:
 		break;
 	}
+	if (store_shared(st->store))
+		return apply_change_fleet(st, slot, in, change, &cls, &d, when, now, &ns, msg, len);
 	slot = apply_change(st, slot, in, *change, &ns, now, msg, len);
 	if (slot == CP_NO_SLOT)
 		return -1;
