@@ -172,15 +172,19 @@ static void key_text(const void *key, size_t len, char *out, size_t outlen)
 		out[o] = '\0';
 }
 
-/* A failed etcd call: a store error, and the store is cut off when nobody
- * answered or the answer to a write was lost. */
+/* A failed etcd call: a store error, and the store is cut off unless etcd
+ * answered and refused (a refusal, wrong credentials, a bad argument):
+ * nobody answered, the answer to a write was lost, or what answered was
+ * not etcd.  Cut off, detections go to the journal instead of being
+ * refused. */
 static int call_failed(struct etcd_store *s, const char *msg)
 {
 	enum etcd_errkind k = etcd_client_errkind(s->c);
 
 	errf(s, "%s", msg);
 	tes_str_copy(s->last_error, sizeof(s->last_error), msg);
-	if ((k == ETCD_ERR_UNAVAILABLE || k == ETCD_ERR_UNKNOWN_OUTCOME) && !s->cut_off) {
+	if (k != ETCD_ERR_REFUSED && k != ETCD_ERR_AUTH && k != ETCD_ERR_USAGE &&
+	    k != ETCD_ERR_NOT_FOUND && !s->cut_off) {
 		s->cut_off = true;
 		s->cut_off_since = wall_now();
 	}
@@ -1940,9 +1944,19 @@ static int check_layout(struct etcd_store *s)
 
 	n = snprintf(v, sizeof(v), "{\"layout\":%d,\"created_by\":\"%s\"}", STORE_ETCD_LAYOUT,
 		     s->appliance);
-	rc = etcd_create(s->c, k, kl, v, (size_t)n, 0, &rev, &there, err, sizeof(err));
+	/* A cluster still electing its first leader, or an answer lost: the
+	 * create is idempotent, so try again, a few times. */
+	for (int i = 0; i < 3; i++) {
+		enum etcd_errkind kind;
+
+		rc = etcd_create(s->c, k, kl, v, (size_t)n, 0, &rev, &there, err, sizeof(err));
+		kind = etcd_client_errkind(s->c);
+		if (rc >= 0 || (kind != ETCD_ERR_UNAVAILABLE && kind != ETCD_ERR_UNKNOWN_OUTCOME))
+			break;
+		nanosleep(&(struct timespec){ .tv_nsec = 500 * 1000 * 1000 }, NULL);
+	}
 	if (rc < 0)
-		return errf(s, "%s", err);
+		return errf(s, "reading (or, in an empty prefix, writing) the layout: %s", err);
 	if (rc == 1)
 		return 0;
 	key_text(k, kl, kt, sizeof(kt));

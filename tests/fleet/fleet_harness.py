@@ -258,6 +258,20 @@ class Fleet:
             except AssertionError as e:
                 raise AssertionError(f"{e}\n{self.logs()}") from None
 
+    def log_lines(self, words):
+        """Every log line (all appliances, both daemons) naming a word, and
+        every warning and error: what a failure's message needs."""
+        out = []
+        for a in self.apps.values():
+            for who, text in (("tescontrol", a.tc.log_text()),
+                              ("tesgate", a.gw.log_text() if a.gw else "")):
+                for line in text.splitlines():
+                    if "RUNNING AS ROOT" in line or "privileges:" in line:
+                        continue
+                    if any(w in line for w in words) or " warn" in line or "error" in line:
+                        out.append(f"{who} {a.name}: {line[:400]}")
+        return "\n".join(out[-300:])
+
     def logs(self, tail=4000):
         """The end of every appliance's logs, for a failure's message."""
         out = []
@@ -307,6 +321,8 @@ def run(argv, classes):
         print(f"usage: {argv[0]} PATH-TO-TESGATE", file=sys.stderr)
         return 2
     os.environ["TES_ALLOW_TEST_CLOCK"] = "1"
+    if len(argv) > 2:  # only the classes named
+        classes = [c for c in classes if c.__name__ in argv[2:]]
     for c in classes:
         c.tesgate = os.path.abspath(argv[1])
     suite = unittest.TestSuite()
