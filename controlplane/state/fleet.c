@@ -38,7 +38,7 @@
 
 #include "controlplane/log.h"
 #include "controlplane/state/internal.h"
-#include "enforce/text.h"
+#include "base/text.h"
 
 struct cp_fleet {
 	unsigned flush_seconds;

@@ -30,7 +30,7 @@
 #include <sqlite3.h>
 
 #include "controlplane/store/etcd/etcd.h"
-#include "enforce/text.h"
+#include "base/text.h"
 
 #define TXN_OPS_MAX 128
 #define PAGE 500
