@@ -11,15 +11,20 @@
  * What blocks: every etcd call is bounded by libtesetcd (timeout_ms per
  * endpoint, each endpoint tried at most once, twice with a
  * re-authentication).  A call that finds no endpoint answering, or no
- * quorum, marks the store cut off; until a probe in store_fleet_tick
- * succeeds, calls fail at once without touching the network.  The watch
- * never blocks (libtesetcd's multi interface behind one descriptor).
+ * quorum, marks the store cut off; from then on calls fail at once without
+ * touching the network, so the event loop waits on etcd for one call at
+ * most, not once per detection.  Whether etcd has a quorum again is asked
+ * by a prober thread with a client of its own (struct prober), so that an
+ * election or a black-holed member never holds the loop: the loop only
+ * reads its verdict at store_fleet_tick.  The watch never blocks
+ * (libtesetcd's multi interface behind one descriptor).
  */
 #include "controlplane/store/etcdstore.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +73,22 @@ struct trev {
 	int64_t rev;
 };
 
+/* While cut off, a thread asks etcd for a linearizable read (answered only
+ * with a quorum) until one succeeds, backing off from 100 ms to 2 s.  It
+ * owns its client (a libtesetcd client is one thread's at a time) and
+ * shares with the loop only the fields below, under mu: the loop sets want
+ * (and stop), the thread sets ok and err. */
+struct prober {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t th;
+	bool started, want, ok, stop;
+	char err[512];
+	struct etcd_client *c;
+	char key[300];
+	size_t klen;
+};
+
 struct etcd_store {
 	struct tes_store base; /* first: the callers' handle */
 	struct etcd_client *c;
@@ -109,6 +130,7 @@ struct etcd_store {
 	bool cut_off;
 	int64_t cut_off_since;
 	char last_error[512];
+	struct prober probe;
 
 	sqlite3 *journal;
 	uint64_t njournal;
@@ -172,6 +194,135 @@ static void key_text(const void *key, size_t len, char *out, size_t outlen)
 		out[o] = '\0';
 }
 
+/* ---- the prober ---- */
+
+static void *probe_main(void *arg)
+{
+	struct prober *p = arg;
+	unsigned backoff_ms = 100;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		struct etcd_range_result r;
+		char err[1024];
+		int rc;
+
+		while (!p->stop && !p->want) {
+			pthread_cond_wait(&p->cv, &p->mu);
+			backoff_ms = 100;
+		}
+		if (p->stop)
+			break;
+		pthread_mutex_unlock(&p->mu);
+		rc = etcd_range(p->c, p->key, p->klen, &(struct etcd_range_opts){ .count_only = true },
+				&r, err, sizeof(err));
+		if (rc == 0)
+			etcd_range_result_free(&r);
+		pthread_mutex_lock(&p->mu);
+		if (rc == 0) {
+			p->ok = true;
+			p->want = false;
+			continue;
+		}
+		tes_str_copy(p->err, sizeof(p->err), err);
+		{
+			struct timespec ts;
+
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += backoff_ms / 1000;
+			ts.tv_nsec += (long)(backoff_ms % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			while (!p->stop && p->want &&
+			       pthread_cond_timedwait(&p->cv, &p->mu, &ts) == 0)
+				;
+		}
+		backoff_ms = backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static int probe_init(struct etcd_store *s, char *err, size_t errlen)
+{
+	struct prober *p = &s->probe;
+	pthread_condattr_t ca;
+
+	p->c = etcd_client_new(&s->ecfg, err, errlen);
+	if (!p->c)
+		return -1;
+	p->klen = (size_t)snprintf(p->key, sizeof(p->key), "%s/layout", s->prefix);
+	if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
+	    pthread_cond_init(&p->cv, &ca) || pthread_mutex_init(&p->mu, NULL)) {
+		snprintf(err, errlen, "etcd prober: cannot set up its lock");
+		etcd_client_free(p->c);
+		p->c = NULL;
+		return -1;
+	}
+	pthread_condattr_destroy(&ca);
+	return 0;
+}
+
+/* Cut off: the prober starts asking (the thread is started the first
+ * time; without it, store_fleet_tick never finds etcd back, and says so). */
+static void probe_want(struct etcd_store *s)
+{
+	struct prober *p = &s->probe;
+
+	if (!p->c)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->want = true;
+	p->ok = false;
+	p->err[0] = '\0';
+	if (!p->started) {
+		p->started = pthread_create(&p->th, NULL, probe_main, p) == 0;
+		if (!p->started)
+			tes_str_copy(p->err, sizeof(p->err), "etcd prober: cannot start its thread");
+	}
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* 1: etcd answered with a quorum since the store was cut off; else 0, and
+ * err says the prober's last failure ("" if none yet). */
+static int probe_result(struct etcd_store *s, char *err, size_t errlen)
+{
+	struct prober *p = &s->probe;
+	int ok;
+
+	err[0] = '\0';
+	if (!p->c)
+		return 0;
+	pthread_mutex_lock(&p->mu);
+	ok = p->ok;
+	p->ok = false;
+	tes_str_copy(err, errlen, p->err);
+	pthread_mutex_unlock(&p->mu);
+	return ok;
+}
+
+static void probe_free(struct etcd_store *s)
+{
+	struct prober *p = &s->probe;
+
+	if (!p->c)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = true;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	/* At most one read in flight: bounded by the client's timeouts. */
+	if (p->started)
+		pthread_join(p->th, NULL);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	etcd_client_free(p->c);
+	p->c = NULL;
+}
+
 /* A failed etcd call: a store error, and the store is cut off unless etcd
  * answered and refused (a refusal, wrong credentials, a bad argument):
  * nobody answered, the answer to a write was lost, or what answered was
@@ -187,6 +338,7 @@ static int call_failed(struct etcd_store *s, const char *msg)
 	    k != ETCD_ERR_NOT_FOUND && !s->cut_off) {
 		s->cut_off = true;
 		s->cut_off_since = wall_now();
+		probe_want(s);
 	}
 	return -1;
 }
@@ -1658,18 +1810,13 @@ static int es_tick(struct tes_store *st, const struct store_member *self, bool f
 	bool was = s->cut_off;
 
 	if (s->cut_off) {
-		struct etcd_range_result r;
-		char k[300], err[1024];
-		size_t kl = key_of(s, k, sizeof(k), "/layout");
+		char err[512];
 
-		/* A linearizable read: it answers only with a quorum. */
-		if (etcd_range(s->c, k, kl, &(struct etcd_range_opts){ .count_only = true }, &r,
-			       err, sizeof(err))) {
-			tes_str_copy(s->last_error, sizeof(s->last_error), err);
-			errf(s, "%s", err);
-			return -1;
+		if (!probe_result(s, err, sizeof(err))) {
+			if (err[0])
+				tes_str_copy(s->last_error, sizeof(s->last_error), err);
+			return errf(s, "%s", s->last_error);
 		}
-		etcd_range_result_free(&r);
 		s->cut_off = false;
 		s->cut_off_since = 0;
 		force = true;
@@ -1988,6 +2135,7 @@ static void es_close(struct tes_store *st)
 
 	if (!s)
 		return;
+	probe_free(s);
 	ops_free(s);
 	etcd_watch_free(s->watch);
 	etcd_client_free(s->c);
@@ -2111,6 +2259,8 @@ struct tes_store *store_etcd_open(const struct store_etcd_config *c, char *errbu
 		snprintf(errbuf, errlen, "%s", err);
 		goto fail;
 	}
+	if (probe_init(s, errbuf, errlen))
+		goto fail;
 	if (journal_open(s, c->journal_path, errbuf, errlen))
 		goto fail;
 	if (check_layout(s)) {
