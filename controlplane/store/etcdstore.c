@@ -214,8 +214,9 @@ static void *probe_main(void *arg)
 		if (p->stop)
 			break;
 		pthread_mutex_unlock(&p->mu);
-		rc = etcd_range(p->c, p->key, p->klen, &(struct etcd_range_opts){ .count_only = true },
-				&r, err, sizeof(err));
+		rc = etcd_range(p->c, p->key, p->klen,
+				&(struct etcd_range_opts){ .count_only = true }, &r, err,
+				sizeof(err));
 		if (rc == 0)
 			etcd_range_result_free(&r);
 		pthread_mutex_lock(&p->mu);
@@ -280,7 +281,8 @@ static void probe_want(struct etcd_store *s)
 	if (!p->started) {
 		p->started = pthread_create(&p->th, NULL, probe_main, p) == 0;
 		if (!p->started)
-			tes_str_copy(p->err, sizeof(p->err), "etcd prober: cannot start its thread");
+			tes_str_copy(p->err, sizeof(p->err),
+				     "etcd prober: cannot start its thread");
 	}
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
