@@ -315,16 +315,23 @@ static int apply_change_fleet(struct cp_state *st, uint32_t slot, const struct c
 
 	event_of(in, d, when, &e);
 	if (*ch == TES_CHANGE_SEEN && store_fleet_cut_off(st->store)) {
-		/* Only an ended stale period must reach the fleet; and in case
-		 * a resolution made elsewhere meanwhile makes this a
-		 * re-detection, one sighting per class per seen granularity
-		 * goes to the journal too. */
-		bool must = ns->stale_seconds != c->v.s.stale_seconds;
+		/* What the fleet must have (an ended stale period, an earlier
+		 * date than the copy's) goes to the journal, and the copy takes
+		 * it; and in case a resolution made elsewhere meanwhile makes
+		 * this a re-detection, one sighting per class per seen
+		 * granularity goes to the journal too. */
+		struct store_server probe;
+		bool earlier = cp_fleet_apply(&c->v, &e, cp_state_server_tenant(st, &c->v.s),
+					      &st->policy, &probe);
+		bool must = earlier || ns->stale_seconds != c->v.s.stale_seconds;
 
 		if ((cp_fleet_journal_wanted(st, slot, d->cls, when) || must) &&
 		    st->store->fleet->journal_add(st->store, &e) == 0)
 			st->counts.fleet_journaled++;
-		apply_seen(st, slot, ns, now);
+		if (earlier)
+			cp_fleet_adopt(st, slot, &probe, NULL, NULL);
+		else
+			apply_seen(st, slot, ns, now);
 		return 0;
 	}
 	if (!c && in->tenant_id == 0)
@@ -337,16 +344,45 @@ static int apply_change_fleet(struct cp_state *st, uint32_t slot, const struct c
 		return -1;
 	}
 	if (rc == 0) {
-		/* The fleet had this already (or something that wins). */
+		/* The fleet had this already (or something that wins): its
+		 * record, with what this sighting saw (written coalesced). */
 		if (out.s.fqdn[0])
-			cp_fleet_adopt(st, slot, &out, NULL, NULL);
-		if (*ch != TES_CHANGE_SEEN && c)
+			slot = cp_fleet_adopt(st, slot, &out, NULL, NULL);
+		c = cp_server_at(&st->tab, slot);
+		if (c) {
+			struct store_server seen;
+			bool moved;
+
+			cp_fleet_apply(&c->v, &e, cp_state_server_tenant(st, &c->v.s),
+				       &st->policy, &seen);
+			moved = seen.s.last_seen != c->v.s.last_seen ||
+				seen.s.nsources != c->v.s.nsources;
+			if (ex_build_cmp(&seen.s.build, &c->v.s.build) != 0 ||
+			    seen.s.nsources != c->v.s.nsources)
+				c->fleet_dirty = true;
+			c->v.s.last_seen = seen.s.last_seen;
+			c->v.s.build = seen.s.build;
+			c->v.s.family = seen.s.family;
+			c->v.s.nsources = seen.s.nsources;
+			memcpy(c->v.s.sources, seen.s.sources, sizeof(seen.s.sources));
+			memcpy(c->v.s.source_seen, seen.s.source_seen, sizeof(seen.s.source_seen));
+			if (moved)
+				cp_server_mark_dirty(&st->tab, slot);
+		}
+		if (*ch != TES_CHANGE_SEEN)
 			cp_debug("%s of %s: the fleet already holds it (first detected %lld)",
 				 ctl_change_name(*ch), in->fqdn, (long long)out.s.first_detected);
 		*ch = TES_CHANGE_SEEN;
 		return 0;
 	}
 	if (*ch == TES_CHANGE_SEEN) {
+		/* More than the model saw: an earlier date of this clock (another
+		 * appliance's record came first), or an ended stale period. */
+		/* Untrusted input does not get to write a line per name. */
+		if (c && out.s.first_detected != c->v.s.first_detected && in->tenant_id)
+			cp_info("fleet: server %s (tenant %u) was seen here at %lld, before the date"
+				" the fleet had: its first detection is that date now",
+				in->fqdn, in->tenant_id, (long long)out.s.first_detected);
 		cp_fleet_adopt(st, slot, &out, NULL, NULL);
 		return 0;
 	}
@@ -427,10 +463,20 @@ static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_ch
 	case TES_CHANGE_SEEN:
 		/* A stale period that ends changes the clock: the fleet hears
 		 * of it at once; seen times wait for the coalesced write. */
-		if (store_shared(st->store) &&
-		    (ns.stale_seconds != c->v.s.stale_seconds || store_fleet_cut_off(st->store)))
-			return apply_change_fleet(st, slot, in, change, &cls, &d, when, now, &ns,
-						  msg, len);
+		if (store_shared(st->store)) {
+			/* The fleet's merge may find more than the model: an
+			 * earlier date of this clock than the copy's (whose
+			 * record came first). */
+			struct store_event e;
+			struct store_server probe;
+
+			event_of(in, &d, when, &e);
+			if (ns.stale_seconds != c->v.s.stale_seconds ||
+			    store_fleet_cut_off(st->store) ||
+			    cp_fleet_apply(&c->v, &e, t, &st->policy, &probe))
+				return apply_change_fleet(st, slot, in, change, &cls, &d, when,
+							  now, &ns, msg, len);
+		}
 		apply_seen(st, slot, &ns, now);
 		return 0;
 	case TES_CHANGE_FIRST:

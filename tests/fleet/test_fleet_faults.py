@@ -146,6 +146,9 @@ class CutOff(FleetCase):
         text = self.C.tc.ctl("status", json_out=False)
         self.assertIn("CUT OFF from etcd since " + st["fleet"]["cut_off_since"], text)
         self.assertEqual(self.C.metric("tes_store_cut_off"), 1)
+        # what TescontrolCutOffFromEtcd (docs/prometheus) fires on: it counts
+        fh.wait_for(lambda: self.C.metric("tes_store_cut_off_seconds") >= 1,
+                    "tes_store_cut_off_seconds to count")
         # the stage edge: day 30, minute 1 of an hour, throttled 5 min/h
         t1 = T0 + 30 * DAY + 3600 + 60
         self.fleet.set_clock(t1)

@@ -3,7 +3,10 @@
 appliances A, B, C (tescontrol with store = etcd, tesgate on kernel
 sockets), on the test clock.
 
-- a server first seen on A, then on B and C later, has A's date on all three;
+- a server first seen on A, then on B and C later (and B and C hear of their
+  own sightings before they hear of A's), has A's date on all three;
+- the other order: A's sighting (held by its gateway while its tescontrol
+  was down) arrives after A holds B's and C's later date: A's date wins;
 - the same server detected on A and B in the same millisecond (A's clock
   ahead of B's) gets one date on all three: the earliest;
 - a pause made on B: C's gateway, once it has applied everything its
@@ -58,25 +61,73 @@ class Semantics(unittest.TestCase):
             self.assertEqual(a.send(server, source=source), want, f"{what} on {a.name}")
 
     def test_1_first_seen_on_a_keeps_a_date(self):
+        """A sees the server first; B and C see it 10 minutes later (their
+        clocks), and their tescontrols hear of their own sightings before
+        they hear of A's detection: they were stopped while A's detection
+        and their gateways' sightings arrived, in that order of dates but
+        theirs first in their sockets.  A's date is the server's
+        everywhere."""
         t1 = T0 + 3 * 3600
-        self.fleet.set_clock(t1)
-        self.assertEqual(self.A.send("first.contoso.local"), OK)
-        self.fleet.wait_server("first.contoso.local", apps=[self.A])
-        # later, B and C see it too
-        self.fleet.set_clock(t1 + 600)
-        self.assertEqual(self.B.send("first.contoso.local"), OK)
-        self.assertEqual(self.C.send("first.contoso.local"), OK)
+        self.A.set_clock(t1)
+        self.B.set_clock(t1 + 600)
+        self.C.set_clock(t1 + 600)
+        stopped = [self.B.tc.proc.pid, self.C.tc.proc.pid]
+        sent = {a.name: a.gw.metric("tes_sightings_sent_total") for a in (self.B, self.C)}
+        for p in stopped:
+            os.kill(p, signal.SIGSTOP)
+        try:
+            for a in (self.B, self.C):
+                self.assertEqual(a.send("first.contoso.local"), OK)
+                # its sighting waits in its stopped tescontrol's socket
+                fh.wait_for(lambda a=a: a.gw.metric("tes_sightings_sent_total") > sent[a.name],
+                            f"{a.name}'s gateway to send its sighting")
+            self.assertEqual(self.A.send("first.contoso.local"), OK)
+            self.fleet.wait_server("first.contoso.local", apps=[self.A])
+        finally:
+            for p in stopped:
+                os.kill(p, signal.SIGCONT)
         got = self.fleet.wait_server("first.contoso.local",
                                      lambda s: s["first_detected"] == iso(t1))
         for name, s in got.items():
             self.assertEqual(s["first_detected"], iso(t1), name)
             self.assertEqual(s["status"], "Reporting", name)
         # and it stays so: a later sighting on B changes no date anywhere
+        self.fleet.set_clock(t1 + 1200)
         self.assertEqual(self.B.send("first.contoso.local"), OK)
-        self.B.sync()
+        self.fleet.wait_server("first.contoso.local",
+                               lambda s: s["last_seen"] == iso(t1 + 1200), apps=[self.B])
         for a in self.all:
             self.assertEqual(a.server("first.contoso.local")["first_detected"], iso(t1),
                              a.name)
+
+    def test_1b_earlier_sighting_arriving_late_wins(self):
+        """The other order: A's gateway sees the server while A's tescontrol
+        is down (the sighting waits in the gateway), B and C detect it 10
+        minutes later meanwhile, and A's tescontrol, started again, holds
+        their date before its own earlier sighting reaches it.  To A's
+        model that sighting is only "seen" (older than the date it holds);
+        the fleet's merge makes it the server's first detection everywhere."""
+        t1 = T0 + 4 * 3600
+        self.fleet.set_clock(t1)
+        self.A.sync()
+        self.A.tc.stop()
+        fh.wait_for(lambda: "control: lost tescontrol" in self.A.gw.log_text(),
+                    "A's gateway to lose its tescontrol")
+        self.assertEqual(self.A.send("late.contoso.local"), OK)
+        self.B.set_clock(t1 + 600)
+        self.C.set_clock(t1 + 600)
+        for a in (self.B, self.C):
+            self.assertEqual(a.send("late.contoso.local"), OK)
+        self.fleet.wait_server("late.contoso.local",
+                               lambda s: s["first_detected"] == iso(t1 + 600),
+                               apps=[self.B, self.C])
+        self.A.tc.start()  # at t1, its clock when stopped
+        got = self.fleet.wait_server("late.contoso.local",
+                                     lambda s: s["first_detected"] == iso(t1))
+        for name, s in got.items():
+            self.assertEqual(s["first_detected"], iso(t1), name)
+        self.assertIn("was seen here at", self.A.tc.log_text())
+        self.fleet.set_clock(t1 + 600)
 
     def test_2_same_millisecond_one_date(self):
         t2 = T0 + 5 * 3600
