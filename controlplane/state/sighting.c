@@ -353,8 +353,8 @@ static int apply_change_fleet(struct cp_state *st, uint32_t slot, const struct c
 			struct store_server seen;
 			bool moved;
 
-			cp_fleet_apply(&c->v, &e, cp_state_server_tenant(st, &c->v.s),
-				       &st->policy, &seen);
+			cp_fleet_apply(&c->v, &e, cp_state_server_tenant(st, &c->v.s), &st->policy,
+				       &seen);
 			moved = seen.s.last_seen != c->v.s.last_seen ||
 				seen.s.nsources != c->v.s.nsources;
 			if (ex_build_cmp(&seen.s.build, &c->v.s.build) != 0 ||
@@ -380,7 +380,8 @@ static int apply_change_fleet(struct cp_state *st, uint32_t slot, const struct c
 		 * appliance's record came first), or an ended stale period. */
 		/* Untrusted input does not get to write a line per name. */
 		if (c && out.s.first_detected != c->v.s.first_detected && in->tenant_id)
-			cp_info("fleet: server %s (tenant %u) was seen here at %lld, before the date"
+			cp_info("fleet: server %s (tenant %u) was seen here at %lld, before the "
+				"date"
 				" the fleet had: its first detection is that date now",
 				in->fqdn, in->tenant_id, (long long)out.s.first_detected);
 		cp_fleet_adopt(st, slot, &out, NULL, NULL);
@@ -474,8 +475,8 @@ static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_ch
 			if (ns.stale_seconds != c->v.s.stale_seconds ||
 			    store_fleet_cut_off(st->store) ||
 			    cp_fleet_apply(&c->v, &e, t, &st->policy, &probe))
-				return apply_change_fleet(st, slot, in, change, &cls, &d, when,
-							  now, &ns, msg, len);
+				return apply_change_fleet(st, slot, in, change, &cls, &d, when, now,
+							  &ns, msg, len);
 		}
 		apply_seen(st, slot, &ns, now);
 		return 0;
