@@ -21,7 +21,9 @@ test clock.  Each run starts a fresh fleet and measures:
    first detections acknowledged per second, per appliance and for the
    fleet, then the time until every appliance holds all of them;
 3. steady state: N servers known to the fleet, each seen by every appliance
-   once per 10 minutes of the test clock, which moves 120 s per step; every
+   once per 10 minutes of the test clock, which moves 120 s per step of at
+   least 0.5 s real (etcd_flush_seconds 1: a compressed hour still spans
+   15 flushes, as 60 flushes of 60 s span a real one); every
    etcd event under the prefix counted by key (an `etcdctl watch`, checked
    to count the N first detections exactly) over H hours of the test clock
    after a warm-up hour, each hour followed by one flush interval of real
@@ -36,6 +38,7 @@ Usage: fleet_bench.py TESGATE [--runs R] [--n N] [--seconds S] [--servers N]
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -69,10 +72,15 @@ def propagation(fleet, n):
     obs_a = ch.FakeGateway(A.tc.gw_sock, name="bench-observer-a")
     obs = ch.FakeGateway(B.tc.gw_sock, name="bench-observer-b")
     at_a, pushed, refused, late = [], [], [], 0
+    rnd = random.Random(n)
     try:
         for i in range(n):
             name = f"p{i:05d}.contoso.local"
             k = obs.key(1, name)
+            # Mail arrives at any moment of the gateway's control thread's
+            # poll (100 ms while idle): one detection right after the last
+            # would always find it just asleep.
+            time.sleep(rnd.uniform(0, 0.1))
             t0 = time.monotonic()
             if A.send(name) != OK:
                 raise AssertionError(f"A did not accept {name}")
@@ -183,7 +191,7 @@ class Watch:
         fh.stop_by_pid(self.p)
 
 
-def steady(fleet, nservers, hours, flush, step=120):
+def steady(fleet, nservers, hours, flush, step=120, step_real=0.5):
     apps = list(fleet.apps.values())
     t = T0 + 4 * 3600
     fleet.set_clock(t)
@@ -199,6 +207,10 @@ def steady(fleet, nservers, hours, flush, step=120):
             g.wait_ack(g.seq, timeout=60)
     g.wait_ack(g.seq, timeout=60)
     fleet.wait_all(lambda a: count_servers(a) >= nservers, f"{nservers} servers", timeout=300)
+    key = f"{fh.PREFIX}/v1/servers/1/p00000.contoso.local"  # seen through SMTP: a source
+    value = fleet.cluster.etcdctl("get", key, "--print-value-only").rstrip("\n")
+    print(f"  a server's record: key {len(key)} octets, value {len(value)} octets: {value}",
+          flush=True)
     seeded = w.snapshot().get("servers", 0) - cs.get("servers", 0)
     if seeded != nservers:
         raise AssertionError(f"the watch counted {seeded} server writes for {nservers} first"
@@ -209,6 +221,12 @@ def steady(fleet, nservers, hours, flush, step=120):
     def hours_of_clock(h):
         nonlocal t
         for _ in range(h * 3600 // step):
+            # Each step lasts at least step_real seconds, so that an hour of
+            # the clock spans many flush intervals (real time), as it does
+            # in production (F = 60 s against G = 3600 s): a seen time is
+            # then written soon after it crossed the granularity, not one
+            # flush (a whole compressed hour) later.
+            until = time.monotonic() + step_real
             t += step
             fleet.set_clock(t)
             for k, f in enumerate(fakes):
@@ -217,6 +235,7 @@ def steady(fleet, nservers, hours, flush, step=120):
                     pos[k] += 1
                 f.wait_ack(f.seq, timeout=60)
                 f.msgs.clear()
+            time.sleep(max(0.0, until - time.monotonic()))
         # the coalesced writes due: one flush interval (real time) and a bit
         time.sleep(flush + 1.5)
 
@@ -228,6 +247,10 @@ def steady(fleet, nservers, hours, flush, step=120):
     for f in fakes:
         f.close()
     d = {k: c1.get(k, 0) - c0.get(k, 0) for k in set(c0) | set(c1)}
+    st = json.loads(fleet.cluster.etcdctl("endpoint", "status", "-w", "json"))
+    print(f"  etcd backend after it (no compaction): "
+          f"{', '.join(str(m['Status']['dbSize']) for m in st)} octets per member,"
+          f" revision {st[0]['Status']['header']['revision']}", flush=True)
     return d, hours * 3600, r1 - r0
 
 
@@ -239,7 +262,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--servers", type=int, default=1000)
     ap.add_argument("--hours", type=int, default=3)
-    ap.add_argument("--flush", type=int, default=5)
+    ap.add_argument("--flush", type=int, default=1)
     o = ap.parse_args()
     os.environ["TES_ALLOW_TEST_CLOCK"] = "1"
     if not fh.have_etcd():
@@ -251,9 +274,12 @@ def main():
         try:
             fleet.start()
             at_a, pushed, refused, late = propagation(fleet, o.n)
+            fleet_part = [b - a for a, b in zip(at_a, pushed)]
             print(f"run {run}: propagation over {o.n} first detections on A:"
                   f" to A's tescontrol pushing it (written to etcd) p50 {ms(pct(at_a, 50))}"
-                  f" p99 {ms(pct(at_a, 99))}; to B's tescontrol pushing it p50"
+                  f" p99 {ms(pct(at_a, 99))}; A's push to B's push p50"
+                  f" {ms(pct(fleet_part, 50))} p99 {ms(pct(fleet_part, 99))};"
+                  f" to B's tescontrol pushing it p50"
                   f" {ms(pct(pushed, 50))} p99"
                   f" {ms(pct(pushed, 99))}; to B's tesgate refusing 550 p50"
                   f" {ms(pct(refused, 50))} p99 {ms(pct(refused, 99))}"

@@ -28,7 +28,8 @@ Options:
   --n N            first detections timed on A -> B (default: 200)
   --seconds S      seconds of the sustained rate (default: 10)
   --servers N      servers of the steady state (default: 1000)
-  --hours H        hours of the test clock in the steady state (default: 3)
+  --hours H        hours of the test clock in the steady state (default: 3;
+                   each takes at least 15 s)
   -h, --help       this text
 EOF2
 }
