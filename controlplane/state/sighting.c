@@ -377,12 +377,11 @@ static int apply_change_fleet(struct cp_state *st, uint32_t slot, const struct c
 	}
 	if (*ch == TES_CHANGE_SEEN) {
 		/* More than the model saw: an earlier date of this clock (another
-		 * appliance's record came first), or an ended stale period. */
-		/* Untrusted input does not get to write a line per name. */
+		 * appliance's record came first), or an ended stale period.
+		 * Untrusted input does not get to write a line per name. */
 		if (c && out.s.first_detected != c->v.s.first_detected && in->tenant_id)
-			cp_info("fleet: server %s (tenant %u) was seen here at %lld, before the "
-				"date"
-				" the fleet had: its first detection is that date now",
+			cp_info("fleet: server %s (tenant %u) was seen here at %lld, before the"
+				" date the fleet had: its first detection is that date now",
 				in->fqdn, in->tenant_id, (long long)out.s.first_detected);
 		cp_fleet_adopt(st, slot, &out, NULL, NULL);
 		return 0;
