@@ -52,6 +52,15 @@
 #define ADMIN_POLICY_LOAD "policy.load"
 #define ADMIN_STATUS "status"
 #define ADMIN_CLOCK "clock"
+/* The fleet (docs/fleet.md): every appliance sharing the store, when each
+ * was last alive, the versions it enforces and any drift. */
+#define ADMIN_FLEET_STATUS "fleet.status"
+/* {"offset":N?, "limit":N?}: the store's state as one document, in pages
+ * (tenants and documents with the first). */
+#define ADMIN_STORE_EXPORT "store.export"
+/* {"tenants":[...]?, "policy":{}?, "catalog":{}?, "servers":[...]?}: into a
+ * shared store, merged (the earliest first detection wins). */
+#define ADMIN_STORE_IMPORT "store.import"
 /* The XDP drop list (docs/xdp.md); answered only when tescontrol runs it. */
 #define ADMIN_XDP_STATUS "xdp.status"
 #define ADMIN_XDP_LIST "xdp.list"

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef TES_DATADIR
 #define TES_DATADIR "/usr/share/tesgate"
@@ -25,6 +26,12 @@ void cp_config_defaults(struct cp_config *c)
 	snprintf(c->xdp_pin_root, sizeof(c->xdp_pin_root), "/sys/fs/bpf/tesgate");
 	snprintf(c->xdp_mode, sizeof(c->xdp_mode), "auto");
 	snprintf(c->xdp_ports, sizeof(c->xdp_ports), "25");
+	snprintf(c->store, sizeof(c->store), "sqlite");
+	snprintf(c->etcd_prefix, sizeof(c->etcd_prefix), "/tesgate");
+	c->etcd_timeout_ms = 1000;
+	c->etcd_connect_timeout_ms = 500;
+	c->etcd_lease_seconds = 10;
+	c->etcd_flush_seconds = 60;
 }
 
 void cp_config_finish(struct cp_config *c)
@@ -32,6 +39,28 @@ void cp_config_finish(struct cp_config *c)
 	if (!c->db_path[0])
 		snprintf(c->db_path, sizeof(c->db_path), "%.*s/tescontrol.db",
 			 (int)(sizeof(c->db_path) - 16), c->state_dir);
+	if (!c->etcd_journal[0])
+		snprintf(c->etcd_journal, sizeof(c->etcd_journal), "%.*s/fleet-journal.db",
+			 (int)(sizeof(c->etcd_journal) - 20), c->state_dir);
+	if (!c->appliance[0]) {
+		char host[256] = "";
+		size_t n = 0;
+
+		gethostname(host, sizeof(host) - 1);
+		for (size_t i = 0; host[i] && n < sizeof(c->appliance) - 1; i++) {
+			char ch = host[i];
+
+			c->appliance[n++] =
+				isalnum((unsigned char)ch) || ch == '-' || ch == '.' || ch == '_'
+					? ch
+					: '_';
+		}
+		c->appliance[n] = '\0';
+		if (!n)
+			snprintf(c->appliance, sizeof(c->appliance), "appliance");
+	}
+	if (c->etcd_connect_timeout_ms > c->etcd_timeout_ms)
+		c->etcd_connect_timeout_ms = c->etcd_timeout_ms;
 }
 
 static char *trim(char *s)
@@ -58,7 +87,13 @@ enum kind {
 	K_XMODE,
 	K_BOOL,
 	K_NAME,
-	K_PORTS
+	K_PORTS,
+	K_STORE,
+	K_URLS,
+	K_PREFIX,
+	K_APPLIANCE,
+	K_MS,
+	K_OPTPATH
 };
 
 struct key {
@@ -94,6 +129,20 @@ static const struct key keys[] = {
 	F("xdp_required", K_BOOL, xdp_required),
 	F("xdp_ports", K_PORTS, xdp_ports),
 	F("user", K_NAME, user),
+	F("store", K_STORE, store),
+	F("etcd_endpoints", K_URLS, etcd_endpoints),
+	F("etcd_prefix", K_PREFIX, etcd_prefix),
+	F("appliance", K_APPLIANCE, appliance),
+	F("etcd_ca_file", K_OPTPATH, etcd_ca_file),
+	F("etcd_cert_file", K_OPTPATH, etcd_cert_file),
+	F("etcd_key_file", K_OPTPATH, etcd_key_file),
+	F("etcd_username", K_NAME, etcd_username),
+	F("etcd_password_file", K_OPTPATH, etcd_password_file),
+	F("etcd_timeout_ms", K_MS, etcd_timeout_ms),
+	F("etcd_connect_timeout_ms", K_MS, etcd_connect_timeout_ms),
+	F("etcd_lease_seconds", K_UINT, etcd_lease_seconds),
+	F("etcd_flush_seconds", K_UINT, etcd_flush_seconds),
+	F("etcd_journal", K_PATH, etcd_journal),
 };
 
 static int set(struct cp_config *c, const struct key *k, const char *v, char *msg, size_t len)
@@ -233,6 +282,107 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 		snprintf(field, k->size, "%s", v);
 		return 0;
 	}
+	case K_STORE:
+		if (strcmp(v, "sqlite") && strcmp(v, "etcd")) {
+			snprintf(msg, len, "\"%s\" is not sqlite or etcd", v);
+			return -1;
+		}
+		snprintf(field, k->size, "%s", v);
+		return 0;
+	case K_URLS: {
+		/* Checked again by the etcd client; here what makes a list. */
+		unsigned n = 0;
+
+		for (const char *p = v; *p;) {
+			size_t l = strcspn(p, ","), b = 0, e = l;
+
+			while (b < e && isspace((unsigned char)p[b]))
+				b++;
+			while (e > b && isspace((unsigned char)p[e - 1]))
+				e--;
+			if (!(e - b > 7 && strncmp(p + b, "http://", 7) == 0) &&
+			    !(e - b > 8 && strncmp(p + b, "https://", 8) == 0)) {
+				snprintf(msg, len, "\"%.*s\" is not an http:// or https:// URL",
+					 (int)(e - b), p + b);
+				return -1;
+			}
+			for (size_t i = b; i < e; i++) {
+				if (isspace((unsigned char)p[i])) {
+					snprintf(msg, len, "\"%.*s\" holds a space", (int)(e - b),
+						 p + b);
+					return -1;
+				}
+			}
+			n++;
+			p += l;
+			if (*p == ',')
+				p++;
+		}
+		if (n == 0 || n > 16 || strlen(v) >= k->size) {
+			snprintf(msg, len, "give 1 to 16 URLs, comma-separated");
+			return -1;
+		}
+		snprintf(field, k->size, "%s", v);
+		return 0;
+	}
+	case K_PREFIX: {
+		size_t n = strlen(v);
+
+		if (n == 0 || v[0] != '/' || v[n - 1] == '/' || n > 200) {
+			snprintf(
+				msg, len,
+				"\"%s\" must start with / and not end with it (at most 200 octets)",
+				v);
+			return -1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f) {
+				snprintf(msg, len, "\"%s\" holds a space or a non-ASCII octet", v);
+				return -1;
+			}
+		}
+		snprintf(field, k->size, "%s", v);
+		return 0;
+	}
+	case K_APPLIANCE:
+		if (!v[0] || strlen(v) >= k->size) {
+			snprintf(msg, len, "a name of 1 to %zu characters", k->size - 1);
+			return -1;
+		}
+		for (const char *p = v; *p; p++) {
+			if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_') {
+				snprintf(msg, len, "\"%s\": only letters, digits, '-', '.' and '_'",
+					 v);
+				return -1;
+			}
+		}
+		snprintf(field, k->size, "%s", v);
+		return 0;
+	case K_MS: {
+		char *end;
+		unsigned long x;
+
+		errno = 0;
+		x = strtoul(v, &end, 10);
+		if (!isdigit((unsigned char)v[0]) || *end || errno || x < 10 || x > 60000) {
+			snprintf(msg, len,
+				 "\"%s\" is not a number of milliseconds from 10 to 60000", v);
+			return -1;
+		}
+		*(unsigned *)(void *)field = (unsigned)x;
+		return 0;
+	}
+	case K_OPTPATH:
+		if (v[0] && v[0] != '/') {
+			snprintf(msg, len, "\"%s\" is not an absolute path", v);
+			return -1;
+		}
+		if (strlen(v) >= k->size) {
+			snprintf(msg, len, "path longer than %zu octets", k->size - 1);
+			return -1;
+		}
+		snprintf(field, k->size, "%s", v);
+		return 0;
 	case K_UINT: {
 		char *end;
 		unsigned long x;

@@ -38,6 +38,23 @@ struct cp_config {
 	bool xdp_required;   /* a refused load or attach stops start-up */
 	char xdp_ports[256]; /* TCP ports a listed source is dropped on: "25, 587" */
 	char user[64];       /* run as this user after start-up; "" : as started */
+
+	/* The store (docs/fleet.md): "sqlite" (one box, the default) or
+	 * "etcd" (a fleet of appliances sharing one state). */
+	char store[16];
+	char etcd_endpoints[2048]; /* URL,URL,...: http:// or https:// */
+	char etcd_prefix[256];     /* every key of the fleet under it */
+	char appliance[64];        /* this appliance's name in the fleet */
+	char etcd_ca_file[CP_PATH_MAX];
+	char etcd_cert_file[CP_PATH_MAX];
+	char etcd_key_file[CP_PATH_MAX];
+	char etcd_username[128];
+	char etcd_password_file[CP_PATH_MAX];
+	unsigned etcd_timeout_ms;         /* one request to one member */
+	unsigned etcd_connect_timeout_ms; /* at most etcd_timeout_ms */
+	unsigned etcd_lease_seconds;      /* liveness lease TTL */
+	unsigned etcd_flush_seconds;      /* seen times and self, coalesced */
+	char etcd_journal[CP_PATH_MAX];   /* "" : state_dir/fleet-journal.db */
 };
 
 void cp_config_defaults(struct cp_config *c);
@@ -46,7 +63,8 @@ void cp_config_defaults(struct cp_config *c);
  * err. */
 int cp_config_load(struct cp_config *c, const char *path, char *err, size_t errlen);
 
-/* Fill what defaults from other keys (db_path from state_dir). */
+/* Fill what defaults from other keys (db_path and etcd_journal from
+ * state_dir, appliance from the host name). */
 void cp_config_finish(struct cp_config *c);
 
 #endif

@@ -35,6 +35,7 @@
 #include "controlplane/notify/metrics.h"
 #include "controlplane/notify/xdp.h"
 #include "controlplane/state/state.h"
+#include "controlplane/store/etcdstore.h"
 #include "controlplane/store/sqlite.h"
 #include "base/privdrop.h"
 
@@ -62,6 +63,8 @@ struct cp {
 
 	struct cp_watch sig;   /* signalfd: TERM, INT, HUP */
 	struct cp_watch flush; /* periodic write of dirty servers */
+	struct cp_watch fleet; /* a shared store's changes (its watch) */
+	char store_desc[CP_PATH_MAX + 64];
 };
 
 static void usage(FILE *f)
@@ -87,7 +90,11 @@ static void usage(FILE *f)
 		   "admin_socket, admin_group, catalog_file, compliance_file, policy_file,\n"
 		   "log_level (error|warn|info|debug), flush_seconds, metrics_listen,\n"
 		   "event_log, xdp_interfaces, xdp_pin_root, xdp_mode (auto|native|generic),\n"
-		   "xdp_required (yes|no), xdp_ports, user.  SIGHUP reopens the event log.\n");
+		   "xdp_required (yes|no), xdp_ports, user; the fleet (docs/fleet.md): store\n"
+		   "(sqlite|etcd), etcd_endpoints, etcd_prefix, appliance, etcd_ca_file,\n"
+		   "etcd_cert_file, etcd_key_file, etcd_username, etcd_password_file,\n"
+		   "etcd_timeout_ms, etcd_connect_timeout_ms, etcd_lease_seconds,\n"
+		   "etcd_flush_seconds, etcd_journal.  SIGHUP reopens the event log.\n");
 }
 
 static void on_signal(struct cp_watch *w, uint32_t events)
@@ -130,6 +137,29 @@ static int setup_signals(struct cp *cp)
 	return 0;
 }
 
+/* The shared store's watch may be made anew (after a failure, a re-read):
+ * keep its current descriptor in the loop. */
+static void fleet_watch_sync(struct cp *cp)
+{
+	int fd = store_shared(cp->store) ? cp->store->fleet->fd(cp->store) : -1;
+
+	if (fd == cp->fleet.fd)
+		return;
+	cp_watch_del(&cp->loop, &cp->fleet);
+	cp->fleet.fd = fd;
+	if (fd >= 0 && cp_watch_add(&cp->loop, &cp->fleet, EPOLLIN))
+		cp_err("fleet: adding etcd's watch to the event loop: %s", strerror(errno));
+}
+
+static void on_fleet(struct cp_watch *w, uint32_t events)
+{
+	struct cp *cp = cp_container_of(w, struct cp, fleet);
+
+	(void)events;
+	cp_state_fleet_poll(&cp->st);
+	fleet_watch_sync(cp);
+}
+
 static void on_flush(struct cp_watch *w, uint32_t events)
 {
 	struct cp *cp = cp_container_of(w, struct cp, flush);
@@ -138,6 +168,10 @@ static void on_flush(struct cp_watch *w, uint32_t events)
 	(void)events;
 	if (read(w->fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		cp_debug("flush timer: %s", strerror(errno));
+	if (store_shared(cp->store)) {
+		cp_state_fleet_tick(&cp->st, cp->gws.n);
+		fleet_watch_sync(cp);
+	}
 	cp_state_flush(&cp->st);
 	/* Resets, deletions and policy loads change who is at a cap too: the
 	 * gateways hear of it within flush_seconds. */
@@ -327,6 +361,14 @@ static void print_config(const struct cp *cp)
 	       c->admin_group, c->catalog_file, c->compliance_file, c->policy_file,
 	       c->flush_seconds, c->metrics_listen, c->event_log, c->xdp_interfaces,
 	       c->xdp_pin_root, c->xdp_mode, c->xdp_required ? "yes" : "no", c->xdp_ports, c->user);
+	printf("store = %s\netcd_endpoints = %s\netcd_prefix = %s\nappliance = %s\n"
+	       "etcd_ca_file = %s\netcd_cert_file = %s\netcd_key_file = %s\netcd_username = %s\n"
+	       "etcd_password_file = %s\netcd_timeout_ms = %u\netcd_connect_timeout_ms = %u\n"
+	       "etcd_lease_seconds = %u\netcd_flush_seconds = %u\netcd_journal = %s\n",
+	       c->store, c->etcd_endpoints, c->etcd_prefix, c->appliance, c->etcd_ca_file,
+	       c->etcd_cert_file, c->etcd_key_file, c->etcd_username, c->etcd_password_file,
+	       c->etcd_timeout_ms, c->etcd_connect_timeout_ms, c->etcd_lease_seconds,
+	       c->etcd_flush_seconds, c->etcd_journal);
 }
 
 /* ---- start-up, run, teardown ---- */
@@ -441,15 +483,97 @@ static int set_test_clock(struct cp *cp, const struct options *o)
 	return 0;
 }
 
+/* A secret from a file of its own (not in the configuration, which more
+ * people read): its first line. */
+static int read_secret(const char *path, char *out, size_t len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (!f) {
+		snprintf(err, errlen, "etcd_password_file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!fgets(out, (int)len, f))
+		out[0] = '\0';
+	fclose(f);
+	n = strcspn(out, "\r\n");
+	out[n] = '\0';
+	if (!n) {
+		snprintf(err, errlen, "etcd_password_file %s: empty", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* The store the configuration names: SQLite (one box) or the fleet's
+ * etcd. */
+static struct tes_store *open_store(struct cp *cp, char *err, size_t errlen)
+{
+	const struct cp_config *c = &cp->cfg;
+	char eps_buf[sizeof(c->etcd_endpoints)], password[512] = "";
+	const char *eps[16];
+	size_t n = 0;
+	struct tes_store *st;
+	char *save = NULL;
+
+	if (strcmp(c->store, "etcd") != 0) {
+		snprintf(cp->store_desc, sizeof(cp->store_desc), "%s", c->db_path);
+		return store_sqlite_open(c->db_path, err, errlen);
+	}
+	if (!c->etcd_endpoints[0]) {
+		snprintf(err, errlen, "%s: store = etcd needs etcd_endpoints", cp->conf);
+		return NULL;
+	}
+	snprintf(eps_buf, sizeof(eps_buf), "%s", c->etcd_endpoints);
+	for (char *t = strtok_r(eps_buf, ", \t", &save); t && n < 16;
+	     t = strtok_r(NULL, ", \t", &save))
+		eps[n++] = t;
+	if (c->etcd_password_file[0] &&
+	    read_secret(c->etcd_password_file, password, sizeof(password), err, errlen))
+		return NULL;
+	if (!c->etcd_username[0] != !password[0]) {
+		snprintf(err, errlen, "%s: etcd_username and etcd_password_file go together",
+			 cp->conf);
+		return NULL;
+	}
+	{
+		const struct store_etcd_config ec = {
+			.endpoints = eps,
+			.nendpoints = n,
+			.prefix = c->etcd_prefix,
+			.appliance = c->appliance,
+			.ca_file = c->etcd_ca_file,
+			.cert_file = c->etcd_cert_file,
+			.key_file = c->etcd_key_file,
+			.username = c->etcd_username,
+			.password = password,
+			.timeout_ms = (int)c->etcd_timeout_ms,
+			.connect_timeout_ms = (int)c->etcd_connect_timeout_ms,
+			.lease_seconds = c->etcd_lease_seconds,
+			.flush_seconds = c->etcd_flush_seconds,
+			.journal_path = c->etcd_journal,
+		};
+
+		st = store_etcd_open(&ec, err, errlen);
+	}
+	memset(password, 0, sizeof(password));
+	snprintf(cp->store_desc, sizeof(cp->store_desc), "etcd %.2048s prefix %s",
+		 c->etcd_endpoints, c->etcd_prefix);
+	return st;
+}
+
 /* The store and the state on it, documents and servers loaded.  The
  * subscribers that must hear of changes from here on are added first; the
  * others join as they start. */
 static int open_state(struct cp *cp)
 {
-	char err[1024];
+	char err[2048];
 	struct timespec ts;
 
-	cp->store = store_sqlite_open(cp->cfg.db_path, err, sizeof(err));
+	cp->fleet.fd = -1;
+	cp->fleet.fn = on_fleet;
+	cp->store = open_store(cp, err, sizeof(err));
 	if (!cp->store) {
 		cp_err("store: %s", err);
 		return -1;
@@ -477,11 +601,21 @@ static int open_state(struct cp *cp)
 		store_close(cp->store);
 		return -1;
 	}
+	if (store_shared(cp->store)) {
+		if (cp_state_fleet_init(&cp->st, cp->cfg.etcd_flush_seconds)) {
+			cp_err("out of memory");
+			cp_state_free(&cp->st);
+			store_close(cp->store);
+			return -1;
+		}
+		cp_info("fleet: appliance %s on %s", cp->cfg.appliance, cp->store_desc);
+	}
 	return 0;
 }
 
 static void close_state(struct cp *cp)
 {
+	cp_watch_del(&cp->loop, &cp->fleet);
 	cp_state_free(&cp->st);
 	store_close(cp->store);
 }
@@ -517,7 +651,7 @@ static int start_xdp(struct cp *cp)
 
 static int start_admin(struct cp *cp)
 {
-	cp_admin_init(&cp->admin, &cp->loop, &cp->st, &cp->esc, &cp->gws, cp->xdp, cp->cfg.db_path);
+	cp_admin_init(&cp->admin, &cp->loop, &cp->st, &cp->esc, &cp->gws, cp->xdp, cp->store_desc);
 	if (cp_admin_listen(&cp->admin, cp->cfg.admin_socket, cp->admin_gid_set, cp->admin_gid)) {
 		cp_admin_stop(&cp->admin);
 		return -1;
@@ -552,6 +686,8 @@ static int run(struct cp *cp)
 		cp_xdp_sync_pending(cp->xdp);
 	}
 	cp_state_flush(&cp->st);
+	/* The fleet gets every seen time it lacks, and sees this one leave. */
+	cp_state_fleet_stop(&cp->st);
 	cp_info("stopped");
 	return cp->loop.stop ? 0 : 1;
 }
@@ -576,6 +712,10 @@ static int serve(struct cp *cp)
 		goto signals;
 	if (start_flush(cp))
 		goto escalation;
+	/* The fleet sees this appliance alive from the start. */
+	if (store_shared(cp->store))
+		cp_state_fleet_tick(&cp->st, 0);
+	fleet_watch_sync(cp);
 	if (cp_evlog_open(&cp->evlog, cp->cfg.event_log, &cp->clock))
 		goto flush;
 	/* Anything that fell due while we were down is announced now, late

@@ -1171,6 +1171,188 @@ static int run_policy_load(int argc, char **argv)
 	return 0;
 }
 
+/* ---- the fleet (docs/fleet.md) ---- */
+
+/* What tesctl status says of the fleet: this appliance, and whether it is
+ * cut off from etcd and since when. */
+static void fleet_status_lines(const json_t *f)
+{
+	char buf[768];
+
+	if (!json_is_object(f))
+		return;
+	print_kv("appliance", str(f, "appliance"));
+	if (json_is_true(json_object_get(f, "cut_off"))) {
+		snprintf(buf, sizeof(buf),
+			 "CUT OFF from etcd since %s (%llds); enforcing the last"
+			 " state, %lld detections in the local journal; %s",
+			 str(f, "cut_off_since"), num(f, "cut_off_seconds"), num(f, "journal"),
+			 str(f, "last_error"));
+	} else {
+		snprintf(buf, sizeof(buf), "connected to etcd at %s (revision %lld); journal %lld",
+			 str(f, "endpoint"), num(f, "revision"), num(f, "journal"));
+	}
+	print_kv("fleet", buf);
+}
+
+static int run_fleet_status(int argc, char **argv)
+{
+	json_t *resp, *r = call(ADMIN_FLEET_STATUS, NULL, &resp), *m;
+	struct table t = { .ncols = 7 };
+	static const char *const head[] = { "APPLIANCE", "ALIVE", "LAST ALIVE", "CATALOG",
+					    "POLICY",    "DRIFT", "JOURNAL" };
+	size_t i;
+
+	(void)argc;
+	(void)argv;
+	if (g_opts.json) {
+		print_json(r);
+		json_decref(resp);
+		return 0;
+	}
+	printf("fleet of %s: catalog %s, policy %s; %lld appliances known, %lld alive, %lld"
+	       " drifting\n",
+	       str(r, "store"), str(json_object_get(r, "catalog"), "version"),
+	       str(json_object_get(r, "policy"), "version"), num(r, "appliances_known"),
+	       num(r, "appliances_alive"), num(r, "drift"));
+	table_add(&t, head);
+	json_array_foreach(json_object_get(r, "appliances"), i, m)
+	{
+		bool cd = json_is_true(json_object_get(m, "catalog_drift"));
+		bool pd = json_is_true(json_object_get(m, "policy_drift"));
+		char journal[32];
+		const char *cells[7];
+
+		snprintf(journal, sizeof(journal), "%lld", num(m, "journal"));
+		cells[0] = str(m, "appliance");
+		cells[1] = json_is_true(json_object_get(m, "alive")) ? "yes" : "no";
+		cells[2] = str(m, "last_alive");
+		cells[3] = str(m, "catalog");
+		cells[4] = str(m, "policy");
+		cells[5] = cd && pd ? "catalog+policy" : cd ? "catalog" : pd ? "policy" : "-";
+		cells[6] = journal;
+		table_add(&t, cells);
+	}
+	table_print(&t);
+	json_decref(resp);
+	return 0;
+}
+
+/* The whole state as one JSON document, page by page. */
+static int run_store_export(int argc, char **argv)
+{
+	json_t *doc = NULL, *servers = json_array();
+	long long offset = 0;
+	FILE *out = stdout;
+	char *text;
+
+	if (argc > 1)
+		usage_error("store export takes at most a FILE");
+	for (;;) {
+		json_t *resp, *r = call(ADMIN_STORE_EXPORT,
+					json_pack("{s:I}", "offset", (json_int_t)offset), &resp);
+
+		json_array_extend(servers, json_object_get(r, "servers"));
+		if (!doc) {
+			doc = json_deep_copy(r);
+			json_object_del(doc, "servers");
+			json_object_del(doc, "offset");
+			json_object_del(doc, "next_offset");
+		}
+		if (!json_is_integer(json_object_get(r, "next_offset"))) {
+			json_decref(resp);
+			break;
+		}
+		offset = num(r, "next_offset");
+		json_decref(resp);
+	}
+	json_object_set_new(doc, "servers", servers);
+	json_object_set_new(doc, "total", json_integer((json_int_t)json_array_size(servers)));
+	text = json_dumps(doc, JSON_INDENT(1));
+	if (!text)
+		die(EXIT_FAILED, "cannot write the export");
+	if (argc == 1 && strcmp(argv[0], "-") != 0) {
+		out = fopen(argv[0], "w");
+		if (!out)
+			die(EXIT_FAILED, "%s: %s", argv[0], strerror(errno));
+	}
+	if (fputs(text, out) < 0 || fputc('\n', out) < 0 || (out != stdout && fclose(out)))
+		die(EXIT_FAILED, "writing %s: %s", argc == 1 ? argv[0] : "stdout", strerror(errno));
+	if (out != stdout)
+		fprintf(stderr, "tesctl: exported %zu tenants and %zu servers to %s\n",
+			json_array_size(json_object_get(doc, "tenants")),
+			json_array_size(json_object_get(doc, "servers")), argv[0]);
+	free(text);
+	json_decref(doc);
+	return 0;
+}
+
+#define IMPORT_BATCH 200
+
+static int run_store_import(int argc, char **argv)
+{
+	struct cmdopt o[] = { { "--no-documents", false, NULL, 0, 0, false } };
+	char *pos[4];
+	json_error_t je;
+	json_t *doc, *servers, *first, *resp, *r, *e;
+	long long written = 0, unchanged = 0, failed = 0;
+	size_t n, i;
+
+	if (argc > 3 || split_args(argc, argv, o, 1, pos) != 1)
+		usage_error("store import takes one FILE");
+	doc = json_load_file(pos[0], JSON_REJECT_DUPLICATES, &je);
+	if (!doc)
+		die(EXIT_FAILED, "%s:%d: %s", pos[0], je.line, je.text);
+	if (!json_is_object(doc) || strcmp(str(doc, "format"), "tesgate-state") != 0 ||
+	    num(doc, "version") != 1)
+		die(EXIT_FAILED, "%s: not a tesctl store export (format tesgate-state, version 1)",
+		    pos[0]);
+	servers = json_object_get(doc, "servers");
+	if (!json_is_array(servers))
+		die(EXIT_FAILED, "%s: no \"servers\" list", pos[0]);
+	/* Tenants and documents first: servers need their tenants. */
+	first = json_pack("{s:O}", "tenants",
+			  json_object_get(doc, "tenants") ? json_object_get(doc, "tenants")
+							  : json_array());
+	if (!o[0].seen) {
+		if (json_object_get(doc, "policy"))
+			json_object_set(first, "policy", json_object_get(doc, "policy"));
+		if (json_object_get(doc, "catalog"))
+			json_object_set(first, "catalog", json_object_get(doc, "catalog"));
+	}
+	r = call(ADMIN_STORE_IMPORT, first, &resp);
+	if (g_opts.json)
+		print_json(r);
+	else
+		printf("tenants: %zu created, %zu the same, %zu kept as the fleet has them; policy"
+		       " %s; catalog %s\n",
+		       json_array_size(json_object_get(json_object_get(r, "tenants"), "created")),
+		       json_array_size(json_object_get(json_object_get(r, "tenants"), "same")),
+		       json_array_size(json_object_get(json_object_get(r, "tenants"), "kept")),
+		       str(r, "policy"), str(r, "catalog"));
+	json_decref(resp);
+	n = json_array_size(servers);
+	for (i = 0; i < n; i += IMPORT_BATCH) {
+		json_t *batch = json_array(), *res;
+		size_t k;
+
+		for (size_t j = i; j < n && j < i + IMPORT_BATCH; j++)
+			json_array_append(batch, json_array_get(servers, j));
+		r = call(ADMIN_STORE_IMPORT, json_pack("{s:o}", "servers", batch), &resp);
+		res = json_object_get(r, "servers");
+		written += num(res, "written");
+		unchanged += num(res, "unchanged");
+		failed += num(res, "failed");
+		json_array_foreach(json_object_get(res, "errors"), k, e)
+			fprintf(stderr, "tesctl: %s\n", json_string_value(e));
+		json_decref(resp);
+	}
+	printf("servers: %lld written, %lld the fleet had already, %lld failed\n", written,
+	       unchanged, failed);
+	json_decref(doc);
+	return failed ? EXIT_FAILED : 0;
+}
+
 /* ---- status and clock ---- */
 
 static int run_status(int argc, char **argv)
@@ -1222,6 +1404,7 @@ static int run_status(int argc, char **argv)
 	snprintf(buf, sizeof(buf), "%s (schema %lld)", str(json_object_get(r, "store"), "path"),
 		 num(json_object_get(r, "store"), "schema_version"));
 	print_kv("store", buf);
+	fleet_status_lines(json_object_get(r, "fleet"));
 	json_decref(resp);
 	return 0;
 }
@@ -1451,8 +1634,24 @@ static const struct command commands[] = {
 	  1, 2, true, run_policy_load },
 	{ "status", "status",
 	  "tescontrol's state: gateways connected, tenants and servers by status, catalog and\n"
-	  "policy versions, the store, and the clock (and whether it is a test clock).\n",
+	  "policy versions, the store, and the clock (and whether it is a test clock).  In a\n"
+	  "fleet (store = etcd): this appliance, and whether it is cut off from etcd and since\n"
+	  "when.\n",
 	  0, 0, false, run_status },
+	{ "fleet status", "fleet status",
+	  "The fleet (store = etcd, docs/fleet.md): every appliance that shares the store,\n"
+	  "whether it is alive (its lease is held) or when it last was, the catalog and policy\n"
+	  "versions it enforces, and drift from the newest ones.\n",
+	  0, 0, false, run_fleet_status },
+	{ "store export", "store export [FILE]",
+	  "Write tescontrol's whole state (tenants, catalog, policy, servers) as one JSON\n"
+	  "document to FILE or stdout: a single box's SQLite state, to import into a fleet.\n",
+	  0, 1, false, run_store_export },
+	{ "store import", "store import [--no-documents] FILE",
+	  "Import a store export into the fleet this tescontrol runs on (store = etcd): tenants\n"
+	  "it lacks, the catalog and policy (unless --no-documents), and every server, merged\n"
+	  "with what the fleet holds (the earliest first detection wins).\n",
+	  1, 2, true, run_store_import },
 	{ "clock", "clock show | clock set SECONDS | clock advance DURATION",
 	  "The daemon's clock.  set and advance work only on a tescontrol started with\n"
 	  "--test-clock (tests): set takes Unix seconds, advance SECONDS or N with a unit\n"

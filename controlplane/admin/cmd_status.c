@@ -4,9 +4,40 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "controlplane/admin/admin_int.h"
+
+/* The fleet's part of status: whether this appliance reaches etcd, and
+ * since when not; null with the SQLite store. */
+static json_t *fleet_json(const struct cp_admin *a)
+{
+	struct store_fleet_status fs;
+	struct timespec ts;
+	json_t *o;
+
+	if (!store_shared(a->st->store))
+		return json_null();
+	a->st->store->fleet->status(a->st->store, &fs);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	o = json_pack("{s:s, s:s, s:s, s:b, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+		      " s:I, s:I}",
+		      "appliance", fs.appliance, "store", fs.where, "endpoint", fs.endpoint,
+		      "cut_off", fs.cut_off, "cut_off_seconds",
+		      (json_int_t)(fs.cut_off ? (int64_t)ts.tv_sec - fs.cut_off_since : 0),
+		      "last_error", fs.last_error, "journal", (json_int_t)fs.journal, "revision",
+		      (json_int_t)fs.revision, "writes", (json_int_t)fs.writes, "keys_written",
+		      (json_int_t)fs.keys_written, "conflicts", (json_int_t)fs.conflicts,
+		      "reconciled", (json_int_t)fs.reconciled, "watch_events",
+		      (json_int_t)fs.watch_events, "watch_reconnects",
+		      (json_int_t)fs.watch_reconnects, "remote_changes",
+		      (json_int_t)a->st->counts.fleet_remote, "journaled",
+		      (json_int_t)a->st->counts.fleet_journaled, "bad_records",
+		      (json_int_t)fs.bad_records);
+	set_time(a, o, "cut_off_since", fs.cut_off, fs.cut_off_since);
+	return o;
+}
 
 int cmd_status(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
 {
@@ -45,8 +76,11 @@ int cmd_status(struct cp_admin *a, const json_t *args, json_t **result, char *er
 				      "builds", (json_int_t)catalog_size(a->st->catalog)));
 	json_object_set_new(o, "policy", json_pack("{s:s}", "version", a->st->policy_doc.version));
 	json_object_set_new(o, "store",
-			    json_pack("{s:s, s:i}", "path", a->db_path, "schema_version",
+			    json_pack("{s:s, s:s, s:i}", "kind",
+				      store_shared(a->st->store) ? "etcd" : "sqlite", "path",
+				      a->db_path, "schema_version",
 				      store_schema_version(a->st->store)));
+	json_object_set_new(o, "fleet", fleet_json(a));
 	json_object_set_new(o, "counts",
 			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "sightings",
 				      (json_int_t)a->st->counts.sightings, "first_detections",

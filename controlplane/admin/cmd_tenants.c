@@ -192,15 +192,56 @@ int cmd_tenant_show(struct cp_admin *a, const json_t *args, json_t **result, cha
 	return 0;
 }
 
+/* A pause asked for, decided from the tenant as the state holds it (with
+ * a shared store, again from another appliance's pause if one came
+ * first: the quota is checked against what is really used). */
+struct pause_ask {
+	bool add;
+	unsigned days;
+	int64_t now;
+	const struct tes_policy *pol;
+	unsigned left;
+};
+
+static int make_pause(const struct tes_tenant *t, struct tes_pause *out, char *err, size_t len,
+		      void *ctx)
+{
+	struct pause_ask *q = ctx;
+	int year;
+
+	if (!q->add) {
+		if (!tes_pause_resume(&t->pause, q->now, out)) {
+			snprintf(err, len, "tenant %u is not paused", t->id);
+			return -1;
+		}
+		return 0;
+	}
+	switch (tes_pause_add(&t->pause, q->pol, q->now, q->days, out, &q->left)) {
+	case TES_PAUSE_OK:
+		return 0;
+	case TES_PAUSE_EDAYS:
+		snprintf(err, len, "a pause must be at least one day");
+		return -1;
+	case TES_PAUSE_EQUOTA:
+		tes_pause_days_left(&t->pause, q->pol, q->now, &year);
+		snprintf(err, len,
+			 "pause quota exceeded: tenant %u has %u of its %u pause days left in %d,"
+			 " and %u were asked for",
+			 t->id, q->left, q->pol->pause_quota_days, year, q->days);
+		return -1;
+	}
+	return -1;
+}
+
 /* The state stores the tenant's new pause and tells the gateways (the event
  * log line first, so that it reads cause then effect); escalation then
  * looks at its servers (their status changes now, and their stage clocks
  * stop or go). */
-static int put_pause(struct cp_admin *a, uint32_t id, const struct tes_pause *p, const char *why,
+static int put_pause(struct cp_admin *a, uint32_t id, struct pause_ask *q, const char *why,
 		     const char *event, char *err, size_t len)
 {
 	json_t *who = admin_who(a);
-	int rc = cp_state_set_pause(a->st, id, p, event, who, err, len);
+	int rc = cp_state_set_pause_with(a->st, id, make_pause, q, event, who, err, len);
 
 	json_decref(who);
 	if (rc)
@@ -212,33 +253,26 @@ static int put_pause(struct cp_admin *a, uint32_t id, const struct tes_pause *p,
 int cmd_pause_add(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
 {
 	struct tes_tenant *t = arg_tenant(a, args, "tenant", err, len);
-	struct tes_pause np;
-	unsigned left;
+	struct pause_ask q = { .add = true, .pol = &a->st->policy };
 	int64_t days, now = cp_state_now(a->st);
-	int year;
 	char end[40];
+	uint32_t id;
 
 	if (!t || arg_int(args, "days", 1, 366, true, 0, &days, err, len))
 		return -1;
-	switch (tes_pause_add(&t->pause, &a->st->policy, now, (unsigned)days, &np, &left)) {
-	case TES_PAUSE_OK:
-		break;
-	case TES_PAUSE_EDAYS:
-		snprintf(err, len, "a pause must be at least one day");
+	id = t->id;
+	q.days = (unsigned)days;
+	q.now = now;
+	if (put_pause(a, id, &q, "pause", "pause", err, len))
 		return -1;
-	case TES_PAUSE_EQUOTA:
-		tes_pause_days_left(&t->pause, &a->st->policy, now, &year);
-		snprintf(err, len,
-			 "pause quota exceeded: tenant %u has %u of its %u pause days left in %d,"
-			 " and %lld were asked for",
-			 t->id, left, a->st->policy.pause_quota_days, year, (long long)days);
+	t = cp_tenant_find(&a->st->tab, id);
+	if (!t) {
+		snprintf(err, len, "the tenant was deleted meanwhile");
 		return -1;
 	}
-	if (put_pause(a, t->id, &np, "pause", "pause", err, len))
-		return -1;
-	tes_time_format(np.end, a->st->policy.utc_offset_min, end, sizeof(end));
+	tes_time_format(t->pause.end, a->st->policy.utc_offset_min, end, sizeof(end));
 	cp_info("pause: tenant %u (%s) paused for %lld more days, until %s; %u days left in %u",
-		t->id, t->name, (long long)days, end, left, np.year);
+		t->id, t->name, (long long)days, end, q.left, t->pause.year);
 	*result = pause_json(a, t, now);
 	return 0;
 }
@@ -256,17 +290,21 @@ int cmd_pause_show(struct cp_admin *a, const json_t *args, json_t **result, char
 int cmd_pause_resume(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
 {
 	struct tes_tenant *t = arg_tenant(a, args, "tenant", err, len);
-	struct tes_pause np;
+	struct pause_ask q = { .add = false, .pol = &a->st->policy };
 	int64_t now = cp_state_now(a->st);
+	uint32_t id;
 
 	if (!t)
 		return -1;
-	if (!tes_pause_resume(&t->pause, now, &np)) {
-		snprintf(err, len, "tenant %u is not paused", t->id);
+	id = t->id;
+	q.now = now;
+	if (put_pause(a, id, &q, "pause ended by the operator", "pause_resumed", err, len))
+		return -1;
+	t = cp_tenant_find(&a->st->tab, id);
+	if (!t) {
+		snprintf(err, len, "the tenant was deleted meanwhile");
 		return -1;
 	}
-	if (put_pause(a, t->id, &np, "pause ended by the operator", "pause_resumed", err, len))
-		return -1;
 	cp_info("pause: tenant %u (%s) resumed by the operator (the days granted stay used)", t->id,
 		t->name);
 	*result = pause_json(a, t, now);

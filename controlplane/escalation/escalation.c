@@ -228,6 +228,20 @@ void esc_on_note(void *ctx, const struct cp_note *n)
 		esc_evaluate(e, n->slot, n->now, n->why);
 		esc_arm(e);
 		return;
+	/* Another appliance changed it (a shared store): what the operator's
+	 * command does here after the state's call, the note does there. */
+	case CP_NOTE_TENANT:
+		if (n->reschedule && n->tenant)
+			esc_evaluate_tenant(e, n->tenant->id, "changed on another appliance");
+		return;
+	case CP_NOTE_POLICY:
+		if (n->reschedule)
+			esc_evaluate_all(e, "policy from another appliance");
+		return;
+	case CP_NOTE_CATALOG:
+		if (n->reschedule)
+			esc_catalog_loaded(e);
+		return;
 	default:
 		return;
 	}

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -153,6 +154,10 @@ struct family {
 	{                                                                          \
 		.name = n, .type = "gauge", .help = h, .kind = GETTER, .value = fn \
 	}
+#define COUNTER_FN(n, h, fn)                                                         \
+	{                                                                            \
+		.name = n, .type = "counter", .help = h, .kind = GETTER, .value = fn \
+	}
 #define LABELLED(n, t, h, fn)                                                   \
 	{                                                                       \
 		.name = n, .type = t, .help = h, .kind = SAMPLES, .samples = fn \
@@ -278,6 +283,52 @@ static uint64_t generation(const struct view *v)
 	return v->src->gws->gen;
 }
 
+/* The fleet (a shared store); 0 for the SQLite store. */
+static struct store_fleet_status fleet_of(const struct view *v)
+{
+	struct store_fleet_status s;
+
+	memset(&s, 0, sizeof(s));
+	if (store_shared(v->st->store))
+		v->st->store->fleet->status(v->st->store, &s);
+	return s;
+}
+
+static uint64_t cut_off(const struct view *v)
+{
+	return fleet_of(v).cut_off;
+}
+
+static uint64_t cut_off_seconds(const struct view *v)
+{
+	struct store_fleet_status s = fleet_of(v);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return s.cut_off && ts.tv_sec > s.cut_off_since ? (uint64_t)(ts.tv_sec - s.cut_off_since)
+							: 0;
+}
+
+static uint64_t journal_events(const struct view *v)
+{
+	return fleet_of(v).journal;
+}
+
+static uint64_t etcd_writes(const struct view *v)
+{
+	return fleet_of(v).writes;
+}
+
+static uint64_t etcd_keys_written(const struct view *v)
+{
+	return fleet_of(v).keys_written;
+}
+
+static uint64_t etcd_conflicts(const struct view *v)
+{
+	return fleet_of(v).conflicts;
+}
+
 static const struct family families[] = {
 	LABELLED("tes_servers", "gauge", "Known on-premises Exchange servers by status",
 		 servers_by_status),
@@ -309,6 +360,27 @@ static const struct family families[] = {
 	LABELLED("tes_store_commit_duration_seconds", "histogram",
 		 "Time to commit a transaction to the SQLite store", commit_latency),
 	STATE_COUNTER("tes_store_errors_total", "Failed writes to the store", store_errors),
+	/* The fleet (docs/fleet.md); all 0 with the SQLite store. */
+	GAUGE("tes_store_cut_off",
+	      "1 while this appliance cannot reach the fleet's etcd (it enforces its last state"
+	      " and journals detections), else 0",
+	      cut_off),
+	GAUGE("tes_store_cut_off_seconds",
+	      "Seconds since this appliance was cut off from etcd;"
+	      " 0 while connected",
+	      cut_off_seconds),
+	GAUGE("tes_store_journal_events",
+	      "Detections in the local journal, waiting to be reconciled with etcd",
+	      journal_events),
+	STATE_COUNTER("tes_fleet_remote_changes_total",
+		      "Changes made by other appliances, adopted from etcd", fleet_remote),
+	COUNTER_FN("tes_etcd_writes_total", "Write requests sent to etcd (each one Raft entry)",
+		   etcd_writes),
+	COUNTER_FN("tes_etcd_keys_written_total", "Keys those write requests wrote",
+		   etcd_keys_written),
+	COUNTER_FN("tes_etcd_conflicts_total",
+		   "Compare-and-swap writes to etcd that lost to another appliance's",
+		   etcd_conflicts),
 	GAUGE("tes_pause_quota_seconds",
 	      "Pause time each tenant may be granted per calendar year (whole days)", pause_quota),
 	LABELLED("tes_tenant_pause_quota_used_seconds", "gauge",

@@ -97,7 +97,36 @@ int cp_state_put_tenant(struct cp_state *st, const struct tes_tenant *t, const j
 	struct cp_note n = { .kind = CP_NOTE_TENANT, .slot = CP_NO_SLOT };
 	json_t *before = cur ? ctl_tenant_to_json(cur) : NULL;
 
-	if (store_put_tenant(st->store, t)) {
+	if (st->fleet) {
+		/* Against the tenant as this appliance knows it: a change made
+		 * elsewhere meanwhile is adopted and this one refused. */
+		struct tes_tenant now;
+		bool found;
+		int rc = st->store->fleet->cas_tenant(st->store, t, &now, &found);
+
+		if (rc != 1) {
+			if (rc == 0 && found) {
+				cp_fleet_adopt_tenant(st, &now, "");
+				snprintf(err, len,
+					 "tenant %u was %s on another appliance meanwhile (now "
+					 "\"%s\"):"
+					 " nothing was changed; look again and retry",
+					 t->id, cur ? "changed" : "added", now.name);
+			} else if (rc == 0) {
+				snprintf(err, len,
+					 "tenant %u was deleted on another appliance meanwhile:"
+					 " nothing was changed",
+					 t->id);
+			} else {
+				snprintf(err, len,
+					 "could not store the tenant: %s (nothing was"
+					 " changed)",
+					 store_errmsg(st->store));
+			}
+			json_decref(before);
+			return -1;
+		}
+	} else if (store_put_tenant(st->store, t)) {
 		snprintf(err, len, "could not store the tenant: %s (nothing was changed)",
 			 store_errmsg(st->store));
 		json_decref(before);
@@ -191,38 +220,100 @@ int cp_state_delete_tenant(struct cp_state *st, uint32_t id, const json_t *who, 
 	return 0;
 }
 
+/* The pause as it was asked for, whatever the tenant holds. */
+static int fixed_pause(const struct tes_tenant *t, struct tes_pause *out, char *err, size_t len,
+		       void *ctx)
+{
+	(void)t;
+	(void)err;
+	(void)len;
+	*out = *(const struct tes_pause *)ctx;
+	return 0;
+}
+
 int cp_state_set_pause(struct cp_state *st, uint32_t id, const struct tes_pause *p,
 		       const char *event, const json_t *who, char *err, size_t len)
 {
-	struct tes_tenant *t = cp_tenant_find(&st->tab, id);
+	return cp_state_set_pause_with(st, id, fixed_pause, (void *)p, event, who, err, len);
+}
+
+/* Store the tenant's new pause: one write, or with a shared store one
+ * compare-and-swap on the tenant, so that two operators on two appliances
+ * cannot both spend the same quota: the one who loses sees the other's
+ * pause and make decides again from it.  0, or -1 with err. */
+static int store_pause(struct cp_state *st, uint32_t id, cp_pause_fn make, void *ctx,
+		       struct tes_tenant *nt, char *err, size_t len)
+{
+	for (int round = 0; round < 8; round++) {
+		struct tes_tenant *t = cp_tenant_find(&st->tab, id), cur;
+		bool found;
+		int rc;
+
+		if (!t) {
+			snprintf(err, len, "no tenant %u", id);
+			return -1;
+		}
+		*nt = *t;
+		if (make(t, &nt->pause, err, len, ctx))
+			return -1;
+		if (!st->fleet) {
+			if (store_put_tenant(st->store, nt)) {
+				snprintf(err, len, "could not store the pause: %s",
+					 store_errmsg(st->store));
+				return -1;
+			}
+			return 0;
+		}
+		rc = st->store->fleet->cas_tenant(st->store, nt, &cur, &found);
+		if (rc == 1)
+			return 0;
+		if (rc < 0) {
+			snprintf(err, len, "could not store the pause: %s (nothing was changed)",
+				 store_errmsg(st->store));
+			return -1;
+		}
+		if (!found) {
+			snprintf(err, len, "tenant %u was deleted on another appliance", id);
+			return -1;
+		}
+		cp_info("pause: tenant %u changed on another appliance meanwhile; deciding again"
+			" from its pause",
+			id);
+		cp_fleet_adopt_tenant(st, &cur, "");
+	}
+	snprintf(err, len, "tenant %u keeps changing on other appliances; nothing was changed", id);
+	return -1;
+}
+
+int cp_state_set_pause_with(struct cp_state *st, uint32_t id, cp_pause_fn make, void *ctx,
+			    const char *event, const json_t *who, char *err, size_t len)
+{
+	struct tes_tenant *t;
 	struct cp_note n = { .kind = CP_NOTE_TENANT, .slot = CP_NO_SLOT, .event = event };
 	struct tes_tenant nt;
 	json_t *before;
 	char at[40];
 
+	if (store_pause(st, id, make, ctx, &nt, err, len))
+		return -1;
+	t = cp_tenant_find(&st->tab, id);
 	if (!t) {
 		snprintf(err, len, "no tenant %u", id);
 		return -1;
 	}
-	nt = *t;
-	nt.pause = *p;
-	if (store_put_tenant(st->store, &nt)) {
-		snprintf(err, len, "could not store the pause: %s", store_errmsg(st->store));
-		return -1;
-	}
 	before = pause_raw_json(&t->pause);
-	*t = nt;
+	t->pause = nt.pause;
 	if (strcmp(event, "pause") == 0)
 		st->counts.pauses++;
 	else
 		st->counts.resumes++;
-	tes_time_format(p->end, 0, at, sizeof(at));
+	tes_time_format(nt.pause.end, 0, at, sizeof(at));
 	n.now = cp_state_now(st);
 	n.tenant = t;
-	n.fields = cp_audit_fields(who, before, pause_raw_json(p),
+	n.fields = cp_audit_fields(who, before, pause_raw_json(&nt.pause),
 				   json_pack("{s:s, s:I, s:i}", "pause_end", at, "pause_end_epoch",
-					     (json_int_t)p->end, "pause_days_used",
-					     (int)p->days_used));
+					     (json_int_t)nt.pause.end, "pause_days_used",
+					     (int)nt.pause.days_used));
 	cp_state_emit(st, &n);
 	json_decref(n.fields);
 	return 0;

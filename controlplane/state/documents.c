@@ -98,14 +98,63 @@ static size_t plan_catalog(const struct cp_state *st, const struct catalog *cat,
 	return nplan;
 }
 
-/* Every change of a plan in one transaction.  0 or -1 (rolled back). */
+/* Every change of a plan in one transaction.  0 or -1 (rolled back).  A
+ * shared store gets them after the transaction (fleet_plan). */
 static int store_plan(struct cp_state *st, const struct cp_planned *plan, size_t nplan)
 {
+	if (st->fleet)
+		return 0;
 	for (size_t i = 0; i < nplan; i++) {
 		if (store_put_server(st->store, &plan[i].v))
 			return -1;
 	}
 	return 0;
+}
+
+/* With a shared store each change of a plan is merged with what the other
+ * appliances wrote (state/fleet.c), one by one: an entry becomes the record
+ * the fleet holds, and one the fleet had already (another appliance
+ * re-classified it first) is adopted quietly and leaves the plan. */
+static void fleet_plan(struct cp_state *st, struct cp_planned *plan, size_t *nplan, int64_t now)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < *nplan; i++) {
+		struct cp_server *c = cp_server_at(&st->tab, plan[i].slot);
+		struct store_event e = { .reclassify = true };
+		struct store_server out;
+		unsigned stage;
+		enum tes_status status;
+		char err[512];
+		int rc;
+
+		if (!c)
+			continue;
+		e.tenant_id = c->v.s.tenant_id;
+		memcpy(e.fqdn, c->v.s.fqdn, sizeof(e.fqdn));
+		e.when = plan[i].when;
+		e.build = c->v.s.build;
+		e.family = (uint8_t)c->v.s.family;
+		e.cls = plan[i].change == TES_CHANGE_RESOLVED ? TES_BUILD_COMPLIANT
+							      : TES_BUILD_VULNERABLE;
+		rc = cp_fleet_write(st, &c->v, &e, &out, err, sizeof(err));
+		if (rc < 0) {
+			cp_err("re-classifying %s (tenant %u): %s", e.fqdn, e.tenant_id, err);
+			continue;
+		}
+		if (rc == 0) {
+			if (out.s.fqdn[0])
+				cp_fleet_adopt(st, plan[i].slot, &out, NULL, NULL);
+			continue;
+		}
+		cp_state_server_view(st, &out.s, now, &stage, &status);
+		out.stage_logged = (uint8_t)stage;
+		out.status_logged = (uint8_t)status;
+		plan[keep] = plan[i];
+		plan[keep].v = out;
+		keep++;
+	}
+	*nplan = keep;
 }
 
 /* After the plan is committed: memory, logs, notifications. */
@@ -172,6 +221,8 @@ int cp_state_catalog_dates(struct cp_state *st, int64_t now, const char *why)
 			free(plan);
 			return -1;
 		}
+		if (st->fleet)
+			fleet_plan(st, plan, &nplan, now);
 		publish_plan(st, plan, nplan, now, why ? why : "a compliance rule's date passed");
 	}
 	free(plan);
@@ -301,8 +352,54 @@ int cp_state_catalog_commit(struct cp_state *st, struct cp_catalog_plan *p, int6
 				   json_pack("{s:I}", "servers_changed", (json_int_t)p->nplan));
 	cp_state_emit(st, &n);
 	json_decref(n.fields);
+	if (st->fleet)
+		fleet_plan(st, p->plan, &p->nplan, now);
 	publish_plan(st, p->plan, p->nplan, now, "catalog load");
 	return 0;
+}
+
+void cp_state_catalog_adopt(struct cp_state *st, const struct store_doc *b,
+			    const struct store_doc *c, const char *by)
+{
+	struct cp_note n = { .kind = CP_NOTE_CATALOG, .slot = CP_NO_SLOT, .reschedule = true };
+	struct catalog_error cerr;
+	struct catalog *cat;
+	struct store_doc nb, nc;
+
+	if (st->builds.text && st->compliance.text && b->len == st->builds.len &&
+	    c->len == st->compliance.len && memcmp(b->text, st->builds.text, b->len) == 0 &&
+	    memcmp(c->text, st->compliance.text, c->len) == 0)
+		return; /* what is in force already */
+	cat = catalog_parse(b->text, b->len, b->name, c->text, c->len, c->name, &cerr);
+	if (!cat) {
+		st->counts.store_errors++;
+		cp_err("fleet: the catalog %s loaded by %s does not load here: %s:%u: %s; keeping"
+		       " version %s",
+		       b->version, by && by[0] ? by : "another appliance", cerr.file, cerr.line,
+		       cerr.msg, catalog_version(st->catalog));
+		return;
+	}
+	nb = *b;
+	nc = *c;
+	nb.text = strdup(b->text ? b->text : "");
+	nc.text = strdup(c->text ? c->text : "");
+	if (!nb.text || !nc.text) {
+		free(nb.text);
+		free(nc.text);
+		catalog_free(cat);
+		cp_err("fleet: out of memory adopting a catalog");
+		return;
+	}
+	catalog_free(st->catalog);
+	store_doc_free(&st->builds);
+	store_doc_free(&st->compliance);
+	st->catalog = cat;
+	st->builds = nb;
+	st->compliance = nc;
+	cp_info("fleet: catalog version %s (%zu builds) loaded by %s is in force",
+		catalog_version(cat), catalog_size(cat), by && by[0] ? by : "another appliance");
+	n.now = cp_state_now(st);
+	cp_state_emit(st, &n);
 }
 
 /* ---- a policy from an operator ---- */
@@ -365,4 +462,39 @@ int cp_state_policy_commit(struct cp_state *st, const struct tes_policy *np, con
 		" status",
 		d.version, name, servers_changed);
 	return 0;
+}
+
+void cp_state_policy_adopt(struct cp_state *st, const struct store_doc *d, const char *by)
+{
+	struct cp_note n = { .kind = CP_NOTE_POLICY, .slot = CP_NO_SLOT, .reschedule = true };
+	struct tes_policy_error perr;
+	struct tes_policy np;
+	struct store_doc nd;
+	char msg[512];
+
+	if (st->policy_doc.text && d->len == st->policy_doc.len &&
+	    memcmp(d->text, st->policy_doc.text, d->len) == 0)
+		return;
+	if (tes_policy_parse(d->text, d->len, d->name, &np, &perr)) {
+		tes_policy_error_format(&perr, msg, sizeof(msg));
+		st->counts.store_errors++;
+		cp_err("fleet: the policy %s loaded by %s does not load here: %s; keeping version"
+		       " %s",
+		       d->version, by && by[0] ? by : "another appliance", msg,
+		       st->policy_doc.version);
+		return;
+	}
+	nd = *d;
+	nd.text = strdup(d->text ? d->text : "");
+	if (!nd.text) {
+		cp_err("fleet: out of memory adopting a policy");
+		return;
+	}
+	store_doc_free(&st->policy_doc);
+	st->policy_doc = nd;
+	st->policy = np;
+	cp_info("fleet: policy version %s loaded by %s is in force", nd.version,
+		by && by[0] ? by : "another appliance");
+	n.now = cp_state_now(st);
+	cp_state_emit(st, &n);
 }

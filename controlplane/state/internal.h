@@ -4,6 +4,8 @@
 #ifndef TES_CONTROLPLANE_STATE_INTERNAL_H
 #define TES_CONTROLPLANE_STATE_INTERNAL_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
 
 #include "enforce/build.h"
@@ -15,5 +17,17 @@ json_t *cp_audit_fields(const json_t *who, json_t *before, json_t *after, json_t
 
 /* A build as text, "15.1.2507.39". */
 json_t *cp_build_json(const struct ex_build *b);
+
+/* fleet.c: the pending deletions and, every flush interval (force: now,
+ * every seen time the store lacks), the coalesced seen times.  0, or -1
+ * (logged; what failed is kept). */
+struct cp_state;
+int cp_fleet_flush(struct cp_state *st, bool force);
+/* A tenant as the fleet holds it, in memory and notified (reschedule:
+ * escalation looks at its servers). */
+struct tes_tenant;
+void cp_fleet_adopt_tenant(struct cp_state *st, const struct tes_tenant *t, const char *by);
+/* Free the fleet's bookkeeping (cp_state_free). */
+void cp_fleet_free(struct cp_state *st);
 
 #endif

@@ -35,6 +35,17 @@ static int load_server(const struct store_server *v, void *ctx)
 	c->stored = true;
 	c->pushed_last_seen = v->s.last_seen;
 	memcpy(c->pushed_source_seen, v->s.source_seen, sizeof(c->pushed_source_seen));
+	if (store_shared(st->store)) {
+		/* What was announced is each appliance's own; the others
+		 * announced what fell due while this one was down. */
+		unsigned stage;
+		enum tes_status status;
+
+		cp_state_server_view(st, &v->s, cp_state_now(st), &stage, &status);
+		c->v.stage_logged = (uint8_t)stage;
+		c->v.status_logged = (uint8_t)status;
+		c->shared_last_seen = v->s.last_seen;
+	}
 	return 0;
 }
 

@@ -63,7 +63,10 @@ struct cp_note {
 	unsigned stage;
 	enum tes_status status;
 	/* SERVER: the change came from outside escalation (a sighting, a
-	 * catalog), so the server's next change must be queued anew. */
+	 * catalog), so the server's next change must be queued anew.
+	 * TENANT, POLICY, CATALOG: another appliance made it (a shared
+	 * store), so escalation does what the operator's command does after
+	 * a local one. */
 	bool reschedule;
 	/* The tenant kinds, and the server kinds' tenant. */
 	const struct tes_tenant *tenant;

@@ -140,6 +140,10 @@ static void apply_seen(struct cp_state *st, uint32_t slot, const struct tes_serv
 	bool announce = ex_build_cmp(&c->v.s.build, &ns->build) != 0 ||
 			!same_sources(&c->v.s, ns) || back || seen_moved(st, c, ns);
 
+	/* The fleet gets a new build or source with the next coalesced
+	 * write, not at once. */
+	if (ex_build_cmp(&c->v.s.build, &ns->build) != 0 || !same_sources(&c->v.s, ns))
+		c->fleet_dirty = true;
 	c->v.s = *ns;
 	cp_server_mark_dirty(&st->tab, slot);
 	if (ns->tenant_id == 0)
@@ -277,6 +281,125 @@ static void announce_change(struct cp_state *st, uint32_t slot, const struct ctl
 	json_decref(n.fields);
 }
 
+/* ---- the fleet (a shared store): the change is merged with what the
+ * other appliances wrote (fleet.c) ---- */
+
+static void event_of(const struct ctl_sighting *in, const struct tes_detection *d, int64_t when,
+		     struct store_event *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->tenant_id = in->tenant_id;
+	memcpy(e->fqdn, in->fqdn, sizeof(e->fqdn));
+	e->when = when;
+	e->build = d->build;
+	e->family = (uint8_t)d->family;
+	e->cls = (uint8_t)d->cls;
+	e->source = in->source;
+}
+
+/* A change the fleet must have at once (a first detection, re-detection,
+ * resolution, a compliant server first tracked, a stale period ended).
+ * Written (or journaled while cut off) before anyone hears of it; when
+ * the fleet already held what wins, that is adopted instead and the ack
+ * says "seen". */
+static int apply_change_fleet(struct cp_state *st, uint32_t slot, const struct ctl_sighting *in,
+			      enum tes_change *ch, const struct catalog_class *cls,
+			      const struct tes_detection *d, int64_t when, int64_t now,
+			      const struct tes_server *ns, char *msg, size_t len)
+{
+	struct cp_server *c = cp_server_at(&st->tab, slot);
+	struct store_event e;
+	struct store_server out;
+	char err[512];
+	int rc;
+
+	event_of(in, d, when, &e);
+	if (*ch == TES_CHANGE_SEEN && store_fleet_cut_off(st->store)) {
+		/* What the fleet must have (an ended stale period, an earlier
+		 * date than the copy's) goes to the journal, and the copy takes
+		 * it; and in case a resolution made elsewhere meanwhile makes
+		 * this a re-detection, one sighting per class per seen
+		 * granularity goes to the journal too. */
+		struct store_server probe;
+		bool earlier = cp_fleet_apply(&c->v, &e, cp_state_server_tenant(st, &c->v.s),
+					      &st->policy, &probe);
+		bool must = earlier || ns->stale_seconds != c->v.s.stale_seconds;
+
+		if ((cp_fleet_journal_wanted(st, slot, d->cls, when) || must) &&
+		    st->store->fleet->journal_add(st->store, &e) == 0)
+			st->counts.fleet_journaled++;
+		if (earlier)
+			cp_fleet_adopt(st, slot, &probe, NULL, NULL);
+		else
+			apply_seen(st, slot, ns, now);
+		return 0;
+	}
+	if (!c && in->tenant_id == 0)
+		untrusted_make_room(st, &in->source);
+	c = cp_server_at(&st->tab, slot);
+	rc = cp_fleet_write(st, c ? &c->v : NULL, &e, &out, err, sizeof(err));
+	if (rc < 0) {
+		cp_err("storing %s of %s: %s", ctl_change_name(*ch), in->fqdn, err);
+		snprintf(msg, len, "tescontrol could not store the change; send it again");
+		return -1;
+	}
+	if (rc == 0) {
+		/* The fleet had this already (or something that wins): its
+		 * record, with what this sighting saw (written coalesced). */
+		if (out.s.fqdn[0])
+			slot = cp_fleet_adopt(st, slot, &out, NULL, NULL);
+		c = cp_server_at(&st->tab, slot);
+		if (c) {
+			struct store_server seen;
+			bool moved;
+
+			cp_fleet_apply(&c->v, &e, cp_state_server_tenant(st, &c->v.s), &st->policy,
+				       &seen);
+			moved = seen.s.last_seen != c->v.s.last_seen ||
+				seen.s.nsources != c->v.s.nsources;
+			if (ex_build_cmp(&seen.s.build, &c->v.s.build) != 0 ||
+			    seen.s.nsources != c->v.s.nsources)
+				c->fleet_dirty = true;
+			c->v.s.last_seen = seen.s.last_seen;
+			c->v.s.build = seen.s.build;
+			c->v.s.family = seen.s.family;
+			c->v.s.nsources = seen.s.nsources;
+			memcpy(c->v.s.sources, seen.s.sources, sizeof(seen.s.sources));
+			memcpy(c->v.s.source_seen, seen.s.source_seen, sizeof(seen.s.source_seen));
+			if (moved)
+				cp_server_mark_dirty(&st->tab, slot);
+		}
+		if (*ch != TES_CHANGE_SEEN)
+			cp_debug("%s of %s: the fleet already holds it (first detected %lld)",
+				 ctl_change_name(*ch), in->fqdn, (long long)out.s.first_detected);
+		*ch = TES_CHANGE_SEEN;
+		return 0;
+	}
+	if (*ch == TES_CHANGE_SEEN) {
+		/* More than the model saw: an earlier date of this clock (another
+		 * appliance's record came first), or an ended stale period.
+		 * Untrusted input does not get to write a line per name. */
+		if (c && out.s.first_detected != c->v.s.first_detected && in->tenant_id)
+			cp_info("fleet: server %s (tenant %u) was seen here at %lld, before the"
+				" date the fleet had: its first detection is that date now",
+				in->fqdn, in->tenant_id, (long long)out.s.first_detected);
+		cp_fleet_adopt(st, slot, &out, NULL, NULL);
+		return 0;
+	}
+	/* Ours: in the fleet (or in the journal), with the date that won. */
+	if (*ch == TES_CHANGE_FIRST || *ch == TES_CHANGE_REDETECTED)
+		when = out.s.first_detected;
+	else if (*ch == TES_CHANGE_RESOLVED)
+		when = out.s.resolved_at;
+	slot = cp_fleet_keep(st, slot, &out);
+	if (slot == CP_NO_SLOT) {
+		snprintf(msg, len, "tescontrol is out of memory");
+		return -1;
+	}
+	announce_change(st, slot, in, *ch, cls, when, now);
+	return 0;
+}
+
 static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_change *change,
 		 char *msg, size_t len)
 {
@@ -338,6 +461,22 @@ static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_ch
 		snprintf(msg, len, "invalid server name");
 		return -1;
 	case TES_CHANGE_SEEN:
+		/* A stale period that ends changes the clock: the fleet hears
+		 * of it at once; seen times wait for the coalesced write. */
+		if (store_shared(st->store)) {
+			/* The fleet's merge may find more than the model: an
+			 * earlier date of this clock than the copy's (whose
+			 * record came first). */
+			struct store_event e;
+			struct store_server probe;
+
+			event_of(in, &d, when, &e);
+			if (ns.stale_seconds != c->v.s.stale_seconds ||
+			    store_fleet_cut_off(st->store) ||
+			    cp_fleet_apply(&c->v, &e, t, &st->policy, &probe))
+				return apply_change_fleet(st, slot, in, change, &cls, &d, when, now,
+							  &ns, msg, len);
+		}
 		apply_seen(st, slot, &ns, now);
 		return 0;
 	case TES_CHANGE_FIRST:
@@ -346,6 +485,8 @@ static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_ch
 	case TES_CHANGE_TRACKED:
 		break;
 	}
+	if (store_shared(st->store))
+		return apply_change_fleet(st, slot, in, change, &cls, &d, when, now, &ns, msg, len);
 	slot = apply_change(st, slot, in, *change, &ns, now, msg, len);
 	if (slot == CP_NO_SLOT)
 		return -1;

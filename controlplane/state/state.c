@@ -7,10 +7,12 @@
 #include "controlplane/state/state.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "controlplane/log.h"
+#include "controlplane/state/internal.h"
 
 int cp_state_init(struct cp_state *st, struct tes_store *store, const struct cp_clock *clock)
 {
@@ -22,6 +24,7 @@ int cp_state_init(struct cp_state *st, struct tes_store *store, const struct cp_
 
 void cp_state_free(struct cp_state *st)
 {
+	cp_fleet_free(st);
 	catalog_free(st->catalog);
 	st->catalog = NULL;
 	store_doc_free(&st->builds);
@@ -190,6 +193,8 @@ void cp_state_forget(struct cp_state *st, uint32_t slot, const char *why)
 		cp_err("out of memory queueing the deletion of %s (it stays stored until it is"
 		       " forgotten again)",
 		       s.fqdn);
+	else if (c->stored)
+		st->tab.pending_del[st->tab.npending_del - 1].rev = c->v.rev;
 	n.now = cp_state_now(st);
 	n.server = &s;
 	n.stage = c->v.stage_logged;
@@ -210,6 +215,8 @@ int cp_state_flush(struct cp_state *st)
 	struct cp_tables *tab = &st->tab;
 	size_t n = 0;
 
+	if (st->fleet)
+		return cp_fleet_flush(st, false);
 	if (!tab->ndirty && !tab->npending_del)
 		return 0;
 	if (store_begin(st->store))

@@ -47,9 +47,15 @@ struct cp_state_counts {
 	uint64_t untrusted_evicted; /* tenant-0 servers evicted at a cap */
 	uint64_t tracked;           /* compliant servers first seen */
 	uint64_t pauses, resumes, resets;
+	/* The fleet (a shared store): changes adopted from other appliances,
+	 * events put in the journal while cut off. */
+	uint64_t fleet_remote;
+	uint64_t fleet_journaled;
 };
 
 #define CP_STATE_SUBSCRIBERS_MAX 8
+
+struct cp_fleet; /* state/fleet.c: only with a shared store */
 
 struct cp_state {
 	struct tes_store *store;
@@ -72,6 +78,9 @@ struct cp_state {
 		void *ctx;
 	} subs[CP_STATE_SUBSCRIBERS_MAX];
 	unsigned nsubs;
+
+	/* A shared store (the fleet): NULL otherwise. */
+	struct cp_fleet *fleet;
 };
 
 /* An empty state over store (not owned) and clock.  0, or -1 (no memory). */
@@ -200,5 +209,80 @@ json_t *cp_state_policy_changes(const struct cp_state *st, const struct tes_poli
 int cp_state_policy_commit(struct cp_state *st, const struct tes_policy *np, const char *text,
 			   const char *name, size_t servers_changed, const json_t *who, char *err,
 			   size_t len);
+
+/* ---- the fleet: a shared store (fleet.c, docs/fleet.md) ----
+ * With a shared store every change this appliance makes is written with a
+ * compare-and-swap and merged with what other appliances wrote (the
+ * earliest first detection wins, a resolution is not undone by an older
+ * sighting: cp_fleet_apply); what other appliances write arrives through
+ * cp_state_fleet_poll and is put in memory and notified like any change,
+ * with reschedule set so that escalation looks at what it changes. */
+
+/* Set up the fleet's bookkeeping over a shared store.  flush_seconds: how
+ * often seen times are written (coalesced).  0, or -1 (no memory). */
+int cp_state_fleet_init(struct cp_state *st, unsigned flush_seconds);
+/* Apply what the store says other appliances changed (its descriptor was
+ * readable).  Never blocks for long (store.h). */
+void cp_state_fleet_poll(struct cp_state *st);
+/* Every flush interval: liveness, and when the store is back after a
+ * cut-off, reconcile the journal.  gateways: how many are connected (for
+ * this appliance's record). */
+void cp_state_fleet_tick(struct cp_state *st, unsigned gateways);
+/* At a clean stop: write every seen time the store lacks, leave. */
+void cp_state_fleet_stop(struct cp_state *st);
+
+/* The fleet's merge of one sighting (or re-classification) e with the
+ * record the store holds (cur, NULL: none).  *out is the record afterwards;
+ * true when it differs from cur in what must be written at once (the
+ * clock's start, resolution, stale time; a new record).  Seen times,
+ * build and sources are merged into *out either way.  Pure. */
+bool cp_fleet_apply(const struct store_server *cur, const struct store_event *e,
+		    const struct tes_tenant *t, const struct tes_policy *p,
+		    struct store_server *out);
+/* Merge a copy's seen times, build and sources into the store's record
+ * cur: true when *out differs from cur.  Pure. */
+bool cp_fleet_merge_seen(const struct store_server *cur, const struct store_server *mine,
+			 struct store_server *out);
+
+/* Write one change of a server through the fleet: e merged with the
+ * store's record (base: this appliance's copy, NULL: none), compared and
+ * swapped until it holds.  1: this change is in the store (*out);
+ * 0: the store already held what wins (*out, nothing written); 2: the
+ * store is out of reach: e is in the local journal and *out is base with e
+ * applied; -1 with err.  Counts conflicts and journal entries. */
+int cp_fleet_write(struct cp_state *st, const struct store_server *base,
+		   const struct store_event *e, struct store_server *out, char *err, size_t len);
+/* Put a record the fleet holds in memory (slot CP_NO_SLOT: a new server)
+ * and notify it when what gateways see changed, with the event log line
+ * given (NULL: none; fields consumed).  Returns the slot (CP_NO_SLOT
+ * without memory). */
+uint32_t cp_fleet_adopt(struct cp_state *st, uint32_t slot, const struct store_server *r,
+			const char *event, json_t *fields);
+/* The same without a notification: the caller announces this appliance's
+ * own change (its stage and status are recorded as announced at now). */
+uint32_t cp_fleet_keep(struct cp_state *st, uint32_t slot, const struct store_server *r);
+/* While cut off: whether a sighting of class cls at when should go to the
+ * journal (once per seen granularity per server and class). */
+bool cp_fleet_journal_wanted(struct cp_state *st, uint32_t slot, unsigned cls, int64_t when);
+
+/* A tenant's pause changed through a compare-and-swap on the tenant:
+ * make computes the new pause from the tenant as it is (again, after
+ * another appliance changed it meanwhile).  0, or -1 with err. */
+typedef int (*cp_pause_fn)(const struct tes_tenant *t, struct tes_pause *out, char *err, size_t len,
+			   void *ctx);
+int cp_state_set_pause_with(struct cp_state *st, uint32_t id, cp_pause_fn make, void *ctx,
+			    const char *event, const json_t *who, char *err, size_t len);
+
+/* tesctl store import: a server of a single box's store into the fleet:
+ * as it was when the fleet has no record of it, else merged as its first
+ * detection and resolution would be (the earliest date wins).  1 the fleet
+ * changed, 0 it held what wins already, -1 with err. */
+int cp_state_import_server(struct cp_state *st, const struct tes_server *s, char *err, size_t len);
+
+/* Put a catalog or policy another appliance loaded in force (fleet.c
+ * calls these; documents.c holds them). */
+void cp_state_catalog_adopt(struct cp_state *st, const struct store_doc *b,
+			    const struct store_doc *c, const char *by);
+void cp_state_policy_adopt(struct cp_state *st, const struct store_doc *d, const char *by);
 
 #endif

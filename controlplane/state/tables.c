@@ -431,6 +431,7 @@ int cp_pending_delete(struct cp_tables *st, uint32_t tenant_id, const char *fqdn
 	d = &st->pending_del[st->npending_del++];
 	d->tenant_id = tenant_id;
 	snprintf(d->fqdn, sizeof(d->fqdn), "%s", fqdn);
+	d->rev = 0;
 	return 0;
 }
 

@@ -43,6 +43,12 @@ struct cp_server {
 	 * enough (state/sighting.c). */
 	int64_t pushed_last_seen;
 	int64_t pushed_source_seen[TES_SERVER_SOURCES_MAX];
+	/* A shared store (state/fleet.c): the last-seen time of the record
+	 * the store has, and whether this copy changed in a way the store
+	 * must get with the next coalesced write (sources, build, a record
+	 * it has never had). */
+	int64_t shared_last_seen;
+	bool fleet_dirty;
 	/* Tenant 0 only: least recently seen order, all and per prefix. */
 	uint32_t lru_prev, lru_next;
 	uint32_t plru_prev, plru_next;
@@ -112,6 +118,7 @@ struct cp_tables {
 struct cp_pending_delete {
 	uint32_t tenant_id;
 	char fqdn[TES_FQDN_MAX];
+	int64_t rev; /* a shared store: delete only if still at this revision */
 };
 
 int cp_tables_init(struct cp_tables *st);

@@ -35,6 +35,13 @@ struct store_server {
 	struct tes_server s;
 	uint8_t stage_logged;  /* 1..TES_STAGE_COUNT */
 	uint8_t status_logged; /* enum tes_status */
+	/* Shared stores only (0 in SQLite): the store's revision of the
+	 * record this copy was read or written as, and the end of the
+	 * episode before the current one (the resolution the current clock
+	 * followed; 0: none known), below which a vulnerable sighting belongs
+	 * to a resolved past (state/fleet.c). */
+	int64_t rev;
+	int64_t floor;
 };
 
 /* A text document in force: the catalog's two files or the policy file. */
@@ -52,6 +59,7 @@ struct store_doc {
 #define STORE_DOC_POLICY "policy"
 
 struct tes_store;
+struct store_fleet_ops;
 
 typedef int (*store_tenant_cb)(const struct tes_tenant *t, void *ctx);
 typedef int (*store_server_cb)(const struct store_server *s, void *ctx);
@@ -80,6 +88,9 @@ struct store_ops {
 
 struct tes_store {
 	const struct store_ops *ops;
+	/* A store several tescontrols share (the fleet on etcd); NULL for
+	 * the SQLite store.  See below. */
+	const struct store_fleet_ops *fleet;
 	char err[512];
 	/* Told how long each successful commit took (telemetry); NULL: nobody
 	 * asks.  Called on the store's thread. */
@@ -163,6 +174,155 @@ static inline void store_doc_free(struct store_doc *d)
 	free(d->text);
 	d->text = NULL;
 	d->len = 0;
+}
+
+/* ---- shared stores (docs/fleet.md) ----
+ * A store that several tescontrols share (store_etcd_open) keeps the same
+ * contract as above for what it offers through store_ops, and adds what
+ * sharing needs: writes that compare and swap, the changes other
+ * appliances made (fed to the state, which notifies them like its own), a
+ * local journal of what was detected while the shared store could not be
+ * reached, and liveness.  Every call blocks for a bounded time only
+ * (docs/fleet.md, "What blocks"); while the store is cut off, calls fail at
+ * once without touching the network, and store_fleet_tick probes. */
+
+/* Something another appliance (or this one, echoed) changed. */
+enum store_change_kind {
+	STORE_CHANGE_SERVER,      /* server (rev set): adopt if newer than the copy */
+	STORE_CHANGE_SERVER_GONE, /* tenant_id, fqdn, rev: the delete's revision */
+	STORE_CHANGE_TENANT,      /* tenant */
+	STORE_CHANGE_TENANT_GONE, /* tenant_id */
+	STORE_CHANGE_POLICY,      /* policy */
+	STORE_CHANGE_CATALOG,     /* builds and compliance */
+	/* A full re-read (the watch's history was compacted): every server
+	 * follows as SERVER; at the END, those of rev <= rev not delivered
+	 * since the BEGIN are gone. */
+	STORE_CHANGE_RESYNC_BEGIN,
+	STORE_CHANGE_RESYNC_END,
+};
+
+struct store_change {
+	enum store_change_kind kind;
+	const struct store_server *server;
+	uint32_t tenant_id;
+	const char *fqdn;
+	int64_t rev;
+	const struct tes_tenant *tenant;
+	const struct store_doc *policy;
+	const struct store_doc *builds, *compliance;
+	const char *by; /* the appliance that wrote it; "" when not said */
+};
+
+/* Valid during the call only. */
+typedef void (*store_change_cb)(void *ctx, const struct store_change *c);
+
+/* A sighting kept in the local journal while the shared store could not
+ * be reached (reconciled, in id order, when it is back). */
+struct store_event {
+	uint64_t id;
+	uint32_t tenant_id;
+	char fqdn[TES_FQDN_MAX];
+	int64_t when;
+	struct ex_build build;
+	uint8_t family; /* enum ex_family */
+	uint8_t cls;    /* enum tes_build_class: COMPLIANT or VULNERABLE */
+	/* A catalog's re-classification, not a message: the seen times,
+	 * sources and build stay. */
+	bool reclassify;
+	struct tes_addr source; /* family NONE: none */
+};
+
+typedef int (*store_event_cb)(const struct store_event *e, void *ctx);
+
+/* An appliance of the fleet, as it last wrote itself (tesctl fleet
+ * status), or this one as the state describes itself to store_fleet_tick. */
+struct store_member {
+	char name[64];
+	bool alive;         /* its lease is held: it ran within the lease's TTL */
+	int64_t started_at; /* its wall clock, seconds */
+	int64_t written_at; /* when it last wrote this record (wall clock) */
+	char catalog[64];   /* the versions it enforces */
+	char policy[64];
+	int64_t cut_off_since; /* 0: connected when it wrote */
+	uint64_t journal;      /* events it had not reconciled */
+	uint64_t sightings, first_detections, redetections, resolutions;
+	uint32_t servers;
+	uint32_t gateways;
+};
+
+typedef int (*store_member_cb)(const struct store_member *m, void *ctx);
+
+struct store_fleet_status {
+	char kind[16];         /* "etcd" */
+	char appliance[64];    /* this one's name */
+	char where[512];       /* endpoints and prefix, for people */
+	char endpoint[256];    /* the endpoint calls start at */
+	bool cut_off;          /* the last call found no quorum, or none answered */
+	int64_t cut_off_since; /* wall clock; 0 when connected */
+	char last_error[512];
+	uint64_t journal;      /* events waiting to be reconciled */
+	int64_t revision;      /* the newest revision read or written */
+	uint64_t writes;       /* write requests sent (each one Raft entry) */
+	uint64_t keys_written; /* keys those wrote */
+	uint64_t conflicts;    /* compare-and-swaps that lost */
+	uint64_t reconciled;   /* journal events reconciled */
+	uint64_t watch_events; /* changes delivered from the watch */
+	uint64_t watch_reconnects;
+	uint64_t bad_records;            /* values refused (foreign layout, not JSON) */
+	int64_t catalog_rev, policy_rev; /* the newest documents' revisions */
+};
+
+struct store_fleet_ops {
+	/* One server's record: 1 (*out, with rev), 0 absent, -1. */
+	int (*get_server)(struct tes_store *st, uint32_t tenant_id, const char *fqdn,
+			  struct store_server *out);
+	/* Write *v if its record is still at revision expect (0: absent).  1
+	 * written (v->rev is the new revision); 0 it changed meanwhile
+	 * (*found says whether there is one, *cur holds it); -1 failed
+	 * (store_fleet_cut_off says whether because the store is out of
+	 * reach).  A write whose answer was lost is read back: never
+	 * "maybe". */
+	int (*cas_server)(struct tes_store *st, struct store_server *v, int64_t expect,
+			  struct store_server *cur, bool *found);
+	/* Delete a server's record if it is still at revision expect.  1
+	 * deleted (or already gone), 0 it changed meanwhile, -1. */
+	int (*cas_delete_server)(struct tes_store *st, uint32_t tenant_id, const char *fqdn,
+				 int64_t expect);
+	/* Write tenant t if the stored tenant is still the one this store
+	 * last delivered (loaded, watched or written; absent for a new id).
+	 * 1 written, 0 changed meanwhile (*found, *cur), -1. */
+	int (*cas_tenant)(struct tes_store *st, const struct tes_tenant *t, struct tes_tenant *cur,
+			  bool *found);
+	/* The local journal (durable when the call returns 0). */
+	int (*journal_add)(struct tes_store *st, const struct store_event *e);
+	int (*journal_each)(struct tes_store *st, store_event_cb cb, void *ctx);
+	int (*journal_remove)(struct tes_store *st, uint64_t id);
+	/* A descriptor to poll for reading; then store_fleet_poll. */
+	int (*fd)(const struct tes_store *st);
+	/* Hand every change others made that has arrived to cb, without
+	 * waiting for more.  0, or -1 (logged in the store's error). */
+	int (*poll)(struct tes_store *st, store_change_cb cb, void *ctx);
+	/* Once every few seconds: keep this appliance's lease, write self
+	 * (at most every flush interval or when write_self), and when cut
+	 * off, probe.  1 when the store was cut off and is back (reconcile
+	 * now), 0, -1 (still cut off or failing). */
+	int (*tick)(struct tes_store *st, const struct store_member *self, bool write_self);
+	bool (*cut_off)(const struct tes_store *st);
+	void (*status)(const struct tes_store *st, struct store_fleet_status *out);
+	/* Every appliance that wrote itself, by name. */
+	int (*members)(struct tes_store *st, store_member_cb cb, void *ctx);
+	/* Stop: revoke the lease (others see this one gone at once). */
+	void (*leave)(struct tes_store *st);
+};
+
+static inline bool store_shared(const struct tes_store *st)
+{
+	return st && st->fleet;
+}
+
+static inline bool store_fleet_cut_off(const struct tes_store *st)
+{
+	return st->fleet && st->fleet->cut_off(st);
 }
 
 #endif

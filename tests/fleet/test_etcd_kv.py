@@ -211,16 +211,16 @@ class KV(unittest.TestCase):
 
     def test_lease_keepalive_and_expiry(self):
         t = self.t
-        g = t.ok("lease_grant", ttl=2)
+        g = t.ok("lease_grant", ttl=5)
         lease = g["lease_id"]
-        self.assertEqual(g["ttl"], 2)
+        self.assertEqual(g["ttl"], 5)
         t.ok("put", key="/lease/alive", value="x", lease=lease)
         self.assertEqual(t.ok("get", key="/lease/alive")["kvs"][0]["lease"], lease)
         t.ok("watch", watch="lw", key="/lease/alive")
         t.watch_update("lw", kinds={"created"})
         # Renewed past its TTL several times, the key stays.
-        for _ in range(6):
-            self.assertEqual(t.ok("lease_keepalive", lease_id=lease)["ttl"], 2)
+        for _ in range(14):  # 7 s: past the 5 s TTL, renewed every 0.5 s
+            self.assertEqual(t.ok("lease_keepalive", lease_id=lease)["ttl"], 5)
             self.assertEqual(len(t.ok("get", key="/lease/alive")["kvs"]), 1)
             threading.Event().wait(0.5)
         self.assertEqual(t.watch_pending("lw"), [])
