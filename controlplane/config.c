@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef TES_DATADIR
 #define TES_DATADIR "/usr/share/tesgate"
@@ -25,6 +26,11 @@ void cp_config_defaults(struct cp_config *c)
 	snprintf(c->xdp_pin_root, sizeof(c->xdp_pin_root), "/sys/fs/bpf/tesgate");
 	snprintf(c->xdp_mode, sizeof(c->xdp_mode), "auto");
 	snprintf(c->xdp_ports, sizeof(c->xdp_ports), "25");
+	c->report_history_days = 400;
+	c->notice_retry_min = 30;
+	c->notice_retry_max = 3600;
+	c->notice_timeout = 10;
+	c->notice_expire_days = 14;
 }
 
 void cp_config_finish(struct cp_config *c)
@@ -32,6 +38,15 @@ void cp_config_finish(struct cp_config *c)
 	if (!c->db_path[0])
 		snprintf(c->db_path, sizeof(c->db_path), "%.*s/tescontrol.db",
 			 (int)(sizeof(c->db_path) - 16), c->state_dir);
+	if (!c->notice_mail_from[0]) {
+		char host[200] = "localhost";
+
+		gethostname(host, sizeof(host) - 1);
+		host[sizeof(host) - 1] = '\0';
+		snprintf(c->notice_mail_from, sizeof(c->notice_mail_from), "tescontrol@%s", host);
+	}
+	if (c->notice_retry_max < c->notice_retry_min)
+		c->notice_retry_max = c->notice_retry_min;
 }
 
 static char *trim(char *s)
@@ -94,6 +109,16 @@ static const struct key keys[] = {
 	F("xdp_required", K_BOOL, xdp_required),
 	F("xdp_ports", K_PORTS, xdp_ports),
 	F("user", K_NAME, user),
+	F("report_listen", K_LISTEN, report_listen),
+	F("report_tls_cert", K_PATH, report_tls_cert),
+	F("report_tls_key", K_PATH, report_tls_key),
+	F("report_history_days", K_UINT, report_history_days),
+	F("notice_smtp_relay", K_LISTEN, notice_smtp_relay),
+	F("notice_mail_from", K_NAME, notice_mail_from),
+	F("notice_retry_min", K_UINT, notice_retry_min),
+	F("notice_retry_max", K_UINT, notice_retry_max),
+	F("notice_timeout", K_UINT, notice_timeout),
+	F("notice_expire_days", K_UINT, notice_expire_days),
 };
 
 static int set(struct cp_config *c, const struct key *k, const char *v, char *msg, size_t len)

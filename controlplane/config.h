@@ -38,6 +38,18 @@ struct cp_config {
 	bool xdp_required;   /* a refused load or attach stops start-up */
 	char xdp_ports[256]; /* TCP ports a listed source is dropped on: "25, 587" */
 	char user[64];       /* run as this user after start-up; "" : as started */
+	/* The report page (notify/report.h). */
+	char report_listen[128]; /* host:port of its TLS listener; "" : none */
+	char report_tls_cert[CP_PATH_MAX];
+	char report_tls_key[CP_PATH_MAX];
+	unsigned report_history_days; /* days of the stage chart kept */
+	/* Notices (notify/notices.h). */
+	char notice_smtp_relay[128]; /* host:port; "" : no mail */
+	char notice_mail_from[256];  /* "" : tescontrol@ the host name */
+	unsigned notice_retry_min;   /* seconds */
+	unsigned notice_retry_max;
+	unsigned notice_timeout;
+	unsigned notice_expire_days;
 };
 
 void cp_config_defaults(struct cp_config *c);
