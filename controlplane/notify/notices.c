@@ -975,6 +975,19 @@ static int load_notice(struct store_notice *n, void *ctx)
 	return 0;
 }
 
+/* The journal in the order notices fell due (the store gives it by id). */
+static int cmp_rec(const void *a, const void *b)
+{
+	const struct store_notice *x = &(*(struct nrec *const *)a)->n;
+	const struct store_notice *y = &(*(struct nrec *const *)b)->n;
+
+	if (x->due != y->due)
+		return x->due < y->due ? -1 : 1;
+	if (x->created != y->created)
+		return x->created < y->created ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
 int cp_notices_init(struct cp_notices **out, const struct cp_notices_config *c,
 		    struct cp_state *st, struct cp_loop *loop)
 {
@@ -1004,8 +1017,13 @@ int cp_notices_init(struct cp_notices **out, const struct cp_notices_config *c,
 		cp_err("notices: loading from the store: %s", store_errmsg(st->store));
 		return -1;
 	}
-	for (size_t i = 0; i < nt->nrecs; i++)
+	if (nt->nrecs)
+		qsort(nt->recs, nt->nrecs, sizeof(*nt->recs), cmp_rec);
+	for (size_t i = 0; i < nt->nrecs; i++) {
+		nt->recs[i]->serial = i + 1;
 		pending += !store_notice_finished(&nt->recs[i]->n);
+	}
+	nt->next_serial = nt->nrecs;
 	nt->tick.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	memset(&its, 0, sizeof(its));
 	its.it_value.tv_sec = 1;

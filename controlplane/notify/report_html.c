@@ -447,6 +447,19 @@ void rpt_render_chart(const struct rpt_snapshot *s, const struct rpt_tenant *onl
 		if (c.v[i][STORE_HISTORY_RESOLVED] > ymax)
 			ymax = c.v[i][STORE_HISTORY_RESOLVED];
 	}
+	/* four equal steps of a round size: 1, 2 or 5 times a power of ten */
+	{
+		uint32_t step = 1, want = (ymax + 3) / 4;
+
+		for (uint32_t p = 1; step < want; p *= 10) {
+			if (p > UINT32_MAX / 10) {
+				step = want;
+				break;
+			}
+			step = want <= p ? p : want <= 2 * p ? 2 * p : want <= 5 * p ? 5 * p : 10 * p;
+		}
+		ymax = step * 4;
+	}
 	span = (double)(c.end + 1 - c.start);
 #define X(d) (CL + ((double)((d) - c.start)) * pw / span)
 #define Y(v) (CT + ph - ((double)(v)) * ph / (double)ymax)
@@ -494,9 +507,9 @@ void rpt_render_chart(const struct rpt_snapshot *s, const struct rpt_tenant *onl
 			   Y(c.v[i][STORE_HISTORY_RESOLVED]), i + 1 < c.n ? " " : "");
 	}
 	rpt_puts(b, "\"><title>Resolved</title></polyline>");
-	/* axes: three y labels, up to six dates */
-	for (int i = 0; i <= 2; i++) {
-		uint32_t v = (uint32_t)((uint64_t)ymax * (unsigned)i / 2);
+	/* axes: five y labels, up to six dates */
+	for (int i = 0; i <= 4; i++) {
+		uint32_t v = ymax / 4 * (uint32_t)i;
 
 		rpt_printf(b,
 			   "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\">%" PRIu32
