@@ -402,6 +402,9 @@ static void day_text(int64_t day, char *buf, size_t len)
 	snprintf(buf, len, "%.10s", iso);
 }
 
+/* stacked in the chart: stages 1..8, then the paused servers */
+#define STACKED (STORE_HISTORY_PAUSED + 1)
+
 #define CW 760
 #define CH 260
 #define CL 48 /* left margin: the y labels */
@@ -440,7 +443,7 @@ void rpt_render_chart(const struct rpt_snapshot *s, const struct rpt_tenant *onl
 	for (size_t i = 0; i < c.n; i++) {
 		uint32_t tot = 0;
 
-		for (int k = 0; k < TES_STAGE_COUNT; k++)
+		for (int k = 0; k < STACKED; k++)
 			tot += c.v[i][k];
 		if (tot > ymax)
 			ymax = tot;
@@ -463,17 +466,21 @@ void rpt_render_chart(const struct rpt_snapshot *s, const struct rpt_tenant *onl
 	span = (double)(c.end + 1 - c.start);
 #define X(d) (CL + ((double)((d) - c.start)) * pw / span)
 #define Y(v) (CT + ph - ((double)(v)) * ph / (double)ymax)
-	/* the stages, stacked: each a polygon along its top edge and back
-	 * along its bottom edge */
-	for (int k = 0; k < TES_STAGE_COUNT; k++) {
+	/* the stages and the paused servers, stacked: each a polygon along
+	 * its top edge and back along its bottom edge */
+	for (int k = 0; k < STACKED; k++) {
 		bool any = false;
 
 		for (size_t i = 0; i < c.n; i++)
 			any = any || c.v[i][k];
 		if (!any)
 			continue;
-		rpt_printf(b, "<polygon class=\"series stage-%d\" fill=\"%s\" points=\"", k + 1,
-			   series_colors[k]);
+		if (k < TES_STAGE_COUNT)
+			rpt_printf(b, "<polygon class=\"series stage-%d\" fill=\"%s\" points=\"", k + 1,
+				   series_colors[k]);
+		else
+			rpt_printf(b, "<polygon class=\"series paused\" fill=\"%s\" points=\"",
+				   series_colors[k]);
 		for (size_t i = 0; i < c.n; i++) {
 			uint32_t top = 0;
 			int64_t next = i + 1 < c.n ? c.days[i + 1] : c.end + 1;
@@ -493,7 +500,7 @@ void rpt_render_chart(const struct rpt_snapshot *s, const struct rpt_tenant *onl
 				   Y(bot));
 		}
 		b->len--; /* the last space */
-		rpt_printf(b, "\"><title>Stage %d</title></polygon>", k + 1);
+		rpt_printf(b, "\"><title>%s</title></polygon>", series_names[k]);
 	}
 	/* resolved servers, a line over the stacks */
 	rpt_printf(b, "<polyline class=\"series resolved\" fill=\"none\" stroke=\"%s\" "
@@ -525,10 +532,12 @@ void rpt_render_chart(const struct rpt_snapshot *s, const struct rpt_tenant *onl
 			char txt[16];
 
 			day_text(d, txt, sizeof(txt));
+			/* the first and last labels inside the plot's width */
 			rpt_printf(b,
-				   "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" "
+				   "<text x=\"%.1f\" y=\"%d\" text-anchor=\"%s\" "
 				   "font-size=\"11\">%s</text>",
-				   X(d) + pw / span / 2, CH - CB + 16, txt);
+				   i == 0 ? X(d) : i == ticks ? X(d) + pw / span : X(d) + pw / span / 2,
+				   CH - CB + 16, i == 0 ? "start" : i == ticks ? "end" : "middle", txt);
 		}
 	}
 #undef X
@@ -546,7 +555,7 @@ static void chart_section(struct rpt_buf *b, const struct rpt_snapshot *s,
 	rpt_render_chart(s, only, b);
 	rpt_puts(b, "\n<ul class=\"legend\">");
 	for (int k = 0; k < STORE_HISTORY_SERIES; k++) {
-		if (k == STORE_HISTORY_PAUSED || k == STORE_HISTORY_STALE)
+		if (k == STORE_HISTORY_STALE)
 			continue;
 		rpt_printf(b, "<li><span style=\"background:%s\"></span>%s</li>", series_colors[k],
 			   series_names[k]);
