@@ -43,7 +43,7 @@
 #define HAVE_TSC 1
 #endif
 
-#include "gateway/enfstate.h"
+#include "gateway/state/enfstate.h"
 
 #define BATCH 256 /* lookups between quiescent states */
 #define MAX_ROUNDS 15

@@ -20,7 +20,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "gateway/tls.h"
+#include "gateway/session/tls.h"
 
 static double now_s(void)
 {

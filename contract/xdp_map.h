@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The XDP early-drop contract: the maps the BPF program (dataplane/xdp/
- * tes_xdp.bpf.c) reads and user space (dataplane/xdp/xdp_loader.c, later
- * tescontrol's map sync) writes.  Both sides compile this one header, so a
- * layout can only change for both at once.  docs/xdp.md describes it for
+ * tes_xdp.bpf.c) reads and user space writes through dataplane/xdp/
+ * xdp_loader.c (tescontrol's map sync, controlplane/xdpsync.c, and the
+ * tes-xdp CLI).  Both sides compile this one header, so a layout can only
+ * change for both at once.  docs/xdp.md describes it for
  * people.
  *
  * The maps outlive the processes that fill them: they are pinned under

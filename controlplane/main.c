@@ -38,7 +38,7 @@
 #include "controlplane/notify/xdp.h"
 #include "controlplane/state/state.h"
 #include "controlplane/store/sqlite.h"
-#include "privdrop/privdrop.h"
+#include "base/privdrop.h"
 
 /* The daemon: every room, and what only main holds (the lock, the signals,
  * the flush timer).  The rooms know each other only through the pointers

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include "enforce/build.h"
-#include "enforce/text.h"
+#include "base/text.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -12,8 +12,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "gateway/tls.h"
-
 #ifndef TES_DATADIR
 #define TES_DATADIR "/usr/local/share/tesgate"
 #endif
@@ -52,126 +50,128 @@ struct key {
 /* The one table of keys: defaults are applied through it, and the example
  * file and the docs are checked against it (tesgate --print-defaults). */
 static const struct key keys[] = {
-	{ "listen", K_LISTEN, F(listen), 0, 0, "127.0.0.1:2525",
+	{ "listen", K_LISTEN, F(io.listen), 0, 0, "127.0.0.1:2525",
 	  "address and port to accept SMTP on: 192.0.2.1:25 or [2001:db8::1]:25" },
-	{ "workers", K_UINT, F(workers), 1, KIO_MAX_WORKERS, "1",
+	{ "workers", K_UINT, F(io.workers), 1, GW_MAX_WORKERS, "1",
 	  "worker threads, one per core to use; each has its own listening socket" },
-	{ "cpus", K_CPUS, F(cpus), 0, 0, "",
+	{ "cpus", K_CPUS, F(io), 0, 0, "",
 	  "CPUs to pin the workers to, one per worker (0,1,...); empty: not pinned" },
 	{ "hostname", K_HOST, F(hostname), 0, 0, NULL,
 	  "name in the greeting and the EHLO reply; default: the machine's host name" },
-	{ "banner", K_TEXT, F(banner), 0, 0, "ESMTP tesgate",
+	{ "banner", K_TEXT, F(smtp.banner), 0, 0, "ESMTP tesgate",
 	  "text after the host name in the 220 greeting" },
-	{ "max_message_size", K_SIZE, F(limits.max_message_size), 1024, 1ull << 40, "36700160",
+	{ "max_message_size", K_SIZE, F(smtp.limits.max_message_size), 1024, 1ull << 40, "36700160",
 	  "largest message accepted, in octets (SIZE); K, M, G suffixes allowed" },
-	{ "max_recipients", K_UINT, F(limits.max_recipients), 1, 100000, "100",
+	{ "max_recipients", K_UINT, F(smtp.limits.max_recipients), 1, 100000, "100",
 	  "recipients per message; more get 452 4.5.3" },
-	{ "max_messages_per_connection", K_UINT, F(limits.max_messages), 1, 1000000, "100",
+	{ "max_messages_per_connection", K_UINT, F(smtp.limits.max_messages), 1, 1000000, "100",
 	  "messages per connection; then 421" },
-	{ "max_errors", K_UINT, F(limits.max_errors), 1, 1000, "10",
+	{ "max_errors", K_UINT, F(smtp.limits.max_errors), 1, 1000, "10",
 	  "protocol errors in one session before 421 and close" },
-	{ "max_header_bytes", K_SIZE, F(limits.max_header_bytes), 1024, 16u << 20, "65536",
+	{ "max_header_bytes", K_SIZE, F(smtp.limits.max_header_bytes), 1024, 16u << 20, "65536",
 	  "header section kept for Exchange build detection; beyond it the scan sees a prefix" },
-	{ "tls_cert", K_PATHOPT, F(tls_cert), 0, 0, "",
+	{ "tls_cert", K_PATHOPT, F(tls.cert), 0, 0, "",
 	  "STARTTLS certificate (PEM, then its chain); empty, with tls_key: no STARTTLS" },
-	{ "tls_key", K_PATHOPT, F(tls_key), 0, 0, "",
+	{ "tls_key", K_PATHOPT, F(tls.key), 0, 0, "",
 	  "private key of tls_cert (PEM, unencrypted; may be the same file)" },
-	{ "tls_request_client_cert", K_BOOL, F(tls_request_client_cert), 0, 0, "no",
+	{ "tls_request_client_cert", K_BOOL, F(tls.request_client_cert), 0, 0, "no",
 	  "ask clients for a certificate and log its names (not verified)" },
-	{ "tls_client_ca", K_PATHOPT, F(tls_client_ca), 0, 0, "",
+	{ "tls_client_ca", K_PATHOPT, F(tls.client_ca), 0, 0, "",
 	  "CAs (PEM) that vouch for client certificates: a certificate verified against them "
 	  "matches certificate connectors by name; others, or none, still deliver; empty: "
 	  "no verification" },
-	{ "tls_ticket_lifetime", K_SECS, F(tls_ticket_lifetime), 0, TLS_TICKET_LIFETIME_MAX,
+	{ "tls_ticket_lifetime", K_SECS, F(tls.ticket_lifetime), 0, TLS_TICKET_LIFETIME_MAX,
 	  "43200",
 	  "seconds a session ticket resumes; the ticket key rotates as often; 0: no tickets" },
-	{ "idle_timeout", K_SECS, F(idle_timeout), 1, 86400, "300",
+	{ "idle_timeout", K_SECS, F(io.idle_timeout), 1, 86400, "300",
 	  "seconds without progress either way (nothing sent, no reply read); s/m/h suffixes" },
-	{ "session_timeout", K_SECS, F(session_timeout), 1, 7 * 86400, "1800",
+	{ "session_timeout", K_SECS, F(io.session_timeout), 1, 7 * 86400, "1800",
 	  "seconds a whole connection may last" },
 	{ "shutdown_grace", K_SECS, F(shutdown_grace), 0, 3600, "30",
 	  "on SIGTERM/SIGINT: seconds sessions in a transaction get to finish" },
-	{ "max_connections", K_UINT, F(max_connections), 1, 1000000, "1000",
+	{ "max_connections", K_UINT, F(io.max_connections), 1, 1000000, "1000",
 	  "connections open at once, all workers together; more get 421 4.7.0" },
-	{ "max_connections_per_source", K_UINT, F(max_connections_per_source), 0, 1000000, "50",
+	{ "max_connections_per_source", K_UINT, F(io.max_connections_per_source), 0, 1000000, "50",
 	  "connections open at once from one IPv4 address or IPv6 /64; 0: no limit" },
-	{ "min_data_rate", K_UINT, F(min_data_rate), 0, 1000000000, "32",
+	{ "min_data_rate", K_UINT, F(conn.min_data_rate), 0, 1000000000, "32",
 	  "octets per second a client must send on average over each min_data_rate_window "
 	  "(time waiting for delivery not counted); slower: 421 4.4.2 and close; 0: off" },
-	{ "min_data_rate_window", K_SECS, F(min_data_rate_window), 1, 86400, "30",
+	{ "min_data_rate_window", K_SECS, F(conn.min_data_rate_window), 1, 86400, "30",
 	  "seconds over which min_data_rate is measured" },
 	{ "user", K_TEXT, F(user), 0, 0, "",
 	  "after start-up run as this user with no capabilities (tesgate); empty: keep the "
 	  "user it was started as (as root: warned)" },
-	{ "delivery", K_DELIVERY, F(delivery), 0, 0, "spool",
+	{ "delivery", K_DELIVERY, F(delivery.backend), 0, 0, "spool",
 	  "delivery backend: spool, smtp (relay to a backend MTA) or discard (benchmarks only)" },
-	{ "spool_dir", K_PATH, F(spool_dir), 0, 0, "/var/lib/tesgate/spool",
+	{ "spool_dir", K_PATH, F(delivery.spool_dir), 0, 0, "/var/lib/tesgate/spool",
 	  "spool backend: directory holding tmp/ and new/; messages appear as new/<id>.eml" },
-	{ "spool_min_free", K_SIZE, F(spool_min_free), 0, 1ull << 50, "128M",
+	{ "spool_min_free", K_SIZE, F(delivery.spool_min_free), 0, 1ull << 50, "128M",
 	  "free space kept on spool_dir's file system: below it (plus a declared SIZE) new "
 	  "messages get 452 4.3.1; 0: no floor" },
-	{ "delivery_threads", K_UINT, F(delivery_threads), 1, 64, "4",
+	{ "delivery_threads", K_UINT, F(delivery.threads), 1, 64, "4",
 	  "threads doing the durable writes (fsync), so workers never block" },
-	{ "relay_host", K_RELAYHOST, F(relay_host), 0, 0, "",
+	{ "relay_host", K_RELAYHOST, F(delivery.relay.host), 0, 0, "",
 	  "smtp backend: the backend MTA's host name or address (resolved at start)" },
-	{ "relay_port", K_UINT, F(relay_port), 1, 65535, "25", "smtp backend: the backend's port" },
-	{ "relay_socket", K_PATHOPT, F(relay_socket), 0, 0, "",
+	{ "relay_port", K_UINT, F(delivery.relay.port), 1, 65535, "25",
+	  "smtp backend: the backend's port" },
+	{ "relay_socket", K_PATHOPT, F(delivery.relay.socket), 0, 0, "",
 	  "smtp backend: a unix socket to the backend, instead of relay_host and relay_port" },
-	{ "relay_helo_name", K_RELAYHOST, F(relay_helo_name), 0, 0, "",
+	{ "relay_helo_name", K_RELAYHOST, F(delivery.relay.helo_name), 0, 0, "",
 	  "smtp backend: name in EHLO to the backend; empty: hostname" },
-	{ "relay_threads", K_UINT, F(relay_threads), 1, 64, "1",
+	{ "relay_threads", K_UINT, F(delivery.relay.threads), 1, 64, "1",
 	  "smtp backend: relay threads, each with its own pool of connections" },
-	{ "relay_max_connections", K_UINT, F(relay_max_connections), 1, 10000, "16",
+	{ "relay_max_connections", K_UINT, F(delivery.relay.max_connections), 1, 10000, "16",
 	  "smtp backend: connections to the backend per relay thread" },
-	{ "relay_max_queue", K_UINT, F(relay_max_queue), 1, 1000000, "1000",
+	{ "relay_max_queue", K_UINT, F(delivery.relay.max_queue), 1, 1000000, "1000",
 	  "smtp backend: messages per relay thread, waiting or in flight; more get 451 4.3.0" },
-	{ "relay_connect_timeout", K_SECS, F(relay_connect_timeout), 1, 3600, "10",
+	{ "relay_connect_timeout", K_SECS, F(delivery.relay.connect_timeout), 1, 3600, "10",
 	  "smtp backend: seconds for the connection and the backend's greeting" },
-	{ "relay_command_timeout", K_SECS, F(relay_command_timeout), 1, 3600, "60",
+	{ "relay_command_timeout", K_SECS, F(delivery.relay.command_timeout), 1, 3600, "60",
 	  "smtp backend: seconds for the reply to each command" },
-	{ "relay_data_timeout", K_SECS, F(relay_data_timeout), 1, 3600, "120",
+	{ "relay_data_timeout", K_SECS, F(delivery.relay.data_timeout), 1, 3600, "120",
 	  "smtp backend: seconds without content progress, for the final reply, and for a "
 	  "message waiting for a free connection" },
-	{ "relay_idle_timeout", K_SECS, F(relay_idle_timeout), 1, 86400, "30",
+	{ "relay_idle_timeout", K_SECS, F(delivery.relay.idle_timeout), 1, 86400, "30",
 	  "smtp backend: seconds an unused connection stays open; then QUIT" },
-	{ "relay_memory_per_message", K_SIZE, F(relay_memory_per_message), 0, 1ull << 30, "1M",
+	{ "relay_memory_per_message", K_SIZE, F(delivery.relay.memory_per_message), 0, 1ull << 30,
+	  "1M",
 	  "smtp backend: content kept in memory per message; beyond it, a temporary file in "
 	  "spool_dir/tmp" },
-	{ "relay_memory_total", K_SIZE, F(relay_memory_total), 0, 1ull << 40, "256M",
+	{ "relay_memory_total", K_SIZE, F(delivery.relay.memory_total), 0, 1ull << 40, "256M",
 	  "smtp backend: content kept in memory for all messages together; beyond it, files" },
-	{ "i_understand_discard_loses_mail", K_BOOL, F(i_understand_discard_loses_mail), 0, 0, "no",
-	  "must be yes for delivery = discard, which throws every message away" },
+	{ "i_understand_discard_loses_mail", K_BOOL, F(delivery.i_understand_discard_loses_mail), 0,
+	  0, "no", "must be yes for delivery = discard, which throws every message away" },
 	{ "catalog_builds", K_PATHOPT, F(catalog_builds), 0, 0, "",
 	  "Exchange build catalog (CSV); empty: exchange-builds.csv from the installed data "
 	  "directory or the source tree" },
 	{ "catalog_policy", K_PATHOPT, F(catalog_policy), 0, 0, "",
 	  "compliance policy; empty: compliance.conf found the same way" },
-	{ "control_socket", K_PATHOPT, F(control_socket), 0, 0, "/run/tescontrol/gateway.sock",
+	{ "control_socket", K_PATHOPT, F(control.socket), 0, 0, "/run/tescontrol/gateway.sock",
 	  "tescontrol's gateway socket: enforcement state comes from it, sightings go to it; "
 	  "empty: no control plane (detection is logged, nothing is enforced)" },
-	{ "gateway_id", K_TEXT, F(gateway_id), 0, 0, "",
+	{ "gateway_id", K_TEXT, F(control.gateway_id), 0, 0, "",
 	  "this gateway's name in tescontrol's logs and tesctl status; empty: hostname" },
 	{ "policy_file", K_PATHOPT, F(policy_file), 0, 0, "",
 	  "enforcement policy used until tescontrol sends its own; empty: the built-in one" },
-	{ "metrics_listen", K_LISTENOPT, F(metrics_listen), 0, 0, "127.0.0.1:9465",
+	{ "metrics_listen", K_LISTENOPT, F(metrics), 0, 0, "127.0.0.1:9465",
 	  "Prometheus endpoint (http://ADDRESS:PORT/metrics), loopback by default; empty: off" },
-	{ "verdict_log", K_PATHOPT, F(verdict_log), 0, 0, "",
+	{ "verdict_log", K_PATHOPT, F(verdicts.path), 0, 0, "",
 	  "one JSON line per throttle, block or drop verdict: an absolute path (reopened on "
 	  "SIGHUP), stdout, or empty: off" },
-	{ "follow_test_clock", K_BOOL, F(follow_test_clock), 0, 0, "no",
+	{ "follow_test_clock", K_BOOL, F(control.follow_test_clock), 0, 0, "no",
 	  "FOR TESTS ONLY: decide at tescontrol's test clock; refused unless the environment "
 	  "has TES_ALLOW_TEST_CLOCK=1" },
 	{ "own_hop_skip", K_SKIP, F(exdetect), 0, 0, "",
 	  "host patterns ('*' wildcard) of Received hops your own relays add, comma-separated" },
 	{ "io", K_IO, F(io_dpdk), 0, 0, "kernel",
 	  "kernel (sockets) or dpdk (the userspace TCP stack on a DPDK port: dpdk_args)" },
-	{ "dpdk_args", K_TEXT, F(dpdk_args), 0, 0, "",
+	{ "dpdk_args", K_TEXT, F(dpdk.args), 0, 0, "",
 	  "io = dpdk: EAL arguments, split on spaces; must contain --no-pci (or -a PCI)" },
-	{ "dpdk_addr", K_V4PREFIX, F(dpdk_addr), 0, 0, "",
+	{ "dpdk_addr", K_V4PREFIX, F(dpdk.addr), 0, 0, "",
 	  "io = dpdk: the stack's IPv4 address with its on-link prefix, 198.18.5.2/24" },
-	{ "dpdk_port", K_UINT, F(dpdk_port), 1, 65535, "25",
+	{ "dpdk_port", K_UINT, F(dpdk.port), 1, 65535, "25",
 	  "io = dpdk: TCP port to accept SMTP on" },
-	{ "dpdk_impair", K_TEXT, F(dpdk_impair), 0, 0, "",
+	{ "dpdk_impair", K_TEXT, F(dpdk.impair), 0, 0, "",
 	  "FOR TESTS ONLY: io = dpdk: lose, reorder, duplicate and corrupt packets on every "
 	  "queue, loss=0.05,reorder=0.05,dup=0.01,corrupt=0.001,seed=42; empty: off" },
 	{ "log_level", K_LEVEL, F(log_level), 0, 0, "info", "error, warn, info or debug" },
@@ -270,209 +270,269 @@ static bool set_string(char *dst, size_t size, const char *v, char *err, size_t 
 	return true;
 }
 
-static bool apply(struct tes_config *c, const struct key *k, const char *v, char *err,
-		  size_t errlen)
+/* ---- one parser per key type: v into the key's field (k->off in struct
+ * tes_config, k->size octets), or false with err set ---- */
+
+typedef bool (*parse_fn)(const struct key *k, void *field, const char *v, char *err, size_t errlen);
+
+/* K_UINT, K_SIZE, K_SECS: a number in range, stored as the field's width. */
+static bool p_number(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
 	static const uint64_t size_mult[] = { 1024,       1024,       1ull << 20,
 					      1ull << 20, 1ull << 30, 1ull << 30 };
 	static const uint64_t secs_mult[] = { 1, 60, 3600, 86400 };
-	void *field = (char *)c + k->off;
 	uint64_t n;
+	bool ok = k->type == K_UINT   ? parse_scaled(v, NULL, NULL, &n)
+		  : k->type == K_SIZE ? parse_scaled(v, "kKmMgG", size_mult, &n)
+				      : parse_scaled(v, "smhd", secs_mult, &n);
 
-	switch (k->type) {
-	case K_UINT:
-	case K_SIZE:
-	case K_SECS: {
-		bool ok = k->type == K_UINT   ? parse_scaled(v, NULL, NULL, &n)
-			  : k->type == K_SIZE ? parse_scaled(v, "kKmMgG", size_mult, &n)
-					      : parse_scaled(v, "smhd", secs_mult, &n);
-		if (!ok) {
-			snprintf(err, errlen, "'%s' is not a %s", v,
-				 k->type == K_UINT ? "whole number"
-				 : k->type == K_SIZE
-					 ? "size (a number, optionally K, M or G)"
-					 : "duration (seconds, optionally s, m, h or d)");
-			return false;
-		}
-		if (n < k->min || n > k->max) {
-			snprintf(err, errlen, "%llu is out of range %llu..%llu",
-				 (unsigned long long)n, (unsigned long long)k->min,
-				 (unsigned long long)k->max);
-			return false;
-		}
-		if (k->size == sizeof(uint64_t))
-			*(uint64_t *)field = n;
-		else
-			*(uint32_t *)field = (uint32_t)n;
-		return true;
+	if (!ok) {
+		snprintf(err, errlen, "'%s' is not a %s", v,
+			 k->type == K_UINT   ? "whole number"
+			 : k->type == K_SIZE ? "size (a number, optionally K, M or G)"
+					     : "duration (seconds, optionally s, m, h or d)");
+		return false;
 	}
-	case K_HOST:
-		if (!valid_host(v)) {
-			snprintf(err, errlen, "'%s' is not a host name (letters, digits, '.', '-')",
-				 v);
-			return false;
-		}
-		return set_string(field, k->size, v, err, errlen);
-	case K_TEXT:
-		for (const char *p = v; *p; p++) {
-			if (*p < 0x20 || *p > 0x7e) {
-				snprintf(err, errlen, "only printable ASCII is allowed");
-				return false;
-			}
-		}
-		if (strlen(v) > 200) {
-			snprintf(err, errlen, "too long (at most 200 characters)");
-			return false;
-		}
-		return set_string(field, k->size, v, err, errlen);
-	case K_PATH:
-		if (!*v) {
-			snprintf(err, errlen, "a path is required");
-			return false;
-		}
-		/* fall through */
-	case K_PATHOPT:
-		return set_string(field, k->size, v, err, errlen);
-	case K_LISTEN:
-		if (!config_parse_listen(v, field)) {
-			snprintf(err, errlen,
-				 "'%s' is not ADDRESS:PORT (192.0.2.1:25 or [2001:db8::1]:25)", v);
-			return false;
-		}
-		return true;
-	case K_LISTENOPT: {
-		struct sockaddr_storage ss;
-		if (*v && !config_parse_listen(v, &ss)) {
-			snprintf(err, errlen,
-				 "'%s' is not ADDRESS:PORT (127.0.0.1:9465 or [::1]:9465) or empty",
-				 v);
-			return false;
-		}
-		return set_string(field, k->size, v, err, errlen);
+	if (n < k->min || n > k->max) {
+		snprintf(err, errlen, "%llu is out of range %llu..%llu", (unsigned long long)n,
+			 (unsigned long long)k->min, (unsigned long long)k->max);
+		return false;
 	}
-	case K_IO:
-		if (strcmp(v, "kernel") != 0 && strcmp(v, "dpdk") != 0) {
-			snprintf(err, errlen, "'%s' is not kernel or dpdk", v);
-			return false;
-		}
-		*(bool *)field = strcmp(v, "dpdk") == 0;
-		return true;
-	case K_V4PREFIX: {
-		char a[24];
-		struct in_addr ia;
-		snprintf(a, sizeof(a), "%s", v);
-		char *slash = strchr(a, '/');
-		if (slash)
-			*slash = '\0';
-		int plen = slash ? atoi(slash + 1) : 24;
-		if (*v && (strlen(v) >= sizeof(a) || inet_pton(AF_INET, a, &ia) != 1 || plen < 1 ||
-			   plen > 32)) {
-			snprintf(err, errlen, "'%s' is not an IPv4 address (A.B.C.D/len) or empty",
-				 v);
-			return false;
-		}
-		return set_string(field, k->size, v, err, errlen);
+	if (k->size == sizeof(uint64_t))
+		*(uint64_t *)field = n;
+	else
+		*(uint32_t *)field = (uint32_t)n;
+	return true;
+}
+
+static bool p_host(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	if (!valid_host(v)) {
+		snprintf(err, errlen, "'%s' is not a host name (letters, digits, '.', '-')", v);
+		return false;
 	}
-	case K_LEVEL:
-		if (!log_level_from_name(v, field)) {
-			snprintf(err, errlen, "'%s' is not one of error, warn, info, debug", v);
+	return set_string(field, k->size, v, err, errlen);
+}
+
+static bool p_text(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	for (const char *p = v; *p; p++) {
+		if (*p < 0x20 || *p > 0x7e) {
+			snprintf(err, errlen, "only printable ASCII is allowed");
 			return false;
 		}
-		return true;
-	case K_DELIVERY:
-		if (strcmp(v, "spool") != 0 && strcmp(v, "smtp") != 0 &&
-		    strcmp(v, "discard") != 0) {
-			snprintf(err, errlen,
-				 "'%s' is not a delivery backend (spool, smtp, discard)", v);
-			return false;
-		}
-		return set_string(field, k->size, v, err, errlen);
-	case K_RELAYHOST: {
-		struct in6_addr a6;
-		if (*v && !valid_host(v) && inet_pton(AF_INET6, v, &a6) != 1) {
-			snprintf(err, errlen, "'%s' is not a host name or an IP address", v);
-			return false;
-		}
-		return set_string(field, k->size, v, err, errlen);
 	}
-	case K_BOOL:
-		if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
-			snprintf(err, errlen, "'%s' is not yes or no", v);
+	if (strlen(v) > 200) {
+		snprintf(err, errlen, "too long (at most 200 characters)");
+		return false;
+	}
+	return set_string(field, k->size, v, err, errlen);
+}
+
+static bool p_path(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	if (k->type == K_PATH && !*v) {
+		snprintf(err, errlen, "a path is required");
+		return false;
+	}
+	return set_string(field, k->size, v, err, errlen);
+}
+
+static bool p_listen(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	(void)k;
+	if (!config_parse_listen(v, field)) {
+		snprintf(err, errlen, "'%s' is not ADDRESS:PORT (192.0.2.1:25 or [2001:db8::1]:25)",
+			 v);
+		return false;
+	}
+	return true;
+}
+
+/* metrics_listen: the text as given, and parsed. */
+static bool p_metrics(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	struct metrics_settings *m = field;
+	struct sockaddr_storage ss;
+
+	(void)k;
+	memset(&ss, 0, sizeof(ss));
+	if (*v && !config_parse_listen(v, &ss)) {
+		snprintf(err, errlen,
+			 "'%s' is not ADDRESS:PORT (127.0.0.1:9465 or [::1]:9465) or empty", v);
+		return false;
+	}
+	if (!set_string(m->listen, sizeof(m->listen), v, err, errlen))
+		return false;
+	m->addr = ss;
+	return true;
+}
+
+static bool p_io(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	(void)k;
+	if (strcmp(v, "kernel") != 0 && strcmp(v, "dpdk") != 0) {
+		snprintf(err, errlen, "'%s' is not kernel or dpdk", v);
+		return false;
+	}
+	*(bool *)field = strcmp(v, "dpdk") == 0;
+	return true;
+}
+
+static bool p_v4prefix(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	char a[24];
+	struct in_addr ia;
+	snprintf(a, sizeof(a), "%s", v);
+	char *slash = strchr(a, '/');
+	if (slash)
+		*slash = '\0';
+	int plen = slash ? atoi(slash + 1) : 24;
+	if (*v &&
+	    (strlen(v) >= sizeof(a) || inet_pton(AF_INET, a, &ia) != 1 || plen < 1 || plen > 32)) {
+		snprintf(err, errlen, "'%s' is not an IPv4 address (A.B.C.D/len) or empty", v);
+		return false;
+	}
+	return set_string(field, k->size, v, err, errlen);
+}
+
+static bool p_level(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	(void)k;
+	if (!log_level_from_name(v, field)) {
+		snprintf(err, errlen, "'%s' is not one of error, warn, info, debug", v);
+		return false;
+	}
+	return true;
+}
+
+static bool p_delivery(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	if (strcmp(v, "spool") != 0 && strcmp(v, "smtp") != 0 && strcmp(v, "discard") != 0) {
+		snprintf(err, errlen, "'%s' is not a delivery backend (spool, smtp, discard)", v);
+		return false;
+	}
+	return set_string(field, k->size, v, err, errlen);
+}
+
+static bool p_relayhost(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	struct in6_addr a6;
+	if (*v && !valid_host(v) && inet_pton(AF_INET6, v, &a6) != 1) {
+		snprintf(err, errlen, "'%s' is not a host name or an IP address", v);
+		return false;
+	}
+	return set_string(field, k->size, v, err, errlen);
+}
+
+static bool p_bool(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	(void)k;
+	if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
+		snprintf(err, errlen, "'%s' is not yes or no", v);
+		return false;
+	}
+	*(bool *)field = v[0] == 'y';
+	return true;
+}
+
+/* cpus: into the transports' settings (cpus and ncpus). */
+static bool p_cpus(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	struct gw_io_settings *io = field;
+	unsigned cnt = 0;
+	const char *p = v;
+
+	(void)k;
+	while (*p) {
+		char *end;
+		if (!isdigit((unsigned char)*p)) {
+			snprintf(err, errlen, "'%s' is not a comma-separated list of CPUs", v);
 			return false;
 		}
-		*(bool *)field = v[0] == 'y';
-		return true;
-	case K_CPUS: {
-		unsigned cnt = 0;
-		const char *p = v;
-		while (*p) {
-			char *end;
-			if (!isdigit((unsigned char)*p)) {
-				snprintf(err, errlen, "'%s' is not a comma-separated list of CPUs",
-					 v);
-				return false;
-			}
-			errno = 0;
-			unsigned long cpu = strtoul(p, &end, 10);
-			if (errno || cpu >= CPU_SETSIZE) {
-				snprintf(err, errlen, "CPU number out of range");
-				return false;
-			}
-			if (cnt >= KIO_MAX_WORKERS) {
-				snprintf(err, errlen, "more than %d CPUs", KIO_MAX_WORKERS);
-				return false;
-			}
-			c->cpus[cnt++] = (int)cpu;
-			p = end;
+		errno = 0;
+		unsigned long cpu = strtoul(p, &end, 10);
+		if (errno || cpu >= CPU_SETSIZE) {
+			snprintf(err, errlen, "CPU number out of range");
+			return false;
+		}
+		if (cnt >= GW_MAX_WORKERS) {
+			snprintf(err, errlen, "more than %d CPUs", GW_MAX_WORKERS);
+			return false;
+		}
+		io->cpus[cnt++] = (int)cpu;
+		p = end;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == ',') {
+			p++;
 			while (*p == ' ' || *p == '\t')
 				p++;
-			if (*p == ',') {
-				p++;
-				while (*p == ' ' || *p == '\t')
-					p++;
-				if (!*p) {
-					snprintf(err, errlen, "trailing comma");
-					return false;
-				}
-			} else if (*p) {
-				snprintf(err, errlen, "'%s' is not a comma-separated list of CPUs",
-					 v);
+			if (!*p) {
+				snprintf(err, errlen, "trailing comma");
 				return false;
 			}
+		} else if (*p) {
+			snprintf(err, errlen, "'%s' is not a comma-separated list of CPUs", v);
+			return false;
 		}
-		c->ncpus = cnt;
-		return true;
 	}
-	case K_SKIP: {
-		struct exdetect_config x;
-		memset(&x, 0, sizeof(x));
-		const char *p = v;
-		while (*p) {
-			while (*p == ',' || *p == ' ' || *p == '\t')
-				p++;
-			size_t len = strcspn(p, ", \t");
-			if (len == 0)
-				break;
-			char pat[EXDETECT_HOST_MAX + 1];
-			if (len > EXDETECT_HOST_MAX) {
-				snprintf(err, errlen, "a pattern is longer than %d characters",
-					 EXDETECT_HOST_MAX);
-				return false;
-			}
-			memcpy(pat, p, len);
-			pat[len] = '\0';
-			if (!exdetect_add_skip(&x, pat)) {
-				snprintf(err, errlen, "more than %d patterns", EXDETECT_MAX_SKIP);
-				return false;
-			}
-			p += len;
+	io->ncpus = cnt;
+	return true;
+}
+
+/* own_hop_skip: the whole exdetect_config, replaced. */
+static bool p_skip(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+{
+	struct exdetect_config x;
+	const char *p = v;
+
+	(void)k;
+	memset(&x, 0, sizeof(x));
+	while (*p) {
+		while (*p == ',' || *p == ' ' || *p == '\t')
+			p++;
+		size_t len = strcspn(p, ", \t");
+		if (len == 0)
+			break;
+		char pat[EXDETECT_HOST_MAX + 1];
+		if (len > EXDETECT_HOST_MAX) {
+			snprintf(err, errlen, "a pattern is longer than %d characters",
+				 EXDETECT_HOST_MAX);
+			return false;
 		}
-		c->exdetect = x;
-		return true;
+		memcpy(pat, p, len);
+		pat[len] = '\0';
+		if (!exdetect_add_skip(&x, pat)) {
+			snprintf(err, errlen, "more than %d patterns", EXDETECT_MAX_SKIP);
+			return false;
+		}
+		p += len;
 	}
+	*(struct exdetect_config *)field = x;
+	return true;
+}
+
+static const parse_fn parsers[] = {
+	[K_UINT] = p_number,         [K_SIZE] = p_number,
+	[K_SECS] = p_number,         [K_HOST] = p_host,
+	[K_TEXT] = p_text,           [K_PATH] = p_path,
+	[K_PATHOPT] = p_path,        [K_LISTEN] = p_listen,
+	[K_LEVEL] = p_level,         [K_CPUS] = p_cpus,
+	[K_SKIP] = p_skip,           [K_DELIVERY] = p_delivery,
+	[K_RELAYHOST] = p_relayhost, [K_BOOL] = p_bool,
+	[K_LISTENOPT] = p_metrics,   [K_IO] = p_io,
+	[K_V4PREFIX] = p_v4prefix,
+};
+
+static bool apply(struct tes_config *c, const struct key *k, const char *v, char *err,
+		  size_t errlen)
+{
+	if ((size_t)k->type >= sizeof(parsers) / sizeof(parsers[0]) || !parsers[k->type]) {
+		snprintf(err, errlen, "unknown key type");
+		return false;
 	}
-	snprintf(err, errlen, "unknown key type");
-	return false;
+	return parsers[k->type](k, (char *)c + k->off, v, err, errlen);
 }
 
 bool config_set(struct tes_config *c, const char *key, const char *value, char *err, size_t errlen)
@@ -581,43 +641,46 @@ bool config_load(struct tes_config *c, const char *path, char *err, size_t errle
 
 bool config_check(const struct tes_config *c, char *err, size_t errlen)
 {
-	if (c->ncpus && c->ncpus != c->workers) {
-		snprintf(err, errlen, "cpus lists %u CPUs for %u workers", c->ncpus, c->workers);
+	if (c->io.ncpus && c->io.ncpus != c->io.workers) {
+		snprintf(err, errlen, "cpus lists %u CPUs for %u workers", c->io.ncpus,
+			 c->io.workers);
 		return false;
 	}
-	if (c->io_dpdk && (!c->dpdk_addr[0] || !c->dpdk_args[0])) {
+	if (c->io_dpdk && (!c->dpdk.addr[0] || !c->dpdk.args[0])) {
 		snprintf(err, errlen, "io = dpdk needs dpdk_addr and dpdk_args");
 		return false;
 	}
-	if (c->max_connections_per_source > c->max_connections) {
+	if (c->io.max_connections_per_source > c->io.max_connections) {
 		snprintf(err, errlen,
 			 "max_connections_per_source (%u) exceeds max_connections (%u)",
-			 c->max_connections_per_source, c->max_connections);
+			 c->io.max_connections_per_source, c->io.max_connections);
 		return false;
 	}
-	if (c->limits.max_header_bytes > c->limits.max_message_size) {
+	if (c->smtp.limits.max_header_bytes > c->smtp.limits.max_message_size) {
 		snprintf(err, errlen, "max_header_bytes exceeds max_message_size");
 		return false;
 	}
-	if (strcmp(c->delivery, "smtp") == 0 && !c->relay_host[0] == !c->relay_socket[0]) {
+	if (strcmp(c->delivery.backend, "smtp") == 0 &&
+	    !c->delivery.relay.host[0] == !c->delivery.relay.socket[0]) {
 		snprintf(err, errlen,
 			 "delivery = smtp needs relay_host or relay_socket (one of them)");
 		return false;
 	}
 	/* A verdict must reach the client before its idle timeout closes it. */
-	if (strcmp(c->delivery, "smtp") == 0 && (c->relay_command_timeout >= c->idle_timeout ||
-						 c->relay_data_timeout >= c->idle_timeout)) {
+	if (strcmp(c->delivery.backend, "smtp") == 0 &&
+	    (c->delivery.relay.command_timeout >= c->io.idle_timeout ||
+	     c->delivery.relay.data_timeout >= c->io.idle_timeout)) {
 		snprintf(err, errlen,
 			 "relay_command_timeout and relay_data_timeout must be below "
 			 "idle_timeout");
 		return false;
 	}
-	if (c->verdict_log[0] && c->verdict_log[0] != '/' &&
-	    strcmp(c->verdict_log, "stdout") != 0 && strcmp(c->verdict_log, "-") != 0) {
+	const char *vl = c->verdicts.path;
+	if (vl[0] && vl[0] != '/' && strcmp(vl, "stdout") != 0 && strcmp(vl, "-") != 0) {
 		snprintf(err, errlen, "verdict_log must be an absolute path, stdout or empty");
 		return false;
 	}
-	if (c->follow_test_clock) {
+	if (c->control.follow_test_clock) {
 		const char *allow = getenv("TES_ALLOW_TEST_CLOCK");
 		if (!allow || strcmp(allow, "1") != 0) {
 			snprintf(err, errlen,
@@ -626,39 +689,27 @@ bool config_check(const struct tes_config *c, char *err, size_t errlen)
 			return false;
 		}
 	}
-	if (!c->tls_cert[0] != !c->tls_key[0]) {
+	if (!c->tls.cert[0] != !c->tls.key[0]) {
 		snprintf(err, errlen,
 			 "%s is empty while %s is set: set both for STARTTLS, or neither",
-			 c->tls_cert[0] ? "tls_key" : "tls_cert",
-			 c->tls_cert[0] ? "tls_cert" : "tls_key");
+			 c->tls.cert[0] ? "tls_key" : "tls_cert",
+			 c->tls.cert[0] ? "tls_cert" : "tls_key");
 		return false;
 	}
-	if (c->tls_client_ca[0] && !c->tls_cert[0]) {
+	if (c->tls.client_ca[0] && !c->tls.cert[0]) {
 		snprintf(err, errlen,
 			 "tls_client_ca is set without tls_cert and tls_key: client "
 			 "certificates come with STARTTLS");
 		return false;
 	}
-	if (strcmp(c->delivery, "discard") == 0 && !c->i_understand_discard_loses_mail) {
+	if (strcmp(c->delivery.backend, "discard") == 0 &&
+	    !c->delivery.i_understand_discard_loses_mail) {
 		snprintf(err, errlen,
 			 "delivery = discard throws every message away (benchmarks "
 			 "only); it also needs i_understand_discard_loses_mail = yes");
 		return false;
 	}
 	return true;
-}
-
-void config_smtp(const struct tes_config *c, struct smtp_config *out)
-{
-	smtp_config_defaults(out);
-	out->hostname = c->hostname;
-	out->banner = c->banner;
-	out->limits = c->limits;
-	/* main.c clears it again when the certificate does not load */
-	out->starttls = c->tls_cert[0] && c->tls_key[0];
-	/* The spool stores octets as they come: it can take SMTPUTF8.  For
-	 * smtp, main.c asks the backend (relay_probe). */
-	out->smtputf8 = strcmp(c->delivery, "spool") == 0 || strcmp(c->delivery, "discard") == 0;
 }
 
 static bool readable(const char *p)
@@ -688,21 +739,6 @@ bool config_catalog_paths(const struct tes_config *c, char *builds, char *policy
 	}
 	builds[0] = policy[0] = '\0';
 	return false;
-}
-
-bool config_tls(const struct tes_config *c, struct tls_server_config *out)
-{
-	tls_server_config_defaults(out);
-	if (!c->tls_cert[0] || !c->tls_key[0])
-		return false;
-	out->cert_file = c->tls_cert;
-	out->key_file = c->tls_key;
-	out->request_client_cert = c->tls_request_client_cert || c->tls_client_ca[0];
-	out->client_ca_file = c->tls_client_ca[0] ? c->tls_client_ca : NULL;
-	out->tickets = c->tls_ticket_lifetime > 0;
-	if (out->tickets)
-		out->ticket_rotate_s = c->tls_ticket_lifetime;
-	return true;
 }
 
 void config_print_keys(void)

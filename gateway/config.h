@@ -17,93 +17,46 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "dataplane/kio.h"
-#include "gateway/exdetect.h"
-#include "gateway/log.h"
-#include "gateway/smtp.h"
+#include "gateway/conn/conn.h"
+#include "gateway/conn/dpdk.h"
+#include "gateway/conn/transport.h"
+#include "gateway/delivery/backends.h"
+#include "gateway/observe/log.h"
+#include "gateway/observe/metrics.h"
+#include "gateway/observe/verdictlog.h"
+#include "gateway/session/exdetect.h"
+#include "gateway/session/smtp.h"
+#include "gateway/session/tls.h"
+#include "gateway/state/ctlclient.h"
 
 #define CONFIG_DEFAULT_FILE "/etc/tesgate/tesgate.conf"
 
+/* Every part's settings, each in the struct the part owns and reads; the
+ * rest is start-up's own (main.c).  config.c parses into them and checks
+ * what spans parts; no part includes this header. */
 struct tes_config {
-	struct sockaddr_storage listen;
-	unsigned workers;
-	unsigned ncpus;
-	int cpus[KIO_MAX_WORKERS];
-
-	char hostname[256];
-	char banner[256];
-	struct smtp_limits limits;
-
-	unsigned idle_timeout; /* seconds */
-	unsigned session_timeout;
-	unsigned shutdown_grace;
-	unsigned max_connections;
-	unsigned max_connections_per_source;
-	/* slow clients (gateway/conn.c): octets per second a client must send,
-	 * on average over each window of min_data_rate_window seconds; 0: off */
-	unsigned min_data_rate;
-	unsigned min_data_rate_window;
-
+	/* start-up's own */
+	char hostname[256]; /* greeting, EHLO, 421 lines; relay HELO and gateway_id default */
 	/* after start-up, run as this user, with no capabilities; empty: stay
 	 * as started (root: warned loudly).  docs/security.md */
 	char user[64];
-
-	char delivery[16]; /* backend name: "spool", "smtp" or "discard" */
-	char spool_dir[PATH_MAX];
-	unsigned delivery_threads;
-	/* free space kept on spool_dir's file system (spool and relay spill
-	 * files): below it new messages get 452 4.3.1 */
-	uint64_t spool_min_free;
-
-	/* delivery = smtp (gateway/relay.h) */
-	char relay_host[256];
-	unsigned relay_port;
-	char relay_socket[108]; /* sun_path */
-	char relay_helo_name[256];
-	unsigned relay_threads;
-	unsigned relay_max_connections;
-	unsigned relay_max_queue;
-	unsigned relay_connect_timeout; /* seconds */
-	unsigned relay_command_timeout;
-	unsigned relay_data_timeout;
-	unsigned relay_idle_timeout;
-	uint64_t relay_memory_per_message;
-	uint64_t relay_memory_total;
-	/* delivery = discard needs this too: it loses every message */
-	bool i_understand_discard_loses_mail;
-
+	bool io_dpdk; /* io = dpdk: the userspace stack (conn/dpdk.h), not kernel sockets */
+	unsigned shutdown_grace;       /* seconds */
 	char catalog_builds[PATH_MAX]; /* empty: look in the installed data */
 	char catalog_policy[PATH_MAX]; /* directory, then the source tree */
-
-	char control_socket[108]; /* the limit of a unix socket address */
-	char gateway_id[64];
-	char policy_file[PATH_MAX];
-	bool follow_test_clock;
-	/* "ADDRESS:PORT" of the Prometheus endpoint, or empty: none */
-	char metrics_listen[64];
-	/* One JSON line per throttle, block or drop verdict (gateway/verdictlog.h):
-	 * an absolute path, "stdout" or "-", or empty: off */
-	char verdict_log[PATH_MAX];
-
-	/* STARTTLS (gateway/tls.h): both paths empty means no TLS */
-	char tls_cert[PATH_MAX];
-	char tls_key[PATH_MAX];
-	bool tls_request_client_cert;
-	char tls_client_ca[PATH_MAX]; /* CAs for client certificates; "": none */
-	unsigned tls_ticket_lifetime; /* seconds; 0: no session tickets */
-
-	/* io = dpdk: the SMTP engine on the userspace stack over a DPDK port
-	 * (gateway/dpconn.h) instead of kernel sockets */
-	bool io_dpdk;
-	char dpdk_args[256]; /* EAL arguments, split on spaces */
-	char dpdk_addr[24];  /* the stack's IPv4 address, A.B.C.D/len */
-	unsigned dpdk_port;
-	/* FOR TESTS ONLY: packet impairment on every queue
-	 * (dataplane/dpdk/impair.h syntax); empty: off */
-	char dpdk_impair[128];
-
-	struct exdetect_config exdetect;
+	char policy_file[PATH_MAX];    /* the policy until tescontrol sends one */
 	enum log_level log_level;
+
+	struct gw_io_settings io;            /* conn/transport.h: both transports */
+	struct gw_settings conn;             /* conn/conn.h: the session glue */
+	struct dpgw_settings dpdk;           /* conn/dpdk.h: io = dpdk */
+	struct smtp_settings smtp;           /* session/smtp.h */
+	struct tls_settings tls;             /* session/tls.h: STARTTLS */
+	struct exdetect_config exdetect;     /* session/exdetect.h */
+	struct delivery_settings delivery;   /* delivery/backends.h, delivery/relay.h */
+	struct ctlclient_settings control;   /* state/ctlclient.h */
+	struct metrics_settings metrics;     /* observe/metrics.h */
+	struct verdictlog_settings verdicts; /* observe/verdictlog.h */
 };
 
 /* The embedded defaults (host name from gethostname). */
@@ -120,14 +73,6 @@ bool config_set(struct tes_config *c, const char *key, const char *value, char *
 
 /* Checks across keys, after everything is set. */
 bool config_check(const struct tes_config *c, char *err, size_t errlen);
-
-/* The engine's view.  Its strings point into c, which must outlive it. */
-void config_smtp(const struct tes_config *c, struct smtp_config *out);
-
-/* The TLS layer's view: false (and out unused) when TLS is not configured.
- * Its strings point into c. */
-struct tls_server_config;
-bool config_tls(const struct tes_config *c, struct tls_server_config *out);
 
 /* The catalog files to load: the configured ones, or the first pair found in
  * the installed data directory, then the source tree.  false when neither

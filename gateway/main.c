@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * tesgate: the gateway process, on kernel sockets (kio) or on the userspace
- * TCP stack over a DPDK port (io = dpdk, gateway/dpconn.c).
+ * TCP stack over a DPDK port (io = dpdk, gateway/conn/dpdk.c).
  *
  * The main thread parses the configuration, loads the catalog, starts the
  * delivery threads and the kio workers, and then only waits for signals
@@ -22,21 +22,23 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dataplane/kio.h"
 #include "enforce/catalog.h"
-#include "gateway/backends.h"
+#include "gateway/delivery/backends.h"
 #include "gateway/config.h"
-#include "gateway/conn.h"
-#include "gateway/dpconn.h"
-#include "gateway/dptelemetry.h"
-#include "gateway/ctlclient.h"
-#include "gateway/enfstate.h"
-#include "gateway/log.h"
-#include "gateway/metrics.h"
-#include "gateway/spool.h"
-#include "gateway/tls.h"
-#include "gateway/verdictlog.h"
-#include "privdrop/privdrop.h"
+#include "gateway/conn/conn.h"
+#include "gateway/conn/dpdk.h"
+#include "gateway/conn/kernel.h"
+#include "gateway/observe/dptelemetry.h"
+#include "gateway/state/ctlclient.h"
+#include "gateway/state/enfstate.h"
+#include "gateway/state/export.h"
+#include "gateway/observe/log.h"
+#include "gateway/observe/metrics.h"
+#include "gateway/observe/registry.h"
+#include "gateway/delivery/spool.h"
+#include "gateway/session/tls.h"
+#include "gateway/observe/verdictlog.h"
+#include "base/privdrop.h"
 
 #ifndef TES_VERSION
 #define TES_VERSION "unknown"
@@ -78,35 +80,40 @@ static void usage(FILE *f)
 		   "See docs/configuration.md for every setting.\n");
 }
 
-static uint64_t sum_versions(const uint64_t *v)
-{
-	uint64_t n = 0;
-	for (int i = 0; i < TLS_V_COUNT; i++)
-		n += v[i];
-	return n;
-}
+/* The stop line: the figures an operator compares run to run, from the
+ * registry (a group that is not there, the spool's with another backend,
+ * counts 0). */
+static const struct obs_item stop_line[] = {
+	{ "connections", "conn", "connections_accepted" },
+	{ "refused_global", "conn", "connections_refused_global" },
+	{ "refused_source", "conn", "connections_refused_source" },
+	{ "timeouts_idle", "conn", "timeouts_idle" },
+	{ "timeouts_session", "conn", "timeouts_session" },
+	{ "shutdown_forced", "conn", "shutdown_forced" },
+	{ "bytes_in", "conn", "bytes_in" },
+	{ "bytes_out", "conn", "bytes_out" },
+	{ "sessions", "conn", "sessions" },
+	{ "accepted", "conn", "messages_accepted" },
+	{ "refused", "conn", "messages_refused" },
+	{ "exchange", "conn", "exchange_seen" },
+	{ "not_exchange", "conn", "not_exchange" },
+	{ "stored", "spool", "stored" },
+	{ "spool_failed", "spool", "failed" },
+	{ "starttls", "conn", "tls_starts" },
+	{ "tls_full", "conn", "tls_handshakes_full" },
+	{ "tls_resumed", "conn", "tls_handshakes_resumed" },
+	{ "tls_failed", "conn", "tls_handshakes_failed" },
+	{ "slow_closed", "conn", "slow_closed" },
+	{ "no_space", "conn", "no_space" },
+};
 
-static void log_stats(const struct kio_stats *ks, const struct gw_stats *gs,
-		      const struct spool_stats *ss)
+static void log_stats(const struct obs_registry *reg)
 {
-	log_msg(LOG_INFO,
-		"stats connections=%llu refused_global=%llu refused_source=%llu "
-		"timeouts_idle=%llu timeouts_session=%llu shutdown_forced=%llu "
-		"bytes_in=%llu bytes_out=%llu sessions=%llu accepted=%llu refused=%llu "
-		"exchange=%llu not_exchange=%llu stored=%llu spool_failed=%llu starttls=%llu "
-		"tls_full=%llu tls_resumed=%llu tls_failed=%llu slow_closed=%llu no_space=%llu",
-		(unsigned long long)ks->accepted, (unsigned long long)ks->refused_global,
-		(unsigned long long)ks->refused_source, (unsigned long long)ks->timeouts_idle,
-		(unsigned long long)ks->timeouts_session, (unsigned long long)ks->shutdown_forced,
-		(unsigned long long)ks->bytes_in, (unsigned long long)ks->bytes_out,
-		(unsigned long long)gs->sessions, (unsigned long long)gs->messages_accepted,
-		(unsigned long long)gs->messages_refused, (unsigned long long)gs->exchange_seen,
-		(unsigned long long)gs->not_exchange, (unsigned long long)ss->stored,
-		(unsigned long long)ss->failed, (unsigned long long)gs->tls_starts,
-		(unsigned long long)sum_versions(gs->tls.full),
-		(unsigned long long)sum_versions(gs->tls.resumed),
-		(unsigned long long)sum_versions(gs->tls.failed),
-		(unsigned long long)gs->slow_closed, (unsigned long long)gs->no_space);
+	char line[1024];
+
+	obs_line(reg, "stats", stop_line, sizeof(stop_line) / sizeof(stop_line[0]), line,
+		 sizeof(line));
+	log_msg(LOG_INFO, "%s", line);
 }
 
 /* The certificate and key are loaded at start-up, so a bad pair stops the
@@ -118,7 +125,7 @@ static int load_tls(const struct tes_config *cfg, struct tls_server_ctx **out)
 	char err[512], desc[512];
 
 	*out = NULL;
-	if (!config_tls(cfg, &tc))
+	if (!tls_settings_config(&cfg->tls, &tc))
 		return 0;
 	*out = tls_server_ctx_new(&tc, err, sizeof(err));
 	if (!*out) {
@@ -126,7 +133,7 @@ static int load_tls(const struct tes_config *cfg, struct tls_server_ctx **out)
 		return -1;
 	}
 	tls_server_ctx_describe(*out, desc, sizeof(desc));
-	log_msg(LOG_INFO, "tls certificate %s loaded: %s", cfg->tls_cert, desc);
+	log_msg(LOG_INFO, "tls certificate %s loaded: %s", cfg->tls.cert, desc);
 	return 0;
 }
 
@@ -141,7 +148,7 @@ static void reload_tls(const struct tes_config *cfg, struct tls_server_ctx *tls)
 			"SIGHUP: no TLS configured (tls_cert, tls_key): nothing to reload");
 		return;
 	}
-	if (tls_server_ctx_reload(tls, cfg->tls_cert, cfg->tls_key, err, sizeof(err)) != 0) {
+	if (tls_server_ctx_reload(tls, cfg->tls.cert, cfg->tls.key, err, sizeof(err)) != 0) {
 		tls_server_ctx_describe(tls, desc, sizeof(desc));
 		log_msg(LOG_ERROR, "SIGHUP: TLS reload failed: %s; still serving %s", err, desc);
 		return;
@@ -234,30 +241,35 @@ static int load_policy(const struct tes_config *cfg, struct tes_policy *pol)
 	return 0;
 }
 
-/* Counters the control client reports to tescontrol. */
+/* Counters the control client reports to tescontrol (arg: the registry). */
 static void report_counters(void *arg, json_t *c)
 {
-	static const char *const actions[] = { "accept", "throttle", "block", "drop" };
-	struct gw_stats gs;
-	char name[64];
+	static const struct {
+		const char *json, *key;
+	} counters[] = {
+		{ "sessions", "sessions" },
+		{ "messages_accepted", "messages_accepted" },
+		{ "messages_refused", "messages_refused" },
+		{ "exchange_seen", "exchange_seen" },
+		{ "early_drops", "early_drops" },
+		{ "tls_handshakes_full", "tls_handshakes_full" },
+		{ "tls_handshakes_resumed", "tls_handshakes_resumed" },
+		{ "tls_handshakes_failed", "tls_handshakes_failed" },
+		{ "verdict_mail_accept", "mail_verdicts/accept" },
+		{ "verdict_headers_accept", "header_verdicts/accept" },
+		{ "verdict_mail_throttle", "mail_verdicts/throttle" },
+		{ "verdict_headers_throttle", "header_verdicts/throttle" },
+		{ "verdict_mail_block", "mail_verdicts/block" },
+		{ "verdict_headers_block", "header_verdicts/block" },
+		{ "verdict_mail_drop", "mail_verdicts/drop" },
+		{ "verdict_headers_drop", "header_verdicts/drop" },
+	};
 
-	gw_stats(arg, &gs);
-	json_object_set_new(c, "sessions", json_integer((json_int_t)gs.sessions));
-	json_object_set_new(c, "messages_accepted", json_integer((json_int_t)gs.messages_accepted));
-	json_object_set_new(c, "messages_refused", json_integer((json_int_t)gs.messages_refused));
-	json_object_set_new(c, "exchange_seen", json_integer((json_int_t)gs.exchange_seen));
-	json_object_set_new(c, "early_drops", json_integer((json_int_t)gs.early_drops));
-	json_object_set_new(c, "tls_handshakes_full",
-			    json_integer((json_int_t)sum_versions(gs.tls.full)));
-	json_object_set_new(c, "tls_handshakes_resumed",
-			    json_integer((json_int_t)sum_versions(gs.tls.resumed)));
-	json_object_set_new(c, "tls_handshakes_failed",
-			    json_integer((json_int_t)sum_versions(gs.tls.failed)));
-	for (int a = 0; a < 4; a++) {
-		snprintf(name, sizeof(name), "verdict_mail_%s", actions[a]);
-		json_object_set_new(c, name, json_integer((json_int_t)gs.mail_verdicts[a]));
-		snprintf(name, sizeof(name), "verdict_headers_%s", actions[a]);
-		json_object_set_new(c, name, json_integer((json_int_t)gs.header_verdicts[a]));
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+		uint64_t v = 0;
+
+		obs_value(arg, "conn", counters[i].key, &v);
+		json_object_set_new(c, counters[i].json, json_integer((json_int_t)v));
 	}
 }
 
@@ -284,11 +296,11 @@ static int give_files(const struct tes_config *cfg, const struct backends *bk,
 		fprintf(stderr, "tesgate: %s\n", err);
 		return -1;
 	}
-	if (cfg->verdict_log[0] == '/' &&
-	    fchownat(AT_FDCWD, cfg->verdict_log, pu->uid, pu->gid, AT_SYMLINK_NOFOLLOW) != 0 &&
+	if (cfg->verdicts.path[0] == '/' &&
+	    fchownat(AT_FDCWD, cfg->verdicts.path, pu->uid, pu->gid, AT_SYMLINK_NOFOLLOW) != 0 &&
 	    errno != ENOENT) {
 		fprintf(stderr, "tesgate: verdict_log %s: cannot give it to %s: %s\n",
-			cfg->verdict_log, pu->name, strerror(errno));
+			cfg->verdicts.path, pu->name, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -300,15 +312,15 @@ static void check_access(const struct tes_config *cfg)
 {
 	unsigned uid = (unsigned)getuid();
 
-	if (cfg->tls_cert[0] &&
-	    (access(cfg->tls_cert, R_OK) != 0 || access(cfg->tls_key, R_OK) != 0))
+	if (cfg->tls.cert[0] &&
+	    (access(cfg->tls.cert, R_OK) != 0 || access(cfg->tls.key, R_OK) != 0))
 		log_msg(LOG_WARN,
 			"tls: %s or %s is not readable by uid %u: a SIGHUP reload will fail (make "
 			"them readable by its group, mode 0640)",
-			cfg->tls_cert, cfg->tls_key, uid);
-	if (cfg->verdict_log[0] == '/') {
+			cfg->tls.cert, cfg->tls.key, uid);
+	if (cfg->verdicts.path[0] == '/') {
 		char dir[PATH_MAX];
-		snprintf(dir, sizeof(dir), "%s", cfg->verdict_log);
+		snprintf(dir, sizeof(dir), "%s", cfg->verdicts.path);
 		char *slash = strrchr(dir, '/');
 		if (slash == dir)
 			slash[1] = '\0';
@@ -321,12 +333,12 @@ static void check_access(const struct tes_config *cfg)
 				"(SIGHUP) will fail",
 				dir, uid);
 	}
-	if (cfg->control_socket[0] && access(cfg->control_socket, F_OK) == 0 &&
-	    access(cfg->control_socket, W_OK) != 0)
+	if (cfg->control.socket[0] && access(cfg->control.socket, F_OK) == 0 &&
+	    access(cfg->control.socket, W_OK) != 0)
 		log_msg(LOG_WARN,
 			"control_socket %s is not writable by uid %u: tesgate cannot reconnect to "
 			"tescontrol (its gateway_group must be one of this user's groups)",
-			cfg->control_socket, uid);
+			cfg->control.socket, uid);
 }
 
 /* Says what every thread holds.  must_be_clean: root was given up, so any
@@ -398,60 +410,110 @@ static int settle_privileges(const struct tes_config *cfg, const struct backends
 	return report_privileges(false);
 }
 
-/* The connection front end under the gateway: kio's kernel sockets, or the
- * userspace stack on a DPDK port (io = dpdk).  Everything else (the session
- * layer, control client, metrics, signals, shutdown order) is shared. */
-struct front {
-	struct kio *k;
-	struct dpgw *d;
+/* The transport's counters after it is gone: the stop line's.  No
+ * destroy: there is nothing left to free. */
+static void frozen_stats(const void *t, struct gw_io_stats *out)
+{
+	*out = *(const struct gw_io_stats *)t;
+}
+
+static const struct gw_io_ops frozen_io = { .stats = frozen_stats };
+
+/* tes_tesgate_build_info: always 1, the version in a label. */
+static bool build_read(const void *arg, unsigned i, void *snap)
+{
+	static const uint64_t one = 1;
+
+	(void)arg;
+	(void)i;
+	memcpy(snap, &one, sizeof(one));
+	return true;
+}
+
+static int register_build(struct obs_registry *reg)
+{
+	static const char *const version[] = { TES_VERSION };
+	static const struct obs_row rows[] = {
+		{ .name = "tes_tesgate_build_info",
+		  .help = "Always 1; the version in a label",
+		  .type = OBS_GAUGE,
+		  .l2 = "version",
+		  .names = version },
+	};
+	struct obs_group g = {
+		.name = "build",
+		.rows = rows,
+		.nrows = 1,
+		.size = sizeof(uint64_t),
+		.read = build_read,
+	};
+
+	return obs_add(reg, &g);
+}
+
+/* The transport under the gateway (gateway/conn/transport.h): kernel
+ * sockets (kernel.c) or the userspace stack on a DPDK port (dpdk.c, io =
+ * dpdk).  Everything else (the session layer, control client, metrics,
+ * signals, shutdown order) is shared.  NULL ops: none made yet; the
+ * frozen counters (no destroy): gone already. */
+static void io_destroy(struct gw_io *io)
+{
+	if (!io->ops || !io->ops->destroy)
+		return;
+	io->ops->destroy(io->t);
+	io->ops = NULL;
+	io->t = NULL;
+}
+
+/* ---- start-up and teardown ----
+ * Everything main holds, and one function per step.  main runs the steps
+ * in order and, from the first that fails (or once the gateway has
+ * stopped), undoes what was done in the reverse order: one ladder for both
+ * ways out.  Each step says on stderr why it failed. */
+
+struct gate {
+	struct tes_config cfg;
+	const char *conf_path;
+	bool check_only;
+	struct priv_user pu;
+	struct catalog *cat;
+	struct tes_policy pol;
+	struct tls_server_ctx *tls;
+	sigset_t sigs;
+	struct gw_io io; /* the transport (ops NULL: none) */
+	bool early_drop; /* capabilities dropped right after binding */
+	struct backends bk;
+	struct delivery_backend backend;
+	struct obs_registry *reg;
+	struct enfstate *st;
+	struct verdictlog *vl;
+	struct smtp_config smtp;
+	struct gw *g;
+	struct dpgw *dpg;     /* io = dpdk */
+	struct ctlclient *cc; /* NULL: no control plane */
+	struct gw_metrics *met;
+	bool started;                /* the workers were started (perhaps not all) */
+	bool stopped;                /* ... and have exited */
+	struct gw_io_stats io_final; /* the transport's counters once it is gone */
+	char where[80];
 };
 
-static void front_stats(const void *arg, struct kio_stats *ks)
-{
-	const struct front *f = arg;
-	if (f->k)
-		kio_stats(f->k, ks);
-	else
-		dpgw_conn_stats(f->d, ks);
-}
+/* Options that set a configuration key: one row each, applied after the
+ * file so the command line wins. */
+static const struct {
+	int opt;
+	const char *key, *flag;
+} overrides[] = {
+	{ 'l', "listen", "--listen" },   { 's', "spool_dir", "--spool" },
+	{ 'w', "workers", "--workers" }, { 'T', "tls_cert", "--tls-cert" },
+	{ 'K', "tls_key", "--tls-key" }, { 'S', "control_socket", "--control" },
+	{ 'u', "user", "--user" },
+};
+enum { NOVER = sizeof(overrides) / sizeof(overrides[0]) };
 
-static int front_start(struct front *f)
-{
-	if (f->k) {
-		int e = kio_start(f->k);
-		if (e)
-			fprintf(stderr, "tesgate: cannot start workers: %s\n", strerror(e));
-		return e ? -1 : 0;
-	}
-	return dpgw_launch(f->d);
-}
-
-static void front_stop(struct front *f, unsigned grace_ms)
-{
-	if (f->k)
-		kio_stop(f->k, grace_ms);
-	else
-		dpgw_stop(f->d, grace_ms);
-}
-
-static bool front_wait(struct front *f, unsigned ms)
-{
-	return f->k ? kio_wait(f->k, ms) : dpgw_wait(f->d, ms);
-}
-
-/* After front_wait said yes and the backend stopped: runs the verdicts for
- * sessions already gone. */
-static void front_destroy(struct front *f)
-{
-	if (f->k)
-		kio_destroy(f->k);
-	else if (f->d)
-		dpgw_destroy(f->d);
-	f->k = NULL;
-	f->d = NULL;
-}
-
-int main(int argc, char **argv)
+/* The command line: over[i] is overrides[i]'s value, or NULL.  -1: go on;
+ * otherwise the exit status (help, version, a bad option). */
+static int parse_options(struct gate *gt, int argc, char **argv, const char **over)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -468,31 +530,15 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct tes_config cfg;
-	const char *conf_path = NULL;
-	/* Options that set a configuration key: one row each, applied after
-	 * the file so the command line wins. */
-	static const struct {
-		int opt;
-		const char *key, *flag;
-	} overrides[] = {
-		{ 'l', "listen", "--listen" },   { 's', "spool_dir", "--spool" },
-		{ 'w', "workers", "--workers" }, { 'T', "tls_cert", "--tls-cert" },
-		{ 'K', "tls_key", "--tls-key" }, { 'S', "control_socket", "--control" },
-		{ 'u', "user", "--user" },
-	};
-	enum { NOVER = sizeof(overrides) / sizeof(overrides[0]) };
-	const char *over[NOVER] = { NULL };
-	bool check_only = false;
 	int o;
 
 	while ((o = getopt_long(argc, argv, "c:l:s:w:u:hV", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
-			conf_path = optarg;
+			gt->conf_path = optarg;
 			break;
 		case 'C':
-			check_only = true;
+			gt->check_only = true;
 			break;
 		case 'P':
 			config_print_keys();
@@ -521,328 +567,411 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	return -1;
+}
 
+/* The configuration: defaults, the file, the command line's overrides, the
+ * checks across keys, and the user to become.  -1: go on; otherwise the
+ * exit status. */
+static int configure(struct gate *gt, int argc, char **argv)
+{
+	const char *over[NOVER] = { NULL };
+	struct tes_config *cfg = &gt->cfg;
 	char err[1024];
-	config_defaults(&cfg);
-	if (conf_path && !config_load(&cfg, conf_path, err, sizeof(err))) {
+	int rc = parse_options(gt, argc, argv, over);
+
+	if (rc >= 0)
+		return rc;
+	config_defaults(cfg);
+	if (gt->conf_path && !config_load(cfg, gt->conf_path, err, sizeof(err))) {
 		fprintf(stderr, "tesgate: %s\n", err);
 		return 1;
 	}
 	for (int i = 0; i < NOVER; i++) {
-		if (over[i] && !config_set(&cfg, overrides[i].key, over[i], err, sizeof(err))) {
+		if (over[i] && !config_set(cfg, overrides[i].key, over[i], err, sizeof(err))) {
 			fprintf(stderr, "tesgate: %s: %s\n", overrides[i].flag, err);
 			return 1;
 		}
 	}
-	if (!config_check(&cfg, err, sizeof(err))) {
-		fprintf(stderr, "tesgate: %s%s%s\n", conf_path ? conf_path : "",
-			conf_path ? ": " : "", err);
+	if (!config_check(cfg, err, sizeof(err))) {
+		fprintf(stderr, "tesgate: %s%s%s\n", gt->conf_path ? gt->conf_path : "",
+			gt->conf_path ? ": " : "", err);
 		return 1;
 	}
-	log_set_level(cfg.log_level);
-	struct priv_user pu;
-	if (priv_lookup(cfg.user, &pu, err, sizeof(err)) != 0) {
+	log_set_level(cfg->log_level);
+	if (priv_lookup(cfg->user, &gt->pu, err, sizeof(err)) != 0) {
 		fprintf(stderr, "tesgate: user: %s\n", err);
 		return 1;
 	}
+	return -1;
+}
 
-	struct catalog *cat = NULL;
-	struct tes_policy pol;
-	struct tls_server_ctx *tls = NULL;
-	if (load_catalog(&cfg, &cat) != 0 || load_policy(&cfg, &pol) != 0 ||
-	    load_tls(&cfg, &tls) != 0) {
-		catalog_free(cat);
-		return 1;
-	}
-	if (check_only) {
-		printf("tesgate: configuration OK%s%s%s\n", cat ? ", catalog " : "",
-		       cat ? catalog_version(cat) : "", tls ? ", TLS certificate loads" : "");
-		tls_server_ctx_free(tls);
-		catalog_free(cat);
-		return 0;
-	}
+/* What is read from files before anything runs: catalog, policy, the TLS
+ * pair. */
+static int load_inputs(struct gate *gt)
+{
+	if (load_catalog(&gt->cfg, &gt->cat) != 0 || load_policy(&gt->cfg, &gt->pol) != 0 ||
+	    load_tls(&gt->cfg, &gt->tls) != 0)
+		return -1;
+	return 0;
+}
 
-	/* Before any thread exists, so every thread inherits what it sets
-	 * (no_new_privs, no bounding, inheritable or ambient capabilities). */
+static void free_inputs(struct gate *gt)
+{
+	tls_server_ctx_free(gt->tls); /* every tls_conn went with its connection */
+	catalog_free(gt->cat);
+}
+
+/* Before any thread exists, so every thread inherits what it sets
+ * (no_new_privs, no bounding, inheritable or ambient capabilities; the
+ * blocked signals). */
+static int begin_process(struct gate *gt)
+{
+	char err[512];
+
 	if (priv_begin(err, sizeof(err)) != 0) {
 		fprintf(stderr, "tesgate: %s\n", err);
-		tls_server_ctx_free(tls);
-		catalog_free(cat);
-		return 1;
+		return -1;
 	}
 	if (err[0])
 		log_msg(LOG_INFO, "privileges: %s", err);
-
-	/* Before any thread exists, so every thread inherits the mask. */
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sigemptyset(&gt->sigs);
+	sigaddset(&gt->sigs, SIGINT);
+	sigaddset(&gt->sigs, SIGTERM);
+	sigaddset(&gt->sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &gt->sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit(gt->cfg.io.max_connections);
+	return 0;
+}
 
-	raise_fd_limit(cfg.max_connections);
+/* Kernel sockets: bound first, while this is the only thread, so that a
+ * capability needed only to bind (port 25 without root) is dropped from the
+ * one thread there is.  io = dpdk: nothing yet (start_dpdk). */
+static int bind_kernel(struct gate *gt)
+{
+	char err[512];
 
-	/* Kernel sockets: bound first, while this is the only thread, so that
-	 * a capability needed only to bind (port 25 without root) is dropped
-	 * from the one thread there is. */
-	struct front fe = { NULL, NULL };
-	bool early_drop = false;
-	if (!cfg.io_dpdk) {
-		struct kio_ops ops;
-		gw_kio_ops(&ops);
-		struct kio_config kc = {
-			.listen = cfg.listen,
-			.workers = cfg.workers,
-			.cpus = cfg.ncpus ? cfg.cpus : NULL,
-			.backlog = 1024,
-			.idle_timeout_ms = cfg.idle_timeout * 1000u,
-			.session_timeout_ms = cfg.session_timeout * 1000u,
-			.linger_ms = LINGER_MS,
-			.max_conns = cfg.max_connections,
-			.max_conns_source = cfg.max_connections_per_source,
-			.log = log_msg,
-		};
-		fe.k = kio_create(&kc, &ops, NULL, err, sizeof(err));
-		if (!fe.k) {
-			fprintf(stderr, "tesgate: %s\n", err);
-			catalog_free(cat);
-			tls_server_ctx_free(tls);
-			return 1;
-		}
-		if (geteuid() != 0) {
-			if (priv_drop(&pu, 0, err, sizeof(err)) != 0) {
-				fprintf(stderr, "tesgate: dropping capabilities: %s\n", err);
-				kio_destroy(fe.k);
-				catalog_free(cat);
-				tls_server_ctx_free(tls);
-				return 1;
-			}
-			if (err[0])
-				log_msg(LOG_WARN, "privileges: %s", err);
-			early_drop = true;
-		}
-	}
-
-	struct backends bk;
-	struct delivery_backend backend;
-	memset(&backend, 0, sizeof(backend));
-	if (backends_open(&cfg, &bk, &backend) != 0) {
-		front_destroy(&fe);
-		catalog_free(cat);
-		tls_server_ctx_free(tls);
-		return 1;
-	}
-	if ((bk.sp && spool_set_min_free(bk.sp, cfg.spool_min_free, err, sizeof(err)) != 0) ||
-	    (bk.rl && relay_set_min_free(bk.rl, cfg.spool_min_free, err, sizeof(err)) != 0)) {
+	if (gt->cfg.io_dpdk)
+		return 0;
+	if (gw_kernel_bind(&gt->cfg.io, LINGER_MS, &gt->io, err, sizeof(err)) != 0) {
 		fprintf(stderr, "tesgate: %s\n", err);
-		backends_stop(&bk);
-		backends_close(&bk);
-		front_destroy(&fe);
-		catalog_free(cat);
-		tls_server_ctx_free(tls);
-		return 1;
+		return -1;
 	}
+	if (geteuid() != 0) {
+		if (priv_drop(&gt->pu, 0, err, sizeof(err)) != 0) {
+			fprintf(stderr, "tesgate: dropping capabilities: %s\n", err);
+			return -1;
+		}
+		if (err[0])
+			log_msg(LOG_WARN, "privileges: %s", err);
+		gt->early_drop = true;
+	}
+	return 0;
+}
 
-	/* From here on every failure goes to fail: each of these is NULL until
-	 * it exists. */
-	struct enfstate *st = NULL;
-	struct verdictlog *vl = NULL;
-	struct gw *g = NULL;
-	struct ctlclient *cc = NULL;
-	char where[80];
+static int open_delivery(struct gate *gt)
+{
+	const struct backends_env env = {
+		.hostname = gt->cfg.hostname,
+		.workers = gt->cfg.io.workers,
+		.polling = gt->cfg.io_dpdk,
+		.max_message_size = gt->cfg.smtp.limits.max_message_size,
+	};
 
-	/* The enforcement state: filled here with the local catalog and policy,
-	 * then by the control thread (its only writer from now on) with what
-	 * tescontrol sends.  Main is a writer only while no other thread is. */
-	st = enfstate_new(&pol, 0);
-	if (!st) {
+	return backends_open(&gt->cfg.delivery, &env, &gt->bk, &gt->backend);
+}
+
+/* The counters registry and the enforcement state: filled here with the
+ * local catalog and policy, then by the control thread (its only writer
+ * from now on) with what tescontrol sends.  Main is a writer only while no
+ * other thread is. */
+static int make_state(struct gate *gt)
+{
+	gt->reg = obs_new();
+	if (!gt->reg || register_build(gt->reg) != 0) {
+		fprintf(stderr, "tesgate: out of memory\n");
+		return -1;
+	}
+	gt->st = enfstate_new(&gt->pol, 0);
+	if (!gt->st) {
 		fprintf(stderr, "tesgate: cannot create the enforcement state: %s\n",
 			strerror(errno));
-		goto fail;
+		return -1;
 	}
 	enfstate_thread_register();
-	if (cat && enfstate_catalog_set(st, cat) == 0)
-		cat = NULL; /* st owns it now */
+	if (gt->cat && enfstate_catalog_set(gt->st, gt->cat) == 0)
+		gt->cat = NULL; /* st owns it now */
 	enfstate_thread_unregister();
+	return 0;
+}
 
-	struct smtp_config smtp;
-	config_smtp(&cfg, &smtp);
-	smtp.smtputf8 = bk.smtputf8;
-	smtp.starttls = tls != NULL; /* offered only with a certificate in force */
-	if (cfg.verdict_log[0]) {
-		vl = verdictlog_open(cfg.verdict_log, cfg.workers, err, sizeof(err));
-		if (!vl) {
-			fprintf(stderr, "tesgate: %s\n", err);
-			goto fail;
-		}
+static void free_state(struct gate *gt)
+{
+	state_free(gt->st);
+	obs_free(gt->reg);
+}
+
+static int open_verdicts(struct gate *gt)
+{
+	char err[512];
+
+	if (!gt->cfg.verdicts.path[0])
+		return 0;
+	gt->vl = verdictlog_open(gt->cfg.verdicts.path, gt->cfg.io.workers, err, sizeof(err));
+	if (!gt->vl) {
+		fprintf(stderr, "tesgate: %s\n", err);
+		return -1;
 	}
+	return 0;
+}
+
+/* The session layer, and its counters with the transport's and the
+ * backend's (registered in the order /metrics shows them). */
+static int make_gateway(struct gate *gt)
+{
+	smtp_config_set(&gt->smtp, gt->cfg.hostname, &gt->cfg.smtp);
+	gt->smtp.smtputf8 = gt->bk.smtputf8;
+	gt->smtp.starttls = gt->tls != NULL; /* offered only with a certificate in force */
 	struct gw_params gp = {
-		.verdicts = vl,
-		.smtp = &smtp,
-		.exdetect = &cfg.exdetect,
+		.verdicts = gt->vl,
+		.smtp = &gt->smtp,
+		.exdetect = &gt->cfg.exdetect,
 		.catalog = NULL,
-		.backend = &backend,
-		.st = st,
-		.tls = tls,
-		.hostname = cfg.hostname,
-		.workers = cfg.workers,
-		.min_data_rate = cfg.min_data_rate,
-		.rate_window_ms = cfg.min_data_rate_window * 1000u,
+		.backend = &gt->backend,
+		.st = gt->st,
+		.tls = gt->tls,
+		.hostname = gt->cfg.hostname,
+		.workers = gt->cfg.io.workers,
+		.set = gt->cfg.conn,
 	};
 	/* DPDK workers make no system calls, and a log line is one: theirs
 	 * go through the log's ring to its writer thread. */
-	if (cfg.io_dpdk && log_async_start() != 0) {
+	if (gt->cfg.io_dpdk && log_async_start() != 0) {
 		fprintf(stderr, "tesgate: cannot start the log writer thread\n");
-		goto fail;
+		return -1;
 	}
-	g = gw_new(&gp);
-	if (!g) {
+	gt->g = gw_new(&gp);
+	if (!gt->g || gw_export(gt->g, &gt->io, gt->reg) != 0 ||
+	    backends_export(&gt->bk, gt->reg) != 0) {
 		fprintf(stderr, "tesgate: out of memory\n");
-		goto fail;
+		return -1;
 	}
-	if (cfg.io_dpdk) {
-		/* The EAL makes its threads here, with the signals blocked: only
-		 * the main thread (the main lcore, which does not poll) takes
-		 * them, below. */
-		struct dpgw_params dp = {
-			.g = g,
-			.eal_args = cfg.dpdk_args,
-			.addr = cfg.dpdk_addr,
-			.port = (uint16_t)cfg.dpdk_port,
-			.workers = cfg.workers,
-			.max_conns = cfg.max_connections,
-			.max_conns_source = cfg.max_connections_per_source,
-			.idle_timeout_ms = cfg.idle_timeout * 1000u,
-			.session_timeout_ms = cfg.session_timeout * 1000u,
-			.linger_ms = LINGER_MS,
-			.refuse_global = gw_refuse_global(g),
-			.refuse_source = gw_refuse_source(g),
-			.impair = cfg.dpdk_impair,
-		};
-		fe.d = dpgw_start(&dp);
-		if (!fe.d)
-			goto fail;
-		snprintf(where, sizeof(where), "%s port %u (io dpdk)", cfg.dpdk_addr,
-			 cfg.dpdk_port);
-	} else {
-		struct sockaddr_storage bound;
-		kio_set_app(fe.k, g, gw_refuse_global(g), gw_refuse_source(g));
-		kio_local_addr(fe.k, &bound);
-		kio_format_addr(&bound, where, sizeof(where), true);
+	return 0;
+}
+
+/* stopped: the gateway ran and stopped, so its stop lines are written
+ * (they read the sessions' counters: before gw_free). */
+static void free_gateway(struct gate *gt, bool stopped)
+{
+	log_async_stop(); /* the workers' last lines, and their verdicts' */
+	if (stopped) {
+		backends_log_stats(&gt->bk, gt->reg);
+		log_stats(gt->reg);
 	}
-	if (cfg.control_socket[0]) {
-		struct ctlclient_params cp = {
-			.socket_path = cfg.control_socket,
-			.gateway_id = cfg.gateway_id[0] ? cfg.gateway_id : cfg.hostname,
-			.st = st,
-			.workers = cfg.workers,
-			.follow_test_clock = cfg.follow_test_clock,
-			.counters = report_counters,
-			.counters_arg = g,
-		};
-		cc = ctlclient_start(&cp);
-		if (!cc) {
-			fprintf(stderr, "tesgate: cannot start the control thread\n");
-			goto fail;
-		}
-		gw_set_control(g, cc);
-	} else {
+	gw_free(gt->g);
+}
+
+/* The transport meets the gateway: io = dpdk starts here (the EAL makes its
+ * threads with the signals blocked: only the main thread, the main lcore,
+ * which does not poll, takes them); kernel sockets get their gateway. */
+static int attach_transport(struct gate *gt)
+{
+	const struct tes_config *cfg = &gt->cfg;
+
+	if (!cfg->io_dpdk) {
+		gw_kernel_attach(&gt->io, gt->g);
+		gw_kernel_where(&gt->io, gt->where, sizeof(gt->where));
+		return 0;
+	}
+	struct dpgw_params dp = {
+		.g = gt->g,
+		.set = &cfg->dpdk,
+		.io = &cfg->io,
+		.linger_ms = LINGER_MS,
+		.refuse_global = gw_refuse_global(gt->g),
+		.refuse_source = gw_refuse_source(gt->g),
+	};
+	gt->dpg = dpgw_start(&dp);
+	if (!gt->dpg)
+		return -1;
+	dpgw_io(gt->dpg, &gt->io);
+	snprintf(gt->where, sizeof(gt->where), "%s port %u (io dpdk)", cfg->dpdk.addr,
+		 cfg->dpdk.port);
+	return 0;
+}
+
+static int start_control(struct gate *gt)
+{
+	const struct tes_config *cfg = &gt->cfg;
+
+	if (!cfg->control.socket[0]) {
 		log_msg(LOG_WARN, "control_socket is empty: no control plane, nothing is enforced");
+		return 0;
 	}
-	/* Everything that needs privileges is open; the workers have not
-	 * taken a connection yet. */
-	if (settle_privileges(&cfg, &bk, &pu, early_drop) != 0)
-		goto fail;
-	if (front_start(&fe) != 0) {
-		front_stop(&fe, 0);
-		front_wait(&fe, 5000);
-		goto fail;
+	struct ctlclient_params cp = {
+		.socket_path = cfg->control.socket,
+		.gateway_id = cfg->control.gateway_id[0] ? cfg->control.gateway_id : cfg->hostname,
+		.st = gt->st,
+		.workers = cfg->io.workers,
+		.follow_test_clock = cfg->control.follow_test_clock,
+		.counters = report_counters,
+		.counters_arg = gt->reg,
+	};
+	gt->cc = ctlclient_start(&cp);
+	if (!gt->cc) {
+		fprintf(stderr, "tesgate: cannot start the control thread\n");
+		return -1;
 	}
+	gw_set_control(gt->g, gt->cc);
+	return 0;
+}
+
+static int start_workers(struct gate *gt)
+{
+	gt->started = true;
+	if (gt->io.ops->start(gt->io.t) != 0)
+		return -1;
 	log_msg(LOG_INFO,
 		"tesgate %s listening on %s (workers %u, hostname %s, delivery %s %s, starttls %s)",
-		TES_VERSION, where, cfg.workers, cfg.hostname, backend.name, bk.where,
-		tls ? "on" : "off");
-	if (tls)
-		tls_server_ctx_tick(tls, mono_s()); /* starts the ticket-key clock */
-	struct gw_metrics_src msrc = {
-		.g = g,
-		.k = fe.k,
-		.dp = fe.d,
-		.conn_stats = fe.k ? NULL : front_stats,
-		.conn_stats_arg = &fe,
-		.bk = &bk,
-		.cc = cc,
-		.st = st,
-		.vl = vl,
-	};
-	struct gw_metrics *met = gw_metrics_start(cfg.metrics_listen, &msrc);
-	if (fe.d) {
-		/* DPDK's telemetry socket gets tesgate's commands too */
-		struct dptel_src ts = { .d = fe.d, .g = g, .st = st, .cc = cc };
-		dptel_start(&ts);
-	}
+		TES_VERSION, gt->where, gt->cfg.io.workers, gt->cfg.hostname, gt->backend.name,
+		gt->bk.where, gt->tls ? "on" : "off");
+	if (gt->tls)
+		tls_server_ctx_tick(gt->tls, mono_s()); /* starts the ticket-key clock */
+	return 0;
+}
 
+/* The workers are gone (stopped here if they were not): their counters are
+ * final and kept for the stop line; the delivery threads finish what was
+ * submitted, then the transport runs the verdicts that found their worker
+ * gone and is freed. */
+static void stop_workers(struct gate *gt)
+{
+	if (!gt->started)
+		return;
+	if (!gt->stopped) {
+		gt->io.ops->stop(gt->io.t, 0);
+		gt->io.ops->wait(gt->io.t, 5000);
+	}
+	gt->io.ops->stats(gt->io.t, &gt->io_final);
+	backends_stop(&gt->bk);
+	io_destroy(&gt->io);
+	gt->io.ops = &frozen_io;
+	gt->io.t = &gt->io_final;
+}
+
+/* The rest of the counters, and the exports that read them. */
+static int start_exports(struct gate *gt)
+{
+	if (ctlclient_export(gt->cc, gt->reg) != 0 || enfstate_export(gt->st, gt->reg) != 0 ||
+	    (gt->dpg && dpgw_export(gt->dpg, gt->reg) != 0) ||
+	    (gt->vl && verdictlog_export(gt->vl, gt->reg) != 0)) {
+		fprintf(stderr, "tesgate: cannot register the counters\n");
+		return -1;
+	}
+	gt->met = gw_metrics_start(&gt->cfg.metrics, gt->reg);
+	if (gt->dpg)
+		dptel_start(gt->reg); /* DPDK's telemetry socket gets tesgate's commands too */
+	return 0;
+}
+
+/* Before anything they read is freed. */
+static void stop_exports(struct gate *gt)
+{
+	gw_metrics_stop(gt->met);
+	if (gt->dpg)
+		dptel_stop();
+}
+
+/* Signals until the workers have stopped: SIGHUP reloads the TLS pair and
+ * reopens the verdict log; SIGTERM or SIGINT stop gracefully, a second one
+ * at once. */
+static void serve(struct gate *gt)
+{
+	const struct gw_io *io = &gt->io;
 	bool stopping = false;
+
 	for (;;) {
 		struct timespec tick = { 0, 200 * 1000 * 1000 };
 		siginfo_t si;
-		int sig = sigtimedwait(&sigs, &si, &tick);
+		int sig = sigtimedwait(&gt->sigs, &si, &tick);
 		if (sig == SIGHUP) {
-			reload_tls(&cfg, tls);
-			verdictlog_reopen(vl);
+			reload_tls(&gt->cfg, gt->tls);
+			verdictlog_reopen(gt->vl);
 		} else if (sig == SIGINT || sig == SIGTERM) {
 			if (!stopping) {
 				log_msg(LOG_INFO, "%s: shutting down (grace %u s)",
-					sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_grace);
-				front_stop(&fe, cfg.shutdown_grace * 1000u);
+					sig == SIGINT ? "SIGINT" : "SIGTERM",
+					gt->cfg.shutdown_grace);
+				io->ops->stop(io->t, gt->cfg.shutdown_grace * 1000u);
 				stopping = true;
 			} else {
 				log_msg(LOG_WARN, "second signal: closing every connection now");
-				front_stop(&fe, 0);
+				io->ops->stop(io->t, 0);
 			}
 		}
-		if (tls && tls_server_ctx_tick(tls, mono_s()))
+		if (gt->tls && tls_server_ctx_tick(gt->tls, mono_s()))
 			log_msg(LOG_INFO, "tls session-ticket key rotated");
-		if (stopping && front_wait(&fe, 0))
+		if (stopping && io->ops->wait(io->t, 0))
 			break;
 	}
+	gt->stopped = true;
+}
 
-	gw_metrics_stop(met); /* before anything it reads is freed */
-	if (fe.d)
-		dptel_stop();
-	struct kio_stats ks;
-	struct gw_stats gs;
-	struct spool_stats ss;
-	front_stats(&fe, &ks);
-	backends_stop(&bk);
-	front_destroy(&fe); /* after backends_stop: runs verdicts for sessions already gone */
-	log_async_stop();   /* the workers' last lines, and those verdicts' */
-	/* The workers are gone: the rest of the verdict lines, then the file. */
-	verdictlog_close(vl);
-	ctlclient_stop(cc);
-	gw_stats(g, &gs);
-	backends_stats(&bk, &ss);
-	log_stats(&ks, &gs, &ss);
-	gw_free(g);
-	backends_close(&bk);
-	state_free(st);
-	catalog_free(cat);
-	tls_server_ctx_free(tls); /* every tls_conn went with its connection */
-	log_msg(LOG_INFO, "stopped");
-	return 0;
+int main(int argc, char **argv)
+{
+	static struct gate gt;
+	int rc = configure(&gt, argc, argv);
 
-fail:
-	backends_stop(&bk);
-	front_destroy(&fe); /* after backends_stop, as above */
-	log_async_stop();
-	ctlclient_stop(cc);
-	gw_free(g);
-	verdictlog_close(vl);
-	backends_close(&bk);
-	state_free(st);
-	catalog_free(cat);
-	tls_server_ctx_free(tls);
-	return 1;
+	if (rc >= 0)
+		return rc;
+	rc = 1;
+	if (load_inputs(&gt) != 0)
+		goto end_inputs;
+	if (gt.check_only) {
+		printf("tesgate: configuration OK%s%s%s\n", gt.cat ? ", catalog " : "",
+		       gt.cat ? catalog_version(gt.cat) : "",
+		       gt.tls ? ", TLS certificate loads" : "");
+		rc = 0;
+		goto end_inputs;
+	}
+	if (begin_process(&gt) != 0 || bind_kernel(&gt) != 0)
+		goto end_transport;
+	if (open_delivery(&gt) != 0)
+		goto end_transport;
+	if (make_state(&gt) != 0 || open_verdicts(&gt) != 0)
+		goto end_state;
+	if (make_gateway(&gt) != 0)
+		goto end_gateway;
+	if (attach_transport(&gt) != 0 || start_control(&gt) != 0)
+		goto end_control;
+	/* Everything that needs privileges is open; the workers have not
+	 * taken a connection yet. */
+	if (settle_privileges(&gt.cfg, &gt.bk, &gt.pu, gt.early_drop) != 0)
+		goto end_control;
+	if (start_workers(&gt) != 0 || start_exports(&gt) != 0)
+		goto end_exports;
+
+	serve(&gt);
+	rc = 0;
+
+end_exports:
+	stop_exports(&gt);
+	stop_workers(&gt);
+end_control:
+	ctlclient_stop(gt.cc);
+	io_destroy(&gt.io); /* before the gateway its sessions use; none left after stop_workers */
+end_gateway:
+	free_gateway(&gt, rc == 0);
+	verdictlog_close(gt.vl); /* the rest of the verdict lines, then the file */
+end_state:
+	free_state(&gt);
+	backends_close(&gt.bk);
+end_transport:
+	io_destroy(&gt.io); /* kernel sockets bound, no gateway yet */
+end_inputs:
+	free_inputs(&gt);
+	if (rc == 0 && !gt.check_only)
+		log_msg(LOG_INFO, "stopped");
+	return rc;
 }

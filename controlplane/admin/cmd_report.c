@@ -10,7 +10,7 @@
 
 #include "contract/adminproto.h"
 #include "controlplane/admin/admin_int.h"
-#include "enforce/text.h"
+#include "base/text.h"
 
 /* One event log line for a change: who, before and after (consumed), the
  * tenant. */

@@ -22,7 +22,7 @@
 #include "controlplane/log.h"
 #include "controlplane/notify/sender.h"
 #include "enforce/catalog.h"
-#include "enforce/text.h"
+#include "base/text.h"
 
 /* A delivery's state in memory only: a restart tries every pending one at
  * once. */

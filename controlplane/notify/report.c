@@ -27,7 +27,7 @@
 #include "controlplane/log.h"
 #include "controlplane/notify/report_html.h"
 #include "enforce/catalog.h"
-#include "enforce/text.h"
+#include "base/text.h"
 
 /* A server's refused messages, by (tenant, name in lower case). */
 struct rcount {

@@ -9,7 +9,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "enforce/siphash.h"
+#include "base/siphash.h"
 
 void cp_fqdn_key(const char *fqdn, char *buf)
 {

@@ -13,7 +13,7 @@
 
 #include <jansson.h>
 
-#include "enforce/text.h"
+#include "base/text.h"
 
 static int errf(struct tes_store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

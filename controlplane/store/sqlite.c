@@ -17,7 +17,7 @@
 
 #include <sqlite3.h>
 
-#include "enforce/text.h"
+#include "base/text.h"
 
 /* Schema history.  Each step takes the schema from version - 1 to version
  * and runs in the same transaction as the version bump, so a crash mid-way

@@ -23,7 +23,7 @@ static const uint8_t bcast_mac[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
  * instead of 1024 byte-pair assemblies.  Returns sum plus the block's
  * network-order word sum, folded to 16 bits; an odd length only at the end
  * of the data, as before. */
-uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t n)
+uint32_t net_csum_add(uint32_t sum, const uint8_t *p, size_t n)
 {
 	uint64_t acc = 0;
 	uint32_t w32;
@@ -59,7 +59,7 @@ uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t n)
 	return sum + (uint32_t)(b2[0] << 8 | b2[1]);
 }
 
-uint16_t csum_fold(uint32_t sum)
+uint16_t net_csum_fold(uint32_t sum)
 {
 	while (sum >> 16)
 		sum = (sum & 0xffff) + (sum >> 16);
@@ -68,8 +68,8 @@ uint16_t csum_fold(uint32_t sum)
 
 static uint32_t pseudo_sum4(const uint8_t *src, const uint8_t *dst, uint8_t proto, uint32_t len)
 {
-	uint32_t sum = csum_add(0, src, 4);
-	sum = csum_add(sum, dst, 4);
+	uint32_t sum = net_csum_add(0, src, 4);
+	sum = net_csum_add(sum, dst, 4);
 	return sum + proto + len;
 }
 
@@ -116,7 +116,7 @@ static void ip4_fill(uint8_t *ip, const uint8_t *src, const uint8_t *dst, uint8_
 	memcpy(ip + 12, src, 4);
 	memcpy(ip + 16, dst, 4);
 	if (!offload)
-		put16(ip + 10, csum_fold(csum_add(0, ip, IP_HLEN)));
+		put16(ip + 10, net_csum_fold(net_csum_add(0, ip, IP_HLEN)));
 }
 
 uint8_t *net_tcp_begin(struct stack *st, void **pkt, uint8_t **frame)
@@ -138,9 +138,9 @@ void net_tcp_send(struct stack *st, void *pkt, uint8_t *f, const struct stack_tu
 	uint32_t ps = pseudo_sum4(t->laddr.a, t->raddr.a, 6, tcp_len);
 	if (st->cfg.tx_csum_offload) {
 		/* The NIC completes it from the pseudo-header sum. */
-		put16(tcp + 16, (uint16_t)~csum_fold(ps));
+		put16(tcp + 16, (uint16_t)~net_csum_fold(ps));
 	} else {
-		put16(tcp + 16, csum_fold(csum_add(ps, tcp, tcp_len)));
+		put16(tcp + 16, net_csum_fold(net_csum_add(ps, tcp, tcp_len)));
 	}
 	struct stack_txinfo ti = {
 		.l2_len = ETH_HLEN,
@@ -184,9 +184,10 @@ static struct neigh *neigh_set(struct stack *st, const struct stack_addr *a)
 {
 	uint32_t nsets = (st->neigh_mask + 1) / NEIGH_WAYS;
 	/* IPv4: its 4 octets, one SipHash block instead of three */
-	uint32_t set = (uint32_t)(a->family == STACK_AF_INET ? skhash13(&st->hkey, a->a, 4)
-							     : skhash13(&st->hkey, a, sizeof(*a))) &
-		       (nsets - 1);
+	uint32_t set =
+		(uint32_t)(a->family == STACK_AF_INET ? siphash13(&st->hkey, a->a, 4)
+						      : siphash13(&st->hkey, a, sizeof(*a))) &
+		(nsets - 1);
 	return &st->neigh[set * NEIGH_WAYS];
 }
 
@@ -226,7 +227,7 @@ static struct neigh *neigh_slot(struct stack *st, const struct stack_addr *a)
 	return victim;
 }
 
-void neigh_forget_waiter(struct tcp_conn *c)
+void net_neigh_forget_waiter(struct tcp_conn *c)
 {
 	if (dl_linked(&c->arp_node))
 		dl_del(&c->arp_node);
@@ -301,8 +302,8 @@ static bool on_link(const struct stack *st, const struct stack_addr *dst)
 	return false;
 }
 
-int neigh_resolve(struct stack *st, const struct stack_addr *src, const struct stack_addr *dst,
-		  uint8_t mac[6], struct tcp_conn *waiter)
+int net_neigh_resolve(struct stack *st, const struct stack_addr *src, const struct stack_addr *dst,
+		      uint8_t mac[6], struct tcp_conn *waiter)
 {
 	const struct stack_addr *hop = dst;
 	if (!on_link(st, dst) && st->cfg.gateway.family == STACK_AF_INET)
@@ -346,7 +347,7 @@ int neigh_resolve(struct stack *st, const struct stack_addr *src, const struct s
 		st->stats.arp_requests_tx++;
 	}
 	if (waiter) {
-		neigh_forget_waiter(waiter);
+		net_neigh_forget_waiter(waiter);
 		dl_add_tail(&n->waiters, &waiter->arp_node);
 	}
 	return -1;
@@ -354,7 +355,7 @@ int neigh_resolve(struct stack *st, const struct stack_addr *src, const struct s
 
 /* Unanswered resolutions are asked again every neigh_retry and given up
  * after a few probes, so incomplete entries never pile up. */
-void neigh_timers(struct stack *st)
+void net_neigh_timers(struct stack *st)
 {
 	if (st->neigh_incomplete == 0)
 		return;
@@ -384,7 +385,7 @@ void neigh_timers(struct stack *st)
  *   unanswered, and only the first one;
  * - a learned entry is pinned: later replies may confirm it (same MAC),
  *   never move it; it is asked for afresh only after it stopped answering
- *   (neigh_resolve), and static entries (stack_neigh_add) never change.
+ *   (net_neigh_resolve), and static entries (stack_neigh_add) never change.
  * So a poisoner has to win the race against the real host's answer to a
  * request it saw, once per entry, not at any moment it chooses.  Inbound
  * connections do not use the cache at all (the SYN's source MAC). */
@@ -403,7 +404,7 @@ static void arp_input(struct stack *st, const uint8_t *smac_eth, const uint8_t *
 		st->stats.arp_bad++;
 		return;
 	}
-	const struct stack_addr *mine = local_addr_match(st, tpa);
+	const struct stack_addr *mine = stack_local_addr_match(st, tpa);
 	if (op == 1) {
 		if (!mine) {
 			/* for someone else, or an announcement */
@@ -444,7 +445,7 @@ static bool bad_source(const struct stack *st, const uint8_t *s)
 	uint32_t a = get32(s);
 	if (a == 0 || a == 0xffffffffu || (a >> 28) >= 0xe || (a >> 24) == 127)
 		return true;
-	return local_addr_match(st, s) != NULL;
+	return stack_local_addr_match(st, s) != NULL;
 }
 
 static void icmp_input(struct stack *st, const uint8_t *smac, const uint8_t *ip, uint32_t hlen,
@@ -455,7 +456,7 @@ static void icmp_input(struct stack *st, const uint8_t *smac, const uint8_t *ip,
 		return;
 	}
 	/* NICs do not verify ICMP: always in software. */
-	if (csum_fold(csum_add(0, icmp, len)) != 0) {
+	if (net_csum_fold(net_csum_add(0, icmp, len)) != 0) {
 		st->stats.icmp_bad_csum++;
 		st->stats.checksum_errors++;
 		return;
@@ -480,7 +481,7 @@ static void icmp_input(struct stack *st, const uint8_t *smac, const uint8_t *ip,
 	memcpy(oicmp, icmp, len);
 	oicmp[0] = 0;
 	put16(oicmp + 2, 0);
-	put16(oicmp + 2, csum_fold(csum_add(0, oicmp, len)));
+	put16(oicmp + 2, net_csum_fold(net_csum_add(0, oicmp, len)));
 	struct stack_txinfo ti = { .l2_len = ETH_HLEN, .l3_len = IP_HLEN };
 	st->stats.icmp_echo_tx++;
 	uint32_t flen = ETH_HLEN + IP_HLEN + len;
@@ -512,12 +513,12 @@ static void ip4_input(struct stack *st, const uint8_t *smac, const uint8_t *ip, 
 		st->stats.ip_bad_len++;
 		return;
 	}
-	if (!st->cfg.rx_csum_offload && csum_fold(csum_add(0, ip, hlen)) != 0) {
+	if (!st->cfg.rx_csum_offload && net_csum_fold(net_csum_add(0, ip, hlen)) != 0) {
 		st->stats.ip_bad_csum++;
 		st->stats.checksum_errors++;
 		return;
 	}
-	const struct stack_addr *mine = local_addr_match(st, ip + 16);
+	const struct stack_addr *mine = stack_local_addr_match(st, ip + 16);
 	if (!mine) {
 		st->stats.ip_not_ours++;
 		return;
@@ -550,7 +551,7 @@ static void ip4_input(struct stack *st, const uint8_t *smac, const uint8_t *ip, 
 		return;
 	}
 	if (!st->cfg.rx_csum_offload &&
-	    csum_fold(csum_add(pseudo_sum4(ip + 12, ip + 16, 6, l4len), l4, l4len)) != 0) {
+	    net_csum_fold(net_csum_add(pseudo_sum4(ip + 12, ip + 16, 6, l4len), l4, l4len)) != 0) {
 		st->stats.tcp_bad_csum++;
 		st->stats.checksum_errors++;
 		return;

@@ -97,7 +97,7 @@ bool stack_addr_eq(const struct stack_addr *x, const struct stack_addr *y)
 	return x->family == y->family && memcmp(x->a, y->a, sizeof(x->a)) == 0;
 }
 
-const struct stack_addr *local_addr_match(const struct stack *st, const uint8_t ip4[4])
+const struct stack_addr *stack_local_addr_match(const struct stack *st, const uint8_t ip4[4])
 {
 	for (unsigned i = 0; i < st->cfg.naddrs; i++) {
 		const struct stack_addr *a = &st->cfg.addrs[i].addr;
@@ -109,7 +109,7 @@ const struct stack_addr *local_addr_match(const struct stack *st, const uint8_t 
 
 /* --- Ring buffers --- */
 
-uint32_t ring_write_at(struct ring *r, uint32_t off, const uint8_t *p, uint32_t n)
+uint32_t stack_ring_write_at(struct ring *r, uint32_t off, const uint8_t *p, uint32_t n)
 {
 	if (off >= r->cap)
 		return 0;
@@ -121,7 +121,7 @@ uint32_t ring_write_at(struct ring *r, uint32_t off, const uint8_t *p, uint32_t 
 	return n;
 }
 
-void ring_read_at(const struct ring *r, uint32_t off, uint8_t *out, uint32_t n)
+void stack_ring_read_at(const struct ring *r, uint32_t off, uint8_t *out, uint32_t n)
 {
 	uint32_t pos = (r->head + off) % r->cap;
 	uint32_t first = min_u32(n, r->cap - pos);
@@ -129,7 +129,7 @@ void ring_read_at(const struct ring *r, uint32_t off, uint8_t *out, uint32_t n)
 	memcpy(out + first, r->base, n - first);
 }
 
-void ring_drop(struct ring *r, uint32_t n)
+void stack_ring_drop(struct ring *r, uint32_t n)
 {
 	if (n > r->len)
 		n = r->len;
@@ -289,8 +289,8 @@ struct stack *stack_create(const struct stack_config *cfg_in, const struct stack
 	st->io_ctx = io_ctx;
 	if (app)
 		st->app = *app;
-	skhash_key_init(&st->hkey, cfg.hash_key);
-	skhash_key_init(&st->ikey, cfg.isn_key);
+	siphash_key_from_bytes(&st->hkey, cfg.hash_key);
+	siphash_key_from_bytes(&st->ikey, cfg.isn_key);
 	st->adv_mss = (uint16_t)(cfg.mtu - 40);
 	st->frame_room = cfg.mtu + 14u;
 	st->buf_bytes = cfg.rcvbuf + cfg.sndbuf;
@@ -333,7 +333,7 @@ struct stack *stack_create(const struct stack_config *cfg_in, const struct stack
 	uint64_t pools = sizeof(struct tcp_conn) * (uint64_t)cfg.max_conns +
 			 (uint64_t)st->buf_bytes * cfg.max_bufs;
 	st->mem_budget = cfg.mem_budget && cfg.mem_budget < pools ? cfg.mem_budget : pools;
-	st->port_seq = (uint32_t)skhash13(&st->hkey, "ports", 5);
+	st->port_seq = (uint32_t)siphash13(&st->hkey, "ports", 5);
 	st->syn_rcvd_max = cfg.syn_rcvd_max;
 	return st;
 }
@@ -385,7 +385,7 @@ static bool buf_available(const struct stack *st, uint64_t extra)
  * a passive half-open connection takes a slot only, and its pair comes at
  * establishment, so a flood of spoofed SYNs cannot tie up buffers (it is
  * bounded by syn_rcvd_max besides). */
-bool mem_can_admit(const struct stack *st)
+bool stack_mem_can_admit(const struct stack *st)
 {
 	bool slot = st->conn_free != NULL || !dl_empty(&st->tw_list);
 	if (!slot)
@@ -396,7 +396,7 @@ bool mem_can_admit(const struct stack *st)
 
 /* An active open is the application's own choice and bounded by it: its
  * pair is set aside at stack_connect, so the SYN-ACK never finds none. */
-void conn_reserve_bufs(struct stack *st, struct tcp_conn *c)
+void stack_conn_reserve_bufs(struct stack *st, struct tcp_conn *c)
 {
 	if (c->flags & CF_BUF_RESERVED)
 		return;
@@ -422,21 +422,21 @@ static void slot_free(struct stack *st, struct tcp_conn *c)
 	st->conn_free = c;
 }
 
-void conn_free_now(struct stack *st, struct tcp_conn *c)
+void stack_conn_free_now(struct stack *st, struct tcp_conn *c)
 {
 	dl_del(&c->pend_node);
 	slot_free(st, c);
 }
 
-struct tcp_conn *conn_alloc(struct stack *st)
+struct tcp_conn *stack_conn_alloc(struct stack *st)
 {
 	if (!st->conn_free && !dl_empty(&st->tw_list)) {
 		/* Out of slots: the oldest TIME_WAIT goes first (it has the
 		 * least time left to protect). */
 		struct tcp_conn *old = dl_entry(st->tw_list.next, struct tcp_conn, fifo_node);
 		st->stats.time_wait_recycled++;
-		conn_release(st, old);
-		conn_free_now(st, old);
+		stack_conn_release(st, old);
+		stack_conn_free_now(st, old);
 	}
 	struct tcp_conn *c = st->conn_free;
 	if (!c)
@@ -458,7 +458,7 @@ struct tcp_conn *conn_alloc(struct stack *st)
 	return c;
 }
 
-bool conn_attach_bufs(struct stack *st, struct tcp_conn *c)
+bool stack_conn_attach_bufs(struct stack *st, struct tcp_conn *c)
 {
 	if (c->buf_idx != UINT32_MAX)
 		return true;
@@ -489,7 +489,7 @@ static void conn_detach_bufs(struct stack *st, struct tcp_conn *c)
 	st->mem_used -= st->buf_bytes;
 }
 
-void conn_set_state(struct stack *st, struct tcp_conn *c, enum tcp_state s)
+void stack_conn_set_state(struct stack *st, struct tcp_conn *c, enum tcp_state s)
 {
 	if (c->state == s)
 		return;
@@ -510,7 +510,7 @@ void conn_set_state(struct stack *st, struct tcp_conn *c, enum tcp_state s)
 		conn_detach_bufs(st, c);
 		c->rto_at = c->delack_at = 0;
 		c->flags &= ~(CF_PERSIST | CF_RTT_TIMING);
-		timer_update(st, c);
+		stack_timer_update(st, c);
 	}
 }
 
@@ -524,12 +524,12 @@ static uint32_t tuple_bucket(const struct stack *st, const struct stack_tuple *t
 		memcpy(k + 4, t->raddr.a, 4);
 		memcpy(k + 8, &t->lport, 2);
 		memcpy(k + 10, &t->rport, 2);
-		return (uint32_t)skhash13(&st->hkey, k, sizeof(k)) & st->table_mask;
+		return (uint32_t)siphash13(&st->hkey, k, sizeof(k)) & st->table_mask;
 	}
-	return (uint32_t)skhash13(&st->hkey, t, sizeof(*t)) & st->table_mask;
+	return (uint32_t)siphash13(&st->hkey, t, sizeof(*t)) & st->table_mask;
 }
 
-void conn_hash_add(struct stack *st, struct tcp_conn *c)
+void stack_conn_hash_add(struct stack *st, struct tcp_conn *c)
 {
 	uint32_t b = tuple_bucket(st, &c->t);
 	c->hnext = st->table[b];
@@ -549,7 +549,7 @@ static void conn_hash_del(struct stack *st, struct tcp_conn *c)
 	}
 }
 
-struct tcp_conn *conn_lookup(struct stack *st, const struct stack_tuple *t)
+struct tcp_conn *stack_conn_lookup(struct stack *st, const struct stack_tuple *t)
 {
 	for (struct tcp_conn *c = st->table[tuple_bucket(st, t)]; c; c = c->hnext)
 		if (c->t.lport == t->lport && c->t.rport == t->rport &&
@@ -560,20 +560,20 @@ struct tcp_conn *conn_lookup(struct stack *st, const struct stack_tuple *t)
 
 struct tcp_conn *stack_lookup(struct stack *st, const struct stack_tuple *t)
 {
-	return conn_lookup(st, t);
+	return stack_conn_lookup(st, t);
 }
 
 /* Unhook a connection from everything that can find it; the slot itself
  * returns to the pool in reap_dead(), after the code that may still hold
  * the pointer (a callback's caller) has unwound. */
-void conn_release(struct stack *st, struct tcp_conn *c)
+void stack_conn_release(struct stack *st, struct tcp_conn *c)
 {
 	if (c->flags & CF_DEAD)
 		return;
 	conn_hash_del(st, c);
-	conn_set_state(st, c, TCP_CLOSED);
+	stack_conn_set_state(st, c, TCP_CLOSED);
 	conn_unreserve_bufs(st, c);
-	neigh_forget_waiter(c);
+	net_neigh_forget_waiter(c);
 	if (dl_linked(&c->tm_node))
 		dl_del(&c->tm_node);
 	if (dl_linked(&c->fifo_node)) {
@@ -586,7 +586,7 @@ void conn_release(struct stack *st, struct tcp_conn *c)
 	dl_add_tail(&st->dead, &c->pend_node);
 }
 
-void reap_dead(struct stack *st)
+static void reap_dead(struct stack *st)
 {
 	while (!dl_empty(&st->dead)) {
 		struct tcp_conn *c = dl_entry(st->dead.next, struct tcp_conn, pend_node);
@@ -602,7 +602,7 @@ void reap_dead(struct stack *st)
 	}
 }
 
-void mark_pending(struct stack *st, struct tcp_conn *c)
+void stack_mark_pending(struct stack *st, struct tcp_conn *c)
 {
 	if (!dl_linked(&c->pend_node) && !(c->flags & CF_DEAD))
 		dl_add_tail(&st->pending, &c->pend_node);
@@ -610,7 +610,7 @@ void mark_pending(struct stack *st, struct tcp_conn *c)
 
 /* --- Timers --- */
 
-void timer_update(struct stack *st, struct tcp_conn *c)
+void stack_timer_update(struct stack *st, struct tcp_conn *c)
 {
 	uint64_t at = c->rto_at;
 	if (c->delack_at && (!at || c->delack_at < at))
@@ -633,7 +633,7 @@ void timer_update(struct stack *st, struct tcp_conn *c)
 /* Each state with an inactivity limit sits on the idle list in order of
  * its last segment from the peer: appending on every touch keeps the list
  * sorted, so expiry only ever looks at the head. */
-void idle_touch(struct stack *st, struct tcp_conn *c)
+void stack_idle_touch(struct stack *st, struct tcp_conn *c)
 {
 	c->last_rx = st->now;
 	if (c->state == TCP_TIME_WAIT || c->state < TCP_ESTABLISHED)
@@ -702,7 +702,7 @@ static void fifo_run(struct stack *st, uint64_t now)
 		if (c->fifo_at > now)
 			break;
 		st->stats.time_wait_expired++;
-		conn_release(st, c);
+		stack_conn_release(st, c);
 	}
 	while (!dl_empty(&st->idle_list)) {
 		struct tcp_conn *c = dl_entry(st->idle_list.next, struct tcp_conn, fifo_node);
@@ -729,7 +729,7 @@ void stack_timers(struct stack *st, uint64_t now)
 	now = st->now;
 	wheel_run(st, now);
 	fifo_run(st, now);
-	neigh_timers(st);
+	net_neigh_timers(st);
 	run_pending(st);
 	reap_dead(st);
 }
@@ -791,7 +791,7 @@ const char *stack_check(struct stack *st)
 			bad = "dead connection not reaped";
 		else if (c->state == TCP_CLOSED)
 			bad = "live connection in CLOSED";
-		else if (conn_lookup(st, &c->t) != c)
+		else if (stack_conn_lookup(st, &c->t) != c)
 			bad = "live connection not in the table";
 		else if (c->state == TCP_TIME_WAIT && c->buf_idx != UINT32_MAX)
 			bad = "TIME_WAIT holding buffers";

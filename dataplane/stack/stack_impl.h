@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "dataplane/stack/skhash.h"
+#include "base/siphash.h"
 #include "dataplane/stack/stack.h"
 
 #define NS_PER_MS 1000000ULL
@@ -37,7 +37,8 @@ static inline uint64_t min_u64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
-/* Big-endian field access through memcpy: frames are not aligned. */
+/* Big-endian field access octet by octet: frames are not aligned, and the
+ * wire's byte order is not the host's. */
 static inline uint16_t get16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] << 8 | p[1]);
@@ -105,9 +106,9 @@ struct ring {
 	uint32_t cap, head, len;
 };
 
-uint32_t ring_write_at(struct ring *r, uint32_t off, const uint8_t *p, uint32_t n);
-void ring_read_at(const struct ring *r, uint32_t off, uint8_t *out, uint32_t n);
-void ring_drop(struct ring *r, uint32_t n);
+uint32_t stack_ring_write_at(struct ring *r, uint32_t off, const uint8_t *p, uint32_t n);
+void stack_ring_read_at(const struct ring *r, uint32_t off, uint8_t *out, uint32_t n);
+void stack_ring_drop(struct ring *r, uint32_t n);
 
 /* Connection flags. */
 enum {
@@ -211,7 +212,7 @@ struct stack {
 	void *io_ctx;
 	struct stack_app app;
 	struct stack_stats stats;
-	struct skhash_key hkey, ikey;
+	struct siphash_key hkey, ikey;
 
 	uint64_t now;
 	uint16_t adv_mss;
@@ -248,35 +249,39 @@ struct stack {
 	uint32_t port_seq;
 };
 
+/* The functions the stack's files share carry the prefix of the file that
+ * defines them (stack_: stack.c, net_: net.c, tcp_: tcp_*.c), as its API
+ * does: the library is linked into programs with their own names, so it
+ * exports none without a prefix (nm -g --defined-only libtesstack.a). */
+
 /* stack.c */
-void conn_set_state(struct stack *st, struct tcp_conn *c, enum tcp_state s);
-void timer_update(struct stack *st, struct tcp_conn *c);
-void idle_touch(struct stack *st, struct tcp_conn *c);
-void mark_pending(struct stack *st, struct tcp_conn *c);
-struct tcp_conn *conn_alloc(struct stack *st);
-bool conn_attach_bufs(struct stack *st, struct tcp_conn *c);
-void conn_release(struct stack *st, struct tcp_conn *c);
-void conn_hash_add(struct stack *st, struct tcp_conn *c);
-struct tcp_conn *conn_lookup(struct stack *st, const struct stack_tuple *t);
-void reap_dead(struct stack *st);
+void stack_conn_set_state(struct stack *st, struct tcp_conn *c, enum tcp_state s);
+void stack_timer_update(struct stack *st, struct tcp_conn *c);
+void stack_idle_touch(struct stack *st, struct tcp_conn *c);
+void stack_mark_pending(struct stack *st, struct tcp_conn *c);
+struct tcp_conn *stack_conn_alloc(struct stack *st);
+bool stack_conn_attach_bufs(struct stack *st, struct tcp_conn *c);
+void stack_conn_release(struct stack *st, struct tcp_conn *c);
+void stack_conn_hash_add(struct stack *st, struct tcp_conn *c);
+struct tcp_conn *stack_conn_lookup(struct stack *st, const struct stack_tuple *t);
 /* For a released connection nobody else can hold (no event due). */
-void conn_free_now(struct stack *st, struct tcp_conn *c);
-bool mem_can_admit(const struct stack *st);
-void conn_reserve_bufs(struct stack *st, struct tcp_conn *c);
-const struct stack_addr *local_addr_match(const struct stack *st, const uint8_t ip4[4]);
+void stack_conn_free_now(struct stack *st, struct tcp_conn *c);
+bool stack_mem_can_admit(const struct stack *st);
+void stack_conn_reserve_bufs(struct stack *st, struct tcp_conn *c);
+const struct stack_addr *stack_local_addr_match(const struct stack *st, const uint8_t ip4[4]);
 
 /* net.c */
 void net_input(struct stack *st, const uint8_t *frame, uint32_t len);
-uint16_t csum_fold(uint32_t sum);
-uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t n);
+uint16_t net_csum_fold(uint32_t sum);
+uint32_t net_csum_add(uint32_t sum, const uint8_t *p, size_t n);
 /* Begin a TCP/IPv4 frame: returns the TCP header pointer, or NULL. */
 uint8_t *net_tcp_begin(struct stack *st, void **pkt, uint8_t **frame);
 void net_tcp_send(struct stack *st, void *pkt, uint8_t *frame, const struct stack_tuple *t,
 		  const uint8_t dmac[6], uint32_t tcp_len);
-int neigh_resolve(struct stack *st, const struct stack_addr *src, const struct stack_addr *dst,
-		  uint8_t mac[6], struct tcp_conn *waiter);
-void neigh_timers(struct stack *st);
-void neigh_forget_waiter(struct tcp_conn *c);
+int net_neigh_resolve(struct stack *st, const struct stack_addr *src, const struct stack_addr *dst,
+		      uint8_t mac[6], struct tcp_conn *waiter);
+void net_neigh_timers(struct stack *st);
+void net_neigh_forget_waiter(struct tcp_conn *c);
 
 /* tcp_in.c */
 void tcp_input(struct stack *st, const uint8_t *smac, const struct stack_addr *src,
@@ -305,10 +310,10 @@ uint32_t tcp_iss(struct stack *st, const struct stack_tuple *t);
 void tcp_notify_closed(struct stack *st, struct tcp_conn *c, enum tcp_close_reason why);
 void tcp_drop(struct stack *st, struct tcp_conn *c, enum tcp_close_reason why, bool send_rst);
 void tcp_enter_time_wait(struct stack *st, struct tcp_conn *c);
-uint32_t cookie_make(struct stack *st, const struct stack_tuple *t, uint32_t irs, uint16_t peer_mss,
-		     uint64_t now);
-bool cookie_check(struct stack *st, const struct stack_tuple *t, uint32_t irs, uint32_t cookie,
-		  uint16_t *mss, uint64_t now);
+uint32_t tcp_cookie_make(struct stack *st, const struct stack_tuple *t, uint32_t irs,
+			 uint16_t peer_mss, uint64_t now);
+bool tcp_cookie_check(struct stack *st, const struct stack_tuple *t, uint32_t irs, uint32_t cookie,
+		      uint16_t *mss, uint64_t now);
 void tcp_deliver_events(struct stack *st, struct tcp_conn *c);
 
 #endif

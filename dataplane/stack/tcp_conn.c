@@ -68,19 +68,19 @@ static uint32_t cookie_mac(struct stack *st, const struct stack_tuple *t, uint32
 	n += 17;
 	if (alen != 4)
 		in[n++] = t->raddr.family;
-	return (uint32_t)skhash24(&st->ikey, in, n) & COOKIE_MAC_MASK;
+	return (uint32_t)siphash24(&st->ikey, in, n) & COOKIE_MAC_MASK;
 }
 
-uint32_t cookie_make(struct stack *st, const struct stack_tuple *t, uint32_t irs, uint16_t peer_mss,
-		     uint64_t now)
+uint32_t tcp_cookie_make(struct stack *st, const struct stack_tuple *t, uint32_t irs,
+			 uint16_t peer_mss, uint64_t now)
 {
 	uint64_t period = now / st->cfg.cookie_period;
 	unsigned idx = cookie_mss_index(peer_mss);
 	return cookie_mac(st, t, irs, period, idx) << 3 | (uint32_t)(period & 1) << 2 | idx;
 }
 
-bool cookie_check(struct stack *st, const struct stack_tuple *t, uint32_t irs, uint32_t cookie,
-		  uint16_t *mss, uint64_t now)
+bool tcp_cookie_check(struct stack *st, const struct stack_tuple *t, uint32_t irs, uint32_t cookie,
+		      uint16_t *mss, uint64_t now)
 {
 	uint64_t cur = now / st->cfg.cookie_period;
 	unsigned idx = cookie & 3;
@@ -120,7 +120,7 @@ void tcp_drop(struct stack *st, struct tcp_conn *c, enum tcp_close_reason why, b
 	if (send_rst && synchronized(c))
 		tcp_send_rst_conn(st, c);
 	bool app = c->flags & CF_APP;
-	conn_release(st, c);
+	stack_conn_release(st, c);
 	/* Released first: the application sees a connection that can no
 	 * longer send, whatever it calls. */
 	if (app) {
@@ -206,11 +206,11 @@ struct tcp_conn *stack_connect(struct stack *st, const struct stack_addr *laddr,
 		return NULL;
 	const struct stack_addr *src = &st->cfg.addrs[0].addr;
 	if (laddr && laddr->family != STACK_AF_NONE) {
-		src = local_addr_match(st, laddr->a);
+		src = stack_local_addr_match(st, laddr->a);
 		if (!src || laddr->family != STACK_AF_INET)
 			return NULL;
 	}
-	if (!mem_can_admit(st))
+	if (!stack_mem_can_admit(st))
 		return NULL;
 	struct stack_tuple t;
 	memset(&t, 0, sizeof(t));
@@ -226,11 +226,11 @@ struct tcp_conn *stack_connect(struct stack *st, const struct stack_addr *laddr,
 		t.lport = p;
 		/* A tuple in TIME_WAIT is not reused: its old segments may
 		 * still be about. */
-		found = conn_lookup(st, &t) == NULL;
+		found = stack_conn_lookup(st, &t) == NULL;
 	}
 	if (!found)
 		return NULL;
-	struct tcp_conn *c = conn_alloc(st);
+	struct tcp_conn *c = stack_conn_alloc(st);
 	if (!c)
 		return NULL;
 	c->t = t;
@@ -244,9 +244,9 @@ struct tcp_conn *stack_connect(struct stack *st, const struct stack_addr *laddr,
 	c->rcv_wscale = st->cfg.rcv_wscale;
 	c->mss = 536; /* until the SYN-ACK says */
 	c->rto_us = (uint32_t)(st->cfg.rto_initial / 1000);
-	conn_reserve_bufs(st, c);
-	conn_set_state(st, c, TCP_SYN_SENT);
-	conn_hash_add(st, c);
+	stack_conn_reserve_bufs(st, c);
+	stack_conn_set_state(st, c, TCP_SYN_SENT);
+	stack_conn_hash_add(st, c);
 	st->stats.connects++;
 	tcp_send_syn(st, c, false);
 	tcp_rto_arm(st, c);
@@ -289,9 +289,9 @@ long tcp_send(struct tcp_conn *c, const void *p, size_t n)
 	uint32_t room = c->sb.cap - c->sb.len;
 	uint32_t take = n < room ? (uint32_t)n : room;
 	if (take) {
-		ring_write_at(&c->sb, c->sb.len, p, take);
+		stack_ring_write_at(&c->sb, c->sb.len, p, take);
 		c->sb.len += take;
-		mark_pending(conn_stack(c), c);
+		stack_mark_pending(conn_stack(c), c);
 	}
 	if (take < n)
 		c->flags |= CF_WANT_WRITE;
@@ -321,7 +321,7 @@ void tcp_consume(struct tcp_conn *c, size_t n)
 	struct stack *st = conn_stack(c);
 	uint32_t before = tcp_rcv_window(c);
 	uint32_t adv = SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
-	ring_drop(&c->rb, n > c->rb.len ? c->rb.len : (uint32_t)n);
+	stack_ring_drop(&c->rb, n > c->rb.len ? c->rb.len : (uint32_t)n);
 	uint32_t after = tcp_rcv_window(c);
 	/* A window update costs a segment: send one when the window at
 	 * least doubles, or when it was below one segment (the peer may be
@@ -333,7 +333,7 @@ void tcp_consume(struct tcp_conn *c, size_t n)
 		if (!(c->flags & CF_ACK_NOW))
 			st->stats.window_updates++;
 		c->flags |= CF_ACK_NOW;
-		mark_pending(st, c);
+		stack_mark_pending(st, c);
 	}
 }
 
@@ -342,7 +342,7 @@ size_t tcp_recv(struct tcp_conn *c, void *buf, size_t n)
 	if ((c->flags & CF_DEAD) || c->buf_idx == UINT32_MAX)
 		return 0;
 	uint32_t take = min_u32(c->rb.len, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n);
-	ring_read_at(&c->rb, 0, buf, take);
+	stack_ring_read_at(&c->rb, 0, buf, take);
 	tcp_consume(c, take);
 	return take;
 }
@@ -369,21 +369,21 @@ void tcp_close(struct tcp_conn *c)
 		/* RFC 9293 3.10.4: nothing was said yet; just forget it.  The
 		 * closed event comes from the stack's next call, not from
 		 * inside this one. */
-		conn_release(st, c);
+		stack_conn_release(st, c);
 		c->flags |= CF_NOTIFY;
 		c->close_why = TCP_CLOSE_NORMAL;
 		return;
 	case TCP_ESTABLISHED:
-		conn_set_state(st, c, TCP_FIN_WAIT_1);
+		stack_conn_set_state(st, c, TCP_FIN_WAIT_1);
 		break;
 	case TCP_CLOSE_WAIT:
-		conn_set_state(st, c, TCP_LAST_ACK);
+		stack_conn_set_state(st, c, TCP_LAST_ACK);
 		break;
 	default:
 		return;
 	}
 	c->flags |= CF_FIN_QUEUED;
-	mark_pending(st, c);
+	stack_mark_pending(st, c);
 }
 
 void tcp_abort(struct tcp_conn *c)

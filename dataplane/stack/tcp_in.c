@@ -70,7 +70,7 @@ static uint16_t effective_mss(const struct stack *st, int peer_mss)
  * application refused it, or the listener closed). */
 static bool establish(struct stack *st, struct tcp_conn *c)
 {
-	if (!conn_attach_bufs(st, c)) {
+	if (!stack_conn_attach_bufs(st, c)) {
 		/* Passive half-open connections hold no reservation (active
 		 * opens do, so for them this cannot happen): with every pair
 		 * in use, the handshake's ACK is answered with RST. */
@@ -78,13 +78,13 @@ static bool establish(struct stack *st, struct tcp_conn *c)
 		tcp_drop(st, c, TCP_CLOSE_RESET, true);
 		return false;
 	}
-	conn_set_state(st, c, TCP_ESTABLISHED);
+	stack_conn_set_state(st, c, TCP_ESTABLISHED);
 	c->cwnd = tcp_initial_window(c);
 	c->ssthresh = 1u << 30;
 	c->recover = c->snd_una;
 	c->retries = 0;
 	st->stats.established++;
-	idle_touch(st, c);
+	stack_idle_touch(st, c);
 	if (c->flags & CF_ACTIVE) {
 		if (st->app.connected)
 			st->app.connected(c->ctx, c);
@@ -116,7 +116,8 @@ static bool conn_input(struct stack *st, struct tcp_conn *c, const struct seg *s
 static void send_cookie(struct stack *st, struct stack_listener *l, const uint8_t *smac,
 			const struct stack_tuple *t, const struct seg *s)
 {
-	uint32_t iss = cookie_make(st, t, s->seq, (uint16_t)(s->mss < 0 ? 536 : s->mss), st->now);
+	uint32_t iss =
+		tcp_cookie_make(st, t, s->seq, (uint16_t)(s->mss < 0 ? 536 : s->mss), st->now);
 	l->last_cookie = st->now + 1;
 	st->stats.syn_cookies_sent++;
 	tcp_send_synack_cookie(st, smac, t, s->seq, iss);
@@ -133,7 +134,7 @@ static void listen_syn(struct stack *st, struct stack_listener *l, const uint8_t
 		send_cookie(st, l, smac, t, s);
 		return;
 	}
-	struct tcp_conn *c = mem_can_admit(st) ? conn_alloc(st) : NULL;
+	struct tcp_conn *c = stack_mem_can_admit(st) ? stack_conn_alloc(st) : NULL;
 	if (!c) {
 		/* No slot, or the connection could not get buffers: a cookie
 		 * costs nothing now, and its ACK is admitted if room has come
@@ -163,10 +164,10 @@ static void listen_syn(struct stack *st, struct stack_listener *l, const uint8_t
 	c->snd_wl1 = s->seq;
 	c->snd_wl2 = c->iss;
 	c->rto_us = (uint32_t)(st->cfg.rto_initial / 1000);
-	conn_set_state(st, c, TCP_SYN_RCVD);
+	stack_conn_set_state(st, c, TCP_SYN_RCVD);
 	if (2 * st->syn_rcvd >= st->syn_rcvd_max)
 		c->flags |= CF_SYN_PRESSURE;
-	conn_hash_add(st, c);
+	stack_conn_hash_add(st, c);
 	tcp_send_syn(st, c, false);
 	tcp_rto_arm(st, c);
 }
@@ -179,7 +180,7 @@ static void listen_cookie_ack(struct stack *st, struct stack_listener *l, const 
 		st->stats.early_drops++;
 		return;
 	}
-	if (!cookie_check(st, t, s->seq - 1, s->ack - 1, &mss, st->now)) {
+	if (!tcp_cookie_check(st, t, s->seq - 1, s->ack - 1, &mss, st->now)) {
 		st->stats.syn_cookies_failed++;
 		tcp_send_rst_reply(st, smac, t, s->ack, 0, false);
 		return;
@@ -190,7 +191,7 @@ static void listen_cookie_ack(struct stack *st, struct stack_listener *l, const 
 		tcp_send_rst_reply(st, smac, t, s->ack, 0, false);
 		return;
 	}
-	struct tcp_conn *c = mem_can_admit(st) ? conn_alloc(st) : NULL;
+	struct tcp_conn *c = stack_mem_can_admit(st) ? stack_conn_alloc(st) : NULL;
 	if (!c) {
 		/* The peer believes it is connected; an RST tells it now rather
 		 * than after its own timeout (SMTP clients wait for the banner
@@ -215,7 +216,7 @@ static void listen_cookie_ack(struct stack *st, struct stack_listener *l, const 
 	c->snd_wl2 = s->ack;
 	c->rcv_adv = c->rcv_nxt + min_u32(st->cfg.rcvbuf, 65535);
 	c->rto_us = (uint32_t)(st->cfg.rto_initial / 1000);
-	conn_hash_add(st, c);
+	stack_conn_hash_add(st, c);
 	if (establish(st, c))
 		conn_input(st, c, s); /* its data, FIN */
 }
@@ -312,7 +313,7 @@ static void syn_sent_input(struct stack *st, struct tcp_conn *c, const struct se
 	if (!(s->flags & TH_ACK)) {
 		/* Simultaneous open. */
 		c->snd_wl2 = c->iss;
-		conn_set_state(st, c, TCP_SYN_RCVD);
+		stack_conn_set_state(st, c, TCP_SYN_RCVD);
 		tcp_send_syn(st, c, false);
 		tcp_rto_arm(st, c);
 		return;
@@ -325,7 +326,7 @@ static void syn_sent_input(struct stack *st, struct tcp_conn *c, const struct se
 	c->flags |= CF_ACK_NOW;
 	if (!establish(st, c))
 		return;
-	mark_pending(st, c);
+	stack_mark_pending(st, c);
 }
 
 /* --- Receiving data --- */
@@ -337,8 +338,6 @@ static void ooo_remove(struct tcp_conn *c, unsigned i)
 		c->ooo[j] = c->ooo[j + 1];
 	c->nooo--;
 }
-
-static void fin_in(struct stack *st, struct tcp_conn *c);
 
 /* In-order bytes landed at rcv_nxt: pull in whatever out-of-order ranges
  * they reach.  The bytes are already in place in the ring. */
@@ -403,12 +402,20 @@ static bool ooo_insert(struct stack *st, struct tcp_conn *c, uint32_t start, uin
 	return true;
 }
 
-static void data_in(struct stack *st, struct tcp_conn *c, uint32_t seq, const uint8_t *p,
-		    uint32_t len, bool fin)
+/* Where a segment's text went, which decides what its FIN means. */
+enum text_place {
+	TEXT_NONE,        /* not offered: no text and no FIN, or a state past the peer's FIN */
+	TEXT_IN_ORDER,    /* at rcv_nxt: taken, with the out-of-order ranges it reached */
+	TEXT_BEYOND_HOLE, /* kept in the ring beyond a hole */
+	TEXT_DROPPED,     /* beyond a hole, with no room to keep it */
+};
+
+static enum text_place text_in(struct stack *st, struct tcp_conn *c, uint32_t seq, const uint8_t *p,
+			       uint32_t len)
 {
 	if (seq == c->rcv_nxt) {
 		if (len) {
-			uint32_t n = ring_write_at(&c->rb, c->rb.len, p, len);
+			uint32_t n = stack_ring_write_at(&c->rb, c->rb.len, p, len);
 			c->rb.len += n;
 			c->rcv_nxt += n;
 			st->stats.data_rx_bytes += n;
@@ -421,38 +428,24 @@ static void data_in(struct stack *st, struct tcp_conn *c, uint32_t seq, const ui
 				c->flags |= CF_ACK_NOW;
 			else if (!c->delack_at) {
 				c->delack_at = st->now + st->cfg.delack;
-				timer_update(st, c);
+				stack_timer_update(st, c);
 			}
 		}
-		if (fin) {
-			fin_in(st, c);
-		} else if ((c->flags & CF_OOO_FIN) && c->rcv_nxt == c->ooo_fin_seq) {
-			c->flags &= ~CF_OOO_FIN;
-			fin_in(st, c);
-		}
-		return;
+		return TEXT_IN_ORDER;
 	}
 	/* Beyond a hole.  The bytes go straight to their final place in the
 	 * ring (the window guarantees room); only the ranges are tracked. */
 	st->stats.ooo_segments++;
 	c->flags |= CF_ACK_NOW;
-	if (len == 0) {
-		if (fin && !(c->flags & CF_OOO_FIN)) {
-			c->flags |= CF_OOO_FIN;
-			c->ooo_fin_seq = seq;
-		}
-		return;
-	}
+	if (len == 0)
+		return TEXT_BEYOND_HOLE;
 	if ((uint64_t)c->rb.len + (seq - c->rcv_nxt) + len > c->rb.cap ||
 	    !ooo_insert(st, c, seq, seq + len)) {
 		st->stats.ooo_dropped++;
-		return;
+		return TEXT_DROPPED;
 	}
-	ring_write_at(&c->rb, c->rb.len + (seq - c->rcv_nxt), p, len);
-	if (fin && !(c->flags & CF_OOO_FIN)) {
-		c->flags |= CF_OOO_FIN;
-		c->ooo_fin_seq = seq + len;
-	}
+	stack_ring_write_at(&c->rb, c->rb.len + (seq - c->rcv_nxt), p, len);
+	return TEXT_BEYOND_HOLE;
 }
 
 void tcp_enter_time_wait(struct stack *st, struct tcp_conn *c)
@@ -468,7 +461,7 @@ void tcp_enter_time_wait(struct stack *st, struct tcp_conn *c)
 	tcp_notify_closed(st, c, TCP_CLOSE_NORMAL);
 	if (c->flags & CF_DEAD)
 		return;
-	conn_set_state(st, c, TCP_TIME_WAIT);
+	stack_conn_set_state(st, c, TCP_TIME_WAIT);
 	c->nooo = 0;
 	c->ooo_bytes = 0;
 	if (dl_linked(&c->fifo_node))
@@ -494,14 +487,14 @@ static void fin_in(struct stack *st, struct tcp_conn *c)
 	switch (c->state) {
 	case TCP_SYN_RCVD:
 	case TCP_ESTABLISHED:
-		conn_set_state(st, c, TCP_CLOSE_WAIT);
+		stack_conn_set_state(st, c, TCP_CLOSE_WAIT);
 		break;
 	case TCP_FIN_WAIT_1:
 		if (fin_acked(c)) {
 			tcp_send_ack(st, c);
 			tcp_enter_time_wait(st, c);
 		} else {
-			conn_set_state(st, c, TCP_CLOSING);
+			stack_conn_set_state(st, c, TCP_CLOSING);
 		}
 		break;
 	case TCP_FIN_WAIT_2:
@@ -520,7 +513,7 @@ static void new_ack(struct stack *st, struct tcp_conn *c, const struct seg *s)
 	uint32_t acked = s->ack - c->snd_una;
 	if (SEQ_GT(s->ack, c->snd_buf_seq)) {
 		uint32_t n = min_u32(s->ack - c->snd_buf_seq, c->sb.len);
-		ring_drop(&c->sb, n);
+		stack_ring_drop(&c->sb, n);
 		c->snd_buf_seq += n;
 	}
 	c->snd_una = s->ack;
@@ -577,7 +570,7 @@ static void new_ack(struct stack *st, struct tcp_conn *c, const struct seg *s)
 	}
 	if ((c->flags & CF_WANT_WRITE) && c->sb.len < c->sb.cap)
 		c->flags |= CF_WRITABLE;
-	mark_pending(st, c);
+	stack_mark_pending(st, c);
 }
 
 static void dup_ack(struct stack *st, struct tcp_conn *c, const struct seg *s)
@@ -588,7 +581,7 @@ static void dup_ack(struct stack *st, struct tcp_conn *c, const struct seg *s)
 	if (c->flags & CF_RECOVERY) {
 		/* Each further duplicate means a segment left the network. */
 		c->cwnd += c->mss;
-		mark_pending(st, c);
+		stack_mark_pending(st, c);
 		return;
 	}
 	if (c->dupacks != 3)
@@ -605,7 +598,7 @@ static void dup_ack(struct stack *st, struct tcp_conn *c, const struct seg *s)
 	st->stats.fast_retransmits++;
 	tcp_retransmit_head(st, c);
 	c->cwnd = c->ssthresh + 3u * c->mss;
-	mark_pending(st, c);
+	stack_mark_pending(st, c);
 }
 
 static void window_update(struct stack *st, struct tcp_conn *c, const struct seg *s)
@@ -625,7 +618,7 @@ static void window_update(struct stack *st, struct tcp_conn *c, const struct seg
 			c->persist_shift = 0;
 			tcp_rto_stop(st, c);
 		}
-		mark_pending(st, c);
+		stack_mark_pending(st, c);
 	}
 }
 
@@ -635,7 +628,7 @@ static void reset_in(struct stack *st, struct tcp_conn *c)
 {
 	if (c->state == TCP_SYN_RCVD && !(c->flags & CF_ACTIVE)) {
 		/* Back to LISTEN: the half-open entry just goes. */
-		conn_release(st, c);
+		stack_conn_release(st, c);
 		return;
 	}
 	if (c->state == TCP_SYN_RCVD)
@@ -660,180 +653,299 @@ static bool acceptable(const struct tcp_conn *c, uint32_t seq, uint32_t seglen)
 	return SEQ_GEQ(seq + seglen - 1, c->rcv_nxt);
 }
 
-/* Returns true when the segment should go to the listen path instead (a
- * new SYN that ended a TIME_WAIT). */
-static bool conn_input(struct stack *st, struct tcp_conn *c, const struct seg *s)
+/* --- A segment for a connection past SYN-SENT (RFC 9293 3.10.7.4) --- */
+
+/* What a step decided about the segment. */
+enum step {
+	STEP_NEXT,   /* go on to the next step */
+	STEP_DONE,   /* the segment is dealt with (or dropped) */
+	STEP_LISTEN, /* it ended a TIME_WAIT: the listen path takes it */
+};
+
+/* What the steps after the first take of the segment: its text and FIN,
+ * trimmed to the receive window. */
+struct text {
+	uint32_t seq, len;
+	const uint8_t *data;
+	bool fin;
+};
+
+/* Fourth step, taken before the others: RFC 5961 4.2 answers a SYN in a
+ * synchronized state with a challenge ACK whatever its sequence number.
+ * A bare SYN is first read for what else it may be: a new connection that
+ * ends a TIME-WAIT, or the peer's first SYN again in SYN-RECEIVED. */
+static enum step step_syn(struct stack *st, struct tcp_conn *c, const struct seg *s)
 {
 	uint8_t f = s->flags;
-	if (c->state == TCP_SYN_SENT) {
-		syn_sent_input(st, c, s);
-		return false;
-	}
-	if (c->state == TCP_TIME_WAIT && (f & (TH_SYN | TH_ACK | TH_RST)) == TH_SYN &&
-	    SEQ_GT(s->seq, c->rcv_nxt) && !(c->flags & CF_ACTIVE)) {
-		/* A new incarnation whose ISN is beyond the old one cannot be
-		 * confused with it (RFC 9293 3.6.1). */
-		st->stats.time_wait_reopened++;
-		conn_release(st, c);
-		conn_free_now(st, c); /* its slot serves the new SYN */
-		return true;
-	}
-	if (c->state == TCP_SYN_RCVD && (f & (TH_SYN | TH_ACK | TH_RST)) == TH_SYN) {
-		if (s->seq == c->irs) {
-			/* Our SYN-ACK was lost: say it again. */
-			st->stats.retransmits++;
-			tcp_send_syn(st, c, true);
-			c->flags &= ~CF_RTT_TIMING;
-		} else if (!(c->flags & CF_ACTIVE)) {
-			st->stats.syn_dropped++;
-			conn_release(st, c);
+	if ((f & (TH_SYN | TH_ACK | TH_RST)) == TH_SYN) {
+		if (c->state == TCP_TIME_WAIT && SEQ_GT(s->seq, c->rcv_nxt) &&
+		    !(c->flags & CF_ACTIVE)) {
+			/* A new incarnation whose ISN is beyond the old one
+			 * cannot be confused with it (RFC 9293 3.6.1). */
+			st->stats.time_wait_reopened++;
+			stack_conn_release(st, c);
+			stack_conn_free_now(st, c); /* its slot serves the new SYN */
+			return STEP_LISTEN;
 		}
-		return false;
+		if (c->state == TCP_SYN_RCVD) {
+			if (s->seq == c->irs) {
+				/* Our SYN-ACK was lost: say it again. */
+				st->stats.retransmits++;
+				tcp_send_syn(st, c, true);
+				c->flags &= ~CF_RTT_TIMING;
+			} else if (!(c->flags & CF_ACTIVE)) {
+				st->stats.syn_dropped++;
+				stack_conn_release(st, c);
+			}
+			return STEP_DONE;
+		}
 	}
-	uint32_t seglen = s->len + ((f & TH_SYN) ? 1 : 0) + ((f & TH_FIN) ? 1 : 0);
 	if ((f & TH_SYN) && !(f & TH_RST)) {
-		/* RFC 5961 4.2: whatever its sequence number, a SYN in a
-		 * synchronized state gets a challenge ACK and nothing else. */
 		tcp_challenge_ack(st, c);
-		return false;
+		return STEP_DONE;
 	}
-	if (!acceptable(c, s->seq, seglen)) {
-		if (f & TH_RST) {
-			st->stats.rst_ignored++;
-			return false;
-		}
-		st->stats.out_of_window++;
-		if (s->len && SEQ_LEQ(s->seq + s->len, c->rcv_nxt))
-			st->stats.dup_segments++;
-		if (c->state == TCP_TIME_WAIT && (f & TH_FIN)) {
-			/* The peer did not hear our last ACK. */
-			dl_del(&c->fifo_node);
-			c->fifo_at = st->now + 2 * st->cfg.msl;
-			dl_add_tail(&st->tw_list, &c->fifo_node);
-		}
-		tcp_send_ack(st, c);
-		return false;
-	}
-	if (f & TH_RST) {
-		if (s->seq == c->rcv_nxt)
-			reset_in(st, c);
-		else
-			tcp_challenge_ack(st, c); /* RFC 5961 3.2 */
-		return false;
-	}
-	idle_touch(st, c);
+	return STEP_NEXT;
+}
 
-	/* Trim to the window: what precedes rcv_nxt was seen already, what
-	 * passes the right edge was not offered room. */
-	uint32_t seq = s->seq, len = s->len;
-	const uint8_t *data = s->data;
-	bool fin = f & TH_FIN;
-	if (SEQ_LT(seq, c->rcv_nxt)) {
-		uint32_t d = c->rcv_nxt - seq;
-		if (d >= len) {
-			if (len)
+/* First step: a segment outside the window is answered with an ACK (an RST
+ * there is ignored), which also tells a peer that lost our last ACK. */
+static enum step step_seq(struct stack *st, struct tcp_conn *c, const struct seg *s)
+{
+	uint8_t f = s->flags;
+	uint32_t seglen = s->len + ((f & TH_SYN) ? 1 : 0) + ((f & TH_FIN) ? 1 : 0);
+	if (acceptable(c, s->seq, seglen))
+		return STEP_NEXT;
+	if (f & TH_RST) {
+		st->stats.rst_ignored++;
+		return STEP_DONE;
+	}
+	st->stats.out_of_window++;
+	if (s->len && SEQ_LEQ(s->seq + s->len, c->rcv_nxt))
+		st->stats.dup_segments++;
+	if (c->state == TCP_TIME_WAIT && (f & TH_FIN)) {
+		/* The peer did not hear our last ACK. */
+		dl_del(&c->fifo_node);
+		c->fifo_at = st->now + 2 * st->cfg.msl;
+		dl_add_tail(&st->tw_list, &c->fifo_node);
+	}
+	tcp_send_ack(st, c);
+	return STEP_DONE;
+}
+
+/* Second step: only an RST exactly at rcv_nxt ends the connection; one
+ * elsewhere in the window gets a challenge ACK (RFC 5961 3.2). */
+static enum step step_rst(struct stack *st, struct tcp_conn *c, const struct seg *s)
+{
+	if (!(s->flags & TH_RST))
+		return STEP_NEXT;
+	if (s->seq == c->rcv_nxt)
+		reset_in(st, c);
+	else
+		tcp_challenge_ack(st, c);
+	return STEP_DONE;
+}
+
+/* The rest of the first step, once the segment is known acceptable: what
+ * precedes rcv_nxt was seen already, what passes the right edge was not
+ * offered room. */
+static void trim_to_window(struct stack *st, struct tcp_conn *c, const struct seg *s,
+			   struct text *txt)
+{
+	txt->seq = s->seq;
+	txt->len = s->len;
+	txt->data = s->data;
+	txt->fin = s->flags & TH_FIN;
+	if (SEQ_LT(txt->seq, c->rcv_nxt)) {
+		uint32_t d = c->rcv_nxt - txt->seq;
+		if (d >= txt->len) {
+			if (txt->len)
 				st->stats.dup_segments++;
-			if (d > len)
-				fin = false; /* that FIN is already behind us */
-			data += len;
-			len = 0;
+			if (d > txt->len)
+				txt->fin = false; /* that FIN is already behind us */
+			txt->data += txt->len;
+			txt->len = 0;
 		} else {
-			data += d;
-			len -= d;
+			txt->data += d;
+			txt->len -= d;
 		}
-		seq = c->rcv_nxt;
+		txt->seq = c->rcv_nxt;
 		c->flags |= CF_ACK_NOW;
 	}
 	uint32_t wnd = SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
-	if (len && SEQ_GT(seq + len, c->rcv_nxt + wnd)) {
-		uint32_t excess = seq + len - (c->rcv_nxt + wnd);
+	if (txt->len && SEQ_GT(txt->seq + txt->len, c->rcv_nxt + wnd)) {
+		uint32_t excess = txt->seq + txt->len - (c->rcv_nxt + wnd);
 		st->stats.rcv_trimmed += excess;
-		len -= excess;
-		fin = false;
+		txt->len -= excess;
+		txt->fin = false;
 		c->flags |= CF_ACK_NOW;
 	}
+}
 
-	if (!(f & TH_ACK))
-		return false;
-	if (c->state == TCP_SYN_RCVD) {
-		if (!SEQ_GT(s->ack, c->snd_una) || SEQ_GT(s->ack, c->snd_max)) {
-			st->stats.ack_invalid++;
-			tcp_send_rst_reply(st, c->peer_mac, &c->t, s->ack, 0, false);
-			return false;
-		}
-		c->snd_una = s->ack;
-		c->snd_wnd = s->wnd << c->snd_wscale;
-		c->max_sndwnd = c->snd_wnd;
-		c->snd_wl1 = s->seq;
-		c->snd_wl2 = s->ack;
-		if ((c->flags & CF_RTT_TIMING) && !(c->flags & CF_REXMIT_SYN))
-			tcp_update_rtt(st, c, st->now - c->rtt_start);
-		c->flags &= ~CF_RTT_TIMING;
-		tcp_rto_stop(st, c);
-		if (!establish(st, c))
-			return false;
-	} else {
-		if (SEQ_GT(s->ack, c->snd_max) ||
-		    SEQ_LT(s->ack, c->snd_una - max_u32(c->max_sndwnd, 1))) {
-			/* RFC 5961 5.2. */
-			tcp_challenge_ack(st, c);
-			return false;
-		}
-		if (c->flags & CF_PERSIST)
-			c->retries = 0; /* the peer answers its probes */
-		if (SEQ_GT(s->ack, c->snd_una)) {
-			new_ack(st, c, s);
-		} else if (s->ack == c->snd_una && s->len == 0 && !(f & TH_FIN) &&
-			   (s->wnd << c->snd_wscale) == c->snd_wnd && c->snd_max != c->snd_una) {
-			dup_ack(st, c, s);
-		}
-		window_update(st, c, s);
-		if (c->flags & CF_DEAD)
-			return false;
-		if (fin_acked(c)) {
-			switch (c->state) {
-			case TCP_FIN_WAIT_1:
-				conn_set_state(st, c, TCP_FIN_WAIT_2);
-				break;
-			case TCP_CLOSING:
-				tcp_enter_time_wait(st, c);
-				return false;
-			case TCP_LAST_ACK:
-				tcp_drop(st, c, TCP_CLOSE_NORMAL, false);
-				return false;
-			default:
-				break;
-			}
-		}
-		if (c->state == TCP_TIME_WAIT) {
-			if (fin) {
-				tcp_send_ack(st, c);
-			}
-			return false;
+/* The fifth step in SYN-RECEIVED: an ACK of our SYN completes the
+ * handshake; any other is answered with RST. */
+static enum step ack_syn_rcvd(struct stack *st, struct tcp_conn *c, const struct seg *s)
+{
+	if (!SEQ_GT(s->ack, c->snd_una) || SEQ_GT(s->ack, c->snd_max)) {
+		st->stats.ack_invalid++;
+		tcp_send_rst_reply(st, c->peer_mac, &c->t, s->ack, 0, false);
+		return STEP_DONE;
+	}
+	c->snd_una = s->ack;
+	c->snd_wnd = s->wnd << c->snd_wscale;
+	c->max_sndwnd = c->snd_wnd;
+	c->snd_wl1 = s->seq;
+	c->snd_wl2 = s->ack;
+	if ((c->flags & CF_RTT_TIMING) && !(c->flags & CF_REXMIT_SYN))
+		tcp_update_rtt(st, c, st->now - c->rtt_start);
+	c->flags &= ~CF_RTT_TIMING;
+	tcp_rto_stop(st, c);
+	return establish(st, c) ? STEP_NEXT : STEP_DONE;
+}
+
+/* The fifth step in the synchronized states: what the ACK acknowledges,
+ * the send window, and the closes that an ACK of our FIN completes. */
+static enum step ack_synchronized(struct stack *st, struct tcp_conn *c, const struct seg *s,
+				  bool fin)
+{
+	if (SEQ_GT(s->ack, c->snd_max) || SEQ_LT(s->ack, c->snd_una - max_u32(c->max_sndwnd, 1))) {
+		/* RFC 5961 5.2. */
+		tcp_challenge_ack(st, c);
+		return STEP_DONE;
+	}
+	if (c->flags & CF_PERSIST)
+		c->retries = 0; /* the peer answers its probes */
+	if (SEQ_GT(s->ack, c->snd_una)) {
+		new_ack(st, c, s);
+	} else if (s->ack == c->snd_una && s->len == 0 && !(s->flags & TH_FIN) &&
+		   (s->wnd << c->snd_wscale) == c->snd_wnd && c->snd_max != c->snd_una) {
+		dup_ack(st, c, s);
+	}
+	window_update(st, c, s);
+	if (c->flags & CF_DEAD)
+		return STEP_DONE;
+	if (fin_acked(c)) {
+		switch (c->state) {
+		case TCP_FIN_WAIT_1:
+			stack_conn_set_state(st, c, TCP_FIN_WAIT_2);
+			break;
+		case TCP_CLOSING:
+			tcp_enter_time_wait(st, c);
+			return STEP_DONE;
+		case TCP_LAST_ACK:
+			tcp_drop(st, c, TCP_CLOSE_NORMAL, false);
+			return STEP_DONE;
+		default:
+			break;
 		}
 	}
+	if (c->state == TCP_TIME_WAIT) {
+		/* Only the peer's FIN again can arrive here: acknowledge it. */
+		if (fin)
+			tcp_send_ack(st, c);
+		return STEP_DONE;
+	}
+	return STEP_NEXT;
+}
 
+/* Fifth step: a segment without ACK is dropped. */
+static enum step step_ack(struct stack *st, struct tcp_conn *c, const struct seg *s,
+			  const struct text *txt)
+{
+	if (!(s->flags & TH_ACK))
+		return STEP_DONE;
+	if (c->state == TCP_SYN_RCVD)
+		return ack_syn_rcvd(st, c, s);
+	return ack_synchronized(st, c, s, txt->fin);
+}
+
+/* Seventh step: text is taken in the states where the peer has not yet
+ * sent its FIN; after it, none can come. */
+static enum text_place step_text(struct stack *st, struct tcp_conn *c, const struct text *txt)
+{
 	switch (c->state) {
 	case TCP_ESTABLISHED:
 	case TCP_FIN_WAIT_1:
 	case TCP_FIN_WAIT_2:
-		if (len || fin)
-			data_in(st, c, seq, data, len, fin);
-		break;
+		if (txt->len || txt->fin)
+			return text_in(st, c, txt->seq, txt->data, txt->len);
+		return TEXT_NONE;
 	default:
-		if (fin)
-			c->flags |= CF_ACK_NOW; /* a repeated FIN */
+		return TEXT_NONE;
+	}
+}
+
+/* Eighth step: a FIN counts once the text before it is in.  One beyond a
+ * hole is remembered (the first one only) until the hole fills; one in a
+ * state past the peer's FIN is a repeat that asks for an ACK. */
+static void step_fin(struct stack *st, struct tcp_conn *c, const struct text *txt,
+		     enum text_place at)
+{
+	switch (at) {
+	case TEXT_NONE:
+		if (txt->fin)
+			c->flags |= CF_ACK_NOW;
+		break;
+	case TEXT_IN_ORDER:
+		if (txt->fin) {
+			fin_in(st, c);
+		} else if ((c->flags & CF_OOO_FIN) && c->rcv_nxt == c->ooo_fin_seq) {
+			c->flags &= ~CF_OOO_FIN;
+			fin_in(st, c);
+		}
+		break;
+	case TEXT_BEYOND_HOLE:
+		if (txt->fin && !(c->flags & CF_OOO_FIN)) {
+			c->flags |= CF_OOO_FIN;
+			c->ooo_fin_seq = txt->seq + txt->len;
+		}
+		break;
+	case TEXT_DROPPED:
 		break;
 	}
+}
+
+/* What the segment asks of us: the application hears its events, then an
+ * ACK goes at once or the output waits for the end of the burst. */
+static void respond(struct stack *st, struct tcp_conn *c)
+{
 	if (c->flags & CF_DEAD)
-		return false;
+		return;
 	tcp_deliver_events(st, c);
 	if (c->flags & CF_DEAD)
-		return false;
-	if (c->flags & (CF_ACK_NOW))
+		return;
+	if (c->flags & CF_ACK_NOW)
 		tcp_output(st, c);
 	else
-		mark_pending(st, c);
+		stack_mark_pending(st, c);
+}
+
+/* The steps of RFC 9293 3.10.7.4 in the order this stack takes them.
+ * Returns true when the segment should go to the listen path instead (a
+ * new SYN that ended a TIME_WAIT). */
+static bool conn_input(struct stack *st, struct tcp_conn *c, const struct seg *s)
+{
+	struct text txt;
+	enum step r;
+
+	if (c->state == TCP_SYN_SENT) {
+		syn_sent_input(st, c, s); /* 3.10.7.3 */
+		return false;
+	}
+	r = step_syn(st, c, s);
+	if (r != STEP_NEXT)
+		return r == STEP_LISTEN;
+	if (step_seq(st, c, s) != STEP_NEXT || step_rst(st, c, s) != STEP_NEXT)
+		return false;
+	/* Third, security: connections carry no security or compartment
+	 * to compare. */
+	stack_idle_touch(st, c);
+	trim_to_window(st, c, s, &txt);
+	if (step_ack(st, c, s, &txt) != STEP_NEXT)
+		return false;
+	/* Sixth, URG: ignored; urgent bytes are read in line with the rest
+	 * (RFC 6093), and SMTP sends none. */
+	step_fin(st, c, &txt, step_text(st, c, &txt));
+	respond(st, c);
 	return false;
 }
 
@@ -870,7 +982,7 @@ void tcp_input(struct stack *st, const uint8_t *smac, const struct stack_addr *s
 		parse_options(&s, p + 20, doff - 20);
 	if (s.flags & TH_RST)
 		st->stats.rst_rx++;
-	struct tcp_conn *c = conn_lookup(st, &t);
+	struct tcp_conn *c = stack_conn_lookup(st, &t);
 	if (c && !conn_input(st, c, &s))
 		return;
 	no_conn(st, smac, &t, &s);

@@ -46,7 +46,7 @@ uint32_t tcp_initial_window(const struct tcp_conn *c)
 /* RFC 6528: a keyed hash of the tuple plus a 4 us clock. */
 uint32_t tcp_iss(struct stack *st, const struct stack_tuple *t)
 {
-	return (uint32_t)skhash24(&st->ikey, t, sizeof(*t)) + (uint32_t)(st->now / 4000);
+	return (uint32_t)siphash24(&st->ikey, t, sizeof(*t)) + (uint32_t)(st->now / 4000);
 }
 
 /* --- RTT and RTO (RFC 6298) --- */
@@ -88,14 +88,14 @@ void tcp_rto_arm(struct stack *st, struct tcp_conn *c)
 {
 	c->flags &= ~CF_PERSIST;
 	c->rto_at = st->now + (uint64_t)c->rto_us * 1000;
-	timer_update(st, c);
+	stack_timer_update(st, c);
 }
 
 void tcp_rto_stop(struct stack *st, struct tcp_conn *c)
 {
 	c->flags &= ~CF_PERSIST;
 	c->rto_at = 0;
-	timer_update(st, c);
+	stack_timer_update(st, c);
 }
 
 static void persist_arm(struct stack *st, struct tcp_conn *c)
@@ -105,7 +105,7 @@ static void persist_arm(struct stack *st, struct tcp_conn *c)
 		t = st->cfg.rto_max;
 	c->flags |= CF_PERSIST;
 	c->rto_at = st->now + t;
-	timer_update(st, c);
+	stack_timer_update(st, c);
 }
 
 /* --- Segment building --- */
@@ -165,13 +165,13 @@ static bool xmit(struct stack *st, struct tcp_conn *c, const struct segspec *s)
 	th[13] = flags;
 	put16(th + 18, 0);
 	if (s->len)
-		ring_read_at(&c->sb, s->data_off, th + hlen, s->len);
+		stack_ring_read_at(&c->sb, s->data_off, th + hlen, s->len);
 	if (flags & TH_ACK) {
 		c->flags &= ~CF_ACK_NOW;
 		c->unacked = 0;
 		if (c->delack_at) {
 			c->delack_at = 0;
-			timer_update(st, c);
+			stack_timer_update(st, c);
 		}
 	}
 	c->last_tx = st->now;
@@ -211,7 +211,7 @@ void tcp_challenge_ack(struct stack *st, struct tcp_conn *c)
 void tcp_send_syn(struct stack *st, struct tcp_conn *c, bool rexmit)
 {
 	if (c->flags & CF_ACTIVE && c->state == TCP_SYN_SENT &&
-	    neigh_resolve(st, &c->t.laddr, &c->t.raddr, c->peer_mac, c) != 0)
+	    net_neigh_resolve(st, &c->t.laddr, &c->t.raddr, c->peer_mac, c) != 0)
 		return; /* sent when the neighbour answers, or on the next RTO */
 	struct segspec s = { .seq = c->iss, .flags = TH_SYN, .syn_opts = true };
 	if (c->state == TCP_SYN_RCVD)
@@ -532,5 +532,5 @@ void tcp_timer_fire(struct stack *st, struct tcp_conn *c)
 			rto_fire(st, c);
 	}
 	if (!(c->flags & CF_DEAD))
-		timer_update(st, c);
+		stack_timer_update(st, c);
 }

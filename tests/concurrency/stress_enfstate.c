@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Reader/writer stress test of gateway/enfstate.c.
+ * Reader/writer stress test of gateway/state/enfstate.c.
  *
  * Reader threads look entries up without pause while the main thread, the
  * one writer, replaces, adds and deletes entries of every table, swaps the
@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gateway/enfstate.h"
+#include "gateway/state/enfstate.h"
 
 #define NSTABLE 512     /* servers, and sources, never deleted */
 #define NVOLATILE 2048  /* servers, and sources, added and deleted */

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/exdetect.h"
+#include "gateway/session/exdetect.h"
 
 /* Checked in every build type: these are the fuzzer's oracle, not debug aids. */
 #define CHECK(c)                                                                                  \

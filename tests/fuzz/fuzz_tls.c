@@ -25,7 +25,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "gateway/tls.h"
+#include "gateway/session/tls.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -33,7 +33,7 @@ int main(void)
 {
 	/* RFC 1071 4.1's example: the words sum to ddf2 */
 	static const uint8_t rfc[] = { 0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7 };
-	check("rfc1071", csum_fold(csum_add(0, rfc, sizeof(rfc))), (uint16_t)~0xddf2, 8, 0);
+	check("rfc1071", net_csum_fold(net_csum_add(0, rfc, sizeof(rfc))), (uint16_t)~0xddf2, 8, 0);
 
 	static uint8_t buf[70000];
 	uint32_t x = 1;
@@ -45,24 +45,27 @@ int main(void)
 	for (size_t off = 0; off < 8; off++) {
 		for (size_t len = 0; len <= 2048; len++) {
 			uint32_t in = (uint32_t)(len * 2654435761u) & 0x3ffff;
-			check("block", csum_fold(csum_add(in, buf + off, len)),
+			check("block", net_csum_fold(net_csum_add(in, buf + off, len)),
 			      reference(in, buf + off, len), len, off);
 			/* split at an even point, as header then payload */
 			size_t cut = (len / 3) & ~(size_t)1;
-			uint32_t s = csum_add(in, buf + off, cut);
-			s = csum_add(s, buf + off + cut, len - cut);
-			check("split", csum_fold(s), reference(in, buf + off, len), len, off);
+			uint32_t s = net_csum_add(in, buf + off, cut);
+			s = net_csum_add(s, buf + off + cut, len - cut);
+			check("split", net_csum_fold(s), reference(in, buf + off, len), len, off);
 		}
 	}
 	/* all ones and all zeros: the sums that fold to ffff and 0 */
 	static uint8_t ff[1500], zero[1500];
 	memset(ff, 0xff, sizeof(ff));
 	for (size_t len = 0; len <= sizeof(ff); len += 7) {
-		check("ones", csum_fold(csum_add(0, ff, len)), reference(0, ff, len), len, 0);
-		check("zeros", csum_fold(csum_add(0, zero, len)), reference(0, zero, len), len, 0);
+		check("ones", net_csum_fold(net_csum_add(0, ff, len)), reference(0, ff, len), len,
+		      0);
+		check("zeros", net_csum_fold(net_csum_add(0, zero, len)), reference(0, zero, len),
+		      len, 0);
 	}
 	/* the largest IPv4 datagram */
-	check("64k", csum_fold(csum_add(0, buf, 65535)), reference(0, buf, 65535), 65535, 0);
+	check("64k", net_csum_fold(net_csum_add(0, buf, 65535)), reference(0, buf, 65535), 65535,
+	      0);
 	if (fails) {
 		fprintf(stderr, "%d checksum mismatches\n", fails);
 		return 1;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Unit tests for gateway/exdetect.c: Exchange build detection from headers. */
+/* Unit tests for gateway/session/exdetect.c: Exchange build detection from headers. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/exdetect.h"
+#include "gateway/session/exdetect.h"
 
 /* ---- helpers ---- */
 

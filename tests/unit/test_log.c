@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * gateway/log.c: synchronous lines, and the asynchronous ring the DPDK
+ * gateway/observe/log.c: synchronous lines, and the asynchronous ring the DPDK
  * workers log through.  stderr is redirected to a file while a case runs,
  * and what landed there is what is checked.
  */
@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/log.h"
+#include "gateway/observe/log.h"
 
 #define THREADS 4
 #define LINES 200 /* per thread: more than the ring holds in all */

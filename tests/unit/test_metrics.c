@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* The Prometheus text format writer (contract/promfmt.c): escaping of
- * HELP text and label values, metric name sanitising, number spelling and
- * histogram buckets (cumulative, le="+Inf" equal to _count). */
-#include <math.h>
+/* tesgate's Prometheus rendering (gateway/observe/metrics.c) from the
+ * counters registry, byte for byte: HELP and TYPE once per family even when
+ * its series come from several rows, labels in their order (instance, fixed,
+ * list), seconds as doubles, histograms, and a group whose instances read
+ * nothing left out whole. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,107 +14,193 @@
 #include <cmocka.h>
 
 #include "contract/promfmt.h"
+#include "gateway/observe/metrics.h"
+#include "gateway/observe/registry.h"
 
-static void test_family_and_escaping(void **state)
+struct snap {
+	uint64_t conns, refused[2], busy_ns;
+	uint64_t lat[3], lat_sum_us;
+};
+
+static bool read_fixed(const void *arg, unsigned i, void *out)
 {
-	struct prom_buf b = { 0 };
+	const struct snap *src = arg;
 
-	(void)state;
-	prom_family(&b, "tes_x_total", "counter", "a \\ back\nslash \"quoted\"");
-	prom_sample(&b, "tes_x_total", "gateway", "gw \"a\"\\\nb", 7);
-	prom_sample(&b, "tes_x_total", NULL, NULL, UINT64_MAX);
+	memcpy(out, src, sizeof(*src));
+	((struct snap *)out)->conns += i; /* instance i: conns + i */
+	return true;
+}
+
+static bool read_nothing(const void *arg, unsigned i, void *out)
+{
+	(void)arg;
+	(void)i;
+	(void)out;
+	return false;
+}
+
+static unsigned two(const void *arg)
+{
+	(void)arg;
+	return 2;
+}
+
+static const double bounds[2] = { 0.001, 0.5 };
+static const struct obs_hist hist = {
+	.bounds = bounds,
+	.nbounds = 2,
+	.sum_off = offsetof(struct snap, lat_sum_us),
+	.sum_div = 1e6,
+};
+
+static const struct obs_row rows[] = {
+	{ .name = "t_conns_total",
+	  .help = "Connections \\ \"all\"\nof them",
+	  .off = offsetof(struct snap, conns) },
+	{ .name = "t_refused_total",
+	  .help = "Refused",
+	  .off = offsetof(struct snap, refused),
+	  .l2 = "reason",
+	  .n = 2,
+	  .names = (const char *const[]){ "global", "a\"b" },
+	  .stride = sizeof(uint64_t) },
+	{ .name = "t_refused_total",
+	  .off = offsetof(struct snap, conns),
+	  .l1 = "at",
+	  .v1 = "x",
+	  .l2 = "reason",
+	  .names = (const char *const[]){ "app" } },
+	{ .key = "not_on_metrics", .off = offsetof(struct snap, conns) },
+	{ .name = "t_busy_seconds_total",
+	  .help = "Busy",
+	  .off = offsetof(struct snap, busy_ns),
+	  .div = 1e9 },
+	{ .name = "t_open",
+	  .help = "Open",
+	  .type = OBS_GAUGE,
+	  .off = offsetof(struct snap, conns) },
+};
+
+static const struct obs_row hist_rows[] = {
+	{ .name = "t_latency_seconds",
+	  .help = "Latency",
+	  .type = OBS_HISTOGRAM,
+	  .off = offsetof(struct snap, lat),
+	  .hist = &hist },
+};
+
+static const struct snap fixed = {
+	.conns = 7,
+	.refused = { 1, 2 },
+	.busy_ns = 1500000000,
+	.lat = { 1, 2, 3 },
+	.lat_sum_us = 250000,
+};
+
+static char *render(struct obs_registry *r)
+{
+	static char text[8192];
+	struct prom_buf b;
+
+	memset(&b, 0, sizeof(b));
+	gw_metrics_render(r, &b);
 	assert_false(b.failed);
-	/* HELP escapes \ and newline but not "; label values all three. */
-	assert_string_equal(b.p, "# HELP tes_x_total a \\\\ back\\nslash \"quoted\"\n"
-				 "# TYPE tes_x_total counter\n"
-				 "tes_x_total{gateway=\"gw \\\"a\\\"\\\\\\nb\"} 7\n"
-				 "tes_x_total 18446744073709551615\n");
+	snprintf(text, sizeof(text), "%s", b.p ? b.p : "");
 	prom_buf_free(&b);
+	return text;
 }
 
-static void test_sanitize(void **state)
+static void test_plain_group(void **state)
 {
-	char out[16];
-
+	struct obs_registry *r = obs_new();
+	struct obs_group g = {
+		.name = "g",
+		.rows = rows,
+		.nrows = sizeof(rows) / sizeof(rows[0]),
+		.size = sizeof(struct snap),
+		.read = read_fixed,
+		.arg = &fixed,
+	};
 	(void)state;
-	prom_sanitize("messages.refused-x", out, sizeof(out));
-	assert_string_equal(out, "messages_refuse"); /* truncated to fit */
-	prom_sanitize("ok_Name9", out, sizeof(out));
-	assert_string_equal(out, "ok_Name9");
-	prom_sanitize("\xc3\xa9t\xc3\xa9", out, sizeof(out));
-	assert_string_equal(out, "__t__");
-	prom_sanitize("", out, sizeof(out));
-	assert_string_equal(out, "");
+
+	assert_int_equal(obs_add(r, &g), 0);
+	assert_string_equal(render(r), "# HELP t_conns_total Connections \\\\ \"all\"\\nof them\n"
+				       "# TYPE t_conns_total counter\n"
+				       "t_conns_total 7\n"
+				       "# HELP t_refused_total Refused\n"
+				       "# TYPE t_refused_total counter\n"
+				       "t_refused_total{reason=\"global\"} 1\n"
+				       "t_refused_total{reason=\"a\\\"b\"} 2\n"
+				       "t_refused_total{at=\"x\",reason=\"app\"} 7\n"
+				       "# HELP t_busy_seconds_total Busy\n"
+				       "# TYPE t_busy_seconds_total counter\n"
+				       "t_busy_seconds_total 1.5\n"
+				       "# HELP t_open Open\n"
+				       "# TYPE t_open gauge\n"
+				       "t_open 7\n");
+	obs_free(r);
 }
 
-static void test_double(void **state)
+static void test_instances_histogram_and_empty_groups(void **state)
 {
-	struct prom_buf b = { 0 };
-
+	struct obs_registry *r = obs_new();
+	struct obs_group workers = {
+		.name = "w",
+		.rows = rows + 1,
+		.nrows = 1,
+		.size = sizeof(struct snap),
+		.read = read_fixed,
+		.arg = &fixed,
+		.inst_label = "worker",
+		.count = two,
+	};
+	struct obs_group none = workers;
+	struct obs_group h = {
+		.name = "h",
+		.rows = hist_rows,
+		.nrows = 1,
+		.size = sizeof(struct snap),
+		.read = read_fixed,
+		.arg = &fixed,
+	};
 	(void)state;
-	prom_double(&b, 0.1);
-	prom_append(&b, " ", 1);
-	prom_double(&b, 0.00025);
-	prom_append(&b, " ", 1);
-	prom_double(&b, 2.5);
-	prom_append(&b, " ", 1);
-	prom_double(&b, INFINITY);
-	prom_append(&b, " ", 1);
-	prom_double(&b, NAN);
-	prom_append(&b, " ", 1);
-	prom_double(&b, 1.0 / 3.0);
-	assert_string_equal(b.p, "0.1 0.00025 2.5 +Inf NaN 0.3333333333333333");
-	prom_buf_free(&b);
+
+	none.name = "none";
+	none.read = read_nothing;
+	assert_int_equal(obs_add(r, &none), 0);
+	assert_int_equal(obs_add(r, &workers), 0);
+	assert_int_equal(obs_add(r, &h), 0);
+	assert_string_equal(render(r), "# HELP t_refused_total Refused\n"
+				       "# TYPE t_refused_total counter\n"
+				       "t_refused_total{worker=\"0\",reason=\"global\"} 1\n"
+				       "t_refused_total{worker=\"0\",reason=\"a\\\"b\"} 2\n"
+				       "t_refused_total{worker=\"1\",reason=\"global\"} 1\n"
+				       "t_refused_total{worker=\"1\",reason=\"a\\\"b\"} 2\n"
+				       "# HELP t_latency_seconds Latency\n"
+				       "# TYPE t_latency_seconds histogram\n"
+				       "t_latency_seconds_bucket{le=\"0.001\"} 1\n"
+				       "t_latency_seconds_bucket{le=\"0.5\"} 3\n"
+				       "t_latency_seconds_bucket{le=\"+Inf\"} 6\n"
+				       "t_latency_seconds_sum 0.25\n"
+				       "t_latency_seconds_count 6\n");
+	obs_free(r);
 }
 
-static void test_histogram(void **state)
+static void test_empty_registry(void **state)
 {
-	static const double bounds[] = { 0.001, 0.01, 0.1 };
-	struct prom_hist h;
-	struct prom_buf b = { 0 };
-
+	struct obs_registry *r = obs_new();
 	(void)state;
-	memset(&h, 0, sizeof(h));
-	prom_hist_observe(&h, bounds, 3, 0.0005);
-	prom_hist_observe(&h, bounds, 3, 0.001); /* on the bound: le is <= */
-	prom_hist_observe(&h, bounds, 3, 0.05);
-	prom_hist_observe(&h, bounds, 3, 3);
-	prom_hist_write(&b, "tes_d_seconds", bounds, 3, &h);
-	assert_false(b.failed);
-	assert_string_equal(b.p, "tes_d_seconds_bucket{le=\"0.001\"} 2\n"
-				 "tes_d_seconds_bucket{le=\"0.01\"} 2\n"
-				 "tes_d_seconds_bucket{le=\"0.1\"} 3\n"
-				 "tes_d_seconds_bucket{le=\"+Inf\"} 4\n"
-				 "tes_d_seconds_sum 3.0515\n"
-				 "tes_d_seconds_count 4\n");
-	prom_buf_free(&b);
-}
 
-static void test_long_printf(void **state)
-{
-	struct prom_buf b = { 0 };
-	char big[3000];
-
-	(void)state;
-	memset(big, 'a', sizeof(big) - 1);
-	big[sizeof(big) - 1] = '\0';
-	prom_printf(&b, "x%sy", big);
-	assert_int_equal(b.len, sizeof(big) + 1);
-	assert_int_equal(b.p[0], 'x');
-	assert_int_equal(b.p[b.len - 1], 'y');
-	assert_int_equal(b.p[b.len], '\0');
-	prom_buf_free(&b);
+	assert_string_equal(render(r), "");
+	obs_free(r);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_family_and_escaping),
-		cmocka_unit_test(test_sanitize),
-		cmocka_unit_test(test_double),
-		cmocka_unit_test(test_histogram),
-		cmocka_unit_test(test_long_printf),
+		cmocka_unit_test(test_plain_group),
+		cmocka_unit_test(test_instances_histogram_and_empty_groups),
+		cmocka_unit_test(test_empty_registry),
 	};
-
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * gateway/opool.c: objects come back to their owner and are used again,
+ * gateway/delivery/opool.c: objects come back to their owner and are used again,
  * the idle count stays within keep, and objects returned by several
  * threads at once while the owner takes them are neither lost nor handed
  * out twice (run-tsan.sh runs this under ThreadSanitizer too).
@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/opool.h"
+#include "gateway/delivery/opool.h"
 
 struct obj {
 	struct opool_node link; /* used by the pool while the object is idle */

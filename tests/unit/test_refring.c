@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/refring.h"
+#include "gateway/state/refring.h"
 
 static void test_fold_and_pop(void **state)
 {

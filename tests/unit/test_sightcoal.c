@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Sighting coalescing (gateway/sightcoal.h): what goes to tescontrol, when,
+/* Sighting coalescing (gateway/state/sightcoal.h): what goes to tescontrol, when,
  * and that no message is lost from the counts. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/sightcoal.h"
+#include "gateway/state/sightcoal.h"
 
 #define WIN 1000
 

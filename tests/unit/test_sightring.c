@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* A worker's sighting queue (gateway/sightring.h): identical sightings
+/* A worker's sighting queue (gateway/state/sightring.h): identical sightings
  * share the newest waiting slot, and with a producer and a consumer racing
  * every message is counted exactly once (also run under TSan by
  * tests/concurrency/run-tsan.sh). */
@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/sightring.h"
+#include "gateway/state/sightring.h"
 
 static struct ctl_sighting sg(unsigned key)
 {

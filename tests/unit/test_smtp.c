@@ -19,7 +19,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "gateway/smtp.h"
+#include "gateway/session/smtp.h"
 
 #define MAX_ITEMS 4096
 #define MAX_VERDICTS 64

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "gateway/smtpc.h"
+#include "gateway/delivery/smtpc.h"
 
 struct h {
 	struct smtpc c;

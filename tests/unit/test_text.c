@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* enforce/text.h: bounded string building, snprintf's results without it. */
+/* base/text.h: bounded string building, snprintf's results without it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "enforce/text.h"
+#include "base/text.h"
 
 static void digits(void **state)
 {

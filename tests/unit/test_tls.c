@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Unit tests for gateway/tls.c: real handshakes in memory between the
+ * Unit tests for gateway/session/tls.c: real handshakes in memory between the
  * server-side tls_conn and an OpenSSL client written here, over memory BIOs,
  * with throwaway certificates made at start-up through the OpenSSL API.
  *
@@ -34,8 +34,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "gateway/smtp.h"
-#include "gateway/tls.h"
+#include "gateway/session/smtp.h"
+#include "gateway/session/tls.h"
 
 /* ---- a counting allocator for OpenSSL (and tls.c, which allocates through it) ---- */
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * gateway/verdictlog.c: the exact line for a verdict, escaping of a hostile
+ * gateway/observe/verdictlog.c: the exact line for a verdict, escaping of a hostile
  * server name, and what happens when the writer cannot keep up: a full ring
  * drops and counts, and every record that was taken becomes exactly one
  * line.  The writer is made to stall deterministically by giving it a pipe
@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "gateway/verdictlog.h"
+#include "gateway/observe/verdictlog.h"
 
 static void event(struct vlog_event *ev)
 {
