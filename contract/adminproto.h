@@ -63,8 +63,8 @@
 #define ADMIN_TOKEN_LIST "token.list"     /* {"tenant":N?} */
 #define ADMIN_TOKEN_REVOKE "token.revoke" /* {"id":S} */
 /* Notice contacts and the notice journal (since issue 19). */
-#define ADMIN_NOTICE_SET "notice.set" /* {"tenant","days_before","webhook","secret","mail":[]} */
-#define ADMIN_NOTICE_SHOW "notice.show"   /* {"tenant":N} */
+#define ADMIN_NOTICE_SET "notice.set"   /* {"tenant","days_before","webhook","secret","mail":[]} */
+#define ADMIN_NOTICE_SHOW "notice.show" /* {"tenant":N} */
 #define ADMIN_NOTICE_CLEAR "notice.clear" /* {"tenant":N} */
 #define ADMIN_NOTICE_LIST "notice.list"   /* {"tenant":N?, "pending":B?} */
 

@@ -1414,8 +1414,9 @@ static int run_token_list(int argc, char **argv)
 	if (npos != 0)
 		usage_error("token list takes no positional argument");
 	if (tenant_v[0])
-		json_object_set_new(args, "tenant",
-				    json_integer(parse_num(tenant_v[0], 1, UINT32_MAX, "--tenant")));
+		json_object_set_new(
+			args, "tenant",
+			json_integer(parse_num(tenant_v[0], 1, UINT32_MAX, "--tenant")));
 	r = call(ADMIN_TOKEN_LIST, args, &resp);
 	if (g_opts.json) {
 		print_json(r);
@@ -1464,8 +1465,9 @@ static void print_contacts(const json_t *c)
 
 	snprintf(buf, sizeof(buf), "%lld", num(c, "tenant"));
 	print_kv("tenant", buf);
-	snprintf(buf, sizeof(buf), "%lld days before each throttle and block date, and at a "
-				   "resolution",
+	snprintf(buf, sizeof(buf),
+		 "%lld days before each throttle and block date, and at a "
+		 "resolution",
 		 num(c, "days_before"));
 	print_kv("notices", buf);
 	if (json_is_string(json_object_get(c, "webhook")))
@@ -1575,8 +1577,8 @@ static int run_notice_list(int argc, char **argv)
 	};
 	char *pos[64];
 	int npos = argc <= 64 ? split_args(argc, argv, o, 2, pos) : -1;
-	static const char *const head[] = { "ID",  "KIND", "TENANT",    "SERVER",
-					    "DATE", "DUE", "DELIVERIES" };
+	static const char *const head[] = { "ID",   "KIND", "TENANT",    "SERVER",
+					    "DATE", "DUE",  "DELIVERIES" };
 	struct table tb = { .ncols = 7 };
 	json_t *args = json_object(), *resp, *r, *n, *d;
 	size_t i, k;
@@ -1584,8 +1586,9 @@ static int run_notice_list(int argc, char **argv)
 	if (npos != 0)
 		usage_error("notice list takes no positional argument");
 	if (tenant_v[0])
-		json_object_set_new(args, "tenant",
-				    json_integer(parse_num(tenant_v[0], 1, UINT32_MAX, "--tenant")));
+		json_object_set_new(
+			args, "tenant",
+			json_integer(parse_num(tenant_v[0], 1, UINT32_MAX, "--tenant")));
 	json_object_set_new(args, "pending", json_boolean(o[1].seen));
 	r = call(ADMIN_NOTICE_LIST, args, &resp);
 	if (g_opts.json) {
@@ -1729,11 +1732,11 @@ static const struct command commands[] = {
 	  "HMAC-SHA256 under the key in FILE, header X-Tesgate-Signature-256) and up to 8 mail\n"
 	  "addresses (through notice_smtp_relay).  Replaces the tenant's contacts.\n",
 	  1, 64, true, run_notice_set },
-	{ "notice show", "notice show TENANT", "A tenant's notice contacts (not the secret).\n",
-	  1, 1, false, run_notice_show },
+	{ "notice show", "notice show TENANT", "A tenant's notice contacts (not the secret).\n", 1,
+	  1, false, run_notice_show },
 	{ "notice clear", "notice clear TENANT",
-	  "Tell a tenant nothing more; its notices not delivered yet are cancelled.\n", 1, 1,
-	  false, run_notice_clear },
+	  "Tell a tenant nothing more; its notices not delivered yet are cancelled.\n", 1, 1, false,
+	  run_notice_clear },
 	{ "notice list", "notice list [--tenant ID] [--pending]",
 	  "The notice journal: each notice (throttle, block, resolved) with its server, date,\n"
 	  "when it fell due, and its deliveries (delivered, pending with attempts, expired).\n"

@@ -42,7 +42,7 @@ struct cp_admin {
 	 * sets them after cp_admin_init). */
 	struct cp_report *report;
 	struct cp_notices *notices;
-	const char *db_path;           /* for status: where the store is */
+	const char *db_path; /* for status: where the store is */
 	struct cp_watch listen;
 	const char *path;
 	bool with_group;

@@ -42,8 +42,7 @@ static json_t *token_json(struct cp_admin *a, const struct store_token *t)
 			 "created", iso, "created_unix", (json_int_t)t->created);
 }
 
-int cmd_token_create(struct cp_admin *a, const json_t *args, json_t **result, char *err,
-		     size_t len)
+int cmd_token_create(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
 {
 	char token[CP_REPORT_TOKEN_LEN + 1];
 	struct store_token t;
@@ -53,8 +52,7 @@ int cmd_token_create(struct cp_admin *a, const json_t *args, json_t **result, ch
 	if (!a->report)
 		return no_report(err, len);
 	tenant = arg_tenant(a, args, "tenant", err, len);
-	if (!tenant ||
-	    cp_report_token_create(a->report, tenant->id, token, &t, err, len))
+	if (!tenant || cp_report_token_create(a->report, tenant->id, token, &t, err, len))
 		return -1;
 	o = token_json(a, &t);
 	json_object_set_new(o, "token", json_string(token));
@@ -77,8 +75,7 @@ int cmd_token_list(struct cp_admin *a, const json_t *args, json_t **result, char
 	return 0;
 }
 
-int cmd_token_revoke(struct cp_admin *a, const json_t *args, json_t **result, char *err,
-		     size_t len)
+int cmd_token_revoke(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
 {
 	struct store_token t;
 	const char *id;
@@ -116,8 +113,7 @@ static int copy_str(const json_t *args, const char *key, char *buf, size_t size,
 	return 0;
 }
 
-int cmd_notice_set(struct cp_admin *a, const json_t *args, json_t **result, char *err,
-		   size_t len)
+int cmd_notice_set(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
 {
 	struct store_contacts c;
 	const struct store_contacts *old;
@@ -166,8 +162,7 @@ int cmd_notice_set(struct cp_admin *a, const json_t *args, json_t **result, char
 	return 0;
 }
 
-int cmd_notice_show(struct cp_admin *a, const json_t *args, json_t **result, char *err,
-		    size_t len)
+int cmd_notice_show(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
 {
 	const struct store_contacts *c;
 	const struct tes_tenant *t;
@@ -186,8 +181,7 @@ int cmd_notice_show(struct cp_admin *a, const json_t *args, json_t **result, cha
 	return 0;
 }
 
-int cmd_notice_clear(struct cp_admin *a, const json_t *args, json_t **result, char *err,
-		     size_t len)
+int cmd_notice_clear(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
 {
 	const struct store_contacts *c;
 	const struct tes_tenant *t;
@@ -209,8 +203,7 @@ int cmd_notice_clear(struct cp_admin *a, const json_t *args, json_t **result, ch
 	return 0;
 }
 
-int cmd_notice_list(struct cp_admin *a, const json_t *args, json_t **result, char *err,
-		    size_t len)
+int cmd_notice_list(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
 {
 	int64_t tenant;
 
@@ -218,7 +211,8 @@ int cmd_notice_list(struct cp_admin *a, const json_t *args, json_t **result, cha
 		return no_notices(err, len);
 	if (arg_int(args, "tenant", 1, UINT32_MAX, false, 0, &tenant, err, len))
 		return -1;
-	*result = json_pack("{s:o}", "notices",
-			    cp_notices_list(a->notices, (uint32_t)tenant, arg_bool(args, "pending")));
+	*result =
+		json_pack("{s:o}", "notices",
+			  cp_notices_list(a->notices, (uint32_t)tenant, arg_bool(args, "pending")));
 	return 0;
 }

@@ -100,8 +100,8 @@ static int cmp_dkey(const struct dkey *a, const struct dkey *b)
 	return strcmp(a->key, b->key);
 }
 
-static void dkey_of(uint32_t tenant_id, const char *fqdn, enum store_notice_kind kind,
-		    int64_t date, struct dkey *k)
+static void dkey_of(uint32_t tenant_id, const char *fqdn, enum store_notice_kind kind, int64_t date,
+		    struct dkey *k)
 {
 	size_t i;
 
@@ -327,8 +327,9 @@ int cp_notices_set_contacts(struct cp_notices *nt, const struct store_contacts *
 		return -1;
 	}
 	if (c->nmail && !nt->cfg.smtp_relay[0]) {
-		snprintf(err, errlen, "mail addresses given, but notice_smtp_relay is not set in "
-				      "tescontrol's configuration");
+		snprintf(err, errlen,
+			 "mail addresses given, but notice_smtp_relay is not set in "
+			 "tescontrol's configuration");
 		return -1;
 	}
 	for (unsigned i = 0; i < c->nmail; i++) {
@@ -378,10 +379,10 @@ json_t *cp_notices_contacts_json(const struct cp_notices *nt, const struct store
 	for (unsigned i = 0; i < c->nmail; i++)
 		json_array_append_new(mail, json_string(c->mail[i]));
 	tes_time_format(c->since, nt->st->policy.utc_offset_min, iso, sizeof(iso));
-	return json_pack("{s:I, s:I, s:s?, s:b, s:o, s:s, s:I}", "tenant",
-			 (json_int_t)c->tenant_id, "days_before", (json_int_t)c->days_before,
-			 "webhook", c->webhook[0] ? c->webhook : NULL, "signed", c->secret[0] != 0,
-			 "mail", mail, "since", iso, "since_unix", (json_int_t)c->since);
+	return json_pack("{s:I, s:I, s:s?, s:b, s:o, s:s, s:I}", "tenant", (json_int_t)c->tenant_id,
+			 "days_before", (json_int_t)c->days_before, "webhook",
+			 c->webhook[0] ? c->webhook : NULL, "signed", c->secret[0] != 0, "mail",
+			 mail, "since", iso, "since_unix", (json_int_t)c->since);
 }
 
 /* ---- what a notice says ---- */
@@ -436,8 +437,8 @@ char *cp_notice_body(const struct cp_state *st, const char *id, enum store_notic
 		      (json_int_t)s->tenant_id, "tenant_name", t ? t->name : "", "server", s->fqdn,
 		      "build", build, "family", ex_family_name(s->family), "date", date_iso,
 		      "date_unix", (json_int_t)date, "due", due_iso, "due_unix", (json_int_t)due,
-		      "status", tes_status_name(rep.status), "stage", (int)rep.stage,
-		      "recommended", rec, "text", text);
+		      "status", tes_status_name(rep.status), "stage", (int)rep.stage, "recommended",
+		      rec, "text", text);
 	if (!o)
 		return NULL;
 	if (kind != STORE_NOTICE_RESOLVED)
@@ -487,8 +488,7 @@ static void header_text(const char *in, char *out, size_t len)
 static char *mail_message(const struct cp_notices *nt, const struct store_notice *n,
 			  const char *rcpt)
 {
-	char from[STORE_ADDR_MAX], to[STORE_ADDR_MAX], server[TES_FQDN_MAX], date[64],
-		when[40];
+	char from[STORE_ADDR_MAX], to[STORE_ADDR_MAX], server[TES_FQDN_MAX], date[64], when[40];
 	const char *domain = strchr(nt->cfg.mail_from, '@');
 	json_t *body;
 	char *pretty = NULL, *msg = NULL, *text = NULL;
@@ -655,8 +655,8 @@ static void on_result(struct cp_notices *nt, const struct sender_result *res)
 			d->mail ? "mail" : "webhook", d->target, d->attempts,
 			d->attempts == 1 ? "" : "s");
 	} else {
-		unsigned delay = cp_notice_backoff(nt->cfg.retry_min, nt->cfg.retry_max,
-						   d->attempts);
+		unsigned delay =
+			cp_notice_backoff(nt->cfg.retry_min, nt->cfg.retry_max, d->attempts);
 
 		tes_str_copy(d->last_error, sizeof(d->last_error), res->error);
 		if (d->mail)
@@ -942,8 +942,8 @@ static void on_tick(struct cp_watch *w, uint32_t events)
 				nt->counts.expired++;
 				cp_warn("notice %s: %s %s: given up after %u attempts over %u days "
 					"(last: %s)",
-					r->n.id, d->mail ? "mail" : "webhook", d->target, d->attempts,
-					nt->cfg.expire_days, d->last_error);
+					r->n.id, d->mail ? "mail" : "webhook", d->target,
+					d->attempts, nt->cfg.expire_days, d->last_error);
 				persist(nt, &r->n);
 				continue;
 			}
@@ -988,8 +988,8 @@ static int cmp_rec(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
-int cp_notices_init(struct cp_notices **out, const struct cp_notices_config *c,
-		    struct cp_state *st, struct cp_loop *loop)
+int cp_notices_init(struct cp_notices **out, const struct cp_notices_config *c, struct cp_state *st,
+		    struct cp_loop *loop)
 {
 	struct cp_notices *nt = calloc(1, sizeof(*nt));
 	struct itimerspec its;
@@ -1110,7 +1110,9 @@ json_t *cp_notices_list(const struct cp_notices *nt, uint32_t tenant_id, bool pe
 				ds, json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "via",
 					      d->mail ? "mail" : "webhook", "target", d->target,
 					      "state",
-					      d->done ? "delivered" : d->expired ? "expired" : "pending",
+					      d->done      ? "delivered"
+					      : d->expired ? "expired"
+							   : "pending",
 					      "attempts", (json_int_t)d->attempts, "delivered_unix",
 					      (json_int_t)d->done_at, "last_error", d->last_error));
 		}

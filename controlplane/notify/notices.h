@@ -63,8 +63,8 @@ struct cp_notices;
 
 /* Load the contacts and the journal (before privileges are dropped); the
  * timers join loop.  0, or -1 (logged). */
-int cp_notices_init(struct cp_notices **out, const struct cp_notices_config *c,
-		    struct cp_state *st, struct cp_loop *loop);
+int cp_notices_init(struct cp_notices **out, const struct cp_notices_config *c, struct cp_state *st,
+		    struct cp_loop *loop);
 /* Start the sender thread and send what the journal has pending (after
  * the drop).  0 or -1 (logged). */
 int cp_notices_start(struct cp_notices *n);

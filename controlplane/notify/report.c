@@ -63,7 +63,7 @@ struct cp_report {
 	struct {
 		uint32_t tenant_id;
 		int64_t day;
-	} *hist_gone;
+	} * hist_gone;
 	size_t nhist_gone, caphist_gone;
 
 	struct store_token *tokens;
@@ -389,7 +389,8 @@ static void hist_prune(struct cp_report *r, int64_t today)
 	size_t out = 0;
 
 	for (size_t i = 0; i < r->nhist; i++) {
-		bool next_same = i + 1 < r->nhist && r->hist[i + 1].tenant_id == r->hist[i].tenant_id;
+		bool next_same =
+			i + 1 < r->nhist && r->hist[i + 1].tenant_id == r->hist[i].tenant_id;
 
 		if (r->hist[i].day < first && next_same && r->hist[i + 1].day <= first) {
 			hist_mark_gone(r, r->hist[i].tenant_id, r->hist[i].day);
@@ -1107,9 +1108,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned code, const
 	struct MHD_Response *resp;
 	enum MHD_Result rc;
 
-	resp = MHD_create_response_from_buffer(len, body,
-					       must_free ? MHD_RESPMEM_MUST_FREE
-							 : MHD_RESPMEM_PERSISTENT);
+	resp = MHD_create_response_from_buffer(
+		len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (!resp) {
 		if (must_free)
 			free(body);
@@ -1156,8 +1156,7 @@ static enum MHD_Result serve(struct cp_report *r, struct MHD_Connection *conn, c
 	if (!p)
 		return plain(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "the report is not ready\n");
 	if (!full) {
-		uint32_t tenant =
-			token_tenant(p->tokens, p->ntokens, url + strlen(TENANT_PREFIX));
+		uint32_t tenant = token_tenant(p->tokens, p->ntokens, url + strlen(TENANT_PREFIX));
 
 		for (size_t i = 0; tenant && i < p->snap.ntenants; i++) {
 			if (p->snap.tenants[i].id == tenant)

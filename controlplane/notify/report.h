@@ -89,8 +89,8 @@ int cp_report_token_create(struct cp_report *r, uint32_t tenant_id,
 			   char token[CP_REPORT_TOKEN_LEN + 1], struct store_token *out, char *err,
 			   size_t errlen);
 /* Revoke the token with id; refused from now on.  *out: what it was. */
-int cp_report_token_revoke(struct cp_report *r, const char *id, struct store_token *out,
-			   char *err, size_t errlen);
+int cp_report_token_revoke(struct cp_report *r, const char *id, struct store_token *out, char *err,
+			   size_t errlen);
 /* [{"id","tenant","created","created_unix"}], of one tenant or (0) all. */
 json_t *cp_report_token_list(const struct cp_report *r, uint32_t tenant_id);
 

@@ -234,14 +234,13 @@ static const char style[] =
 	"vertical-align:middle}";
 
 static const char *const series_names[STORE_HISTORY_SERIES] = {
-	"Stage 1", "Stage 2", "Stage 3", "Stage 4", "Stage 5", "Stage 6",
+	"Stage 1", "Stage 2", "Stage 3", "Stage 4", "Stage 5",  "Stage 6",
 	"Stage 7", "Stage 8", "Paused",  "Stale",   "Resolved",
 };
 
 static const char *const series_colors[STORE_HISTORY_SERIES] = {
-	"#9ecae1", "#6baed6", "#fdd0a2", "#fdae6b", "#fd8d3c",
-	"#e6550d", "#c4341d", "#7f0000", "#9e9ac8", "#bdbdbd",
-	"#31a354",
+	"#9ecae1", "#6baed6", "#fdd0a2", "#fdae6b", "#fd8d3c", "#e6550d",
+	"#c4341d", "#7f0000", "#9e9ac8", "#bdbdbd", "#31a354",
 };
 
 static const char *const status_order[] = { "Reporting", "Throttling", "Blocking",
@@ -425,16 +424,19 @@ void rpt_render_chart(const struct rpt_snapshot *s, const struct rpt_tenant *onl
 		chart_free(&c);
 		return;
 	}
+	rpt_printf(
+		b,
+		"<svg id=\"stage-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
+		"height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" aria-labelledby=\"chart-title\">"
+		"<title id=\"chart-title\">Servers per stage over time</title>",
+		CW, CH, CW, CH);
 	rpt_printf(b,
-		   "<svg id=\"stage-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
-		   "height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" aria-labelledby=\"chart-title\">"
-		   "<title id=\"chart-title\">Servers per stage over time</title>",
-		   CW, CH, CW, CH);
-	rpt_printf(b, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"#fafafa\" "
-		      "stroke=\"#999\"/>",
+		   "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"#fafafa\" "
+		   "stroke=\"#999\"/>",
 		   CL, CT, pw, ph);
 	if (!c.n) {
-		rpt_printf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">no history yet</text>",
+		rpt_printf(b,
+			   "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">no history yet</text>",
 			   CW / 2, CH / 2);
 		rpt_puts(b, "</svg>");
 		chart_free(&c);
@@ -459,12 +461,15 @@ void rpt_render_chart(const struct rpt_snapshot *s, const struct rpt_tenant *onl
 				step = want;
 				break;
 			}
-			step = want <= p ? p : want <= 2 * p ? 2 * p : want <= 5 * p ? 5 * p : 10 * p;
+			step = want <= p       ? p
+			       : want <= 2 * p ? 2 * p
+			       : want <= 5 * p ? 5 * p
+					       : 10 * p;
 		}
 		ymax = step * 4;
 	}
 	span = (double)(c.end + 1 - c.start);
-#define X(d) (CL + ((double)((d) - c.start)) * pw / span)
+#define X(d) (CL + ((double)((d)-c.start)) * pw / span)
 #define Y(v) (CT + ph - ((double)(v)) * ph / (double)ymax)
 	/* the stages and the paused servers, stacked: each a polygon along
 	 * its top edge and back along its bottom edge */
@@ -476,8 +481,8 @@ void rpt_render_chart(const struct rpt_snapshot *s, const struct rpt_tenant *onl
 		if (!any)
 			continue;
 		if (k < TES_STAGE_COUNT)
-			rpt_printf(b, "<polygon class=\"series stage-%d\" fill=\"%s\" points=\"", k + 1,
-				   series_colors[k]);
+			rpt_printf(b, "<polygon class=\"series stage-%d\" fill=\"%s\" points=\"",
+				   k + 1, series_colors[k]);
 		else
 			rpt_printf(b, "<polygon class=\"series paused\" fill=\"%s\" points=\"",
 				   series_colors[k]);
@@ -503,8 +508,9 @@ void rpt_render_chart(const struct rpt_snapshot *s, const struct rpt_tenant *onl
 		rpt_printf(b, "\"><title>%s</title></polygon>", series_names[k]);
 	}
 	/* resolved servers, a line over the stacks */
-	rpt_printf(b, "<polyline class=\"series resolved\" fill=\"none\" stroke=\"%s\" "
-		      "stroke-width=\"2\" points=\"",
+	rpt_printf(b,
+		   "<polyline class=\"series resolved\" fill=\"none\" stroke=\"%s\" "
+		   "stroke-width=\"2\" points=\"",
 		   series_colors[STORE_HISTORY_RESOLVED]);
 	for (size_t i = 0; i < c.n; i++) {
 		int64_t next = i + 1 < c.n ? c.days[i + 1] : c.end + 1;
@@ -536,8 +542,14 @@ void rpt_render_chart(const struct rpt_snapshot *s, const struct rpt_tenant *onl
 			rpt_printf(b,
 				   "<text x=\"%.1f\" y=\"%d\" text-anchor=\"%s\" "
 				   "font-size=\"11\">%s</text>",
-				   i == 0 ? X(d) : i == ticks ? X(d) + pw / span : X(d) + pw / span / 2,
-				   CH - CB + 16, i == 0 ? "start" : i == ticks ? "end" : "middle", txt);
+				   i == 0       ? X(d)
+				   : i == ticks ? X(d) + pw / span
+						: X(d) + pw / span / 2,
+				   CH - CB + 16,
+				   i == 0       ? "start"
+				   : i == ticks ? "end"
+						: "middle",
+				   txt);
 		}
 	}
 #undef X
@@ -639,8 +651,9 @@ static void server_rows(struct rpt_buf *b, const struct rpt_snapshot *s, const s
 		const struct rpt_server *v = &s->servers[i];
 		const char *status = tes_status_name(v->status);
 
-		rpt_printf(b, "<tr class=\"server\" id=\"srv-%zu\" data-tenant=\"%" PRIu32 "\" "
-			      "data-fqdn=\"",
+		rpt_printf(b,
+			   "<tr class=\"server\" id=\"srv-%zu\" data-tenant=\"%" PRIu32 "\" "
+			   "data-fqdn=\"",
 			   i, v->tenant_id);
 		rpt_esc(b, v->fqdn);
 		rpt_puts(b, "\"><td class=\"fqdn\">");
@@ -657,8 +670,8 @@ static void server_rows(struct rpt_buf *b, const struct rpt_snapshot *s, const s
 		put_date_cell(b, s, "resolved-date", v->resolved, v->resolved_at);
 		put_date_cell(b, s, "last-seen", true, v->last_seen);
 		rpt_printf(b,
-			   "<td class=\"n throttled\">%" PRIu64 "</td><td class=\"n refused\">%" PRIu64
-			   "</td>",
+			   "<td class=\"n throttled\">%" PRIu64
+			   "</td><td class=\"n refused\">%" PRIu64 "</td>",
 			   v->throttled, v->refused);
 		rpt_puts(b, "<td class=\"recommended\">");
 		rpt_esc(b, v->recommended);
@@ -677,7 +690,8 @@ static void tenant_section(struct rpt_buf *b, const struct rpt_snapshot *s,
 		rpt_printf(b, " <small>(tenant %" PRIu32 ")</small>", t->id);
 	rpt_puts(b, "</h2>\n<p class=\"pause\">");
 	if (t->id == 0) {
-		rpt_puts(b, "Servers seen in mail that came over no tenant's connector (scope all).");
+		rpt_puts(b,
+			 "Servers seen in mail that came over no tenant's connector (scope all).");
 	} else if (t->paused) {
 		rpt_puts(b, "Enforcement paused from ");
 		put_time(b, s, t->pause_start, false);
@@ -738,8 +752,9 @@ static void documents(struct rpt_buf *b, const struct rpt_snapshot *s)
 		rpt_esc(b, s->policy_text);
 		rpt_puts(b, "</pre></details>\n");
 	}
-	rpt_puts(b, "</section>\n<section id=\"catalog\"><h2>Build catalog in force</h2>\n<p>Version "
-		    "<code class=\"catalog-version\">");
+	rpt_puts(b,
+		 "</section>\n<section id=\"catalog\"><h2>Build catalog in force</h2>\n<p>Version "
+		 "<code class=\"catalog-version\">");
 	rpt_esc(b, s->catalog_version);
 	rpt_printf(b, "</code>: %zu builds from <code>", s->catalog_builds);
 	rpt_esc(b, s->builds_name);

@@ -26,8 +26,8 @@ struct sender {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	bool stop;                    /* under mu */
-	struct sender_job *head, *tail; /* under mu */
+	bool stop;                         /* under mu */
+	struct sender_job *head, *tail;    /* under mu */
 	struct result_node *rhead, *rtail; /* under mu */
 	int efd;
 	unsigned timeout;

@@ -294,21 +294,21 @@ int store_put_notice(struct tes_store *st, const struct store_notice *n)
 	for (unsigned i = 0; i < n->ndeliveries && i < STORE_DELIVERIES_MAX; i++) {
 		const struct store_delivery *d = &n->d[i];
 
-		json_array_append_new(
-			ds, json_pack("{s:s, s:s, s:b, s:b, s:I, s:I, s:I, s:s}", "via",
-				      d->mail ? "mail" : "webhook", "target", d->target, "done",
-				      d->done, "expired", d->expired, "attempts",
-				      (json_int_t)d->attempts, "last_attempt",
-				      (json_int_t)d->last_attempt, "done_at",
-				      (json_int_t)d->done_at, "last_error", d->last_error));
+		json_array_append_new(ds, json_pack("{s:s, s:s, s:b, s:b, s:I, s:I, s:I, s:s}",
+						    "via", d->mail ? "mail" : "webhook", "target",
+						    d->target, "done", d->done, "expired",
+						    d->expired, "attempts", (json_int_t)d->attempts,
+						    "last_attempt", (json_int_t)d->last_attempt,
+						    "done_at", (json_int_t)d->done_at, "last_error",
+						    d->last_error));
 	}
 	return put_json(st, STORE_COLL_NOTICE, n->id,
-			json_pack("{s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o}", "id",
-				  n->id, "tenant", (json_int_t)n->tenant_id, "server", n->fqdn,
-				  "kind", store_notice_kind_name(n->kind), "date",
-				  (json_int_t)n->date, "due", (json_int_t)n->due, "created",
-				  (json_int_t)n->created, "body", n->body ? n->body : "", "secret",
-				  n->secret, "deliveries", ds));
+			json_pack("{s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:s, s:s, s:o}", "id", n->id,
+				  "tenant", (json_int_t)n->tenant_id, "server", n->fqdn, "kind",
+				  store_notice_kind_name(n->kind), "date", (json_int_t)n->date,
+				  "due", (json_int_t)n->due, "created", (json_int_t)n->created,
+				  "body", n->body ? n->body : "", "secret", n->secret, "deliveries",
+				  ds));
 }
 
 int store_delete_notice(struct tes_store *st, const char *id)
@@ -349,7 +349,8 @@ static int notice_of(struct load *l, struct dec *d, const char *key)
 	if (!get_str(d, "id", n.id, sizeof(n.id)) || !get_int(d, "tenant", 1, UINT32_MAX, &x))
 		return bad(l, d, key);
 	n.tenant_id = (uint32_t)x;
-	if (!get_str(d, "server", n.fqdn, sizeof(n.fqdn)) || !get_str(d, "kind", kind, sizeof(kind)))
+	if (!get_str(d, "server", n.fqdn, sizeof(n.fqdn)) ||
+	    !get_str(d, "kind", kind, sizeof(kind)))
 		return bad(l, d, key);
 	k = store_notice_kind_parse(kind);
 	if (k < 0) {

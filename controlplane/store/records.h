@@ -43,7 +43,7 @@
 
 struct store_contacts {
 	uint32_t tenant_id;
-	unsigned days_before; /* notices come this many days before a date */
+	unsigned days_before;          /* notices come this many days before a date */
 	char webhook[STORE_URL_MAX];   /* "" : none */
 	char secret[STORE_SECRET_MAX]; /* the webhook's HMAC-SHA256 key */
 	unsigned nmail;

@@ -650,8 +650,7 @@ static sqlite3_stmt *rec_stmt(struct sqlite_store *s, enum rec_stmt id)
 	return s->rec[id];
 }
 
-static int sq_put_record(struct tes_store *st, const char *coll, const char *key,
-			 const char *value)
+static int sq_put_record(struct tes_store *st, const char *coll, const char *key, const char *value)
 {
 	struct sqlite_store *s = sq(st);
 	sqlite3_stmt *q = rec_stmt(s, R_PUT);

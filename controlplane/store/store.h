@@ -93,8 +93,7 @@ struct store_ops {
 	int (*put_record)(struct tes_store *st, const char *coll, const char *key,
 			  const char *value);
 	int (*delete_record)(struct tes_store *st, const char *coll, const char *key);
-	int (*load_records)(struct tes_store *st, const char *coll, store_record_cb cb,
-			    void *ctx);
+	int (*load_records)(struct tes_store *st, const char *coll, store_record_cb cb, void *ctx);
 };
 
 struct tes_store {

@@ -549,8 +549,8 @@ static void send_counters(struct ctlclient *cc)
 		dropped += refring_dropped(&cc->refrings[w]);
 	json_object_set_new(c, "control_refusals_dropped", json_integer((json_int_t)dropped));
 	json_t *m = ctl_counters_to_json(c);
-	size_t n = cc->out_len < OUT_LOW ? refagg_take(&cc->refagg, cc->refout, REFUSALS_PER_MSG)
-					 : 0;
+	size_t n =
+		cc->out_len < OUT_LOW ? refagg_take(&cc->refagg, cc->refout, REFUSALS_PER_MSG) : 0;
 	/* deltas: once queued they are tescontrol's (a connection lost with
 	 * them in the buffer loses them: counts for a report, not state) */
 	if (m && n && ctl_counters_add_servers(m, cc->refout, n))

@@ -47,8 +47,8 @@ static void test_signature(void **state)
 	(void)state;
 	/* python3: hmac.new(b"s3cret", b'{"id":"x"}', hashlib.sha256).hexdigest() */
 	cp_notice_signature("s3cret", "{\"id\":\"x\"}", sig);
-	assert_string_equal(sig,
-			    "sha256=9f0beccf514841d21c56dba276089c2345c12d5d2deb19b4d22c873371e5e8b6");
+	assert_string_equal(
+		sig, "sha256=9f0beccf514841d21c56dba276089c2345c12d5d2deb19b4d22c873371e5e8b6");
 }
 
 struct fx {

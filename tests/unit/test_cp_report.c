@@ -65,8 +65,7 @@ static void test_escape(void **state)
 	check_escape("\xc0\xbc", 2, "\xef\xbf\xbd\xef\xbf\xbd");
 	check_escape("\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
 	check_escape("ab\xe2\x82", 4, "ab\xef\xbf\xbd\xef\xbf\xbd");
-	check_escape("\xf4\x90\x80\x80", 4,
-		     "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+	check_escape("\xf4\x90\x80\x80", 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
 	check_escape("\xc2\x85", 2, "\xef\xbf\xbd");
 }
 
@@ -163,17 +162,20 @@ static void test_render_all(void **state)
 	assert_null(strstr(b.p, "<script>"));
 	assert_null(strstr(b.p, "<img"));
 	assert_non_null(strstr(b.p, "Bear &lt;script&gt;alert(1)&lt;/script&gt;"));
-	assert_non_null(
-		strstr(b.p, "data-fqdn=\"&quot;&gt;&lt;img src=x onerror=alert(1)&gt;.bear.local\""));
+	assert_non_null(strstr(
+		b.p, "data-fqdn=\"&quot;&gt;&lt;img src=x onerror=alert(1)&gt;.bear.local\""));
 	assert_non_null(strstr(b.p, "Fox &amp; Co"));
 	/* exact cells */
-	assert_non_null(strstr(b.p, "<td class=\"n throttled\">12</td><td class=\"n refused\">0</td>"));
-	assert_non_null(strstr(b.p, "<td class=\"n throttled\">4</td><td class=\"n refused\">7</td>"));
+	assert_non_null(
+		strstr(b.p, "<td class=\"n throttled\">12</td><td class=\"n refused\">0</td>"));
+	assert_non_null(
+		strstr(b.p, "<td class=\"n throttled\">4</td><td class=\"n refused\">7</td>"));
 	assert_non_null(strstr(b.p, "<tr id=\"sum-1\"><th scope=\"row\">Bear &lt;script&gt;alert(1)"
 				    "&lt;/script&gt;</th><td class=\"n total\">2</td><td class=\"n "
 				    "Reporting\">1</td><td class=\"n Throttling\">1</td>"));
-	assert_non_null(strstr(b.p, "<td class=\"throttle-date\"><time datetime=\"2024-01-31T00:00:00Z"
-				    "\">2024-01-31</time></td>"));
+	assert_non_null(strstr(b.p,
+			       "<td class=\"throttle-date\"><time datetime=\"2024-01-31T00:00:00Z"
+			       "\">2024-01-31</time></td>"));
 	assert_non_null(strstr(b.p, "TEST CLOCK"));
 	assert_int_equal(count(b.p, "<tr class=\"server\""), 3);
 	/* the chart's data: both tenants summed, a step on each sample day */
@@ -225,7 +227,11 @@ struct fx {
 };
 
 static const struct cp_report_config rcfg = {
-	.listen = "", .tls_cert = "", .tls_key = "", .history_days = 400, .version = "test",
+	.listen = "",
+	.tls_cert = "",
+	.tls_key = "",
+	.history_days = 400,
+	.version = "test",
 };
 
 static void open_all(struct fx *f)

@@ -150,8 +150,8 @@ static void test_counters_member(void **state)
 	json_decref(back);
 	/* one bad entry: an error, and no entry handed on */
 	json_array_append_new(json_object_get(m, "servers"),
-			      json_pack("{s:i, s:s, s:i, s:i}", "tenant", 1, "fqdn", "x", "throttled",
-					-1, "refused", 0));
+			      json_pack("{s:i, s:s, s:i, s:i}", "tenant", 1, "fqdn", "x",
+					"throttled", -1, "refused", 0));
 	memset(got, 0, sizeof(got));
 	assert_int_equal(ctl_server_counts_from_json(m, collect, got, &err), -1);
 	assert_string_equal(got[0].fqdn, "");

@@ -263,8 +263,9 @@ static void test_bad_record(void **state)
 	assert_int_equal(store_put_record(f->st, STORE_COLL_TOKEN, "t1", "[1,2]"), 0);
 	assert_int_equal(store_load_tokens(f->st, on_token, NULL), -1);
 	assert_non_null(strstr(store_errmsg(f->st), "token/t1: not a JSON object"));
-	assert_int_equal(store_put_record(f->st, STORE_COLL_HISTORY, "7/1", "{\"tenant\":7,"
-									  "\"day\":1,\"n\":[1]}"),
+	assert_int_equal(store_put_record(f->st, STORE_COLL_HISTORY, "7/1",
+					  "{\"tenant\":7,"
+					  "\"day\":1,\"n\":[1]}"),
 			 0);
 	assert_int_equal(store_load_history(f->st, on_history, NULL), -1);
 	assert_string_equal(store_errmsg(f->st), "history/7/1: \"n\" is not 11 counts");
