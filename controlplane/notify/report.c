@@ -473,17 +473,27 @@ static void hist_forget_tenant(struct cp_report *r, uint32_t tenant_id)
 
 /* ---- writing ---- */
 
+/* Whether sample i is written now.  Today's sample is recomputed from the
+ * servers at every start (cp_report_listen's first sample), so it is
+ * written only once its day is over, or at a clean stop: a flood of
+ * sightings costs the store no commit for the chart, only one a day. */
+static bool hist_due(const struct cp_report *r, size_t i, int64_t today, bool final)
+{
+	return r->hist_dirty[i] && (final || r->hist[i].day < today);
+}
+
 /* What changed in memory goes to the store in one transaction; what fails
- * stays marked for the next tick. */
-static void write_pending(struct cp_report *r)
+ * stays marked for the next tick.  final: at stop, today's samples too. */
+static void write_pending(struct cp_report *r, bool final)
 {
 	struct tes_store *store = r->st->store;
+	int64_t today = local_day(r, cp_state_now(r->st));
 	bool any = r->ngone || r->nhist_gone;
 
 	for (size_t i = 0; !any && i < r->ncounts; i++)
 		any = r->counts[i].dirty;
 	for (size_t i = 0; !any && i < r->nhist; i++)
-		any = r->hist_dirty[i];
+		any = hist_due(r, i, today, final);
 	if (!any)
 		return;
 	if (store_begin(store)) {
@@ -508,7 +518,7 @@ static void write_pending(struct cp_report *r)
 			goto fail;
 	}
 	for (size_t i = 0; i < r->nhist; i++) {
-		if (r->hist_dirty[i] && store_put_history(store, &r->hist[i]))
+		if (hist_due(r, i, today, final) && store_put_history(store, &r->hist[i]))
 			goto fail;
 	}
 	for (size_t i = 0; i < r->nhist_gone; i++) {
@@ -519,8 +529,10 @@ static void write_pending(struct cp_report *r)
 		goto fail;
 	for (size_t i = 0; i < r->ncounts; i++)
 		r->counts[i].dirty = false;
-	for (size_t i = 0; i < r->nhist; i++)
-		r->hist_dirty[i] = false;
+	for (size_t i = 0; i < r->nhist; i++) {
+		if (hist_due(r, i, today, final))
+			r->hist_dirty[i] = false;
+	}
 	r->ngone = 0;
 	r->nhist_gone = 0;
 	return;
@@ -826,7 +838,7 @@ static void on_tick(struct cp_watch *w, uint32_t events)
 	if (!r->st->clock->test && mono_ms() - r->built_ms >= minute_ms)
 		r->changed = r->sample_needed = true;
 	cp_report_after_round(r);
-	write_pending(r);
+	write_pending(r, false);
 }
 
 static int load_token(const struct store_token *t, void *ctx)
@@ -940,7 +952,7 @@ void cp_report_stop(struct cp_report *r)
 	if (r->tls)
 		MHD_stop_daemon(r->tls);
 	if (r->tick.fd >= 0) {
-		write_pending(r);
+		write_pending(r, true);
 		cp_watch_del(r->loop, &r->tick);
 		close(r->tick.fd);
 	}
