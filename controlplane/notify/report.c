@@ -177,8 +177,10 @@ int cp_report_add_count(const struct ctl_server_count *c, void *ctx)
 		cp_warn("report: out of memory counting refused messages");
 		return 0;
 	}
-	rc->throttled += c->throttled;
-	rc->refused += c->refused;
+	/* saturating: a gateway's deltas are hostile input like any other */
+	rc->throttled = rc->throttled > UINT64_MAX - c->throttled ? UINT64_MAX
+								  : rc->throttled + c->throttled;
+	rc->refused = rc->refused > UINT64_MAX - c->refused ? UINT64_MAX : rc->refused + c->refused;
 	rc->dirty = true;
 	r->changed = true;
 	return 0;

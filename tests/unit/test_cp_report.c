@@ -417,6 +417,16 @@ static void test_counts(void **state)
 	open_all(f);
 	cp_report_counts(f->r, 1, "ex1.bear.local", &th, &re);
 	assert_int_equal(th + re, 0);
+	/* a hostile gateway's huge deltas saturate instead of wrapping */
+	sight(f, 1, "ex2.bear.local");
+	snprintf(c.fqdn, sizeof(c.fqdn), "ex2.bear.local");
+	c.throttled = 1;
+	c.refused = UINT64_MAX - 1;
+	assert_int_equal(cp_report_add_count(&c, f->r), 0);
+	assert_int_equal(cp_report_add_count(&c, f->r), 0);
+	cp_report_counts(f->r, 1, "ex2.bear.local", &th, &re);
+	assert_int_equal(th, 2);
+	assert_true(re == UINT64_MAX);
 }
 
 static void test_history(void **state)
