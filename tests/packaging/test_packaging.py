@@ -244,7 +244,7 @@ def check_installed(debs):
         "tescontrol": ["/usr/sbin/tescontrol", "/usr/sbin/tes-xdp",
                        "/etc/tesgate/tescontrol.conf", "/lib/systemd/system/tescontrol.service",
                        "/usr/share/man/man8/tescontrol.8.gz", "/usr/share/man/man8/tes-xdp.8.gz",
-                       "/usr/share/doc/tescontrol/packaging.md"],
+                       "/usr/share/doc/tescontrol/packaging.md.gz"],
         "tesctl": ["/usr/bin/tesctl", "/usr/share/bash-completion/completions/tesctl",
                    "/usr/share/man/man8/tesctl.8.gz"],
         "tesgate-data": ["/usr/share/tesgate/exchange-builds.csv",
