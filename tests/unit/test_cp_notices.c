@@ -338,7 +338,12 @@ static void test_contacts_checked(void **state)
 	assert_int_equal(cp_notices_set_contacts(f->nt, &c, err, sizeof(err)), 0);
 	j = cp_notices_contacts_json(f->nt, cp_notices_contacts(f->nt, 1));
 	/* the secret is never shown */
-	assert_null(strstr(json_dumps(j, 0), "\"k\""));
+	{
+		char *text = json_dumps(j, 0);
+
+		assert_null(strstr(text, "\"k\""));
+		free(text);
+	}
 	assert_true(json_is_true(json_object_get(j, "signed")));
 	assert_int_equal(json_integer_value(json_object_get(j, "since_unix")), T0);
 	json_decref(j);

@@ -126,12 +126,14 @@ static void test_counters_member(void **state)
 {
 	struct ctl_server_count c[2], got[3];
 	struct ctl_error err;
-	json_t *m = ctl_counters_to_json(json_object());
+	json_t *counters = json_object();
+	json_t *m = ctl_counters_to_json(counters); /* takes a reference of its own */
 	json_t *back;
 	uint8_t *frame;
 	size_t len;
 
 	(void)state;
+	json_decref(counters);
 	memset(c, 0, sizeof(c));
 	c[0].tenant_id = 7;
 	snprintf(c[0].fqdn, sizeof(c[0].fqdn), "EX1.bear.local");
