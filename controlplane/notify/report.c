@@ -663,7 +663,8 @@ struct rpt_snapshot *cp_report_snapshot(const struct cp_report *r)
 	}
 	qsort(s->servers, nsrv, sizeof(*s->servers), cmp_server);
 	s->nservers = nsrv;
-	memcpy(s->hist, r->hist, r->nhist * sizeof(*s->hist));
+	if (r->nhist) /* r->hist is NULL before the first sample */
+		memcpy(s->hist, r->hist, r->nhist * sizeof(*s->hist));
 	s->nhist = r->nhist;
 	for (size_t i = 0; i < r->nhist && !any0; i++)
 		any0 = r->hist[i].tenant_id == 0;

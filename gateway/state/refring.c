@@ -123,6 +123,8 @@ size_t refagg_take(struct refagg *a, struct ctl_server_count *out, size_t max)
 {
 	size_t k = a->n < max ? a->n : max;
 
+	if (!k) /* a->v is NULL until the first refusal */
+		return 0;
 	memcpy(out, a->v, k * sizeof(*out));
 	memmove(a->v, a->v + k, (a->n - k) * sizeof(*a->v));
 	a->n -= k;
