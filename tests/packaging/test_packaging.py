@@ -244,7 +244,7 @@ def check_installed(debs):
         "tescontrol": ["/usr/sbin/tescontrol", "/usr/sbin/tes-xdp",
                        "/etc/tesgate/tescontrol.conf", "/lib/systemd/system/tescontrol.service",
                        "/usr/share/man/man8/tescontrol.8.gz", "/usr/share/man/man8/tes-xdp.8.gz",
-                       "/usr/share/doc/tescontrol/packaging.md.gz"],
+                       "/usr/share/doc/tescontrol/packaging.md"],
         "tesctl": ["/usr/bin/tesctl", "/usr/share/bash-completion/completions/tesctl",
                    "/usr/share/man/man8/tesctl.8.gz"],
         "tesgate-data": ["/usr/share/tesgate/exchange-builds.csv",
@@ -254,6 +254,18 @@ def check_installed(debs):
         for path in paths:
             assert path in files[pkg], f"{pkg} lacks {path}"
             assert os.path.exists(path), path
+    # what the units' Documentation= names is there, under that name
+    for unit in ("tesgate.service", "tesgate-dpdk.service", "tescontrol.service"):
+        with open(f"/lib/systemd/system/{unit}") as f:
+            docs = [w for ln in f if ln.startswith("Documentation=")
+                    for w in ln.split("=", 1)[1].split()]
+        assert docs, unit
+        for d in docs:
+            if d.startswith("file:"):
+                assert os.path.isfile(d[5:]), f"{unit}: {d} is not installed"
+            elif d.startswith("man:"):
+                page = d[4:].replace("(8)", "")
+                assert os.path.isfile(f"/usr/share/man/man8/{page}.8.gz"), f"{unit}: {d}"
     # the configuration is the packages' conffiles
     for pkg, conf in (("tesgate", "/etc/tesgate/tesgate.conf"),
                       ("tescontrol", "/etc/tesgate/tescontrol.conf")):
