@@ -325,7 +325,8 @@ def run_daemons(logdir):
     gw = None
     try:
         tc.wait_log(r"info: ready:")
-        st = run(["tesctl", "--socket", "/run/tescontrol/admin.sock", "--json", "status"]).stdout
+        st = run(["/usr/bin/tesctl", "--socket", "/run/tescontrol/admin.sock", "--json",
+                  "status"]).stdout
         assert '"gateways_connected": 0' in st, st
         assert stat.S_IMODE(os.stat("/run/tescontrol/admin.sock").st_mode) == 0o660
         assert os.stat("/run/tescontrol/admin.sock").st_gid == grp.getgrnam("tesadm").gr_gid
@@ -335,7 +336,7 @@ def run_daemons(logdir):
         gw.wait_log(r"control: synchronised")
 
         def connected():
-            out = run(["tesctl", "--socket", "/run/tescontrol/admin.sock", "--json",
+            out = run(["/usr/bin/tesctl", "--socket", "/run/tescontrol/admin.sock", "--json",
                        "status"]).stdout
             return '"gateways_connected": 1' in out
         wait_for(connected, "tesgate connected to tescontrol")
@@ -351,7 +352,7 @@ def run_daemons(logdir):
             assert b"tesgate: out-of-date Exchange servers" in r.read()
         # the installed tesctl: a tenant, its token, its page; a wrong token
         # gets 403; the completion asks tescontrol for tenant ids
-        ctl = ["tesctl", "--socket", "/run/tescontrol/admin.sock", "--json"]
+        ctl = ["/usr/bin/tesctl", "--socket", "/run/tescontrol/admin.sock", "--json"]
         run(ctl + ["tenant", "add", "7", "Packaged Bear"])
         tok = json.loads(run(ctl + ["token", "create", "7"]).stdout)
         with urllib.request.urlopen("http://127.0.0.1:9464" + tok["path"], timeout=10) as r:
