@@ -67,6 +67,15 @@
 #define ADMIN_XDP_DENY "xdp.deny"     /* {"address":"A[/P]", "ttl":S?} */
 #define ADMIN_XDP_ALLOW "xdp.allow"   /* {"address":"A[/P]"}: operator entries only */
 #define ADMIN_XDP_DETACH "xdp.detach" /* {"interface":"eth1"} */
+/* Report tokens (the per-tenant report page, since issue 19). */
+#define ADMIN_TOKEN_CREATE "token.create" /* {"tenant":N}: the token, shown once */
+#define ADMIN_TOKEN_LIST "token.list"     /* {"tenant":N?} */
+#define ADMIN_TOKEN_REVOKE "token.revoke" /* {"id":S} */
+/* Notice contacts and the notice journal (since issue 19). */
+#define ADMIN_NOTICE_SET "notice.set"   /* {"tenant","days_before","webhook","secret","mail":[]} */
+#define ADMIN_NOTICE_SHOW "notice.show" /* {"tenant":N} */
+#define ADMIN_NOTICE_CLEAR "notice.clear" /* {"tenant":N} */
+#define ADMIN_NOTICE_LIST "notice.list"   /* {"tenant":N?, "pending":B?} */
 
 /* A request object; takes the reference to args (NULL: {}). */
 json_t *admin_request(const char *cmd, json_t *args);

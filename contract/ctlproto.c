@@ -781,6 +781,88 @@ int ctl_counters_from_json(const json_t *j, json_t **counters, char *err, size_t
 	return 0;
 }
 
+int ctl_counters_add_servers(json_t *msg, const struct ctl_server_count *c, size_t n)
+{
+	json_t *a = json_array();
+
+	if (!a)
+		return -1;
+	for (size_t i = 0; i < n && i < CTL_SERVER_COUNTS_MAX; i++) {
+		json_t *o = json_pack("{s:I, s:s, s:I, s:I}", "tenant", (json_int_t)c[i].tenant_id,
+				      "fqdn", c[i].fqdn, "throttled", (json_int_t)c[i].throttled,
+				      "refused", (json_int_t)c[i].refused);
+
+		/* a name that is not UTF-8 makes no entry (json_pack fails) */
+		if (o && json_array_append_new(a, o)) {
+			json_decref(a);
+			return -1;
+		}
+	}
+	return json_object_set_new(msg, "servers", a) ? -1 : 0;
+}
+
+static int server_count_from_json(const json_t *j, struct ctl_server_count *c, char *err,
+				  size_t errlen)
+{
+	int64_t x;
+
+	memset(c, 0, sizeof(*c));
+	if (!json_is_object(j)) {
+		seterr(err, errlen, "an entry of \"servers\" is not an object");
+		return -1;
+	}
+	if (ctl_get_int(j, "tenant", 0, UINT32_MAX, &x, err, errlen))
+		return -1;
+	c->tenant_id = (uint32_t)x;
+	if (ctl_get_strbuf(j, "fqdn", c->fqdn, sizeof(c->fqdn), err, errlen))
+		return -1;
+	if (!c->fqdn[0]) {
+		seterr(err, errlen, "an empty \"fqdn\" in \"servers\"");
+		return -1;
+	}
+	if (ctl_get_int(j, "throttled", 0, INT64_MAX, &x, err, errlen))
+		return -1;
+	c->throttled = (uint64_t)x;
+	if (ctl_get_int(j, "refused", 0, INT64_MAX, &x, err, errlen))
+		return -1;
+	c->refused = (uint64_t)x;
+	return 0;
+}
+
+int ctl_server_counts_from_json(const json_t *msg, ctl_server_count_cb cb, void *ctx, char *err,
+				size_t errlen)
+{
+	const json_t *a = json_object_get(msg, "servers");
+	struct ctl_server_count c;
+	size_t i;
+	json_t *v;
+
+	if (!a)
+		return 0;
+	if (!json_is_array(a) || json_array_size(a) > CTL_SERVER_COUNTS_MAX) {
+		seterr(err, errlen, "\"servers\" must be a list of at most %u entries",
+		       CTL_SERVER_COUNTS_MAX);
+		return -1;
+	}
+	/* All checked before the first is handed on: a bad message changes
+	 * nothing. */
+	json_array_foreach(a, i, v)
+	{
+		if (server_count_from_json(v, &c, err, errlen))
+			return -1;
+	}
+	json_array_foreach(a, i, v)
+	{
+		int rc;
+
+		server_count_from_json(v, &c, err, errlen);
+		rc = cb(&c, ctx);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 json_t *ctl_sync_begin_to_json(int64_t now, bool test_clock, uint64_t ntenants, uint64_t nservers)
 {
 	json_t *j = ctl_msg_new(CTL_T_SYNC_BEGIN);

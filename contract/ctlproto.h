@@ -184,6 +184,28 @@ const char *ctl_class_name(enum tes_build_class c);
 json_t *ctl_counters_to_json(json_t *counters);
 int ctl_counters_from_json(const json_t *j, json_t **counters, char *err, size_t errlen);
 
+/* counters' optional "servers" (since issue 19): the messages the gateway
+ * refused per server since its previous counters message, as deltas:
+ * [{"tenant":7,"fqdn":"EX1.bear.local","throttled":3,"refused":1}].  A
+ * receiver of the first release ignores the member.  At most
+ * CTL_SERVER_COUNTS_MAX entries per message (the rest wait for the next). */
+#define CTL_SERVER_COUNTS_MAX 1024
+struct ctl_server_count {
+	uint32_t tenant_id; /* 0: mail over no connector */
+	char fqdn[TES_FQDN_MAX];
+	uint64_t throttled; /* 450 4.7.230 (throttle windows) */
+	uint64_t refused;   /* 550 5.7.230, or the connection dropped (block) */
+};
+/* Add the n entries of c (n <= CTL_SERVER_COUNTS_MAX) to a counters
+ * message.  0, or -1 (no memory). */
+int ctl_counters_add_servers(json_t *msg, const struct ctl_server_count *c, size_t n);
+/* Call cb for every entry of msg's "servers" (none when absent).  0, the
+ * first non-zero cb, or -1 with err when the member is not a list of at
+ * most CTL_SERVER_COUNTS_MAX valid entries (then cb was not called). */
+typedef int (*ctl_server_count_cb)(const struct ctl_server_count *c, void *ctx);
+int ctl_server_counts_from_json(const json_t *msg, ctl_server_count_cb cb, void *ctx, char *err,
+				size_t errlen);
+
 /* sync-begin: a full state follows; replaces whatever the gateway had once
  * sync-end arrives.  now is tescontrol's clock, test_clock whether it is a
  * test clock (a gateway may follow it only when it runs with one too). */

@@ -32,6 +32,11 @@ void cp_config_defaults(struct cp_config *c)
 	c->etcd_connect_timeout_ms = 500;
 	c->etcd_lease_seconds = 10;
 	c->etcd_flush_seconds = 60;
+	c->report_history_days = 400;
+	c->notice_retry_min = 30;
+	c->notice_retry_max = 3600;
+	c->notice_timeout = 10;
+	c->notice_expire_days = 14;
 }
 
 void cp_config_finish(struct cp_config *c)
@@ -61,6 +66,15 @@ void cp_config_finish(struct cp_config *c)
 	}
 	if (c->etcd_connect_timeout_ms > c->etcd_timeout_ms)
 		c->etcd_connect_timeout_ms = c->etcd_timeout_ms;
+	if (!c->notice_mail_from[0]) {
+		char host[200] = "localhost";
+
+		gethostname(host, sizeof(host) - 1);
+		host[sizeof(host) - 1] = '\0';
+		snprintf(c->notice_mail_from, sizeof(c->notice_mail_from), "tescontrol@%s", host);
+	}
+	if (c->notice_retry_max < c->notice_retry_min)
+		c->notice_retry_max = c->notice_retry_min;
 }
 
 static char *trim(char *s)
@@ -143,6 +157,16 @@ static const struct key keys[] = {
 	F("etcd_lease_seconds", K_UINT, etcd_lease_seconds),
 	F("etcd_flush_seconds", K_UINT, etcd_flush_seconds),
 	F("etcd_journal", K_PATH, etcd_journal),
+	F("report_listen", K_LISTEN, report_listen),
+	F("report_tls_cert", K_PATH, report_tls_cert),
+	F("report_tls_key", K_PATH, report_tls_key),
+	F("report_history_days", K_UINT, report_history_days),
+	F("notice_smtp_relay", K_LISTEN, notice_smtp_relay),
+	F("notice_mail_from", K_NAME, notice_mail_from),
+	F("notice_retry_min", K_UINT, notice_retry_min),
+	F("notice_retry_max", K_UINT, notice_retry_max),
+	F("notice_timeout", K_UINT, notice_timeout),
+	F("notice_expire_days", K_UINT, notice_expire_days),
 };
 
 static int set(struct cp_config *c, const struct key *k, const char *v, char *msg, size_t len)

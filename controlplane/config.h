@@ -55,6 +55,18 @@ struct cp_config {
 	unsigned etcd_lease_seconds;      /* liveness lease TTL */
 	unsigned etcd_flush_seconds;      /* seen times and self, coalesced */
 	char etcd_journal[CP_PATH_MAX];   /* "" : state_dir/fleet-journal.db */
+	/* The report page (notify/report.h). */
+	char report_listen[128]; /* host:port of its TLS listener; "" : none */
+	char report_tls_cert[CP_PATH_MAX];
+	char report_tls_key[CP_PATH_MAX];
+	unsigned report_history_days; /* days of the stage chart kept */
+	/* Notices (notify/notices.h). */
+	char notice_smtp_relay[128]; /* host:port; "" : no mail */
+	char notice_mail_from[256];  /* "" : tescontrol@ the host name */
+	unsigned notice_retry_min;   /* seconds */
+	unsigned notice_retry_max;
+	unsigned notice_timeout;
+	unsigned notice_expire_days;
 };
 
 void cp_config_defaults(struct cp_config *c);

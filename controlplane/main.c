@@ -33,6 +33,8 @@
 #include "controlplane/notify/evlog.h"
 #include "controlplane/notify/gateways.h"
 #include "controlplane/notify/metrics.h"
+#include "controlplane/notify/notices.h"
+#include "controlplane/notify/report.h"
 #include "controlplane/notify/xdp.h"
 #include "controlplane/state/state.h"
 #include "controlplane/store/etcdstore.h"
@@ -60,6 +62,8 @@ struct cp {
 	struct cp_xdp *xdp;
 	struct cp_admin admin;
 	struct cp_metrics *metrics;
+	struct cp_report *report;
+	struct cp_notices *notices;
 
 	struct cp_watch sig;   /* signalfd: TERM, INT, HUP */
 	struct cp_watch flush; /* periodic write of dirty servers */
@@ -90,7 +94,10 @@ static void usage(FILE *f)
 		   "admin_socket, admin_group, catalog_file, compliance_file, policy_file,\n"
 		   "log_level (error|warn|info|debug), flush_seconds, metrics_listen,\n"
 		   "event_log, xdp_interfaces, xdp_pin_root, xdp_mode (auto|native|generic),\n"
-		   "xdp_required (yes|no), xdp_ports, user; the fleet (docs/fleet.md): store\n"
+		   "xdp_required (yes|no), xdp_ports, user; the report page and notices:\n"
+		   "report_listen, report_tls_cert, report_tls_key, report_history_days,\n"
+		   "notice_smtp_relay, notice_mail_from, notice_retry_min, notice_retry_max,\n"
+		   "notice_timeout, notice_expire_days; the fleet (docs/fleet.md): store\n"
 		   "(sqlite|etcd), etcd_endpoints, etcd_prefix, appliance, etcd_ca_file,\n"
 		   "etcd_cert_file, etcd_key_file, etcd_username, etcd_password_file,\n"
 		   "etcd_timeout_ms, etcd_connect_timeout_ms, etcd_lease_seconds,\n"
@@ -369,6 +376,13 @@ static void print_config(const struct cp *cp)
 	       c->etcd_cert_file, c->etcd_key_file, c->etcd_username, c->etcd_password_file,
 	       c->etcd_timeout_ms, c->etcd_connect_timeout_ms, c->etcd_lease_seconds,
 	       c->etcd_flush_seconds, c->etcd_journal);
+	printf("report_listen = %s\nreport_tls_cert = %s\nreport_tls_key = %s\n"
+	       "report_history_days = %u\nnotice_smtp_relay = %s\nnotice_mail_from = %s\n"
+	       "notice_retry_min = %u\nnotice_retry_max = %u\nnotice_timeout = %u\n"
+	       "notice_expire_days = %u\n",
+	       c->report_listen, c->report_tls_cert, c->report_tls_key, c->report_history_days,
+	       c->notice_smtp_relay, c->notice_mail_from, c->notice_retry_min, c->notice_retry_max,
+	       c->notice_timeout, c->notice_expire_days);
 }
 
 /* ---- start-up, run, teardown ---- */
@@ -649,9 +663,61 @@ static int start_xdp(struct cp *cp)
 	return 0;
 }
 
+/* The report page and the notices: what they keep is loaded now (the
+ * TLS files read while we may still be root); their threads start after
+ * the drop (start_threads). */
+static int start_pages(struct cp *cp)
+{
+	const struct cp_report_config rc = {
+		.listen = cp->cfg.report_listen,
+		.tls_cert = cp->cfg.report_tls_cert,
+		.tls_key = cp->cfg.report_tls_key,
+		.history_days = cp->cfg.report_history_days,
+		.version = TES_VERSION,
+	};
+	const struct cp_notices_config nc = {
+		.smtp_relay = cp->cfg.notice_smtp_relay,
+		.mail_from = cp->cfg.notice_mail_from,
+		.retry_min = cp->cfg.notice_retry_min,
+		.retry_max = cp->cfg.notice_retry_max,
+		.timeout = cp->cfg.notice_timeout,
+		.expire_days = cp->cfg.notice_expire_days,
+		.version = TES_VERSION,
+	};
+
+	if (cp_report_init(&cp->report, &rc, &cp->st, &cp->loop) ||
+	    cp_notices_init(&cp->notices, &nc, &cp->st, &cp->loop))
+		return -1;
+	cp_state_subscribe(&cp->st, cp_report_on_note, cp->report);
+	cp_state_subscribe(&cp->st, cp_notices_on_note, cp->notices);
+	cp->gws.on_count = cp_report_add_count;
+	cp->gws.on_count_ctx = cp->report;
+	return 0;
+}
+
+static void stop_pages(struct cp *cp)
+{
+	cp_notices_stop(cp->notices);
+	cp_report_stop(cp->report);
+	cp->notices = NULL;
+	cp->report = NULL;
+}
+
+/* After the drop, like the metrics server: the TLS listener and the
+ * notices' sender thread. */
+static int start_threads(struct cp *cp)
+{
+	if (cp_report_listen(cp->report))
+		return -1;
+	return cp_notices_start(cp->notices);
+}
+
 static int start_admin(struct cp *cp)
 {
 	cp_admin_init(&cp->admin, &cp->loop, &cp->st, &cp->esc, &cp->gws, cp->xdp, cp->store_desc);
+	cp_admin_init(&cp->admin, &cp->loop, &cp->st, &cp->esc, &cp->gws, cp->xdp, cp->cfg.db_path);
+	cp->admin.report = cp->report;
+	cp->admin.notices = cp->notices;
 	if (cp_admin_listen(&cp->admin, cp->cfg.admin_socket, cp->admin_gid_set, cp->admin_gid)) {
 		cp_admin_stop(&cp->admin);
 		return -1;
@@ -666,6 +732,9 @@ static int start_metrics(struct cp *cp)
 		.esc = &cp->esc,
 		.gws = &cp->gws,
 		.xdp = cp->xdp,
+		.notices = cp->notices,
+		.report = cp_report_http,
+		.report_ctx = cp->report,
 	};
 
 	return cp_metrics_start(&cp->metrics, cp->cfg.metrics_listen, &cp->loop, &src, cp->store);
@@ -684,6 +753,8 @@ static int run(struct cp *cp)
 		cp_admin_reap(&cp->admin);
 		/* Batched: one sync for a round of sightings, not one each. */
 		cp_xdp_sync_pending(cp->xdp);
+		cp_notices_after_round(cp->notices);
+		cp_report_after_round(cp->report);
 	}
 	cp_state_flush(&cp->st);
 	/* The fleet gets every seen time it lacks, and sees this one leave. */
@@ -722,8 +793,10 @@ static int serve(struct cp *cp)
 	 * and saying so, before any gateway connects. */
 	esc_evaluate_all(&cp->esc, "tescontrol was not running");
 	cp_state_flush(&cp->st);
+	if (start_pages(cp))
+		goto pages;
 	if (start_xdp(cp))
-		goto evlog;
+		goto pages;
 	if (cp_gateways_listen(&cp->gws, cp->cfg.gateway_socket, cp->gateway_gid_set,
 			       cp->gateway_gid))
 		goto gateways;
@@ -733,7 +806,7 @@ static int serve(struct cp *cp)
 		goto admin;
 	/* The metrics server makes a thread: after the drop, so that it
 	 * inherits only what the main thread kept. */
-	if (start_metrics(cp))
+	if (start_metrics(cp) || start_threads(cp))
 		goto metrics;
 	rc = run(cp);
 metrics:
@@ -743,7 +816,8 @@ admin:
 gateways:
 	cp_gateways_stop(&cp->gws);
 	cp_xdp_stop(cp->xdp);
-evlog:
+pages:
+	stop_pages(cp);
 	cp_evlog_close(&cp->evlog);
 flush:
 	close(cp->flush.fd);

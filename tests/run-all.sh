@@ -5,7 +5,8 @@
 #   setup   tools/setup.sh --strict (packages, hugepages, demo certificate)
 #   format  tools/check-format.sh (clang-format-14 on every C file)
 #   gcc     build/ci-gcc: gcc, -Werror, -Dxdp=enabled; all suites (unit,
-#           integration, privileged, fuzz-smoke replaying the seed corpora)
+#           integration, privileged, fuzz-smoke replaying the seed corpora,
+#           packaging: the Debian packages built, installed, run, purged)
 #   asan    build/ci-asan: gcc, -Werror, AddressSanitizer + UBSan; unit,
 #           integration, privileged and fuzz-smoke (tests also in suite
 #           'no-asan' left out)

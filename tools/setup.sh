@@ -36,6 +36,13 @@ PACKAGES=(
 	dpdk-dev
 	# the benchmark scripts (bench/): arithmetic, /metrics, pinning
 	bc curl util-linux
+	# the report page's test: headless Chromium loads it (tests/integration/
+	# test_report_page.py)
+	chromium
+	# the Debian packages (debian/, docs/packaging.md): the man pages from
+	# docs/*.8.md, dpkg-buildpackage, lintian; the packaging test reads the
+	# installed man pages and runs the installed bash completion
+	pandoc debhelper dpkg-dev lintian man-db bash-completion
 )
 
 usage()

@@ -200,6 +200,8 @@ static void recommended_text(const json_t *o, char *buf, size_t len, const char 
 
 /* A text table: rows of cells, widths from the content. */
 #define MAXCOLS 16
+/* mail addresses a tenant's notices may go to (store/records.h) */
+#define STORE_MAIL_MAX_CLI 8
 struct table {
 	unsigned ncols;
 	size_t width[MAXCOLS];
@@ -1557,6 +1559,260 @@ static int run_xdp_detach(int argc, char **argv)
 	return run_xdp_one(ADMIN_XDP_DETACH, "interface", argv[0], "detached from");
 }
 
+/* ---- report tokens ---- */
+
+static int run_token_create(int argc, char **argv)
+{
+	json_t *resp, *r;
+
+	(void)argc;
+	r = call(ADMIN_TOKEN_CREATE,
+		 json_pack("{s:I}", "tenant",
+			   (json_int_t)parse_num(argv[0], 1, UINT32_MAX, "TENANT")),
+		 &resp);
+	if (g_opts.json) {
+		print_json(r);
+	} else {
+		/* the token is shown this once: tescontrol keeps only its hash */
+		printf("report token %s for tenant %lld (shown once; tescontrol keeps only its "
+		       "SHA-256):\n%s\nthe tenant's page is %s on report_listen (https) and on "
+		       "metrics_listen\n",
+		       str(r, "id"), num(r, "tenant"), str(r, "token"), str(r, "path"));
+	}
+	json_decref(resp);
+	return 0;
+}
+
+static int run_token_list(int argc, char **argv)
+{
+	const char *tenant_v[1] = { NULL };
+	struct cmdopt o[] = { { "--tenant", true, tenant_v, 0, 1, false } };
+	char *pos[64];
+	int npos = argc <= 64 ? split_args(argc, argv, o, 1, pos) : -1;
+	static const char *const head[] = { "ID", "TENANT", "CREATED" };
+	struct table tb = { .ncols = 3 };
+	json_t *args = json_object(), *resp, *r, *t;
+	size_t i;
+
+	if (npos != 0)
+		usage_error("token list takes no positional argument");
+	if (tenant_v[0])
+		json_object_set_new(
+			args, "tenant",
+			json_integer(parse_num(tenant_v[0], 1, UINT32_MAX, "--tenant")));
+	r = call(ADMIN_TOKEN_LIST, args, &resp);
+	if (g_opts.json) {
+		print_json(r);
+		json_decref(resp);
+		return 0;
+	}
+	table_add(&tb, head);
+	json_array_foreach(json_object_get(r, "tokens"), i, t)
+	{
+		char tenant[32];
+		const char *cells[3];
+
+		snprintf(tenant, sizeof(tenant), "%lld", num(t, "tenant"));
+		cells[0] = str(t, "id");
+		cells[1] = tenant;
+		cells[2] = str(t, "created");
+		table_add(&tb, cells);
+	}
+	table_print(&tb);
+	json_decref(resp);
+	return 0;
+}
+
+static int run_token_revoke(int argc, char **argv)
+{
+	json_t *resp, *r;
+
+	(void)argc;
+	r = call(ADMIN_TOKEN_REVOKE, json_pack("{s:s}", "id", argv[0]), &resp);
+	if (g_opts.json)
+		print_json(r);
+	else
+		printf("report token %s of tenant %lld revoked\n", str(r, "revoked"),
+		       num(r, "tenant"));
+	json_decref(resp);
+	return 0;
+}
+
+/* ---- notices ---- */
+
+static void print_contacts(const json_t *c)
+{
+	const json_t *m;
+	char buf[512];
+	size_t i;
+
+	snprintf(buf, sizeof(buf), "%lld", num(c, "tenant"));
+	print_kv("tenant", buf);
+	snprintf(buf, sizeof(buf),
+		 "%lld days before each throttle and block date, and at a "
+		 "resolution",
+		 num(c, "days_before"));
+	print_kv("notices", buf);
+	if (json_is_string(json_object_get(c, "webhook")))
+		snprintf(buf, sizeof(buf), "%s (signed: X-Tesgate-Signature-256)",
+			 str(c, "webhook"));
+	else
+		snprintf(buf, sizeof(buf), "none");
+	print_kv("webhook", buf);
+	json_array_foreach(json_object_get(c, "mail"), i, m)
+		print_kv(i ? "" : "mail", json_string_value(m));
+	if (json_array_size(json_object_get(c, "mail")) == 0)
+		print_kv("mail", "none");
+	print_kv("dates from", str(c, "since"));
+}
+
+static int run_notice_set(int argc, char **argv)
+{
+	const char *days_v[1] = { NULL }, *hook_v[1] = { NULL }, *secret_v[1] = { NULL };
+	const char *mail_v[STORE_MAIL_MAX_CLI];
+	struct cmdopt o[] = {
+		{ "--days", true, days_v, 0, 1, false },
+		{ "--webhook", true, hook_v, 0, 1, false },
+		{ "--secret-file", true, secret_v, 0, 1, false },
+		{ "--mail", true, mail_v, 0, STORE_MAIL_MAX_CLI, false },
+	};
+	char *pos[64];
+	int npos = argc <= 64 ? split_args(argc, argv, o, 4, pos) : -1;
+	json_t *args, *mail = json_array(), *resp, *r;
+
+	if (npos != 1)
+		usage_error("notice set needs one TENANT");
+	if (!hook_v[0] && !o[3].nvalues)
+		usage_error("nobody to tell: give --webhook or --mail");
+	if (hook_v[0] && !secret_v[0])
+		usage_error("--webhook needs --secret-file (the key its signatures are made with)");
+	if (secret_v[0] && !hook_v[0])
+		usage_error("--secret-file goes with --webhook");
+	args = json_pack("{s:I}", "tenant", (json_int_t)parse_num(pos[0], 1, UINT32_MAX, "TENANT"));
+	if (days_v[0])
+		json_object_set_new(args, "days_before",
+				    json_integer(parse_num(days_v[0], 0, 365, "--days")));
+	if (hook_v[0]) {
+		size_t len;
+		char *secret = slurp(secret_v[0], &len);
+
+		/* one line: a trailing newline is the editor's, not the key's */
+		secret[strcspn(secret, "\r\n")] = '\0';
+		json_object_set_new(args, "webhook", json_string(hook_v[0]));
+		json_object_set_new(args, "secret", json_string(secret));
+		memset(secret, 0, len);
+		free(secret);
+	}
+	for (int i = 0; i < o[3].nvalues; i++)
+		json_array_append_new(mail, json_string(mail_v[i]));
+	json_object_set_new(args, "mail", mail);
+	r = call(ADMIN_NOTICE_SET, args, &resp);
+	if (g_opts.json)
+		print_json(r);
+	else
+		print_contacts(r);
+	json_decref(resp);
+	return 0;
+}
+
+static int run_notice_show(int argc, char **argv)
+{
+	json_t *resp, *r;
+
+	(void)argc;
+	r = call(ADMIN_NOTICE_SHOW,
+		 json_pack("{s:I}", "tenant",
+			   (json_int_t)parse_num(argv[0], 1, UINT32_MAX, "TENANT")),
+		 &resp);
+	if (g_opts.json)
+		print_json(r);
+	else
+		print_contacts(r);
+	json_decref(resp);
+	return 0;
+}
+
+static int run_notice_clear(int argc, char **argv)
+{
+	json_t *resp, *r;
+
+	(void)argc;
+	r = call(ADMIN_NOTICE_CLEAR,
+		 json_pack("{s:I}", "tenant",
+			   (json_int_t)parse_num(argv[0], 1, UINT32_MAX, "TENANT")),
+		 &resp);
+	if (g_opts.json)
+		print_json(r);
+	else
+		printf("tenant %lld: notice contacts cleared; notices not delivered yet are "
+		       "cancelled\n",
+		       num(r, "cleared"));
+	json_decref(resp);
+	return 0;
+}
+
+static int run_notice_list(int argc, char **argv)
+{
+	const char *tenant_v[1] = { NULL };
+	struct cmdopt o[] = {
+		{ "--tenant", true, tenant_v, 0, 1, false },
+		{ "--pending", false, NULL, 0, 0, false },
+	};
+	char *pos[64];
+	int npos = argc <= 64 ? split_args(argc, argv, o, 2, pos) : -1;
+	static const char *const head[] = { "ID",   "KIND", "TENANT",    "SERVER",
+					    "DATE", "DUE",  "DELIVERIES" };
+	struct table tb = { .ncols = 7 };
+	json_t *args = json_object(), *resp, *r, *n, *d;
+	size_t i, k;
+
+	if (npos != 0)
+		usage_error("notice list takes no positional argument");
+	if (tenant_v[0])
+		json_object_set_new(
+			args, "tenant",
+			json_integer(parse_num(tenant_v[0], 1, UINT32_MAX, "--tenant")));
+	json_object_set_new(args, "pending", json_boolean(o[1].seen));
+	r = call(ADMIN_NOTICE_LIST, args, &resp);
+	if (g_opts.json) {
+		print_json(r);
+		json_decref(resp);
+		return 0;
+	}
+	table_add(&tb, head);
+	json_array_foreach(json_object_get(r, "notices"), i, n)
+	{
+		char tenant[32], date[16], due[16], ds[1024] = "";
+		const char *cells[7];
+		size_t used = 0;
+
+		snprintf(tenant, sizeof(tenant), "%lld", num(n, "tenant"));
+		day_of(n, "date", date, sizeof(date));
+		day_of(n, "due", due, sizeof(due));
+		json_array_foreach(json_object_get(n, "deliveries"), k, d)
+		{
+			int w = snprintf(ds + used, sizeof(ds) - used, "%s%s %s %s (%lld)",
+					 k ? ", " : "", str(d, "via"), str(d, "target"),
+					 str(d, "state"), num(d, "attempts"));
+
+			if (w < 0 || (size_t)w >= sizeof(ds) - used)
+				break;
+			used += (size_t)w;
+		}
+		cells[0] = str(n, "id");
+		cells[1] = str(n, "kind");
+		cells[2] = tenant;
+		cells[3] = str(n, "server");
+		cells[4] = date;
+		cells[5] = due;
+		cells[6] = ds;
+		table_add(&tb, cells);
+	}
+	table_print(&tb);
+	json_decref(resp);
+	return 0;
+}
+
 static const struct command commands[] = {
 	{ "report", "report [--format table|json|csv] [--tenant ID] [--all]",
 	  "The out-of-date servers report: server FQDN, build, product family, first detected,\n"
@@ -1657,6 +1913,34 @@ static const struct command commands[] = {
 	  "--test-clock (tests): set takes Unix seconds, advance SECONDS or N with a unit\n"
 	  "(30d, 12h, 5m, 10s).  Stage changes that fall due are applied at once.\n",
 	  1, 2, false, run_clock },
+	{ "token create", "token create TENANT",
+	  "A report token for a tenant: its admin opens the tenant's page at\n"
+	  "/report/tenant/TOKEN (report_listen, or the metrics listener) and sees its servers\n"
+	  "and nothing else.  The token is printed once; tescontrol keeps only its SHA-256.\n",
+	  1, 1, false, run_token_create },
+	{ "token list", "token list [--tenant ID]",
+	  "The report tokens (their ids, tenants and dates; never the tokens).\n", 0, 2, true,
+	  run_token_list },
+	{ "token revoke", "token revoke ID",
+	  "Revoke a report token: its page answers 403 from now on.\n", 1, 1, false,
+	  run_token_revoke },
+	{ "notice set",
+	  "notice set TENANT [--days N] [--webhook URL --secret-file FILE] [--mail ADDR]...",
+	  "Who is told before a tenant's servers are throttled and blocked (N days before each\n"
+	  "date, default 7) and when one is resolved: a webhook (a JSON POST signed with\n"
+	  "HMAC-SHA256 under the key in FILE, header X-Tesgate-Signature-256) and up to 8 mail\n"
+	  "addresses (through notice_smtp_relay).  Replaces the tenant's contacts.\n",
+	  1, 64, true, run_notice_set },
+	{ "notice show", "notice show TENANT", "A tenant's notice contacts (not the secret).\n", 1,
+	  1, false, run_notice_show },
+	{ "notice clear", "notice clear TENANT",
+	  "Tell a tenant nothing more; its notices not delivered yet are cancelled.\n", 1, 1, false,
+	  run_notice_clear },
+	{ "notice list", "notice list [--tenant ID] [--pending]",
+	  "The notice journal: each notice (throttle, block, resolved) with its server, date,\n"
+	  "when it fell due, and its deliveries (delivered, pending with attempts, expired).\n"
+	  "--pending: only those not delivered yet.\n",
+	  0, 3, true, run_notice_list },
 	{ "xdp status", "xdp status",
 	  "The XDP early drop run by tescontrol: the pin directory, each configured interface\n"
 	  "and the mode it is attached in (and whether native mode was refused), the drop\n"

@@ -25,6 +25,8 @@
 #include "controlplane/escalation/escalation.h"
 #include "controlplane/loop.h"
 #include "controlplane/notify/gateways.h"
+#include "controlplane/notify/notices.h"
+#include "controlplane/notify/report.h"
 #include "controlplane/notify/xdp.h"
 #include "controlplane/state/state.h"
 
@@ -36,7 +38,11 @@ struct cp_admin {
 	struct cp_esc *esc;
 	const struct cp_gateways *gws; /* status only */
 	struct cp_xdp *xdp;            /* NULL: not configured */
-	const char *db_path;           /* for status: where the store is */
+	/* The report page's tokens and the notices (NULL: not running; main
+	 * sets them after cp_admin_init). */
+	struct cp_report *report;
+	struct cp_notices *notices;
+	const char *db_path; /* for status: where the store is */
 	struct cp_watch listen;
 	const char *path;
 	bool with_group;

@@ -53,6 +53,13 @@ ADMIN_CMD(cmd_xdp_list);
 ADMIN_CMD(cmd_xdp_deny);
 ADMIN_CMD(cmd_xdp_allow);
 ADMIN_CMD(cmd_xdp_detach);
+ADMIN_CMD(cmd_token_create);
+ADMIN_CMD(cmd_token_list);
+ADMIN_CMD(cmd_token_revoke);
+ADMIN_CMD(cmd_notice_set);
+ADMIN_CMD(cmd_notice_show);
+ADMIN_CMD(cmd_notice_clear);
+ADMIN_CMD(cmd_notice_list);
 
 /* ---- arguments (args.c) ---- */
 /* An integer in [lo, hi]; absent or null: dflt unless required. */

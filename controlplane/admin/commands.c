@@ -33,6 +33,13 @@ const struct admin_command admin_commands[] = {
 	{ ADMIN_XDP_DENY, cmd_xdp_deny },
 	{ ADMIN_XDP_ALLOW, cmd_xdp_allow },
 	{ ADMIN_XDP_DETACH, cmd_xdp_detach },
+	{ ADMIN_TOKEN_CREATE, cmd_token_create },
+	{ ADMIN_TOKEN_LIST, cmd_token_list },
+	{ ADMIN_TOKEN_REVOKE, cmd_token_revoke },
+	{ ADMIN_NOTICE_SET, cmd_notice_set },
+	{ ADMIN_NOTICE_SHOW, cmd_notice_show },
+	{ ADMIN_NOTICE_CLEAR, cmd_notice_clear },
+	{ ADMIN_NOTICE_LIST, cmd_notice_list },
 };
 
 const size_t admin_ncommands = sizeof(admin_commands) / sizeof(admin_commands[0]);

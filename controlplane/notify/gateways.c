@@ -220,6 +220,13 @@ static void handle_sighting(struct cp_gateway *g, const json_t *m)
 	cp_outq_push(&g->out, ctl_ack_msg(s.seq, true, ctl_change_name(change), NULL));
 }
 
+static int no_count(const struct ctl_server_count *c, void *ctx)
+{
+	(void)c;
+	(void)ctx;
+	return 0;
+}
+
 static void handle_msg(struct cp_gateway *g, json_t *m)
 {
 	const char *type = ctl_msg_type(m);
@@ -254,6 +261,13 @@ static void handle_msg(struct cp_gateway *g, json_t *m)
 
 		if (ctl_counters_from_json(m, &c, err, sizeof(err))) {
 			snprintf(why, sizeof(why), "bad counters: %s", err);
+			gw_reject(g, why);
+			return;
+		}
+		if (ctl_server_counts_from_json(m, g->all->on_count ? g->all->on_count : no_count,
+						g->all->on_count_ctx, err, sizeof(err))) {
+			snprintf(why, sizeof(why), "bad counters: %s", err);
+			json_decref(c);
 			gw_reject(g, why);
 			return;
 		}

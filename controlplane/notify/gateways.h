@@ -36,6 +36,10 @@ struct cp_gateways {
 	unsigned n;
 	/* The state generation (ctl_msg_set_gen): one more per broadcast. */
 	uint64_t gen;
+	/* Told each server's refused messages of a counters message (its
+	 * "servers"); NULL: nobody keeps them (they are still checked). */
+	ctl_server_count_cb on_count;
+	void *on_count_ctx;
 };
 
 /* Ready for notifications, with no socket yet; gen0 is the first

@@ -487,6 +487,7 @@ void cp_metrics_render(const struct cp_metrics_sources *src, struct prom_buf *b)
 	/* Families whose names come from the gateways and the XDP sink. */
 	render_gateways(src->gws, b);
 	cp_xdp_metrics(src->xdp, b);
+	cp_notices_metrics(src->notices, b);
 }
 
 /* The store's commit observer (struct tes_store.on_commit). */
@@ -535,6 +536,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
 	(void)upload;
 	(void)upload_len;
 	(void)req;
+	if (m->src.report && strncmp(url, "/report", 7) == 0 && (!url[7] || url[7] == '/'))
+		return m->src.report(m->src.report_ctx, conn, url, method);
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
 		static const char no[] = "only GET\n";
 

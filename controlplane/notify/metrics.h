@@ -13,10 +13,13 @@
 #ifndef TES_CONTROLPLANE_NOTIFY_METRICS_H
 #define TES_CONTROLPLANE_NOTIFY_METRICS_H
 
+#include <microhttpd.h>
+
 #include "contract/promfmt.h"
 #include "controlplane/escalation/escalation.h"
 #include "controlplane/loop.h"
 #include "controlplane/notify/gateways.h"
+#include "controlplane/notify/notices.h"
 #include "controlplane/notify/xdp.h"
 #include "controlplane/state/state.h"
 
@@ -29,6 +32,13 @@ struct cp_metrics_sources {
 	/* The store's commit latency (observed through the store's
 	 * on_commit while the endpoint runs). */
 	const struct prom_hist *commit;
+	/* The notices' counters (NULL: none). */
+	const struct cp_notices *notices;
+	/* Pages under /report, answered on the server's thread (report.h);
+	 * NULL: 404 like any other path. */
+	enum MHD_Result (*report)(void *ctx, struct MHD_Connection *conn, const char *url,
+				  const char *method);
+	void *report_ctx;
 };
 
 struct cp_metrics;

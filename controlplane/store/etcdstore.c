@@ -1274,7 +1274,14 @@ static int journal_open(struct etcd_store *s, const char *path, char *err, size_
 			 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
 			 " tenant_id INTEGER NOT NULL, fqdn TEXT NOT NULL, at INTEGER NOT NULL,"
 			 " build TEXT NOT NULL, family INTEGER NOT NULL, class INTEGER NOT NULL,"
-			 " reclassify INTEGER NOT NULL, source TEXT NOT NULL);",
+			 " reclassify INTEGER NOT NULL, source TEXT NOT NULL);"
+			 /* This appliance's own records (report tokens, notice
+			  * contacts and journal, refused counts, the stage
+			  * history: store.h's records), kept locally: see
+			  * docs/fleet.md, "What is not shared". */
+			 "CREATE TABLE IF NOT EXISTS records ("
+			 " coll TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
+			 " PRIMARY KEY (coll, key)) WITHOUT ROWID;",
 			 NULL, NULL, &msg) != SQLITE_OK) {
 		snprintf(err, errlen, "journal %s: %s", path, msg ? msg : "cannot create");
 		sqlite3_free(msg);
@@ -1287,6 +1294,69 @@ static int journal_open(struct etcd_store *s, const char *path, char *err, size_
 		sqlite3_finalize(q);
 	}
 	return 0;
+}
+
+/* ---- records: this appliance's, in the local database ---- */
+
+static int es_record_run(struct etcd_store *s, sqlite3_stmt *q, const char *what)
+{
+	int rc = sqlite3_step(q) == SQLITE_DONE ? 0 : journal_err(s, what);
+
+	sqlite3_finalize(q);
+	return rc;
+}
+
+static int es_put_record(struct tes_store *st, const char *coll, const char *key, const char *value)
+{
+	struct etcd_store *s = es(st);
+	sqlite3_stmt *q;
+
+	if (sqlite3_prepare_v2(s->journal,
+			       "INSERT OR REPLACE INTO records (coll, key, value) VALUES (?, ?, ?)",
+			       -1, &q, NULL) != SQLITE_OK)
+		return journal_err(s, "storing a record");
+	sqlite3_bind_text(q, 1, coll, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, value, -1, SQLITE_STATIC);
+	return es_record_run(s, q, "storing a record");
+}
+
+static int es_delete_record(struct tes_store *st, const char *coll, const char *key)
+{
+	struct etcd_store *s = es(st);
+	sqlite3_stmt *q;
+
+	if (sqlite3_prepare_v2(s->journal, "DELETE FROM records WHERE coll = ? AND key = ?", -1, &q,
+			       NULL) != SQLITE_OK)
+		return journal_err(s, "deleting a record");
+	sqlite3_bind_text(q, 1, coll, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
+	return es_record_run(s, q, "deleting a record");
+}
+
+static int es_load_records(struct tes_store *st, const char *coll, store_record_cb cb, void *ctx)
+{
+	struct etcd_store *s = es(st);
+	sqlite3_stmt *q;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->journal,
+			       "SELECT key, value FROM records WHERE coll = ? ORDER BY key", -1, &q,
+			       NULL) != SQLITE_OK)
+		return journal_err(s, "loading records");
+	sqlite3_bind_text(q, 1, coll, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		int r = cb((const char *)sqlite3_column_text(q, 0),
+			   (const char *)sqlite3_column_text(q, 1), ctx);
+
+		if (r) {
+			sqlite3_finalize(q);
+			return r;
+		}
+	}
+	rc = rc == SQLITE_DONE ? 0 : journal_err(s, "loading records");
+	sqlite3_finalize(q);
+	return rc;
 }
 
 static int es_journal_add(struct tes_store *st, const struct store_event *e)
@@ -2168,6 +2238,9 @@ static const struct store_ops etcd_ops = {
 	.get_doc = es_get_doc,
 	.put_doc = es_put_doc,
 	.schema_version = es_schema_version,
+	.put_record = es_put_record,
+	.delete_record = es_delete_record,
+	.load_records = es_load_records,
 };
 
 static const struct store_fleet_ops etcd_fleet_ops = {

@@ -88,9 +88,18 @@ static const char schema_v2[] =
 	"UPDATE server_sources SET seen = (SELECT last_seen FROM servers s"
 	" WHERE s.tenant_id = server_sources.tenant_id AND s.fqdn_key = server_sources.fqdn_key);";
 
+/* v3 (issue 19): records (store/records.h): the notice journal, notice
+ * contacts, report tokens, refused-message counts, the stage history. */
+static const char schema_v3[] = "CREATE TABLE records ("
+				" coll TEXT NOT NULL,"
+				" key TEXT NOT NULL,"
+				" value TEXT NOT NULL,"
+				" PRIMARY KEY (coll, key)) WITHOUT ROWID;";
+
 static const struct store_migration migrations[] = {
 	{ 1, schema_v1 },
 	{ 2, schema_v2 },
+	{ 3, schema_v3 },
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -159,10 +168,21 @@ static const char *const stmt_sql[S_COUNT] = {
 		      " VALUES (?, ?, ?, ?, ?)",
 };
 
+/* The records' statements are prepared on first use, so that a database
+ * opened at an older schema (tests of migrations) opens without them. */
+enum rec_stmt { R_PUT, R_DEL, R_LOAD, R_COUNT };
+
+static const char *const rec_sql[R_COUNT] = {
+	[R_PUT] = "INSERT OR REPLACE INTO records (coll, key, value) VALUES (?, ?, ?)",
+	[R_DEL] = "DELETE FROM records WHERE coll = ? AND key = ?",
+	[R_LOAD] = "SELECT key, value FROM records WHERE coll = ? ORDER BY key",
+};
+
 struct sqlite_store {
 	struct tes_store base; /* first: the callers' handle */
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT];
+	sqlite3_stmt *rec[R_COUNT];
 	bool in_txn;
 	int version;
 };
@@ -616,6 +636,70 @@ static int sq_put_doc(struct tes_store *st, const char *key, const struct store_
 	return end_auto(s, mine, run(s, q, "storing a document"));
 }
 
+/* ---- records ---- */
+
+static sqlite3_stmt *rec_stmt(struct sqlite_store *s, enum rec_stmt id)
+{
+	if (!s->rec[id] && sqlite3_prepare_v3(s->db, rec_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+					      &s->rec[id], NULL) != SQLITE_OK) {
+		dberr(s, rec_sql[id]);
+		return NULL;
+	}
+	sqlite3_reset(s->rec[id]);
+	sqlite3_clear_bindings(s->rec[id]);
+	return s->rec[id];
+}
+
+static int sq_put_record(struct tes_store *st, const char *coll, const char *key, const char *value)
+{
+	struct sqlite_store *s = sq(st);
+	sqlite3_stmt *q = rec_stmt(s, R_PUT);
+	bool mine;
+
+	if (!q || begin_auto(s, &mine))
+		return -1;
+	sqlite3_bind_text(q, 1, coll, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, value, -1, SQLITE_STATIC);
+	return end_auto(s, mine, run(s, q, "storing a record"));
+}
+
+static int sq_delete_record(struct tes_store *st, const char *coll, const char *key)
+{
+	struct sqlite_store *s = sq(st);
+	sqlite3_stmt *q = rec_stmt(s, R_DEL);
+	bool mine;
+
+	if (!q || begin_auto(s, &mine))
+		return -1;
+	sqlite3_bind_text(q, 1, coll, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
+	return end_auto(s, mine, run(s, q, "deleting a record"));
+}
+
+static int sq_load_records(struct tes_store *st, const char *coll, store_record_cb cb, void *ctx)
+{
+	struct sqlite_store *s = sq(st);
+	sqlite3_stmt *q = rec_stmt(s, R_LOAD);
+	int rc;
+
+	if (!q)
+		return -1;
+	sqlite3_bind_text(q, 1, coll, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		int r = cb(col_text(q, 0), col_text(q, 1), ctx);
+
+		if (r) {
+			sqlite3_reset(q);
+			return r;
+		}
+	}
+	sqlite3_reset(q);
+	if (rc != SQLITE_DONE)
+		return dberr(s, "loading records");
+	return 0;
+}
+
 static int sq_schema_version(struct tes_store *st)
 {
 	return sq(st)->version;
@@ -628,6 +712,8 @@ static void sq_close(struct tes_store *st)
 	sq_rollback(st);
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
+	for (int i = 0; i < R_COUNT; i++)
+		sqlite3_finalize(s->rec[i]);
 	/* sqlite3_close checkpoints the WAL into the main file when it is the
 	 * last connection; a kill -9 skips that and the next open replays the
 	 * WAL instead. */
@@ -649,6 +735,9 @@ static const struct store_ops sqlite_ops = {
 	.get_doc = sq_get_doc,
 	.put_doc = sq_put_doc,
 	.schema_version = sq_schema_version,
+	.put_record = sq_put_record,
+	.delete_record = sq_delete_record,
+	.load_records = sq_load_records,
 };
 
 /* ---- opening and migrating ---- */

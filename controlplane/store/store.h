@@ -63,6 +63,14 @@ struct store_fleet_ops;
 
 typedef int (*store_tenant_cb)(const struct tes_tenant *t, void *ctx);
 typedef int (*store_server_cb)(const struct store_server *s, void *ctx);
+/* One record of a collection: its key and its value (a JSON text). */
+typedef int (*store_record_cb)(const char *key, const char *value, void *ctx);
+
+/* Record collections and their limits (store/records.h gives them types:
+ * the notice journal, notice contacts, report tokens, message counts and
+ * the stage history). */
+#define STORE_RECORD_KEY_MAX 600     /* octets of a key, without the NUL */
+#define STORE_RECORD_VALUE_MAX 65536 /* octets of a value */
 
 struct store_ops {
 	void (*close)(struct tes_store *st);
@@ -84,6 +92,16 @@ struct store_ops {
 	int (*put_doc)(struct tes_store *st, const char *key, const struct store_doc *doc);
 	/* The schema version the store is at. */
 	int (*schema_version)(struct tes_store *st);
+	/* Records: JSON documents by (collection, key), for what tescontrol
+	 * keeps beside the enforcement state (records.h).  Put inserts or
+	 * replaces; delete is 0 also when there was none; load calls cb for
+	 * every record of a collection, in key order, and stops at the first
+	 * non-zero cb (returned).  An implementation that leaves them NULL
+	 * keeps no records: the calls fail (store_errmsg says so). */
+	int (*put_record)(struct tes_store *st, const char *coll, const char *key,
+			  const char *value);
+	int (*delete_record)(struct tes_store *st, const char *coll, const char *key);
+	int (*load_records)(struct tes_store *st, const char *coll, store_record_cb cb, void *ctx);
 };
 
 struct tes_store {
@@ -168,6 +186,10 @@ static inline int store_schema_version(struct tes_store *st)
 {
 	return st->ops->schema_version(st);
 }
+
+int store_put_record(struct tes_store *st, const char *coll, const char *key, const char *value);
+int store_delete_record(struct tes_store *st, const char *coll, const char *key);
+int store_load_records(struct tes_store *st, const char *coll, store_record_cb cb, void *ctx);
 
 static inline void store_doc_free(struct store_doc *d)
 {

@@ -181,6 +181,14 @@ static void enforce_at_mail(struct gw_conn *gc, const struct smtp_envelope *env,
 		log_msg(LOG_INFO, "enforce peer=%s at=mail action=probe stage=%u", gc->peer,
 			v.stage);
 	if (v.action != TES_ACCEPT) {
+		struct enfstate_source es;
+
+		/* for the report: the server the source carried last (the
+		 * headers that would name it were not read) */
+		if (g->p.cc && enfstate_lookup_source(g->p.st, &gc->src, &es) &&
+		    es.tenant_id == gc->tenant)
+			ctlclient_refusal(g->p.cc, gc->worker, es.tenant_id, es.fqdn,
+					  v.action == TES_THROTTLE);
 		log_verdict(gc, VLOG_AT_MAIL, &v, NULL);
 		log_msg(LOG_INFO, "enforce peer=%s at=mail action=%s stage=%u reply=\"%u %s\"",
 			gc->peer, tes_action_name(v.action), v.stage, v.code, v.enhanced);
@@ -213,8 +221,12 @@ static void enforce_at_headers(struct gw_conn *gc, const struct exdetect_result 
 
 	enfstate_decide(g->p.st, gc->tenant, det->server, &gc->src, &d, now, gc->via_connector, v);
 	STAT_ADD_IDX(g, gc->worker, header_verdicts, v->action);
-	if (v->action != TES_ACCEPT)
+	if (v->action != TES_ACCEPT) {
+		if (g->p.cc)
+			ctlclient_refusal(g->p.cc, gc->worker, gc->tenant, det->server,
+					  v->action == TES_THROTTLE);
 		log_verdict(gc, VLOG_AT_HEADERS, v, det);
+	}
 	verdict_reply(v, r);
 
 	if (cls != TES_BUILD_COMPLIANT && cls != TES_BUILD_VULNERABLE)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "gateway/observe/log.h"
+#include "gateway/state/refring.h"
 #include "gateway/state/sightcoal.h"
 #include "gateway/state/sightring.h"
 
@@ -27,6 +28,8 @@
 #define COALESCE_MS 1000
 #define COALESCE_SETS 1024 /* x 4 keys: distinct servers a second */
 #define COUNTERS_EVERY_MS 5000
+/* Servers' refused messages per counters message (about 300 octets each). */
+#define REFUSALS_PER_MSG 256
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 10000
 /* Sightings of servers not on record (new names) a worker queues per
@@ -57,6 +60,11 @@ struct ctlclient {
 	struct sightring *urings;
 	/* Per worker, written only by it. */
 	struct tenant_budget (*budget)[BUDGET_SLOTS];
+	/* Per worker: refused messages by server (refring.h), and what the
+	 * control thread took of them and has not sent yet. */
+	struct refring *refrings;
+	struct refagg refagg;
+	struct ctl_server_count *refout;
 	int fd;
 	struct ctl_decoder dec;
 	uint8_t *out;
@@ -163,6 +171,14 @@ bool ctlclient_sighting(struct ctlclient *cc, unsigned w, const struct ctl_sight
 		b->used++;
 	}
 	return sightring_push(&cc->rings[w], s);
+}
+
+bool ctlclient_refusal(struct ctlclient *cc, unsigned w, uint32_t tenant_id, const char *fqdn,
+		       bool throttle)
+{
+	if (!cc || w >= cc->p.workers || !fqdn[0])
+		return false;
+	return refring_push(&cc->refrings[w], tenant_id, fqdn, throttle);
 }
 
 /* ---- connection ----------------------------------------------------- */
@@ -527,8 +543,32 @@ static void send_counters(struct ctlclient *cc)
 			    json_integer((json_int_t)st.sightings_limited));
 	if (cc->p.counters)
 		cc->p.counters(cc->p.counters_arg, c);
-	send_msg(cc, ctl_counters_to_json(c));
+	uint64_t dropped = cc->refagg.dropped;
+	for (unsigned w = 0; w < cc->p.workers; w++)
+		dropped += refring_dropped(&cc->refrings[w]);
+	json_object_set_new(c, "control_refusals_dropped", json_integer((json_int_t)dropped));
+	json_t *m = ctl_counters_to_json(c);
+	size_t n =
+		cc->out_len < OUT_LOW ? refagg_take(&cc->refagg, cc->refout, REFUSALS_PER_MSG) : 0;
+	/* deltas: once queued they are tescontrol's (a connection lost with
+	 * them in the buffer loses them: counts for a report, not state) */
+	if (m && n && ctl_counters_add_servers(m, cc->refout, n))
+		log_msg(LOG_WARN, "control: out of memory sending refused-message counts");
+	send_msg(cc, m);
 	json_decref(c);
+}
+
+/* What the workers refused, into the table the next counters message
+ * sends from. */
+static void take_refusals(struct ctlclient *cc)
+{
+	struct refusal r;
+	uint32_t n;
+
+	for (unsigned w = 0; w < cc->p.workers; w++) {
+		while (refring_pop(&cc->refrings[w], &r, &n))
+			refagg_add(&cc->refagg, &r, n);
+	}
 }
 
 static void *run(void *arg)
@@ -538,6 +578,7 @@ static void *run(void *arg)
 	enfstate_thread_register();
 	while (!__atomic_load_n(&cc->stop, __ATOMIC_RELAXED)) {
 		int64_t now = mono_ms();
+		take_refusals(cc);
 		if (cc->fd < 0 && now >= cc->next_try_ms)
 			try_connect(cc);
 		if (cc->fd >= 0) {
@@ -601,9 +642,14 @@ struct ctlclient *ctlclient_start(const struct ctlclient_params *p)
 	cc->rings = calloc(p->workers ? p->workers : 1, sizeof(*cc->rings));
 	cc->urings = calloc(p->workers ? p->workers : 1, sizeof(*cc->urings));
 	cc->budget = calloc(p->workers ? p->workers : 1, sizeof(*cc->budget));
+	cc->refrings = calloc(p->workers ? p->workers : 1, sizeof(*cc->refrings));
+	cc->refout = calloc(REFUSALS_PER_MSG, sizeof(*cc->refout));
 	cc->out = malloc(OUT_MAX);
 	cc->coal = sightcoal_create(COALESCE_SETS, COALESCE_MS);
-	if (!cc->rings || !cc->urings || !cc->budget || !cc->out || !cc->coal) {
+	if (!cc->rings || !cc->urings || !cc->budget || !cc->out || !cc->coal || !cc->refrings ||
+	    !cc->refout) {
+		free(cc->refrings);
+		free(cc->refout);
 		sightcoal_free(cc->coal);
 		free(cc->rings);
 		free(cc->urings);
@@ -615,6 +661,8 @@ struct ctlclient *ctlclient_start(const struct ctlclient_params *p)
 	int e = pthread_create(&cc->thread, NULL, run, cc);
 	if (e != 0) {
 		log_msg(LOG_ERROR, "control: cannot start the control thread: %s", strerror(e));
+		free(cc->refrings);
+		free(cc->refout);
 		sightcoal_free(cc->coal);
 		free(cc->rings);
 		free(cc->urings);
@@ -633,6 +681,9 @@ void ctlclient_stop(struct ctlclient *cc)
 		return;
 	__atomic_store_n(&cc->stop, 1, __ATOMIC_RELAXED);
 	pthread_join(cc->thread, NULL);
+	free(cc->refrings);
+	free(cc->refout);
+	refagg_free(&cc->refagg);
 	sightcoal_free(cc->coal);
 	free(cc->rings);
 	free(cc->urings);

@@ -12,8 +12,9 @@
  *
  * Threads:
  * - ctlclient_start/stop: the main thread.
- * - ctlclient_sighting: worker w only (one producer per ring); never blocks
- *   and makes no system call, so the DPDK path can use it too.
+ * - ctlclient_sighting, ctlclient_refusal: worker w only (one producer per
+ *   ring); never block and make no system call, so the DPDK path can use
+ *   them too.
  * - ctlclient_now, ctlclient_stats: any thread.
  */
 #ifndef TES_GATEWAY_STATE_CTLCLIENT_H
@@ -84,6 +85,13 @@ void ctlclient_stop(struct ctlclient *cc);
  * record of a tenant at its cap (sightings_capped).  Tenant 0's go to a
  * ring of their own, drained after the connectors' ones. */
 bool ctlclient_sighting(struct ctlclient *cc, unsigned w, const struct ctl_sighting *s);
+
+/* Count a message refused for server (tenant_id, fqdn) on worker w: a 450
+ * (throttle) or a 550 or drop; tescontrol's report shows them per server
+ * (counters' "servers").  false when the worker's ring is full (counted in
+ * the counter control_refusals_dropped). */
+bool ctlclient_refusal(struct ctlclient *cc, unsigned w, uint32_t tenant_id, const char *fqdn,
+		       bool throttle);
 
 /* The time enforcement decides at: the wall clock, or tescontrol's test
  * clock when following one. */

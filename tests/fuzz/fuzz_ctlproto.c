@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * libFuzzer target for the control protocol: the frame decoder and every
- * message decoder either side runs on what the other sent.  The first octet
+ * message decoder either side runs on what the other sent (counters'
+ * "servers" too).  The first octet
  * chooses how the input is split, so frames cross feed boundaries.
  */
 #include <stdint.h>
@@ -11,6 +12,15 @@
 #include "contract/ctlproto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* counters' "servers" (since issue 19): each entry handed on is whole */
+static int server_count(const struct ctl_server_count *c, void *ctx)
+{
+	(void)ctx;
+	if (!memchr(c->fqdn, '\0', sizeof(c->fqdn)) || !c->fqdn[0])
+		abort();
+	return 0;
+}
 
 static void decode_message(json_t *msg)
 {
@@ -42,6 +52,7 @@ static void decode_message(json_t *msg)
 	ctl_policy_from_json(msg, &u.policy, err, sizeof(err));
 	if (ctl_counters_from_json(msg, &counters, err, sizeof(err)) == 0)
 		json_decref(counters);
+	ctl_server_counts_from_json(msg, server_count, NULL, err, sizeof(err));
 	struct catalog *c = ctl_catalog_from_json(msg, err, sizeof(err));
 	if (c)
 		catalog_free(c);

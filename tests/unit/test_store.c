@@ -117,8 +117,8 @@ static void test_create_and_reopen(void **state)
 	struct store_doc d, back;
 	struct collected c;
 
-	assert_int_equal(store_schema_version(st), 2);
-	assert_int_equal(store_sqlite_latest_version(), 2);
+	assert_int_equal(store_schema_version(st), 3);
+	assert_int_equal(store_sqlite_latest_version(), 3);
 	load_all(st, &c);
 	assert_int_equal(c.nservers + c.ntenants, 0);
 
@@ -207,7 +207,7 @@ static void test_wal_mode(void **state)
 	assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &q, NULL),
 			 SQLITE_OK);
 	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(q, 0), 2);
+	assert_int_equal(sqlite3_column_int(q, 0), store_sqlite_latest_version());
 	sqlite3_finalize(q);
 	sqlite3_close(db);
 	store_close(st);
@@ -239,8 +239,8 @@ static void test_transactions(void **state)
 	store_close(st);
 }
 
-/* A v3 that a later tescontrol might ship: a new column with a default. */
-static const char v3_sql[] = "ALTER TABLE servers ADD COLUMN note TEXT NOT NULL DEFAULT 'v2';"
+/* A v4 that a later tescontrol might ship: a new column with a default. */
+static const char v4_sql[] = "ALTER TABLE servers ADD COLUMN note TEXT NOT NULL DEFAULT 'v2';"
 			     "CREATE TABLE events (at INTEGER NOT NULL, what TEXT NOT NULL);";
 
 /* A database as the first release left it: its schema, version 1, a server
@@ -273,7 +273,7 @@ static void test_migration(void **state)
 {
 	struct fixture *f = *state;
 	struct tes_store *st;
-	struct store_migration steps[3];
+	struct store_migration steps[4];
 	const struct store_migration *mine;
 	struct store_server v;
 	struct collected c;
@@ -282,11 +282,11 @@ static void test_migration(void **state)
 	sqlite3_stmt *q;
 	size_t n;
 
-	/* v1 data under this build: migrated to v2, the sources' seen times
+	/* v1 data under this build: migrated to v3, the sources' seen times
 	 * taken from their server's last_seen, no stale time. */
 	make_v1_database(f->path);
 	st = open_ok(f->path);
-	assert_int_equal(store_schema_version(st), 2);
+	assert_int_equal(store_schema_version(st), 3);
 	load_all(st, &c);
 	assert_int_equal(c.nservers, 1);
 	assert_string_equal(c.servers[0].s.fqdn, "Old.local");
@@ -306,17 +306,18 @@ static void test_migration(void **state)
 	assert_int_equal(c.servers[0].s.stale_seconds, 86400);
 	store_close(st);
 
-	/* A v3 on top of this build's steps. */
+	/* A v4 on top of this build's steps. */
 	mine = store_sqlite_migrations(&n);
-	assert_int_equal(n, 2);
+	assert_int_equal(n, 3);
 	steps[0] = mine[0];
 	steps[1] = mine[1];
-	steps[2].version = 3;
-	steps[2].sql = v3_sql;
-	st = store_sqlite_open_with(f->path, steps, 3, err, sizeof(err));
+	steps[2] = mine[2];
+	steps[3].version = 4;
+	steps[3].sql = v4_sql;
+	st = store_sqlite_open_with(f->path, steps, 4, err, sizeof(err));
 	if (!st)
-		fail_msg("migrating to v3: %s", err);
-	assert_int_equal(store_schema_version(st), 3);
+		fail_msg("migrating to v4: %s", err);
+	assert_int_equal(store_schema_version(st), 4);
 	/* v2 data intact, and the v2 code path still reads and writes it. */
 	load_all(st, &c);
 	assert_int_equal(c.nservers, 2);
@@ -332,14 +333,14 @@ static void test_migration(void **state)
 	sqlite3_finalize(q);
 	sqlite3_close(db);
 
-	/* This build knows only v2: it refuses the v3 database untouched. */
+	/* This build knows only v3: it refuses the v4 database untouched. */
 	st = store_sqlite_open(f->path, err, sizeof(err));
 	assert_null(st);
-	assert_non_null(strstr(err, "schema version 3 is newer than this tescontrol knows (2)"));
-	/* Reopening with v3 is a no-op migration. */
-	st = store_sqlite_open_with(f->path, steps, 3, err, sizeof(err));
+	assert_non_null(strstr(err, "schema version 4 is newer than this tescontrol knows (3)"));
+	/* Reopening with v4 is a no-op migration. */
+	st = store_sqlite_open_with(f->path, steps, 4, err, sizeof(err));
 	assert_non_null(st);
-	assert_int_equal(store_schema_version(st), 3);
+	assert_int_equal(store_schema_version(st), 4);
 	store_close(st);
 }
 
@@ -347,7 +348,7 @@ static void test_failed_migration_changes_nothing(void **state)
 {
 	struct fixture *f = *state;
 	struct tes_store *st = open_ok(f->path);
-	struct store_migration steps[3];
+	struct store_migration steps[4];
 	char err[512];
 	static const char already[] = "";
 
@@ -357,11 +358,13 @@ static void test_failed_migration_changes_nothing(void **state)
 	steps[1].version = 2;
 	steps[1].sql = already;
 	steps[2].version = 3;
-	steps[2].sql = "ALTER TABLE servers ADD COLUMN x INTEGER; THIS IS NOT SQL;";
-	assert_null(store_sqlite_open_with(f->path, steps, 3, err, sizeof(err)));
+	steps[2].sql = already;
+	steps[3].version = 4;
+	steps[3].sql = "ALTER TABLE servers ADD COLUMN x INTEGER; THIS IS NOT SQL;";
+	assert_null(store_sqlite_open_with(f->path, steps, 4, err, sizeof(err)));
 	assert_non_null(strstr(err, "migrating the schema"));
 	st = open_ok(f->path);
-	assert_int_equal(store_schema_version(st), 2);
+	assert_int_equal(store_schema_version(st), 3);
 	{
 		struct store_server v;
 
