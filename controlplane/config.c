@@ -169,7 +169,7 @@ static const struct key keys[] = {
 	F("notice_expire_days", K_UINT, notice_expire_days),
 };
 
-static int set(struct cp_config *c, const struct key *k, const char *v, char *msg, size_t len)
+static int set(struct cp_config *c, const struct key *k, const char *v, char *err, size_t errlen)
 {
 	char *field = (char *)c + k->off;
 
@@ -177,15 +177,15 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 	case K_PATH:
 	case K_SOCK:
 		if (!v[0]) {
-			snprintf(msg, len, "empty path");
+			snprintf(err, errlen, "empty path");
 			return -1;
 		}
 		if (v[0] != '/') {
-			snprintf(msg, len, "\"%s\" is not an absolute path", v);
+			snprintf(err, errlen, "\"%s\" is not an absolute path", v);
 			return -1;
 		}
 		if (strlen(v) >= k->size) {
-			snprintf(msg, len, "path longer than %zu octets%s", k->size - 1,
+			snprintf(err, errlen, "path longer than %zu octets%s", k->size - 1,
 				 k->kind == K_SOCK ? " (the limit of a unix socket address)" : "");
 			return -1;
 		}
@@ -193,14 +193,14 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 		return 0;
 	case K_GROUP:
 		if (strlen(v) >= k->size) {
-			snprintf(msg, len, "group name too long");
+			snprintf(err, errlen, "group name too long");
 			return -1;
 		}
 		snprintf(field, k->size, "%s", v);
 		return 0;
 	case K_LEVEL:
 		if (!cp_log_level_parse(v, &c->log_level)) {
-			snprintf(msg, len, "\"%s\" is not one of error, warn, info, debug", v);
+			snprintf(err, errlen, "\"%s\" is not one of error, warn, info, debug", v);
 			return -1;
 		}
 		return 0;
@@ -208,22 +208,22 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 		/* Checked fully (numeric address, port) when the server starts;
 		 * here only what makes the value unusable as text. */
 		if (v[0] && !strrchr(v, ':')) {
-			snprintf(msg, len, "\"%s\" is not host:port", v);
+			snprintf(err, errlen, "\"%s\" is not host:port", v);
 			return -1;
 		}
 		if (strlen(v) >= k->size) {
-			snprintf(msg, len, "longer than %zu octets", k->size - 1);
+			snprintf(err, errlen, "longer than %zu octets", k->size - 1);
 			return -1;
 		}
 		snprintf(field, k->size, "%s", v);
 		return 0;
 	case K_EVLOG:
 		if (v[0] && strcmp(v, "-") != 0 && v[0] != '/') {
-			snprintf(msg, len, "\"%s\" is not an absolute path, \"-\" or empty", v);
+			snprintf(err, errlen, "\"%s\" is not an absolute path, \"-\" or empty", v);
 			return -1;
 		}
 		if (strlen(v) >= k->size) {
-			snprintf(msg, len, "path longer than %zu octets", k->size - 1);
+			snprintf(err, errlen, "path longer than %zu octets", k->size - 1);
 			return -1;
 		}
 		snprintf(field, k->size, "%s", v);
@@ -240,7 +240,8 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 			while (e > b && isspace((unsigned char)p[e - 1]))
 				e--;
 			if (e == b || e - b > 15) {
-				snprintf(msg, len, "\"%.*s\" is not an interface name", (int)n, p);
+				snprintf(err, errlen, "\"%.*s\" is not an interface name", (int)n,
+					 p);
 				return -1;
 			}
 			p += n;
@@ -248,14 +249,14 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 				p++;
 		}
 		if (strlen(v) >= k->size) {
-			snprintf(msg, len, "longer than %zu octets", k->size - 1);
+			snprintf(err, errlen, "longer than %zu octets", k->size - 1);
 			return -1;
 		}
 		snprintf(field, k->size, "%s", v);
 		return 0;
 	case K_XMODE:
 		if (strcmp(v, "auto") && strcmp(v, "native") && strcmp(v, "generic")) {
-			snprintf(msg, len, "\"%s\" is not one of auto, native, generic", v);
+			snprintf(err, errlen, "\"%s\" is not one of auto, native, generic", v);
 			return -1;
 		}
 		snprintf(field, k->size, "%s", v);
@@ -266,13 +267,13 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 		else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0"))
 			*(bool *)(void *)field = false;
 		else {
-			snprintf(msg, len, "\"%s\" is not yes or no", v);
+			snprintf(err, errlen, "\"%s\" is not yes or no", v);
 			return -1;
 		}
 		return 0;
 	case K_NAME:
 		if (strlen(v) >= k->size) {
-			snprintf(msg, len, "name too long");
+			snprintf(err, errlen, "name too long");
 			return -1;
 		}
 		snprintf(field, k->size, "%s", v);
@@ -292,7 +293,7 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 			x = strtoul(p, &end, 10);
 			if (!isdigit((unsigned char)*p) || errno || x < 1 || x > 65535 ||
 			    (*end && *end != ',' && !isspace((unsigned char)*end))) {
-				snprintf(msg, len, "\"%s\" is not a list of TCP ports (25, 587)",
+				snprintf(err, errlen, "\"%s\" is not a list of TCP ports (25, 587)",
 					 v);
 				return -1;
 			}
@@ -300,7 +301,7 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 			p = end;
 		}
 		if (!n || strlen(v) >= k->size) {
-			snprintf(msg, len, "\"%s\" is not a list of TCP ports (25, 587)", v);
+			snprintf(err, errlen, "\"%s\" is not a list of TCP ports (25, 587)", v);
 			return -1;
 		}
 		snprintf(field, k->size, "%s", v);
@@ -308,7 +309,7 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 	}
 	case K_STORE:
 		if (strcmp(v, "sqlite") && strcmp(v, "etcd")) {
-			snprintf(msg, len, "\"%s\" is not sqlite or etcd", v);
+			snprintf(err, errlen, "\"%s\" is not sqlite or etcd", v);
 			return -1;
 		}
 		snprintf(field, k->size, "%s", v);
@@ -326,14 +327,14 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 				e--;
 			if (!(e - b > 7 && strncmp(p + b, "http://", 7) == 0) &&
 			    !(e - b > 8 && strncmp(p + b, "https://", 8) == 0)) {
-				snprintf(msg, len, "\"%.*s\" is not an http:// or https:// URL",
+				snprintf(err, errlen, "\"%.*s\" is not an http:// or https:// URL",
 					 (int)(e - b), p + b);
 				return -1;
 			}
 			for (size_t i = b; i < e; i++) {
 				if (isspace((unsigned char)p[i])) {
-					snprintf(msg, len, "\"%.*s\" holds a space", (int)(e - b),
-						 p + b);
+					snprintf(err, errlen, "\"%.*s\" holds a space",
+						 (int)(e - b), p + b);
 					return -1;
 				}
 			}
@@ -343,7 +344,7 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 				p++;
 		}
 		if (n == 0 || n > 16 || strlen(v) >= k->size) {
-			snprintf(msg, len, "give 1 to 16 URLs, comma-separated");
+			snprintf(err, errlen, "give 1 to 16 URLs, comma-separated");
 			return -1;
 		}
 		snprintf(field, k->size, "%s", v);
@@ -354,14 +355,15 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 
 		if (n == 0 || v[0] != '/' || v[n - 1] == '/' || n > 200) {
 			snprintf(
-				msg, len,
+				err, errlen,
 				"\"%s\" must start with / and not end with it (at most 200 octets)",
 				v);
 			return -1;
 		}
 		for (size_t i = 0; i < n; i++) {
 			if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f) {
-				snprintf(msg, len, "\"%s\" holds a space or a non-ASCII octet", v);
+				snprintf(err, errlen, "\"%s\" holds a space or a non-ASCII octet",
+					 v);
 				return -1;
 			}
 		}
@@ -370,13 +372,13 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 	}
 	case K_APPLIANCE:
 		if (!v[0] || strlen(v) >= k->size) {
-			snprintf(msg, len, "a name of 1 to %zu characters", k->size - 1);
+			snprintf(err, errlen, "a name of 1 to %zu characters", k->size - 1);
 			return -1;
 		}
 		for (const char *p = v; *p; p++) {
 			if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_') {
-				snprintf(msg, len, "\"%s\": only letters, digits, '-', '.' and '_'",
-					 v);
+				snprintf(err, errlen,
+					 "\"%s\": only letters, digits, '-', '.' and '_'", v);
 				return -1;
 			}
 		}
@@ -389,7 +391,7 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 		errno = 0;
 		x = strtoul(v, &end, 10);
 		if (!isdigit((unsigned char)v[0]) || *end || errno || x < 10 || x > 60000) {
-			snprintf(msg, len,
+			snprintf(err, errlen,
 				 "\"%s\" is not a number of milliseconds from 10 to 60000", v);
 			return -1;
 		}
@@ -398,11 +400,11 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 	}
 	case K_OPTPATH:
 		if (v[0] && v[0] != '/') {
-			snprintf(msg, len, "\"%s\" is not an absolute path", v);
+			snprintf(err, errlen, "\"%s\" is not an absolute path", v);
 			return -1;
 		}
 		if (strlen(v) >= k->size) {
-			snprintf(msg, len, "path longer than %zu octets", k->size - 1);
+			snprintf(err, errlen, "path longer than %zu octets", k->size - 1);
 			return -1;
 		}
 		snprintf(field, k->size, "%s", v);
@@ -414,7 +416,7 @@ static int set(struct cp_config *c, const struct key *k, const char *v, char *ms
 		errno = 0;
 		x = strtoul(v, &end, 10);
 		if (!isdigit((unsigned char)v[0]) || *end || errno || x < 1 || x > 3600) {
-			snprintf(msg, len, "\"%s\" is not a number from 1 to 3600", v);
+			snprintf(err, errlen, "\"%s\" is not a number from 1 to 3600", v);
 			return -1;
 		}
 		*(unsigned *)(void *)field = (unsigned)x;

@@ -122,7 +122,7 @@ void cp_outq_free(struct cp_outq *q)
 	memset(q, 0, sizeof(*q));
 }
 
-int cp_listen_unix(const char *path, bool with_group, gid_t gid, char *err, size_t len)
+int cp_listen_unix(const char *path, bool with_group, gid_t gid, char *err, size_t errlen)
 {
 	struct sockaddr_un sa;
 	struct stat sb;
@@ -132,7 +132,7 @@ int cp_listen_unix(const char *path, bool with_group, gid_t gid, char *err, size
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, len, "%s: socket path too long", path);
+		snprintf(err, errlen, "%s: socket path too long", path);
 		return -1;
 	}
 	memcpy(sa.sun_path, path, strlen(path));
@@ -140,27 +140,27 @@ int cp_listen_unix(const char *path, bool with_group, gid_t gid, char *err, size
 		int probe;
 
 		if (!S_ISSOCK(sb.st_mode)) {
-			snprintf(err, len, "%s exists and is not a socket", path);
+			snprintf(err, errlen, "%s exists and is not a socket", path);
 			return -1;
 		}
 		/* A socket someone still accepts on is another daemon's. */
 		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
 			close(probe);
-			snprintf(err, len, "%s: another process is listening there", path);
+			snprintf(err, errlen, "%s: another process is listening there", path);
 			return -1;
 		}
 		if (probe >= 0)
 			close(probe);
 		if (unlink(path) && errno != ENOENT) {
-			snprintf(err, len, "%s: cannot remove the stale socket: %s", path,
+			snprintf(err, errlen, "%s: cannot remove the stale socket: %s", path,
 				 strerror(errno));
 			return -1;
 		}
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		snprintf(err, len, "socket: %s", strerror(errno));
+		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -1;
 	}
 	/* Created owner-only, widened to the group once its group is set: no
@@ -168,7 +168,7 @@ int cp_listen_unix(const char *path, bool with_group, gid_t gid, char *err, size
 	old = umask(0177);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		umask(old);
-		snprintf(err, len, "%s: bind: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: bind: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -177,7 +177,7 @@ int cp_listen_unix(const char *path, bool with_group, gid_t gid, char *err, size
 		if (chown(path, (uid_t)-1, gid) || chmod(path, 0660)) {
 			/* sun_path, not path: gcc's sanitizer build otherwise
 			 * "sees" a NULL path after chown's nonnull check. */
-			snprintf(err, len, "%s: cannot give the socket to group %u: %s",
+			snprintf(err, errlen, "%s: cannot give the socket to group %u: %s",
 				 sa.sun_path, (unsigned)gid, strerror(errno));
 			unlink(path);
 			close(fd);
@@ -185,7 +185,7 @@ int cp_listen_unix(const char *path, bool with_group, gid_t gid, char *err, size
 		}
 	}
 	if (listen(fd, 128)) {
-		snprintf(err, len, "%s: listen: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: listen: %s", path, strerror(errno));
 		unlink(path);
 		close(fd);
 		return -1;
@@ -193,14 +193,14 @@ int cp_listen_unix(const char *path, bool with_group, gid_t gid, char *err, size
 	return fd;
 }
 
-int cp_peer_check(int fd, bool with_group, gid_t gid, struct ucred *cred, char *why, size_t len)
+int cp_peer_check(int fd, bool with_group, gid_t gid, struct ucred *cred, char *err, size_t errlen)
 {
 	socklen_t sl = sizeof(*cred);
 	gid_t groups[256];
 	socklen_t gl = sizeof(groups);
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &sl) || sl != sizeof(*cred)) {
-		snprintf(why, len, "cannot read the peer's credentials: %s", strerror(errno));
+		snprintf(err, errlen, "cannot read the peer's credentials: %s", strerror(errno));
 		return -1;
 	}
 	if (cred->uid == 0 || cred->uid == geteuid())
@@ -217,7 +217,7 @@ int cp_peer_check(int fd, bool with_group, gid_t gid, struct ucred *cred, char *
 			}
 		}
 	}
-	snprintf(why, len, "uid %u (gid %u, pid %d) is neither root nor %s", (unsigned)cred->uid,
+	snprintf(err, errlen, "uid %u (gid %u, pid %d) is neither root nor %s", (unsigned)cred->uid,
 		 (unsigned)cred->gid, (int)cred->pid,
 		 with_group ? "in the configured group" : "tescontrol's own user");
 	return -1;

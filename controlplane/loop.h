@@ -64,9 +64,9 @@ void cp_outq_free(struct cp_outq *q);
 
 /* A listening unix socket at path, mode 0600 or 0660 with group gid,
  * replacing a stale socket file but refusing to steal a live one. */
-int cp_listen_unix(const char *path, bool with_group, gid_t gid, char *err, size_t len);
+int cp_listen_unix(const char *path, bool with_group, gid_t gid, char *err, size_t errlen);
 /* Whether the peer of a unix socket may talk to us: root, tescontrol's own
  * user, or (with_group) a member of gid.  -1 with why otherwise. */
-int cp_peer_check(int fd, bool with_group, gid_t gid, struct ucred *cred, char *why, size_t len);
+int cp_peer_check(int fd, bool with_group, gid_t gid, struct ucred *cred, char *err, size_t errlen);
 
 #endif

@@ -26,7 +26,7 @@ extern const size_t admin_ncommands;
 
 /* The commands, each in the file of its subject. */
 #define ADMIN_CMD(name) \
-	int name(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+	int name(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t errlen)
 ADMIN_CMD(cmd_report);
 ADMIN_CMD(cmd_server_show);
 ADMIN_CMD(cmd_server_reset);
@@ -64,15 +64,15 @@ ADMIN_CMD(cmd_notice_list);
 /* ---- arguments (args.c) ---- */
 /* An integer in [lo, hi]; absent or null: dflt unless required. */
 int arg_int(const json_t *args, const char *key, int64_t lo, int64_t hi, bool required,
-	    int64_t dflt, int64_t *out, char *err, size_t len);
-int arg_str(const json_t *args, const char *key, const char **out, char *err, size_t len);
+	    int64_t dflt, int64_t *out, char *err, size_t errlen);
+int arg_str(const json_t *args, const char *key, const char **out, char *err, size_t errlen);
 /* True only for JSON true. */
 bool arg_bool(const json_t *args, const char *key);
 /* The tenant named by args[key], or NULL with err. */
 struct tes_tenant *arg_tenant(struct cp_admin *a, const json_t *args, const char *key, char *err,
 			      size_t len);
 /* The server named by args "tenant" and "fqdn", or -1 with err. */
-int arg_server(struct cp_admin *a, const json_t *args, uint32_t *slot, char *err, size_t len);
+int arg_server(struct cp_admin *a, const json_t *args, uint32_t *slot, char *err, size_t errlen);
 /* Who asks: {"uid","gid","pid"} of the caller, for the event log. */
 json_t *admin_who(const struct cp_admin *a);
 

@@ -8,20 +8,20 @@
 #include "controlplane/admin/admin_int.h"
 
 int arg_int(const json_t *args, const char *key, int64_t lo, int64_t hi, bool required,
-	    int64_t dflt, int64_t *out, char *err, size_t len)
+	    int64_t dflt, int64_t *out, char *err, size_t errlen)
 {
 	const json_t *v = json_object_get(args, key);
 
 	if (!v || json_is_null(v)) {
 		if (required) {
-			snprintf(err, len, "missing argument \"%s\"", key);
+			snprintf(err, errlen, "missing argument \"%s\"", key);
 			return -1;
 		}
 		*out = dflt;
 		return 0;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-		snprintf(err, len, "\"%s\" must be a whole number from %lld to %lld", key,
+		snprintf(err, errlen, "\"%s\" must be a whole number from %lld to %lld", key,
 			 (long long)lo, (long long)hi);
 		return -1;
 	}
@@ -29,12 +29,13 @@ int arg_int(const json_t *args, const char *key, int64_t lo, int64_t hi, bool re
 	return 0;
 }
 
-int arg_str(const json_t *args, const char *key, const char **out, char *err, size_t len)
+int arg_str(const json_t *args, const char *key, const char **out, char *err, size_t errlen)
 {
 	const json_t *v = json_object_get(args, key);
 
 	if (!json_is_string(v)) {
-		snprintf(err, len, v ? "\"%s\" must be a string" : "missing argument \"%s\"", key);
+		snprintf(err, errlen, v ? "\"%s\" must be a string" : "missing argument \"%s\"",
+			 key);
 		return -1;
 	}
 	*out = json_string_value(v);
@@ -60,17 +61,17 @@ struct tes_tenant *arg_tenant(struct cp_admin *a, const json_t *args, const char
 	return t;
 }
 
-int arg_server(struct cp_admin *a, const json_t *args, uint32_t *slot, char *err, size_t len)
+int arg_server(struct cp_admin *a, const json_t *args, uint32_t *slot, char *err, size_t errlen)
 {
 	int64_t tenant;
 	const char *fqdn;
 
-	if (arg_int(args, "tenant", 0, UINT32_MAX, true, 0, &tenant, err, len) ||
-	    arg_str(args, "fqdn", &fqdn, err, len))
+	if (arg_int(args, "tenant", 0, UINT32_MAX, true, 0, &tenant, err, errlen) ||
+	    arg_str(args, "fqdn", &fqdn, err, errlen))
 		return -1;
 	*slot = cp_server_find(&a->st->tab, (uint32_t)tenant, fqdn);
 	if (*slot == CP_NO_SLOT) {
-		snprintf(err, len, "tenant %lld has no server %s on record", (long long)tenant,
+		snprintf(err, errlen, "tenant %lld has no server %s on record", (long long)tenant,
 			 fqdn);
 		return -1;
 	}

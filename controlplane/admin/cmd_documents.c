@@ -10,13 +10,14 @@
 
 /* ---- catalog ---- */
 
-int cmd_catalog_show(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_catalog_show(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		     size_t errlen)
 {
 	json_t *o;
 
 	(void)args;
 	(void)err;
-	(void)len;
+	(void)errlen;
 	o = json_pack("{s:s, s:I, s:s, s:s, s:s}", "version", catalog_version(a->st->catalog),
 		      "builds", (json_int_t)catalog_size(a->st->catalog), "builds_name",
 		      a->st->builds.name, "compliance_name", a->st->compliance.name, "compliance",
@@ -114,7 +115,8 @@ static json_t *catalog_result(const struct cp_catalog_plan *p, bool dry, const s
 /* Parse and plan; then, unless a dry run, the state puts it in force (the
  * texts and every change in one transaction) and escalation takes the
  * catalog's next rule date. */
-int cmd_catalog_load(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_catalog_load(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		     size_t errlen)
 {
 	const char *builds, *compliance;
 	struct cp_catalog_plan p;
@@ -123,13 +125,13 @@ int cmd_catalog_load(struct cp_admin *a, const json_t *args, json_t **result, ch
 	json_t *who;
 	int rc;
 
-	if (arg_str(args, "builds", &builds, err, len) ||
-	    arg_str(args, "compliance", &compliance, err, len))
+	if (arg_str(args, "builds", &builds, err, errlen) ||
+	    arg_str(args, "compliance", &compliance, err, errlen))
 		return -1;
 	if (cp_state_catalog_prepare(
 		    a->st, builds, json_string_value(json_object_get(args, "builds_name")),
 		    compliance, json_string_value(json_object_get(args, "compliance_name")), now,
-		    &p, err, len))
+		    &p, err, errlen))
 		return -1;
 	if (dry) {
 		*result = catalog_result(&p, true, p.cat);
@@ -137,7 +139,7 @@ int cmd_catalog_load(struct cp_admin *a, const json_t *args, json_t **result, ch
 		return 0;
 	}
 	who = admin_who(a);
-	rc = cp_state_catalog_commit(a->st, &p, now, who, err, len);
+	rc = cp_state_catalog_commit(a->st, &p, now, who, err, errlen);
 	json_decref(who);
 	if (rc == 0) {
 		esc_catalog_loaded(a->esc);
@@ -149,14 +151,15 @@ int cmd_catalog_load(struct cp_admin *a, const json_t *args, json_t **result, ch
 
 /* ---- policy ---- */
 
-int cmd_policy_show(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_policy_show(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		    size_t errlen)
 {
 	json_t *o;
 	json_t *stages = json_array();
 
 	(void)args;
 	(void)err;
-	(void)len;
+	(void)errlen;
 	for (int i = 0; i < TES_STAGE_COUNT; i++)
 		json_array_append_new(
 			stages, json_pack("{s:i, s:i, s:i, s:i}", "stage", i + 1, "start_day",
@@ -176,7 +179,8 @@ int cmd_policy_show(struct cp_admin *a, const json_t *args, json_t **result, cha
 	return 0;
 }
 
-int cmd_policy_load(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_policy_load(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		    size_t errlen)
 {
 	struct tes_policy np;
 	struct tes_policy_error perr;
@@ -186,24 +190,24 @@ int cmd_policy_load(struct cp_admin *a, const json_t *args, json_t **result, cha
 	char msg[512];
 	int rc;
 
-	if (arg_str(args, "text", &text, err, len))
+	if (arg_str(args, "text", &text, err, errlen))
 		return -1;
 	name = json_string_value(json_object_get(args, "name"));
 	name = name && name[0] ? name : "policy.conf";
 	if (tes_policy_parse(text, strlen(text), name, &np, &perr)) {
 		tes_policy_error_format(&perr, msg, sizeof(msg));
-		snprintf(err, len, "%s (nothing was changed)", msg);
+		snprintf(err, errlen, "%s (nothing was changed)", msg);
 		return -1;
 	}
 	changes = cp_state_policy_changes(a->st, &np, cp_state_now(a->st));
 	if (!changes) {
-		snprintf(err, len, "out of memory");
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	if (!dry) {
 		who = admin_who(a);
 		rc = cp_state_policy_commit(a->st, &np, text, name, json_array_size(changes), who,
-					    err, len);
+					    err, errlen);
 		json_decref(who);
 		if (rc) {
 			json_decref(changes);

@@ -56,7 +56,8 @@ static int member_json(const struct store_member *m, void *ctx)
 	return 0;
 }
 
-int cmd_fleet_status(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_fleet_status(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		     size_t errlen)
 {
 	struct members l = { .a = a };
 	struct store_fleet_status fs;
@@ -64,13 +65,13 @@ int cmd_fleet_status(struct cp_admin *a, const json_t *args, json_t **result, ch
 
 	(void)args;
 	if (!store_shared(a->st->store)) {
-		snprintf(err, len,
+		snprintf(err, errlen,
 			 "this tescontrol keeps its own state (store = sqlite): there is no fleet");
 		return -1;
 	}
 	l.arr = json_array();
 	if (a->st->store->fleet->members(a->st->store, member_json, &l)) {
-		snprintf(err, len, "%s", store_errmsg(a->st->store));
+		snprintf(err, errlen, "%s", store_errmsg(a->st->store));
 		json_decref(l.arr);
 		return -1;
 	}
@@ -109,7 +110,8 @@ static json_t *documents_json(const struct cp_state *st)
 			 st->compliance.text ? st->compliance.text : "");
 }
 
-int cmd_store_export(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_store_export(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		     size_t errlen)
 {
 	struct cp_tables *tab = &a->st->tab;
 	int64_t offset, limit, end;
@@ -117,13 +119,13 @@ int cmd_store_export(struct cp_admin *a, const json_t *args, json_t **result, ch
 	size_t bytes = 0;
 	json_t *o, *arr;
 
-	if (arg_int(args, "offset", 0, UINT32_MAX, false, 0, &offset, err, len) ||
+	if (arg_int(args, "offset", 0, UINT32_MAX, false, 0, &offset, err, errlen) ||
 	    arg_int(args, "limit", 1, EXPORT_PAGE_MAX, false, EXPORT_PAGE_DEFAULT, &limit, err,
-		    len))
+		    errlen))
 		return -1;
 	slots = malloc(((size_t)tab->nlive + 1) * sizeof(*slots));
 	if (!slots) {
-		snprintf(err, len, "out of memory");
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	for (uint32_t i = 0; i < tab->nslots; i++) {
@@ -165,7 +167,7 @@ int cmd_store_export(struct cp_admin *a, const json_t *args, json_t **result, ch
 
 /* ---- store import ---- */
 
-static json_t *import_tenants(struct cp_admin *a, const json_t *tenants, char *err, size_t len)
+static json_t *import_tenants(struct cp_admin *a, const json_t *tenants, char *err, size_t errlen)
 {
 	json_t *created = json_array(), *same = json_array(), *kept = json_array(), *t;
 	size_t i;
@@ -177,7 +179,7 @@ static json_t *import_tenants(struct cp_admin *a, const json_t *tenants, char *e
 		const struct tes_tenant *cur;
 
 		if (ctl_tenant_from_json(t, &nt, cerr, sizeof(cerr))) {
-			snprintf(err, len, "tenants[%zu]: %s", i, cerr);
+			snprintf(err, errlen, "tenants[%zu]: %s", i, cerr);
 			goto fail;
 		}
 		cur = cp_tenant_find(&a->st->tab, nt.id);
@@ -194,7 +196,7 @@ static json_t *import_tenants(struct cp_admin *a, const json_t *tenants, char *e
 		}
 		{
 			json_t *who = admin_who(a);
-			int rc = cp_state_put_tenant(a->st, &nt, who, err, len);
+			int rc = cp_state_put_tenant(a->st, &nt, who, err, errlen);
 
 			json_decref(who);
 			if (rc)
@@ -285,7 +287,8 @@ static int import_catalog(struct cp_admin *a, const json_t *c, const char **what
 	return 0;
 }
 
-int cmd_store_import(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_store_import(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		     size_t errlen)
 {
 	const json_t *tenants = json_object_get(args, "tenants");
 	const json_t *servers = json_object_get(args, "servers");
@@ -295,22 +298,22 @@ int cmd_store_import(struct cp_admin *a, const json_t *args, json_t **result, ch
 	const json_t *s;
 
 	if (!store_shared(a->st->store)) {
-		snprintf(err, len,
+		snprintf(err, errlen,
 			 "import moves a state into a fleet: this tescontrol runs store = sqlite");
 		return -1;
 	}
 	if (store_fleet_cut_off(a->st->store)) {
-		snprintf(err, len, "etcd is out of reach (tesctl status): nothing was imported");
+		snprintf(err, errlen, "etcd is out of reach (tesctl status): nothing was imported");
 		return -1;
 	}
 	if ((tenants && !json_is_array(tenants)) || (servers && !json_is_array(servers))) {
-		snprintf(err, len, "\"tenants\" and \"servers\" must be lists");
+		snprintf(err, errlen, "\"tenants\" and \"servers\" must be lists");
 		return -1;
 	}
-	if (tenants && !(t = import_tenants(a, tenants, err, len)))
+	if (tenants && !(t = import_tenants(a, tenants, err, errlen)))
 		return -1;
-	if (import_policy(a, json_object_get(args, "policy"), &pol, err, len) ||
-	    import_catalog(a, json_object_get(args, "catalog"), &cat, err, len)) {
+	if (import_policy(a, json_object_get(args, "policy"), &pol, err, errlen) ||
+	    import_catalog(a, json_object_get(args, "catalog"), &cat, err, errlen)) {
 		json_decref(t);
 		return -1;
 	}

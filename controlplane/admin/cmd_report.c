@@ -27,9 +27,9 @@ static void audit(struct cp_admin *a, const char *event, uint32_t tenant_id, jso
 	cp_state_event(a->st, event, o);
 }
 
-static int no_report(char *err, size_t len)
+static int no_report(char *err, size_t errlen)
 {
-	snprintf(err, len, "the report page is not running");
+	snprintf(err, errlen, "the report page is not running");
 	return -1;
 }
 
@@ -42,7 +42,8 @@ static json_t *token_json(struct cp_admin *a, const struct store_token *t)
 			 "created", iso, "created_unix", (json_int_t)t->created);
 }
 
-int cmd_token_create(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_token_create(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		     size_t errlen)
 {
 	char token[CP_REPORT_TOKEN_LEN + 1];
 	struct store_token t;
@@ -50,9 +51,9 @@ int cmd_token_create(struct cp_admin *a, const json_t *args, json_t **result, ch
 	json_t *o;
 
 	if (!a->report)
-		return no_report(err, len);
-	tenant = arg_tenant(a, args, "tenant", err, len);
-	if (!tenant || cp_report_token_create(a->report, tenant->id, token, &t, err, len))
+		return no_report(err, errlen);
+	tenant = arg_tenant(a, args, "tenant", err, errlen);
+	if (!tenant || cp_report_token_create(a->report, tenant->id, token, &t, err, errlen))
 		return -1;
 	o = token_json(a, &t);
 	json_object_set_new(o, "token", json_string(token));
@@ -63,36 +64,38 @@ int cmd_token_create(struct cp_admin *a, const json_t *args, json_t **result, ch
 	return 0;
 }
 
-int cmd_token_list(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_token_list(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		   size_t errlen)
 {
 	int64_t tenant;
 
 	if (!a->report)
-		return no_report(err, len);
-	if (arg_int(args, "tenant", 1, UINT32_MAX, false, 0, &tenant, err, len))
+		return no_report(err, errlen);
+	if (arg_int(args, "tenant", 1, UINT32_MAX, false, 0, &tenant, err, errlen))
 		return -1;
 	*result = json_pack("{s:o}", "tokens", cp_report_token_list(a->report, (uint32_t)tenant));
 	return 0;
 }
 
-int cmd_token_revoke(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_token_revoke(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		     size_t errlen)
 {
 	struct store_token t;
 	const char *id;
 
 	if (!a->report)
-		return no_report(err, len);
-	if (arg_str(args, "id", &id, err, len) ||
-	    cp_report_token_revoke(a->report, id, &t, err, len))
+		return no_report(err, errlen);
+	if (arg_str(args, "id", &id, err, errlen) ||
+	    cp_report_token_revoke(a->report, id, &t, err, errlen))
 		return -1;
 	*result = json_pack("{s:s, s:I}", "revoked", t.id, "tenant", (json_int_t)t.tenant_id);
 	audit(a, "token_revoke", t.tenant_id, token_json(a, &t), NULL);
 	return 0;
 }
 
-static int no_notices(char *err, size_t len)
+static int no_notices(char *err, size_t errlen)
 {
-	snprintf(err, len, "notices are not running");
+	snprintf(err, errlen, "notices are not running");
 	return -1;
 }
 
@@ -113,7 +116,8 @@ static int copy_str(const json_t *args, const char *key, char *buf, size_t size,
 	return 0;
 }
 
-int cmd_notice_set(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_notice_set(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		   size_t errlen)
 {
 	struct store_contacts c;
 	const struct store_contacts *old;
@@ -124,27 +128,27 @@ int cmd_notice_set(struct cp_admin *a, const json_t *args, json_t **result, char
 	size_t i;
 
 	if (!a->notices)
-		return no_notices(err, len);
-	t = arg_tenant(a, args, "tenant", err, len);
-	if (!t || arg_int(args, "days_before", 0, 365, false, 7, &days, err, len))
+		return no_notices(err, errlen);
+	t = arg_tenant(a, args, "tenant", err, errlen);
+	if (!t || arg_int(args, "days_before", 0, 365, false, 7, &days, err, errlen))
 		return -1;
 	memset(&c, 0, sizeof(c));
 	c.tenant_id = t->id;
 	c.days_before = (unsigned)days;
-	if (copy_str(args, "webhook", c.webhook, sizeof(c.webhook), err, len) ||
-	    copy_str(args, "secret", c.secret, sizeof(c.secret), err, len))
+	if (copy_str(args, "webhook", c.webhook, sizeof(c.webhook), err, errlen) ||
+	    copy_str(args, "secret", c.secret, sizeof(c.secret), err, errlen))
 		return -1;
 	mail = json_object_get(args, "mail");
 	if (mail && !json_is_null(mail)) {
 		if (!json_is_array(mail) || json_array_size(mail) > STORE_MAIL_MAX) {
-			snprintf(err, len, "\"mail\" must be a list of at most %d addresses",
+			snprintf(err, errlen, "\"mail\" must be a list of at most %d addresses",
 				 STORE_MAIL_MAX);
 			return -1;
 		}
 		json_array_foreach(mail, i, v)
 		{
 			if (!json_is_string(v) || json_string_length(v) >= STORE_ADDR_MAX) {
-				snprintf(err, len, "mail[%zu] is not an address", i);
+				snprintf(err, errlen, "mail[%zu] is not an address", i);
 				return -1;
 			}
 			tes_str_copy(c.mail[c.nmail++], STORE_ADDR_MAX, json_string_value(v));
@@ -153,7 +157,7 @@ int cmd_notice_set(struct cp_admin *a, const json_t *args, json_t **result, char
 	old = cp_notices_contacts(a->notices, t->id);
 	if (old)
 		before = cp_notices_contacts_json(a->notices, old);
-	if (cp_notices_set_contacts(a->notices, &c, err, len)) {
+	if (cp_notices_set_contacts(a->notices, &c, err, errlen)) {
 		json_decref(before);
 		return -1;
 	}
@@ -162,39 +166,41 @@ int cmd_notice_set(struct cp_admin *a, const json_t *args, json_t **result, char
 	return 0;
 }
 
-int cmd_notice_show(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_notice_show(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		    size_t errlen)
 {
 	const struct store_contacts *c;
 	const struct tes_tenant *t;
 
 	if (!a->notices)
-		return no_notices(err, len);
-	t = arg_tenant(a, args, "tenant", err, len);
+		return no_notices(err, errlen);
+	t = arg_tenant(a, args, "tenant", err, errlen);
 	if (!t)
 		return -1;
 	c = cp_notices_contacts(a->notices, t->id);
 	if (!c) {
-		snprintf(err, len, "tenant %" PRIu32 " has no notice contacts", t->id);
+		snprintf(err, errlen, "tenant %" PRIu32 " has no notice contacts", t->id);
 		return -1;
 	}
 	*result = cp_notices_contacts_json(a->notices, c);
 	return 0;
 }
 
-int cmd_notice_clear(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_notice_clear(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		     size_t errlen)
 {
 	const struct store_contacts *c;
 	const struct tes_tenant *t;
 	json_t *before;
 
 	if (!a->notices)
-		return no_notices(err, len);
-	t = arg_tenant(a, args, "tenant", err, len);
+		return no_notices(err, errlen);
+	t = arg_tenant(a, args, "tenant", err, errlen);
 	if (!t)
 		return -1;
 	c = cp_notices_contacts(a->notices, t->id);
 	before = c ? cp_notices_contacts_json(a->notices, c) : NULL;
-	if (cp_notices_clear_contacts(a->notices, t->id, err, len)) {
+	if (cp_notices_clear_contacts(a->notices, t->id, err, errlen)) {
 		json_decref(before);
 		return -1;
 	}
@@ -203,13 +209,14 @@ int cmd_notice_clear(struct cp_admin *a, const json_t *args, json_t **result, ch
 	return 0;
 }
 
-int cmd_notice_list(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_notice_list(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		    size_t errlen)
 {
 	int64_t tenant;
 
 	if (!a->notices)
-		return no_notices(err, len);
-	if (arg_int(args, "tenant", 1, UINT32_MAX, false, 0, &tenant, err, len))
+		return no_notices(err, errlen);
+	if (arg_int(args, "tenant", 1, UINT32_MAX, false, 0, &tenant, err, errlen))
 		return -1;
 	*result =
 		json_pack("{s:o}", "notices",

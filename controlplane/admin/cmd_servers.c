@@ -48,7 +48,7 @@ static long report_slots(struct cp_admin *a, int64_t tenant, bool all, uint32_t 
 	return n;
 }
 
-int cmd_report(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_report(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t errlen)
 {
 	int64_t tenant, offset, limit, end, now = cp_state_now(a->st);
 	uint32_t *slots;
@@ -59,18 +59,18 @@ int cmd_report(struct cp_admin *a, const json_t *args, json_t **result, char *er
 	 * decision, not reported unless asked for. */
 	bool all = arg_bool(args, "all");
 
-	if (arg_int(args, "tenant", 0, UINT32_MAX, false, -1, &tenant, err, len) ||
-	    arg_int(args, "offset", 0, UINT32_MAX, false, 0, &offset, err, len) ||
+	if (arg_int(args, "tenant", 0, UINT32_MAX, false, -1, &tenant, err, errlen) ||
+	    arg_int(args, "offset", 0, UINT32_MAX, false, 0, &offset, err, errlen) ||
 	    arg_int(args, "limit", 1, REPORT_PAGE_MAX, false, REPORT_PAGE_DEFAULT, &limit, err,
-		    len))
+		    errlen))
 		return -1;
 	if (tenant > 0 && !cp_tenant_find(&a->st->tab, (uint32_t)tenant)) {
-		snprintf(err, len, "no tenant %lld", (long long)tenant);
+		snprintf(err, errlen, "no tenant %lld", (long long)tenant);
 		return -1;
 	}
 	n = report_slots(a, tenant, all, &slots);
 	if (n < 0) {
-		snprintf(err, len, "out of memory");
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	arr = json_array();
@@ -97,28 +97,30 @@ int cmd_report(struct cp_admin *a, const json_t *args, json_t **result, char *er
 	return 0;
 }
 
-int cmd_server_show(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_server_show(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		    size_t errlen)
 {
 	uint32_t slot;
 
-	if (arg_server(a, args, &slot, err, len))
+	if (arg_server(a, args, &slot, err, errlen))
 		return -1;
 	*result = server_json(a, cp_server_at(&a->st->tab, slot), cp_state_now(a->st), true);
 	return 0;
 }
 
-int cmd_server_reset(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_server_reset(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		     size_t errlen)
 {
 	struct tes_server s;
 	uint32_t slot;
 	json_t *who;
 	int rc;
 
-	if (arg_server(a, args, &slot, err, len))
+	if (arg_server(a, args, &slot, err, errlen))
 		return -1;
 	s = cp_server_at(&a->st->tab, slot)->v.s;
 	who = admin_who(a);
-	rc = cp_state_reset_server(a->st, slot, who, err, len);
+	rc = cp_state_reset_server(a->st, slot, who, err, errlen);
 	json_decref(who);
 	if (rc)
 		return -1;

@@ -39,7 +39,7 @@ static json_t *fleet_json(const struct cp_admin *a)
 	return o;
 }
 
-int cmd_status(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_status(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t errlen)
 {
 	unsigned by[TES_STATUS_COUNT] = { 0 };
 	int64_t now = cp_state_now(a->st);
@@ -47,7 +47,7 @@ int cmd_status(struct cp_admin *a, const json_t *args, json_t **result, char *er
 
 	(void)args;
 	(void)err;
-	(void)len;
+	(void)errlen;
 	for (uint32_t i = 0; i < a->st->tab.nslots; i++) {
 		const struct cp_server *c = cp_server_at(&a->st->tab, i);
 		unsigned stage;
@@ -95,24 +95,24 @@ int cmd_status(struct cp_admin *a, const json_t *args, json_t **result, char *er
 	return 0;
 }
 
-int cmd_clock(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_clock(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t errlen)
 {
 	const char *op = "show";
 	int64_t seconds;
 
-	if (json_object_get(args, "op") && arg_str(args, "op", &op, err, len))
+	if (json_object_get(args, "op") && arg_str(args, "op", &op, err, errlen))
 		return -1;
 	if (strcmp(op, "show") == 0) {
 		*result = esc_clock_json(a->esc);
 		return 0;
 	}
 	if (strcmp(op, "set") != 0 && strcmp(op, "advance") != 0) {
-		snprintf(err, len, "clock: \"%s\" is not set, advance or show", op);
+		snprintf(err, errlen, "clock: \"%s\" is not set, advance or show", op);
 		return -1;
 	}
-	if (arg_int(args, "seconds", 0, TES_TIME_MAX, true, 0, &seconds, err, len))
+	if (arg_int(args, "seconds", 0, TES_TIME_MAX, true, 0, &seconds, err, errlen))
 		return -1;
-	if (esc_clock_move(a->esc, strcmp(op, "advance") == 0, seconds, err, len))
+	if (esc_clock_move(a->esc, strcmp(op, "advance") == 0, seconds, err, errlen))
 		return -1;
 	*result = esc_clock_json(a->esc);
 	return 0;

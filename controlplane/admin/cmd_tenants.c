@@ -9,19 +9,20 @@
 #include "controlplane/log.h"
 
 /* The name of a tenant from a request. */
-static int name_arg(const json_t *args, struct tes_tenant *t, char *err, size_t len)
+static int name_arg(const json_t *args, struct tes_tenant *t, char *err, size_t errlen)
 {
 	const char *name;
 
-	if (arg_str(args, "name", &name, err, len))
+	if (arg_str(args, "name", &name, err, errlen))
 		return -1;
 	if (!name[0] || strlen(name) >= sizeof(t->name)) {
-		snprintf(err, len, "the name must have 1 to %zu characters", sizeof(t->name) - 1);
+		snprintf(err, errlen, "the name must have 1 to %zu characters",
+			 sizeof(t->name) - 1);
 		return -1;
 	}
 	for (const char *p = name; *p; p++) {
 		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-			snprintf(err, len, "the name holds a control character");
+			snprintf(err, errlen, "the name holds a control character");
 			return -1;
 		}
 	}
@@ -30,7 +31,7 @@ static int name_arg(const json_t *args, struct tes_tenant *t, char *err, size_t 
 }
 
 /* The connectors of a tenant from a request. */
-static int connectors_arg(const json_t *conns, struct tes_tenant *t, char *err, size_t len)
+static int connectors_arg(const json_t *conns, struct tes_tenant *t, char *err, size_t errlen)
 {
 	struct tes_connector cs[TES_TENANT_CONNECTORS_MAX];
 	char cerr[CTL_ERR_MAX];
@@ -38,7 +39,7 @@ static int connectors_arg(const json_t *conns, struct tes_tenant *t, char *err, 
 	size_t i;
 
 	if (!json_is_array(conns) || json_array_size(conns) > TES_TENANT_CONNECTORS_MAX) {
-		snprintf(err, len, "\"connectors\" must be a list of at most %d connectors",
+		snprintf(err, errlen, "\"connectors\" must be a list of at most %d connectors",
 			 TES_TENANT_CONNECTORS_MAX);
 		return -1;
 	}
@@ -46,7 +47,7 @@ static int connectors_arg(const json_t *conns, struct tes_tenant *t, char *err, 
 	json_array_foreach(conns, i, c)
 	{
 		if (ctl_connector_from_json(c, &cs[i], cerr, sizeof(cerr))) {
-			snprintf(err, len, "connector %zu: %s", i + 1, cerr);
+			snprintf(err, errlen, "connector %zu: %s", i + 1, cerr);
 			return -1;
 		}
 	}
@@ -71,38 +72,40 @@ static int tenant_fields(const json_t *args, bool need_name, struct tes_tenant *
 
 /* The state stores it, keeps it and tells the gateways and the XDP drop
  * list (connectors decide which sources it may drop). */
-static int put_tenant(struct cp_admin *a, const struct tes_tenant *t, char *err, size_t len)
+static int put_tenant(struct cp_admin *a, const struct tes_tenant *t, char *err, size_t errlen)
 {
 	json_t *who = admin_who(a);
-	int rc = cp_state_put_tenant(a->st, t, who, err, len);
+	int rc = cp_state_put_tenant(a->st, t, who, err, errlen);
 
 	json_decref(who);
 	return rc;
 }
 
-int cmd_tenant_add(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_tenant_add(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		   size_t errlen)
 {
 	struct tes_tenant t;
 	int64_t id;
 
 	memset(&t, 0, sizeof(t));
-	if (arg_int(args, "id", 1, UINT32_MAX, true, 0, &id, err, len))
+	if (arg_int(args, "id", 1, UINT32_MAX, true, 0, &id, err, errlen))
 		return -1;
 	if (cp_tenant_find(&a->st->tab, (uint32_t)id)) {
-		snprintf(err, len, "tenant %lld already exists (tesctl tenant set changes it)",
+		snprintf(err, errlen, "tenant %lld already exists (tesctl tenant set changes it)",
 			 (long long)id);
 		return -1;
 	}
 	t.id = (uint32_t)id;
-	if (tenant_fields(args, true, &t, err, len) || put_tenant(a, &t, err, len))
+	if (tenant_fields(args, true, &t, err, errlen) || put_tenant(a, &t, err, errlen))
 		return -1;
 	*result = tenant_json(a, &t, cp_state_now(a->st));
 	return 0;
 }
 
-int cmd_tenant_set(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_tenant_set(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		   size_t errlen)
 {
-	struct tes_tenant *cur = arg_tenant(a, args, "id", err, len);
+	struct tes_tenant *cur = arg_tenant(a, args, "id", err, errlen);
 	struct tes_tenant t;
 	json_t *before, *after;
 	bool same;
@@ -110,11 +113,11 @@ int cmd_tenant_set(struct cp_admin *a, const json_t *args, json_t **result, char
 	if (!cur)
 		return -1;
 	if (!json_object_get(args, "name") && !json_object_get(args, "connectors")) {
-		snprintf(err, len, "nothing to change: give a name, connectors, or both");
+		snprintf(err, errlen, "nothing to change: give a name, connectors, or both");
 		return -1;
 	}
 	t = *cur;
-	if (tenant_fields(args, false, &t, err, len))
+	if (tenant_fields(args, false, &t, err, errlen))
 		return -1;
 	before = ctl_tenant_to_json(cur);
 	after = ctl_tenant_to_json(&t);
@@ -127,7 +130,7 @@ int cmd_tenant_set(struct cp_admin *a, const json_t *args, json_t **result, char
 		json_object_set_new(*result, "changed", json_false());
 		return 0;
 	}
-	if (put_tenant(a, &t, err, len))
+	if (put_tenant(a, &t, err, errlen))
 		return -1;
 	cur = cp_tenant_find(&a->st->tab, t.id);
 	*result = tenant_json(a, cur ? cur : &t, cp_state_now(a->st));
@@ -168,23 +171,25 @@ int cmd_tenant_delete(struct cp_admin *a, const json_t *args, json_t **result, c
 	return 0;
 }
 
-int cmd_tenant_list(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_tenant_list(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		    size_t errlen)
 {
 	json_t *arr = json_array();
 	int64_t now = cp_state_now(a->st);
 
 	(void)args;
 	(void)err;
-	(void)len;
+	(void)errlen;
 	for (size_t i = 0; i < a->st->tab.ntenants; i++)
 		json_array_append_new(arr, tenant_json(a, &a->st->tab.tenants[i], now));
 	*result = json_pack("{s:o}", "tenants", arr);
 	return 0;
 }
 
-int cmd_tenant_show(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_tenant_show(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		    size_t errlen)
 {
-	struct tes_tenant *t = arg_tenant(a, args, "id", err, len);
+	struct tes_tenant *t = arg_tenant(a, args, "id", err, errlen);
 
 	if (!t)
 		return -1;
@@ -203,15 +208,15 @@ struct pause_ask {
 	unsigned left;
 };
 
-static int make_pause(const struct tes_tenant *t, struct tes_pause *out, char *err, size_t len,
-		      void *ctx)
+static int make_pause(const struct tes_tenant *t, struct tes_pause *out, void *ctx, char *err,
+		      size_t errlen)
 {
 	struct pause_ask *q = ctx;
 	int year;
 
 	if (!q->add) {
 		if (!tes_pause_resume(&t->pause, q->now, out)) {
-			snprintf(err, len, "tenant %u is not paused", t->id);
+			snprintf(err, errlen, "tenant %u is not paused", t->id);
 			return -1;
 		}
 		return 0;
@@ -220,11 +225,11 @@ static int make_pause(const struct tes_tenant *t, struct tes_pause *out, char *e
 	case TES_PAUSE_OK:
 		return 0;
 	case TES_PAUSE_EDAYS:
-		snprintf(err, len, "a pause must be at least one day");
+		snprintf(err, errlen, "a pause must be at least one day");
 		return -1;
 	case TES_PAUSE_EQUOTA:
 		tes_pause_days_left(&t->pause, q->pol, q->now, &year);
-		snprintf(err, len,
+		snprintf(err, errlen,
 			 "pause quota exceeded: tenant %u has %u of its %u pause days left in %d,"
 			 " and %u were asked for",
 			 t->id, q->left, q->pol->pause_quota_days, year, q->days);
@@ -238,10 +243,10 @@ static int make_pause(const struct tes_tenant *t, struct tes_pause *out, char *e
  * looks at its servers (their status changes now, and their stage clocks
  * stop or go). */
 static int put_pause(struct cp_admin *a, uint32_t id, struct pause_ask *q, const char *why,
-		     const char *event, char *err, size_t len)
+		     const char *event, char *err, size_t errlen)
 {
 	json_t *who = admin_who(a);
-	int rc = cp_state_set_pause_with(a->st, id, make_pause, q, event, who, err, len);
+	int rc = cp_state_set_pause_with(a->st, id, make_pause, q, event, who, err, errlen);
 
 	json_decref(who);
 	if (rc)
@@ -250,24 +255,24 @@ static int put_pause(struct cp_admin *a, uint32_t id, struct pause_ask *q, const
 	return 0;
 }
 
-int cmd_pause_add(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_pause_add(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t errlen)
 {
-	struct tes_tenant *t = arg_tenant(a, args, "tenant", err, len);
+	struct tes_tenant *t = arg_tenant(a, args, "tenant", err, errlen);
 	struct pause_ask q = { .add = true, .pol = &a->st->policy };
 	int64_t days, now = cp_state_now(a->st);
 	char end[40];
 	uint32_t id;
 
-	if (!t || arg_int(args, "days", 1, 366, true, 0, &days, err, len))
+	if (!t || arg_int(args, "days", 1, 366, true, 0, &days, err, errlen))
 		return -1;
 	id = t->id;
 	q.days = (unsigned)days;
 	q.now = now;
-	if (put_pause(a, id, &q, "pause", "pause", err, len))
+	if (put_pause(a, id, &q, "pause", "pause", err, errlen))
 		return -1;
 	t = cp_tenant_find(&a->st->tab, id);
 	if (!t) {
-		snprintf(err, len, "the tenant was deleted meanwhile");
+		snprintf(err, errlen, "the tenant was deleted meanwhile");
 		return -1;
 	}
 	tes_time_format(t->pause.end, a->st->policy.utc_offset_min, end, sizeof(end));
@@ -277,9 +282,10 @@ int cmd_pause_add(struct cp_admin *a, const json_t *args, json_t **result, char 
 	return 0;
 }
 
-int cmd_pause_show(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_pause_show(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		   size_t errlen)
 {
-	struct tes_tenant *t = arg_tenant(a, args, "tenant", err, len);
+	struct tes_tenant *t = arg_tenant(a, args, "tenant", err, errlen);
 
 	if (!t)
 		return -1;
@@ -287,9 +293,10 @@ int cmd_pause_show(struct cp_admin *a, const json_t *args, json_t **result, char
 	return 0;
 }
 
-int cmd_pause_resume(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_pause_resume(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		     size_t errlen)
 {
-	struct tes_tenant *t = arg_tenant(a, args, "tenant", err, len);
+	struct tes_tenant *t = arg_tenant(a, args, "tenant", err, errlen);
 	struct pause_ask q = { .add = false, .pol = &a->st->policy };
 	int64_t now = cp_state_now(a->st);
 	uint32_t id;
@@ -298,11 +305,11 @@ int cmd_pause_resume(struct cp_admin *a, const json_t *args, json_t **result, ch
 		return -1;
 	id = t->id;
 	q.now = now;
-	if (put_pause(a, id, &q, "pause ended by the operator", "pause_resumed", err, len))
+	if (put_pause(a, id, &q, "pause ended by the operator", "pause_resumed", err, errlen))
 		return -1;
 	t = cp_tenant_find(&a->st->tab, id);
 	if (!t) {
-		snprintf(err, len, "the tenant was deleted meanwhile");
+		snprintf(err, errlen, "the tenant was deleted meanwhile");
 		return -1;
 	}
 	cp_info("pause: tenant %u (%s) resumed by the operator (the days granted stay used)", t->id,

@@ -80,7 +80,7 @@ static void audit(struct cp_admin *a, const char *event, json_t *before, json_t 
 /* The xdp.* commands are notify/xdp.c's; the ones that change something get
  * their line here, with the entry or interface before and after. */
 static int cmd_xdp(struct cp_admin *a, const char *cmd, const json_t *args, json_t **result,
-		   char *err, size_t len)
+		   char *err, size_t errlen)
 {
 	const char *op = cmd + strlen("xdp.");
 	const char *ifname = json_string_value(json_object_get(args, "interface"));
@@ -90,14 +90,14 @@ static int cmd_xdp(struct cp_admin *a, const char *cmd, const json_t *args, json
 	const char *addr;
 
 	if (!deny && !allow && !detach)
-		return cp_xdp_cmd(a->xdp, op, args, result, err, len);
+		return cp_xdp_cmd(a->xdp, op, args, result, err, errlen);
 	/* The address as the map spells it is only known after the command:
 	 * keep the whole list to find its entry before. */
 	if (deny || allow)
 		list = xdp_list(a);
 	else
 		before = xdp_iface(a, ifname);
-	if (cp_xdp_cmd(a->xdp, op, args, result, err, len)) {
+	if (cp_xdp_cmd(a->xdp, op, args, result, err, errlen)) {
 		json_decref(list);
 		json_decref(before);
 		return -1;
@@ -117,27 +117,29 @@ static int cmd_xdp(struct cp_admin *a, const char *cmd, const json_t *args, json
 	return 0;
 }
 
-int cmd_xdp_status(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_xdp_status(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		   size_t errlen)
 {
-	return cmd_xdp(a, ADMIN_XDP_STATUS, args, result, err, len);
+	return cmd_xdp(a, ADMIN_XDP_STATUS, args, result, err, errlen);
 }
 
-int cmd_xdp_list(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_xdp_list(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t errlen)
 {
-	return cmd_xdp(a, ADMIN_XDP_LIST, args, result, err, len);
+	return cmd_xdp(a, ADMIN_XDP_LIST, args, result, err, errlen);
 }
 
-int cmd_xdp_deny(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_xdp_deny(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t errlen)
 {
-	return cmd_xdp(a, ADMIN_XDP_DENY, args, result, err, len);
+	return cmd_xdp(a, ADMIN_XDP_DENY, args, result, err, errlen);
 }
 
-int cmd_xdp_allow(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_xdp_allow(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t errlen)
 {
-	return cmd_xdp(a, ADMIN_XDP_ALLOW, args, result, err, len);
+	return cmd_xdp(a, ADMIN_XDP_ALLOW, args, result, err, errlen);
 }
 
-int cmd_xdp_detach(struct cp_admin *a, const json_t *args, json_t **result, char *err, size_t len)
+int cmd_xdp_detach(struct cp_admin *a, const json_t *args, json_t **result, char *err,
+		   size_t errlen)
 {
-	return cmd_xdp(a, ADMIN_XDP_DETACH, args, result, err, len);
+	return cmd_xdp(a, ADMIN_XDP_DETACH, args, result, err, errlen);
 }

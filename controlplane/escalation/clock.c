@@ -20,27 +20,27 @@ json_t *esc_clock_json(const struct cp_esc *e)
 			 e->clock->test);
 }
 
-int esc_clock_move(struct cp_esc *e, bool advance, int64_t seconds, char *msg, size_t len)
+int esc_clock_move(struct cp_esc *e, bool advance, int64_t seconds, char *err, size_t errlen)
 {
 	int64_t old = e->clock->test_now, target;
 	struct cp_note n = { .kind = CP_NOTE_CLOCK, .slot = CP_NO_SLOT };
 	char iso[40];
 
 	if (!e->clock->test) {
-		snprintf(msg, len,
+		snprintf(err, errlen,
 			 "the clock is the system clock; only a tescontrol started with"
 			 " --test-clock (and TES_ALLOW_TEST_CLOCK=1) can move it");
 		return -1;
 	}
 	if (advance) {
 		if (seconds < 0 || seconds > TES_TIME_MAX - old) {
-			snprintf(msg, len, "cannot advance by %lld seconds", (long long)seconds);
+			snprintf(err, errlen, "cannot advance by %lld seconds", (long long)seconds);
 			return -1;
 		}
 		target = old + seconds;
 	} else {
 		if (seconds < 0 || seconds > TES_TIME_MAX) {
-			snprintf(msg, len, "%lld is not a time between 0 and %lld",
+			snprintf(err, errlen, "%lld is not a time between 0 and %lld",
 				 (long long)seconds, (long long)TES_TIME_MAX);
 			return -1;
 		}

@@ -82,7 +82,7 @@ void esc_arm(struct cp_esc *e);
 /* Move the test clock (only with --test-clock): set it, or advance it by
  * seconds.  Notifies CP_NOTE_CLOCK, then runs the escalation for
  * everything now due.  -1 with msg when refused. */
-int esc_clock_move(struct cp_esc *e, bool advance, int64_t seconds, char *msg, size_t len);
+int esc_clock_move(struct cp_esc *e, bool advance, int64_t seconds, char *err, size_t errlen);
 /* {"now", "now_iso", "test_clock"}, as tesctl clock shows it. */
 json_t *esc_clock_json(const struct cp_esc *e);
 

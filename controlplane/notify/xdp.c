@@ -360,14 +360,14 @@ static const char *reason_name(enum tes_xdp_reason r)
 	}
 }
 
-static int need_xdp(const struct cp_xdp *s, char *err, size_t len)
+static int need_xdp(const struct cp_xdp *s, char *err, size_t errlen)
 {
 	if (!s) {
-		snprintf(err, len, "XDP is not configured (xdp_interfaces is empty)");
+		snprintf(err, errlen, "XDP is not configured (xdp_interfaces is empty)");
 		return -1;
 	}
 	if (!s->x) {
-		snprintf(err, len, "XDP is not running: %s", s->load_error);
+		snprintf(err, errlen, "XDP is not running: %s", s->load_error);
 		return -1;
 	}
 	return 0;
@@ -451,17 +451,17 @@ static json_t *status_json(struct cp_xdp *s)
 	return o;
 }
 
-static int parse_addr(const json_t *args, struct tes_xdp_addr *a, char *err, size_t len)
+static int parse_addr(const json_t *args, struct tes_xdp_addr *a, char *err, size_t errlen)
 {
 	const char *s = json_string_value(json_object_get(args, "address"));
 	char why[256];
 
 	if (!s) {
-		snprintf(err, len, "address: missing");
+		snprintf(err, errlen, "address: missing");
 		return -1;
 	}
 	if (tes_xdp_addr_parse(s, a, why, sizeof(why))) {
-		snprintf(err, len, "address: %s", why);
+		snprintf(err, errlen, "address: %s", why);
 		return -1;
 	}
 	return 0;

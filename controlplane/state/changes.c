@@ -91,7 +91,7 @@ int cp_state_reset_server(struct cp_state *st, uint32_t slot, const json_t *who,
 }
 
 int cp_state_put_tenant(struct cp_state *st, const struct tes_tenant *t, const json_t *who,
-			char *err, size_t len)
+			char *err, size_t errlen)
 {
 	const struct tes_tenant *cur = cp_tenant_find(&st->tab, t->id);
 	struct cp_note n = { .kind = CP_NOTE_TENANT, .slot = CP_NO_SLOT };
@@ -107,18 +107,18 @@ int cp_state_put_tenant(struct cp_state *st, const struct tes_tenant *t, const j
 		if (rc != 1) {
 			if (rc == 0 && found) {
 				cp_fleet_adopt_tenant(st, &now, "");
-				snprintf(err, len,
+				snprintf(err, errlen,
 					 "tenant %u was %s on another appliance meanwhile (now "
 					 "\"%s\"):"
 					 " nothing was changed; look again and retry",
 					 t->id, cur ? "changed" : "added", now.name);
 			} else if (rc == 0) {
-				snprintf(err, len,
+				snprintf(err, errlen,
 					 "tenant %u was deleted on another appliance meanwhile:"
 					 " nothing was changed",
 					 t->id);
 			} else {
-				snprintf(err, len,
+				snprintf(err, errlen,
 					 "could not store the tenant: %s (nothing was"
 					 " changed)",
 					 store_errmsg(st->store));
@@ -127,13 +127,13 @@ int cp_state_put_tenant(struct cp_state *st, const struct tes_tenant *t, const j
 			return -1;
 		}
 	} else if (store_put_tenant(st->store, t)) {
-		snprintf(err, len, "could not store the tenant: %s (nothing was changed)",
+		snprintf(err, errlen, "could not store the tenant: %s (nothing was changed)",
 			 store_errmsg(st->store));
 		json_decref(before);
 		return -1;
 	}
 	if (cp_tenant_put(&st->tab, t)) {
-		snprintf(err, len, "out of memory (the tenant is stored; a restart loads it)");
+		snprintf(err, errlen, "out of memory (the tenant is stored; a restart loads it)");
 		json_decref(before);
 		return -1;
 	}
@@ -149,7 +149,7 @@ int cp_state_put_tenant(struct cp_state *st, const struct tes_tenant *t, const j
 }
 
 int cp_state_delete_tenant(struct cp_state *st, uint32_t id, const json_t *who, size_t *servers,
-			   char *err, size_t len)
+			   char *err, size_t errlen)
 {
 	struct tes_tenant *cur = cp_tenant_find(&st->tab, id);
 	struct cp_note n = { .kind = CP_NOTE_TENANT_GONE, .slot = CP_NO_SLOT };
@@ -159,13 +159,13 @@ int cp_state_delete_tenant(struct cp_state *st, uint32_t id, const json_t *who, 
 	bool ok;
 
 	if (!cur) {
-		snprintf(err, len, "no tenant %u", id);
+		snprintf(err, errlen, "no tenant %u", id);
 		return -1;
 	}
 	t = *cur;
 	slots = malloc(((size_t)st->tab.nlive + 1) * sizeof(*slots));
 	if (!slots) {
-		snprintf(err, len, "out of memory");
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	for (uint32_t i = 0; i < st->tab.nslots; i++) {
@@ -182,7 +182,7 @@ int cp_state_delete_tenant(struct cp_state *st, uint32_t id, const json_t *who, 
 		ok = store_delete_server(st->store, c->v.s.tenant_id, c->v.s.fqdn) == 0;
 	}
 	if (!ok || store_delete_tenant(st->store, t.id) || store_commit(st->store)) {
-		snprintf(err, len, "could not store the deletion: %s (nothing was changed)",
+		snprintf(err, errlen, "could not store the deletion: %s (nothing was changed)",
 			 store_errmsg(st->store));
 		store_rollback(st->store);
 		free(slots);
@@ -221,20 +221,20 @@ int cp_state_delete_tenant(struct cp_state *st, uint32_t id, const json_t *who, 
 }
 
 /* The pause as it was asked for, whatever the tenant holds. */
-static int fixed_pause(const struct tes_tenant *t, struct tes_pause *out, char *err, size_t len,
-		       void *ctx)
+static int fixed_pause(const struct tes_tenant *t, struct tes_pause *out, void *ctx, char *err,
+		       size_t errlen)
 {
 	(void)t;
 	(void)err;
-	(void)len;
+	(void)errlen;
 	*out = *(const struct tes_pause *)ctx;
 	return 0;
 }
 
 int cp_state_set_pause(struct cp_state *st, uint32_t id, const struct tes_pause *p,
-		       const char *event, const json_t *who, char *err, size_t len)
+		       const char *event, const json_t *who, char *err, size_t errlen)
 {
-	return cp_state_set_pause_with(st, id, fixed_pause, (void *)p, event, who, err, len);
+	return cp_state_set_pause_with(st, id, fixed_pause, (void *)p, event, who, err, errlen);
 }
 
 /* Store the tenant's new pause: one write, or with a shared store one
@@ -242,7 +242,7 @@ int cp_state_set_pause(struct cp_state *st, uint32_t id, const struct tes_pause 
  * cannot both spend the same quota: the one who loses sees the other's
  * pause and make decides again from it.  0, or -1 with err. */
 static int store_pause(struct cp_state *st, uint32_t id, cp_pause_fn make, void *ctx,
-		       struct tes_tenant *nt, char *err, size_t len)
+		       struct tes_tenant *nt, char *err, size_t errlen)
 {
 	for (int round = 0; round < 8; round++) {
 		struct tes_tenant *t = cp_tenant_find(&st->tab, id), cur;
@@ -250,15 +250,15 @@ static int store_pause(struct cp_state *st, uint32_t id, cp_pause_fn make, void 
 		int rc;
 
 		if (!t) {
-			snprintf(err, len, "no tenant %u", id);
+			snprintf(err, errlen, "no tenant %u", id);
 			return -1;
 		}
 		*nt = *t;
-		if (make(t, &nt->pause, err, len, ctx))
+		if (make(t, &nt->pause, ctx, err, errlen))
 			return -1;
 		if (!st->fleet) {
 			if (store_put_tenant(st->store, nt)) {
-				snprintf(err, len, "could not store the pause: %s",
+				snprintf(err, errlen, "could not store the pause: %s",
 					 store_errmsg(st->store));
 				return -1;
 			}
@@ -268,12 +268,12 @@ static int store_pause(struct cp_state *st, uint32_t id, cp_pause_fn make, void 
 		if (rc == 1)
 			return 0;
 		if (rc < 0) {
-			snprintf(err, len, "could not store the pause: %s (nothing was changed)",
+			snprintf(err, errlen, "could not store the pause: %s (nothing was changed)",
 				 store_errmsg(st->store));
 			return -1;
 		}
 		if (!found) {
-			snprintf(err, len, "tenant %u was deleted on another appliance", id);
+			snprintf(err, errlen, "tenant %u was deleted on another appliance", id);
 			return -1;
 		}
 		cp_info("pause: tenant %u changed on another appliance meanwhile; deciding again"
@@ -281,12 +281,13 @@ static int store_pause(struct cp_state *st, uint32_t id, cp_pause_fn make, void 
 			id);
 		cp_fleet_adopt_tenant(st, &cur, "");
 	}
-	snprintf(err, len, "tenant %u keeps changing on other appliances; nothing was changed", id);
+	snprintf(err, errlen, "tenant %u keeps changing on other appliances; nothing was changed",
+		 id);
 	return -1;
 }
 
 int cp_state_set_pause_with(struct cp_state *st, uint32_t id, cp_pause_fn make, void *ctx,
-			    const char *event, const json_t *who, char *err, size_t len)
+			    const char *event, const json_t *who, char *err, size_t errlen)
 {
 	struct tes_tenant *t;
 	struct cp_note n = { .kind = CP_NOTE_TENANT, .slot = CP_NO_SLOT, .event = event };
@@ -294,11 +295,11 @@ int cp_state_set_pause_with(struct cp_state *st, uint32_t id, cp_pause_fn make, 
 	json_t *before;
 	char at[40];
 
-	if (store_pause(st, id, make, ctx, &nt, err, len))
+	if (store_pause(st, id, make, ctx, &nt, err, errlen))
 		return -1;
 	t = cp_tenant_find(&st->tab, id);
 	if (!t) {
-		snprintf(err, len, "no tenant %u", id);
+		snprintf(err, errlen, "no tenant %u", id);
 		return -1;
 	}
 	before = pause_raw_json(&t->pause);

@@ -249,7 +249,7 @@ static int make_doc(struct store_doc *d, const char *text, const char *name, con
 /* Gateways receive the texts in one frame: what cannot be sent is refused
  * before anything changes. */
 static int fits_a_frame(const struct catalog *cat, const char *builds, const char *bname,
-			const char *compliance, const char *cname, char *err, size_t len)
+			const char *compliance, const char *cname, char *err, size_t errlen)
 {
 	json_t *probe = ctl_catalog_msg(builds, bname, compliance, cname, catalog_version(cat));
 	char e[CTL_ERR_MAX];
@@ -258,7 +258,7 @@ static int fits_a_frame(const struct catalog *cat, const char *builds, const cha
 
 	if (ctl_frame_encode(probe, &f, &n, e, sizeof(e))) {
 		json_decref(probe);
-		snprintf(err, len, "catalog too large for the control protocol: %s", e);
+		snprintf(err, errlen, "catalog too large for the control protocol: %s", e);
 		return -1;
 	}
 	free(f);
@@ -278,7 +278,7 @@ void cp_state_catalog_discard(struct cp_catalog_plan *p)
 
 int cp_state_catalog_prepare(struct cp_state *st, const char *builds, const char *bname,
 			     const char *compliance, const char *cname, int64_t now,
-			     struct cp_catalog_plan *p, char *err, size_t len)
+			     struct cp_catalog_plan *p, char *err, size_t errlen)
 {
 	struct catalog_error cerr;
 
@@ -288,11 +288,11 @@ int cp_state_catalog_prepare(struct cp_state *st, const char *builds, const char
 	p->cat = catalog_parse(builds, strlen(builds), bname, compliance, strlen(compliance), cname,
 			       &cerr);
 	if (!p->cat) {
-		snprintf(err, len, "%s:%u: %s (nothing was changed)", cerr.file, cerr.line,
+		snprintf(err, errlen, "%s:%u: %s (nothing was changed)", cerr.file, cerr.line,
 			 cerr.msg);
 		return -1;
 	}
-	if (fits_a_frame(p->cat, builds, bname, compliance, cname, err, len)) {
+	if (fits_a_frame(p->cat, builds, bname, compliance, cname, err, errlen)) {
 		cp_state_catalog_discard(p);
 		return -1;
 	}
@@ -302,7 +302,7 @@ int cp_state_catalog_prepare(struct cp_state *st, const char *builds, const char
 	    make_doc(&p->builds, builds, bname, catalog_version(p->cat), now) ||
 	    make_doc(&p->compliance, compliance, cname, catalog_version(p->cat), now)) {
 		cp_state_catalog_discard(p);
-		snprintf(err, len, "out of memory");
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	p->nplan = plan_catalog(st, p->cat, now, false, p->plan, p->changes);
@@ -318,7 +318,7 @@ static json_t *catalog_summary(const struct catalog *cat, const struct store_doc
 }
 
 int cp_state_catalog_commit(struct cp_state *st, struct cp_catalog_plan *p, int64_t now,
-			    const json_t *who, char *err, size_t len)
+			    const json_t *who, char *err, size_t errlen)
 {
 	struct cp_note n = { .kind = CP_NOTE_CATALOG, .now = now, .slot = CP_NO_SLOT };
 	json_t *before;
@@ -327,7 +327,7 @@ int cp_state_catalog_commit(struct cp_state *st, struct cp_catalog_plan *p, int6
 	if (store_begin(st->store) || store_put_doc(st->store, STORE_DOC_BUILDS, &p->builds) ||
 	    store_put_doc(st->store, STORE_DOC_COMPLIANCE, &p->compliance) ||
 	    store_plan(st, p->plan, p->nplan) || store_commit(st->store)) {
-		snprintf(err, len, "could not store the catalog: %s (nothing was changed)",
+		snprintf(err, errlen, "could not store the catalog: %s (nothing was changed)",
 			 store_errmsg(st->store));
 		store_rollback(st->store);
 		return -1;

@@ -308,7 +308,7 @@ static const struct tes_tenant *tenant_of(struct cp_state *st, uint32_t id)
 }
 
 int cp_fleet_write(struct cp_state *st, const struct store_server *base,
-		   const struct store_event *e, struct store_server *out, char *err, size_t len)
+		   const struct store_event *e, struct store_server *out, char *err, size_t errlen)
 {
 	const struct tes_tenant *t = tenant_of(st, e->tenant_id);
 	struct store_server cur, next;
@@ -341,20 +341,20 @@ int cp_fleet_write(struct cp_state *st, const struct store_server *base,
 			if (store_fleet_cut_off(st->store))
 				break;
 			st->counts.store_errors++;
-			snprintf(err, len, "%s", store_errmsg(st->store));
+			snprintf(err, errlen, "%s", store_errmsg(st->store));
 			return -1;
 		}
 		cur = next;
 	}
 	if (!store_fleet_cut_off(st->store)) {
-		snprintf(err, len, "server %s changed on other appliances 16 times while writing",
-			 e->fqdn);
+		snprintf(err, errlen,
+			 "server %s changed on other appliances 16 times while writing", e->fqdn);
 		return -1;
 	}
 	/* Out of reach: journal it, and go on with this appliance's copy. */
 	if (st->store->fleet->journal_add(st->store, e)) {
 		st->counts.store_errors++;
-		snprintf(err, len, "etcd out of reach and the journal failed: %s",
+		snprintf(err, errlen, "etcd out of reach and the journal failed: %s",
 			 store_errmsg(st->store));
 		return -1;
 	}
@@ -873,7 +873,8 @@ void cp_state_fleet_stop(struct cp_state *st)
 
 /* ---- import (tesctl store import) ---- */
 
-int cp_state_import_server(struct cp_state *st, const struct tes_server *s, char *err, size_t len)
+int cp_state_import_server(struct cp_state *st, const struct tes_server *s, char *err,
+			   size_t errlen)
 {
 	struct store_server v, cur, out;
 	struct store_event ev[2];
@@ -883,11 +884,11 @@ int cp_state_import_server(struct cp_state *st, const struct tes_server *s, char
 	int rc;
 
 	if (!st->fleet) {
-		snprintf(err, len, "import needs a shared store (store = etcd)");
+		snprintf(err, errlen, "import needs a shared store (store = etcd)");
 		return -1;
 	}
 	if (!s->fqdn[0] || (s->tenant_id && !cp_tenant_find(&st->tab, s->tenant_id))) {
-		snprintf(err, len, "server %s: no tenant %u here (import the tenants first)",
+		snprintf(err, errlen, "server %s: no tenant %u here (import the tenants first)",
 			 s->fqdn, s->tenant_id);
 		return -1;
 	}
@@ -897,7 +898,7 @@ int cp_state_import_server(struct cp_state *st, const struct tes_server *s, char
 	/* Not in the fleet yet: the record as it was, clock and all. */
 	rc = st->store->fleet->cas_server(st->store, &v, 0, &cur, &found);
 	if (rc < 0) {
-		snprintf(err, len, "%s", store_errmsg(st->store));
+		snprintf(err, errlen, "%s", store_errmsg(st->store));
 		return -1;
 	}
 	slot = cp_server_find(&st->tab, s->tenant_id, s->fqdn);
@@ -906,7 +907,7 @@ int cp_state_import_server(struct cp_state *st, const struct tes_server *s, char
 		return 1;
 	}
 	if (!found) {
-		snprintf(err, len, "server %s: deleted while importing; try again", s->fqdn);
+		snprintf(err, errlen, "server %s: deleted while importing; try again", s->fqdn);
 		return -1;
 	}
 	/* In the fleet already: what the record says happened, merged as
@@ -927,11 +928,11 @@ int cp_state_import_server(struct cp_state *st, const struct tes_server *s, char
 		ev[nev++].when = s->resolved_at;
 	}
 	for (unsigned i = 0; i < nev; i++) {
-		rc = cp_fleet_write(st, &cur, &ev[i], &out, err, len);
+		rc = cp_fleet_write(st, &cur, &ev[i], &out, err, errlen);
 		if (rc < 0)
 			return -1;
 		if (rc == 2) {
-			snprintf(err, len, "etcd out of reach while importing %s (journaled)",
+			snprintf(err, errlen, "etcd out of reach while importing %s (journaled)",
 				 s->fqdn);
 			return -1;
 		}

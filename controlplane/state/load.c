@@ -69,7 +69,7 @@ int cp_state_load(struct cp_state *st)
 }
 
 /* Read a whole file of at most max octets. */
-static int read_text(const char *path, size_t max, struct store_doc *out, char *err, size_t len)
+static int read_text(const char *path, size_t max, struct store_doc *out, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat sb;
@@ -77,22 +77,22 @@ static int read_text(const char *path, size_t max, struct store_doc *out, char *
 
 	memset(out, 0, sizeof(*out));
 	if (fd < 0) {
-		snprintf(err, len, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
-		snprintf(err, len, "%s: not a regular file", path);
+		snprintf(err, errlen, "%s: not a regular file", path);
 		close(fd);
 		return -1;
 	}
 	if ((size_t)sb.st_size > max) {
-		snprintf(err, len, "%s: larger than %zu octets", path, max);
+		snprintf(err, errlen, "%s: larger than %zu octets", path, max);
 		close(fd);
 		return -1;
 	}
 	out->text = malloc((size_t)sb.st_size + 1);
 	if (!out->text) {
-		snprintf(err, len, "%s: out of memory", path);
+		snprintf(err, errlen, "%s: out of memory", path);
 		close(fd);
 		return -1;
 	}
@@ -102,7 +102,7 @@ static int read_text(const char *path, size_t max, struct store_doc *out, char *
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			snprintf(err, len, "%s: read error", path);
+			snprintf(err, errlen, "%s: read error", path);
 			store_doc_free(out);
 			close(fd);
 			return -1;

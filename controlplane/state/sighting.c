@@ -184,7 +184,7 @@ static void apply_seen(struct cp_state *st, uint32_t slot, const struct tes_serv
  * CP_NO_SLOT with msg. */
 static uint32_t apply_change(struct cp_state *st, uint32_t slot, const struct ctl_sighting *in,
 			     enum tes_change ch, const struct tes_server *ns, int64_t now,
-			     char *msg, size_t len)
+			     char *err, size_t errlen)
 {
 	struct cp_server *c = cp_server_at(&st->tab, slot);
 	bool untrusted = in->tenant_id == 0;
@@ -210,7 +210,8 @@ static uint32_t apply_change(struct cp_state *st, uint32_t slot, const struct ct
 			st->counts.store_errors++;
 			cp_err("storing %s of %s: %s", ctl_change_name(ch), in->fqdn,
 			       store_errmsg(st->store));
-			snprintf(msg, len, "tescontrol could not store the change; send it again");
+			snprintf(err, errlen,
+				 "tescontrol could not store the change; send it again");
 			return CP_NO_SLOT;
 		}
 	}
@@ -232,7 +233,7 @@ static uint32_t apply_change(struct cp_state *st, uint32_t slot, const struct ct
 	if (!c) {
 		cp_err("out of memory adding server %s%s", in->fqdn,
 		       lazy ? "" : " (it is stored; a restart loads it)");
-		snprintf(msg, len, "tescontrol is out of memory");
+		snprintf(err, errlen, "tescontrol is out of memory");
 		return CP_NO_SLOT;
 	}
 	c->stored = !lazy;
@@ -305,12 +306,12 @@ static void event_of(const struct ctl_sighting *in, const struct tes_detection *
 static int apply_change_fleet(struct cp_state *st, uint32_t slot, const struct ctl_sighting *in,
 			      enum tes_change *ch, const struct catalog_class *cls,
 			      const struct tes_detection *d, int64_t when, int64_t now,
-			      const struct tes_server *ns, char *msg, size_t len)
+			      const struct tes_server *ns, char *err, size_t errlen)
 {
 	struct cp_server *c = cp_server_at(&st->tab, slot);
 	struct store_event e;
 	struct store_server out;
-	char err[512];
+	char ferr[512];
 	int rc;
 
 	event_of(in, d, when, &e);
@@ -337,10 +338,10 @@ static int apply_change_fleet(struct cp_state *st, uint32_t slot, const struct c
 	if (!c && in->tenant_id == 0)
 		untrusted_make_room(st, &in->source);
 	c = cp_server_at(&st->tab, slot);
-	rc = cp_fleet_write(st, c ? &c->v : NULL, &e, &out, err, sizeof(err));
+	rc = cp_fleet_write(st, c ? &c->v : NULL, &e, &out, ferr, sizeof(ferr));
 	if (rc < 0) {
-		cp_err("storing %s of %s: %s", ctl_change_name(*ch), in->fqdn, err);
-		snprintf(msg, len, "tescontrol could not store the change; send it again");
+		cp_err("storing %s of %s: %s", ctl_change_name(*ch), in->fqdn, ferr);
+		snprintf(err, errlen, "tescontrol could not store the change; send it again");
 		return -1;
 	}
 	if (rc == 0) {
@@ -393,7 +394,7 @@ static int apply_change_fleet(struct cp_state *st, uint32_t slot, const struct c
 		when = out.s.resolved_at;
 	slot = cp_fleet_keep(st, slot, &out);
 	if (slot == CP_NO_SLOT) {
-		snprintf(msg, len, "tescontrol is out of memory");
+		snprintf(err, errlen, "tescontrol is out of memory");
 		return -1;
 	}
 	announce_change(st, slot, in, *ch, cls, when, now);
@@ -401,7 +402,7 @@ static int apply_change_fleet(struct cp_state *st, uint32_t slot, const struct c
 }
 
 static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_change *change,
-		 char *msg, size_t len)
+		 char *err, size_t errlen)
 {
 	const struct tes_tenant *t = NULL;
 	struct catalog_class cls;
@@ -417,7 +418,7 @@ static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_ch
 	if (in->tenant_id) {
 		t = cp_tenant_find(&st->tab, in->tenant_id);
 		if (!t) {
-			snprintf(msg, len, "unknown tenant %u", in->tenant_id);
+			snprintf(err, errlen, "unknown tenant %u", in->tenant_id);
 			return -1;
 		}
 	}
@@ -458,7 +459,7 @@ static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_ch
 	case TES_CHANGE_NONE:
 		return 0;
 	case TES_CHANGE_INVALID:
-		snprintf(msg, len, "invalid server name");
+		snprintf(err, errlen, "invalid server name");
 		return -1;
 	case TES_CHANGE_SEEN:
 		/* A stale period that ends changes the clock: the fleet hears
@@ -475,7 +476,7 @@ static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_ch
 			    store_fleet_cut_off(st->store) ||
 			    cp_fleet_apply(&c->v, &e, t, &st->policy, &probe))
 				return apply_change_fleet(st, slot, in, change, &cls, &d, when, now,
-							  &ns, msg, len);
+							  &ns, err, errlen);
 		}
 		apply_seen(st, slot, &ns, now);
 		return 0;
@@ -486,8 +487,9 @@ static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_ch
 		break;
 	}
 	if (store_shared(st->store))
-		return apply_change_fleet(st, slot, in, change, &cls, &d, when, now, &ns, msg, len);
-	slot = apply_change(st, slot, in, *change, &ns, now, msg, len);
+		return apply_change_fleet(st, slot, in, change, &cls, &d, when, now, &ns, err,
+					  errlen);
+	slot = apply_change(st, slot, in, *change, &ns, now, err, errlen);
 	if (slot == CP_NO_SLOT)
 		return -1;
 	announce_change(st, slot, in, *change, &cls, when, now);
@@ -495,9 +497,9 @@ static int apply(struct cp_state *st, const struct ctl_sighting *in, enum tes_ch
 }
 
 int cp_state_apply_sighting(struct cp_state *st, const struct ctl_sighting *in,
-			    enum tes_change *change, char *msg, size_t len)
+			    enum tes_change *change, char *err, size_t errlen)
 {
-	int rc = apply(st, in, change, msg, len);
+	int rc = apply(st, in, change, err, errlen);
 
 	if (rc)
 		st->counts.sightings_refused++;

@@ -135,7 +135,7 @@ int cp_state_load(struct cp_state *st);
  * sighting was refused (unknown tenant, invalid name, store failure, no
  * memory); a refusal is counted. */
 int cp_state_apply_sighting(struct cp_state *st, const struct ctl_sighting *s,
-			    enum tes_change *change, char *msg, size_t len);
+			    enum tes_change *change, char *err, size_t errlen);
 
 /* ---- servers ---- */
 /* Forget a server now (ageing, eviction): its row goes at the next flush,
@@ -155,15 +155,15 @@ int cp_state_reset_server(struct cp_state *st, uint32_t slot, const json_t *who,
 			  size_t len);
 /* Add t, or change the tenant with its id. */
 int cp_state_put_tenant(struct cp_state *st, const struct tes_tenant *t, const json_t *who,
-			char *err, size_t len);
+			char *err, size_t errlen);
 /* Delete a tenant and its servers in one transaction; *servers: how many. */
 int cp_state_delete_tenant(struct cp_state *st, uint32_t id, const json_t *who, size_t *servers,
-			   char *err, size_t len);
+			   char *err, size_t errlen);
 /* Give a tenant pause p; event is "pause" (counted as a pause) or
  * "pause_resumed" (as a resume).  The caller then has escalation look at
  * the tenant's servers. */
 int cp_state_set_pause(struct cp_state *st, uint32_t id, const struct tes_pause *p,
-		       const char *event, const json_t *who, char *err, size_t len);
+		       const char *event, const json_t *who, char *err, size_t errlen);
 /* Recompute whether a tenant (or every tenant) is at its server cap and
  * notify when that changed (gateways then stop reporting servers they have
  * no record of for it: enfstate_sighting_wanted). */
@@ -184,13 +184,13 @@ struct cp_catalog_plan {
  * changes at now.  0, or -1 with err (nothing changed). */
 int cp_state_catalog_prepare(struct cp_state *st, const char *builds, const char *builds_name,
 			     const char *compliance, const char *compliance_name, int64_t now,
-			     struct cp_catalog_plan *p, char *err, size_t len);
+			     struct cp_catalog_plan *p, char *err, size_t errlen);
 /* Put a prepared catalog in force: the texts and every change of the plan
  * in one transaction, then memory and notifications.  p's catalog belongs
  * to the state afterwards; free p with cp_state_catalog_discard either
  * way.  0, or -1 with err (nothing changed). */
 int cp_state_catalog_commit(struct cp_state *st, struct cp_catalog_plan *p, int64_t now,
-			    const json_t *who, char *err, size_t len);
+			    const json_t *who, char *err, size_t errlen);
 void cp_state_catalog_discard(struct cp_catalog_plan *p);
 /* Compliance rules carry dates: re-classify every tracked server's last
  * build at now and resolve or re-detect those whose verdict changed at a
@@ -251,7 +251,7 @@ bool cp_fleet_merge_seen(const struct store_server *cur, const struct store_serv
  * store is out of reach: e is in the local journal and *out is base with e
  * applied; -1 with err.  Counts conflicts and journal entries. */
 int cp_fleet_write(struct cp_state *st, const struct store_server *base,
-		   const struct store_event *e, struct store_server *out, char *err, size_t len);
+		   const struct store_event *e, struct store_server *out, char *err, size_t errlen);
 /* Put a record the fleet holds in memory (slot CP_NO_SLOT: a new server)
  * and notify it when what gateways see changed, with the event log line
  * given (NULL: none; fields consumed).  Returns the slot (CP_NO_SLOT
@@ -268,16 +268,17 @@ bool cp_fleet_journal_wanted(struct cp_state *st, uint32_t slot, unsigned cls, i
 /* A tenant's pause changed through a compare-and-swap on the tenant:
  * make computes the new pause from the tenant as it is (again, after
  * another appliance changed it meanwhile).  0, or -1 with err. */
-typedef int (*cp_pause_fn)(const struct tes_tenant *t, struct tes_pause *out, char *err, size_t len,
-			   void *ctx);
+typedef int (*cp_pause_fn)(const struct tes_tenant *t, struct tes_pause *out, void *ctx, char *err,
+			   size_t errlen);
 int cp_state_set_pause_with(struct cp_state *st, uint32_t id, cp_pause_fn make, void *ctx,
-			    const char *event, const json_t *who, char *err, size_t len);
+			    const char *event, const json_t *who, char *err, size_t errlen);
 
 /* tesctl store import: a server of a single box's store into the fleet:
  * as it was when the fleet has no record of it, else merged as its first
  * detection and resolution would be (the earliest date wins).  1 the fleet
  * changed, 0 it held what wins already, -1 with err. */
-int cp_state_import_server(struct cp_state *st, const struct tes_server *s, char *err, size_t len);
+int cp_state_import_server(struct cp_state *st, const struct tes_server *s, char *err,
+			   size_t errlen);
 
 /* Put a catalog or policy another appliance loaded in force (fleet.c
  * calls these; documents.c holds them). */

@@ -44,7 +44,7 @@ static struct relay *open_relay(const struct delivery_settings *s, const struct 
 	 * would bounce what the gateway accepted. */
 	unsigned ext;
 	uint64_t size_max;
-	if (relay_probe(rl, &ext, &size_max, why, sizeof(why))) {
+	if (relay_probe(rl, &ext, &size_max, why, sizeof(why)) == 0) {
 		b->smtputf8 = (ext & SMTPC_EXT_SMTPUTF8) != 0;
 		log_msg(LOG_INFO, "relay: backend %s offers%s%s%s%s%s; SMTPUTF8 %s to clients",
 			b->where + 3, ext & SMTPC_EXT_PIPELINING ? " PIPELINING" : "",

@@ -1135,14 +1135,14 @@ static bool probe_flush(int fd, struct smtpc *sc, unsigned ms)
 	return true;
 }
 
-bool relay_probe(struct relay *r, unsigned *ext, uint64_t *size_max, char *why, size_t len)
+int relay_probe(struct relay *r, unsigned *ext, uint64_t *size_max, char *err, size_t errlen)
 {
 	*ext = 0;
 	*size_max = 0;
 	int fd = socket(r->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		snprintf(why, len, "socket: %s", strerror(errno));
-		return false;
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
 	}
 	int rc = connect(fd, (const struct sockaddr *)&r->addr, r->addrlen);
 	if (rc != 0 && errno == EINPROGRESS) {
@@ -1156,15 +1156,15 @@ bool relay_probe(struct relay *r, unsigned *ext, uint64_t *size_max, char *why, 
 		errno = e;
 	}
 	if (rc != 0) {
-		snprintf(why, len, "connect to %s: %s", r->where, strerror(errno));
+		snprintf(err, errlen, "connect to %s: %s", r->where, strerror(errno));
 		close(fd);
-		return false;
+		return -1;
 	}
 	struct smtpc *sc = malloc(sizeof(*sc));
 	if (!sc) {
 		close(fd);
-		snprintf(why, len, "out of memory");
-		return false;
+		snprintf(err, errlen, "out of memory");
+		return -1;
 	}
 	smtpc_init(sc, r->helo);
 	bool ok = false;
@@ -1195,11 +1195,11 @@ bool relay_probe(struct relay *r, unsigned *ext, uint64_t *size_max, char *why, 
 	} else {
 		struct smtp_reply rep;
 		smtpc_client_reply(smtpc_failure(sc), &rep);
-		snprintf(why, len, "%s: %s", r->where, rep.text);
+		snprintf(err, errlen, "%s: %s", r->where, rep.text);
 	}
 	free(sc);
 	close(fd);
-	return ok;
+	return ok ? 0 : -1;
 }
 
 /* A message that fits in memory needs no disk; a larger declared one needs

@@ -99,9 +99,9 @@ int relay_set_min_free(struct relay *r, uint64_t floor, char *err, size_t errlen
 int relay_give(struct relay *r, uid_t uid, gid_t gid, char *err, size_t errlen);
 
 /* Connect once and read the backend's EHLO (blocking, bounded by the
- * timeouts): true with the smtpc_ext bits it offers and its SIZE (0: none),
- * false with why set when it cannot be reached. */
-bool relay_probe(struct relay *r, unsigned *ext, uint64_t *size_max, char *why, size_t len);
+ * timeouts): 0 with the smtpc_ext bits it offers and its SIZE (0: none),
+ * -1 with err set when it cannot be reached. */
+int relay_probe(struct relay *r, unsigned *ext, uint64_t *size_max, char *err, size_t errlen);
 
 void relay_backend(struct relay *r, struct delivery_backend *out);
 

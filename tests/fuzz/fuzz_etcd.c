@@ -16,9 +16,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_err(const char *err, size_t len)
+static void check_err(const char *err, size_t errlen)
 {
-	if (!memchr(err, '\0', len))
+	if (!memchr(err, '\0', errlen))
 		abort();
 }
 

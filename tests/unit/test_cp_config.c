@@ -37,7 +37,7 @@ static int teardown(void **state)
 	return 0;
 }
 
-static int load(const char *text, struct cp_config *c, char *err, size_t len)
+static int load(const char *text, struct cp_config *c, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "w");
 
@@ -45,7 +45,7 @@ static int load(const char *text, struct cp_config *c, char *err, size_t len)
 	fputs(text, f);
 	fclose(f);
 	cp_config_defaults(c);
-	return cp_config_load(c, path, err, len);
+	return cp_config_load(c, path, err, errlen);
 }
 
 /* text is refused with "PATH:want" */

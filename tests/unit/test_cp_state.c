@@ -60,11 +60,11 @@ static int teardown(void **state)
 }
 
 static int apply(struct fx *f, uint32_t tenant, const char *fqdn, const char *build,
-		 const char *source, enum tes_change *ch, char *msg, size_t len)
+		 const char *source, enum tes_change *ch, char *err, size_t errlen)
 {
 	struct ctl_sighting s = fake_sighting(tenant, fqdn, build, source);
 
-	return cp_state_apply_sighting(&f->st, &s, ch, msg, len);
+	return cp_state_apply_sighting(&f->st, &s, ch, err, errlen);
 }
 
 static const struct cp_server *server(struct fx *f, uint32_t tenant, const char *fqdn)
