@@ -73,7 +73,7 @@ static void io_send(void *ctx, void *pkt, uint32_t len, const struct stack_txinf
 		m->l2_len = ti->l2_len;
 		m->l3_len = ti->l3_len;
 		m->l4_len = ti->l4_len;
-		m->ol_flags |= RTE_MBUF_F_TX_IPV4;
+		m->ol_flags |= ti->is_ipv6 ? RTE_MBUF_F_TX_IPV6 : RTE_MBUF_F_TX_IPV4;
 		if (ti->ip_csum_offload)
 			m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
 		if (ti->l4_csum_offload && ti->is_tcp)
