@@ -1843,12 +1843,14 @@ static void line_inbound_nd(const struct line *L)
 		memcpy(dst, allnodes, 16);
 	else
 		memcpy(dst, R->laddr6, 16);
+	if (m.dst6_set)
+		memcpy(dst, m.dst6, 16);
 	if (dst[0] == 0xff)
 		group_mac(dmac, dst);
 	else
 		memcpy(dmac, our_mac, 6);
 	memcpy(f, m.dmac_set ? m.dmac : dmac, 6);
-	memcpy(f + 6, mac, 6);
+	memcpy(f + 6, m.smac_set ? m.smac : mac, 6);
 	wr16(f + 12, 0x86dd);
 	uint8_t *ip = f + 14, *ic = ip + 40;
 	uint32_t len = nolla ? 24 : 32;
