@@ -485,7 +485,7 @@ static void ensure_stack(void)
 		return;
 	}
 	if (R->neigh_static) {
-		corpus_op(5);
+		corpus_op(R->flows[0].v6 ? 8 : 5);
 		struct stack_addr a;
 		flow_addr(&R->flows[0], &a);
 		stack_neigh_add(R->st, &a, peer_mac_default);
@@ -1124,7 +1124,7 @@ static int parse_mutations(const char *s, struct mutations *m)
 /* Seeds for tests/fuzz/fuzz_stack.c, in its input format: records of a
  * 2-byte length, a control byte and the frame; a length of 0 makes the
  * control byte an application action (0 connect, 1 close, 2 abort, 3 send,
- * 5 static neighbour) or a clock step (0x40 + n: n * 100 ms, 0x80 + n:
+ * 5 static neighbour, 7 connect over IPv6, 8 static IPv6 neighbour) or a clock step (0x40 + n: n * 100 ms, 0x80 + n:
  * n ms, 0xc0 + n: n s), so the fuzzer replays a script's timing exactly. */
 static void corpus_op(uint8_t op)
 {
@@ -2047,7 +2047,7 @@ static void line_app(const struct line *L)
 		struct stack_addr ra;
 		flow_addr(fl, &ra);
 		corpus_sync_time();
-		corpus_op(0);
+		corpus_op(fl->v6 ? 7 : 0);
 		struct tcp_conn *c = stack_connect(R->st, NULL, &ra, fl->rport, fl, R->now);
 		bool want_fail = L->ntok >= 3 && strcmp(L->tok[2], "fails") == 0;
 		if (!c && !want_fail)
@@ -2496,7 +2496,8 @@ static int run_script(const char *path, bool verbose, const char *corpus_dir)
 		uint8_t conf =
 			(uint8_t)((r->cfg.rx_csum_offload ? 1 : 0) |
 				  (r->cfg.tx_csum_offload ? 2 : 0) | (r->backlog == 1 ? 32 : 0) |
-				  (r->cfg.syn_rcvd_max == 1 ? 64 : 0));
+				  (r->cfg.syn_rcvd_max == 1 ? 64 : 0) |
+				  (r->cfg.dad_transmits ? 128 : 0));
 		fseek(r->corpus, 0, SEEK_SET);
 		fputc(conf, r->corpus);
 		fclose(r->corpus);
