@@ -17,6 +17,10 @@ only delay the test).
            same /64 is refused with 421 4.7.0, one from another /64 is not.
   workers6 2 workers: IPv6 segments steered by their 4-tuple; 50 sessions
            at once, byte-identical.
+  drop6    tescontrol (test clock, full_block = drop) puts an IPv6 Exchange
+           source in drop state: after the probe its SYNs get no SYN-ACK
+           and the early-drop counter rises; another address is greeted
+           (TESCONTROL and TESCTL from meson).
   impair6  IMPAIR_MESSAGES (10000) messages over IPv6 through the seeded
            impairment on every queue of 2 workers: none lost, none twice,
            byte-identical.  Long: meson runs it on its own.
@@ -404,13 +408,107 @@ def scenario_impair6(prog):
         gw.cleanup()
 
 
+def scenario_drop6(prog):
+    """tescontrol puts an IPv6 Exchange source in drop state (test clock,
+    full_block = drop): after the probe, its SYNs to the stack's IPv6
+    address get no SYN-ACK (the stack's early-drop hook asked with the IPv6
+    source) and the early-drop counter rises."""
+    tescontrol = os.environ.get("TESCONTROL")
+    tesctl = os.environ.get("TESCTL")
+    check(bool(tescontrol and tesctl),
+          "TESCONTROL and TESCTL are set (meson test sets them) for drop6")
+    if not tescontrol or not tesctl:
+        return
+    sys.path.insert(0, os.path.join(base.SRCDIR, "tests", "integration"))
+    import ctl_harness as ch  # noqa: E402
+    import smtplib
+    ch.TESCONTROL = tescontrol
+    ch.TESCTL = tesctl
+    tmp = tempfile.mkdtemp(prefix="tesgate-dpdk-drop6-")
+    policy = os.path.join(tmp, "policy.conf")
+    with open(policy, "w") as f:
+        f.write("[enforcement]\nfull_block = drop\n")
+    tc = ch.Tescontrol(test_clock=ch.T0, conf={"policy_file": policy})
+    gw = None
+    try:
+        tc.start()
+        gw = Gateway6(prog, 4, extra=(f"control_socket = {tc.gw_sock}\nfollow_test_clock = yes\n"
+                                      "gateway_id = gw-dpdk6\nlog_level = debug\n"))
+        tc.ctl("tenant", "add", 1, "Contoso", "--connector", f"{gw.kernel_ip6}/128")
+        env = dict(os.environ, TES_ALLOW_TEST_CLOCK="1")
+        gw.start(env=env)
+        wait_for(lambda: "control: synchronised" in gw.text(), 20, "tesgate synchronised")
+        gw.wait_v6()
+        with open(os.path.join(base.SRCDIR, "tests", "data", "headers", "ex2016-tls.hdr"),
+                  "rb") as f:
+            msg = f.read() + b"Body of a simulated Exchange message.\r\n"
+        s = smtplib.SMTP(gw.ip6, PORT, timeout=IO_TIMEOUT)
+        s.ehlo("ex16-02.contoso.local")
+        refused = s.sendmail("grace.okafor@contoso.com", ["ian.hughes@example.net"], msg)
+        s.quit()
+        check(refused == {} and len(gw.spooled()) == 1,
+              "the Exchange sender over IPv6 delivers (first detection)")
+        wait_for(lambda: tc.server(1, "ex16-02.contoso.local") is not None, 10,
+                 "tescontrol tracks the server")
+        tc.advance(91 * 86400)
+        gen = tc.generation()
+        wait_for(lambda: gw.metrics().get("tes_control_generation", 0) >= gen, 20,
+                 "tesgate to apply tescontrol's state")
+
+        def probed():
+            try:
+                with smtplib.SMTP(gw.ip6, PORT, timeout=IO_TIMEOUT) as p:
+                    p.ehlo("ex16-02.contoso.local")
+                    p.sendmail("grace.okafor@contoso.com", ["ian.hughes@example.net"], msg)
+            except smtplib.SMTPDataError as e:
+                return e.smtp_code == 550
+            except (smtplib.SMTPException, OSError):
+                return False
+            return False
+
+        wait_for(probed, 20, "the probe's 550 at the end of the data")
+
+        def dropped():
+            try:
+                c = socket.create_connection((gw.ip6, PORT), timeout=1.5)
+            except (socket.timeout, TimeoutError):
+                return True
+            except OSError:
+                return False
+            c.close()
+            return False
+
+        m0 = gw.metrics()
+        check(dropped(), "fully blocked IPv6 source under drop: no SYN-ACK")
+        m1 = gw.metrics()
+        check(m1.get("tes_connections_early_dropped_total", 0)
+              > m0.get("tes_connections_early_dropped_total", 0),
+              "/metrics: early drops rose")
+        check(m1.get("tes_connections_accepted_total") == m0.get("tes_connections_accepted_total"),
+              "no connection accepted from the dropped IPv6 source")
+        # Another address of the same /64 is another source to enforcement.
+        net = gw.kernel_ip6.rsplit("::", 1)[0]
+        gw.add_kernel_addr(f"{net}::9")
+        c = socket.create_connection((gw.ip6, PORT), timeout=IO_TIMEOUT,
+                                     source_address=(f"{net}::9", 0))
+        check(read_reply(c.makefile("rb"))[0] == 220, "another IPv6 source is greeted")
+        c.close()
+        check(gw.stop() == 0, "tesgate exits 0")
+    finally:
+        if gw is not None:
+            gw.cleanup()
+        tc.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 SCENARIOS = {
     "main6": scenario_main6,
     "limits6": scenario_limits6,
     "workers6": scenario_workers6,
     "impair6": scenario_impair6,
+    "drop6": scenario_drop6,
 }
-DEFAULT = ["main6", "limits6", "workers6"]
+DEFAULT = ["main6", "limits6", "workers6", "drop6"]
 
 
 def main():
