@@ -584,7 +584,15 @@ static uint32_t tuple_bucket(const struct stack *st, const struct stack_tuple *t
 		memcpy(k + 10, &t->rport, 2);
 		return (uint32_t)siphash13(&st->hkey, k, sizeof(k)) & st->table_mask;
 	}
-	return (uint32_t)siphash13(&st->hkey, t, sizeof(*t)) & st->table_mask;
+	/* IPv6: its 36 octets, not the struct's 44 of family bytes and
+	 * padding (a family is implied: the table never mixes them in one
+	 * tuple). */
+	uint8_t k[36];
+	memcpy(k, t->laddr.a, 16);
+	memcpy(k + 16, t->raddr.a, 16);
+	memcpy(k + 32, &t->lport, 2);
+	memcpy(k + 34, &t->rport, 2);
+	return (uint32_t)siphash13(&st->hkey, k, sizeof(k)) & st->table_mask;
 }
 
 void stack_conn_hash_add(struct stack *st, struct tcp_conn *c)
