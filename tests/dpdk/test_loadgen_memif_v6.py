@@ -125,7 +125,7 @@ def main():
         before = len(gw.spooled())
         rc, s, err = run_loadgen6(lg, gw, "b", common + [
             "--sessions", "20", "--messages-per-conn", "10", "--count", "200", "--starttls"])
-        if rc != 0 or not s or s["transactions"]["ok"] != 200 or s["tls_handshakes"] != 20:
+        if rc != 0 or not s or s["transactions"]["ok"] != 200 or s["connections"]["tls_handshakes"] != 20:
             failed.append(f"IPv6 STARTTLS run: exit {rc}, summary {s}, stderr:\n{err[-2000:]}")
         else:
             wait_for(lambda: len(gw.spooled()) >= before + 200, 30, "200 more in the spool")
