@@ -404,6 +404,11 @@ def scenario_impair6(prog):
         check(not [h for h in got if h not in want], "none altered")
         check(dup == 0, f"none twice ({dup})")
         check(gw.stop() == 0, "tesgate exits 0")
+        # The impairment reached IPv6 frames: bits flipped in them too (the
+        # TCP checksum over the IPv6 pseudo-header caught every one).
+        flips = sum(int(n) for n in re.findall(r"dpdk: impair port \d+ queue \d+ \w+: .* "
+                                               r"corrupted (\d+)", gw.text()))
+        check(flips > 0, f"IPv6 frames corrupted on the way ({flips} bits flipped)")
     finally:
         gw.cleanup()
 
