@@ -752,9 +752,23 @@ static void ip4_input(struct stack *st, const uint8_t *smac, const uint8_t *ip, 
 /* Where an IPv6 datagram was addressed. */
 enum { DST6_UNICAST, DST6_TENTATIVE, DST6_MULTICAST };
 
+/* Two unaligned 64-bit loads instead of memcmp calls: these run on every
+ * IPv6 datagram. */
+static inline uint64_t ld64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline bool eq6(const uint8_t *a, const uint8_t *b)
+{
+	return ((ld64(a) ^ ld64(b)) | (ld64(a + 8) ^ ld64(b + 8))) == 0;
+}
+
 static bool is_unspec6(const uint8_t *a)
 {
-	return memcmp(a, unspec6, 16) == 0;
+	return (ld64(a) | ld64(a + 8)) == 0;
 }
 
 /* Never a source we could answer: multicast, loopback, v4-mapped, or one
@@ -762,11 +776,16 @@ static bool is_unspec6(const uint8_t *a)
  * the caller's business (only a DAD probe may come from it). */
 static bool bad_source6(const struct stack *st, const uint8_t *s)
 {
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-	if (s[0] == 0xff || (memcmp(s, unspec6, 15) == 0 && s[15] == 1) ||
-	    memcmp(s, mapped, 12) == 0)
+	if (s[0] == 0xff)
 		return true;
-	return stack_local_addr_index6(st, s) >= 0;
+	/* ::1 and ::ffff:0:0/96 both start with 64 zero bits. */
+	if (ld64(s) == 0 && ((get32(s + 8) == 0 && get32(s + 12) == 1) || get32(s + 8) == 0xffff))
+		return true;
+	for (unsigned i = 0; i < st->cfg.naddrs; i++)
+		if (st->cfg.addrs[i].addr.family == STACK_AF_INET6 &&
+		    eq6(st->cfg.addrs[i].addr.a, s))
+			return true;
+	return false;
 }
 
 /* The options of an NS or NA (RFC 4861 4.6): every one of non-zero
@@ -1002,7 +1021,11 @@ static void ip6_input(struct stack *st, const uint8_t *f, const uint8_t *ip, uin
 			st->stats.eth_not_ours++;
 			return;
 		}
-		int i = stack_local_addr_index6(st, dst);
+		int i = -1;
+		for (unsigned k = 0; k < st->cfg.naddrs && i < 0; k++)
+			if (st->cfg.addrs[k].addr.family == STACK_AF_INET6 &&
+			    eq6(st->cfg.addrs[k].addr.a, dst))
+				i = (int)k;
 		if (i < 0 || st->addr_state[i] == ADDR_DUPLICATE) {
 			st->stats.ip6_not_ours++;
 			return;
