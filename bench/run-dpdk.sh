@@ -3,7 +3,10 @@
 # Postfix's smtp-sink, in one run, for docs/benchmarks.md ("DPDK front end").
 #
 #   (a) tes-loadgen (DPDK, userspace stack, CPU 1) over net_memif against
-#       tesgate io = dpdk (CPU 0);
+#       tesgate io = dpdk (CPU 0), over IPv4 and, for the plain cases, over
+#       IPv6 too (the "tesgate-dpdk-v6" rows: the same gateway, its IPv6
+#       address, tes-loadgen --server [IPv6]); the v6/v4 ratio of each case
+#       follows the table;
 #   (b) smtp-source (CPU 1) against tesgate on kernel sockets (CPU 0);
 #   (c) smtp-source (CPU 1) against smtp-sink (CPU 0).
 #
@@ -136,7 +139,7 @@ trap cleanup EXIT
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TCK=$(getconf CLK_TCK)
-GW_IP=198.18.30.1 DPORT=2525
+GW_IP=198.18.30.1 GW_IP6=fd00:18:30::1 DPORT=2525
 
 echo "== machine"
 lscpu | grep -E '^(Model name|CPU\(s\)|Thread|Core|Socket|Hypervisor vendor|L2 cache|L3 cache)' \
@@ -149,7 +152,7 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ
 echo
 
 # -- tescontrol with a tenant (enforcement on) ---------------------------
-start_tescontrol 127.0.0.0/8 198.18.30.0/24
+start_tescontrol 127.0.0.0/8 198.18.30.0/24 fd00:18:30::/64
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
 	-keyout "$work/key.pem" -out "$work/cert.pem" -days 2 -subj /CN=mx.bench.example \
@@ -185,7 +188,7 @@ MEMIF=$work/memif.sock
 mport=$(free_port)
 MLISTEN=127.0.0.1:$mport gw_conf dpdk "io = dpdk" \
 	"dpdk_args = --no-pci --in-memory -m 256 --lcores=0@0,1@0 --file-prefix=benchgw$$ --vdev=net_memif0,role=server,socket=$MEMIF,socket-abstract=no" \
-	"dpdk_addr = $GW_IP/24" "dpdk_port = $DPORT"
+	"dpdk_addr = $GW_IP/24, $GW_IP6/64" "dpdk_port = $DPORT"
 taskset -c 0 "$TESGATE" -c "$work/dpdk/tesgate.conf" >"$work/dpdk/tesgate.log" 2>&1 &
 dpdk_pid=$!
 pids+=("$dpdk_pid")
@@ -253,15 +256,19 @@ worker_ticks() # the tes-dp-0 thread's utime + stime
 # the worker shares CPU 0 with the other threads: preempted, it would count
 # their time twice).
 lg_n=0
-run_lg() # case-number mpc size tls(0/1) [perf]
+run_lg() # case-number mpc size tls(0/1) [v6(0/1)]
 {
-	local lg_n=$1 mpc=$2 size=$3 tls=$4 out json extra=() c0 c1 w0 w1 b0 b1 t0 t1 wsec
+	local lg_n=$1 mpc=$2 size=$3 tls=$4 v6=${5:-0} out json extra=() c0 c1 w0 w1 b0 b1 t0 t1 wsec
+	local server="$GW_IP:$DPORT" addr="198.18.30.$((10 + lg_n))/24"
+	if [ "$v6" = 1 ]; then
+		server="[$GW_IP6]:$DPORT" addr="fd00:18:30::$((10 + lg_n))/64"
+	fi
 	[ "$tls" = 1 ] && extra+=(--starttls)
 	c0=$(cpu_ticks "$dpdk_pid") w0=$(worker_ticks) b0=$(busy_s) t0=$(date +%s.%N)
 	# A fresh client address per case: the server keeps the last case's
 	# connections in TIME_WAIT for 60 s, and a new process reusing those
 	# tuples (a different ISN key) is not always let in (docs/loadgen.md).
-	local cmd=("$LOADGEN" --server "$GW_IP:$DPORT" --addr "198.18.30.$((10 + lg_n))/24"
+	local cmd=("$LOADGEN" --server "$server" --addr "$addr"
 		--eal "--no-pci --in-memory -m 256 -l 1 --file-prefix=benchlg$$-$lg_n --vdev=net_memif0,role=client,socket=$MEMIF,socket-abstract=no"
 		--sessions "$lg_sessions" --messages-per-conn "$mpc" --size "$size"
 		--duration "$duration" --header-file "$HDR" --mail-from sender@contoso.com
@@ -273,7 +280,7 @@ run_lg() # case-number mpc size tls(0/1) [perf]
 		($w1 - $w0) / hz * ($b1 - $b0) / ($t1 - $t0)" | bc -l)
 	json=$(printf '%s\n' "$out" | tail -1)
 	printf '%s\n' "$json" >"$work/lg-$lg_n.json"
-	echo "$size, $mpc msg/conn, $([ "$tls" = 1 ] && echo STARTTLS || echo plain)" >"$work/lg-$lg_n.case"
+	echo "$size, $mpc msg/conn, $([ "$tls" = 1 ] && echo STARTTLS || echo plain)$([ "$v6" = 1 ] && echo ", IPv6")" >"$work/lg-$lg_n.case"
 	printf '%s\n' "$json" | python3 -c '
 import json, sys
 s = json.loads(sys.stdin.read())
@@ -293,13 +300,14 @@ echo
 printf '%-5s %-4s %-5s %-15s %8s %7s %9s %8s %10s %6s %6s %7s %10s %6s %7s %7s\n' \
 	size m/c tls server txns wall_s txn/s cpu_s txn/cpu-s r_wall r_cpu work_s txn/work-s r_work \
 	p50_us p99_us
+v6ratio=()
 for size in 2k 64k; do
 	for mpc in 1 10; do
 		if [ "$size" = 2k ]; then count=$(echo "20000 * $scale / 1" | bc); else count=$(echo "8000 * $scale / 1" | bc); fi
 		count=$(((count / (sessions * 10)) * sessions * 10))
 		[ "$count" -ge $((sessions * 10)) ] || count=$((sessions * 10))
 		declare -A rate=() crate=() wrate=()
-		for server in smtp-sink tesgate-kernel tesgate-dpdk tesgate-dpdk-tls; do
+		for server in smtp-sink tesgate-kernel tesgate-dpdk tesgate-dpdk-v6 tesgate-dpdk-tls; do
 			p50=- p99=- bad=0 wk=
 			case $server in
 			smtp-sink)
@@ -309,6 +317,9 @@ for size in 2k 64k; do
 			tesgate-dpdk)
 				lg_n=$((lg_n + 1))
 				read -r n wall cpu bad p50 p99 wk < <(run_lg "$lg_n" "$mpc" "$size" 0) ;;
+			tesgate-dpdk-v6)
+				lg_n=$((lg_n + 1))
+				read -r n wall cpu bad p50 p99 wk < <(run_lg "$lg_n" "$mpc" "$size" 0 1) ;;
 			tesgate-dpdk-tls)
 				[ "$dpdk_tls" = 1 ] || continue
 				lg_n=$((lg_n + 1))
@@ -334,8 +345,12 @@ for size in 2k 64k; do
 			fi
 			[ "$bad" = 0 ] || echo "WARNING: $server: tes-loadgen reports a failed run (failed transactions or connections, or none succeeded: see its JSON below)" >&2
 		done
+		v6ratio+=("$size $mpc msg/conn plain: IPv6 $(printf '%.0f' "${rate[tesgate-dpdk-v6]}") txn/s, IPv4 $(printf '%.0f' "${rate[tesgate-dpdk]}") txn/s, v6/v4 $(printf '%.3f' "$(echo "${rate[tesgate-dpdk-v6]} / ${rate[tesgate-dpdk]}" | bc -l)")")
 	done
 done
+echo
+echo "IPv6 against IPv4 on the DPDK path, same gateway, same run (tesgate-dpdk-v6 / tesgate-dpdk):"
+printf '  %s\n' "${v6ratio[@]}"
 echo
 echo "txn/s: transactions / wall seconds; every server has exactly one core (CPU 0)."
 echo "cpu_s: the server process's CPU seconds (utime + stime, all threads) in the case;"

@@ -33,7 +33,7 @@ enum ktype {
 	K_BOOL,      /* yes or no */
 	K_LISTENOPT, /* ADDRESS:PORT as for listen, kept as text, or empty */
 	K_IO,        /* kernel or dpdk */
-	K_V4PREFIX,  /* A.B.C.D or A.B.C.D/len, kept as text, or empty */
+	K_ADDRLIST,  /* addresses of both families with prefixes, kept as text, or empty */
 };
 
 struct key {
@@ -167,8 +167,10 @@ static const struct key keys[] = {
 	  "kernel (sockets) or dpdk (the userspace TCP stack on a DPDK port: dpdk_args)" },
 	{ "dpdk_args", K_TEXT, F(dpdk.args), 0, 0, "",
 	  "io = dpdk: EAL arguments, split on spaces; must contain --no-pci (or -a PCI)" },
-	{ "dpdk_addr", K_V4PREFIX, F(dpdk.addr), 0, 0, "",
-	  "io = dpdk: the stack's IPv4 address with its on-link prefix, 198.18.5.2/24" },
+	{ "dpdk_addr", K_ADDRLIST, F(dpdk.addr), 0, 0, "",
+	  "io = dpdk: the stack's addresses with their on-link prefixes, IPv4 and IPv6, "
+	  "comma-separated (up to 8): 198.18.5.2/24, 2001:db8:5::2/64 (prefix 24 or 64 when "
+	  "omitted)" },
 	{ "dpdk_port", K_UINT, F(dpdk.port), 1, 65535, "25",
 	  "io = dpdk: TCP port to accept SMTP on" },
 	{ "dpdk_impair", K_TEXT, F(dpdk.impair), 0, 0, "",
@@ -379,19 +381,33 @@ static int p_io(const struct key *k, void *field, const char *v, char *err, size
 	return 0;
 }
 
-static int p_v4prefix(const struct key *k, void *field, const char *v, char *err, size_t errlen)
+/* "198.18.5.2/24, 2001:db8::2/64": at most 8 (the stack's STACK_MAX_ADDRS),
+ * each A.B.C.D[/1..32] or an IPv6 unicast address[/1..128]. */
+static int p_addrlist(const struct key *k, void *field, const char *v, char *err, size_t errlen)
 {
-	char a[24];
-	struct in_addr ia;
-	snprintf(a, sizeof(a), "%s", v);
-	char *slash = strchr(a, '/');
-	if (slash)
-		*slash = '\0';
-	int plen = slash ? atoi(slash + 1) : 24;
-	if (*v &&
-	    (strlen(v) >= sizeof(a) || inet_pton(AF_INET, a, &ia) != 1 || plen < 1 || plen > 32)) {
-		snprintf(err, errlen, "'%s' is not an IPv4 address (A.B.C.D/len) or empty", v);
+	char buf[512];
+	if (strlen(v) >= sizeof(buf) || strlen(v) >= k->size) {
+		snprintf(err, errlen, "address list too long");
 		return -1;
+	}
+	snprintf(buf, sizeof(buf), "%s", v);
+	unsigned n = 0;
+	for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t;
+	     t = strtok_r(NULL, ", ", &save)) {
+		char *slash = strchr(t, '/');
+		if (slash)
+			*slash = '\0';
+		uint8_t b[16];
+		bool v6 = strchr(t, ':') != NULL;
+		int plen = slash ? atoi(slash + 1) : v6 ? 64 : 24;
+		if (inet_pton(v6 ? AF_INET6 : AF_INET, t, b) != 1 || plen < 1 ||
+		    plen > (v6 ? 128 : 32) || (v6 && b[0] == 0xff) || ++n > 8) {
+			snprintf(err, errlen,
+				 "'%s' is not a list of up to 8 addresses (A.B.C.D/len or "
+				 "IPv6/len, comma-separated) or empty",
+				 v);
+			return -1;
+		}
 	}
 	return set_string(field, k->size, v, err, errlen);
 }
@@ -522,7 +538,7 @@ static const parse_fn parsers[] = {
 	[K_SKIP] = p_skip,           [K_DELIVERY] = p_delivery,
 	[K_RELAYHOST] = p_relayhost, [K_BOOL] = p_bool,
 	[K_LISTENOPT] = p_metrics,   [K_IO] = p_io,
-	[K_V4PREFIX] = p_v4prefix,
+	[K_ADDRLIST] = p_addrlist,
 };
 
 static int apply(struct tes_config *c, const struct key *k, const char *v, char *err, size_t errlen)

@@ -796,7 +796,7 @@ static int attach_transport(struct gate *gt)
 	if (!gt->dpg)
 		return -1;
 	dpgw_io(gt->dpg, &gt->io);
-	snprintf(gt->where, sizeof(gt->where), "%s port %u (io dpdk)", cfg->dpdk.addr,
+	snprintf(gt->where, sizeof(gt->where), "%.50s port %u (io dpdk)", cfg->dpdk.addr,
 		 cfg->dpdk.port);
 	return 0;
 }

@@ -26,7 +26,7 @@ PACKAGES=(
 	# real peers and tools used by tests and demos (postfix: smtp-sink,
 	# smtp-source and temporary Postfix instances the tests start; the
 	# system instance is never configured or run, see below)
-	python3 swaks iproute2 ca-certificates postfix testssl.sh prometheus strace
+	python3 swaks libio-socket-inet6-perl iproute2 ca-certificates postfix testssl.sh prometheus strace
 	# the fleet store's peer: tests start their own etcd clusters
 	etcd-server etcd-client
 	# swaks --tls (quickstart suggests it): a Recommends, which

@@ -97,7 +97,10 @@ struct lg_opts {
 	uint32_t server;
 	uint16_t server_port;
 	uint32_t addr;
-	uint8_t plen;
+	uint8_t plen; /* of addr, or of addr6 */
+	/* IPv6 (addr6.c): --server [X::Y]:PORT and --addr X::Y/LEN */
+	bool v6;
+	uint8_t server6[16], addr6[16];
 	uint32_t gateway;
 	const char *mail_from, *rcpt, *helo, *header_file;
 	bool allow[600]; /* reply codes that do not count as failures */
@@ -181,5 +184,14 @@ void lg_sessions_abort_all(struct lg *lg);
 /* True when no transaction can start any more and no session is live. */
 bool lg_done(const struct lg *lg);
 const char *lg_err_name(enum lg_err e);
+
+/* addr6.c: the IPv6 forms of --server ([X::Y]:PORT, X::Y) and --addr
+ * (X::Y/LEN), 0 or -1; and the stack addresses of either family. */
+int lg_parse_server6(const char *s, uint8_t a[16], uint16_t *port);
+int lg_parse_prefix6(const char *s, uint8_t a[16], uint8_t *plen);
+bool lg_same_prefix6(const uint8_t *x, const uint8_t *y, unsigned plen);
+void lg_server_addr(const struct lg_opts *o, struct stack_addr *out);
+void lg_local_addr(const struct lg_opts *o, struct stack_ifaddr *out);
+const char *lg_server_str(const struct lg_opts *o, char *buf, size_t n);
 
 #endif

@@ -37,6 +37,7 @@
 static const char usage_text[] =
 	"usage: tes-loadgen --server A.B.C.D[:PORT] --addr A.B.C.D/LEN --eal \"EAL ARGS\" "
 	"[options]\n"
+	"       (or over IPv6: --server [X::Y]:PORT --addr X::Y/LEN)\n"
 	"\n"
 	"SMTP load on tesgate (or any SMTP server) from the project's userspace TCP/IP stack\n"
 	"on one DPDK port (the first port the EAL arguments create), on one lcore.\n"
@@ -112,7 +113,9 @@ static const char usage_text[] =
 	"SIGINT/SIGTERM stop starting transactions and end the run (the exit status then\n"
 	"follows the same rules).\n"
 	"\n"
-	"Not supported: pipelining, more than one lcore or queue, IPv6, a next-hop gateway.\n";
+	"IPv6: --server and --addr both IPv6 (the generator's address is used at once:\n"
+	"no duplicate address detection); --flood-rate is IPv4 only.\n"
+	"Not supported: pipelining, more than one lcore or queue, a next-hop gateway.\n";
 
 static atomic_bool sig_stop, loop_stop;
 
@@ -521,6 +524,7 @@ int main(int argc, char **argv)
 	struct lg_opts *o = &lg->o;
 	const char *eal = NULL;
 	bool have_server = false, have_addr = false, print_msg = false, have_count = false;
+	bool server6 = false;
 	o->sessions = 10;
 	o->mpc = 1;
 	o->size = 2048;
@@ -589,13 +593,24 @@ int main(int argc, char **argv)
 	while ((oc = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (oc) {
 		case O_SERVER:
-			if (parse_server(optarg, &o->server, &o->server_port) != 0)
-				return usage_error("--server '%s' is not A.B.C.D[:PORT]", optarg);
+			if (parse_server(optarg, &o->server, &o->server_port) == 0)
+				server6 = false;
+			else if (lg_parse_server6(optarg, o->server6, &o->server_port) == 0)
+				server6 = true;
+			else
+				return usage_error("--server '%s' is not A.B.C.D[:PORT] or "
+						   "[X::Y]:PORT",
+						   optarg);
 			have_server = true;
 			break;
 		case O_ADDR:
-			if (parse_prefix(optarg, &o->addr, &o->plen) != 0)
-				return usage_error("--addr '%s' is not A.B.C.D/LEN", optarg);
+			if (parse_prefix(optarg, &o->addr, &o->plen) == 0)
+				o->v6 = false;
+			else if (lg_parse_prefix6(optarg, o->addr6, &o->plen) == 0)
+				o->v6 = true;
+			else
+				return usage_error("--addr '%s' is not A.B.C.D/LEN or X::Y/LEN",
+						   optarg);
 			have_addr = true;
 			break;
 		case O_EAL:
@@ -738,8 +753,21 @@ int main(int argc, char **argv)
 		lg_msg_free(&lg->msg);
 		return usage_error("%s", "--server, --addr and --eal are required");
 	}
-	uint32_t mask = o->plen == 32 ? 0xffffffffu : ~(0xffffffffu >> o->plen);
-	if ((o->addr & mask) != (o->server & mask) || o->addr == o->server) {
+	if (server6 != o->v6) {
+		lg_msg_free(&lg->msg);
+		return usage_error("%s", "--server and --addr must be of one family");
+	}
+	if (o->v6 && o->flood_rate > 0) {
+		lg_msg_free(&lg->msg);
+		return usage_error("%s", "--flood-rate is IPv4 only");
+	}
+	if (o->v6 && (!lg_same_prefix6(o->addr6, o->server6, o->plen) ||
+		      memcmp(o->addr6, o->server6, 16) == 0)) {
+		lg_msg_free(&lg->msg);
+		return usage_error("%s", "--server must be on the --addr prefix (and not --addr)");
+	}
+	uint32_t mask = o->plen >= 32 ? 0xffffffffu : ~(0xffffffffu >> o->plen);
+	if (!o->v6 && ((o->addr & mask) != (o->server & mask) || o->addr == o->server)) {
 		lg_msg_free(&lg->msg);
 		return usage_error("%s", "--server must be on the --addr prefix (and not --addr)");
 	}
@@ -748,8 +776,8 @@ int main(int argc, char **argv)
 		o->flood_plen = 16;
 	}
 	uint32_t fmask = o->flood_plen == 32 ? 0xffffffffu : ~(0xffffffffu >> o->flood_plen);
-	if ((o->addr & fmask) == (o->flood_src & fmask) ||
-	    (o->server & fmask) == (o->flood_src & fmask)) {
+	if (!o->v6 && ((o->addr & fmask) == (o->flood_src & fmask) ||
+		       (o->server & fmask) == (o->flood_src & fmask))) {
 		lg_msg_free(&lg->msg);
 		return usage_error("%s", "--flood-src must hold neither --addr nor --server");
 	}
@@ -835,8 +863,10 @@ int main(int argc, char **argv)
 	stack_config_defaults(&cfg);
 	dp_worker_stack_config(&r.w, &cfg);
 	cfg.naddrs = 1;
-	stack_addr_ipv4(&cfg.addrs[0].addr, o->addr);
-	cfg.addrs[0].prefix_len = o->plen;
+	lg_local_addr(o, &cfg.addrs[0]);
+	/* A generator on its own test link: its IPv6 address is used at once
+	 * (a run would otherwise wait out duplicate address detection). */
+	cfg.dad_transmits = 0;
 	/* A connection per session, and room for TIME_WAITs (recycled). */
 	cfg.max_conns = o->sessions * 2 + 64;
 	cfg.max_bufs = o->sessions + 16;
@@ -867,11 +897,11 @@ int main(int argc, char **argv)
 	}
 	r.w.poll = on_poll;
 	r.w.poll_arg = &r;
-	struct in_addr ia = { .s_addr = htonl(o->server) };
+	char sbuf[64];
 	fprintf(stderr,
 		"tes-loadgen: %u sessions to %s:%u on lcore %u, %u messages/conn, %zu bytes%s\n",
-		o->sessions, inet_ntoa(ia), o->server_port, rte_lcore_id(), o->mpc, o->size,
-		o->starttls ? ", STARTTLS" : "");
+		o->sessions, lg_server_str(o, sbuf, sizeof(sbuf)), o->server_port, rte_lcore_id(),
+		o->mpc, o->size, o->starttls ? ", STARTTLS" : "");
 
 	dp_worker_run(&r.w, &loop_stop);
 	dp_worker_drain(&r.w);

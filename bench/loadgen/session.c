@@ -631,7 +631,7 @@ static void sess_connect(struct lg_sess *s)
 	if (!more_work(lg))
 		return;
 	struct stack_addr raddr;
-	stack_addr_ipv4(&raddr, lg->o.server);
+	lg_server_addr(&lg->o, &raddr);
 	s->conn_counted = false;
 	s->saw_starttls = false;
 	s->msgs = 0;

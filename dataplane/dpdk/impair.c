@@ -148,13 +148,42 @@ static uint16_t rd16(const uint8_t *p)
 	return (uint16_t)(p[0] << 8 | p[1]);
 }
 
-/* Flip one bit after the IPv4 header.  False when the frame is not a
- * single-segment IPv4 packet with a payload. */
+/* Flip one bit after the IPv6 header (the transport header or its data:
+ * the TCP checksum catches it; the stack's ICMPv6 checksum too). */
+static bool corrupt6(struct rte_mbuf *m, uint8_t *b, uint64_t r, bool tx)
+{
+	if (m->data_len < 14 + 40)
+		return false;
+	struct rte_ipv6_hdr *ip6 = (struct rte_ipv6_hdr *)(b + 14);
+	unsigned plen = rte_be_to_cpu_16(ip6->payload_len);
+	unsigned end = 14 + 40 + plen < m->data_len ? 14 + 40 + plen : m->data_len;
+	if (end <= 14 + 40)
+		return false;
+	if (tx && (m->ol_flags & RTE_MBUF_F_TX_L4_MASK)) {
+		if ((m->ol_flags & RTE_MBUF_F_TX_L4_MASK) == RTE_MBUF_F_TX_TCP_CKSUM &&
+		    ip6->proto == IPPROTO_TCP && end >= 14 + 40 + 20) {
+			struct rte_tcp_hdr *th = (struct rte_tcp_hdr *)(b + 14 + 40);
+			th->cksum = 0;
+			th->cksum = rte_ipv6_udptcp_cksum(ip6, th);
+		}
+		m->ol_flags &= ~RTE_MBUF_F_TX_L4_MASK;
+	}
+	unsigned off = 14 + 40 + (unsigned)(r % (end - 14 - 40));
+	b[off] ^= (uint8_t)(1u << ((r >> 32) & 7));
+	if (!tx)
+		m->ol_flags &= ~(RTE_MBUF_F_RX_IP_CKSUM_MASK | RTE_MBUF_F_RX_L4_CKSUM_MASK);
+	return true;
+}
+
+/* Flip one bit after the IPv4 (or IPv6) header.  False when the frame is
+ * not a single-segment IPv4 or IPv6 packet with a payload. */
 static bool corrupt(struct rte_mbuf *m, uint64_t r, bool tx)
 {
 	if (m->nb_segs != 1 || m->data_len < 14 + 20)
 		return false;
 	uint8_t *b = rte_pktmbuf_mtod(m, uint8_t *);
+	if (rd16(b + 12) == 0x86dd)
+		return corrupt6(m, b, r, tx);
 	if (rd16(b + 12) != 0x0800)
 		return false;
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(b + 14);

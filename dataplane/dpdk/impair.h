@@ -15,7 +15,7 @@
  *   packets of that direction, or at the first poll that brings none (the
  *   queue went idle), or 1 ms after it was held: nothing is held for ever.
  * - dup: a copy (rte_pktmbuf_copy, from the packet's own pool) follows it.
- * - corrupt: one bit flips in the IPv4 payload (TCP header or data), so the
+ * - corrupt: one bit flips in the IPv4 or IPv6 payload (TCP header or data), so the
  *   receiver's checksum catches it.  On transmit with checksum offload the
  *   checksums are first computed in software and the offload flags cleared,
  *   because a checksum filled in after the flip would hide it.  On receive

@@ -184,8 +184,9 @@ static int rss_program_and_check(struct dp_port *p, const struct rte_eth_dev_inf
 		 * time: set it explicitly once, then it must read back. */
 		struct rte_eth_rss_conf up = { .rss_key = (uint8_t *)(uintptr_t)key,
 					       .rss_key_len = (uint8_t)keylen,
-					       .rss_hf =
-						       rc2.rss_hf | RTE_ETH_RSS_NONFRAG_IPV4_TCP };
+					       .rss_hf = rc2.rss_hf | RTE_ETH_RSS_NONFRAG_IPV4_TCP |
+							 (di->flow_type_rss_offloads &
+							  RTE_ETH_RSS_NONFRAG_IPV6_TCP) };
 		rc = rte_eth_dev_rss_hash_update(p->port_id, &up);
 		if (rc != 0)
 			printf("dpdk: port %u: RSS key update: %s\n", p->port_id,
@@ -210,6 +211,9 @@ static int rss_program_and_check(struct dp_port *p, const struct rte_eth_dev_inf
 	}
 	p->reta_size = (uint16_t)n;
 	p->rss = true;
+	/* IPv6 segments are steered by the NIC's hash only if it hashed their
+	 * 4-tuple; otherwise the workers hash them in software. */
+	p->rss6 = (rc2.rss_hf & RTE_ETH_RSS_NONFRAG_IPV6_TCP) != 0;
 	printf("dpdk: port %u: RSS on TCP/IPv4 (hf 0x%" PRIx64 "), key and RETA verified\n",
 	       p->port_id, rc2.rss_hf);
 	return 0;
@@ -269,8 +273,10 @@ int dp_port_setup(struct dp_port *p, const struct dp_port_conf *conf)
 		ec.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		ec.rx_adv_conf.rss_conf.rss_key = key;
 		ec.rx_adv_conf.rss_conf.rss_key_len = (uint8_t)keylen;
-		ec.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_NONFRAG_IPV4_TCP |
-						 (di.flow_type_rss_offloads & RTE_ETH_RSS_IPV4);
+		ec.rx_adv_conf.rss_conf.rss_hf =
+			RTE_ETH_RSS_NONFRAG_IPV4_TCP |
+			(di.flow_type_rss_offloads &
+			 (RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_NONFRAG_IPV6_TCP | RTE_ETH_RSS_IPV6));
 		if (di.rx_offload_capa & RTE_ETH_RX_OFFLOAD_RSS_HASH)
 			ec.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_RSS_HASH;
 	} else if (p->nb_queues > 1) {

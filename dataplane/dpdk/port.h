@@ -56,6 +56,7 @@ struct dp_port {
 	 * queue, or when the port has no RSS or no RETA (net_tap reports a
 	 * RETA of 0, net_memif none): workers then steer in software. */
 	bool rss;
+	bool rss6;                  /* ... and on the TCP/IPv6 4-tuple (else: software for IPv6) */
 	uint16_t reta_size;         /* entries in reta (0 when !rss) */
 	uint16_t reta[DP_RETA_MAX]; /* hash % reta_size -> queue */
 	struct rte_mempool *pool[DP_MAX_SOCKETS];

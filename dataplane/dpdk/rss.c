@@ -43,7 +43,9 @@ int dp_rss_map_init(struct dp_rss_map *m, const uint8_t *key, unsigned nworkers,
 	m->reta_size = reta_size;
 	if (reta_size)
 		memcpy(m->reta, reta, reta_size * sizeof(reta[0]));
-	for (unsigned pos = 0; pos < DP_RSS_INPUT_LEN; pos++) {
+	/* 36 positions need bits up to 36 * 8 + 31 of the key: the 40 bytes
+	 * of DP_RSS_KEY_LEN, as the NICs' IPv6 hash does. */
+	for (unsigned pos = 0; pos < DP_RSS_INPUT6_LEN; pos++) {
 		uint32_t w[8];
 		for (unsigned j = 0; j < 8; j++)
 			w[j] = key_window(key, DP_RSS_KEY_LEN, pos * 8 + j);
@@ -73,6 +75,23 @@ uint32_t dp_rss_hash4(const struct dp_rss_map *m, uint32_t saddr, uint32_t daddr
 	return h;
 }
 
+uint32_t dp_rss_hash6(const struct dp_rss_map *m, const uint8_t saddr[16], const uint8_t daddr[16],
+		      uint16_t sport, uint16_t dport)
+{
+	uint32_t h = 0;
+	for (unsigned i = 0; i < 16; i++)
+		h ^= m->tab[i][saddr[i]] ^ m->tab[16 + i][daddr[i]];
+	h ^= m->tab[32][sport >> 8] ^ m->tab[33][sport & 0xff];
+	h ^= m->tab[34][dport >> 8] ^ m->tab[35][dport & 0xff];
+	return h;
+}
+
+unsigned dp_rss_owner6(const struct dp_rss_map *m, const uint8_t saddr[16], const uint8_t daddr[16],
+		       uint16_t sport, uint16_t dport)
+{
+	return dp_rss_owner_of_hash(m, dp_rss_hash6(m, saddr, daddr, sport, dport));
+}
+
 unsigned dp_rss_owner_of_hash(const struct dp_rss_map *m, uint32_t hash)
 {
 	/* NICs index the RETA with the low bits of the hash. */
@@ -95,13 +114,16 @@ static uint32_t rd32(const uint8_t *p)
 uint16_t dp_rss_pick_port(const struct dp_rss_map *m, unsigned index, uint32_t *cursor,
 			  const struct stack_tuple *t)
 {
-	if (t->laddr.family != STACK_AF_INET || t->raddr.family != STACK_AF_INET)
+	bool v6 = t->laddr.family == STACK_AF_INET6;
+	if (t->laddr.family != t->raddr.family || (!v6 && t->laddr.family != STACK_AF_INET))
 		return 0;
 	uint32_t la = rd32(t->laddr.a), ra = rd32(t->raddr.a);
 	/* Bounded by the range: with n workers about one port in n fits. */
 	for (uint32_t i = 0; i < DP_EPHEMERAL_N; i++) {
 		uint16_t p = (uint16_t)(DP_EPHEMERAL_LO + (*cursor)++ % DP_EPHEMERAL_N);
-		if (dp_rss_owner4(m, ra, la, t->rport, p) == index)
+		unsigned o = v6 ? dp_rss_owner6(m, t->raddr.a, t->laddr.a, t->rport, p)
+				: dp_rss_owner4(m, ra, la, t->rport, p);
+		if (o == index)
 			return p;
 	}
 	return 0;

@@ -24,6 +24,7 @@ struct dp_steer {
 	/* The NIC's own hash can be used when it hashed with our key into
 	 * our RETA (p->rss, checked at start). */
 	bool nic_hash;
+	bool nic_hash6; /* ... and hashed TCP/IPv6 4-tuples too (p->rss6) */
 	struct rte_ring *ring[DP_MAX_QUEUES];
 	struct dp_rss_map map;
 };
@@ -73,7 +74,7 @@ static void io_send(void *ctx, void *pkt, uint32_t len, const struct stack_txinf
 		m->l2_len = ti->l2_len;
 		m->l3_len = ti->l3_len;
 		m->l4_len = ti->l4_len;
-		m->ol_flags |= RTE_MBUF_F_TX_IPV4;
+		m->ol_flags |= ti->is_ipv6 ? RTE_MBUF_F_TX_IPV6 : RTE_MBUF_F_TX_IPV4;
 		if (ti->ip_csum_offload)
 			m->ol_flags |= RTE_MBUF_F_TX_IP_CKSUM;
 		if (ti->l4_csum_offload && ti->is_tcp)
@@ -167,8 +168,9 @@ static uint32_t rd32(const uint8_t *p)
 #define STEER_ARP_REPLY (-2)
 
 /* The worker that must see this frame, STEER_LOCAL for this one (not
- * TCP/IPv4, a fragment, too short: the stack decides), or
- * STEER_ARP_REPLY. */
+ * TCP, a fragment, IPv6 with extension headers, too short: the stack
+ * decides), or STEER_ARP_REPLY (ARP replies and IPv6 neighbour
+ * advertisements: every worker's cache and DAD must see them). */
 static int steer_class(const struct dp_worker *w, const struct rte_mbuf *m)
 {
 	const struct dp_steer *s = w->steer;
@@ -181,6 +183,20 @@ static int steer_class(const struct dp_worker *w, const struct rte_mbuf *m)
 	uint16_t type = rd16(b + 12);
 	if (type == 0x0806)
 		return rd16(b + 20) == 2 ? STEER_ARP_REPLY : STEER_LOCAL;
+	if (type == 0x86dd) {
+		if (len < 14 + 40 + 4)
+			return STEER_LOCAL;
+		if (b[14 + 6] == 58)
+			return b[14 + 40] == 136 ? STEER_ARP_REPLY : STEER_LOCAL;
+		if (b[14 + 6] != 6)
+			return STEER_LOCAL;
+		unsigned o6;
+		if (s->nic_hash6 && (m->ol_flags & RTE_MBUF_F_RX_RSS_HASH))
+			o6 = dp_rss_owner_of_hash(&s->map, m->hash.rss);
+		else
+			o6 = dp_rss_owner6(&s->map, b + 22, b + 38, rd16(b + 54), rd16(b + 56));
+		return o6 == w->steer_index ? STEER_LOCAL : (int)o6;
+	}
 	if (type != 0x0800 || b[14 + 9] != 6 || (rd16(b + 14 + 6) & 0x3fff) != 0)
 		return STEER_LOCAL;
 	unsigned ihl = (b[14] & 0xfu) * 4u;
@@ -340,6 +356,7 @@ struct dp_steer *dp_steer_create(const struct dp_port *p, unsigned nworkers)
 	}
 	s->nworkers = nworkers;
 	s->nic_hash = p->rss;
+	s->nic_hash6 = p->rss && p->rss6;
 	if (dp_rss_map_init(&s->map, dp_rss_key, nworkers, p->rss ? p->reta : NULL,
 			    p->rss ? p->reta_size : 0) != 0) {
 		fprintf(stderr, "dpdk: steer: port %u RETA names a queue >= %u\n", p->port_id,

@@ -97,6 +97,36 @@ bool stack_addr_eq(const struct stack_addr *x, const struct stack_addr *y)
 	return x->family == y->family && memcmp(x->a, y->a, sizeof(x->a)) == 0;
 }
 
+void stack_addr_ipv6(struct stack_addr *a, const uint8_t bytes[16])
+{
+	memset(a, 0, sizeof(*a));
+	a->family = STACK_AF_INET6;
+	memcpy(a->a, bytes, 16);
+}
+
+int stack_local_addr_index6(const struct stack *st, const uint8_t ip6[16])
+{
+	for (unsigned i = 0; i < st->cfg.naddrs; i++) {
+		const struct stack_addr *a = &st->cfg.addrs[i].addr;
+		if (a->family == STACK_AF_INET6 && memcmp(a->a, ip6, 16) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+const struct stack_addr *stack_local_addr_match6(const struct stack *st, const uint8_t ip6[16])
+{
+	int i = stack_local_addr_index6(st, ip6);
+	if (i < 0 || st->addr_state[i] != ADDR_USABLE)
+		return NULL;
+	return &st->cfg.addrs[i].addr;
+}
+
+bool stack_addr_usable(const struct stack *st, unsigned i)
+{
+	return i < st->cfg.naddrs && st->addr_state[i] == ADDR_USABLE;
+}
+
 const struct stack_addr *stack_local_addr_match(const struct stack *st, const uint8_t ip4[4])
 {
 	for (unsigned i = 0; i < st->cfg.naddrs; i++) {
@@ -168,6 +198,7 @@ void stack_config_defaults(struct stack_config *cfg)
 	cfg->neigh_incomplete_max = 16;
 	cfg->neigh_ttl = 300 * NS_PER_S;
 	cfg->neigh_retry = NS_PER_S;
+	cfg->dad_transmits = 1;
 	cfg->rst_unknown = true;
 }
 
@@ -218,14 +249,33 @@ struct stack *stack_create(const struct stack_config *cfg_in, const struct stack
 		*err = "between 1 and STACK_MAX_ADDRS local addresses";
 		return NULL;
 	}
+	bool any6 = false;
 	for (unsigned i = 0; i < cfg.naddrs; i++) {
-		if (cfg.addrs[i].addr.family != STACK_AF_INET) {
-			*err = "only IPv4 local addresses so far";
+		const struct stack_ifaddr *ia = &cfg.addrs[i];
+		if (ia->addr.family == STACK_AF_INET6) {
+			/* Multicast, unspecified, loopback and v4-mapped are no
+			 * host's own unicast address. */
+			static const uint8_t zero[16];
+			const uint8_t *b = ia->addr.a;
+			if (b[0] == 0xff || memcmp(b, zero, 16) == 0 ||
+			    (memcmp(b, zero, 15) == 0 && b[15] == 1) || ia->prefix_len > 128 ||
+			    (memcmp(b, zero, 10) == 0 && b[10] == 0xff && b[11] == 0xff)) {
+				*err = "an IPv6 local address is not unicast, or its prefix is "
+				       "over 128";
+				return NULL;
+			}
+			any6 = true;
+		} else if (ia->addr.family != STACK_AF_INET || ia->prefix_len > 32) {
+			*err = "a local address of no family, or an IPv4 prefix over 32";
 			return NULL;
 		}
 	}
-	if (cfg.mtu < 576 || cfg.mtu > 9000) {
-		*err = "mtu out of 576..9000";
+	if (cfg.mtu < 576 || cfg.mtu > 9000 || (any6 && cfg.mtu < 1280)) {
+		*err = "mtu out of 576..9000 (1280..9000 with IPv6)";
+		return NULL;
+	}
+	if (cfg.dad_transmits > 10) {
+		*err = "dad_transmits above 10";
 		return NULL;
 	}
 	if (cfg.max_conns == 0 || cfg.max_conns > (1u << 24)) {
@@ -293,6 +343,14 @@ struct stack *stack_create(const struct stack_config *cfg_in, const struct stack
 	siphash_key_from_bytes(&st->ikey, cfg.isn_key);
 	st->adv_mss = (uint16_t)(cfg.mtu - 40);
 	st->frame_room = cfg.mtu + 14u;
+	for (unsigned i = 0; i < cfg.naddrs; i++) {
+		if (cfg.addrs[i].addr.family == STACK_AF_INET6 && cfg.dad_transmits) {
+			/* Tentative until DAD passes; the first solicitation
+			 * goes out on the first stack_timers(). */
+			st->addr_state[i] = ADDR_TENTATIVE;
+			st->dad_pending = true;
+		}
+	}
 	st->buf_bytes = cfg.rcvbuf + cfg.sndbuf;
 
 	st->conns = zalloc(&cfg, sizeof(struct tcp_conn) * cfg.max_conns);
@@ -526,7 +584,15 @@ static uint32_t tuple_bucket(const struct stack *st, const struct stack_tuple *t
 		memcpy(k + 10, &t->rport, 2);
 		return (uint32_t)siphash13(&st->hkey, k, sizeof(k)) & st->table_mask;
 	}
-	return (uint32_t)siphash13(&st->hkey, t, sizeof(*t)) & st->table_mask;
+	/* IPv6: its 36 octets, not the struct's 44 of family bytes and
+	 * padding (a family is implied: the table never mixes them in one
+	 * tuple). */
+	uint8_t k[36];
+	memcpy(k, t->laddr.a, 16);
+	memcpy(k + 16, t->raddr.a, 16);
+	memcpy(k + 32, &t->lport, 2);
+	memcpy(k + 34, &t->rport, 2);
+	return (uint32_t)siphash13(&st->hkey, k, sizeof(k)) & st->table_mask;
 }
 
 void stack_conn_hash_add(struct stack *st, struct tcp_conn *c)
@@ -730,6 +796,7 @@ void stack_timers(struct stack *st, uint64_t now)
 	wheel_run(st, now);
 	fifo_run(st, now);
 	net_neigh_timers(st);
+	net_dad_timers(st);
 	run_pending(st);
 	reap_dead(st);
 }

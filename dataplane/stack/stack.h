@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * tesstack: a per-core userspace TCP/IP stack (Ethernet, ARP, IPv4, ICMP
- * echo, TCP per RFC 9293) as a pure library.
+ * echo, IPv6 with neighbour discovery and ICMPv6 echo, TCP per RFC 9293)
+ * as a pure library.
  *
  * The stack owns no port, no thread and no clock.  The caller hands it every
  * received frame with stack_input(), advances its timers with stack_timers(),
@@ -61,6 +62,7 @@ struct stack_tuple {
 };
 
 void stack_addr_ipv4(struct stack_addr *a, uint32_t host_order);
+void stack_addr_ipv6(struct stack_addr *a, const uint8_t bytes[16]);
 bool stack_addr_eq(const struct stack_addr *x, const struct stack_addr *y);
 
 struct stack;
@@ -97,12 +99,15 @@ const char *tcp_close_reason_name(enum tcp_close_reason r);
 
 /* What a frame handed to tx_send needs for NIC offloads.  With checksum
  * offload the IPv4 checksum field is zero and the TCP checksum field holds
- * the pseudo-header sum, as NICs (and DPDK's offload flags) expect. */
+ * the pseudo-header sum (IPv4 or IPv6), as NICs (and DPDK's offload flags)
+ * expect.  IPv6 has no header checksum: ip_csum_offload is never set for
+ * it. */
 struct stack_txinfo {
 	uint8_t l2_len, l3_len, l4_len;
 	uint8_t ip_csum_offload : 1; /* the NIC must fill the IPv4 checksum */
 	uint8_t l4_csum_offload : 1; /* the NIC must fill the TCP checksum */
 	uint8_t is_tcp : 1;
+	uint8_t is_ipv6 : 1; /* l3 is an IPv6 header (RTE_MBUF_F_TX_IPV6) */
 };
 
 /* The caller's side of the port. */
@@ -151,8 +156,16 @@ struct stack_config {
 	uint8_t mac[6];
 	unsigned naddrs;
 	struct stack_ifaddr addrs[STACK_MAX_ADDRS];
-	struct stack_addr gateway; /* next hop off-link (family NONE: none) */
-	uint16_t mtu;              /* IP MTU; the MSS offered is mtu - 40 */
+	struct stack_addr gateway;  /* IPv4 next hop off-link (family NONE: none) */
+	struct stack_addr gateway6; /* IPv6 next hop off-link (family NONE: none) */
+	/* IP MTU; the MSS offered is mtu - 40 over IPv4, mtu - 60 over IPv6
+	 * (at least 1280 for IPv6 addresses: RFC 8200 5). */
+	uint16_t mtu;
+	/* Duplicate address detection (RFC 4862 5.4): neighbour solicitations
+	 * sent for each IPv6 address before it is used, one neigh_retry
+	 * apart; the address is usable one neigh_retry after the last.  0:
+	 * none, the address is usable at once. */
+	unsigned dad_transmits;
 
 	/* Pools and budget. */
 	uint32_t max_conns;   /* connection slots (all states) */
@@ -240,7 +253,8 @@ void stack_timers(struct stack *st, uint64_t now);
  * port glue calls this once per poll loop iteration, before its TX burst. */
 void stack_flush(struct stack *st, uint64_t now);
 
-/* Listen on port of addr (family NONE: every local address).  backlog
+/* Listen on port of addr (family NONE: every local address of both
+ * families).  backlog
  * bounds the SYN queue (and cfg.syn_rcvd_max the whole stack's); beyond
  * either, and when no slot is free, SYN cookies answer.  NULL when the
  * table of listeners is full or the port is taken. */
@@ -249,7 +263,8 @@ struct stack_listener *stack_listen(struct stack *st, const struct stack_addr *a
 /* New SYNs are answered with RST; half-open ones are reset as they arrive. */
 void stack_unlisten(struct stack *st, struct stack_listener *l);
 
-/* Active open from laddr (family NONE: the first local address) to raddr
+/* Active open from laddr (family NONE: the first local address of raddr's
+ * family, usable: an IPv6 address only once DAD has passed) to raddr
  * rport.  The application owns the connection at once; connected or closed
  * follows.  NULL when no port is free, no memory, or no route. */
 struct tcp_conn *stack_connect(struct stack *st, const struct stack_addr *laddr,
@@ -257,9 +272,10 @@ struct tcp_conn *stack_connect(struct stack *st, const struct stack_addr *laddr,
 			       uint64_t now);
 
 /* A static neighbour entry (the caller already knows the MAC), e.g. a
- * configured next hop.  Nothing received changes it.  Entries the stack
- * learns itself come only from replies to its own ARP requests and are
- * pinned as well: see docs/tcp-stack.md, "Hostile network". */
+ * configured next hop, of either family.  Nothing received changes it.
+ * Entries the stack learns itself come only from replies to its own ARP
+ * requests or neighbour solicitations and are pinned as well: see
+ * docs/tcp-stack.md, "Hostile network". */
 int stack_neigh_add(struct stack *st, const struct stack_addr *addr, const uint8_t mac[6]);
 
 /* The MAC the neighbour cache holds for addr (learned or static): 0, or
@@ -313,6 +329,11 @@ bool tcp_eof(const struct tcp_conn *c);
 void tcp_close(struct tcp_conn *c);
 /* Send RST and forget the connection now; no closed event. */
 void tcp_abort(struct tcp_conn *c);
+
+/* Whether local address i (cfg.addrs[i]) may be used: IPv4 always; IPv6
+ * once duplicate address detection passed (false while tentative, and for
+ * good once a duplicate answered). */
+bool stack_addr_usable(const struct stack *st, unsigned i);
 
 /* Internal state for tests and diagnostics.  Sequence numbers absolute. */
 struct tcp_info {

@@ -203,6 +203,8 @@ struct neigh {
 
 enum { NEIGH_FREE, NEIGH_INCOMPLETE, NEIGH_VALID, NEIGH_STATIC };
 
+enum { ADDR_USABLE, ADDR_TENTATIVE, ADDR_DUPLICATE };
+
 #define WHEEL_SLOTS 4096u
 #define WHEEL_TICK NS_PER_MS
 
@@ -215,8 +217,16 @@ struct stack {
 	struct siphash_key hkey, ikey;
 
 	uint64_t now;
-	uint16_t adv_mss;
+	uint16_t adv_mss; /* over IPv4; IPv6's header is 20 bytes more */
 	uint32_t frame_room;
+
+	/* IPv6 addresses: duplicate address detection (RFC 4862 5.4), per
+	 * cfg.addrs[i].  An address is used (answered, sent from) only
+	 * once ADDR_USABLE. */
+	uint8_t addr_state[STACK_MAX_ADDRS];
+	uint8_t dad_sent[STACK_MAX_ADDRS]; /* solicitations sent so far */
+	uint64_t dad_at[STACK_MAX_ADDRS];  /* when the last was sent */
+	bool dad_pending;                  /* some address is tentative */
 
 	/* Pools. */
 	struct tcp_conn *conns;
@@ -249,6 +259,12 @@ struct stack {
 	uint32_t port_seq;
 };
 
+/* The MSS we offer over a family (and the most we send). */
+static inline uint16_t stack_adv_mss(const struct stack *st, uint8_t family)
+{
+	return family == STACK_AF_INET6 ? (uint16_t)(st->adv_mss - 20) : st->adv_mss;
+}
+
 /* The functions the stack's files share carry the prefix of the file that
  * defines them (stack_: stack.c, net_: net.c, tcp_: tcp_*.c), as its API
  * does: the library is linked into programs with their own names, so it
@@ -269,18 +285,25 @@ void stack_conn_free_now(struct stack *st, struct tcp_conn *c);
 bool stack_mem_can_admit(const struct stack *st);
 void stack_conn_reserve_bufs(struct stack *st, struct tcp_conn *c);
 const struct stack_addr *stack_local_addr_match(const struct stack *st, const uint8_t ip4[4]);
+/* A usable IPv6 address of ours (not tentative, not duplicate); with
+ * index, which cfg.addrs entry (tentative ones too, for DAD). */
+const struct stack_addr *stack_local_addr_match6(const struct stack *st, const uint8_t ip6[16]);
+int stack_local_addr_index6(const struct stack *st, const uint8_t ip6[16]);
 
 /* net.c */
 void net_input(struct stack *st, const uint8_t *frame, uint32_t len);
 uint16_t net_csum_fold(uint32_t sum);
 uint32_t net_csum_add(uint32_t sum, const uint8_t *p, size_t n);
-/* Begin a TCP/IPv4 frame: returns the TCP header pointer, or NULL. */
-uint8_t *net_tcp_begin(struct stack *st, void **pkt, uint8_t **frame);
+/* Begin a TCP frame over family: returns the TCP header pointer, or NULL. */
+uint8_t *net_tcp_begin(struct stack *st, uint8_t family, void **pkt, uint8_t **frame);
 void net_tcp_send(struct stack *st, void *pkt, uint8_t *frame, const struct stack_tuple *t,
 		  const uint8_t dmac[6], uint32_t tcp_len);
 int net_neigh_resolve(struct stack *st, const struct stack_addr *src, const struct stack_addr *dst,
 		      uint8_t mac[6], struct tcp_conn *waiter);
 void net_neigh_timers(struct stack *st);
+/* Duplicate address detection: solicitations due, addresses coming into
+ * use.  Cheap when none is tentative. */
+void net_dad_timers(struct stack *st);
 void net_neigh_forget_waiter(struct tcp_conn *c);
 
 /* tcp_in.c */

@@ -98,7 +98,25 @@
 	X(resets)                /* connections reset by the peer */             \
 	X(syn_cookies_nomem)     /* cookie because no slot or budget was free */ \
 	X(synack_pressure_drops) /* half-open given up early under pressure */   \
-	X(arp_ignored)           /* ARP replies and announcements not learned */
+	X(arp_ignored)           /* ARP replies and announcements not learned */ \
+	X(ip6_rx)                                                                \
+	X(ip6_bad_hdr)  /* version, payload length against the frame */          \
+	X(ip6_bad_ext)  /* extension header chain malformed or too long */       \
+	X(ip6_bad_src)  /* multicast, unspecified, loopback, mapped, ours */     \
+	X(ip6_not_ours) /* destination none of ours (or tentative) */            \
+	X(ip6_frag_dropped)                                                      \
+	X(ip6_unknown_proto)                                                     \
+	X(icmp6_rx)                                                              \
+	X(icmp6_bad) /* checksum, length, hop limit of ND not 255 */             \
+	X(icmp6_echo_rx)                                                         \
+	X(icmp6_echo_tx)                                                         \
+	X(icmp6_other)                                                           \
+	X(nd_ns_rx) /* solicitations for our addresses */                        \
+	X(nd_na_tx)                                                              \
+	X(nd_ns_tx)                                                              \
+	X(nd_na_rx)      /* advertisements answering ours */                     \
+	X(nd_ignored)    /* advertisements not learned (unsolicited, moved) */   \
+	X(nd_dad_failed) /* an address of ours found in use: never used */
 
 struct stack_stats {
 #define STACK_STAT_FIELD(name) uint64_t name;

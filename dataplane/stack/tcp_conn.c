@@ -154,7 +154,8 @@ struct stack_listener *stack_listen(struct stack *st, const struct stack_addr *a
 		addr = &any;
 	if (port == 0)
 		return NULL;
-	if (addr->family != STACK_AF_NONE && addr->family != STACK_AF_INET)
+	if (addr->family != STACK_AF_NONE && addr->family != STACK_AF_INET &&
+	    addr->family != STACK_AF_INET6)
 		return NULL;
 	struct stack_listener *slot = NULL;
 	for (unsigned i = 0; i < STACK_MAX_LISTENERS; i++) {
@@ -202,14 +203,23 @@ struct tcp_conn *stack_connect(struct stack *st, const struct stack_addr *laddr,
 {
 	if (now > st->now)
 		st->now = now;
-	if (!raddr || raddr->family != STACK_AF_INET || rport == 0)
+	if (!raddr || (raddr->family != STACK_AF_INET && raddr->family != STACK_AF_INET6) ||
+	    rport == 0)
 		return NULL;
-	const struct stack_addr *src = &st->cfg.addrs[0].addr;
+	const struct stack_addr *src = NULL;
 	if (laddr && laddr->family != STACK_AF_NONE) {
-		src = stack_local_addr_match(st, laddr->a);
-		if (!src || laddr->family != STACK_AF_INET)
+		if (laddr->family != raddr->family)
 			return NULL;
+		src = laddr->family == STACK_AF_INET ? stack_local_addr_match(st, laddr->a)
+						     : stack_local_addr_match6(st, laddr->a);
+	} else {
+		for (unsigned i = 0; i < st->cfg.naddrs && !src; i++)
+			if (st->cfg.addrs[i].addr.family == raddr->family &&
+			    stack_addr_usable(st, i))
+				src = &st->cfg.addrs[i].addr;
 	}
+	if (!src)
+		return NULL;
 	if (!stack_mem_can_admit(st))
 		return NULL;
 	struct stack_tuple t;

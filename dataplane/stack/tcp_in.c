@@ -54,14 +54,15 @@ static struct stack_listener *listener_find(struct stack *st, const struct stack
 	return NULL;
 }
 
-static uint16_t effective_mss(const struct stack *st, int peer_mss)
+static uint16_t effective_mss(const struct stack *st, uint8_t family, int peer_mss)
 {
-	/* RFC 9293 3.7.1: 536 when the peer says nothing; never below what
-	 * makes progress. */
-	uint32_t m = peer_mss < 0 ? 536 : (uint32_t)peer_mss;
+	/* RFC 9293 3.7.1: 536 when the peer says nothing (1220 over IPv6,
+	 * whose minimum MTU is 1280: RFC 8200 8.3); never below what makes
+	 * progress. */
+	uint32_t m = peer_mss >= 0 ? (uint32_t)peer_mss : family == STACK_AF_INET6 ? 1220 : 536;
 	if (m < 88)
 		m = 88;
-	return (uint16_t)min_u32(m, st->adv_mss);
+	return (uint16_t)min_u32(m, stack_adv_mss(st, family));
 }
 
 /* --- Establishment --- */
@@ -153,7 +154,7 @@ static void listen_syn(struct stack *st, struct stack_listener *l, const uint8_t
 	c->snd_una = c->iss;
 	c->snd_nxt = c->snd_max = c->iss + 1;
 	c->snd_buf_seq = c->iss + 1;
-	c->mss = effective_mss(st, s->mss);
+	c->mss = effective_mss(st, c->t.laddr.family, s->mss);
 	if (s->ws >= 0) {
 		c->flags |= CF_WSCALE;
 		c->snd_wscale = (uint8_t)min_u32((uint32_t)s->ws, 14);
@@ -208,7 +209,7 @@ static void listen_cookie_ack(struct stack *st, struct stack_listener *l, const 
 	c->iss = s->ack - 1;
 	c->snd_una = c->snd_nxt = c->snd_max = s->ack;
 	c->snd_buf_seq = s->ack;
-	c->mss = effective_mss(st, mss);
+	c->mss = effective_mss(st, c->t.laddr.family, mss);
 	/* The cookie SYN-ACK offered no window scale: none on either side. */
 	c->snd_wnd = s->wnd;
 	c->max_sndwnd = c->snd_wnd;
@@ -299,7 +300,7 @@ static void syn_sent_input(struct stack *st, struct tcp_conn *c, const struct se
 	c->irs = s->seq;
 	c->rcv_nxt = s->seq + 1;
 	c->rcv_adv = c->rcv_nxt + min_u32(st->cfg.rcvbuf, 65535);
-	c->mss = effective_mss(st, s->mss);
+	c->mss = effective_mss(st, c->t.laddr.family, s->mss);
 	if (s->ws >= 0) {
 		c->flags |= CF_WSCALE;
 		c->snd_wscale = (uint8_t)min_u32((uint32_t)s->ws, 14);

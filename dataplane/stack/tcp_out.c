@@ -122,7 +122,7 @@ static bool xmit(struct stack *st, struct tcp_conn *c, const struct segspec *s)
 {
 	void *pkt;
 	uint8_t *frame;
-	uint8_t *th = net_tcp_begin(st, &pkt, &frame);
+	uint8_t *th = net_tcp_begin(st, c->t.laddr.family, &pkt, &frame);
 	if (!th)
 		return false;
 	uint32_t hlen = 20;
@@ -130,7 +130,7 @@ static bool xmit(struct stack *st, struct tcp_conn *c, const struct segspec *s)
 	if (s->syn_opts) {
 		o[0] = 2;
 		o[1] = 4;
-		put16(o + 2, st->adv_mss);
+		put16(o + 2, stack_adv_mss(st, c->t.laddr.family));
 		hlen += 4;
 		if ((c->flags & CF_ACTIVE && c->state == TCP_SYN_SENT) || (c->flags & CF_WSCALE)) {
 			o[4] = 1;
@@ -242,7 +242,7 @@ void tcp_send_rst_reply(struct stack *st, const uint8_t *smac, const struct stac
 {
 	void *pkt;
 	uint8_t *frame;
-	uint8_t *th = net_tcp_begin(st, &pkt, &frame);
+	uint8_t *th = net_tcp_begin(st, t->laddr.family, &pkt, &frame);
 	if (!th)
 		return;
 	put16(th, t->lport);
@@ -264,7 +264,7 @@ void tcp_send_synack_cookie(struct stack *st, const uint8_t *smac, const struct 
 {
 	void *pkt;
 	uint8_t *frame;
-	uint8_t *th = net_tcp_begin(st, &pkt, &frame);
+	uint8_t *th = net_tcp_begin(st, t->laddr.family, &pkt, &frame);
 	if (!th)
 		return;
 	uint32_t hlen = 24;
@@ -278,7 +278,7 @@ void tcp_send_synack_cookie(struct stack *st, const uint8_t *smac, const struct 
 	uint8_t *o = th + 20;
 	o[0] = 2;
 	o[1] = 4;
-	put16(o + 2, st->adv_mss);
+	put16(o + 2, stack_adv_mss(st, t->laddr.family));
 	th[12] = (uint8_t)((hlen / 4) << 4);
 	st->stats.synack_tx++;
 	net_tcp_send(st, pkt, frame, t, smac, hlen);

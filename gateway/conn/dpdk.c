@@ -105,8 +105,9 @@ struct dpgw {
 	bool launched;
 	bool impaired;
 	struct dp_impair_conf imp;
-	uint32_t addr; /* the stack's address and prefix (host order) */
-	uint8_t plen;
+	/* the stack's addresses (dpdk_addr), both families */
+	unsigned naddrs;
+	struct stack_ifaddr addrs[STACK_MAX_ADDRS];
 	unsigned idle_ms, session_ms;
 	/* the port's distinct mempools, for the exports */
 	const struct rte_mempool *pools[DP_MAX_SOCKETS];
@@ -327,13 +328,24 @@ static int a_accept(void *lctx, struct stack_listener *l, struct tcp_conn *c)
 	const struct stack_tuple *t = tcp_tuple(c);
 	struct sockaddr_storage peer;
 	memset(&peer, 0, sizeof(peer));
-	struct sockaddr_in *sin = (struct sockaddr_in *)&peer;
-	sin->sin_family = AF_INET;
-	memcpy(&sin->sin_addr, t->raddr.a, 4);
-	sin->sin_port = htons(t->rport);
-	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-	memcpy(dc->srckey, v4mapped, 12);
-	memcpy(dc->srckey + 12, t->raddr.a, 4);
+	if (t->raddr.family == STACK_AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&peer;
+		s6->sin6_family = AF_INET6;
+		memcpy(&s6->sin6_addr, t->raddr.a, 16);
+		s6->sin6_port = htons(t->rport);
+		/* The per-source limit counts an IPv6 source by its /64, as the
+		 * kernel path does: one host commonly holds a whole /64. */
+		memset(dc->srckey, 0, sizeof(dc->srckey));
+		memcpy(dc->srckey, t->raddr.a, 8);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&peer;
+		sin->sin_family = AF_INET;
+		memcpy(&sin->sin_addr, t->raddr.a, 4);
+		sin->sin_port = htons(t->rport);
+		static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		memcpy(dc->srckey, v4mapped, 12);
+		memcpy(dc->srckey + 12, t->raddr.a, 4);
+	}
 
 	dc->counted = true;
 	if (atomic_fetch_add(&d->nconns, 1) >= d->p.io->max_connections) {
@@ -404,9 +416,12 @@ static bool early_drop(void *ctx, const struct stack_addr *src)
 {
 	struct dpw *w = container_of(ctx, struct dpw, w);
 	struct tes_addr a;
-	if (src->family != STACK_AF_INET)
+	if (src->family == STACK_AF_INET6)
+		tes_addr_v6(&a, src->a);
+	else if (src->family == STACK_AF_INET)
+		tes_addr_v4(&a, src->a);
+	else
 		return false;
-	tes_addr_v4(&a, src->a);
 	if (!gw_source_drop(w->d->p.g, &a))
 		return false;
 	gw_count_early_drop(w->d->p.g, w->index);
@@ -582,21 +597,34 @@ static int split_args(struct dpgw *d)
 	return n;
 }
 
-static int parse_addr(const char *s, uint32_t *addr, uint8_t *plen)
+/* dpdk_addr: "198.18.5.2/24, 2001:db8:5::2/64"; prefix 24 (IPv4) or 64
+ * (IPv6) when omitted.  The number of addresses, or -1. */
+static int parse_addrs(const char *s, struct stack_ifaddr *out, unsigned max)
 {
-	char buf[24];
-	snprintf(buf, sizeof(buf), "%s", s);
-	char *slash = strchr(buf, '/');
-	*plen = 24;
-	if (slash) {
-		*slash = '\0';
-		*plen = (uint8_t)atoi(slash + 1);
-	}
-	struct in_addr a;
-	if (inet_pton(AF_INET, buf, &a) != 1 || *plen < 1 || *plen > 32)
+	char buf[512];
+	if (strlen(s) >= sizeof(buf))
 		return -1;
-	*addr = ntohl(a.s_addr);
-	return 0;
+	snprintf(buf, sizeof(buf), "%s", s);
+	unsigned n = 0;
+	for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t;
+	     t = strtok_r(NULL, ", ", &save)) {
+		char *slash = strchr(t, '/');
+		if (slash)
+			*slash = '\0';
+		bool v6 = strchr(t, ':') != NULL;
+		int plen = slash ? atoi(slash + 1) : v6 ? 64 : 24;
+		uint8_t b[16];
+		if (n == max || inet_pton(v6 ? AF_INET6 : AF_INET, t, b) != 1 || plen < 1 ||
+		    plen > (v6 ? 128 : 32))
+			return -1;
+		if (v6)
+			stack_addr_ipv6(&out[n].addr, b);
+		else
+			stack_addr_ipv4(&out[n].addr, (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
+							      b[2] << 8 | b[3]);
+		out[n++].prefix_len = (uint8_t)plen;
+	}
+	return n ? (int)n : -1;
 }
 
 static void free_all(struct dpgw *d)
@@ -615,12 +643,15 @@ static struct dpgw *dpgw_new(const struct dpgw_params *p)
 {
 	const struct gw_io_settings *io = p->io;
 	struct dp_impair_conf imp;
-	uint32_t addr;
-	uint8_t plen;
+	struct stack_ifaddr addrs[STACK_MAX_ADDRS];
+	int naddrs = parse_addrs(p->set->addr, addrs, STACK_MAX_ADDRS);
 	struct dpgw *d;
 
-	if (parse_addr(p->set->addr, &addr, &plen) != 0) {
-		fprintf(stderr, "tesgate: dpdk_addr '%s' is not A.B.C.D/len\n", p->set->addr);
+	if (naddrs < 0) {
+		fprintf(stderr,
+			"tesgate: dpdk_addr '%s' is not a list of up to %d addresses "
+			"(A.B.C.D/len, IPv6/len)\n",
+			p->set->addr, STACK_MAX_ADDRS);
 		return NULL;
 	}
 	if (io->workers < 1 || io->workers > DP_MAX_QUEUES) {
@@ -639,8 +670,8 @@ static struct dpgw *dpgw_new(const struct dpgw_params *p)
 	if (!d)
 		return NULL;
 	d->p = *p;
-	d->addr = addr;
-	d->plen = plen;
+	d->naddrs = (unsigned)naddrs;
+	memcpy(d->addrs, addrs, sizeof(addrs));
 	d->impaired = p->set->impair[0] != '\0';
 	if (d->impaired)
 		d->imp = imp;
@@ -749,9 +780,9 @@ static int worker_up(struct dpgw *d, unsigned i, unsigned lcore, const uint8_t h
 		dp_worker_set_steer(&w->w, d->steer, i);
 	stack_config_defaults(&cfg);
 	dp_worker_stack_config(&w->w, &cfg);
-	cfg.naddrs = 1;
-	stack_addr_ipv4(&cfg.addrs[0].addr, d->addr);
-	cfg.addrs[0].prefix_len = d->plen;
+	/* The listener below is on every address of both families. */
+	cfg.naddrs = d->naddrs;
+	memcpy(cfg.addrs, d->addrs, sizeof(cfg.addrs));
 	cfg.max_conns = d->p.io->max_connections ? d->p.io->max_connections : 1;
 	cfg.rcvbuf = 65536;
 	cfg.sndbuf = 65536;

@@ -43,8 +43,10 @@ struct dp_worker_stats;
 /* The DPDK path's own settings (io = dpdk; docs/configuration.md). */
 struct dpgw_settings {
 	char args[256]; /* EAL arguments, split on spaces */
-	char addr[24];  /* the stack's IPv4 address, A.B.C.D or A.B.C.D/len */
-	unsigned port;  /* TCP port to accept SMTP on */
+	/* the stack's addresses, IPv4 and IPv6 with prefixes, comma-separated:
+	 * "198.18.5.2/24, 2001:db8:5::2/64" */
+	char addr[400];
+	unsigned port; /* TCP port to accept SMTP on */
 	/* FOR TESTS ONLY: packet impairment on every queue, in
 	 * dataplane/dpdk/impair.h syntax; "": off */
 	char impair[128];
@@ -53,7 +55,8 @@ struct dpgw_settings {
 struct dpgw_params {
 	struct gw *g; /* made with workers = io->workers */
 	const struct dpgw_settings *set;
-	/* workers, limits (the per-source one per IPv4 address) and timeouts;
+	/* workers, limits (the per-source one per IPv4 address or IPv6 /64)
+	 * and timeouts;
 	 * listen and cpus are the kernel path's */
 	const struct gw_io_settings *io;
 	unsigned linger_ms;

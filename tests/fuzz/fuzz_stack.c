@@ -2,13 +2,16 @@
 /*
  * libFuzzer target for the userspace TCP/IP stack: arbitrary frames into a
  * stack with a virtual port and a virtual clock, a listener on port 25 and
- * an application that echoes what it reads.
+ * an application that echoes what it reads.  The stack has an IPv4 and an
+ * IPv6 address (198.18.0.1, 2001:db8::1), so IPv6 frames, neighbour
+ * discovery and extension header chains are fed as much as IPv4.
  *
  * Input: one configuration byte, then records of
  *   2 bytes length L (big-endian), 1 byte C, then L bytes of frame.
  * L > 0: C's low 6 bits advance the clock before the frame (milliseconds,
  * or hundreds of them when bit 6 is set); bit 7 asks the harness to fix the
- * IPv4/TCP/ICMP checksums so that mutated frames get past validation.
+ * IPv4/TCP/ICMP (or IPv6 TCP/ICMPv6, next header right after the fixed
+ * header) checksums so that mutated frames get past validation.
  * L = 0: C is an application action (connect, close, abort, send, pause
  * reading) or a clock step (see action()), so both directions and every
  * close path run.  Seeds come from the packet scripts (pktrun
@@ -17,7 +20,9 @@
  * Checked after every record: stack_check() (pools, table, counts by state,
  * accounting, half-open connections holding no buffers) and memory within
  * the budget; every frame the stack sends is well formed with valid
- * checksums, DF and IP ID 0.  ASan/LSan catch the rest.
+ * checksums, DF and IP ID 0 (IPv6: flow label 0, no extension headers,
+ * hop limit 64, or 255 for neighbour discovery).  ASan/LSan catch the
+ * rest.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -78,6 +83,24 @@ static void fz_send(void *ctx, void *pkt, uint32_t len, const struct stack_txinf
 	const uint8_t *f = pkt;
 	if (len < 42 || len > 1514)
 		abort();
+	if (g16(f + 12) == 0x86dd) {
+		const uint8_t *ip = f + 14;
+		uint32_t pl = g16(ip + 4);
+		if (len < 54 || 54 + pl > len || ip[0] != 0x60 || ip[1] || ip[2] || ip[3])
+			abort();
+		if (ip[6] != 6 && ip[6] != 58)
+			abort();
+		if (ip[7] != 64 && !(ip[6] == 58 && ip[7] == 255))
+			abort();
+		uint32_t ps = sum16(sum16(0, ip + 8, 16), ip + 24, 16) + ip[6] + pl;
+		if (ip[6] == 6 && ti->l4_csum_offload)
+			return;
+		if (fold(sum16(ps, ip + 40, pl)) != 0)
+			abort();
+		if (ip[6] == 6 && (pl < 20 || (uint32_t)(ip[40 + 12] >> 4) * 4 > pl))
+			abort();
+		return;
+	}
 	if (g16(f + 12) != 0x0800)
 		return;
 	const uint8_t *ip = f + 14;
@@ -166,8 +189,28 @@ static void fz_closed(void *ctx, struct tcp_conn *c, enum tcp_close_reason why)
 	forget(c);
 }
 
+static void fix_checksums6(uint8_t *f, uint32_t len)
+{
+	uint8_t *ip = f + 14, *l4 = ip + 40;
+	uint32_t pl = g16(ip + 4);
+	if (len < 54 || 54 + pl > len)
+		return;
+	uint32_t ps = sum16(sum16(0, ip + 8, 16), ip + 24, 16) + ip[6] + pl;
+	uint32_t at = ip[6] == 6 ? 16 : 2;
+	if ((ip[6] != 6 && ip[6] != 58) || pl < at + 2)
+		return;
+	l4[at] = l4[at + 1] = 0;
+	uint16_t c = fold(sum16(ps, l4, pl));
+	l4[at] = (uint8_t)(c >> 8);
+	l4[at + 1] = (uint8_t)c;
+}
+
 static void fix_checksums(uint8_t *f, uint32_t len)
 {
+	if (len >= 54 && g16(f + 12) == 0x86dd) {
+		fix_checksums6(f, len);
+		return;
+	}
 	if (len < 34 || g16(f + 12) != 0x0800)
 		return;
 	uint8_t *ip = f + 14;
@@ -211,8 +254,11 @@ static void check(void)
  * 100 ms, 1 ms or 1 s units (0x40, 0x80, 0xc0 plus the count). */
 static void action(uint8_t op)
 {
-	struct stack_addr ra;
+	struct stack_addr ra, ra6;
 	stack_addr_ipv4(&ra, 198u << 24 | 18u << 16 | 2);
+	static const uint8_t peer6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0,
+					   0,    0,    0,    0,    0, 0, 0, 2 };
+	stack_addr_ipv6(&ra6, peer6);
 	struct tcp_conn *first = NULL;
 	for (int i = 0; i < MAXC && !first; i++)
 		first = F->conns[i];
@@ -263,6 +309,17 @@ static void action(uint8_t op)
 			if (F->conns[i])
 				tcp_close(F->conns[i]);
 		break;
+	case 7: {
+		struct tcp_conn *c = stack_connect(F->st, NULL, &ra6, 25, NULL, F->now);
+		if (c)
+			remember(c);
+		break;
+	}
+	case 8: {
+		static const uint8_t mac[6] = { 2, 0, 0, 0, 0, 2 };
+		stack_neigh_add(F->st, &ra6, mac);
+		break;
+	}
 	default:
 		break;
 	}
@@ -305,9 +362,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	stack_config_defaults(&cfg);
 	static const uint8_t mac[6] = { 2, 0, 0, 0, 0, 1 };
 	memcpy(cfg.mac, mac, 6);
-	cfg.naddrs = 1;
+	cfg.naddrs = 2;
 	stack_addr_ipv4(&cfg.addrs[0].addr, 198u << 24 | 18u << 16 | 1);
 	cfg.addrs[0].prefix_len = 24;
+	static const uint8_t own6[16] = {
+		0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1
+	};
+	stack_addr_ipv6(&cfg.addrs[1].addr, own6);
+	cfg.addrs[1].prefix_len = 64;
+	/* Duplicate address detection runs when asked (the scripts that
+	 * test it), else the address is usable at once as in pktrun. */
+	cfg.dad_transmits = (conf & 128) ? 1 : 0;
 	cfg.max_conns = MAXC;
 	cfg.rx_csum_offload = conf & 1;
 	cfg.tx_csum_offload = conf & 2;

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
 
 #include "dataplane/stack/stack.h"
@@ -47,6 +48,8 @@ struct event {
 struct flow {
 	bool used;
 	uint32_t raddr; /* host order */
+	bool v6;        /* an IPv6 flow: raddr6, and the stack's laddr6 */
+	uint8_t raddr6[16];
 	uint16_t lport, rport;
 	bool isn_known;
 	uint32_t our_isn;
@@ -78,6 +81,8 @@ struct run {
 	uint64_t tolerance;
 
 	uint32_t laddr;
+	uint8_t laddr6[16];
+	bool ipv6; /* config ipv6 yes: the stack has laddr6 too, flow 0 is v6 */
 	uint32_t peer_isn;
 	uint16_t def_lport, def_rport;
 	unsigned backlog;
@@ -85,6 +90,8 @@ struct run {
 	bool autoread;
 	bool neigh_static;
 	uint32_t early_drop_addr;
+	bool early_drop6_set;
+	uint8_t early_drop6[16];
 	struct stack_listener *listener;
 
 	struct flow flows[MAX_FLOWS];
@@ -190,6 +197,11 @@ static int parse_ip(const char *s, uint32_t *out)
 	return 0;
 }
 
+static int parse_ip6(const char *s, uint8_t out[16])
+{
+	return inet_pton(AF_INET6, s, out) == 1 ? 0 : -1;
+}
+
 static int parse_mac(const char *s, uint8_t mac[6])
 {
 	unsigned m[6];
@@ -280,8 +292,25 @@ static uint16_t io_pick_port(void *ctx, const struct stack_tuple *t, unsigned at
 static bool io_early_drop(void *ctx, const struct stack_addr *src)
 {
 	(void)ctx;
+	if (src->family == STACK_AF_INET6)
+		return R->early_drop6_set && memcmp(src->a, R->early_drop6, 16) == 0;
 	return R->early_drop_addr && src->family == STACK_AF_INET &&
 	       rd32(src->a) == R->early_drop_addr;
+}
+
+static bool flow_is(const struct flow *f, const struct stack_addr *a)
+{
+	if (a->family == STACK_AF_INET6)
+		return f->v6 && memcmp(f->raddr6, a->a, 16) == 0;
+	return !f->v6 && f->raddr == rd32(a->a);
+}
+
+static void flow_addr(const struct flow *f, struct stack_addr *a)
+{
+	if (f->v6)
+		stack_addr_ipv6(a, f->raddr6);
+	else
+		stack_addr_ipv4(a, f->raddr);
 }
 
 /* --- The application --- */
@@ -292,7 +321,7 @@ static int flow_of(const struct tcp_conn *c)
 	for (int i = 0; i < MAX_FLOWS; i++) {
 		struct flow *f = &R->flows[i];
 		if (f->used && f->lport == t->lport && f->rport == t->rport &&
-		    f->raddr == rd32(t->raddr.a))
+		    flow_is(f, &t->raddr))
 			return i;
 	}
 	for (int i = 0; i < MAX_FLOWS; i++) {
@@ -302,7 +331,11 @@ static int flow_of(const struct tcp_conn *c)
 			f->used = true;
 			f->lport = t->lport;
 			f->rport = t->rport;
-			f->raddr = rd32(t->raddr.a);
+			f->v6 = t->raddr.family == STACK_AF_INET6;
+			if (f->v6)
+				memcpy(f->raddr6, t->raddr.a, 16);
+			else
+				f->raddr = rd32(t->raddr.a);
 			return i;
 		}
 	}
@@ -398,6 +431,10 @@ static void config_init(void)
 	stack_addr_ipv4(&R->cfg.addrs[0].addr, R->laddr);
 	R->cfg.addrs[0].prefix_len = 24;
 	R->cfg.max_conns = 64;
+	/* DAD off unless a script asks (config dad_transmits N): it would
+	 * delay every IPv6 script by a second. */
+	R->cfg.dad_transmits = 0;
+	parse_ip6("2001:db8::1", R->laddr6);
 	for (int i = 0; i < 16; i++) {
 		R->cfg.hash_key[i] = (uint8_t)(i * 3 + 1);
 		R->cfg.isn_key[i] = (uint8_t)(i * 5 + 7);
@@ -410,6 +447,7 @@ static void config_init(void)
 	struct flow *f = &R->flows[0];
 	f->used = true;
 	f->raddr = 198u << 24 | 18u << 16 | 0 << 8 | 2;
+	parse_ip6("2001:db8::2", f->raddr6);
 	f->lport = R->def_lport;
 	f->rport = R->def_rport;
 }
@@ -435,15 +473,21 @@ static void ensure_stack(void)
 		return;
 	R->created = true;
 	const char *err = NULL;
+	if (R->ipv6) {
+		/* Both families on one stack: 198.18.0.1/24 and 2001:db8::1/64. */
+		R->cfg.naddrs = 2;
+		stack_addr_ipv6(&R->cfg.addrs[1].addr, R->laddr6);
+		R->cfg.addrs[1].prefix_len = 64;
+	}
 	R->st = stack_create(&R->cfg, &io_ops, NULL, &app_ops, &err);
 	if (!R->st) {
 		fail("stack_create: %s", err ? err : "?");
 		return;
 	}
 	if (R->neigh_static) {
-		corpus_op(5);
+		corpus_op(R->flows[0].v6 ? 8 : 5);
 		struct stack_addr a;
-		stack_addr_ipv4(&a, R->flows[0].raddr);
+		flow_addr(&R->flows[0], &a);
 		stack_neigh_add(R->st, &a, peer_mac_default);
 	}
 }
@@ -486,6 +530,7 @@ static int set_config(const char *key, const char *val)
 	NUM("backlog_max", backlog_max)
 	NUM("syn_rcvd_max", syn_rcvd_max)
 	NUM("synack_retries_pressure", synack_retries_pressure)
+	NUM("dad_transmits", dad_transmits)
 	DUR("rto_min", rto_min)
 	DUR("rto_max", rto_max)
 	DUR("rto_initial", rto_initial)
@@ -543,6 +588,22 @@ static int set_config(const char *key, const char *val)
 	}
 	if (strcmp(key, "early_drop") == 0 && parse_ip(val, &R->early_drop_addr) == 0)
 		return 0;
+	if (strcmp(key, "early_drop") == 0 && parse_ip6(val, R->early_drop6) == 0) {
+		R->early_drop6_set = true;
+		return 0;
+	}
+	if (strcmp(key, "ipv6") == 0) {
+		R->ipv6 = yes;
+		R->flows[0].v6 = yes;
+		return 0;
+	}
+	if (strcmp(key, "gateway6") == 0) {
+		uint8_t a[16];
+		if (parse_ip6(val, a) != 0)
+			return -1;
+		stack_addr_ipv6(&c->gateway6, a);
+		return 0;
+	}
 	if (strcmp(key, "gateway") == 0) {
 		uint32_t a;
 		if (parse_ip(val, &a) != 0)
@@ -579,6 +640,42 @@ static void advance_to(uint64_t t)
 
 /* --- Formatting frames for messages --- */
 
+/* The transport header of an IPv4 or IPv6 frame (extension headers
+ * skipped), its protocol and length; NULL when neither. */
+static const uint8_t *frame_l4(const uint8_t *f, uint32_t len, uint8_t *proto, uint32_t *l4len)
+{
+	if (len < 34)
+		return NULL;
+	uint16_t type = rd16(f + 12);
+	const uint8_t *ip = f + 14;
+	if (type == 0x0800) {
+		uint32_t hl = (ip[0] & 15u) * 4, tot = rd16(ip + 2);
+		if (hl < 20 || tot < hl || 14 + tot > len)
+			return NULL;
+		*proto = ip[9];
+		*l4len = tot - hl;
+		return ip + hl;
+	}
+	if (type != 0x86dd || len < 54)
+		return NULL;
+	uint32_t end = 40 + rd16(ip + 4), off = 40;
+	if (14 + end > len)
+		return NULL;
+	uint8_t nh = ip[6];
+	for (int k = 0; k < 16 && (nh == 0 || nh == 43 || nh == 60 || nh == 44); k++) {
+		if (off + 8 > end)
+			return NULL;
+		uint32_t hl = nh == 44 ? 8 : ((uint32_t)ip[off + 1] + 1) * 8;
+		nh = ip[off];
+		off += hl;
+	}
+	if (off > end)
+		return NULL;
+	*proto = nh;
+	*l4len = end - off;
+	return ip + off;
+}
+
 static void format_frame(const uint8_t *f, uint32_t len, char *buf, size_t n, bool in)
 {
 	struct flow *fl = &R->flows[R->cur];
@@ -595,25 +692,36 @@ static void format_frame(const uint8_t *f, uint32_t len, char *buf, size_t n, bo
 			 rd16(f + 20) == 1 ? "request" : "reply", s, t);
 		return;
 	}
-	if (type != 0x0800 || len < 34) {
+	uint8_t proto;
+	uint32_t l4len;
+	const uint8_t *th = frame_l4(f, len, &proto, &l4len);
+	if (!th) {
 		snprintf(buf, n, "frame type %#x len %u", type, len);
 		return;
 	}
-	const uint8_t *ip = f + 14;
-	uint32_t hl = (ip[0] & 15u) * 4;
-	if (ip[9] == 1) {
-		const uint8_t *ic = ip + hl;
-		snprintf(buf, n, "icmp type %u id %u seq %u len %u", ic[0], rd16(ic + 4),
-			 rd16(ic + 6), rd16(ip + 2) - hl);
+	if (proto == 1 || proto == 58) {
+		if (l4len < 8) {
+			snprintf(buf, n, "short icmp");
+			return;
+		}
+		if (proto == 58 && (th[0] == 135 || th[0] == 136) && l4len >= 24) {
+			char t[64], sa[64];
+			inet_ntop(AF_INET6, th + 8, t, sizeof(t));
+			inet_ntop(AF_INET6, f + 14 + 8, sa, sizeof(sa));
+			snprintf(buf, n, "nd %s target %s from %s flags %#x",
+				 th[0] == 135 ? "ns" : "na", t, sa, th[4]);
+			return;
+		}
+		snprintf(buf, n, "icmp%s type %u id %u seq %u len %u", proto == 58 ? "6" : "",
+			 th[0], rd16(th + 4), rd16(th + 6), l4len);
 		return;
 	}
-	if (ip[9] != 6 || len < 14 + hl + 20) {
-		snprintf(buf, n, "ip proto %u", ip[9]);
+	if (proto != 6 || l4len < 20) {
+		snprintf(buf, n, "ip proto %u", proto);
 		return;
 	}
-	const uint8_t *th = ip + hl;
 	uint32_t doff = (uint32_t)(th[12] >> 4) * 4;
-	uint32_t plen = rd16(ip + 2) - hl - doff;
+	uint32_t plen = l4len - doff;
 	char flags[16];
 	int k = 0;
 	uint8_t fl8 = th[13];
@@ -898,12 +1006,24 @@ struct mutations {
 	uint32_t src, dst;
 	uint8_t dmac[6], smac[6];
 	int ethtype;
+	/* IPv6: the addresses, extension headers in order (kind, length in
+	 * octets, routing segments left / option type), flow label. */
+	bool src6_set, dst6_set;
+	uint8_t src6[16], dst6[16];
+	int next_hdr; /* overrides the last next-header field */
+	unsigned next;
+	struct {
+		uint8_t kind;
+		uint32_t len;
+		uint8_t arg;
+	} ext[40];
+	bool frag6;
 };
 
 static int parse_mutations(const char *s, struct mutations *m)
 {
 	memset(m, 0, sizeof(*m));
-	m->ihl = m->ver = m->ttl = m->proto = m->doff = m->ethtype = -1;
+	m->ihl = m->ver = m->ttl = m->proto = m->doff = m->ethtype = m->next_hdr = -1;
 	char buf[512];
 	snprintf(buf, sizeof(buf), "%s", s);
 	char *save = NULL;
@@ -950,7 +1070,46 @@ static int parse_mutations(const char *s, struct mutations *m)
 			m->src_set = true;
 		else if (strcmp(k, "dst") == 0 && parse_ip(v, &m->dst) == 0)
 			m->dst_set = true;
-		else if (strcmp(k, "dmac") == 0 && parse_mac(v, m->dmac) == 0)
+		else if (strcmp(k, "src") == 0 && parse_ip6(v, m->src6) == 0)
+			m->src6_set = true;
+		else if (strcmp(k, "dst") == 0 && parse_ip6(v, m->dst6) == 0)
+			m->dst6_set = true;
+		else if (strcmp(k, "hlim") == 0 && num)
+			m->ttl = (int)x;
+		else if (strcmp(k, "nexthdr") == 0 && num)
+			m->next_hdr = (int)x;
+		else if ((strcmp(k, "hbh") == 0 || strcmp(k, "dstopt") == 0 ||
+			  strcmp(k, "badopt") == 0 || strcmp(k, "skipopt") == 0) &&
+			 num && x >= 8 && x % 8 == 0 && x <= 2048 && m->next < 40) {
+			/* an options header of x octets, PadN (or an unknown
+			 * option whose type says discard / skip) */
+			m->ext[m->next].kind = k[0] == 'h' ? 0 : 60;
+			m->ext[m->next].arg = k[0] == 'b' ? 0xc2 : k[0] == 's' ? 0x1e : 1;
+			m->ext[m->next++].len = (uint32_t)x;
+		} else if (strcmp(k, "rthdr") == 0 && num && m->next < 40) {
+			/* a routing header (type 4) with x segments left */
+			m->ext[m->next].kind = 43;
+			m->ext[m->next].arg = (uint8_t)x;
+			m->ext[m->next++].len = 24;
+		} else if (strcmp(k, "extchain") == 0 && num && x <= 40) {
+			/* x destination options headers in a row, 8 octets each */
+			for (uint64_t e = 0; e < x && m->next < 40; e++) {
+				m->ext[m->next].kind = 60;
+				m->ext[m->next].arg = 1;
+				m->ext[m->next++].len = 8;
+			}
+		} else if (strcmp(k, "exttrunc") == 0 && m->next < 40) {
+			/* an options header claiming more than the datagram has */
+			m->ext[m->next].kind = 60;
+			m->ext[m->next].arg = 0xff;
+			m->ext[m->next++].len = 8;
+		} else if (strcmp(k, "frag") == 0) {
+			m->frag6 = true;
+			if (m->next < 40) {
+				m->ext[m->next].kind = 44;
+				m->ext[m->next++].len = 8;
+			}
+		} else if (strcmp(k, "dmac") == 0 && parse_mac(v, m->dmac) == 0)
 			m->dmac_set = true;
 		else if (strcmp(k, "smac") == 0 && parse_mac(v, m->smac) == 0)
 			m->smac_set = true;
@@ -965,7 +1124,7 @@ static int parse_mutations(const char *s, struct mutations *m)
 /* Seeds for tests/fuzz/fuzz_stack.c, in its input format: records of a
  * 2-byte length, a control byte and the frame; a length of 0 makes the
  * control byte an application action (0 connect, 1 close, 2 abort, 3 send,
- * 5 static neighbour) or a clock step (0x40 + n: n * 100 ms, 0x80 + n:
+ * 5 static neighbour, 7 connect over IPv6, 8 static IPv6 neighbour) or a clock step (0x40 + n: n * 100 ms, 0x80 + n:
  * n ms, 0xc0 + n: n s), so the fuzzer replays a script's timing exactly. */
 static void corpus_op(uint8_t op)
 {
@@ -1021,10 +1180,87 @@ static void inject(uint8_t *f, uint32_t len)
 		fail("stack_check: %s", bad);
 }
 
-/* Build Ethernet + IPv4 around a payload at f + 14 + 20 + ipopts. */
+static uint32_t ext_len(const struct mutations *m)
+{
+	uint32_t n = 0;
+	for (unsigned i = 0; i < m->next; i++)
+		n += m->ext[i].len;
+	return n;
+}
+
+/* Where the transport header goes in a frame built for the current flow. */
+static uint32_t l4_off(const struct mutations *m)
+{
+	if (R->flows[R->cur].v6)
+		return 14 + 40 + ext_len(m);
+	return 14 + 20 + m->ipopts;
+}
+
+/* The pseudo-header sum of a frame built by build_ip. */
+static uint32_t l4_pseudo(const uint8_t *f, uint8_t proto, uint32_t len)
+{
+	const uint8_t *ip = f + 14;
+	if (R->flows[R->cur].v6)
+		return sum16(sum16(0, ip + 8, 16), ip + 24, 16) + proto + (len >> 16) +
+		       (len & 0xffff);
+	return sum16(sum16(0, ip + 12, 4), ip + 16, 4) + proto + len;
+}
+
+static uint32_t build_ip6(uint8_t *f, uint8_t proto, uint32_t l4len, const struct mutations *m)
+{
+	struct flow *fl = &R->flows[R->cur];
+	memcpy(f, m->dmac_set ? m->dmac : our_mac, 6);
+	memcpy(f + 6, m->smac_set ? m->smac : peer_mac_default, 6);
+	wr16(f + 12, m->ethtype >= 0 ? (uint16_t)m->ethtype : 0x86dd);
+	uint8_t *ip = f + 14;
+	uint32_t el = ext_len(m);
+	wr32(ip, (uint32_t)(m->ver >= 0 ? m->ver : 6) << 28);
+	uint32_t pl = el + l4len;
+	if (m->iplen_set)
+		pl = m->iplen;
+	pl = (uint32_t)((int)pl + m->iplen_delta);
+	wr16(ip + 4, (uint16_t)pl);
+	uint8_t last = m->proto >= 0 ? (uint8_t)m->proto : proto;
+	if (m->next_hdr >= 0)
+		last = (uint8_t)m->next_hdr;
+	ip[6] = m->next ? m->ext[0].kind : last;
+	ip[7] = (uint8_t)(m->ttl >= 0 ? m->ttl : 64);
+	memcpy(ip + 8, m->src6_set ? m->src6 : fl->raddr6, 16);
+	memcpy(ip + 24, m->dst6_set ? m->dst6 : R->laddr6, 16);
+	uint8_t *h = ip + 40;
+	for (unsigned i = 0; i < m->next; i++) {
+		uint32_t hl = m->ext[i].len;
+		memset(h, 0, hl);
+		h[0] = i + 1 < m->next ? m->ext[i + 1].kind : last;
+		if (m->ext[i].kind == 44) {
+			wr16(h + 2, (uint16_t)((m->fragoff & 0x1fff) << 3 | (m->mf ? 1 : 0)));
+			wr32(h + 4, 0x1234);
+		} else if (m->ext[i].kind == 43) {
+			h[1] = (uint8_t)(hl / 8 - 1);
+			h[2] = 4;
+			h[3] = m->ext[i].arg;
+		} else {
+			h[1] = m->ext[i].arg == 0xff ? 200 : (uint8_t)(hl / 8 - 1);
+			h[2] = m->ext[i].arg == 0xff ? 1 : m->ext[i].arg;
+			h[3] = (uint8_t)(hl - 4);
+		}
+		h += hl;
+	}
+	uint32_t flen = 14 + 40 + el + l4len + m->pad;
+	if (flen < 60)
+		flen = 60;
+	if (m->trunc && m->trunc < flen)
+		flen = m->trunc;
+	return flen;
+}
+
+/* Build Ethernet + IPv4 around a payload at f + 14 + 20 + ipopts (or IPv6
+ * with its extension headers, on a v6 flow: at l4_off). */
 static uint32_t build_ip(uint8_t *f, uint8_t proto, uint32_t l4len, const struct mutations *m)
 {
 	struct flow *fl = &R->flows[R->cur];
+	if (fl->v6)
+		return build_ip6(f, proto == 1 ? 58 : proto, l4len, m);
 	memcpy(f, m->dmac_set ? m->dmac : our_mac, 6);
 	memcpy(f + 6, m->smac_set ? m->smac : peer_mac_default, 6);
 	wr16(f + 12, m->ethtype >= 0 ? (uint16_t)m->ethtype : 0x0800);
@@ -1094,11 +1330,11 @@ static void line_inbound_tcp(const struct line *L)
 	static uint8_t f[MAX_FRAME + 100];
 	memset(f, 0, sizeof(f));
 	uint32_t tcplen = 20 + optlen + len;
-	if (14 + 20 + m.ipopts + tcplen > MAX_FRAME) {
+	if (l4_off(&m) + tcplen > MAX_FRAME) {
 		fail("segment too large");
 		return;
 	}
-	uint8_t *th = f + 14 + 20 + m.ipopts;
+	uint8_t *th = f + l4_off(&m);
 	wr16(th, fl->rport);
 	wr16(th + 2, fl->lport);
 	wr32(th + 4, R->peer_isn + start);
@@ -1109,10 +1345,9 @@ static void line_inbound_tcp(const struct line *L)
 	memcpy(th + 20, optraw, optlen);
 	for (uint32_t i = 0; i < len; i++)
 		th[20 + optlen + i] = peer_byte((uint64_t)start + i - 1);
-	uint8_t *ip = f + 14;
 	/* The pseudo-header needs the addresses: the IP header goes first. */
 	uint32_t flen = build_ip(f, 6, tcplen, &m);
-	uint32_t csum = fold(sum16(tcp_pseudo(ip + 12, ip + 16, tcplen), th, tcplen));
+	uint32_t csum = fold(sum16(l4_pseudo(f, 6, tcplen), th, tcplen));
 	wr16(th + 16, (uint16_t)csum);
 	if (m.bad_tcpcsum)
 		th[17] ^= 0x33;
@@ -1204,19 +1439,21 @@ static void line_inbound_icmp(const struct line *L)
 	}
 	static uint8_t f[MAX_FRAME + 100];
 	memset(f, 0, sizeof(f));
-	uint8_t *ic = f + 14 + 20 + m.ipopts;
-	ic[0] = (uint8_t)type;
+	bool v6 = R->flows[R->cur].v6;
+	uint8_t *ic = f + l4_off(&m);
+	/* "echo" on an IPv6 flow is ICMPv6's (128) */
+	ic[0] = (uint8_t)(v6 && (L->ntok < 3 || strcmp(L->tok[2], "echo") == 0) ? 128 : type);
 	ic[1] = 0;
 	wr16(ic + 4, (uint16_t)id);
 	wr16(ic + 6, (uint16_t)sq);
 	for (uint64_t i = 8; i < len; i++)
 		ic[i] = (uint8_t)(i * 13);
-	wr16(ic + 2, fold(sum16(0, ic, len)));
-	if (m.bad_tcpcsum)
-		ic[3] ^= 0x44;
 	memcpy(R->echo_payload, ic, len);
 	R->echo_len = (uint32_t)len;
 	uint32_t flen = build_ip(f, 1, (uint32_t)len, &m);
+	wr16(ic + 2, fold(sum16(v6 ? l4_pseudo(f, 58, (uint32_t)len) : 0, ic, len)));
+	if (m.bad_tcpcsum)
+		ic[3] ^= 0x44;
 	inject(f, flen);
 }
 
@@ -1292,7 +1529,12 @@ static void line_outbound_tcp(const struct line *L)
 	char got[512];
 	format_frame(o->data, o->len, got, sizeof(got), false);
 	const uint8_t *f = o->data;
-	if (o->len < 54 || rd16(f + 12) != 0x0800 || f[14 + 9] != 6) {
+	if (fl->v6) {
+		if (o->len < 74 || rd16(f + 12) != 0x86dd || f[14 + 6] != 6) {
+			fail("expected a TCP/IPv6 segment, got %s", got);
+			return;
+		}
+	} else if (o->len < 54 || rd16(f + 12) != 0x0800 || f[14 + 9] != 6) {
 		fail("expected a TCP segment, got %s", got);
 		return;
 	}
@@ -1309,16 +1551,40 @@ static void line_outbound_tcp(const struct line *L)
 	}
 	const uint8_t *ip = f + 14;
 	uint32_t hl = (ip[0] & 15u) * 4, tot = rd16(ip + 2);
-	if (ip[0] != 0x45 || tot + 14 != o->len || rd32(ip + 12) != R->laddr ||
-	    rd32(ip + 16) != fl->raddr) {
+	if (fl->v6) {
+		/* Version 6, traffic class and flow label 0 (nothing shared
+		 * across connections shows, as IP ID 0 for IPv4), hop limit
+		 * 64, no extension headers, our address to the peer's. */
+		hl = 40;
+		tot = 40 + rd16(ip + 4);
+		if (rd32(ip) != 0x60000000u || tot + 14 != o->len || ip[7] != 64 ||
+		    memcmp(ip + 8, R->laddr6, 16) != 0 || memcmp(ip + 24, fl->raddr6, 16) != 0) {
+			fail("bad IPv6 header on %s", got);
+			return;
+		}
+		if (o->ti.ip_csum_offload || !o->ti.is_ipv6 || o->ti.l3_len != 40) {
+			fail("offload info wrong for IPv6 on %s", got);
+			return;
+		}
+	} else if (ip[0] != 0x45 || tot + 14 != o->len || rd32(ip + 12) != R->laddr ||
+		   rd32(ip + 16) != fl->raddr) {
 		fail("bad IPv4 header on %s", got);
 		return;
 	}
-	if (!ip_id_df_ok(ip, got))
+	if (!fl->v6 && !ip_id_df_ok(ip, got))
 		return;
 	const uint8_t *th = ip + hl;
 	uint32_t tcplen = tot - hl;
-	if (o->ti.ip_csum_offload) {
+	if (fl->v6) {
+		uint32_t ps = l4_pseudo(f, 6, tcplen);
+		if (o->ti.l4_csum_offload) {
+			uint16_t want = (uint16_t)~fold(ps);
+			if (rd16(th + 16) != want)
+				fail("TCP checksum field should hold the IPv6 pseudo-header sum");
+		} else if (fold(sum16(ps, th, tcplen)) != 0) {
+			fail("bad TCP checksum on %s", got);
+		}
+	} else if (o->ti.ip_csum_offload) {
 		if (rd16(ip + 10) != 0)
 			fail("IP checksum should be left to the NIC");
 		uint16_t want = (uint16_t)~fold(tcp_pseudo(ip + 12, ip + 16, tcplen));
@@ -1466,6 +1732,25 @@ static void line_outbound_icmp(const struct line *L)
 	char got[512];
 	format_frame(o->data, o->len, got, sizeof(got), false);
 	const uint8_t *f = o->data, *ip = f + 14;
+	struct flow *fl = &R->flows[R->cur];
+	if (fl->v6) {
+		uint32_t len = o->len >= 54 ? rd16(ip + 4) : 0;
+		const uint8_t *ic = ip + 40;
+		if (o->len < 62 || rd16(f + 12) != 0x86dd || ip[6] != 58 || 54 + len != o->len ||
+		    fold(sum16(l4_pseudo(f, 58, len), ic, len)) != 0 || rd32(ip) != 0x60000000u) {
+			fail("expected an ICMPv6 reply with a good checksum, got %s", got);
+			return;
+		}
+		if (ic[0] != 129 || len != R->echo_len ||
+		    memcmp(ic + 4, R->echo_payload + 4, len - 4) != 0 ||
+		    memcmp(ip + 8, R->laddr6, 16) != 0 || memcmp(ip + 24, fl->raddr6, 16) != 0 ||
+		    memcmp(f, peer_mac_default, 6) != 0) {
+			fail("got %s, want the echo reply to what was sent", got);
+			return;
+		}
+		check_time(o);
+		return;
+	}
 	if (o->len < 42 || rd16(f + 12) != 0x0800 || ip[9] != 1) {
 		fail("expected ICMP, got %s", got);
 		return;
@@ -1487,6 +1772,205 @@ static void line_outbound_icmp(const struct line *L)
 	check_time(o);
 }
 
+/* --- Neighbour discovery lines --- */
+
+static void solnode6(uint8_t out[16], const uint8_t *a)
+{
+	static const uint8_t pfx[13] = { 0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff };
+	memcpy(out, pfx, 13);
+	memcpy(out + 13, a + 13, 3);
+}
+
+static void group_mac(uint8_t mac[6], const uint8_t *g)
+{
+	mac[0] = mac[1] = 0x33;
+	memcpy(mac + 2, g + 12, 4);
+}
+
+static bool has_word(const struct line *L, int from, const char *w)
+{
+	for (int i = from; i < L->ntok; i++)
+		if (strcmp(L->tok[i], w) == 0)
+			return true;
+	return false;
+}
+
+/* < nd ns TARGET [from IP] [dad] [unicast] [mac MAC] [nolla] [hlim N]
+ * < nd na TARGET [from IP] [all] [unsolicited] [mac MAC] [nolla] [hlim N] */
+static void line_inbound_nd(const struct line *L)
+{
+	struct flow *fl = &R->flows[R->cur];
+	uint8_t target[16], from[16], mac[6];
+	if (L->ntok < 4 || (strcmp(L->tok[2], "ns") && strcmp(L->tok[2], "na")) ||
+	    parse_ip6(L->tok[3], target)) {
+		fail("nd line: < nd ns|na TARGET ...");
+		return;
+	}
+	bool ns = strcmp(L->tok[2], "ns") == 0;
+	memcpy(from, fl->raddr6, 16);
+	memcpy(mac, peer_mac_default, 6);
+	const char *v;
+	if ((v = kv(L, 4, "from")) && parse_ip6(v, from)) {
+		fail("bad from");
+		return;
+	}
+	if ((v = kv(L, 4, "mac")) && parse_mac(v, mac)) {
+		fail("bad mac");
+		return;
+	}
+	uint64_t hlim = 255;
+	if ((v = kv(L, 4, "hlim")) && parse_u64(v, &hlim)) {
+		fail("bad hlim");
+		return;
+	}
+	bool dad = has_word(L, 4, "dad"), unicast = has_word(L, 4, "unicast");
+	bool all = has_word(L, 4, "all"), unsol = has_word(L, 4, "unsolicited");
+	bool nolla = has_word(L, 4, "nolla") || dad;
+	struct mutations m;
+	if (parse_mutations(L->has_muts ? L->muts : "", &m)) {
+		fail("bad mutations");
+		return;
+	}
+	static uint8_t f[256];
+	memset(f, 0, sizeof(f));
+	uint8_t dst[16], dmac[6];
+	static const uint8_t allnodes[16] = { 0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+	if (ns && !unicast)
+		solnode6(dst, target);
+	else if (ns)
+		memcpy(dst, target, 16);
+	else if (all)
+		memcpy(dst, allnodes, 16);
+	else
+		memcpy(dst, R->laddr6, 16);
+	if (m.dst6_set)
+		memcpy(dst, m.dst6, 16);
+	if (dst[0] == 0xff)
+		group_mac(dmac, dst);
+	else
+		memcpy(dmac, our_mac, 6);
+	memcpy(f, m.dmac_set ? m.dmac : dmac, 6);
+	memcpy(f + 6, m.smac_set ? m.smac : mac, 6);
+	wr16(f + 12, 0x86dd);
+	uint8_t *ip = f + 14, *ic = ip + 40;
+	uint32_t len = nolla ? 24 : 32;
+	wr32(ip, 0x60000000u);
+	wr16(ip + 4, (uint16_t)len);
+	ip[6] = 58;
+	ip[7] = (uint8_t)hlim;
+	if (!dad)
+		memcpy(ip + 8, from, 16);
+	memcpy(ip + 24, dst, 16);
+	ic[0] = ns ? 135 : 136;
+	if (!ns)
+		wr32(ic + 4, (unsol || all ? 0 : 0x40000000u) | 0x20000000u);
+	memcpy(ic + 8, target, 16);
+	if (!nolla) {
+		ic[24] = ns ? 1 : 2;
+		ic[25] = 1;
+		memcpy(ic + 26, mac, 6);
+	}
+	uint32_t ps = sum16(sum16(0, ip + 8, 16), ip + 24, 16) + 58 + len;
+	wr16(ic + 2, fold(sum16(ps, ic, len)));
+	if (m.bad_tcpcsum)
+		ic[3] ^= 0x44;
+	uint32_t flen = 14 + 40 + len;
+	if (m.trunc && m.trunc < flen)
+		flen = m.trunc;
+	inject(f, flen);
+}
+
+/* > nd ns TARGET [unicast] [dad]   > nd na TARGET [all] [mac MAC] */
+static void line_outbound_nd(const struct line *L)
+{
+	struct flow *fl = &R->flows[R->cur];
+	uint8_t target[16];
+	if (L->ntok < 4 || (strcmp(L->tok[2], "ns") && strcmp(L->tok[2], "na")) ||
+	    parse_ip6(L->tok[3], target)) {
+		fail("nd line: > nd ns|na TARGET ...");
+		return;
+	}
+	bool ns = strcmp(L->tok[2], "ns") == 0;
+	for (int i = 4; i < L->ntok; i++) {
+		const char *w = L->tok[i];
+		if (strcmp(w, "unicast") && strcmp(w, "dad") && strcmp(w, "all") &&
+		    strcmp(w, "mac")) {
+			fail("outbound nd line: unknown word %s", w);
+			return;
+		}
+		if (strcmp(w, "mac") == 0)
+			i++;
+	}
+	bool dad = has_word(L, 4, "dad"), unicast = has_word(L, 4, "unicast");
+	bool all = has_word(L, 4, "all");
+	uint8_t emac[6];
+	memcpy(emac, peer_mac_default, 6);
+	const char *v = kv(L, 4, "mac");
+	if (v && parse_mac(v, emac)) {
+		fail("bad mac");
+		return;
+	}
+	struct outpkt *o = next_out("a neighbour discovery message");
+	if (!o)
+		return;
+	char got[512];
+	format_frame(o->data, o->len, got, sizeof(got), false);
+	const uint8_t *f = o->data, *ip = f + 14, *ic = ip + 40;
+	if (o->len < 78 || rd16(f + 12) != 0x86dd || ip[6] != 58 || ip[7] != 255 ||
+	    ic[0] != (ns ? 135 : 136) || ic[1] != 0 || 54u + rd16(ip + 4) != o->len) {
+		fail("expected an ND %s with hop limit 255, got %s", ns ? "NS" : "NA", got);
+		return;
+	}
+	uint32_t len = rd16(ip + 4);
+	uint32_t ps = sum16(sum16(0, ip + 8, 16), ip + 24, 16) + 58 + len;
+	if (fold(sum16(ps, ic, len)) != 0 || memcmp(ic + 8, target, 16) != 0 ||
+	    memcmp(f + 6, our_mac, 6) != 0) {
+		fail("bad checksum, target or source MAC on %s", got);
+		return;
+	}
+	static const uint8_t zero[16];
+	static const uint8_t allnodes[16] = { 0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+	uint8_t dst[16], dmac[6];
+	if (ns) {
+		if (unicast)
+			memcpy(dst, target, 16);
+		else
+			solnode6(dst, target);
+		if (unicast)
+			memcpy(dmac, emac, 6);
+		else
+			group_mac(dmac, dst);
+		bool src_ok =
+			dad ? memcmp(ip + 8, zero, 16) == 0 : memcmp(ip + 8, R->laddr6, 16) == 0;
+		bool opt_ok = dad ? len == 24
+				  : len == 32 && ic[24] == 1 && ic[25] == 1 &&
+					      memcmp(ic + 26, our_mac, 6) == 0;
+		if (!src_ok || !opt_ok || memcmp(ip + 24, dst, 16) != 0 ||
+		    memcmp(f, dmac, 6) != 0) {
+			fail("got %s, want a %s%s solicitation", got,
+			     unicast ? "unicast" : "multicast", dad ? " DAD" : "");
+			return;
+		}
+	} else {
+		if (all) {
+			memcpy(dst, allnodes, 16);
+			group_mac(dmac, dst);
+		} else {
+			memcpy(dst, fl->raddr6, 16);
+			memcpy(dmac, emac, 6);
+		}
+		uint32_t want_fl = (all ? 0 : 0x40000000u) | 0x20000000u;
+		if (memcmp(ip + 8, target, 16) != 0 || memcmp(ip + 24, dst, 16) != 0 ||
+		    memcmp(f, dmac, 6) != 0 || rd32(ic + 4) != want_fl || len != 32 ||
+		    ic[24] != 2 || ic[25] != 1 || memcmp(ic + 26, our_mac, 6) != 0) {
+			fail("got %s, want a%s advertisement of our MAC", got,
+			     all ? "n unsolicited" : " solicited");
+			return;
+		}
+	}
+	check_time(o);
+}
+
 /* --- Other lines --- */
 
 static int state_by_name(const char *s)
@@ -1502,8 +1986,11 @@ static struct tcp_conn *cur_conn_lookup(void)
 	struct flow *fl = &R->flows[R->cur];
 	struct stack_tuple t;
 	memset(&t, 0, sizeof(t));
-	stack_addr_ipv4(&t.laddr, R->laddr);
-	stack_addr_ipv4(&t.raddr, fl->raddr);
+	if (fl->v6)
+		stack_addr_ipv6(&t.laddr, R->laddr6);
+	else
+		stack_addr_ipv4(&t.laddr, R->laddr);
+	flow_addr(fl, &t.raddr);
 	t.lport = fl->lport;
 	t.rport = fl->rport;
 	return stack_lookup(R->st, &t);
@@ -1558,9 +2045,9 @@ static void line_app(const struct line *L)
 	}
 	if (strcmp(op, "connect") == 0) {
 		struct stack_addr ra;
-		stack_addr_ipv4(&ra, fl->raddr);
+		flow_addr(fl, &ra);
 		corpus_sync_time();
-		corpus_op(0);
+		corpus_op(fl->v6 ? 7 : 0);
 		struct tcp_conn *c = stack_connect(R->st, NULL, &ra, fl->rport, fl, R->now);
 		bool want_fail = L->ntok >= 3 && strcmp(L->tok[2], "fails") == 0;
 		if (!c && !want_fail)
@@ -1836,10 +2323,19 @@ static void exec_line(char *text)
 	if (strcmp(cmd, "flow") == 0) {
 		uint64_t rport;
 		uint32_t raddr = R->flows[0].raddr;
+		uint8_t raddr6[16];
+		bool v6 = R->flows[0].v6;
+		memcpy(raddr6, R->flows[0].raddr6, 16);
 		uint64_t lport = R->def_lport;
-		if (M.ntok < 2 || parse_u64(M.tok[1], &rport) ||
-		    (M.ntok >= 3 && strcmp(M.tok[2], "lport") != 0 &&
-		     strcmp(M.tok[2], "isn-of") != 0 && parse_ip(M.tok[2], &raddr))) {
+		bool named = M.ntok >= 3 && strcmp(M.tok[2], "lport") != 0 &&
+			     strcmp(M.tok[2], "isn-of") != 0;
+		if (named && parse_ip(M.tok[2], &raddr) == 0)
+			v6 = false;
+		else if (named && parse_ip6(M.tok[2], raddr6) == 0)
+			v6 = true;
+		else if (named)
+			rport = 0, M.ntok = 0;
+		if (M.ntok < 2 || parse_u64(M.tok[1], &rport)) {
 			fail("flow RPORT [IP] [lport N] [isn-of RPORT]");
 			return;
 		}
@@ -1854,8 +2350,9 @@ static void exec_line(char *text)
 		if (io && parse_u64(io, &iport) == 0) {
 			for (int k = 0; k < MAX_FLOWS; k++) {
 				struct flow *f = &R->flows[k];
-				if (f->used && f->rport == iport && f->raddr == R->flows[0].raddr &&
-				    f->isn_known)
+				if (f->used && f->rport == iport && f->v6 == R->flows[0].v6 &&
+				    f->raddr == R->flows[0].raddr &&
+				    memcmp(f->raddr6, R->flows[0].raddr6, 16) == 0 && f->isn_known)
 					isrc = k;
 			}
 		}
@@ -1866,7 +2363,8 @@ static void exec_line(char *text)
 		int found = -1;
 		for (int k = 0; k < MAX_FLOWS; k++) {
 			struct flow *f = &R->flows[k];
-			if (f->used && f->rport == rport && f->raddr == raddr && f->lport == lport)
+			if (f->used && f->rport == rport && f->lport == lport && f->v6 == v6 &&
+			    (v6 ? memcmp(f->raddr6, raddr6, 16) == 0 : f->raddr == raddr))
 				found = k;
 		}
 		if (found < 0) {
@@ -1882,6 +2380,8 @@ static void exec_line(char *text)
 			R->flows[found].rport = (uint16_t)rport;
 			R->flows[found].lport = (uint16_t)lport;
 			R->flows[found].raddr = raddr;
+			R->flows[found].v6 = v6;
+			memcpy(R->flows[found].raddr6, raddr6, 16);
 		}
 		if (isrc >= 0) {
 			R->flows[found].isn_known = true;
@@ -1896,6 +2396,8 @@ static void exec_line(char *text)
 			return;
 		if (M.ntok >= 2 && strcmp(M.tok[1], "arp") == 0)
 			line_inbound_arp(&M);
+		else if (M.ntok >= 2 && strcmp(M.tok[1], "nd") == 0)
+			line_inbound_nd(&M);
 		else if (M.ntok >= 2 && strcmp(M.tok[1], "icmp") == 0)
 			line_inbound_icmp(&M);
 		else if (M.ntok >= 2 && strcmp(M.tok[1], "raw") == 0)
@@ -1907,6 +2409,8 @@ static void exec_line(char *text)
 	if (strcmp(cmd, ">") == 0) {
 		if (M.ntok >= 2 && strcmp(M.tok[1], "arp") == 0)
 			line_outbound_arp(&M);
+		else if (M.ntok >= 2 && strcmp(M.tok[1], "nd") == 0)
+			line_outbound_nd(&M);
 		else if (M.ntok >= 2 && strcmp(M.tok[1], "icmp") == 0)
 			line_outbound_icmp(&M);
 		else
@@ -1992,7 +2496,8 @@ static int run_script(const char *path, bool verbose, const char *corpus_dir)
 		uint8_t conf =
 			(uint8_t)((r->cfg.rx_csum_offload ? 1 : 0) |
 				  (r->cfg.tx_csum_offload ? 2 : 0) | (r->backlog == 1 ? 32 : 0) |
-				  (r->cfg.syn_rcvd_max == 1 ? 64 : 0));
+				  (r->cfg.syn_rcvd_max == 1 ? 64 : 0) |
+				  (r->cfg.dad_transmits ? 128 : 0));
 		fseek(r->corpus, 0, SEEK_SET);
 		fputc(conf, r->corpus);
 		fclose(r->corpus);
