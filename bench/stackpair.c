@@ -210,11 +210,11 @@ static double round_once(bool v6, uint64_t n)
 	qs = (struct q){ b2, l2, 0, 0 };
 	cli.out = &qc;
 	srv.out = &qs;
-	const char *err = NULL;
-	cli.st = stack_create(&cc, &io_ops, &cli, &cli_app, &err);
-	srv.st = stack_create(&sc, &io_ops, &srv, &srv_app, &err);
+	char err[256] = "";
+	cli.st = stack_create(&cc, &io_ops, &cli, &cli_app, err, sizeof(err));
+	srv.st = stack_create(&sc, &io_ops, &srv, &srv_app, err, sizeof(err));
 	if (!cli.st || !srv.st) {
-		fprintf(stderr, "stack_create: %s\n", err ? err : "?");
+		fprintf(stderr, "stack_create: %s\n", err[0] ? err : "?");
 		exit(1);
 	}
 	uint8_t cmac[6] = { 2, 0, 0, 0, 0, 2 }, smac[6] = { 2, 0, 0, 0, 0, 1 };

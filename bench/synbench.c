@@ -150,10 +150,10 @@ static double run(enum mode m, long n)
 		cfg.hash_key[i] = (uint8_t)(i + 1);
 		cfg.isn_key[i] = (uint8_t)(7 * i + 3);
 	}
-	const char *err = NULL;
-	struct stack *st = stack_create(&cfg, &bench_io, NULL, &bench_app, &err);
+	char err[256] = "";
+	struct stack *st = stack_create(&cfg, &bench_io, NULL, &bench_app, err, sizeof(err));
 	if (!st) {
-		fprintf(stderr, "synbench: stack_create: %s\n", err ? err : "?");
+		fprintf(stderr, "synbench: stack_create: %s\n", err[0] ? err : "?");
 		exit(1);
 	}
 	uint8_t f[64];

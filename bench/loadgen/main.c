@@ -883,10 +883,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tes-loadgen: getrandom failed\n");
 		goto out_ssl;
 	}
-	const char *serr = NULL;
-	r.w.st = stack_create(&cfg, &dp_worker_io, &r.w, &lg_app, &serr);
+	char serr[256] = "";
+	r.w.st = stack_create(&cfg, &dp_worker_io, &r.w, &lg_app, serr, sizeof(serr));
 	if (!r.w.st) {
-		fprintf(stderr, "tes-loadgen: stack_create: %s\n", serr ? serr : "?");
+		fprintf(stderr, "tes-loadgen: stack_create: %s\n", serr[0] ? serr : "?");
 		goto out_ssl;
 	}
 	lg->st = r.w.st;

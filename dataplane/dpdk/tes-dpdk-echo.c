@@ -287,10 +287,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "getrandom failed\n");
 			goto out_stack;
 		}
-		const char *err = NULL;
-		ew->w.st = stack_create(&cfg, &dp_worker_io, &ew->w, &app, &err);
+		char err[256] = "";
+		ew->w.st = stack_create(&cfg, &dp_worker_io, &ew->w, &app, err, sizeof(err));
 		if (!ew->w.st) {
-			fprintf(stderr, "stack_create: %s\n", err ? err : "?");
+			fprintf(stderr, "stack_create: %s\n", err[0] ? err : "?");
 			goto out_stack;
 		}
 		if (!stack_listen(ew->w.st, NULL, (uint16_t)port, 128, ew)) {

@@ -230,23 +230,33 @@ static void *zalloc(struct stack_config *cfg, size_t size)
 	return p;
 }
 
-struct stack *stack_create(const struct stack_config *cfg_in, const struct stack_io *io,
-			   void *io_ctx, const struct stack_app *app, const char **err)
+/* stack_create's error text, one line into err (NULL: not wanted); no
+ * stdio in the stack. */
+static void seterr(char *err, size_t errlen, const char *what)
 {
-	const char *dummy;
-	if (!err)
-		err = &dummy;
+	size_t i = 0;
+
+	if (!err || !errlen)
+		return;
+	for (; what[i] && i + 1 < errlen; i++)
+		err[i] = what[i];
+	err[i] = '\0';
+}
+
+struct stack *stack_create(const struct stack_config *cfg_in, const struct stack_io *io,
+			   void *io_ctx, const struct stack_app *app, char *err, size_t errlen)
+{
 	struct stack_config cfg = *cfg_in;
 	if (!cfg.alloc || !cfg.free) {
 		cfg.alloc = default_alloc;
 		cfg.free = default_free;
 	}
 	if (!io || !io->tx_alloc || !io->tx_send) {
-		*err = "tx_alloc and tx_send are required";
+		seterr(err, errlen, "tx_alloc and tx_send are required");
 		return NULL;
 	}
 	if (cfg.naddrs == 0 || cfg.naddrs > STACK_MAX_ADDRS) {
-		*err = "between 1 and STACK_MAX_ADDRS local addresses";
+		seterr(err, errlen, "between 1 and STACK_MAX_ADDRS local addresses");
 		return NULL;
 	}
 	bool any6 = false;
@@ -260,33 +270,35 @@ struct stack *stack_create(const struct stack_config *cfg_in, const struct stack
 			if (b[0] == 0xff || memcmp(b, zero, 16) == 0 ||
 			    (memcmp(b, zero, 15) == 0 && b[15] == 1) || ia->prefix_len > 128 ||
 			    (memcmp(b, zero, 10) == 0 && b[10] == 0xff && b[11] == 0xff)) {
-				*err = "an IPv6 local address is not unicast, or its prefix is "
-				       "over 128";
+				seterr(err, errlen,
+				       "an IPv6 local address is not unicast, or its prefix is "
+				       "over 128");
 				return NULL;
 			}
 			any6 = true;
 		} else if (ia->addr.family != STACK_AF_INET || ia->prefix_len > 32) {
-			*err = "a local address of no family, or an IPv4 prefix over 32";
+			seterr(err, errlen,
+			       "a local address of no family, or an IPv4 prefix over 32");
 			return NULL;
 		}
 	}
 	if (cfg.mtu < 576 || cfg.mtu > 9000 || (any6 && cfg.mtu < 1280)) {
-		*err = "mtu out of 576..9000 (1280..9000 with IPv6)";
+		seterr(err, errlen, "mtu out of 576..9000 (1280..9000 with IPv6)");
 		return NULL;
 	}
 	if (cfg.dad_transmits > 10) {
-		*err = "dad_transmits above 10";
+		seterr(err, errlen, "dad_transmits above 10");
 		return NULL;
 	}
 	if (cfg.max_conns == 0 || cfg.max_conns > (1u << 24)) {
-		*err = "max_conns out of 1..2^24";
+		seterr(err, errlen, "max_conns out of 1..2^24");
 		return NULL;
 	}
 	if (cfg.max_bufs == 0 || cfg.max_bufs > cfg.max_conns)
 		cfg.max_bufs = cfg.max_conns;
 	if (cfg.rcvbuf < 1024 || cfg.rcvbuf > (1u << 30) || cfg.sndbuf < 1024 ||
 	    cfg.sndbuf > (1u << 30)) {
-		*err = "buffers out of 1 KB..1 GB";
+		seterr(err, errlen, "buffers out of 1 KB..1 GB");
 		return NULL;
 	}
 	/* Out-of-order data sits in the ring's free space, inside the window
@@ -301,21 +313,21 @@ struct stack *stack_create(const struct stack_config *cfg_in, const struct stack
 		cfg.rcv_wscale = ws;
 	}
 	if (cfg.rcv_wscale > 14) {
-		*err = "rcv_wscale above 14";
+		seterr(err, errlen, "rcv_wscale above 14");
 		return NULL;
 	}
 	if (cfg.rto_min == 0 || cfg.rto_max < cfg.rto_min || cfg.rto_initial == 0 ||
 	    cfg.rto_max > 3600 * NS_PER_S) {
-		*err = "RTO bounds inconsistent";
+		seterr(err, errlen, "RTO bounds inconsistent");
 		return NULL;
 	}
 	if (cfg.cookie_period < NS_PER_MS || cfg.idle == 0 || cfg.backlog_max == 0) {
-		*err = "cookie_period, idle and backlog_max must be set";
+		seterr(err, errlen, "cookie_period, idle and backlog_max must be set");
 		return NULL;
 	}
 	if (cfg.max_retries == 0 || cfg.max_retries > 30 || cfg.syn_retries > 30 ||
 	    cfg.synack_retries > 30) {
-		*err = "retries out of 1..30";
+		seterr(err, errlen, "retries out of 1..30");
 		return NULL;
 	}
 	if (cfg.synack_retries_pressure > cfg.synack_retries)
@@ -331,7 +343,7 @@ struct stack *stack_create(const struct stack_config *cfg_in, const struct stack
 
 	struct stack *st = zalloc(&cfg, sizeof(*st));
 	if (!st) {
-		*err = "out of memory";
+		seterr(err, errlen, "out of memory");
 		return NULL;
 	}
 	st->cfg = cfg;
@@ -362,7 +374,7 @@ struct stack *stack_create(const struct stack_config *cfg_in, const struct stack
 	st->neigh = zalloc(&cfg, sizeof(struct neigh) * nn);
 	if (!st->conns || !st->bufmem || !st->buf_free || !st->table || !st->neigh) {
 		stack_destroy(st);
-		*err = "out of memory";
+		seterr(err, errlen, "out of memory");
 		return NULL;
 	}
 	st->table_mask = buckets - 1;

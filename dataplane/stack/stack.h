@@ -231,10 +231,11 @@ struct stack_config {
  * fills them. */
 void stack_config_defaults(struct stack_config *cfg);
 
-/* NULL when the configuration is invalid or allocation fails; *err then
- * says why.  io, app and the pointers they hold must outlive the stack. */
+/* NULL when the configuration is invalid or allocation fails, with err
+ * (errlen octets; may be NULL) saying why.  io, app and the pointers they
+ * hold must outlive the stack. */
 struct stack *stack_create(const struct stack_config *cfg, const struct stack_io *io, void *io_ctx,
-			   const struct stack_app *app, const char **err);
+			   const struct stack_app *app, char *err, size_t errlen);
 
 /* Frees everything.  No callback runs: the application forgets its
  * connections itself. */

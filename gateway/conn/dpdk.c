@@ -770,7 +770,7 @@ static int worker_up(struct dpgw *d, unsigned i, unsigned lcore, const uint8_t h
 	};
 	struct dpw *w = &d->w[i];
 	struct stack_config cfg;
-	const char *err = NULL;
+	char err[256] = "";
 
 	w->d = d;
 	w->index = i;
@@ -788,9 +788,9 @@ static int worker_up(struct dpgw *d, unsigned i, unsigned lcore, const uint8_t h
 	cfg.sndbuf = 65536;
 	memcpy(cfg.hash_key, hash_key, 16);
 	memcpy(cfg.isn_key, isn_key, 16);
-	w->w.st = stack_create(&cfg, &d->io, &w->w, &app, &err);
+	w->w.st = stack_create(&cfg, &d->io, &w->w, &app, err, sizeof(err));
 	if (!w->w.st) {
-		fprintf(stderr, "tesgate: stack_create: %s\n", err ? err : "?");
+		fprintf(stderr, "tesgate: stack_create: %s\n", err[0] ? err : "?");
 		return -1;
 	}
 	w->lst = stack_listen(w->w.st, NULL, (uint16_t)d->p.set->port, 1024, w);

@@ -202,9 +202,9 @@ static void test_null_steering(const struct dp_port *p, struct dp_steer *s)
 		cfg.max_conns = 2 * NSYN;
 		cfg.backlog_max = 2 * NSYN;
 		cfg.rcvbuf = cfg.sndbuf = 4096;
-		const char *err = NULL;
-		sw[i].w.st = stack_create(&cfg, &dp_worker_io, &sw[i].w, &app, &err);
-		CHECK(sw[i].w.st != NULL, "stack_create: %s", err ? err : "?");
+		char err[256] = "";
+		sw[i].w.st = stack_create(&cfg, &dp_worker_io, &sw[i].w, &app, err, sizeof(err));
+		CHECK(sw[i].w.st != NULL, "stack_create: %s", err[0] ? err : "?");
 		if (!sw[i].w.st)
 			return;
 		CHECK(stack_listen(sw[i].w.st, NULL, 7, 2 * NSYN, NULL) != NULL, "listen");

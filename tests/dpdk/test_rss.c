@@ -179,9 +179,9 @@ static void test_active_open_ports(void)
 		cfg.sndbuf = 4096;
 		memset(cfg.hash_key, 7, sizeof(cfg.hash_key));
 		memset(cfg.isn_key, 9, sizeof(cfg.isn_key));
-		const char *err = NULL;
-		struct stack *st = stack_create(&cfg, &io, &map, &app, &err);
-		CHECK(st != NULL, "stack_create: %s", err ? err : "?");
+		char err[256] = "";
+		struct stack *st = stack_create(&cfg, &io, &map, &app, err, sizeof(err));
+		CHECK(st != NULL, "stack_create: %s", err[0] ? err : "?");
 		if (!st)
 			return;
 		struct stack_addr ra;

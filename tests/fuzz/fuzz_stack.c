@@ -395,7 +395,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cfg.hash_key[i] = (uint8_t)(i * 3 + 1);
 		cfg.isn_key[i] = (uint8_t)(i * 5 + 7);
 	}
-	fz->st = stack_create(&cfg, &fz_io, NULL, &fz_app, NULL);
+	fz->st = stack_create(&cfg, &fz_io, NULL, &fz_app, NULL, 0);
 	if (!fz->st)
 		abort();
 	fz->reading = !(conf & 16);

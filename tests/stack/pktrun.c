@@ -472,16 +472,16 @@ static void ensure_stack(void)
 	if (R->created)
 		return;
 	R->created = true;
-	const char *err = NULL;
+	char err[256] = "";
 	if (R->ipv6) {
 		/* Both families on one stack: 198.18.0.1/24 and 2001:db8::1/64. */
 		R->cfg.naddrs = 2;
 		stack_addr_ipv6(&R->cfg.addrs[1].addr, R->laddr6);
 		R->cfg.addrs[1].prefix_len = 64;
 	}
-	R->st = stack_create(&R->cfg, &io_ops, NULL, &app_ops, &err);
+	R->st = stack_create(&R->cfg, &io_ops, NULL, &app_ops, err, sizeof(err));
 	if (!R->st) {
-		fail("stack_create: %s", err ? err : "?");
+		fail("stack_create: %s", err[0] ? err : "?");
 		return;
 	}
 	if (R->neigh_static) {

@@ -400,8 +400,8 @@ static struct stack *make_stack(void)
 		cfg.hash_key[i] = (uint8_t)rand();
 		cfg.isn_key[i] = (uint8_t)rand();
 	}
-	const char *err = NULL;
-	struct stack *st = stack_create(&cfg, &io, NULL, &app, &err);
+	char err[256] = "";
+	struct stack *st = stack_create(&cfg, &io, NULL, &app, err, sizeof(err));
 	if (!st)
 		fprintf(stderr, "stack_create: %s\n", err);
 	return st;
