@@ -15,7 +15,10 @@ A pause takes it out again and the client delivers.  An operator deny of
 another address drops it, survives the sync, and xdp allow lifts it; xdp
 detach detaches.
 
-Usage: test_xdp_sync.py TESGATE  (TESCONTROL, TESCTL, TES_SRCDIR in env)
+With --v6 the same scenario runs over IPv6 (fd00:18:1::1, ::2, ::3 on the
+pair, a /64 connector): the drop list and the program hold IPv6 sources.
+
+Usage: test_xdp_sync.py TESGATE [--v6]  (TESCONTROL, TESCTL, TES_SRCDIR in env)
 Exit 77 (skipped) without root, ip(8), or BPF.  Every wait is bounded; the
 namespaces, the bpffs mount and the processes started here (by PID) are
 removed whatever happens.
@@ -38,6 +41,8 @@ PORT = 2525
 SRV_ADDR = "198.18.1.2"
 EXCH = "198.18.1.1"
 OTHER = "198.18.1.3"
+PLEN = 24
+CONNECTOR = "198.18.1.0/24"
 TENANT = 1
 SERVER = "ex16-02.contoso.local"
 CONNECT_TIMEOUT = 1.5
@@ -59,7 +64,7 @@ try:
             s.ehlo("ex16-02.contoso.local")
             s.sendmail("grace.okafor@contoso.com", ["ian.hughes@example.net"], msg)
     else:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = socket.socket(socket.AF_INET6 if ":" in src else socket.AF_INET, socket.SOCK_STREAM)
         s.bind((src, 0))
         s.settimeout(timeout)
         s.connect((dst, port))
@@ -125,9 +130,14 @@ class World:
         s, c = self.ns_srv, self.ns_cli
         self.sh("ip", "-n", s, "link", "add", self.if_srv, "type", "veth", "peer", "name",
                 self.if_cli, "netns", c)
-        self.sh("ip", "-n", s, "addr", "add", SRV_ADDR + "/24", "dev", self.if_srv)
-        self.sh("ip", "-n", c, "addr", "add", EXCH + "/24", "dev", self.if_cli)
-        self.sh("ip", "-n", c, "addr", "add", OTHER + "/24", "dev", self.if_cli)
+        # nodad: an IPv6 address is usable at once (no duplicate can exist
+        # on a pair made here)
+        nodad = ["nodad"] if ":" in SRV_ADDR else []
+        self.sh("ip", "-n", s, "addr", "add", "%s/%d" % (SRV_ADDR, PLEN), "dev", self.if_srv,
+                *nodad)
+        self.sh("ip", "-n", c, "addr", "add", "%s/%d" % (EXCH, PLEN), "dev", self.if_cli, *nodad)
+        self.sh("ip", "-n", c, "addr", "add", "%s/%d" % (OTHER, PLEN), "dev", self.if_cli,
+                *nodad)
         for ns, dev in ((s, self.if_srv), (c, self.if_cli), (s, "lo"), (c, "lo")):
             self.sh("ip", "-n", ns, "link", "set", dev, "up")
         hdr = os.path.join(ch.SRCDIR, "tests", "data", "headers", "ex2016-tls.hdr")
@@ -192,7 +202,7 @@ class World:
         with open(self.gw_log, "wb") as log:
             self.gw = subprocess.Popen(
                 ["ip", "netns", "exec", self.ns_srv, self.tesgate, "-c", conf, "--listen",
-                 "%s:%d" % (SRV_ADDR, PORT), "--spool", os.path.join(self.tmp, "spool")],
+                 ("[%s]:%d" if ":" in SRV_ADDR else "%s:%d") % (SRV_ADDR, PORT), "--spool", os.path.join(self.tmp, "spool")],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         deadline = time.monotonic() + START_TIMEOUT
         while "control: synchronised" not in self.gw_text():
@@ -221,7 +231,8 @@ class World:
         return p.returncode
 
     def accepted_from(self, addr):
-        return len(re.findall(r"close peer=%s:\d+" % re.escape(addr), self.gw_text()))
+        peer = "[%s]" % addr if ":" in addr else addr
+        return len(re.findall(r"close peer=%s:\d+" % re.escape(peer), self.gw_text()))
 
     def settle(self):
         deadline = time.monotonic() + 5
@@ -285,7 +296,7 @@ class World:
         st = self.ctl("xdp", "status")
         check([f["mode"] for f in st["interfaces"]] in (["native"], ["generic"]),
               "tescontrol attached to %s: %s" % (self.if_srv, st["interfaces"]))
-        self.ctl("tenant", "add", TENANT, "Contoso", "--connector", "198.18.1.0/24")
+        self.ctl("tenant", "add", TENANT, "Contoso", "--connector", CONNECTOR)
         self.start_tesgate()
 
         rc = self.client(EXCH, smtp=True)
@@ -365,7 +376,11 @@ class World:
 
 
 def main():
-    if len(sys.argv) != 2:
+    global SRV_ADDR, EXCH, OTHER, PLEN, CONNECTOR
+    if len(sys.argv) == 3 and sys.argv[2] == "--v6":
+        SRV_ADDR, EXCH, OTHER = "fd00:18:1::2", "fd00:18:1::1", "fd00:18:1::3"
+        PLEN, CONNECTOR = 64, "fd00:18:1::/64"
+    elif len(sys.argv) != 2:
         print(__doc__)
         return 2
     if os.geteuid() != 0:
