@@ -294,6 +294,20 @@ static void txn_rejected(struct lg_sess *s, int code)
 		lg->s.txn_failed++;
 }
 
+/* SSL_CTX_sess_set_new_cb: a ticket arrived; keep the newest (taking the
+ * reference OpenSSL hands over). */
+int lg_tls_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct lg *lg = SSL_get_app_data(ssl);
+
+	if (lg == NULL || !lg->o.tls_resume)
+		return 0;
+	if (lg->resume != NULL)
+		SSL_SESSION_free(lg->resume);
+	lg->resume = sess;
+	return 1;
+}
+
 static void begin_tls(struct lg_sess *s)
 {
 	struct lg *lg = s->lg;
@@ -314,6 +328,14 @@ static void begin_tls(struct lg_sess *s)
 	BIO_set_mem_eof_return(s->rbio, -1);
 	SSL_set_bio(s->ssl, s->rbio, s->wbio);
 	SSL_set_connect_state(s->ssl);
+	SSL_set_app_data(s->ssl, lg);
+	/* One ticket for every connection, as an MTA that resumes with the
+	 * last session it has for the host; the server accepts a ticket more
+	 * than once (no early data) and sends a fresh one each time. */
+	if (lg->resume != NULL && SSL_set_session(s->ssl, lg->resume) != 1) {
+		fail_conn(s, LG_E_TLS);
+		return;
+	}
 	s->tls = true;
 	s->state = S_TLS_HS;
 	s->deadline = lg->now + (uint64_t)(lg->o.timeout * NS);
@@ -493,6 +515,8 @@ static void tls_input(struct lg_sess *s)
 			return;
 		}
 		s->lg->s.tls_handshakes++;
+		if (SSL_session_reused(s->ssl))
+			s->lg->s.tls_resumed++;
 		s->saw_starttls = false;
 		send_cmd(s, S_EHLO, "EHLO %s\r\n", s->lg->o.helo);
 		if (!s->c)
