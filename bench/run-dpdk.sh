@@ -257,6 +257,7 @@ run_lg() # case-number mpc size tls(0/1) [perf]
 {
 	local lg_n=$1 mpc=$2 size=$3 tls=$4 out json extra=() c0 c1 w0 w1 b0 b1 t0 t1 wsec
 	[ "$tls" = 1 ] && extra+=(--starttls)
+	[ "$tls" = 2 ] && extra+=(--tls-resume)
 	c0=$(cpu_ticks "$dpdk_pid") w0=$(worker_ticks) b0=$(busy_s) t0=$(date +%s.%N)
 	# A fresh client address per case: the server keeps the last case's
 	# connections in TIME_WAIT for 60 s, and a new process reusing those
@@ -273,7 +274,7 @@ run_lg() # case-number mpc size tls(0/1) [perf]
 		($w1 - $w0) / hz * ($b1 - $b0) / ($t1 - $t0)" | bc -l)
 	json=$(printf '%s\n' "$out" | tail -1)
 	printf '%s\n' "$json" >"$work/lg-$lg_n.json"
-	echo "$size, $mpc msg/conn, $([ "$tls" = 1 ] && echo STARTTLS || echo plain)" >"$work/lg-$lg_n.case"
+	echo "$size, $mpc msg/conn, $(case $tls in 1) echo STARTTLS ;; 2) echo STARTTLS resumed ;; *) echo plain ;; esac)" >"$work/lg-$lg_n.case"
 	printf '%s\n' "$json" | python3 -c '
 import json, sys
 s = json.loads(sys.stdin.read())
@@ -299,7 +300,7 @@ for size in 2k 64k; do
 		count=$(((count / (sessions * 10)) * sessions * 10))
 		[ "$count" -ge $((sessions * 10)) ] || count=$((sessions * 10))
 		declare -A rate=() crate=() wrate=()
-		for server in smtp-sink tesgate-kernel tesgate-dpdk tesgate-dpdk-tls; do
+		for server in smtp-sink tesgate-kernel tesgate-dpdk tesgate-dpdk-tls tesgate-dpdk-tlsr; do
 			p50=- p99=- bad=0 wk=
 			case $server in
 			smtp-sink)
@@ -313,6 +314,11 @@ for size in 2k 64k; do
 				[ "$dpdk_tls" = 1 ] || continue
 				lg_n=$((lg_n + 1))
 				read -r n wall cpu bad p50 p99 wk < <(run_lg "$lg_n" "$mpc" "$size" 1) ;;
+			tesgate-dpdk-tlsr)
+				# STARTTLS resuming with the gateway's session tickets
+				[ "$dpdk_tls" = 1 ] || continue
+				lg_n=$((lg_n + 1))
+				read -r n wall cpu bad p50 p99 wk < <(run_lg "$lg_n" "$mpc" "$size" 2) ;;
 			esac
 			# smtp-sink and the kernel path sleep when idle: all their CPU time is work
 			[ -n "$wk" ] || wk=$cpu
@@ -324,7 +330,9 @@ for size in 2k 64k; do
 			r3=$(printf '%.2f' "$(echo "${wrate[$server]} / ${crate[smtp-sink]}" | bc -l)")
 			tls=no
 			[ "$server" = tesgate-dpdk-tls ] && tls=yes
+			[ "$server" = tesgate-dpdk-tlsr ] && tls=res
 			label=${server%-tls}
+			label=${label%-tlsr}
 			printf '%-5s %-4s %-5s %-15s %8d %7.2f %9.0f %8.2f %10.0f %6s %6s %7.2f %10.0f %6s %7s %7s\n' \
 				"$size" "$mpc" "$tls" "$label" "$n" "$wall" "${rate[$server]}" "$cpu" \
 				"${crate[$server]}" "$r1" "$r2" "$wk" "${wrate[$server]}" "$r3" "$p50" "$p99"
