@@ -31,6 +31,8 @@ Usage: bench/run-dpdk.sh [options]
 Options:
   --builddir DIR   meson build directory (default: build-bench-dpdk, release)
   --quick          a smoke run: seconds, not minutes (small counts, 1 s runs)
+  --tls-only       2 KB at 1 message per connection only: smtp-sink (the reference),
+                   STARTTLS with full handshakes, and STARTTLS resumed with tickets
   --duration S     seconds per tes-loadgen case (default 5)
   --scale F        multiply smtp-source's message counts by F (default 1)
   --sessions N     smtp-source sessions (default 10)
@@ -45,6 +47,7 @@ EOF
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 builddir=build-bench-dpdk scale=1 sessions=10 lg_sessions=32 duration=5 quick=0 perf=0 keep=
+tls_only=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--builddir)
@@ -52,6 +55,7 @@ while [ $# -gt 0 ]; do
 		shift
 		;;
 	--quick) quick=1 ;;
+	--tls-only) tls_only=1 ;;
 	--duration)
 		duration=${2:?--duration needs seconds}
 		shift
@@ -294,13 +298,17 @@ echo
 printf '%-5s %-4s %-5s %-15s %8s %7s %9s %8s %10s %6s %6s %7s %10s %6s %7s %7s\n' \
 	size m/c tls server txns wall_s txn/s cpu_s txn/cpu-s r_wall r_cpu work_s txn/work-s r_work \
 	p50_us p99_us
-for size in 2k 64k; do
-	for mpc in 1 10; do
+sizes="2k 64k" mpcs="1 10" servers="smtp-sink tesgate-kernel tesgate-dpdk tesgate-dpdk-tls tesgate-dpdk-tlsr"
+if [ "$tls_only" = 1 ]; then
+	sizes=2k mpcs=1 servers="smtp-sink tesgate-dpdk-tls tesgate-dpdk-tlsr"
+fi
+for size in $sizes; do
+	for mpc in $mpcs; do
 		if [ "$size" = 2k ]; then count=$(echo "20000 * $scale / 1" | bc); else count=$(echo "8000 * $scale / 1" | bc); fi
 		count=$(((count / (sessions * 10)) * sessions * 10))
 		[ "$count" -ge $((sessions * 10)) ] || count=$((sessions * 10))
 		declare -A rate=() crate=() wrate=()
-		for server in smtp-sink tesgate-kernel tesgate-dpdk tesgate-dpdk-tls tesgate-dpdk-tlsr; do
+		for server in $servers; do
 			p50=- p99=- bad=0 wk=
 			case $server in
 			smtp-sink)
