@@ -46,12 +46,12 @@ static double cpu_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-#define SRV(expr)                                                                                  \
-	({                                                                                         \
-		double t_ = cpu_s();                                                               \
-		__typeof__(expr) r_ = (expr);                                                      \
-		srv_s += cpu_s() - t_;                                                             \
-		r_;                                                                                \
+#define SRV(expr)                             \
+	({                                    \
+		double t_ = cpu_s();          \
+		__typeof__(expr) r_ = (expr); \
+		srv_s += cpu_s() - t_;        \
+		r_;                           \
 	})
 
 static void die(const char *what)
@@ -62,7 +62,7 @@ static void die(const char *what)
 }
 
 static struct tls_server_ctx *server2(const char *cert, const char *key, const char *rcert,
-				     const char *rkey)
+				      const char *rkey)
 {
 	struct tls_server_config cfg;
 	char err[512];

@@ -115,6 +115,7 @@ struct lg_stats {
 	uint64_t conn_opened, conn_failed, conn_dropped, conn_closed;
 	uint64_t tls_handshakes;
 	uint64_t tls_resumed; /* of tls_handshakes, those that resumed a session */
+	uint64_t tls_tickets; /* session tickets received (--tls-resume) */
 	uint64_t msg_bytes;   /* message bytes (unstuffed) accepted with 250 */
 	uint64_t codes[600];
 	uint64_t errs[LG_E_NKINDS];
@@ -122,12 +123,17 @@ struct lg_stats {
 	struct lg_hist lat;
 };
 
+#define LG_TICKETS 1024
+
 struct lg {
 	struct lg_opts o;
 	struct lg_msg msg;
 	struct stack *st;
 	SSL_CTX *ssl_ctx;
-	SSL_SESSION *resume; /* --tls-resume: the latest ticket the server gave */
+	/* --tls-resume: tickets the server gave, not used yet, newest last.
+	 * A TLS 1.3 ticket is used once, so each connection takes one. */
+	SSL_SESSION *tickets[LG_TICKETS];
+	unsigned nticket;
 	struct lg_sess *sess;
 	uint64_t now;
 	uint64_t t_start; /* ns, the first poll */

@@ -481,7 +481,7 @@ static void summary(struct run *r, FILE *text, FILE *json)
 		", \"mean\": %.1f}, "
 		"\"connections\": {\"opened\": %" PRIu64 ", \"closed\": %" PRIu64
 		", \"failed\": %" PRIu64 ", \"dropped\": %" PRIu64 ", \"tls_handshakes\": %" PRIu64
-		", \"tls_resumed\": %" PRIu64 "}, "
+		", \"tls_resumed\": %" PRIu64 ", \"tls_tickets\": %" PRIu64 "}, "
 		"\"packets\": {\"in\": %" PRIu64 ", \"out\": %" PRIu64 ", \"in_per_s\": %.1f, "
 		"\"out_per_s\": %.1f, \"tx_drops\": %" PRIu64 "}, "
 		"\"message_bytes\": %" PRIu64 ", \"rate_missed\": %" PRIu64 ", \"errors\": {%s}, "
@@ -495,7 +495,7 @@ static void summary(struct run *r, FILE *text, FILE *json)
 		lg->o.rate, secs, s->txn_ok, s->txn_failed, s->txn_allowed, s->txn_started, tps,
 		p50, p99, s->lat.max, s->lat.n ? (double)s->lat.sum / (double)s->lat.n : 0.0,
 		s->conn_opened, s->conn_closed, s->conn_failed, s->conn_dropped, s->tls_handshakes,
-		s->tls_resumed, r->w.stats.rx_pkts, r->w.stats.tx_pkts,
+		s->tls_resumed, s->tls_tickets, r->w.stats.rx_pkts, r->w.stats.tx_pkts,
 		(double)r->w.stats.rx_pkts / secs, (double)r->w.stats.tx_pkts / secs,
 		r->w.stats.tx_drops, s->msg_bytes, s->rate_missed, codes, ss->retransmits,
 		ss->syn_retransmits, ss->rto_expired, ss->tx_nobuf, ss->rst_rx, ss->arp_ignored,
@@ -901,8 +901,8 @@ int main(int argc, char **argv)
 out_stack:
 	stack_destroy(r.w.st);
 out_ssl:
-	if (lg->resume)
-		SSL_SESSION_free(lg->resume);
+	while (lg->nticket > 0)
+		SSL_SESSION_free(lg->tickets[--lg->nticket]);
 	if (lg->ssl_ctx)
 		SSL_CTX_free(lg->ssl_ctx);
 out_port:

@@ -294,17 +294,21 @@ static void txn_rejected(struct lg_sess *s, int code)
 		lg->s.txn_failed++;
 }
 
-/* SSL_CTX_sess_set_new_cb: a ticket arrived; keep the newest (taking the
- * reference OpenSSL hands over). */
+/* SSL_CTX_sess_set_new_cb: a ticket arrived; keep it (taking the reference
+ * OpenSSL hands over), the oldest going when the pool is full. */
 int lg_tls_new_session(SSL *ssl, SSL_SESSION *sess)
 {
 	struct lg *lg = SSL_get_app_data(ssl);
 
 	if (lg == NULL || !lg->o.tls_resume)
 		return 0;
-	if (lg->resume != NULL)
-		SSL_SESSION_free(lg->resume);
-	lg->resume = sess;
+	lg->s.tls_tickets++;
+	if (lg->nticket == LG_TICKETS) {
+		SSL_SESSION_free(lg->tickets[0]);
+		memmove(lg->tickets, lg->tickets + 1, (LG_TICKETS - 1) * sizeof(lg->tickets[0]));
+		lg->nticket--;
+	}
+	lg->tickets[lg->nticket++] = sess;
 	return 1;
 }
 
@@ -329,12 +333,17 @@ static void begin_tls(struct lg_sess *s)
 	SSL_set_bio(s->ssl, s->rbio, s->wbio);
 	SSL_set_connect_state(s->ssl);
 	SSL_set_app_data(s->ssl, lg);
-	/* One ticket for every connection, as an MTA that resumes with the
-	 * last session it has for the host; the server accepts a ticket more
-	 * than once (no early data) and sends a fresh one each time. */
-	if (lg->resume != NULL && SSL_set_session(s->ssl, lg->resume) != 1) {
-		fail_conn(s, LG_E_TLS);
-		return;
+	/* The newest ticket not used yet, as an MTA resumes with the last
+	 * session it has for the host; none left: a full handshake. */
+	if (lg->nticket > 0) {
+		SSL_SESSION *t = lg->tickets[--lg->nticket];
+		int ok = SSL_set_session(s->ssl, t);
+
+		SSL_SESSION_free(t);
+		if (ok != 1) {
+			fail_conn(s, LG_E_TLS);
+			return;
+		}
 	}
 	s->tls = true;
 	s->state = S_TLS_HS;

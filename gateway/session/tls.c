@@ -352,7 +352,12 @@ static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char iv[EVP_MA
 			if (srv->keys[i].valid &&
 			    memcmp(srv->keys[i].name, key_name, TICKET_NAME_LEN) == 0) {
 				k = srv->keys[i];
-				ret = i == 0 ? 1 : 2;
+				/* 2 renews: a ticket under the previous key, and
+				 * every TLS 1.3 ticket, which a client uses only
+				 * once (RFC 8446 C.4; OpenSSL's client does): without
+				 * a fresh one after each resumption, a client that
+				 * comes back often resumes only every other time. */
+				ret = i == 0 && SSL_version(s) != TLS1_3_VERSION ? 1 : 2;
 				break;
 			}
 		}

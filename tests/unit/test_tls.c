@@ -979,6 +979,39 @@ static bool try_resume(struct tls_server_ctx *srv, SSL_CTX *cctx, struct tls_cou
 	return resumed;
 }
 
+/* TLS 1.3: every resumption hands out a fresh ticket, so a client that uses
+ * each ticket once (as OpenSSL's does) resumes every time, not every other
+ * time. */
+static void test_tls13_ticket_renewed(void **state)
+{
+	struct tls_server_ctx *srv = server(ec_cert, ec_key, false);
+	struct tls_counters ctr = { 0 };
+	SSL_CTX *cctx = client_ctx(&tls13_only);
+	SSL_SESSION *sess = first_session(srv, cctx, &ctr);
+
+	(void)state;
+	for (int i = 0; i < 5; i++) {
+		SSL_SESSION *next = NULL;
+		const unsigned char *t0, *t1;
+		size_t l0, l1;
+
+		assert_true(try_resume(srv, cctx, &ctr, sess, &next));
+		assert_non_null(next);
+		SSL_SESSION_get0_ticket(sess, &t0, &l0);
+		SSL_SESSION_get0_ticket(next, &t1, &l1);
+		assert_true(l0 > 0 && l1 > 0);
+		if (l0 == l1 && memcmp(t0, t1, l0) == 0)
+			fail_msg("resumption %d: no new ticket", i + 1);
+		SSL_SESSION_free(sess);
+		sess = next;
+	}
+	assert_int_equal(ctr.full[TLS_V_1_3], 1);
+	assert_int_equal(ctr.resumed[TLS_V_1_3], 5);
+	SSL_SESSION_free(sess);
+	SSL_CTX_free(cctx);
+	tls_server_ctx_free(srv);
+}
+
 static void check_resumption(const struct copts *o, enum tls_version_slot slot)
 {
 	struct tls_server_ctx *srv = server(ec_cert, ec_key, false);
@@ -2209,6 +2242,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_ticket_clock),
 		cmocka_unit_test(test_reload),
 		cmocka_unit_test(test_rsa_fallback),
+		cmocka_unit_test(test_tls13_ticket_renewed),
 		cmocka_unit_test(test_reload_concurrent),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_close),
