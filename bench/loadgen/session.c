@@ -197,6 +197,12 @@ __attribute__((format(printf, 3, 4))) static void send_cmd(struct lg_sess *s, en
 
 static void free_tls(struct lg_sess *s)
 {
+	/* SMTP ends with QUIT, not close_notify: marked shut down, OpenSSL
+	 * keeps the connection's session (the ticket it received, with
+	 * --tls-resume still in the pool) resumable instead of marking it bad
+	 * at SSL_free. */
+	if (s->ssl && s->lg->o.tls_resume)
+		SSL_set_shutdown(s->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 	if (s->ssl)
 		SSL_free(s->ssl); /* frees both BIOs */
 	s->ssl = NULL;
