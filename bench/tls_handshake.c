@@ -61,6 +61,8 @@ static void die(const char *what)
 	exit(1);
 }
 
+static bool no_tickets; /* the servers made from now on issue no ticket */
+
 static struct tls_server_ctx *server2(const char *cert, const char *key, const char *rcert,
 				      const char *rkey)
 {
@@ -73,6 +75,7 @@ static struct tls_server_ctx *server2(const char *cert, const char *key, const c
 	cfg.key_file = key;
 	cfg.rsa_cert_file = rcert;
 	cfg.rsa_key_file = rkey;
+	cfg.tickets = !no_tickets;
 	s = tls_server_ctx_new(&cfg, err, sizeof(err));
 	if (!s) {
 		fprintf(stderr, "bench_tls_handshake: %s\n", err);
@@ -219,6 +222,11 @@ int main(int argc, char **argv)
 	client_sigalgs = "rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:RSA+SHA256";
 	rate("TLS 1.3 ECDSA+RSA, RSA client", dual, TLS1_3_VERSION, false, seconds);
 	client_sigalgs = NULL;
+	tls_server_ctx_free(dual);
+	/* what issuing the ticket costs a full handshake */
+	no_tickets = true;
+	dual = server(argv[1], argv[2]);
+	rate("TLS 1.3 ECDSA P-256, no ticket", dual, TLS1_3_VERSION, false, seconds);
 	tls_server_ctx_free(dual);
 	tls_server_ctx_free(ec);
 	tls_server_ctx_free(rsa);
