@@ -202,7 +202,8 @@ bool enfstate_lookup_source(struct enfstate *st, const struct tes_addr *src,
 bool enfstate_lookup_tenant(struct enfstate *st, uint32_t tenant_id, struct tes_tenant *out);
 
 /* Bursts: the same lookups for n keys at once (n at most
- * ENFSTATE_BURST_MAX), for a poll loop that has several connections at the
+ * ENFSTATE_BURST_MAX: keys past it are not looked up, their outputs not
+ * written), for a poll loop that has several connections at the
  * same step in one burst.  The keys are hashed and their buckets prefetched
  * first, then their nodes, then each is looked up: the cache misses of the n
  * lookups overlap instead of following one another.  found[i] / drop[i] as
