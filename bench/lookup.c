@@ -49,8 +49,24 @@
 #define MAX_ROUNDS 15
 #define T_NOW INT64_C(1767225600) /* 2026-01-01T00:00:00Z */
 
-enum op { OP_SERVER, OP_SOURCE, OP_DECIDE, OP_COUNT };
-static const char *const op_names[OP_COUNT] = { "server", "source", "decide" };
+enum op { OP_SERVER, OP_SOURCE, OP_DECIDE, OP_SERVER8, OP_SOURCE8, OP_COUNT };
+static const char *const op_names[OP_COUNT] = { "server", "source", "decide", "server8",
+						"source8" };
+
+/* server8 and source8: the burst calls on BURST keys at a time (the
+ * prefetching path of a poll loop); a latency figure is the burst's time
+ * divided by BURST, the cost per lookup when they come in bursts. */
+#define BURST 8
+
+static inline unsigned op_step(enum op op)
+{
+	return op == OP_SERVER8 || op == OP_SOURCE8 ? BURST : 1;
+}
+
+static inline bool op_sources(enum op op)
+{
+	return op == OP_SOURCE || op == OP_SOURCE8;
+}
 
 /* One lookup's inputs, read sequentially from a pre-shuffled stream so the
  * benchmark's own bookkeeping stays out of the cache misses it measures. */
@@ -75,7 +91,7 @@ static struct {
 	.reader_cpu = 0,
 	.writer_cpu = 1,
 	.seed = 42,
-	.ops = { true, true, true },
+	.ops = { true, true, true }, /* the burst ops only when asked for */
 };
 
 static struct enfstate *st;
@@ -363,6 +379,34 @@ static inline __attribute__((always_inline)) unsigned do_op(enum op op, const st
 		return enfstate_lookup_server(st, r->tenant, r->fqdn, &s);
 	case OP_SOURCE:
 		return enfstate_source_drop(st, &r->src, T_NOW);
+	case OP_SERVER8: {
+		uint32_t t[BURST];
+		const char *f[BURST];
+		struct tes_server s8[BURST];
+		bool found[BURST];
+		unsigned hits = 0;
+
+		for (unsigned i = 0; i < BURST; i++) {
+			t[i] = r[i].tenant;
+			f[i] = r[i].fqdn;
+		}
+		enfstate_lookup_server_burst(st, BURST, t, f, s8, found);
+		for (unsigned i = 0; i < BURST; i++)
+			hits += found[i];
+		return hits;
+	}
+	case OP_SOURCE8: {
+		const struct tes_addr *a[BURST];
+		bool drop[BURST];
+		unsigned hits = 0;
+
+		for (unsigned i = 0; i < BURST; i++)
+			a[i] = &r[i].src;
+		enfstate_source_drop_burst(st, BURST, a, T_NOW, drop);
+		for (unsigned i = 0; i < BURST; i++)
+			hits += drop[i];
+		return hits;
+	}
 	default:
 		enfstate_decide(st, r->tenant, r->fqdn, &r->src, &det, T_NOW + 600, false, &v);
 		return v.action != TES_ACCEPT;
@@ -386,16 +430,17 @@ static inline __attribute__((always_inline)) void run_pass(enum op op, struct ph
 	unsigned i;
 
 	do {
-		for (i = 0; i < BATCH; i++) {
+		for (i = 0; i < BATCH; i += op_step(op)) {
 			const struct req *r = &stream[pos];
 
-			if (++pos == stream_len)
+			pos += op_step(op);
+			if (pos + op_step(op) > stream_len)
 				pos = 0;
 			if (timed) {
 				uint64_t c0 = tick_start();
 
 				hits += do_op(op, r);
-				hist_add(ph->h, tick_stop() - c0);
+				hist_add(ph->h, (tick_stop() - c0) / op_step(op));
 			} else {
 				hits += do_op(op, r);
 			}
@@ -427,6 +472,14 @@ static void *reader_main(void *arg)
 		run_pass(OP_SOURCE, ph, false);
 		run_pass(OP_SOURCE, ph, true);
 		break;
+	case OP_SERVER8:
+		run_pass(OP_SERVER8, ph, false);
+		run_pass(OP_SERVER8, ph, true);
+		break;
+	case OP_SOURCE8:
+		run_pass(OP_SOURCE8, ph, false);
+		run_pass(OP_SOURCE8, ph, true);
+		break;
 	default:
 		run_pass(OP_DECIDE, ph, false);
 		run_pass(OP_DECIDE, ph, true);
@@ -457,7 +510,7 @@ static void update_one(struct writer *w, enum op op)
 
 	/* 90% replace, 5% delete, 5% re-add of a deleted key. */
 	if (kind == 0 && w->ndeleted < 64) {
-		if (op == OP_SOURCE) {
+		if (op_sources(op)) {
 			a = source_addr(i);
 			if (!enfstate_source_del(st, &a))
 				return;
@@ -477,7 +530,7 @@ static void update_one(struct writer *w, enum op op)
 	return;
 put:
 	w->version++;
-	if (op == OP_SOURCE) {
+	if (op_sources(op)) {
 		a = source_addr(i);
 		source_value(i, w->version, &v);
 		if (enfstate_source_put(st, &a, &v) < 0)
@@ -526,8 +579,8 @@ static double write_until_done(struct writer *w, enum op op)
 
 		server_value(i, w->version, &s);
 		source_value(i, w->version, &v);
-		if (op == OP_SOURCE ? enfstate_source_put(st, &a, &v) < 0
-				    : enfstate_server_put(st, &s) < 0)
+		if (op_sources(op) ? enfstate_source_put(st, &a, &v) < 0
+				   : enfstate_server_put(st, &s) < 0)
 			abort();
 	}
 	return (double)(w->applied - start) / (now_s() - t0);

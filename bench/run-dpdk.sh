@@ -34,6 +34,8 @@ Usage: bench/run-dpdk.sh [options]
 Options:
   --builddir DIR   meson build directory (default: build-bench-dpdk, release)
   --quick          a smoke run: seconds, not minutes (small counts, 1 s runs)
+  --tls-only       2 KB at 1 message per connection only: smtp-sink (the reference),
+                   STARTTLS with full handshakes, and STARTTLS resumed with tickets
   --duration S     seconds per tes-loadgen case (default 5)
   --scale F        multiply smtp-source's message counts by F (default 1)
   --sessions N     smtp-source sessions (default 10)
@@ -48,6 +50,7 @@ EOF
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 builddir=build-bench-dpdk scale=1 sessions=10 lg_sessions=32 duration=5 quick=0 perf=0 keep=
+tls_only=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--builddir)
@@ -55,6 +58,7 @@ while [ $# -gt 0 ]; do
 		shift
 		;;
 	--quick) quick=1 ;;
+	--tls-only) tls_only=1 ;;
 	--duration)
 		duration=${2:?--duration needs seconds}
 		shift
@@ -264,6 +268,7 @@ run_lg() # case-number mpc size tls(0/1) [v6(0/1)]
 		server="[$GW_IP6]:$DPORT" addr="fd00:18:30::$((10 + lg_n))/64"
 	fi
 	[ "$tls" = 1 ] && extra+=(--starttls)
+	[ "$tls" = 2 ] && extra+=(--tls-resume)
 	c0=$(cpu_ticks "$dpdk_pid") w0=$(worker_ticks) b0=$(busy_s) t0=$(date +%s.%N)
 	# A fresh client address per case: the server keeps the last case's
 	# connections in TIME_WAIT for 60 s, and a new process reusing those
@@ -280,7 +285,7 @@ run_lg() # case-number mpc size tls(0/1) [v6(0/1)]
 		($w1 - $w0) / hz * ($b1 - $b0) / ($t1 - $t0)" | bc -l)
 	json=$(printf '%s\n' "$out" | tail -1)
 	printf '%s\n' "$json" >"$work/lg-$lg_n.json"
-	echo "$size, $mpc msg/conn, $([ "$tls" = 1 ] && echo STARTTLS || echo plain)$([ "$v6" = 1 ] && echo ", IPv6")" >"$work/lg-$lg_n.case"
+	echo "$size, $mpc msg/conn, $(case $tls in 1) echo STARTTLS ;; 2) echo STARTTLS resumed ;; *) echo plain ;; esac)$([ "$v6" = 1 ] && echo ", IPv6")" >"$work/lg-$lg_n.case"
 	printf '%s\n' "$json" | python3 -c '
 import json, sys
 s = json.loads(sys.stdin.read())
@@ -301,13 +306,17 @@ printf '%-5s %-4s %-5s %-15s %8s %7s %9s %8s %10s %6s %6s %7s %10s %6s %7s %7s\n
 	size m/c tls server txns wall_s txn/s cpu_s txn/cpu-s r_wall r_cpu work_s txn/work-s r_work \
 	p50_us p99_us
 v6ratio=()
-for size in 2k 64k; do
-	for mpc in 1 10; do
+sizes="2k 64k" mpcs="1 10" servers="smtp-sink tesgate-kernel tesgate-dpdk tesgate-dpdk-v6 tesgate-dpdk-tls tesgate-dpdk-tlsr"
+if [ "$tls_only" = 1 ]; then
+	sizes=2k mpcs=1 servers="smtp-sink tesgate-dpdk-tls tesgate-dpdk-tlsr"
+fi
+for size in $sizes; do
+	for mpc in $mpcs; do
 		if [ "$size" = 2k ]; then count=$(echo "20000 * $scale / 1" | bc); else count=$(echo "8000 * $scale / 1" | bc); fi
 		count=$(((count / (sessions * 10)) * sessions * 10))
 		[ "$count" -ge $((sessions * 10)) ] || count=$((sessions * 10))
 		declare -A rate=() crate=() wrate=()
-		for server in smtp-sink tesgate-kernel tesgate-dpdk tesgate-dpdk-v6 tesgate-dpdk-tls; do
+		for server in $servers; do
 			p50=- p99=- bad=0 wk=
 			case $server in
 			smtp-sink)
@@ -324,6 +333,11 @@ for size in 2k 64k; do
 				[ "$dpdk_tls" = 1 ] || continue
 				lg_n=$((lg_n + 1))
 				read -r n wall cpu bad p50 p99 wk < <(run_lg "$lg_n" "$mpc" "$size" 1) ;;
+			tesgate-dpdk-tlsr)
+				# STARTTLS resuming with the gateway's session tickets
+				[ "$dpdk_tls" = 1 ] || continue
+				lg_n=$((lg_n + 1))
+				read -r n wall cpu bad p50 p99 wk < <(run_lg "$lg_n" "$mpc" "$size" 2) ;;
 			esac
 			# smtp-sink and the kernel path sleep when idle: all their CPU time is work
 			[ -n "$wk" ] || wk=$cpu
@@ -335,7 +349,9 @@ for size in 2k 64k; do
 			r3=$(printf '%.2f' "$(echo "${wrate[$server]} / ${crate[smtp-sink]}" | bc -l)")
 			tls=no
 			[ "$server" = tesgate-dpdk-tls ] && tls=yes
+			[ "$server" = tesgate-dpdk-tlsr ] && tls=res
 			label=${server%-tls}
+			label=${label%-tlsr}
 			printf '%-5s %-4s %-5s %-15s %8d %7.2f %9.0f %8.2f %10.0f %6s %6s %7.2f %10.0f %6s %7s %7s\n' \
 				"$size" "$mpc" "$tls" "$label" "$n" "$wall" "${rate[$server]}" "$cpu" \
 				"${crate[$server]}" "$r1" "$r2" "$wk" "${wrate[$server]}" "$r3" "$p50" "$p99"
@@ -345,12 +361,15 @@ for size in 2k 64k; do
 			fi
 			[ "$bad" = 0 ] || echo "WARNING: $server: tes-loadgen reports a failed run (failed transactions or connections, or none succeeded: see its JSON below)" >&2
 		done
-		v6ratio+=("$size $mpc msg/conn plain: IPv6 $(printf '%.0f' "${rate[tesgate-dpdk-v6]}") txn/s, IPv4 $(printf '%.0f' "${rate[tesgate-dpdk]}") txn/s, v6/v4 $(printf '%.3f' "$(echo "${rate[tesgate-dpdk-v6]} / ${rate[tesgate-dpdk]}" | bc -l)")")
+		[ -n "${rate[tesgate-dpdk-v6]:-}" ] && [ -n "${rate[tesgate-dpdk]:-}" ] &&
+			v6ratio+=("$size $mpc msg/conn plain: IPv6 $(printf '%.0f' "${rate[tesgate-dpdk-v6]}") txn/s, IPv4 $(printf '%.0f' "${rate[tesgate-dpdk]}") txn/s, v6/v4 $(printf '%.3f' "$(echo "${rate[tesgate-dpdk-v6]} / ${rate[tesgate-dpdk]}" | bc -l)")")
 	done
 done
 echo
-echo "IPv6 against IPv4 on the DPDK path, same gateway, same run (tesgate-dpdk-v6 / tesgate-dpdk):"
-printf '  %s\n' "${v6ratio[@]}"
+if [ "${#v6ratio[@]}" -gt 0 ]; then
+	echo "IPv6 against IPv4 on the DPDK path, same gateway, same run (tesgate-dpdk-v6 / tesgate-dpdk):"
+	printf '  %s\n' "${v6ratio[@]}"
+fi
 echo
 echo "txn/s: transactions / wall seconds; every server has exactly one core (CPU 0)."
 echo "cpu_s: the server process's CPU seconds (utime + stime, all threads) in the case;"

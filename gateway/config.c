@@ -74,6 +74,10 @@ static const struct key keys[] = {
 	  "STARTTLS certificate (PEM, then its chain); empty, with tls_key: no STARTTLS" },
 	{ "tls_key", K_PATHOPT, F(tls.key), 0, 0, "",
 	  "private key of tls_cert (PEM, unencrypted; may be the same file)" },
+	{ "tls_cert_rsa", K_PATHOPT, F(tls.rsa_cert), 0, 0, "",
+	  "a second STARTTLS certificate with an RSA key, for clients without ECDSA; "
+	  "tls_cert must then be ECDSA or EdDSA" },
+	{ "tls_key_rsa", K_PATHOPT, F(tls.rsa_key), 0, 0, "", "private key of tls_cert_rsa" },
 	{ "tls_request_client_cert", K_BOOL, F(tls.request_client_cert), 0, 0, "no",
 	  "ask clients for a certificate and log its names (not verified)" },
 	{ "tls_client_ca", K_PATHOPT, F(tls.client_ca), 0, 0, "",
@@ -709,6 +713,12 @@ int config_check(const struct tes_config *c, char *err, size_t errlen)
 			 "%s is empty while %s is set: set both for STARTTLS, or neither",
 			 c->tls.cert[0] ? "tls_key" : "tls_cert",
 			 c->tls.cert[0] ? "tls_cert" : "tls_key");
+		return -1;
+	}
+	if (!c->tls.rsa_cert[0] != !c->tls.rsa_key[0] || (c->tls.rsa_cert[0] && !c->tls.cert[0])) {
+		snprintf(err, errlen,
+			 "tls_cert_rsa and tls_key_rsa go together, and beside tls_cert and "
+			 "tls_key");
 		return -1;
 	}
 	if (c->tls.client_ca[0] && !c->tls.cert[0]) {

@@ -90,6 +90,7 @@ struct lg_opts {
 	double rate;     /* transactions/s; 0: closed loop */
 	double timeout;  /* seconds */
 	bool starttls;
+	bool tls_resume; /* resume with the server's latest session ticket */
 	bool json;
 	bool quiet;
 	bool trace;     /* the dialogue of session 0 on stderr */
@@ -116,18 +117,26 @@ struct lg_stats {
 	uint64_t txn_started, txn_ok, txn_failed, txn_allowed;
 	uint64_t conn_opened, conn_failed, conn_dropped, conn_closed;
 	uint64_t tls_handshakes;
-	uint64_t msg_bytes; /* message bytes (unstuffed) accepted with 250 */
+	uint64_t tls_resumed; /* of tls_handshakes, those that resumed a session */
+	uint64_t tls_tickets; /* session tickets received (--tls-resume) */
+	uint64_t msg_bytes;   /* message bytes (unstuffed) accepted with 250 */
 	uint64_t codes[600];
 	uint64_t errs[LG_E_NKINDS];
 	uint64_t rate_missed; /* open loop: starts that found no idle session */
 	struct lg_hist lat;
 };
 
+#define LG_TICKETS 1024
+
 struct lg {
 	struct lg_opts o;
 	struct lg_msg msg;
 	struct stack *st;
 	SSL_CTX *ssl_ctx;
+	/* --tls-resume: tickets the server gave, not used yet, newest last.
+	 * A TLS 1.3 ticket is used once, so each connection takes one. */
+	SSL_SESSION *tickets[LG_TICKETS];
+	unsigned nticket;
 	struct lg_sess *sess;
 	uint64_t now;
 	uint64_t t_start; /* ns, the first poll */
@@ -179,6 +188,8 @@ void lg_sessions_free(struct lg *lg);
 void lg_sessions_start(struct lg *lg);
 /* Timers: reconnects due, per-session timeouts, open-loop starts. */
 void lg_sessions_poll(struct lg *lg);
+/* SSL_CTX_sess_set_new_cb for --tls-resume (the SSL's app data is the lg). */
+int lg_tls_new_session(SSL *ssl, SSL_SESSION *sess);
 /* Aborts every live connection (end of run, after the grace period). */
 void lg_sessions_abort_all(struct lg *lg);
 /* True when no transaction can start any more and no session is live. */

@@ -63,6 +63,8 @@ static const char usage_text[] =
 	"                           every session is busy are dropped and reported as\n"
 	"                           'missed').  Default: closed loop, each session starts\n"
 	"                           its next transaction as soon as the last one ended\n"
+	"  --tls-resume             --starttls, resuming each connection with the newest\n"
+	"                           session ticket the server sent (the first is full)\n"
 	"  --starttls               STARTTLS after EHLO, then EHLO again (OpenSSL, TLS 1.2+,\n"
 	"                           no certificate verification, no session resumption)\n"
 	"Flood (alongside the sessions, same port and lcore):\n"
@@ -430,14 +432,14 @@ static void summary(struct run *r, FILE *text, FILE *json)
 		"  latency        p50 %" PRIu64 " us, p99 %" PRIu64 " us, max %" PRIu64
 		" us (MAIL FROM to 250 after DATA)\n"
 		"  connections    opened %" PRIu64 ", closed %" PRIu64 ", failed %" PRIu64
-		", dropped %" PRIu64 ", TLS handshakes %" PRIu64 "\n"
+		", dropped %" PRIu64 ", TLS handshakes %" PRIu64 " (resumed %" PRIu64 ")\n"
 		"  packets        in %" PRIu64 " (%.0f/s), out %" PRIu64
 		" (%.0f/s), tx drops %" PRIu64 "\n"
 		"  errors         %s\n",
 		lg->o.sessions, lg->o.mpc, lg->o.size, lg->o.starttls ? "STARTTLS" : "plain", secs,
 		s->txn_ok, s->txn_failed, s->txn_allowed, s->txn_started, tps,
 		(double)s->msg_bytes / secs / 1e6, p50, p99, s->lat.max, s->conn_opened,
-		s->conn_closed, s->conn_failed, s->conn_dropped, s->tls_handshakes,
+		s->conn_closed, s->conn_failed, s->conn_dropped, s->tls_handshakes, s->tls_resumed,
 		r->w.stats.rx_pkts, (double)r->w.stats.rx_pkts / secs, r->w.stats.tx_pkts,
 		(double)r->w.stats.tx_pkts / secs, r->w.stats.tx_drops, codes[0] ? codes : "none");
 	double scpu = -1;
@@ -482,7 +484,7 @@ static void summary(struct run *r, FILE *text, FILE *json)
 		", \"mean\": %.1f}, "
 		"\"connections\": {\"opened\": %" PRIu64 ", \"closed\": %" PRIu64
 		", \"failed\": %" PRIu64 ", \"dropped\": %" PRIu64 ", \"tls_handshakes\": %" PRIu64
-		"}, "
+		", \"tls_resumed\": %" PRIu64 ", \"tls_tickets\": %" PRIu64 "}, "
 		"\"packets\": {\"in\": %" PRIu64 ", \"out\": %" PRIu64 ", \"in_per_s\": %.1f, "
 		"\"out_per_s\": %.1f, \"tx_drops\": %" PRIu64 "}, "
 		"\"message_bytes\": %" PRIu64 ", \"rate_missed\": %" PRIu64 ", \"errors\": {%s}, "
@@ -496,12 +498,13 @@ static void summary(struct run *r, FILE *text, FILE *json)
 		lg->o.rate, secs, s->txn_ok, s->txn_failed, s->txn_allowed, s->txn_started, tps,
 		p50, p99, s->lat.max, s->lat.n ? (double)s->lat.sum / (double)s->lat.n : 0.0,
 		s->conn_opened, s->conn_closed, s->conn_failed, s->conn_dropped, s->tls_handshakes,
-		r->w.stats.rx_pkts, r->w.stats.tx_pkts, (double)r->w.stats.rx_pkts / secs,
-		(double)r->w.stats.tx_pkts / secs, r->w.stats.tx_drops, s->msg_bytes,
-		s->rate_missed, codes, ss->retransmits, ss->syn_retransmits, ss->rto_expired,
-		ss->tx_nobuf, ss->rst_rx, ss->arp_ignored, fl->rate, fl->sent,
-		fsecs > 0 ? (double)fl->sent / fsecs : 0.0, lg_flood_sources(fl), fl->nobuf,
-		fl->behind, scpu, lg->fatal ? "true" : "false", run_failed(lg) ? "true" : "false");
+		s->tls_resumed, s->tls_tickets, r->w.stats.rx_pkts, r->w.stats.tx_pkts,
+		(double)r->w.stats.rx_pkts / secs, (double)r->w.stats.tx_pkts / secs,
+		r->w.stats.tx_drops, s->msg_bytes, s->rate_missed, codes, ss->retransmits,
+		ss->syn_retransmits, ss->rto_expired, ss->tx_nobuf, ss->rst_rx, ss->arp_ignored,
+		fl->rate, fl->sent, fsecs > 0 ? (double)fl->sent / fsecs : 0.0,
+		lg_flood_sources(fl), fl->nobuf, fl->behind, scpu, lg->fatal ? "true" : "false",
+		run_failed(lg) ? "true" : "false");
 }
 
 static int wait_link(uint16_t port)
@@ -545,6 +548,7 @@ int main(int argc, char **argv)
 		O_DURATION,
 		O_RATE,
 		O_STARTTLS,
+		O_TLS_RESUME,
 		O_FROM,
 		O_RCPT,
 		O_HELO,
@@ -571,6 +575,7 @@ int main(int argc, char **argv)
 		{ "duration", required_argument, NULL, O_DURATION },
 		{ "rate", required_argument, NULL, O_RATE },
 		{ "starttls", no_argument, NULL, O_STARTTLS },
+		{ "tls-resume", no_argument, NULL, O_TLS_RESUME },
 		{ "mail-from", required_argument, NULL, O_FROM },
 		{ "rcpt", required_argument, NULL, O_RCPT },
 		{ "helo", required_argument, NULL, O_HELO },
@@ -651,6 +656,10 @@ int main(int argc, char **argv)
 			break;
 		case O_STARTTLS:
 			o->starttls = true;
+			break;
+		case O_TLS_RESUME:
+			o->starttls = true;
+			o->tls_resume = true;
 			break;
 		case O_FROM:
 			if (!addr_ok(optarg))
@@ -851,11 +860,18 @@ int main(int argc, char **argv)
 			goto out_port;
 		}
 		SSL_CTX_set_min_proto_version(lg->ssl_ctx, TLS1_2_VERSION);
-		/* A benchmark of the server: no verification, no resumption,
-		 * so every connection pays a full handshake. */
+		/* A benchmark of the server: no verification; without
+		 * --tls-resume no tickets, so every connection pays a full
+		 * handshake; with it, each resumes with the newest ticket. */
 		SSL_CTX_set_verify(lg->ssl_ctx, SSL_VERIFY_NONE, NULL);
-		SSL_CTX_set_session_cache_mode(lg->ssl_ctx, SSL_SESS_CACHE_OFF);
-		SSL_CTX_set_options(lg->ssl_ctx, SSL_OP_NO_TICKET);
+		if (o->tls_resume) {
+			SSL_CTX_set_session_cache_mode(
+				lg->ssl_ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+			SSL_CTX_sess_set_new_cb(lg->ssl_ctx, lg_tls_new_session);
+		} else {
+			SSL_CTX_set_session_cache_mode(lg->ssl_ctx, SSL_SESS_CACHE_OFF);
+			SSL_CTX_set_options(lg->ssl_ctx, SSL_OP_NO_TICKET);
+		}
 	}
 
 	dp_worker_init(&r.w, &dport, 0);
@@ -915,6 +931,8 @@ int main(int argc, char **argv)
 out_stack:
 	stack_destroy(r.w.st);
 out_ssl:
+	while (lg->nticket > 0)
+		SSL_SESSION_free(lg->tickets[--lg->nticket]);
 	if (lg->ssl_ctx)
 		SSL_CTX_free(lg->ssl_ctx);
 out_port:

@@ -197,6 +197,12 @@ __attribute__((format(printf, 3, 4))) static void send_cmd(struct lg_sess *s, en
 
 static void free_tls(struct lg_sess *s)
 {
+	/* SMTP ends with QUIT, not close_notify: marked shut down, OpenSSL
+	 * keeps the connection's session (the ticket it received, with
+	 * --tls-resume still in the pool) resumable instead of marking it bad
+	 * at SSL_free. */
+	if (s->ssl && s->lg->o.tls_resume)
+		SSL_set_shutdown(s->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 	if (s->ssl)
 		SSL_free(s->ssl); /* frees both BIOs */
 	s->ssl = NULL;
@@ -294,6 +300,24 @@ static void txn_rejected(struct lg_sess *s, int code)
 		lg->s.txn_failed++;
 }
 
+/* SSL_CTX_sess_set_new_cb: a ticket arrived; keep it (taking the reference
+ * OpenSSL hands over), the oldest going when the pool is full. */
+int lg_tls_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct lg *lg = SSL_get_app_data(ssl);
+
+	if (lg == NULL || !lg->o.tls_resume)
+		return 0;
+	lg->s.tls_tickets++;
+	if (lg->nticket == LG_TICKETS) {
+		SSL_SESSION_free(lg->tickets[0]);
+		memmove(lg->tickets, lg->tickets + 1, (LG_TICKETS - 1) * sizeof(lg->tickets[0]));
+		lg->nticket--;
+	}
+	lg->tickets[lg->nticket++] = sess;
+	return 1;
+}
+
 static void begin_tls(struct lg_sess *s)
 {
 	struct lg *lg = s->lg;
@@ -314,6 +338,19 @@ static void begin_tls(struct lg_sess *s)
 	BIO_set_mem_eof_return(s->rbio, -1);
 	SSL_set_bio(s->ssl, s->rbio, s->wbio);
 	SSL_set_connect_state(s->ssl);
+	SSL_set_app_data(s->ssl, lg);
+	/* The newest ticket not used yet, as an MTA resumes with the last
+	 * session it has for the host; none left: a full handshake. */
+	if (lg->nticket > 0) {
+		SSL_SESSION *t = lg->tickets[--lg->nticket];
+		int ok = SSL_set_session(s->ssl, t);
+
+		SSL_SESSION_free(t);
+		if (ok != 1) {
+			fail_conn(s, LG_E_TLS);
+			return;
+		}
+	}
 	s->tls = true;
 	s->state = S_TLS_HS;
 	s->deadline = lg->now + (uint64_t)(lg->o.timeout * NS);
@@ -493,6 +530,8 @@ static void tls_input(struct lg_sess *s)
 			return;
 		}
 		s->lg->s.tls_handshakes++;
+		if (SSL_session_reused(s->ssl))
+			s->lg->s.tls_resumed++;
 		s->saw_starttls = false;
 		send_cmd(s, S_EHLO, "EHLO %s\r\n", s->lg->o.helo);
 		if (!s->c)

@@ -58,6 +58,9 @@ struct ticket_key {
 struct tls_server_ctx {
 	struct tls_server_config cfg; /* file names are not kept */
 
+	char rsa_cert[PATH_MAX]; /* the RSA fallback's paths; "": none */
+	char rsa_key[PATH_MAX];
+
 	pthread_mutex_t lock; /* ssl_ctx and generation */
 	SSL_CTX *ssl_ctx;
 	uint64_t generation;
@@ -349,7 +352,12 @@ static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char iv[EVP_MA
 			if (srv->keys[i].valid &&
 			    memcmp(srv->keys[i].name, key_name, TICKET_NAME_LEN) == 0) {
 				k = srv->keys[i];
-				ret = i == 0 ? 1 : 2;
+				/* 2 renews: a ticket under the previous key, and
+				 * every TLS 1.3 ticket, which a client uses only
+				 * once (RFC 8446 C.4; OpenSSL's client does): without
+				 * a fresh one after each resumption, a client that
+				 * comes back often resumes only every other time. */
+				ret = i == 0 && SSL_version(s) != TLS1_3_VERSION ? 1 : 2;
 				break;
 			}
 		}
@@ -511,6 +519,51 @@ static int readable(const char *what, const char *path, char *err, size_t errlen
 	return 0;
 }
 
+static bool is_rsa(const EVP_PKEY *k)
+{
+	int id = k ? EVP_PKEY_get_base_id(k) : EVP_PKEY_NONE;
+
+	return id == EVP_PKEY_RSA || id == EVP_PKEY_RSA_PSS;
+}
+
+/* The second certificate (RSA) beside the first (ECDSA or EdDSA), which is
+ * loaded already: OpenSSL keeps one per key type, so loading an RSA one
+ * adds it instead of replacing the first. */
+static int load_rsa_fallback(SSL_CTX *x, const char *cert, const char *key, const char *first,
+			     char *err, size_t errlen)
+{
+	X509 *c;
+
+	if (is_rsa(SSL_CTX_get0_privatekey(x))) {
+		snprintf(err, errlen,
+			 "certificate %s has an RSA key: with an RSA fallback (%s) the first "
+			 "certificate must be ECDSA or EdDSA",
+			 first, cert);
+		return -1;
+	}
+	if (readable("certificate", cert, err, errlen) != 0 ||
+	    readable("key", key, err, errlen) != 0)
+		return -1;
+	if (SSL_CTX_use_certificate_chain_file(x, cert) != 1) {
+		set_err(err, errlen, "certificate", cert);
+		return -1;
+	}
+	c = SSL_CTX_get0_certificate(x);
+	if (c == NULL || !is_rsa(X509_get0_pubkey(c))) {
+		/* It replaced the first one (same key type): refuse. */
+		snprintf(err, errlen, "RSA fallback certificate %s does not have an RSA key", cert);
+		ERR_clear_error();
+		return -1;
+	}
+	if (SSL_CTX_use_PrivateKey_file(x, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(x) != 1) {
+		snprintf(err, errlen, "key %s does not match certificate %s", key, cert);
+		ERR_clear_error();
+		return -1;
+	}
+	return 0;
+}
+
 static SSL_CTX *build_ssl_ctx(struct tls_server_ctx *srv, const char *cert, const char *key,
 			      char *err, size_t errlen)
 {
@@ -606,6 +659,9 @@ static SSL_CTX *build_ssl_ctx(struct tls_server_ctx *srv, const char *cert, cons
 		ERR_clear_error();
 		goto fail;
 	}
+	if (srv->rsa_cert[0] &&
+	    load_rsa_fallback(x, srv->rsa_cert, srv->rsa_key, cert, err, errlen) != 0)
+		goto fail;
 	return x;
 fail:
 	SSL_CTX_free(x);
@@ -619,6 +675,8 @@ bool tls_settings_config(const struct tls_settings *s, struct tls_server_config 
 		return false;
 	out->cert_file = s->cert;
 	out->key_file = s->key;
+	out->rsa_cert_file = s->rsa_cert[0] ? s->rsa_cert : NULL;
+	out->rsa_key_file = s->rsa_key[0] ? s->rsa_key : NULL;
 	out->request_client_cert = s->request_client_cert || s->client_ca[0];
 	out->client_ca_file = s->client_ca[0] ? s->client_ca : NULL;
 	out->tickets = s->ticket_lifetime > 0;
@@ -657,6 +715,19 @@ struct tls_server_ctx *tls_server_ctx_new(const struct tls_server_config *cfg, c
 	}
 	srv->cfg = *cfg;
 	srv->cfg.cert_file = srv->cfg.key_file = NULL;
+	srv->cfg.rsa_cert_file = srv->cfg.rsa_key_file = NULL;
+	if (cfg->rsa_cert_file && cfg->rsa_cert_file[0]) {
+		if (!cfg->rsa_key_file || !cfg->rsa_key_file[0] ||
+		    snprintf(srv->rsa_cert, sizeof(srv->rsa_cert), "%s", cfg->rsa_cert_file) >=
+			    (int)sizeof(srv->rsa_cert) ||
+		    snprintf(srv->rsa_key, sizeof(srv->rsa_key), "%s", cfg->rsa_key_file) >=
+			    (int)sizeof(srv->rsa_key)) {
+			snprintf(err, errlen,
+				 "TLS: the RSA fallback needs a certificate and a key");
+			OPENSSL_free(srv);
+			return NULL;
+		}
+	}
 	if (!srv->cfg.ticket_rotate_s)
 		srv->cfg.ticket_rotate_s = TLS_TICKET_ROTATE_DEFAULT;
 	if (srv->cfg.ticket_rotate_s > TLS_TICKET_LIFETIME_MAX)

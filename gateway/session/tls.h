@@ -121,6 +121,15 @@ const char *tls_fail_reason_name(enum tls_fail_reason r);   /* "version", ... */
 struct tls_server_config {
 	const char *cert_file; /* PEM: the certificate, then its chain */
 	const char *key_file;  /* PEM, unencrypted; may be the same file as cert_file */
+	/* A second certificate with an RSA key, for clients that cannot verify
+	 * the first one's signature (NULL or "": none).  Needs cert_file to
+	 * hold an ECDSA or EdDSA key: OpenSSL keeps one certificate per key
+	 * type and, the server's signature algorithms listing ECDSA and EdDSA
+	 * before RSA, presents the first one to every client that offers its
+	 * algorithm and this one to the rest.  Read from the same paths again
+	 * by tls_server_ctx_reload. */
+	const char *rsa_cert_file;
+	const char *rsa_key_file;
 	/* Ask the client for a certificate (verify none: any certificate, or
 	 * none, is accepted) and record its subject, for the log. */
 	bool request_client_cert;
@@ -151,6 +160,8 @@ void tls_server_config_defaults(struct tls_server_config *cfg);
 struct tls_settings {
 	char cert[PATH_MAX];
 	char key[PATH_MAX];
+	char rsa_cert[PATH_MAX]; /* the RSA fallback; "": none */
+	char rsa_key[PATH_MAX];
 	bool request_client_cert;
 	char client_ca[PATH_MAX]; /* CAs for client certificates; "": none */
 	unsigned ticket_lifetime; /* seconds; 0: no session tickets */
@@ -168,7 +179,8 @@ struct tls_server_ctx *tls_server_ctx_new(const struct tls_server_config *cfg, c
 					  size_t errlen);
 void tls_server_ctx_free(struct tls_server_ctx *ctx);
 
-/* Build a new SSL_CTX from cert_file and key_file and make it the one new
+/* Build a new SSL_CTX from cert_file and key_file (and the RSA fallback the
+ * context was created with, from its paths) and make it the one new
  * connections use.  On failure (-1, message in err) the old certificate stays
  * in force.  Existing connections are not touched either way. */
 int tls_server_ctx_reload(struct tls_server_ctx *ctx, const char *cert_file, const char *key_file,

@@ -7,23 +7,25 @@
  * ours).  It defines URCU_INLINE_SMALL_FUNCTIONS, which liburcu's README
  * allows for code under any licence: it inlines only rcu_dereference and the
  * pointer updates, functions of ten lines or less that are part of the ABI.
- * The read lock is empty in QSBR either way, and cds_lfht_lookup is a library
- * call either way; only rcu_quiescent_state stays an out-of-line call here,
- * once per burst.  bench/run-lookup.sh measures both builds: no difference
+ * The read lock is empty in QSBR either way, and the tables are this file's
+ * own; only rcu_quiescent_state stays an out-of-line call here, once per
+ * burst.  bench/run-lookup.sh measures both builds: no difference
  * above the noise (docs/benchmarks.md).
  *
- * Memory ordering: every node, snapshot and catalog is written completely
- * before liburcu publishes it (cds_lfht_add_replace and rcu_xchg_pointer
- * order all prior stores before the publishing one) and is never written
- * again; readers reach it only through rcu_dereference inside liburcu or
- * here.  So the only ordering questions are liburcu's, and no field is
- * accessed atomically except the writer's counters.
+ * Memory ordering: every node, table, snapshot and catalog is written
+ * completely before it is published (a release store of its pointer into a
+ * bucket slot or the state, or rcu_xchg_pointer) and is never written again;
+ * readers reach it only through an acquire load or rcu_dereference.  The
+ * bucket metadata words (tags, overflow flags) are relaxed atomics: they
+ * only filter, the key compare decides.  Other atomic fields: the writer's
+ * counters and a source's probe claims.
  */
 #define URCU_INLINE_SMALL_FUNCTIONS
 #include <urcu-qsbr.h>
-#include <urcu/rculfhash.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,11 +70,11 @@ static char gp_token;
 #endif
 
 /* ---- nodes ----
- * One layout for the three tables: the lfht link, then the key right after
- * it, so the match callback finds the key in the cache line the table walk
- * has already loaded; then the value at a 16-byte aligned offset; then a tail
- * that only the writer and the reclaim callback use.  Keys are byte strings
- * compared with memcmp:
+ * One layout for the three tables: a 16-octet header, the key right after
+ * it, so that the key compare reads the node's first cache line; then the
+ * value at a 16-byte aligned offset; then a tail that only the writer and
+ * the reclaim callback use.  Nodes come from the state's arena (below), 64
+ * octets aligned.  Keys are byte strings compared with memcmp:
  *   server: tenant id (4 octets, little-endian) + the FQDN in ASCII lower case;
  *   source: family (1 octet) + 4 or 16 address octets;
  *   tenant: tenant id (4 octets, little-endian). */
@@ -81,16 +83,19 @@ static char gp_token;
 #define SOURCE_KEY_MAX 17
 
 struct enode {
-	struct cds_lfht_node ln;
 	uint32_t keylen;
-	uint32_t voff; /* value, from the start of the node */
-	uint32_t toff; /* tail */
+	uint32_t voff;   /* value, from the start of the node */
+	uint32_t toff;   /* tail */
+	uint32_t aclass; /* arena size class; ARENA_BIG: from malloc */
 	uint8_t key[];
 };
+
+struct arena;
 
 struct enode_tail {
 	struct rcu_head rcu;
 	struct enode *node;
+	struct arena *arena;
 	uint64_t gen; /* sync generation of the put that made it; writer only */
 };
 
@@ -126,9 +131,19 @@ static inline const char *ent_fqdn(const struct source_val *v, const struct sour
 static void index_update(struct enfstate *st, const struct tes_server *old,
 			 const struct tes_server *new);
 
+/* The reply texts of a throttle and a block for every minutes value a
+ * stage can give (0..60), expanded once when the policy is published: a
+ * verdict then costs a copy, not a template expansion (about 1.2 us per
+ * refusal, docs/benchmarks.md).  decide is the policy with both templates
+ * empty, which tes_decide expands to "" at no cost; the copy follows. */
+#define REPLY_MINUTES_MAX 60
+
 struct policy_snap {
 	struct tes_policy pol;
+	struct tes_policy decide;
 	struct rcu_head rcu;
+	uint16_t len[2][REPLY_MINUTES_MAX + 1]; /* [0] throttle, [1] block */
+	char text[2][REPLY_MINUTES_MAX + 1][TES_REPLY_TEXT_MAX];
 };
 
 struct catalog_snap {
@@ -136,11 +151,194 @@ struct catalog_snap {
 	struct rcu_head rcu;
 };
 
+/* caa_container_of, through void * so that clang's -Wcast-align accepts it:
+ * every node and snapshot comes from malloc or the arena, so the alignment
+ * holds. */
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+static inline size_t align_up(size_t n, size_t a)
+{
+	return (n + a - 1) & ~(a - 1);
+}
+
+/* ---- memory on huge pages ----
+ * A lookup of a cold key costs its cache misses and the page walks in front
+ * of them; with 4 KiB pages a million nodes span 180 000 pages and nearly
+ * every lookup also misses the TLB.  Bucket arrays and nodes therefore live
+ * in 2 MiB-aligned mappings marked MADV_HUGEPAGE (transparent huge pages in
+ * "madvise" mode or above; without THP they are ordinary pages and nothing
+ * else changes). */
+#define HUGE_SZ ((size_t)2 << 20)
+
+/* len octets, zeroed, 2 MiB aligned; *maplen receives what to munmap and
+ * *mapbase where.  NULL on failure. */
+static void *huge_alloc(size_t len, void **mapbase, size_t *maplen)
+{
+	size_t want = align_up(len, HUGE_SZ) + HUGE_SZ;
+	uint8_t *p = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *a;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	a = (uint8_t *)align_up((uintptr_t)p, HUGE_SZ);
+#ifdef MADV_HUGEPAGE
+	(void)madvise(a, align_up(len, HUGE_SZ), MADV_HUGEPAGE);
+#endif
+	*mapbase = p;
+	*maplen = want;
+	return a;
+}
+
+/* The node arena: size classes of 64-octet granules up to 1 KiB carved from
+ * 2 MiB chunks, with a free list per class.  The writer allocates; liburcu's
+ * call_rcu thread frees (after the grace period), so the lists take a mutex;
+ * readers never touch the arena.  Larger nodes (tenants with many
+ * connectors) come from malloc.  Under AddressSanitizer and
+ * ThreadSanitizer every node comes from malloc, so that the sanitizers
+ * still see a node used after its free. */
+#define ARENA_GRAIN 64
+#define ARENA_CLASSES 16 /* 64 .. 1024 octets */
+#define ARENA_BIG UINT32_MAX
+
+#if defined(ENF_TSAN) || defined(__SANITIZE_ADDRESS__)
+#define ARENA_MALLOC_ONLY 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_MALLOC_ONLY 1
+#endif
+#endif
+
+struct arena_chunk {
+	struct arena_chunk *next;
+	void *base;
+	size_t len;
+};
+
+struct arena {
+	pthread_mutex_t mu;
+	void *free[ARENA_CLASSES];
+	uint8_t *cur, *end;
+	struct arena_chunk *chunks;
+};
+
+static void *arena_alloc(struct arena *ar, size_t size, uint32_t *cls)
+{
+	size_t c = (size + ARENA_GRAIN - 1) / ARENA_GRAIN - 1;
+	void *p;
+
+#ifdef ARENA_MALLOC_ONLY
+	c = ARENA_CLASSES;
+#endif
+	if (c >= ARENA_CLASSES) {
+		*cls = ARENA_BIG;
+		return aligned_alloc(ARENA_GRAIN, align_up(size, ARENA_GRAIN));
+	}
+	*cls = (uint32_t)c;
+	size = (c + 1) * ARENA_GRAIN;
+	pthread_mutex_lock(&ar->mu);
+	p = ar->free[c];
+	if (p != NULL) {
+		ar->free[c] = *(void **)p;
+	} else {
+		if (ar->cur == NULL || (size_t)(ar->end - ar->cur) < size) {
+			struct arena_chunk *ch = malloc(sizeof(*ch));
+			uint8_t *a = ch ? huge_alloc(HUGE_SZ, &ch->base, &ch->len) : NULL;
+
+			if (a == NULL) {
+				free(ch);
+				pthread_mutex_unlock(&ar->mu);
+				return NULL;
+			}
+			/* The tail of the old chunk is left unused: at most
+			 * 1 KiB in 2 MiB. */
+			ch->next = ar->chunks;
+			ar->chunks = ch;
+			ar->cur = a;
+			ar->end = a + HUGE_SZ;
+		}
+		p = ar->cur;
+		ar->cur += size;
+	}
+	pthread_mutex_unlock(&ar->mu);
+	return p;
+}
+
+static void arena_free(struct arena *ar, void *p, uint32_t cls)
+{
+	if (cls == ARENA_BIG) {
+		free(p);
+		return;
+	}
+	pthread_mutex_lock(&ar->mu);
+	*(void **)p = ar->free[cls];
+	ar->free[cls] = p;
+	pthread_mutex_unlock(&ar->mu);
+}
+
+/* Every node must have been freed or be unreachable. */
+static void arena_destroy(struct arena *ar)
+{
+	while (ar->chunks != NULL) {
+		struct arena_chunk *ch = ar->chunks;
+
+		ar->chunks = ch->next;
+		munmap(ch->base, ch->len);
+		free(ch);
+	}
+	pthread_mutex_destroy(&ar->mu);
+}
+
+/* ---- the tables ----
+ * Open addressing over buckets of one cache line each: 7 slots of node
+ * pointers plus a metadata word holding an 8-bit tag of each slot's hash
+ * and an overflow flag.  A lookup hashes the key, loads its home bucket
+ * (one line), compares the tags of all 7 slots at once and reads only the
+ * nodes whose tag matches (one in 256 false matches per occupied slot), so
+ * a hit costs the bucket line and the node's first line.  When a bucket is
+ * full an insertion goes on to the next one and sets the overflow flag of
+ * every full bucket it passed; a lookup goes on past a bucket only while
+ * its flag is set.  Tables are sized to at most 4 entries per bucket of 7
+ * (at the size hint, about 2), so nearly every lookup stays in its home
+ * bucket.
+ *
+ * Concurrency: one writer, readers under QSBR.  A slot changes only by a
+ * single pointer store: insert (tag first, then the pointer with release
+ * order), replace (the new node with release order; the old one retired
+ * after a grace period), delete (NULL).  A reader thus sees each slot
+ * either before or after a change, and the key compare, not the tag,
+ * decides a match, so a stale tag costs at most a skipped or an extra
+ * compare, never a wrong answer.  An entry never moves while a table is
+ * published: when it must grow (or too many overflow flags have built up
+ * from deletions), the writer builds a new table beside it, publishes it by
+ * pointer and retires the old one after a grace period.  Overflow flags are
+ * set before the insertion that needs them and never cleared in a
+ * published table. */
+#define DT_SLOTS 7
+#define DT_OVF ((uint64_t)1 << 56)
+
+struct dbucket {
+	uint64_t meta; /* byte i < 7: tag of slot i; bit 56: overflow */
+	struct enode *slot[DT_SLOTS];
+};
+
+struct dtab {
+	size_t mask; /* buckets - 1 */
+	size_t used;
+	size_t overflowed; /* buckets with the flag set */
+	struct dbucket *b;
+	void *mapbase;
+	size_t maplen; /* 0: b from aligned_alloc */
+	struct rcu_head rcu;
+};
+
+_Static_assert(sizeof(struct dbucket) == 64, "a bucket is one cache line");
+
 enum { T_SERVERS, T_SOURCES, T_TENANTS, T_COUNT };
 
 struct table {
-	struct cds_lfht *ht;
-	size_t count; /* written by the writer only, read relaxed by anyone */
+	struct dtab *tab; /* RCU */
+	size_t count;     /* written by the writer only, read relaxed by anyone */
+	size_t min_buckets;
 };
 
 struct enfstate {
@@ -155,16 +353,8 @@ struct enfstate {
 	 * tenants after each change), so the common case costs one load. */
 	bool any_capped;
 	uint64_t probes; /* claimed by readers (atomic; rare) */
+	struct arena arena;
 };
-
-/* caa_container_of, through void * so that clang's -Wcast-align accepts it:
- * every node and snapshot comes from malloc, so the alignment holds. */
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
-static inline size_t align_up(size_t n, size_t a)
-{
-	return (n + a - 1) & ~(a - 1);
-}
 
 static inline const void *node_val(const struct enode *n)
 {
@@ -176,24 +366,26 @@ static inline struct enode_tail *node_tail(struct enode *n)
 	return (struct enode_tail *)(void *)((uint8_t *)n + n->toff);
 }
 
-static struct enode *node_new(const uint8_t *key, size_t keylen, const void *val, size_t vsize,
-			      uint64_t gen)
+static struct enode *node_new(struct enfstate *st, const uint8_t *key, size_t keylen,
+			      const void *val, size_t vsize, uint64_t gen)
 {
 	size_t voff = align_up(offsetof(struct enode, key) + keylen, 16);
 	size_t toff = align_up(voff + vsize, alignof(struct enode_tail));
-	struct enode *n = malloc(toff + sizeof(struct enode_tail));
+	uint32_t cls;
+	struct enode *n = arena_alloc(&st->arena, toff + sizeof(struct enode_tail), &cls);
 	struct enode_tail *tail;
 
 	if (n == NULL)
 		return NULL;
-	cds_lfht_node_init(&n->ln);
 	n->keylen = (uint32_t)keylen;
 	n->voff = (uint32_t)voff;
 	n->toff = (uint32_t)toff;
+	n->aclass = cls;
 	memcpy(n->key, key, keylen);
 	memcpy((uint8_t *)n + voff, val, vsize);
 	tail = node_tail(n);
 	tail->node = n;
+	tail->arena = &st->arena;
 	tail->gen = gen;
 	return n;
 }
@@ -225,7 +417,7 @@ static void node_reclaim(struct rcu_head *head)
 	struct enode_tail *tail = container_of(head, struct enode_tail, rcu);
 
 	reclaim_begin(head);
-	free(tail->node);
+	arena_free(tail->arena, tail->node, tail->node->aclass);
 }
 
 static void policy_reclaim(struct rcu_head *head)
@@ -241,6 +433,21 @@ static void catalog_reclaim(struct rcu_head *head)
 	reclaim_begin(head);
 	catalog_free(snap->cat);
 	free(snap);
+}
+
+static void dtab_free(struct dtab *d)
+{
+	if (d->maplen)
+		munmap(d->mapbase, d->maplen);
+	else
+		free(d->b);
+	free(d);
+}
+
+static void dtab_reclaim(struct rcu_head *head)
+{
+	reclaim_begin(head);
+	dtab_free(container_of(head, struct dtab, rcu));
 }
 
 /* ---- keys ---- */
@@ -290,23 +497,171 @@ static size_t source_key(uint8_t kb[SOURCE_KEY_MAX], const struct tes_addr *a)
 	}
 }
 
-static inline unsigned long key_hash(const struct enfstate *st, const uint8_t *key, size_t len)
+static inline uint64_t key_hash(const struct enfstate *st, const uint8_t *key, size_t len)
 {
-	return (unsigned long)siphash13(&st->hkey, key, len);
+	return siphash13(&st->hkey, key, len);
 }
 
-struct lkey {
-	const uint8_t *p;
-	size_t len;
-};
-
-static int node_match(struct cds_lfht_node *ln, const void *arg)
+/* The bucket from the low bits, the tag from the top 8 (independent bits of
+ * one SipHash output). */
+static inline uint8_t hash_tag(uint64_t h)
 {
-	const struct enode *n = container_of(ln, struct enode, ln);
-	const struct lkey *k = arg;
+	return (uint8_t)(h >> 56);
+}
 
+static inline bool node_is(const struct enode *n, const uint8_t *key, size_t len)
+{
 	tsan_acquire(n);
-	return n->keylen == k->len && memcmp(n->key, k->p, k->len) == 0;
+	return n->keylen == len && memcmp(n->key, key, len) == 0;
+}
+
+/* Slots of bucket meta m whose tag is tag, one bit (bit 8*i+7) per slot
+ * i; may include false matches above a true one, which the key compare
+ * rejects. */
+static inline uint64_t tag_matches(uint64_t m, uint8_t tag)
+{
+	const uint64_t lo = 0x0001010101010101ULL, hi = 0x0080808080808080ULL;
+	uint64_t x = (m & 0x00ffffffffffffffULL) ^ (lo * tag);
+
+	return (x - lo) & ~x & hi;
+}
+
+static inline uint64_t meta_load(const struct dbucket *b)
+{
+	return __atomic_load_n(&b->meta, __ATOMIC_RELAXED);
+}
+
+/* Inside a read-side section (or the writer): the node of key, valid until
+ * the calling thread's next quiescent state; *pb and *pi (when not NULL)
+ * receive where it is, for the writer. */
+static const struct enode *dtab_find(const struct dtab *d, uint64_t h, const uint8_t *key,
+				     size_t len, struct dbucket **pb, unsigned *pi)
+{
+	size_t i = h & d->mask;
+	uint8_t tag = hash_tag(h);
+
+	for (size_t probes = 0; probes <= d->mask; probes++) {
+		struct dbucket *b = &d->b[i];
+		uint64_t m = meta_load(b);
+
+		for (uint64_t hits = tag_matches(m, tag); hits != 0; hits &= hits - 1) {
+			unsigned s = (unsigned)__builtin_ctzll(hits) / 8;
+			const struct enode *n = __atomic_load_n(&b->slot[s], __ATOMIC_ACQUIRE);
+
+			if (n != NULL && node_is(n, key, len)) {
+				if (pb != NULL) {
+					*pb = b;
+					*pi = s;
+				}
+				return n;
+			}
+		}
+		if (!(m & DT_OVF))
+			break;
+		i = (i + 1) & d->mask;
+	}
+	return NULL;
+}
+
+static struct dtab *dtab_new(size_t buckets)
+{
+	struct dtab *d = calloc(1, sizeof(*d));
+	size_t bytes = buckets * sizeof(struct dbucket);
+
+	if (d == NULL)
+		return NULL;
+	d->mask = buckets - 1;
+	if (bytes >= HUGE_SZ) {
+		d->b = huge_alloc(bytes, &d->mapbase, &d->maplen);
+	} else {
+		d->b = aligned_alloc(64, bytes);
+		if (d->b != NULL)
+			memset(d->b, 0, bytes);
+	}
+	if (d->b == NULL) {
+		free(d);
+		return NULL;
+	}
+	return d;
+}
+
+/* Writer: place n (whose key is not in d) in the first free slot from its
+ * home bucket on. */
+static void dtab_place(struct dtab *d, uint64_t h, struct enode *n)
+{
+	size_t i = h & d->mask;
+
+	for (;;) {
+		struct dbucket *b = &d->b[i];
+		uint64_t m = b->meta;
+
+		for (unsigned s = 0; s < DT_SLOTS; s++) {
+			if (b->slot[s] != NULL)
+				continue;
+			m &= ~((uint64_t)0xff << (8 * s));
+			m |= (uint64_t)hash_tag(h) << (8 * s);
+			__atomic_store_n(&b->meta, m, __ATOMIC_RELAXED);
+			__atomic_store_n(&b->slot[s], n, __ATOMIC_RELEASE);
+			d->used++;
+			return;
+		}
+		if (!(m & DT_OVF)) {
+			d->overflowed++;
+			__atomic_store_n(&b->meta, m | DT_OVF, __ATOMIC_RELAXED);
+		}
+		i = (i + 1) & d->mask;
+	}
+}
+
+static size_t pow2_at_least(size_t n)
+{
+	size_t p = 1;
+
+	while (p < n && p < ((size_t)1 << 40))
+		p <<= 1;
+	return p;
+}
+
+/* Writer: make room for one more entry.  A table holds at most 4 entries
+ * per bucket; past that, or when an eighth of the buckets carry overflow
+ * flags (left by deletions), the entries move to a fresh table of the
+ * right size, published whole.  -1 (ENOMEM) leaves the table as it was. */
+static int tbl_reserve(struct enfstate *st, int t)
+{
+	struct dtab *old = st->t[t].tab, *d;
+	size_t buckets = old->mask + 1;
+
+	if (old->used + 1 <= 4 * buckets && old->overflowed <= buckets / 8)
+		return 0;
+	/* Sized for 2 per bucket after the move. */
+	buckets = pow2_at_least((old->used + 1) / 2);
+	if (buckets < st->t[t].min_buckets)
+		buckets = st->t[t].min_buckets;
+	d = dtab_new(buckets);
+	if (d == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	for (size_t i = 0; i <= old->mask; i++) {
+		for (unsigned s = 0; s < DT_SLOTS; s++) {
+			struct enode *n = old->b[i].slot[s];
+
+			if (n != NULL)
+				dtab_place(d, key_hash(st, n->key, n->keylen), n);
+		}
+	}
+	tsan_release(d);
+	__atomic_store_n(&st->t[t].tab, d, __ATOMIC_RELEASE);
+	retire(&old->rcu, dtab_reclaim);
+	return 0;
+}
+
+static inline struct dtab *tab_in(struct enfstate *st, int t)
+{
+	struct dtab *d = __atomic_load_n(&st->t[t].tab, __ATOMIC_ACQUIRE);
+
+	tsan_acquire(d);
+	return d;
 }
 
 /* ---- tables ---- */
@@ -325,98 +680,127 @@ static inline void count_add(size_t *c, long d)
  * next quiescent state. */
 static const struct enode *tbl_lookup(struct enfstate *st, int t, const uint8_t *key, size_t len)
 {
-	struct lkey k = { key, len };
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *ln;
-
-	cds_lfht_lookup(st->t[t].ht, key_hash(st, key, len), node_match, &k, &it);
-	ln = cds_lfht_iter_get_node(&it);
-	return ln ? container_of(ln, struct enode, ln) : NULL;
+	return dtab_find(tab_in(st, t), key_hash(st, key, len), key, len, NULL, NULL);
 }
 
 static int tbl_put(struct enfstate *st, int t, const uint8_t *key, size_t len, const void *val,
 		   size_t vsize)
 {
-	struct lkey k = { key, len };
-	struct cds_lfht_node *old;
-	struct enode *n = node_new(key, len, val, vsize, st->sync_gen);
+	uint64_t h = key_hash(st, key, len);
+	struct enode *n, *old;
+	struct dbucket *b;
+	unsigned s;
 
+	n = node_new(st, key, len, val, vsize, st->sync_gen);
 	if (n == NULL) {
 		errno = ENOMEM;
 		return -1;
 	}
 	tsan_release(n);
-	rcu_read_lock();
-	old = cds_lfht_add_replace(st->t[t].ht, key_hash(st, key, len), node_match, &k, &n->ln);
-	rcu_read_unlock();
+	old = (struct enode *)dtab_find(st->t[t].tab, h, key, len, &b, &s);
 	if (old != NULL) {
-		retire(&node_tail(container_of(old, struct enode, ln))->rcu, node_reclaim);
+		__atomic_store_n(&b->slot[s], n, __ATOMIC_RELEASE);
+		retire(&node_tail(old)->rcu, node_reclaim);
 		return 1;
 	}
+	if (tbl_reserve(st, t) < 0) {
+		arena_free(&st->arena, n, n->aclass);
+		return -1;
+	}
+	dtab_place(st->t[t].tab, h, n);
 	count_add(&st->t[t].count, 1);
 	return 0;
 }
 
-static bool tbl_del(struct enfstate *st, int t, const uint8_t *key, size_t len)
+/* Writer: empty slot s of b, whose node n goes after a grace period. */
+static void tbl_unlink(struct enfstate *st, int t, struct dbucket *b, unsigned s, struct enode *n)
 {
-	struct lkey k = { key, len };
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *ln;
-	bool deleted = false;
-
-	rcu_read_lock();
-	cds_lfht_lookup(st->t[t].ht, key_hash(st, key, len), node_match, &k, &it);
-	ln = cds_lfht_iter_get_node(&it);
-	/* Only this thread deletes, so the node found is still there. */
-	if (ln != NULL && cds_lfht_del(st->t[t].ht, ln) == 0) {
-		retire(&node_tail(container_of(ln, struct enode, ln))->rcu, node_reclaim);
-		deleted = true;
-	}
-	rcu_read_unlock();
-	if (deleted)
-		count_add(&st->t[t].count, -1);
-	return deleted;
+	__atomic_store_n(&b->slot[s], NULL, __ATOMIC_RELAXED);
+	st->t[t].tab->used--;
+	retire(&node_tail(n)->rcu, node_reclaim);
+	count_add(&st->t[t].count, -1);
 }
 
+static bool tbl_del(struct enfstate *st, int t, const uint8_t *key, size_t len)
+{
+	struct dbucket *b;
+	unsigned s;
+	struct enode *n =
+		(struct enode *)dtab_find(st->t[t].tab, key_hash(st, key, len), key, len, &b, &s);
+
+	if (n == NULL)
+		return false;
+	tbl_unlink(st, t, b, s, n);
+	return true;
+}
+
+/* Iterate over the entries of table t as published now (a reader in its
+ * read-side section, or the writer, which may delete the entry it is at). */
+#define tbl_for_each(d, i, s, n)                                                                 \
+	for ((i) = 0; (i) <= (d)->mask; (i)++)                                                   \
+		for ((s) = 0; (s) < DT_SLOTS; (s)++)                                             \
+			if (((n) = __atomic_load_n(&(d)->b[(i)].slot[(s)], __ATOMIC_ACQUIRE)) != \
+				    NULL &&                                                      \
+			    (tsan_acquire(n), true))
+
 /* Delete every node whose generation is not gen (all of them when gen is
- * UINT64_MAX, which no put uses).  Deleting while iterating is allowed. */
+ * UINT64_MAX, which no put uses). */
 static size_t tbl_sweep(struct enfstate *st, int t, uint64_t gen)
 {
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *ln;
-	size_t n = 0;
+	struct dtab *d = st->t[t].tab;
+	struct enode *n;
+	size_t i, k = 0;
+	unsigned s;
 
-	rcu_read_lock();
-	cds_lfht_for_each (st->t[t].ht, &it, ln) {
-		struct enode_tail *tail = node_tail(container_of(ln, struct enode, ln));
-
-		if (tail->gen == gen)
+	tbl_for_each(d, i, s, n)
+	{
+		if (node_tail(n)->gen == gen)
 			continue;
-		if (cds_lfht_del(st->t[t].ht, ln) == 0) {
-			retire(&tail->rcu, node_reclaim);
-			n++;
+		tbl_unlink(st, t, &d->b[i], s, n);
+		k++;
+	}
+	return k;
+}
+
+/* ---- policy snapshots ---- */
+
+/* A snapshot of pol (the built-in default when NULL) with its reply texts
+ * expanded, not yet published; NULL (ENOMEM). */
+static struct policy_snap *policy_snap_new(const struct tes_policy *pol)
+{
+	struct policy_snap *snap = malloc(sizeof(*snap));
+
+	if (snap == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (pol != NULL)
+		snap->pol = *pol;
+	else
+		tes_policy_default(&snap->pol);
+	snap->decide = snap->pol;
+	snap->decide.throttle_text[0] = '\0';
+	snap->decide.block_text[0] = '\0';
+	for (unsigned k = 0; k < 2; k++) {
+		for (unsigned m = 0; m <= REPLY_MINUTES_MAX; m++) {
+			char *t = snap->text[k][m];
+
+			/* The same expansion tes_decide makes, truncation
+			 * included. */
+			(void)tes_reply_expand(k ? snap->pol.block_text : snap->pol.throttle_text,
+					       snap->pol.product, m, t, TES_REPLY_TEXT_MAX);
+			snap->len[k][m] = (uint16_t)strlen(t);
 		}
 	}
-	rcu_read_unlock();
-	count_add(&st->t[t].count, -(long)n);
-	return n;
+	return snap;
 }
 
 /* ---- lifetime ---- */
 
-static unsigned long pow2_at_least(size_t n)
-{
-	unsigned long p = 1;
-
-	while (p < n && p < (1UL << 30))
-		p <<= 1;
-	return p;
-}
-
 struct enfstate *enfstate_new(const struct tes_policy *pol, size_t size_hint)
 {
 	struct enfstate *st = calloc(1, sizeof(*st));
-	unsigned long sizes[T_COUNT];
+	size_t hint = size_hint ? size_hint : 1024;
 	int i;
 
 	if (st == NULL)
@@ -425,38 +809,28 @@ struct enfstate *enfstate_new(const struct tes_policy *pol, size_t size_hint)
 		free(st);
 		return NULL;
 	}
-	/* Servers and sources come in similar numbers; tenants are few. */
-	sizes[T_SERVERS] = pow2_at_least(size_hint ? size_hint : 1024);
-	sizes[T_SOURCES] = sizes[T_SERVERS];
-	sizes[T_TENANTS] = 64;
-	st->policy = calloc(1, sizeof(*st->policy));
+	pthread_mutex_init(&st->arena.mu, NULL);
+	/* Servers and sources come in similar numbers, about 2 per bucket at
+	 * the hint; tenants are few. */
+	st->t[T_SERVERS].min_buckets = pow2_at_least((hint + 1) / 2);
+	st->t[T_SOURCES].min_buckets = st->t[T_SERVERS].min_buckets;
+	st->t[T_TENANTS].min_buckets = 16;
+	st->policy = policy_snap_new(pol);
 	if (st->policy == NULL)
 		goto fail;
-	if (pol != NULL)
-		st->policy->pol = *pol;
-	else
-		tes_policy_default(&st->policy->pol);
 	st->policy_gen = 1;
-	/* Auto-resize with CDS_LFHT_ACCOUNTING, as liburcu intends for large
-	 * tables: without accounting the only trigger is an insertion walking
-	 * a chain of three, which at a million entries keeps firing at any
-	 * load and quadruples the bucket array again and again (measured: 3 GB
-	 * for 1 M servers and sources).  With it, a large table grows to one
-	 * node per bucket when it reaches eight per bucket, and shrinks when
-	 * it falls to an eighth; the hint is meant to keep expected sizes at
-	 * no more than one node per bucket from the start. */
 	for (i = 0; i < T_COUNT; i++) {
-		st->t[i].ht = cds_lfht_new(sizes[i], sizes[i], 0,
-					   CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
-		if (st->t[i].ht == NULL)
+		st->t[i].tab = dtab_new(st->t[i].min_buckets);
+		if (st->t[i].tab == NULL)
 			goto fail;
 	}
 	return st;
 fail:
 	for (i = 0; i < T_COUNT; i++)
-		if (st->t[i].ht != NULL)
-			cds_lfht_destroy(st->t[i].ht, NULL);
+		if (st->t[i].tab != NULL)
+			dtab_free(st->t[i].tab);
 	free(st->policy);
+	pthread_mutex_destroy(&st->arena.mu);
 	free(st);
 	errno = ENOMEM;
 	return NULL;
@@ -464,31 +838,24 @@ fail:
 
 void enfstate_free(struct enfstate *st)
 {
-	int was_online, i;
+	int i;
 
 	if (st == NULL)
 		return;
-	for (i = 0; i < T_COUNT; i++)
+	for (i = 0; i < T_COUNT; i++) {
 		tbl_sweep(st, i, UINT64_MAX);
-	/* cds_lfht_destroy waits for the table's pending resize, whose worker
-	 * waits for a grace period: were this thread online (inside a QSBR
-	 * read-side section), neither would ever finish. */
-	was_online = rcu_read_ongoing();
-	if (was_online)
-		rcu_thread_offline();
-	for (i = 0; i < T_COUNT; i++)
-		if (cds_lfht_destroy(st->t[i].ht, NULL) != 0)
-			fprintf(stderr, "enfstate: cds_lfht_destroy failed on an emptied table\n");
-	if (was_online)
-		rcu_thread_online();
+		retire(&st->t[i].tab->rcu, dtab_reclaim);
+	}
 	retire(&st->policy->rcu, policy_reclaim);
 	if (st->catalog != NULL)
 		retire(&st->catalog->rcu, catalog_reclaim);
-	free(st);
-	/* Every node and snapshot retired above is freed before this returns,
-	 * so the process can exit clean under LeakSanitizer.  rcu_barrier goes
+	/* Every node, table and snapshot retired above is freed before this
+	 * returns (the nodes into the arena, which goes after them), so the
+	 * process can exit clean under LeakSanitizer.  rcu_barrier goes
 	 * offline by itself while it waits. */
 	rcu_barrier();
+	arena_destroy(&st->arena);
+	free(st);
 }
 
 /* ---- threads ---- */
@@ -803,17 +1170,18 @@ bool enfstate_source_del(struct enfstate *st, const struct tes_addr *src)
 /* Writer: whether any tenant is at its cap now. */
 static void rescan_capped(struct enfstate *st)
 {
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *ln;
+	struct dtab *d = st->t[T_TENANTS].tab;
+	struct enode *n;
 	bool any = false;
+	size_t i;
+	unsigned s;
 
-	rcu_read_lock();
-	cds_lfht_for_each (st->t[T_TENANTS].ht, &it, ln) {
-		const struct tes_tenant *t = node_val(container_of(ln, struct enode, ln));
+	tbl_for_each(d, i, s, n)
+	{
+		const struct tes_tenant *t = node_val(n);
 
 		any = any || t->at_server_cap;
 	}
-	rcu_read_unlock();
 	__atomic_store_n(&st->any_capped, any, __ATOMIC_RELAXED);
 }
 
@@ -841,13 +1209,10 @@ bool enfstate_tenant_del(struct enfstate *st, uint32_t tenant_id)
 
 int enfstate_policy_set(struct enfstate *st, const struct tes_policy *pol)
 {
-	struct policy_snap *snap = malloc(sizeof(*snap)), *old;
+	struct policy_snap *snap = policy_snap_new(pol), *old;
 
-	if (snap == NULL) {
-		errno = ENOMEM;
+	if (snap == NULL)
 		return -1;
-	}
-	snap->pol = *pol;
 	tsan_release(snap);
 	old = rcu_xchg_pointer(&st->policy, snap);
 	retire(&old->rcu, policy_reclaim);
@@ -884,27 +1249,24 @@ void enfstate_sync_begin(struct enfstate *st)
  * its sources too. */
 static size_t sweep_servers(struct enfstate *st, uint64_t gen)
 {
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *ln;
-	size_t n = 0;
+	struct dtab *d = st->t[T_SERVERS].tab;
+	struct enode *node;
+	size_t i, n = 0;
+	unsigned s;
 
-	rcu_read_lock();
-	cds_lfht_for_each (st->t[T_SERVERS].ht, &it, ln) {
-		struct enode *node = container_of(ln, struct enode, ln);
-		struct enode_tail *tail = node_tail(node);
+	/* index_update changes only the sources table, so this one stays as
+	 * it is (no rebuild) while it is walked. */
+	tbl_for_each(d, i, s, node)
+	{
 		struct tes_server gone;
 
-		if (tail->gen == gen)
+		if (node_tail(node)->gen == gen)
 			continue;
 		gone = *(const struct tes_server *)node_val(node);
-		if (cds_lfht_del(st->t[T_SERVERS].ht, ln) == 0) {
-			retire(&tail->rcu, node_reclaim);
-			n++;
-			index_update(st, &gone, NULL);
-		}
+		tbl_unlink(st, T_SERVERS, &d->b[i], s, node);
+		n++;
+		index_update(st, &gone, NULL);
 	}
-	rcu_read_unlock();
-	count_add(&st->t[T_SERVERS].count, -(long)n);
 	return n;
 }
 
@@ -950,12 +1312,32 @@ static inline const struct source_val *source_in(struct enfstate *st, const stru
 	return n ? node_val(n) : NULL;
 }
 
-static inline const struct tes_policy *policy_in(struct enfstate *st)
+static inline const struct policy_snap *snap_in(struct enfstate *st)
 {
 	struct policy_snap *snap = rcu_dereference(st->policy);
 
 	tsan_acquire(snap);
-	return &snap->pol;
+	return snap;
+}
+
+static inline const struct tes_policy *policy_in(struct enfstate *st)
+{
+	return &snap_in(st)->pol;
+}
+
+/* The reply text of a refusal tes_decide made on snap->decide, which has
+ * empty templates: copied from those expanded with the snapshot. */
+static inline void reply_text(const struct policy_snap *snap, struct tes_verdict *v)
+{
+	unsigned k = v->action == TES_THROTTLE ? 0 : 1;
+
+	if (v->action == TES_ACCEPT)
+		return;
+	if (v->minutes <= REPLY_MINUTES_MAX)
+		memcpy(v->text, snap->text[k][v->minutes], snap->len[k][v->minutes] + 1u);
+	else
+		(void)tes_reply_expand(k ? snap->pol.block_text : snap->pol.throttle_text,
+				       snap->pol.product, v->minutes, v->text, sizeof(v->text));
 }
 
 bool enfstate_lookup_server(struct enfstate *st, uint32_t tenant_id, const char *fqdn,
@@ -1094,6 +1476,88 @@ out:
 	return drop;
 }
 
+/* ---- bursts ---- */
+
+struct burst_key {
+	uint64_t h;
+	size_t len;
+	uint8_t kb[SERVER_KEY_MAX];
+};
+
+/* Prefetch the home bucket of every key, then, once those are on their
+ * way, the first lines of the nodes whose tags match (vsize octets of value
+ * after the key), so the lookups that follow find them in cache. */
+static void burst_prefetch(struct enfstate *st, int t, struct burst_key *k, unsigned n,
+			   size_t vsize)
+{
+	const struct dtab *d = tab_in(st, t);
+
+	for (unsigned i = 0; i < n; i++)
+		__builtin_prefetch(&d->b[k[i].h & d->mask]);
+	for (unsigned i = 0; i < n; i++) {
+		const struct dbucket *b = &d->b[k[i].h & d->mask];
+		uint64_t hits = tag_matches(meta_load(b), hash_tag(k[i].h));
+
+		if (k[i].len == 0 || hits == 0)
+			continue;
+		{
+			const uint8_t *node = (const uint8_t *)__atomic_load_n(
+				&b->slot[__builtin_ctzll(hits) / 8], __ATOMIC_ACQUIRE);
+			size_t end = align_up(offsetof(struct enode, key) + k[i].len, 16) + vsize;
+
+			if (node == NULL)
+				continue;
+			for (size_t o = 0; o < end; o += 64)
+				__builtin_prefetch(node + o);
+		}
+	}
+}
+
+void enfstate_lookup_server_burst(struct enfstate *st, unsigned n, const uint32_t *tenant_id,
+				  const char *const *fqdn, struct tes_server *out, bool *found)
+{
+	struct burst_key k[ENFSTATE_BURST_MAX];
+
+	if (n > ENFSTATE_BURST_MAX)
+		n = ENFSTATE_BURST_MAX;
+	rcu_read_lock();
+	for (unsigned i = 0; i < n; i++) {
+		k[i].len = server_key(k[i].kb, tenant_id[i], fqdn[i]);
+		k[i].h = k[i].len ? key_hash(st, k[i].kb, k[i].len) : 0;
+	}
+	burst_prefetch(st, T_SERVERS, k, n, sizeof(struct tes_server));
+	for (unsigned i = 0; i < n; i++) {
+		const struct enode *node = k[i].len ? dtab_find(tab_in(st, T_SERVERS), k[i].h,
+								k[i].kb, k[i].len, NULL, NULL)
+						    : NULL;
+
+		found[i] = node != NULL;
+		if (node != NULL)
+			out[i] = *(const struct tes_server *)node_val(node);
+	}
+	rcu_read_unlock();
+}
+
+void enfstate_source_drop_burst(struct enfstate *st, unsigned n, const struct tes_addr *const *src,
+				int64_t now, bool *drop)
+{
+	struct burst_key k[ENFSTATE_BURST_MAX];
+
+	if (n > ENFSTATE_BURST_MAX)
+		n = ENFSTATE_BURST_MAX;
+	rcu_read_lock();
+	for (unsigned i = 0; i < n; i++) {
+		k[i].len = source_key(k[i].kb, src[i]);
+		k[i].h = k[i].len ? key_hash(st, k[i].kb, k[i].len) : 0;
+	}
+	/* The value's head: shared_until, the count and the first entries. */
+	burst_prefetch(st, T_SOURCES, k, n, sizeof(struct source_val) + sizeof(struct source_ent));
+	rcu_read_unlock();
+	/* Each decides in its own read-side section, as the single call. */
+	for (unsigned i = 0; i < n; i++)
+		drop[i] = enfstate_source_drop(st, src[i], now);
+}
+
 void enfstate_policy(struct enfstate *st, struct tes_policy *out)
 {
 	rcu_read_lock();
@@ -1139,9 +1603,13 @@ void enfstate_decide(struct enfstate *st, uint32_t tenant_id, const char *fqdn,
 		     const struct tes_addr *src, const struct tes_detection *d, int64_t now,
 		     bool via_connector, struct tes_verdict *out)
 {
+	const struct policy_snap *snap;
+
 	rcu_read_lock();
-	tes_decide(server_in(st, tenant_id, fqdn), tenant_in(st, tenant_id), policy_in(st), now,
+	snap = snap_in(st);
+	tes_decide(server_in(st, tenant_id, fqdn), tenant_in(st, tenant_id), &snap->decide, now,
 		   src, d, via_connector, out);
+	reply_text(snap, out);
 	rcu_read_unlock();
 }
 
@@ -1250,14 +1718,17 @@ void enfstate_stats(const struct enfstate *st, struct enfstate_stats *out)
 bool enfstate_tenant_for_source(struct enfstate *st, const struct tes_addr *src,
 				const char *cert_name, uint32_t *tenant_id)
 {
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *ln;
+	struct dtab *d;
+	struct enode *n;
 	bool found = false;
 	uint32_t best = 0;
+	size_t i;
+	unsigned s;
 
 	rcu_read_lock();
-	cds_lfht_for_each (st->t[T_TENANTS].ht, &it, ln) {
-		const struct enode *n = container_of(ln, struct enode, ln);
+	d = tab_in(st, T_TENANTS);
+	tbl_for_each(d, i, s, n)
+	{
 		const struct tes_tenant *t = node_val(n);
 		if ((!found || t->id < best) &&
 		    tes_tenant_match_connector(t, src, cert_name) >= 0) {

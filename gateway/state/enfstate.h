@@ -17,14 +17,15 @@
  * - the policy (struct tes_policy) and the build catalog (struct catalog *):
  *   immutable snapshots swapped whole by pointer.
  * Every entry is an immutable node: the writer publishes a changed entry as a
- * new node (cds_lfht_add_replace) and frees the old one only after a grace
+ * new node (one pointer store into its slot) and frees the old one only after a grace
  * period (call_rcu), so a reader sees either the old value or the new one,
  * never a mix.  One field is the exception: a source's per-server probe
  * claim, which readers take with a compare-and-swap on the node they found
  * and the writer carries over into the node that replaces it (a claim made
  * on the old node in that moment may be lost: the next probe comes early on
- * this gateway, never late).  The three tables are cds_lfht hash tables that resize
- * themselves; keys are hashed with SipHash-1-3 under a random 128-bit key
+ * this gateway, never late).  The three tables are open-addressed hash
+ * tables of one cache line per bucket on huge pages (enfstate.c, "the
+ * tables"), rebuilt beside the published one when they grow; keys are hashed with SipHash-1-3 under a random 128-bit key
  * drawn from getrandom() when the state is created, because senders choose
  * both their addresses and the names in their headers.
  *
@@ -59,8 +60,7 @@
  * calls the writer functions, enfstate_quiescent() after each batch of
  * updates and offline while it waits for tescontrol.  The writer functions
  * never wait for a grace period; retired nodes and snapshots are freed by
- * liburcu's call_rcu thread.  liburcu's helper threads (call_rcu, table
- * resize) are started lazily by the first thread that needs them and inherit
+ * liburcu's call_rcu thread.  liburcu's helper thread (call_rcu) is started lazily by the first thread that needs them and inherit
  * its CPU affinity: create the state and make the first updates from the
  * control thread after pinning it, and they stay off the workers' cores.
  *
@@ -69,7 +69,7 @@
  * Lifetime: enfstate_new() from any thread before the readers start;
  * enfstate_free() from a registered, online thread (normally the writer)
  * once no reader will look anything up in it again.  It blocks until
- * liburcu has finished any resize of its tables and run every pending free,
+ * liburcu has run every pending free,
  * those of other states included, so every other online thread must keep
  * passing quiescent states meanwhile; it goes offline itself while it waits.
  */
@@ -200,6 +200,19 @@ bool enfstate_lookup_server(struct enfstate *st, uint32_t tenant_id, const char 
 bool enfstate_lookup_source(struct enfstate *st, const struct tes_addr *src,
 			    struct enfstate_source *out);
 bool enfstate_lookup_tenant(struct enfstate *st, uint32_t tenant_id, struct tes_tenant *out);
+
+/* Bursts: the same lookups for n keys at once (n at most
+ * ENFSTATE_BURST_MAX: keys past it are not looked up, their outputs not
+ * written), for a poll loop that has several connections at the
+ * same step in one burst.  The keys are hashed and their buckets prefetched
+ * first, then their nodes, then each is looked up: the cache misses of the n
+ * lookups overlap instead of following one another.  found[i] / drop[i] as
+ * the single calls return them. */
+#define ENFSTATE_BURST_MAX 16
+void enfstate_lookup_server_burst(struct enfstate *st, unsigned n, const uint32_t *tenant_id,
+				  const char *const *fqdn, struct tes_server *out, bool *found);
+void enfstate_source_drop_burst(struct enfstate *st, unsigned n, const struct tes_addr *const *src,
+				int64_t now, bool *drop);
 
 /* The tenant one of whose connectors src (and the client certificate name,
  * or NULL) matches; false and *tenant_id 0 when none does.  The lowest

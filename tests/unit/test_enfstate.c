@@ -909,9 +909,10 @@ static void test_free_full(void **state)
 	enfstate_free(st);
 }
 
-/* Emptying a large table makes liburcu queue a shrink, whose worker waits
- * for a grace period; enfstate_free must let that period end (go offline)
- * while cds_lfht_destroy waits for the worker, or the two wait forever. */
+/* A large table half emptied, then freed: every node, the bucket arrays and
+ * the arena go, and enfstate_free, which waits for the pending frees (a
+ * grace period), must not wait on itself while online (once the hazard of
+ * liburcu's table shrink; kept for the frees it still waits for). */
 static void test_free_after_resize(void **state)
 {
 	enum { N = 65536 };

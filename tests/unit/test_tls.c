@@ -659,6 +659,98 @@ static void check_handshake(const char *cert, const char *key, const struct copt
 	assert_int_equal(ctr.failed[TLS_V_UNKNOWN] + ctr.failed[TLS_V_1_3], 0);
 }
 
+/* ---- two certificates: ECDSA first, RSA for the rest ---- */
+
+static struct tls_server_ctx *server_dual(const char *cert, const char *key, const char *rcert,
+					  const char *rkey, char *err, size_t errlen)
+{
+	struct tls_server_config cfg;
+
+	tls_server_config_defaults(&cfg);
+	cfg.cert_file = cert;
+	cfg.key_file = key;
+	cfg.rsa_cert_file = rcert;
+	cfg.rsa_key_file = rkey;
+	return tls_server_ctx_new(&cfg, err, errlen);
+}
+
+/* The key type of the certificate the server presented to a client made
+ * with o and, when not NULL, offering only the signature algorithms sigalgs. */
+static int presented_key(struct tls_server_ctx *srv, const struct copts *o, const char *sigalgs)
+{
+	struct tls_counters ctr = { 0 };
+	SSL_CTX *cctx = client_ctx(o);
+	struct pair *p;
+	int id;
+
+	if (sigalgs)
+		assert_int_equal(SSL_CTX_set1_sigalgs_list(cctx, sigalgs), 1);
+	p = pair_new(srv, cctx, &ctr);
+	assert_handshake(p);
+	id = EVP_PKEY_get_base_id(X509_get0_pubkey(SSL_get0_peer_certificate(p->c)));
+	pair_free(p);
+	SSL_CTX_free(cctx);
+	return id;
+}
+
+static void test_rsa_fallback(void **state)
+{
+	static const char rsa_only[] = "rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:RSA+SHA256";
+	static const struct copts tls12_rsa = { TLS1_2_VERSION,
+						TLS1_2_VERSION,
+						"ECDHE-RSA-AES128-GCM-SHA256",
+						NULL,
+						NULL,
+						NULL,
+						NULL };
+	struct tls_server_ctx *srv;
+	char err[512];
+
+	(void)state;
+	srv = server_dual(ec_cert, ec_key, rsa_cert, rsa_key, err, sizeof(err));
+	if (!srv)
+		fail_msg("tls_server_ctx_new: %s", err);
+	/* A client that takes ECDSA gets ECDSA, in either version ... */
+	assert_int_equal(presented_key(srv, &tls13_only, NULL), EVP_PKEY_EC);
+	assert_int_equal(presented_key(srv, &tls12_only, NULL), EVP_PKEY_EC);
+	/* ... and one that does not gets the RSA one instead of a failure. */
+	assert_int_equal(presented_key(srv, &tls13_only, rsa_only), EVP_PKEY_RSA);
+	assert_int_equal(presented_key(srv, &tls12_only, rsa_only), EVP_PKEY_RSA);
+	assert_int_equal(presented_key(srv, &tls12_rsa, NULL), EVP_PKEY_RSA);
+	/* A reload of the first certificate keeps the fallback. */
+	assert_int_equal(tls_server_ctx_reload(srv, ec2_cert, ec2_key, err, sizeof(err)), 0);
+	assert_int_equal(presented_key(srv, &tls13_only, rsa_only), EVP_PKEY_RSA);
+	assert_int_equal(presented_key(srv, &tls13_only, NULL), EVP_PKEY_EC);
+	tls_server_ctx_free(srv);
+
+	/* Without the fallback an RSA-only client fails, as before. */
+	srv = server(ec_cert, ec_key, false);
+	{
+		struct tls_counters ctr = { 0 };
+		SSL_CTX *cctx = client_ctx(&tls13_only);
+		struct pair *p;
+
+		assert_int_equal(SSL_CTX_set1_sigalgs_list(cctx, rsa_only), 1);
+		p = pair_new(srv, cctx, &ctr);
+		assert_false(handshake(p));
+		pair_free(p);
+		SSL_CTX_free(cctx);
+		assert_int_equal(ctr.fail_reason[TLS_FAIL_CIPHER], 1);
+	}
+	tls_server_ctx_free(srv);
+
+	/* Refused: an RSA first certificate (the fallback would replace it),
+	 * a fallback that is not RSA, a key that does not match, half a pair. */
+	assert_null(server_dual(rsa_cert, rsa_key, rsa_cert, rsa_key, err, sizeof(err)));
+	assert_non_null(strstr(err, "must be ECDSA or EdDSA"));
+	assert_null(server_dual(ec_cert, ec_key, ec2_cert, ec2_key, err, sizeof(err)));
+	assert_non_null(strstr(err, "does not have an RSA key"));
+	assert_null(server_dual(ec_cert, ec_key, rsa_cert, ec2_key, err, sizeof(err)));
+	assert_non_null(strstr(err, "does not match"));
+	assert_null(server_dual(ec_cert, ec_key, rsa_cert, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "needs a certificate and a key"));
+}
+
 static void test_tls13(void **state)
 {
 	(void)state;
@@ -885,6 +977,39 @@ static bool try_resume(struct tls_server_ctx *srv, SSL_CTX *cctx, struct tls_cou
 		*next = SSL_get1_session(p->c);
 	pair_free(p);
 	return resumed;
+}
+
+/* TLS 1.3: every resumption hands out a fresh ticket, so a client that uses
+ * each ticket once (as OpenSSL's does) resumes every time, not every other
+ * time. */
+static void test_tls13_ticket_renewed(void **state)
+{
+	struct tls_server_ctx *srv = server(ec_cert, ec_key, false);
+	struct tls_counters ctr = { 0 };
+	SSL_CTX *cctx = client_ctx(&tls13_only);
+	SSL_SESSION *sess = first_session(srv, cctx, &ctr);
+
+	(void)state;
+	for (int i = 0; i < 5; i++) {
+		SSL_SESSION *next = NULL;
+		const unsigned char *t0, *t1;
+		size_t l0, l1;
+
+		assert_true(try_resume(srv, cctx, &ctr, sess, &next));
+		assert_non_null(next);
+		SSL_SESSION_get0_ticket(sess, &t0, &l0);
+		SSL_SESSION_get0_ticket(next, &t1, &l1);
+		assert_true(l0 > 0 && l1 > 0);
+		if (l0 == l1 && memcmp(t0, t1, l0) == 0)
+			fail_msg("resumption %d: no new ticket", i + 1);
+		SSL_SESSION_free(sess);
+		sess = next;
+	}
+	assert_int_equal(ctr.full[TLS_V_1_3], 1);
+	assert_int_equal(ctr.resumed[TLS_V_1_3], 5);
+	SSL_SESSION_free(sess);
+	SSL_CTX_free(cctx);
+	tls_server_ctx_free(srv);
 }
 
 static void check_resumption(const struct copts *o, enum tls_version_slot slot)
@@ -2116,6 +2241,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_resumption),
 		cmocka_unit_test(test_ticket_clock),
 		cmocka_unit_test(test_reload),
+		cmocka_unit_test(test_rsa_fallback),
+		cmocka_unit_test(test_tls13_ticket_renewed),
 		cmocka_unit_test(test_reload_concurrent),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_close),
