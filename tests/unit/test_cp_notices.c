@@ -24,6 +24,7 @@
 #include "controlplane/notify/notices.h"
 #include "controlplane/store/sqlite.h"
 #include "cp_fakes.h"
+#include "cp_world.h"
 
 #define T0 1704067200 /* 2024-01-01T00:00:00Z */
 #define DAY 86400
@@ -52,12 +53,7 @@ static void test_signature(void **state)
 }
 
 struct fx {
-	char dir[64], path[96];
-	struct tes_store *store;
-	struct cp_clock clock;
-	struct cp_loop loop;
-	struct cp_state st;
-	struct cp_esc esc;
+	struct cp_world w;
 	struct cp_notices *nt;
 };
 
@@ -73,45 +69,22 @@ static const struct cp_notices_config ncfg = {
 
 static void open_all(struct fx *f)
 {
-	const char *src = getenv("TES_SRCDIR");
-	char b[4096], c[4096], err[512];
-
-	assert_non_null(src);
-	snprintf(b, sizeof(b), "%s/data/exchange-builds.csv", src);
-	snprintf(c, sizeof(c), "%s/data/compliance.conf", src);
-	f->store = store_sqlite_open(f->path, err, sizeof(err));
-	if (!f->store)
-		fail_msg("%s", err);
-	assert_int_equal(cp_loop_init(&f->loop), 0);
-	assert_int_equal(cp_state_init(&f->st, f->store, &f->clock), 0);
-	assert_int_equal(cp_state_load_documents(&f->st, b, c, ""), 0);
-	assert_int_equal(cp_state_load(&f->st), 0);
-	assert_int_equal(esc_init(&f->esc, &f->st, &f->clock, &f->loop), 0);
-	assert_int_equal(cp_state_subscribe(&f->st, esc_on_note, &f->esc), 0);
-	/* as tescontrol starts: what fell due is announced first */
-	esc_evaluate_all(&f->esc, "start-up");
-	assert_int_equal(cp_notices_init(&f->nt, &ncfg, &f->st, &f->loop), 0);
-	assert_int_equal(cp_state_subscribe(&f->st, cp_notices_on_note, f->nt), 0);
+	cp_world_open(&f->w);
+	assert_int_equal(cp_notices_init(&f->nt, &ncfg, &f->w.st, &f->w.loop), 0);
+	assert_int_equal(cp_state_subscribe(&f->w.st, cp_notices_on_note, f->nt), 0);
 }
 
 static void close_all(struct fx *f)
 {
 	cp_notices_stop(f->nt);
-	esc_fini(&f->esc);
-	cp_state_free(&f->st);
-	store_close(f->store);
-	cp_loop_fini(&f->loop);
+	cp_world_close(&f->w);
 }
 
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tes-notices-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/tc.db", f->dir);
-	f->clock.test = true;
-	f->clock.test_now = T0;
+	cp_world_init(&f->w, "tes-notices", T0);
 	open_all(f);
 	*state = f;
 	return 0;
@@ -120,11 +93,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
 
 	close_all(f);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
+	cp_world_remove(&f->w);
 	free(f);
 	return 0;
 }
@@ -135,10 +106,10 @@ static void sight(struct fx *f, uint32_t tenant, const char *fqdn, const char *b
 	enum tes_change ch;
 	char msg[256];
 
-	s.time = f->clock.test_now;
+	s.time = f->w.clock.test_now;
 	if (strcmp(build, "15.1.2507.35") != 0)
 		s.cls = TES_BUILD_COMPLIANT;
-	if (cp_state_apply_sighting(&f->st, &s, &ch, msg, sizeof(msg)))
+	if (cp_state_apply_sighting(&f->w.st, &s, &ch, msg, sizeof(msg)))
 		fail_msg("%s", msg);
 	cp_notices_after_round(f->nt);
 }
@@ -149,10 +120,10 @@ static void clock_to(struct fx *f, int64_t t)
 {
 	struct cp_note n = { .kind = CP_NOTE_CLOCK, .slot = CP_NO_SLOT };
 
-	f->clock.test_now = t;
+	f->w.clock.test_now = t;
 	n.now = t;
-	esc_run_due(&f->esc, "test clock");
-	cp_state_emit(&f->st, &n);
+	esc_run_due(&f->w.esc, "test clock");
+	cp_state_emit(&f->w.st, &n);
 	cp_notices_after_round(f->nt);
 }
 
@@ -204,7 +175,7 @@ static void test_days(void **state)
 {
 	struct fx *f = *state;
 
-	fake_tenant(&f->st, 1, "Bear");
+	fake_tenant(&f->w.st, 1, "Bear");
 	contacts(f, 1, 7);
 	sight(f, 1, "ex1.bear.local", "15.1.2507.35");
 	expect(f, "");
@@ -251,8 +222,8 @@ static void test_jump_and_since(void **state)
 {
 	struct fx *f = *state;
 
-	fake_tenant(&f->st, 1, "Bear");
-	fake_tenant(&f->st, 2, "Fox");
+	fake_tenant(&f->w.st, 1, "Bear");
+	fake_tenant(&f->w.st, 2, "Fox");
 	contacts(f, 1, 7);
 	sight(f, 1, "ex1.bear.local", "15.1.2507.35");
 	sight(f, 2, "mx.fox.local", "15.1.2507.35");
@@ -276,7 +247,7 @@ static void test_pause_moves_the_date(void **state)
 	struct tes_pause p;
 	char err[256];
 
-	fake_tenant(&f->st, 1, "Bear");
+	fake_tenant(&f->w.st, 1, "Bear");
 	contacts(f, 1, 7);
 	sight(f, 1, "ex1.bear.local", "15.1.2507.35");
 	clock_to(f, T0 + 23 * DAY);
@@ -288,7 +259,7 @@ static void test_pause_moves_the_date(void **state)
 	p.end = T0 + 33 * DAY;
 	p.year = 2024;
 	p.days_used = 10;
-	assert_int_equal(cp_state_set_pause(&f->st, 1, &p, "pause", NULL, err, sizeof(err)), 0);
+	assert_int_equal(cp_state_set_pause(&f->w.st, 1, &p, "pause", NULL, err, sizeof(err)), 0);
 	cp_notices_after_round(f->nt);
 	expect(f, "throttle ex1.bear.local 2024-01-31 2024-01-24\n");
 	clock_to(f, T0 + 33 * DAY);
@@ -311,7 +282,7 @@ static void test_contacts_checked(void **state)
 	char err[256];
 	json_t *j;
 
-	fake_tenant(&f->st, 1, "Bear");
+	fake_tenant(&f->w.st, 1, "Bear");
 	memset(&c, 0, sizeof(c));
 	c.tenant_id = 9;
 	set_err(f, &c, "no tenant 9");
@@ -348,7 +319,7 @@ static void test_contacts_checked(void **state)
 	assert_int_equal(json_integer_value(json_object_get(j, "since_unix")), T0);
 	json_decref(j);
 	/* a change keeps since */
-	f->clock.test_now = T0 + DAY;
+	f->w.clock.test_now = T0 + DAY;
 	c.days_before = 5;
 	assert_int_equal(cp_notices_set_contacts(f->nt, &c, err, sizeof(err)), 0);
 	assert_int_equal(cp_notices_contacts(f->nt, 1)->since, T0);
@@ -365,11 +336,11 @@ static void test_body(void **state)
 	char *body;
 	json_t *o;
 
-	fake_tenant(&f->st, 1, "Bear");
+	fake_tenant(&f->w.st, 1, "Bear");
 	sight(f, 1, "EX1.bear.local", "15.1.2507.35");
-	slot = cp_server_find(&f->st.tab, 1, "ex1.bear.local");
-	body = cp_notice_body(&f->st, "0123", STORE_NOTICE_THROTTLE, &f->st.tab.srv[slot].v.s,
-			      cp_tenant_find(&f->st.tab, 1), T0 + 30 * DAY, T0 + 23 * DAY, 7);
+	slot = cp_server_find(&f->w.st.tab, 1, "ex1.bear.local");
+	body = cp_notice_body(&f->w.st, "0123", STORE_NOTICE_THROTTLE, &f->w.st.tab.srv[slot].v.s,
+			      cp_tenant_find(&f->w.st.tab, 1), T0 + 30 * DAY, T0 + 23 * DAY, 7);
 	assert_non_null(body);
 	o = json_loads(body, 0, NULL);
 	assert_non_null(o);

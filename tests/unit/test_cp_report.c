@@ -24,6 +24,7 @@
 #include "controlplane/notify/report_html.h"
 #include "controlplane/store/sqlite.h"
 #include "cp_fakes.h"
+#include "cp_world.h"
 
 #define T0 1704067200 /* 2024-01-01T00:00:00Z */
 #define DAY 86400
@@ -217,12 +218,7 @@ static void test_render_one_tenant(void **state)
 /* ---- the report over a real store and state ---- */
 
 struct fx {
-	char dir[64], path[96];
-	struct tes_store *store;
-	struct cp_clock clock;
-	struct cp_loop loop;
-	struct cp_state st;
-	struct cp_esc esc;
+	struct cp_world w;
 	struct cp_report *r;
 };
 
@@ -236,45 +232,22 @@ static const struct cp_report_config rcfg = {
 
 static void open_all(struct fx *f)
 {
-	const char *src = getenv("TES_SRCDIR");
-	char b[4096], c[4096], err[512];
-
-	assert_non_null(src);
-	snprintf(b, sizeof(b), "%s/data/exchange-builds.csv", src);
-	snprintf(c, sizeof(c), "%s/data/compliance.conf", src);
-	f->store = store_sqlite_open(f->path, err, sizeof(err));
-	if (!f->store)
-		fail_msg("%s", err);
-	assert_int_equal(cp_loop_init(&f->loop), 0);
-	assert_int_equal(cp_state_init(&f->st, f->store, &f->clock), 0);
-	assert_int_equal(cp_state_load_documents(&f->st, b, c, ""), 0);
-	assert_int_equal(cp_state_load(&f->st), 0);
-	assert_int_equal(esc_init(&f->esc, &f->st, &f->clock, &f->loop), 0);
-	assert_int_equal(cp_state_subscribe(&f->st, esc_on_note, &f->esc), 0);
-	/* as tescontrol starts: what fell due is announced first */
-	esc_evaluate_all(&f->esc, "start-up");
-	assert_int_equal(cp_report_init(&f->r, &rcfg, &f->st, &f->loop), 0);
-	assert_int_equal(cp_state_subscribe(&f->st, cp_report_on_note, f->r), 0);
+	cp_world_open(&f->w);
+	assert_int_equal(cp_report_init(&f->r, &rcfg, &f->w.st, &f->w.loop), 0);
+	assert_int_equal(cp_state_subscribe(&f->w.st, cp_report_on_note, f->r), 0);
 }
 
 static void close_all(struct fx *f)
 {
 	cp_report_stop(f->r);
-	esc_fini(&f->esc);
-	cp_state_free(&f->st);
-	store_close(f->store);
-	cp_loop_fini(&f->loop);
+	cp_world_close(&f->w);
 }
 
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/tes-report-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/tc.db", f->dir);
-	f->clock.test = true;
-	f->clock.test_now = T0;
+	cp_world_init(&f->w, "tes-report", T0);
 	open_all(f);
 	*state = f;
 	return 0;
@@ -283,11 +256,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
 
 	close_all(f);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
+	cp_world_remove(&f->w);
 	free(f);
 	return 0;
 }
@@ -298,8 +269,8 @@ static void sight(struct fx *f, uint32_t tenant, const char *fqdn)
 	enum tes_change ch;
 	char msg[256];
 
-	s.time = f->clock.test_now;
-	if (cp_state_apply_sighting(&f->st, &s, &ch, msg, sizeof(msg)))
+	s.time = f->w.clock.test_now;
+	if (cp_state_apply_sighting(&f->w.st, &s, &ch, msg, sizeof(msg)))
 		fail_msg("%s", msg);
 }
 
@@ -310,8 +281,8 @@ static void test_tokens(void **state)
 	struct store_token t, t2, gone;
 	json_t *list;
 
-	fake_tenant(&f->st, 1, "Bear");
-	fake_tenant(&f->st, 2, "Fox");
+	fake_tenant(&f->w.st, 1, "Bear");
+	fake_tenant(&f->w.st, 2, "Fox");
 	assert_int_equal(cp_report_token_create(f->r, 9, tok, &t, err, sizeof(err)), -1);
 	assert_string_equal(err, "no tenant 9");
 	assert_int_equal(cp_report_token_create(f->r, 1, tok, &t, err, sizeof(err)), 0);
@@ -368,7 +339,7 @@ static void test_counts(void **state)
 	struct ctl_server_count c;
 	uint64_t th, re;
 
-	fake_tenant(&f->st, 1, "Bear");
+	fake_tenant(&f->w.st, 1, "Bear");
 	sight(f, 1, "EX1.bear.local");
 	memset(&c, 0, sizeof(c));
 	c.tenant_id = 1;
@@ -407,9 +378,9 @@ static void test_counts(void **state)
 	/* a server reset forgets its counts, in memory and in the store */
 	{
 		char err[256];
-		uint32_t slot = cp_server_find(&f->st.tab, 1, "ex1.bear.local");
+		uint32_t slot = cp_server_find(&f->w.st.tab, 1, "ex1.bear.local");
 
-		assert_int_equal(cp_state_reset_server(&f->st, slot, NULL, err, sizeof(err)), 0);
+		assert_int_equal(cp_state_reset_server(&f->w.st, slot, NULL, err, sizeof(err)), 0);
 	}
 	cp_report_counts(f->r, 1, "ex1.bear.local", &th, &re);
 	assert_int_equal(th + re, 0);
@@ -434,14 +405,14 @@ static void test_history(void **state)
 	struct fx *f = *state;
 	struct rpt_snapshot *s;
 
-	fake_tenant(&f->st, 1, "Bear");
-	fake_tenant(&f->st, 2, "Fox");
+	fake_tenant(&f->w.st, 1, "Bear");
+	fake_tenant(&f->w.st, 2, "Fox");
 	sight(f, 1, "ex1.bear.local");
 	sight(f, 1, "ex2.bear.local");
 	cp_report_after_round(f->r);
 	/* day 31: both at stage 2 (throttling from day 30) */
-	f->clock.test_now = T0 + 31 * DAY;
-	esc_evaluate_all(&f->esc, "test");
+	f->w.clock.test_now = T0 + 31 * DAY;
+	esc_evaluate_all(&f->w.esc, "test");
 	cp_report_after_round(f->r);
 	/* the same day again changes nothing: a sample holds until the next */
 	cp_report_after_round(f->r);
